@@ -1,0 +1,166 @@
+"""neural-tangents' ``stax`` and ``predict`` on current JAX, without TensorFlow.
+
+neural-tangents 0.6.5 (its last release) cannot be imported as it is:
+
+- its ``__init__`` imports ``neural_tangents.experimental``, which imports
+  TensorFlow and tf2jax; ntkdepth's lock drops both (see ``[tool.uv]`` in
+  ``pyproject.toml``), so that import fails;
+- its empirical-kernel module (``neural_tangents._src.empirical``, also used
+  by ``monte_carlo``) imports names that JAX has removed (``jax.core.Jaxpr``,
+  ``jax.util``, ``jax.interpreters.ad.zeros_like_p``, ...).
+
+Its analytic layers (``stax``) and predictors (``predict``) need neither. This
+module imports neural-tangents with placeholder modules standing in for those
+three submodules, so that ``stax`` and ``predict`` work and TensorFlow is never
+imported. Anything that reaches a placeholder raises
+:class:`NeuralTangentsFeatureUnavailable`, naming what to use instead.
+
+The import happens on first use (``nt_bridge.stax``, ``nt_bridge.predict``,
+``nt_bridge.neural_tangents`` or :func:`stax_mlp`), not when ntkdepth is
+imported. If neural-tangents was already imported in full (for example in an
+environment that has TensorFlow and an older JAX), that module is used as is.
+
+Usage::
+
+    from ntkdepth.kernels import nt_bridge
+    init_fn, apply_fn, kernel_fn = nt_bridge.stax.serial(nt_bridge.stax.Dense(1))
+    predict_fn = nt_bridge.predict.gradient_descent_mse(ntk_train, y_train)
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+__all__ = [
+    "NeuralTangentsFeatureUnavailable",
+    "load",
+    "stax_mlp",
+]
+
+# Placeholder submodules, and what to use in their place.
+_REPLACEMENTS = {
+    "neural_tangents.experimental": (
+        "it needs TensorFlow and tf2jax, which ntkdepth does not install",
+        "ntkdepth's JAX-native code (ntkdepth.kernels, ntkdepth.empirical)",
+    ),
+    "neural_tangents._src.empirical": (
+        "neural-tangents 0.6.5's empirical kernels use JAX internals that current JAX removed",
+        "ntkdepth.empirical.empirical_ntk / ntkdepth.empirical.empirical_ntk_fn",
+    ),
+    "neural_tangents._src.monte_carlo": (
+        "neural-tangents 0.6.5's Monte Carlo kernels are built on its empirical kernels, "
+        "which use JAX internals that current JAX removed",
+        "ntkdepth.empirical.monte_carlo_ntk",
+    ),
+}
+
+
+class NeuralTangentsFeatureUnavailable(NotImplementedError):
+    """A part of neural-tangents that cannot run on current JAX without TensorFlow."""
+
+
+class _Unavailable:
+    """Stands in for one name of a placeholder module; fails on any use."""
+
+    def __init__(self, module: str, name: str):
+        self._message = (
+            f"{module}.{name} is not available in ntkdepth's neural-tangents bridge: "
+            f"{_REPLACEMENTS[module][0]}. Use {_REPLACEMENTS[module][1]} instead."
+        )
+
+    def _fail(self, *args, **kwargs):
+        raise NeuralTangentsFeatureUnavailable(self._message)
+
+    __call__ = _fail
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._fail()
+
+    def __repr__(self) -> str:
+        return f"<unavailable: {self._message}>"
+
+
+def _placeholder(module_name: str) -> types.ModuleType:
+    module = types.ModuleType(module_name, f"ntkdepth placeholder for {module_name}")
+
+    def __getattr__(name: str):  # PEP 562: any name imported from the placeholder
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Unavailable(module_name, name)
+
+    module.__getattr__ = __getattr__
+    module.__ntkdepth_placeholder__ = True
+    return module
+
+
+def load() -> types.ModuleType:
+    """Imports neural-tangents (once) and returns the package."""
+    module = sys.modules.get("neural_tangents")
+    if module is not None and hasattr(module, "stax"):
+        return module
+    installed = []
+    for name in _REPLACEMENTS:
+        if name not in sys.modules:
+            sys.modules[name] = _placeholder(name)
+            installed.append(name)
+    try:
+        return importlib.import_module("neural_tangents")
+    except Exception:
+        for name in installed:
+            sys.modules.pop(name, None)
+        raise
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy attributes: importing this module costs nothing until one is used.
+    if name == "neural_tangents":
+        return load()
+    if name in ("stax", "predict"):
+        return getattr(load(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def stax_mlp(
+    depth: int,
+    width: int,
+    W_std: float = 2.0**0.5,
+    b_std: float = 0.0,
+    parameterization: str = "ntk",
+    out_dim: int = 1,
+):
+    """The paper's ReLU MLP as neural-tangents layers: ``(init_fn, apply_fn, kernel_fn)``.
+
+    ``depth`` weight layers (``depth - 1`` hidden ReLU layers of ``width``
+    units, then a linear readout of ``out_dim`` units), weights ``N(0, W_std^2)``
+    and biases ``N(0, b_std^2)`` in the given ``parameterization`` (``"ntk"``,
+    the paper's, or ``"standard"``). With ``b_std == 0`` the layers have no
+    bias parameters at all. ``kernel_fn`` is the infinite-width limit and
+    agrees with :func:`ntkdepth.kernels.relu_kernel_trace`.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an integer >= 1; got {width!r}")
+    if not W_std > 0:
+        raise ValueError(f"W_std must be > 0; got {W_std}")
+    if not b_std >= 0:
+        raise ValueError(f"b_std must be >= 0; got {b_std}")
+    if parameterization not in ("ntk", "standard"):
+        raise ValueError(
+            f"parameterization must be 'ntk' or 'standard'; got {parameterization!r}"
+        )
+    stax = load().stax
+    bias = None if b_std == 0 else b_std
+    hidden = []
+    for _ in range(depth - 1):
+        hidden += [
+            stax.Dense(width, W_std=W_std, b_std=bias, parameterization=parameterization),
+            stax.Relu(),
+        ]
+    readout = stax.Dense(out_dim, W_std=W_std, b_std=bias, parameterization=parameterization)
+    return stax.serial(*hidden, readout)

@@ -1,0 +1,98 @@
+"""Input checks shared by the kernel functions: clear errors before any JAX code runs.
+
+Checks on values (NaN, zero vectors, ranges) run only on concrete arrays; under
+``jax.jit`` or ``jax.grad`` the inputs are tracers and only shapes are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["check_inputs", "check_hyperparameters", "check_depth_and_layers", "check_finite"]
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_finite(x, name: str) -> None:
+    """Raises ``ValueError`` naming the first NaN or infinite entry of ``x``."""
+    if not _is_concrete(x):
+        return
+    a = np.asarray(x)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        kind = "NaN" if np.isnan(a[idx]) else "an infinite value"
+        raise ValueError(f"{name} contains {kind} at index {idx} ({int(bad.sum())} non-finite entries)")
+
+
+def _as_float_matrix(x, name: str) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a [n, n0] matrix of inputs; got shape {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {x.shape})")
+    return x
+
+
+def check_inputs(x1, x2, *, b_std) -> tuple[jax.Array, jax.Array]:
+    """Validates and returns ``(x1, x2)`` as floating ``[n, n0]`` arrays (``x2`` defaults to ``x1``)."""
+    x1 = _as_float_matrix(x1, "x1")
+    x2 = x1 if x2 is None else _as_float_matrix(x2, "x2")
+    if x1.shape[1] != x2.shape[1]:
+        raise ValueError(
+            f"feature dimensions differ: x1 has {x1.shape[1]} features, x2 has {x2.shape[1]}"
+        )
+    dtype = jnp.promote_types(x1.dtype, x2.dtype)
+    x1, x2 = x1.astype(dtype), x2.astype(dtype)
+    for x, name in ((x1, "x1"), (x2, "x2")):
+        check_finite(x, name)
+        if _is_concrete(x) and _is_concrete(b_std) and float(b_std) == 0.0:
+            norms = np.linalg.norm(np.asarray(x), axis=1)
+            zero = np.flatnonzero(norms == 0)
+            if zero.size:
+                raise ValueError(
+                    f"{name}[{zero[0]}] is the zero vector: with b_std == 0 its correlation "
+                    f"with any other input is undefined ({zero.size} zero rows in {name})"
+                )
+    return x1, x2
+
+
+def check_hyperparameters(W_std, b_std) -> None:
+    """``W_std > 0`` and ``b_std >= 0``, both finite."""
+    if _is_concrete(W_std):
+        w = float(np.asarray(W_std))
+        if not np.isfinite(w) or w <= 0:
+            raise ValueError(f"W_std must be a finite number > 0; got {w}")
+    if _is_concrete(b_std):
+        b = float(np.asarray(b_std))
+        if not np.isfinite(b) or b < 0:
+            raise ValueError(f"b_std must be a finite number >= 0; got {b}")
+
+
+def check_depth_and_layers(depth, layers: Sequence[int] | None) -> np.ndarray:
+    """Returns ``layers`` as an int array of distinct depths in ``1..depth``."""
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)):
+        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1; got {depth}")
+    if layers is None:
+        return np.arange(1, depth + 1)
+    arr = np.asarray(layers)
+    if arr.ndim == 0:
+        arr = arr[None]
+    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"layers must be a non-empty sequence of integers; got {layers!r}")
+    outside = arr[(arr < 1) | (arr > depth)]
+    if outside.size:
+        raise ValueError(f"layers must lie in 1..depth={depth}; got {outside.tolist()}")
+    if np.unique(arr).size != arr.size:
+        raise ValueError(f"layers must be distinct; got {arr.tolist()}")
+    return arr.astype(np.int64)
