@@ -1,0 +1,97 @@
+"""The ntkdepth command: listing, presets, validation, outputs, and resuming."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ntkdepth.cli import main
+from ntkdepth.config import ConfigError, from_mapping, parse_overrides
+from ntkdepth.experiments import discover
+
+
+def test_list_shows_fig4_with_its_presets(capsys):
+    assert main(["list"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("fig4"))
+    assert "[smoke, cpu, paper]" in line
+
+
+def test_every_preset_of_every_experiment_validates():
+    for exp in discover().values():
+        assert exp.presets == ["smoke", "cpu", "paper"], exp.name
+        for preset in exp.presets:
+            exp.config(preset)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "nope"], "unknown experiment 'nope'; experiments: ["),
+        (["run", "fig4", "--preset", "huge"], "no preset 'huge'; presets: ['smoke', 'cpu', 'paper']"),
+        (["run", "fig4", "--preset", "smoke", "--set", "dept=3"], "unknown key(s) ['dept']"),
+        (["run", "fig4", "--preset", "smoke", "--set", "depth=abc"], "depth: expected an integer"),
+        (["run", "fig4", "--preset", "smoke", "--set", "n=1"], "n: 1 is below the minimum 2"),
+        (["run", "fig4", "--preset", "smoke", "--set", "distribution='ball'"], "is not one of"),
+        (["run", "fig4", "--preset", "smoke", "--set", "depth"], "--set expects key=value"),
+    ],
+)
+def test_bad_requests_are_clear_errors(argv, message, capsys, tmp_path):
+    assert main(argv + ["--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_key_error_lists_the_known_keys():
+    schema = discover()["fig4"].module.Config
+    with pytest.raises(ConfigError, match=r"has: \[.*'depth'.*'n'"):
+        from_mapping(schema, {"widht": 3})
+
+
+def test_overrides_are_read_as_toml_values():
+    assert parse_overrides(["a=3", "b=[1, 2]", "c=abc", "d=true", "e=1e-3"]) == {
+        "a": 3, "b": [1, 2], "c": "abc", "d": True, "e": 1e-3,
+    }
+
+
+def _f(rho):
+    return (np.sqrt(1 - rho**2) + (np.pi - np.arccos(rho)) * rho) / np.pi
+
+
+def test_fig4_smoke_writes_its_outputs_with_the_right_numbers(tmp_path):
+    out = tmp_path / "fig4"
+    assert main(["run", "fig4", "--preset", "smoke", "--out", str(out)]) == 0
+    for name in ("config.json", "results.json", "depth_stats.csv", "pairs.csv", "fig4.png", "summary.md"):
+        assert (out / name).stat().st_size > 0, name
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "smoke" and config["config"]["depth"] == 50
+    with open(out / "pairs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    by_pair = {}
+    for r in rows:
+        by_pair.setdefault((r["group"], r["i"], r["j"]), {})[int(r["depth"])] = r
+    for trace in by_pair.values():
+        rho1 = float(trace[1]["rho"])
+        # Depth 2 in closed form (Definition 5 and Proposition 5 with L = 1).
+        assert math.isclose(float(trace[2]["rho"]), _f(rho1), rel_tol=1e-12, abs_tol=1e-14)
+        fprime = (np.pi - np.arccos(rho1)) / np.pi
+        assert math.isclose(float(trace[2]["sigmadot"]), fprime, rel_tol=1e-12)
+        assert math.isclose(float(trace[2]["thetabar"]), (fprime * rho1 + _f(rho1)) / 2, rel_tol=1e-12, abs_tol=1e-14)
+        # Lemma 1 and Theorem 2 directions at depth 50.
+        assert float(trace[50]["rho"]) > 0.98
+        assert abs(float(trace[50]["thetabar"]) - 0.25) < 0.1
+    results = json.loads((out / "results.json").read_text())
+    assert results["pairs_inside"] == 6 and results["pairs_with_x_star"] == 4
+    assert "Finding:" in (out / "summary.md").read_text()
+
+
+def test_a_rerun_reuses_finished_stages_and_a_new_config_does_not(tmp_path, capsys):
+    out = tmp_path / "fig4"
+    main(["run", "fig4", "--preset", "smoke", "--out", str(out)])
+    stage = out / "stages" / "trace.npz"
+    first = stage.stat().st_mtime_ns
+    main(["run", "fig4", "--preset", "smoke", "--out", str(out)])
+    assert stage.stat().st_mtime_ns == first
+    main(["run", "fig4", "--preset", "smoke", "--out", str(out), "--set", "depth=20"])
+    assert stage.stat().st_mtime_ns != first
+    assert np.load(stage)["rho"].shape[0] == 20
