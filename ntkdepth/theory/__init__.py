@@ -1,6 +1,21 @@
 """The paper's objects built on the kernels: normalized kernels, limits and rates,
 the gradient-flow predictor, separation of data, and the bounds of section 6."""
 
+from ntkdepth.theory.depth import (
+    DecayFit,
+    OnsetDepth,
+    OnsetLaw,
+    corollary1_profile,
+    decay_onset_depth,
+    fit_decay,
+    fit_onset_law,
+    lemma1_one_minus_rho,
+    limit_eigenvalues,
+    limit_matrix,
+    normalize_kernel,
+    predicted_log_law,
+    proposition5_step,
+)
 from ntkdepth.theory.goldilocks import (
     DepthScan,
     depth_scan,
@@ -11,6 +26,19 @@ from ntkdepth.theory.goldilocks import (
 from ntkdepth.theory.predictor import GradientFlowPredictor, SingularKernelError
 
 __all__ = [
+    "DecayFit",
+    "OnsetDepth",
+    "OnsetLaw",
+    "corollary1_profile",
+    "decay_onset_depth",
+    "fit_decay",
+    "fit_onset_law",
+    "lemma1_one_minus_rho",
+    "limit_eigenvalues",
+    "limit_matrix",
+    "normalize_kernel",
+    "predicted_log_law",
+    "proposition5_step",
     "DepthScan",
     "GradientFlowPredictor",
     "SingularKernelError",

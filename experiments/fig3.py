@@ -1,0 +1,244 @@
+"""Figure 3: the correlation map f of a ReLU layer and its iterates (paper, Definition 5, Lemma 1).
+
+On the sphere with W_std^2 = 2 and no bias, one ReLU layer maps the
+correlation of two inputs through
+
+    f(rho) = (sqrt(1 - rho^2) + (pi - arccos rho) rho) / pi,    f'(rho) = (pi - arccos rho) / pi.
+
+f is increasing, f(-1) = 0, f(1) = 1 and f(rho) > rho on [-1, 1), so its
+iterates rho_{l+1} = f(rho_l) climb to the unique fixed point 1 (Lemma 1),
+where f'(1) = 1: the approach is slow, 1 - rho_l ~ 9 pi^2 / (2 l^2). Four
+panels: f with the diagonal and a cobweb; f'; rho_l against l; and 1 - rho_l
+against l on log-log axes with Lemma 1's asymptote.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from ntkdepth.config import setting
+from ntkdepth.kernels import correlation_map, correlation_map_derivative, correlation_trace
+from ntkdepth.runs import RunDir
+from ntkdepth.theory.depth import LEMMA1_CONSTANT
+
+NAME = "fig3"
+DESCRIPTION = "the ReLU correlation map f, its fixed point 1 and its iterates rho_l = f^(l-1)(rho_1)"
+
+
+@dataclass(frozen=True)
+class Config:
+    starts: list[float] = setting(
+        [-1.0, -0.5, 0.0, 0.5, 0.9], help="starting correlations rho_1 of the iterates",
+        min=-1.0, max=1.0,
+    )
+    iterations: int = setting(50, help="layers l = 1..this shown for the iterates", min=2)
+    cobweb_starts: list[float] = setting(
+        [-1.0, -0.6], help="starting correlations drawn as cobwebs on f", min=-1.0, max=1.0
+    )
+    cobweb_steps: int = setting(8, help="steps of each cobweb", min=1, max=200)
+    grid_points: int = setting(2001, help="points of the grid on [-1, 1] for f and f'", min=11)
+    count_starts: list[float] = setting(
+        [-1.0, 0.0, 0.5], help="starting correlations for the iteration counts", min=-1.0, max=1.0
+    )
+    count_threshold: float = setting(
+        1e-2, help="count the iterations until 1 - rho < this", min=1e-12, max=1.0
+    )
+    count_max_depth: int = setting(
+        100_000, help="give up counting beyond this many layers", min=10, max=10_000_000
+    )
+
+    def check(self):
+        if not self.starts:
+            raise ValueError("starts: give at least one starting correlation")
+
+
+def _iterations_to(one_minus_rho: np.ndarray, threshold: float) -> np.ndarray:
+    """Per column, the number of applications of f until 1 - rho < threshold (-1 if never)."""
+    below = one_minus_rho < threshold
+    first = np.argmax(below, axis=0)
+    return np.where(below.any(axis=0), first, -1)  # row l - 1 holds f^(l-1)(rho_1)
+
+
+def run(config: Config, out: RunDir) -> dict:
+    def compute():
+        with jax.enable_x64(True):
+            grid = np.linspace(-1.0, 1.0, config.grid_points)
+            f = np.asarray(correlation_map(grid))
+            fp = np.asarray(correlation_map_derivative(grid))
+            it = correlation_trace(np.array(config.starts), depth=config.iterations)
+            cnt = correlation_trace(np.array(config.count_starts), depth=config.count_max_depth)
+            cob = correlation_trace(np.array(config.cobweb_starts), depth=config.cobweb_steps + 1)
+            return {
+                "grid": grid, "f": f, "fprime": fp,
+                "iter_rho": it.rho, "iter_omr": it.one_minus_rho,
+                "count_omr": cnt.one_minus_rho, "cobweb": cob.rho,
+                "ends": np.asarray(correlation_map(np.array([-1.0, 1.0]))),
+                "ends_prime": np.asarray(correlation_map_derivative(np.array([-1.0, 1.0]))),
+            }
+
+    a = out.stage("map", compute)
+    grid, f, fp = a["grid"], a["f"], a["fprime"]
+    inner = grid < 1.0
+    gap = f - grid  # f(rho) - rho
+    diffs = np.diff(f)
+    counts = _iterations_to(a["count_omr"], config.count_threshold)
+    layers = np.arange(1, config.iterations + 1)
+
+    checks = {
+        "f(-1)": float(a["ends"][0]), "f(1)": float(a["ends"][1]),
+        "f'(-1)": float(a["ends_prime"][0]), "f'(1)": float(a["ends_prime"][1]),
+        "min of f(rho_(i+1)) - f(rho_i) on the grid": float(diffs.min()),
+        "f increasing on the grid": bool(np.all(diffs > 0)),
+        "min of f(rho) - rho on [-1, 1) (grid)": float(gap[inner].min()),
+        "f(rho) > rho on [-1, 1) (grid)": bool(np.all(gap[inner] > 0)),
+        "max of f'(rho) on [-1, 1) (grid)": float(fp[inner].max()),
+        "argmin of f(rho) - rho on [-1, 1) (grid)": float(grid[inner][np.argmin(gap[inner])]),
+        "fixed points on the grid": [float(x) for x in grid[np.abs(gap) <= 1e-15]],
+    }
+    count_table = [
+        {"rho1": float(r), "iterations": int(c), "threshold": config.count_threshold,
+         "lemma1_estimate": math.sqrt(LEMMA1_CONSTANT / config.count_threshold) - 1}
+        for r, c in zip(config.count_starts, counts)
+    ]
+    out.write_csv("map.csv", ["rho", "f", "fprime", "f_minus_rho"],
+                  zip(grid, f, fp, gap))
+    out.write_csv(
+        "iterates.csv", ["rho1", "layer", "rho", "one_minus_rho", "lemma1_one_minus_rho"],
+        [[float(r), int(ell), a["iter_rho"][k, j], a["iter_omr"][k, j], LEMMA1_CONSTANT / ell**2]
+         for j, r in enumerate(config.starts) for k, ell in enumerate(layers)],
+    )
+    last = {
+        "layer": config.iterations,
+        "one_minus_rho": {f"{r:g}": a["iter_omr"][-1, j] for j, r in enumerate(config.starts)},
+        "L2_one_minus_rho_over_9pi2_2": {
+            f"{r:g}": config.iterations**2 * a["iter_omr"][-1, j] / LEMMA1_CONSTANT
+            for j, r in enumerate(config.starts)
+        },
+    }
+    out.write_json("results.json", {"checks": checks, "iterations_to_threshold": count_table,
+                                    "at_last_layer": last})
+    _plot(out, config, a, layers)
+    out.write_summary(_summary(config, checks, count_table, last))
+    return {
+        "f(-1), f(1), f'(1)": ", ".join(f"{checks[k]:.3g}" for k in ("f(-1)", "f(1)", "f'(1)")),
+        f"iterations to 1 - rho < {config.count_threshold:g}":
+            ", ".join(f"{c['iterations']} from {c['rho1']:g}" for c in count_table),
+        "figure": str(out.file("fig3.png")),
+    }
+
+
+def _plot(out, config, a, layers):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid, f, fp = a["grid"], a["f"], a["fprime"]
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
+    ax1, ax2, ax3, ax4 = axes
+
+    ax1.plot(grid, f, color="tab:blue", lw=1.8, label=r"$f(\rho)$")
+    ax1.plot(grid, grid, color="k", lw=0.8, ls="--", label=r"diagonal $f(\rho) = \rho$")
+    cob_colors = ["tab:red", "tab:purple", "tab:orange", "tab:brown"]
+    for j, r1 in enumerate(config.cobweb_starts):
+        r = a["cobweb"][:, j]
+        # Start on the diagonal at (rho_1, rho_1), go up to f, across to the diagonal, ...
+        xs, ys = [r[0]], [r[0]]
+        for k in range(len(r) - 1):
+            xs += [r[k], r[k + 1]]
+            ys += [r[k + 1], r[k + 1]]
+        ax1.plot(xs, ys, color=cob_colors[j % len(cob_colors)], lw=1.1,
+                 ls="-" if j % 2 == 0 else (0, (3, 2)),
+                 label=rf"cobweb from $\rho_1 = {r1:g}$ ({config.cobweb_steps} steps)")
+    ax1.plot([1], [1], "o", color="k", ms=6, label=r"fixed point $f(1) = 1$")
+    ax1.plot([-1], [0], "s", color="tab:green", ms=6, label=r"$f(-1) = 0$")
+    ax1.set_xlim(-1.05, 1.05)
+    ax1.set_ylim(-1.05, 1.05)
+    ax1.set_aspect("equal")
+    ax1.set_xlabel(r"$\rho$")
+    ax1.set_ylabel(r"$f(\rho)$")
+    ax1.set_title(r"correlation map $f$ (Definition 5)")
+    ax1.legend(fontsize=7, loc="lower right")
+    ax1.grid(alpha=0.3)
+
+    ax2.plot(grid, fp, color="tab:blue", lw=1.8, label=r"$f'(\rho) = (\pi - \arccos\rho)/\pi$")
+    ax2.axhline(1.0, color="k", lw=0.8, ls=":", label=r"$f'(1) = 1$")
+    ax2.plot([1], [1], "o", color="k", ms=6)
+    ax2.set_xlabel(r"$\rho$")
+    ax2.set_ylabel(r"$f'(\rho) = \dot\Sigma^{\ell+1}$")
+    ax2.set_title(r"derivative $f'$")
+    ax2.legend(fontsize=8, loc="upper left")
+    ax2.grid(alpha=0.3)
+
+    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(config.starts)))
+    for j, r1 in enumerate(config.starts):
+        ax3.plot(layers, a["iter_rho"][:, j], "o-", ms=2.5, lw=1, color=colors[j],
+                 label=rf"$\rho_1 = {r1:g}$")
+        ax4.loglog(layers, a["iter_omr"][:, j], "o-", ms=2.5, lw=1, color=colors[j],
+                   label=rf"$\rho_1 = {r1:g}$")
+    ax3.axhline(1.0, color="k", lw=1, ls=":", label="fixed point 1")
+    ax3.set_xlabel(r"layer $\ell$")
+    ax3.set_ylabel(r"$\rho_\ell = f^{\circ(\ell-1)}(\rho_1)$")
+    ax3.set_title(r"iterates $\rho_{\ell+1} = f(\rho_\ell)$")
+    ax3.legend(fontsize=8, loc="lower right")
+    ax3.grid(alpha=0.3)
+
+    ax4.loglog(layers, LEMMA1_CONSTANT / layers**2.0, color="k", lw=1, ls="--",
+               label=r"Lemma 1: $9\pi^2 / (2\ell^2)$")
+    ax4.axhline(config.count_threshold, color="tab:red", lw=0.8, ls=":",
+                label=rf"$1 - \rho = {config.count_threshold:g}$")
+    ax4.set_xlabel(r"layer $\ell$")
+    ax4.set_ylabel(r"$1 - \rho_\ell$")
+    ax4.set_title(r"distance to the fixed point")
+    ax4.legend(fontsize=8, loc="upper right")
+    ax4.grid(alpha=0.3, which="both")
+    fig.suptitle(r"Figure 3: the ReLU correlation map on the sphere ($\sigma_w^2 = 2$, no bias)")
+    fig.tight_layout()
+    out.save_figure(fig, "fig3.png")
+    plt.close(fig)
+
+
+def _summary(config, checks, count_table, last) -> str:
+    counts = "; ".join(
+        f"{c['iterations']} from rho = {c['rho1']:g}" if c["iterations"] >= 0
+        else f"not within {config.count_max_depth} layers from rho = {c['rho1']:g}"
+        for c in count_table
+    )
+    l2 = last["L2_one_minus_rho_over_9pi2_2"]
+    fp_max = checks["max of f'(rho) on [-1, 1) (grid)"]
+    fp_one = checks["f'(1)"]
+    lines = [
+        "# Figure 3: the correlation map f and its iterates",
+        "",
+        f"Grid of {config.grid_points} points on [-1, 1]; iterates from "
+        f"{', '.join(f'{r:g}' for r in config.starts)} for l = 1..{config.iterations}.",
+        "",
+        "| check | value |",
+        "|---|---|",
+    ]
+    for key, value in checks.items():
+        lines.append(f"| {key} | {value if not isinstance(value, float) else format(value, '.6g')} |")
+    lines += [
+        "",
+        "## Finding",
+        "",
+        f"f is increasing (smallest step on the grid {checks['min of f(rho_(i+1)) - f(rho_i) on the grid']:.2e} > 0), "
+        f"f(-1) = {checks['f(-1)']:.3g} and f(rho) > rho on [-1, 1) (smallest gap on the grid "
+        f"{checks['min of f(rho) - rho on [-1, 1) (grid)']:.2e}, at rho = "
+        f"{checks['argmin of f(rho) - rho on [-1, 1) (grid)']:.6g}); since "
+        f"f'(rho) < 1 there (largest {fp_max:.6f}), "
+        f"f(rho) - rho decreases to its only zero, the fixed point 1, where f'(1) = "
+        f"{fp_one:.3g}: the iterates climb to 1 but ever more slowly. "
+        f"Iterations to reach 1 - rho < {config.count_threshold:g}: {counts} "
+        f"(Lemma 1's 9 pi^2 / (2 l^2) alone predicts about "
+        f"{count_table[0]['lemma1_estimate']:.0f}). At l = {last['layer']}, l^2 (1 - rho_l) is "
+        f"{min(l2.values()):.3f}..{max(l2.values()):.3f} times 9 pi^2 / 2.",
+        "",
+        "Files: fig3.png; map.csv (f, f' and f - rho on the grid); iterates.csv (rho_l for every "
+        "start and layer); results.json.",
+    ]
+    return "\n".join(lines)
