@@ -25,8 +25,13 @@ from ntkdepth.config import setting
 from ntkdepth.data import sample_sphere
 from ntkdepth.grids import log_grid
 from ntkdepth.runs import RunDir
-from ntkdepth.theory import decay_onset_depth, depth_scan, goldilocks_range, near_points
-from ntkdepth.theory.separation_bounds import min_pairwise_angle
+from ntkdepth.theory import (
+    decay_onset_depth,
+    depth_scan,
+    goldilocks_range,
+    min_pairwise_angle,
+    near_points,
+)
 
 NAME = "fig8"
 DESCRIPTION = "Theorem 3's depth bound and the Goldilocks range of depths against dataset size"

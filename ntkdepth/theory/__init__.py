@@ -24,6 +24,20 @@ from ntkdepth.theory.goldilocks import (
     stopping_time,
 )
 from ntkdepth.theory.predictor import GradientFlowPredictor, SingularKernelError
+from ntkdepth.theory.separation_bounds import (
+    MonteCarloSeparation,
+    UnionBound,
+    angle_cdf,
+    angle_density,
+    angle_quantile,
+    closest_pair,
+    max_abs_cosine,
+    min_pairwise_angle,
+    monte_carlo_close_pair,
+    pair_angles,
+    union_bound_close_pair,
+    union_bound_near_colinear,
+)
 
 __all__ = [
     "DecayFit",
@@ -46,4 +60,16 @@ __all__ = [
     "goldilocks_range",
     "near_points",
     "stopping_time",
+    "MonteCarloSeparation",
+    "UnionBound",
+    "angle_cdf",
+    "angle_density",
+    "angle_quantile",
+    "closest_pair",
+    "max_abs_cosine",
+    "min_pairwise_angle",
+    "monte_carlo_close_pair",
+    "pair_angles",
+    "union_bound_close_pair",
+    "union_bound_near_colinear",
 ]
