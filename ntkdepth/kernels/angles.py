@@ -25,6 +25,8 @@ carries a custom JVP that returns the finite one-sided value there, so that
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -33,28 +35,30 @@ __all__ = [
     "angle_from_correlation",
     "one_minus_arccos_kernel",
     "t_minus_sin_t",
+    "t_minus_sin_t_series",
 ]
 
 _SERIES_CUTOFF = 0.5
 
 
-def t_minus_sin_t(t: jax.Array) -> jax.Array:
-    """``t - sin(t)`` without cancellation for small ``t`` (elementwise).
-
-    Below 0.5 a Taylor series through ``t^17`` is used (truncation error
-    below 1e-18 relative); above it the direct difference is already accurate.
-    """
-    t_small = jnp.where(t < _SERIES_CUTOFF, t, 0.0)
-    t2 = t_small * t_small
+def t_minus_sin_t_series(t: jax.Array) -> jax.Array:
+    """``t - sin(t)`` by its Taylor series through ``t^17``: relative error below 1e-18 for ``t <= 0.5``."""
+    t2 = t * t
     # t^3/3! - t^5/5! + ... evaluated by Horner's rule from the innermost term.
     series = 1.0 / 355687428096000.0  # 1/17!
     for k in (15, 13, 11, 9, 7, 5, 3):
-        inv_fact = 1.0
-        for j in range(2, k + 1):
-            inv_fact /= j
-        series = inv_fact - t2 * series
-    series = series * t2 * t_small
-    return jnp.where(t < _SERIES_CUTOFF, series, t - jnp.sin(t))
+        series = 1.0 / math.factorial(k) - t2 * series
+    return series * t2 * t
+
+
+def t_minus_sin_t(t: jax.Array) -> jax.Array:
+    """``t - sin(t)`` without cancellation for small ``t`` (elementwise).
+
+    Below 0.5 the Taylor series (:func:`t_minus_sin_t_series`); above it the
+    direct difference is already accurate.
+    """
+    small = t < _SERIES_CUTOFF
+    return jnp.where(small, t_minus_sin_t_series(jnp.where(small, t, 0.0)), t - jnp.sin(t))
 
 
 @jax.custom_jvp

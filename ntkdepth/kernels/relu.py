@@ -57,6 +57,7 @@ from ntkdepth.kernels.angles import (
     angle_from_correlation,
     angle_from_omr,
     one_minus_arccos_kernel,
+    t_minus_sin_t_series,
 )
 from ntkdepth.kernels.validation import (
     check_depth_and_layers,
@@ -159,25 +160,69 @@ def _slots(layers: np.ndarray, depth: int) -> np.ndarray:
     return slot
 
 
-def _write(buffers: dict, values: dict, s) -> dict:
-    return {k: jax.lax.dynamic_update_index_in_dim(buf, values[k], s, 0) for k, buf in buffers.items()}
+def _write(buffers: dict, values_fn, s, n_out: int) -> dict:
+    """Stores ``values_fn()`` at slot ``s``; computes and writes nothing for unrequested layers."""
+
+    def store(bufs):
+        values = values_fn()
+        return {k: jax.lax.dynamic_update_index_in_dim(b, values[k], s, 0) for k, b in bufs.items()}
+
+    return jax.lax.cond(s < n_out, store, lambda bufs: bufs, buffers)
 
 
-@partial(jax.jit, static_argnames=("n_out", "get"))
-def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get):
+# Below the angle 0.5 (1 - cos t < _OMR_CUT) t - sin t comes from its Taylor series.
+_OMR_CUT = 1.0 - math.cos(0.5)
+
+
+def _one_minus_j(t, omr, sin_t):
+    """``1 - J(t)`` from the angle, ``1 - cos t`` and ``sin t`` (no transcendental calls).
+
+    ``1 - J = ((pi - t)(1 - cos t) + (t - sin t)) / pi``; ``t - sin t`` comes from
+    its series where ``t < 0.5`` and from ``sin_t`` elsewhere.
+    """
+    small = omr < _OMR_CUT
+    tms = jnp.where(small, t_minus_sin_t_series(jnp.where(small, t, 0.0)), t - sin_t)
+    return ((jnp.pi - t) * omr + tms) / jnp.pi
+
+
+def _sin_from_omr(omr):
+    """``sin t = sqrt(omr (2 - omr))`` where ``t >= 0.5``; a placeholder below, where it is unused.
+
+    Only for ``omr <= 1`` (``t <= pi/2``), which holds from layer 2 on (ReLU
+    correlations are >= 0). The placeholder keeps the square root's
+    derivative finite at ``omr = 0``.
+    """
+    safe = jnp.where(omr < _OMR_CUT, 1.0, omr)
+    return jnp.sqrt(safe * (2.0 - safe))
+
+
+@partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer"))
+def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer):
     """Runs layers 1..depth (``depth = len(slot)``), keeping ``n_out`` of them.
 
     All state is rescaled by ``S_l = c^(l-1)`` (see the module docstring):
     ``q`` and ``T`` are the rescaled diagonals of ``Sigma`` and ``Theta``.
+    ``bias=False`` (``b_std`` known to be 0) takes a shorter path: the rescaled
+    diagonals are then constant and ``Q = sqrt(A A')``. With ``every_layer``
+    (layers 1..depth in order) the scan stacks its outputs directly; otherwise
+    it writes the requested layers into buffers and skips the others.
+
+    From layer 2 on, correlations are >= 0 and the angle and its sine follow
+    accurately from ``1 - rho`` alone, so the scan carries only ``1 - rho``;
+    layer 1 (any correlation in [-1, 1]) is stepped outside it.
     """
     dtype = x1.dtype
     w2 = jnp.asarray(W_std, dtype) ** 2
-    b2 = jnp.asarray(b_std, dtype) ** 2
+    b2 = jnp.asarray(b_std, dtype) ** 2 if bias else jnp.zeros((), dtype)
     n0 = x1.shape[-1]
     half_w2 = w2 / 2.0
-    # With a bias and W^2 < 2 the kernels converge to a finite fixed point: no rescaling.
-    log_c = jnp.where((b2 > 0) & (half_w2 < 1.0), jnp.zeros((), dtype), jnp.log(half_w2))
-    ratio = half_w2 * jnp.exp(-log_c)  # (W^2/2) / c
+    if bias:
+        # With a bias and W^2 < 2 the kernels converge to a finite fixed point: no rescaling.
+        log_c = jnp.where((b2 > 0) & (half_w2 < 1.0), jnp.zeros((), dtype), jnp.log(half_w2))
+        ratio = half_w2 * jnp.exp(-log_c)  # (W^2/2) / c
+    else:
+        log_c = jnp.log(half_w2)
+        ratio = jnp.ones((), dtype)
 
     # Layer 1: an affine map of the inputs.
     q1 = w2 / n0 * jnp.sum(x1 * x1, axis=-1) + b2
@@ -192,10 +237,13 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get):
     # layer's NTK. Correlations that close to 1 are taken to be exactly 1.
     snap = 4.0 * math.sqrt(n0 + 1) * jnp.finfo(dtype).eps
     rho = jnp.where(1.0 - rho <= snap, 1.0, rho)
-    state = dict(
-        t=angle_from_correlation(rho), omr=1.0 - rho, sigma=sigma,
-        sdot=jnp.zeros_like(sigma), theta=sigma, q1=q1, q2=q2, T1=q1, T2=q2,
-    )
+    state = dict(omr=1.0 - rho, theta=sigma, q1=q1, q2=q2, T1=q1, T2=q2)
+    if "nngp" in get:
+        state["sigma"] = sigma
+    if "nngp_dot" in get:
+        state["sdot"] = jnp.zeros_like(sigma)
+    if not bias:
+        sqrt_qq = jnp.sqrt(q1)[:, None] * jnp.sqrt(q2)[None, :]  # constant without bias
 
     def values(st, log_s):
         scale = jnp.exp(log_s)
@@ -216,39 +264,71 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get):
             )
         return out
 
-    first = values(state, jnp.zeros((), dtype))
-    buffers = {k: jnp.zeros((n_out + 1,) + v.shape, dtype) for k, v in first.items()}
-    buffers = _write(buffers, first, slot[0])
-
-    def step(carry, xs):
-        st, buffers = carry
-        s, layer = xs  # producing layer + 1 from layer
+    def advance(st, t, sin_t, layer):
+        """Layer ``layer + 1`` from layer ``layer``, given the latter's angle and its sine."""
         log_s = layer.astype(dtype) * log_c  # log S_{layer+1}
-        # b^2 / S_{l+1}; S can underflow to 0 when there is no bias at all.
-        b2_s = jnp.where(b2 > 0, b2 * jnp.exp(-log_s), 0.0)
-        a1, a2 = ratio * st["q1"], ratio * st["q2"]
-        q1n, q2n = a1 + b2_s, a2 + b2_s
-        sqrt_aa = jnp.sqrt(a1)[:, None] * jnp.sqrt(a2)[None, :]
-        big_q = jnp.sqrt(q1n)[:, None] * jnp.sqrt(q2n)[None, :]
-        # 1 - rho_{l+1} as a sum of non-negative terms, using
-        #   Q - sqrt(A A') - b^2 = b^2 (sqrt A - sqrt A')^2 / (Q + sqrt(A A') + b^2).
-        da = jnp.sqrt(a1)[:, None] - jnp.sqrt(a2)[None, :]
-        one_minus_j = one_minus_arccos_kernel(st["t"])
-        omr = (b2_s * da * da / (big_q + sqrt_aa + b2_s) + sqrt_aa * one_minus_j) / big_q
-        omr = jnp.clip(omr, 0.0, 2.0)
-        fprime = (jnp.pi - st["t"]) / jnp.pi
+        one_minus_j = _one_minus_j(t, st["omr"], sin_t)
         # J(t) >= 0; rounding of pi can push 1 - J a few ulps above 1 at t = pi.
-        sigma = sqrt_aa * jnp.maximum(1.0 - one_minus_j, 0.0) + b2_s
+        j = jnp.maximum(1.0 - one_minus_j, 0.0)
+        fprime = (jnp.pi - t) / jnp.pi
+        if bias:
+            # b^2 / S_{l+1}; S can underflow to 0 when there is no bias at all.
+            b2_s = jnp.where(b2 > 0, b2 * jnp.exp(-log_s), 0.0)
+            a1, a2 = ratio * st["q1"], ratio * st["q2"]
+            q1n, q2n = a1 + b2_s, a2 + b2_s
+            sqrt_aa = jnp.sqrt(a1)[:, None] * jnp.sqrt(a2)[None, :]
+            big_q = jnp.sqrt(q1n)[:, None] * jnp.sqrt(q2n)[None, :]
+            # 1 - rho_{l+1} as a sum of non-negative terms, using
+            #   Q - sqrt(A A') - b^2 = b^2 (sqrt A - sqrt A')^2 / (Q + sqrt(A A') + b^2).
+            da = jnp.sqrt(a1)[:, None] - jnp.sqrt(a2)[None, :]
+            omr = (b2_s * da * da / (big_q + sqrt_aa + b2_s) + sqrt_aa * one_minus_j) / big_q
+            sigma = sqrt_aa * j + b2_s
+        else:
+            q1n, q2n = st["q1"], st["q2"]
+            omr = one_minus_j
+            sigma = sqrt_qq * j
         new = dict(
-            t=angle_from_omr(omr), omr=omr, sigma=sigma, sdot=half_w2 * fprime,
-            theta=st["theta"] * ratio * fprime + sigma,
+            omr=jnp.clip(omr, 0.0, 1.0), theta=st["theta"] * ratio * fprime + sigma,
             q1=q1n, q2=q2n, T1=st["T1"] * ratio + q1n, T2=st["T2"] * ratio + q2n,
         )
-        return (new, _write(buffers, values(new, log_s), s)), None
+        if "nngp" in get:
+            new["sigma"] = sigma
+        if "nngp_dot" in get:
+            new["sdot"] = half_w2 * fprime
+        return new, log_s
 
     depth = slot.shape[0]
-    xs = (slot[1:], jnp.arange(1, depth, dtype=jnp.int32))
-    (_, buffers), _ = jax.lax.scan(step, (state, buffers), xs)
+    first = values(state, jnp.zeros((), dtype))
+    if depth == 1:
+        return {k: v[None] for k, v in first.items()}
+    t1 = angle_from_correlation(rho)
+    state, log_s2 = advance(state, t1, jnp.sin(t1), jnp.ones((), jnp.int32))
+    second = values(state, log_s2)
+
+    def step(st, layer):
+        return advance(st, angle_from_omr(st["omr"]), _sin_from_omr(st["omr"]), layer)
+
+    layers_left = jnp.arange(2, depth, dtype=jnp.int32)  # producing layers 3..depth
+    if every_layer:
+        def dense_step(st, layer):
+            new, log_s = step(st, layer)
+            return new, values(new, log_s)
+
+        _, rest = jax.lax.scan(dense_step, state, layers_left)
+        return {k: jnp.concatenate([first[k][None], second[k][None], rest[k]]) for k in first}
+
+    buffers = {k: jnp.zeros((n_out + 1,) + v.shape, dtype) for k, v in first.items()}
+    buffers = _write(buffers, lambda: first, slot[0], n_out)
+    buffers = _write(buffers, lambda: second, slot[1], n_out)
+
+    def sparse_step(carry, xs):
+        st, buffers = carry
+        s, layer = xs
+        new, log_s = step(st, layer)
+        # Only the requested layers' values are computed and stored.
+        return (new, _write(buffers, lambda: values(new, log_s), s, n_out)), None
+
+    (_, buffers), _ = jax.lax.scan(sparse_step, (state, buffers), (slot[2:], layers_left))
     return {k: v[:n_out] for k, v in buffers.items()}
 
 
@@ -299,10 +379,13 @@ def relu_kernel_trace(
     x1, x2 = check_inputs(x1, x2, b_std=b_std)
     check_hyperparameters(W_std, b_std)
     layer_array = check_depth_and_layers(depth, layers)
+    # Without a bias (b_std a concrete 0) the recursion takes a shorter path.
+    bias = isinstance(b_std, jax.core.Tracer) or float(b_std) != 0.0
     out = _trace_impl(
         x1, x2, jnp.asarray(W_std, x1.dtype), jnp.asarray(b_std, x1.dtype),
         jnp.asarray(_slots(layer_array, depth)), n_out=len(layer_array),
-        get=tuple(f for f in KERNEL_FIELDS if f in get),
+        get=tuple(f for f in KERNEL_FIELDS if f in get), bias=bias,
+        every_layer=bool(np.array_equal(layer_array, np.arange(1, depth + 1))),
     )
     fields = {f: out.get(f) for f in KernelTrace._fields if f != "layers"}
     return KernelTrace(layers=layer_array, **fields)
@@ -331,30 +414,29 @@ def _correlation_impl(rho1, slot, *, n_out):
     dtype = rho1.dtype
     rho1 = jnp.clip(rho1, -1.0, 1.0)
     t = angle_from_correlation(rho1)
-    omr = 1.0 - rho1
-    tb = rho1  # Thetabar^1 = rho_1
+    state = (t, 1.0 - rho1, jnp.sin(t), rho1)  # angle, 1 - rho, sin(angle), Thetabar^1 = rho_1
 
-    def values(t, omr, tb):
+    def values(st):
+        t, omr, _, tb = st
         return dict(rho=1.0 - omr, one_minus_rho=omr, fprime=(jnp.pi - t) / jnp.pi, ntk_normalized=tb)
 
-    first = values(t, omr, tb)
-    buffers = {k: jnp.zeros((n_out + 1,) + rho1.shape, dtype) for k in first}
-    buffers = _write(buffers, first, slot[0])
+    buffers = {k: jnp.zeros((n_out + 1,) + rho1.shape, dtype) for k in values(state)}
+    buffers = _write(buffers, lambda: values(state), slot[0], n_out)
 
     def step(carry, xs):
-        (t, omr, tb), buffers = carry
+        (t, omr, sin_t, tb), buffers = carry
         s, layer = xs
         ell = layer.astype(dtype)
-        omr_n = one_minus_arccos_kernel(t)
+        omr_n = _one_minus_j(t, omr, sin_t)
         fprime = (jnp.pi - t) / jnp.pi
         # Proposition 5: Thetabar^{L+1} = (L f'(rho_L) Thetabar^L + f(rho_L)) / (L + 1).
         tb_n = (ell * fprime * tb + (1.0 - omr_n)) / (ell + 1.0)
-        t_n = angle_from_omr(omr_n)
-        return ((t_n, omr_n, tb_n), _write(buffers, values(t_n, omr_n, tb_n), s)), None
+        new = (angle_from_omr(omr_n), omr_n, _sin_from_omr(omr_n), tb_n)
+        return (new, _write(buffers, lambda: values(new), s, n_out)), None
 
     depth = slot.shape[0]
     xs = (slot[1:], jnp.arange(1, depth, dtype=jnp.int32))
-    (_, buffers), _ = jax.lax.scan(step, ((t, omr, tb), buffers), xs)
+    (_, buffers), _ = jax.lax.scan(step, (state, buffers), xs)
     return {k: v[:n_out] for k, v in buffers.items()}
 
 
