@@ -32,6 +32,8 @@ def _interpreter(uv: list[str], version: str) -> str | None:
 
 
 def _uv() -> list[str] | None:
+    if os.environ.get("NTKDEPTH_UV"):  # set by ./uvrun
+        return os.environ["NTKDEPTH_UV"].split()
     if shutil.which("uv"):
         return ["uv"]
     probe = subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True)
