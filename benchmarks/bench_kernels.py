@@ -2,10 +2,10 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_kernels.py            # the full benchmark (~10 minutes on 2 CPU cores)
+    python benchmarks/bench_kernels.py            # the full benchmark (~7 minutes on 2 CPU cores)
     python benchmarks/bench_kernels.py --quick    # a tiny smoke run (seconds)
     python benchmarks/bench_kernels.py --out bench.json
-    python benchmarks/bench_kernels.py --skip-per-depth   # without strategy (a): ~2 minutes
+    python benchmarks/bench_kernels.py --skip-per-depth   # without strategy (a): ~1 minute
 
 Two cases, both in float64 (``jax.enable_x64``), ``W_std = sqrt(2)``, no bias,
 inputs ``x ~ N(0, 1)`` of dimension 784, kernels of ``x`` with itself:
@@ -22,10 +22,10 @@ inputs ``x ~ N(0, 1)`` of dimension 784, kernels of ``x`` with itself:
    ``stax.serial(stax.Relu(), stax.Dense(...))`` applied to neural-tangents'
    ``Kernel`` object again and again.
 
-   Strategy (a) costs over an hour on 2 CPU cores: under ``jit``, XLA's CPU
-   fusion recomputes shared elementwise work, so one depth-l ``kernel_fn``
-   runs in time growing much faster than l (about 56 s at l = 100, against
-   about 2 s for 100 incremental steps) and compiles for over a minute. By
+   Strategy (a) over all 100 depths costs 40-70 minutes on 2 CPU cores: under
+   ``jit``, XLA's CPU fusion recomputes shared elementwise work, so one depth-l
+   ``kernel_fn`` runs in time growing much faster than l (30-55 s at l = 100,
+   against 1.3-2 s for 100 incremental steps) and compiles for over a minute. By
    default it is therefore measured at depths 1, 2, 5, 10, 20, 37, 50, 75 and
    100, and the totals over 1..100 are interpolated (marked "est.");
    ``--per-depth-all`` measures every depth, ``--skip-per-depth`` none. Each
@@ -156,6 +156,24 @@ def environment():
     import jaxlib
 
     nt = nt_bridge.load()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:  # which ntkdepth code was timed: the commit, and whether the kernels differ from it
+        import subprocess
+
+        def git(*cmd):
+            return subprocess.run(["git", "-C", root, *cmd], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+
+        commit = git("rev-parse", "--short", "HEAD") or "?"
+        dirty = bool(git("status", "--porcelain", "--", "ntkdepth/kernels"))
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "?", False
+    import hashlib
+
+    import ntkdepth.kernels.relu as relu_module
+
+    with open(relu_module.__file__, "rb") as f:
+        relu_sha = hashlib.sha256(f.read()).hexdigest()[:12]
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -169,6 +187,9 @@ def environment():
         "cpu_affinity": affinity,
         "thread_env": thread_vars,
         "loadavg_start": os.getloadavg()[0],
+        "ntkdepth_commit": commit,
+        "ntkdepth_kernels_modified": dirty,
+        "relu_py_sha256": relu_sha,
     }
 
 
@@ -351,6 +372,9 @@ def _row(label, ours, theirs, ratio, acc):
 def print_report(env, c1, c2, peak_rss_gib):
     print("\n== environment ==")
     print(f"python {env['python']} on {env['platform']}")
+    print(f"ntkdepth at commit {env['ntkdepth_commit']}"
+          + (" with uncommitted changes under ntkdepth/kernels" if env["ntkdepth_kernels_modified"] else "")
+          + f"; relu.py sha256 {env['relu_py_sha256']}")
     print(f"jax {env['jax']}, jaxlib {env['jaxlib']}, neural-tangents {env['neural_tangents']}, "
           f"numpy {env['numpy']}; backend {env['backend']}, devices {env['devices']}")
     print(f"os.cpu_count() = {env['cpu_count']}, usable cores (affinity) = {env['cpu_affinity']}")
@@ -445,7 +469,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (median)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--per-depth-all", action="store_true",
-                       help="strategy (a): measure every depth 1..100, not a sample (over an hour on 2 CPU cores)")
+                       help="strategy (a): measure every depth 1..100, not a sample (1-2 hours on 2 CPU cores)")
     group.add_argument("--skip-per-depth", action="store_true",
                        help="leave strategy (a) out (its compilations take minutes at depths 75 and 100)")
     args = p.parse_args(argv)
