@@ -29,16 +29,17 @@ def _jsonable(obj):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
     if isinstance(obj, (np.integer,)):
         return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
     if isinstance(obj, np.ndarray):
         return _jsonable(obj.tolist())
     if hasattr(obj, "__array__"):
         return _jsonable(np.asarray(obj))
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return str(obj)
+    if isinstance(obj, (float, np.floating)):
+        # JSON has no inf or NaN: they are written as the strings "inf", "-inf", "nan".
+        return float(obj) if np.isfinite(obj) else str(float(obj))
     return obj
 
 

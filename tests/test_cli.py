@@ -95,3 +95,14 @@ def test_a_rerun_reuses_finished_stages_and_a_new_config_does_not(tmp_path, caps
     main(["run", "fig4", "--preset", "smoke", "--out", str(out), "--set", "depth=20"])
     assert stage.stat().st_mtime_ns != first
     assert np.load(stage)["rho"].shape[0] == 20
+
+
+def test_results_json_is_strict_json_even_with_inf_and_nan(tmp_path):
+    from ntkdepth.runs import RunDir
+
+    run = RunDir(tmp_path, experiment="x", preset="smoke", config={"a": 1})
+    run.write_json("r.json", {"inf": np.inf, "arr": np.array([1.0, np.nan]), "flag": np.bool_(True)})
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}")) == {
+        "inf": "inf", "arr": [1.0, "nan"], "flag": True,
+    }
