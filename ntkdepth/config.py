@@ -36,6 +36,8 @@ def setting(default, *, help: str = "", min=None, max=None, choices=None):
 
 
 def _type_name(tp) -> str:
+    if typing.get_origin(tp) is not None:
+        return str(tp).replace("typing.", "")  # list[int], int | None
     return getattr(tp, "__name__", str(tp))
 
 
