@@ -237,7 +237,7 @@ def case_one_depth(x, depth, repeats):
         "ntkdepth": {"first_call_s": f1, "median_s": m1, "times_s": t1,
                      "call": f"relu_kernel_trace(x, depth={depth}, layers=[{depth}], get=('nngp','ntk'))"},
         "ntkdepth_ntk_only": {"first_call_s": f1b, "median_s": m1b, "times_s": t1b,
-                              "call": f"relu_kernel_trace(..., get=('ntk',)) (= relu_ntk)"},
+                              "call": "relu_kernel_trace(..., get=('ntk',)) (= relu_ntk)"},
         "neural_tangents": {"first_call_s": f2, "median_s": m2, "times_s": t2,
                             "call": f"jit(stax_mlp({depth}, {WIDTH})[2])(x, None, ('nngp','ntk'))"},
         "ratio_nt_over_ntkdepth": m2 / m1,

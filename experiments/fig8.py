@@ -16,7 +16,6 @@ point keeps max_i |Thetabar^L(x, x_i) - 1/4| >= min_gap): the Goldilocks zone.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

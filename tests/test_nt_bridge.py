@@ -1,6 +1,5 @@
 """neural-tangents through ntkdepth's bridge: stax and predict work, TensorFlow stays out."""
 
-import importlib.util
 import math
 import subprocess
 import sys
