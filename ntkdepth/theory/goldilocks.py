@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from ntkdepth.kernels import relu_kernel_trace
+from ntkdepth.theory.predictor import projection_spectrum
 
 __all__ = ["DepthScan", "depth_scan", "goldilocks_range", "stopping_time", "near_points"]
 
@@ -102,10 +103,7 @@ def depth_scan(
         lam = np.linalg.eigvalsh(tb[k, :n, :n])
         lam_min.append(lam[0])
         lam_max.append(lam[-1])
-        s = learning_rate * times[:, None] * lam[None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = np.where(s > 0, -np.expm1(-s) / lam[None, :], learning_rate * times[:, None])
-        p_norm.append(np.max(p, axis=1))
+        p_norm.append(np.max(projection_spectrum(lam, times, learning_rate), axis=1))
         gap.append(np.max(np.abs(tb[k, n:, :n] - 0.25), axis=1))
     lam_min = np.array(lam_min)
     with np.errstate(divide="ignore"):

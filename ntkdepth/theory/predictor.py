@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GradientFlowPredictor", "SingularKernelError"]
+__all__ = ["GradientFlowPredictor", "SingularKernelError", "projection_spectrum"]
 
 
 class SingularKernelError(ValueError):
@@ -33,6 +33,28 @@ def _as_times(t) -> tuple[np.ndarray, bool]:
     if np.any(np.isnan(arr)) or np.any(arr < 0):
         raise ValueError(f"times must be >= 0 (np.inf allowed); got {arr}")
     return arr, scalar
+
+
+def projection_spectrum(eigenvalues, times, learning_rate: float = 1.0) -> np.ndarray:
+    """``[T, n]``: ``(1 - exp(-eta t lambda)) / lambda`` for each time and eigenvalue.
+
+    ``expm1`` keeps it accurate for tiny ``eta t lambda`` (it tends to ``eta t``,
+    also for eigenvalues that are 0 or slightly negative from rounding);
+    ``t = inf`` gives ``1 / lambda``.
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    times = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    out = np.empty((len(times), len(lam)))
+    for i, ti in enumerate(times):
+        if np.isinf(ti):
+            out[i] = 1.0 / lam
+            continue
+        s = learning_rate * ti
+        x = s * lam
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = -np.expm1(-x) / lam
+        out[i] = np.where(np.abs(x) < 1e-300, s, ratio)
+    return out
 
 
 class GradientFlowPredictor:
@@ -93,20 +115,9 @@ class GradientFlowPredictor:
     def projection_eigenvalues(self, t) -> np.ndarray:
         """``[T, n]`` eigenvalues ``(1 - exp(-eta t lambda)) / lambda`` of ``P_t``."""
         times, _ = _as_times(t)
-        lam = self.eigenvalues
         if np.any(np.isinf(times)):
             self._check_invertible()
-        out = np.empty((len(times), len(lam)))
-        for i, ti in enumerate(times):
-            if np.isinf(ti):
-                out[i] = 1.0 / lam
-                continue
-            s = self.eta * ti
-            x = s * lam
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = -np.expm1(-x) / lam
-            out[i] = np.where(np.abs(x) < 1e-300, s, ratio)
-        return out
+        return projection_spectrum(self.eigenvalues, times, self.eta)
 
     def projection(self, t) -> np.ndarray:
         """``P_t`` as a ``[n, n]`` matrix (or ``[T, n, n]`` for an array of times)."""
