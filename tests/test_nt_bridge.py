@@ -124,7 +124,7 @@ def test_empirical_ntk_matches_an_explicit_jacobian(x64, rng):
     jac = lambda x: jax.jacobian(lambda p: apply_fn(unravel(p), x))(flat)  # [n, k, P]
     j1, j2 = np.asarray(jac(x1)), np.asarray(jac(x2))
     expected = np.einsum("ikp,jkp->ij", j1, j2) / 2
-    np.testing.assert_allclose(empirical_ntk(apply_fn, params, x1, x2, batch_size=2), expected, rtol=1e-12)
+    np.testing.assert_allclose(empirical_ntk(apply_fn, params, x1, x2, block_size=2), expected, rtol=1e-12)
 
 
 def test_bridge_self_check_passes():

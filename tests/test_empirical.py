@@ -1,0 +1,117 @@
+"""Empirical kernels of finite networks and the drift statistics of the last hidden layer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntkdepth.empirical import (
+    drift_statistics,
+    empirical_ntk,
+    feature_kernel,
+    fit_power_law,
+    inner_product_change,
+    mlp_ntk,
+)
+from ntkdepth.kernels import relu_kernel_trace
+from ntkdepth.models import MLP, functional
+from ntkdepth.training import feature_record
+
+
+def _sphere(rng, n, d):
+    x = rng.normal(size=(n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard", "mup"])
+@pytest.mark.parametrize("b_std", [0.0, 0.3])
+def test_structured_ntk_equals_the_jacobian_contraction(x64, rng, parameterization, b_std):
+    net = MLP(4, [12, 10], 3, parameterization=parameterization, b_std=b_std, base_width=5,
+              rngs=2, param_dtype=jnp.float64)
+    x1, x2 = jnp.asarray(rng.normal(size=(5, 4))), jnp.asarray(rng.normal(size=(3, 4)))
+    want = empirical_ntk(net, x1=x1, x2=x2, block_size=2)
+    # An explicit Jacobian of the flattened parameters, averaged over the 3 outputs.
+    fm = functional(net)
+    flat, unravel = jax.flatten_util.ravel_pytree(fm.params)
+    jac = lambda x: jax.jacrev(lambda p: fm.output(unravel(p), x))(flat)  # [n, k, P]
+    explicit = jnp.einsum("ikp,jkp->ij", jac(x1), jac(x2)) / 3
+    np.testing.assert_allclose(want, explicit, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mlp_ntk(net, x1, x2, block_size=2), explicit, rtol=1e-12, atol=1e-12)
+
+
+def test_structured_ntk_with_token_inputs(x64):
+    net = MLP(9, [16, 16], 4, tokens=True, input_scale=3.0, b_std=0.1, rngs=0, param_dtype=jnp.float64)
+    ids = jnp.array([0, 4, 4, 8])
+    np.testing.assert_allclose(mlp_ntk(net, ids), empirical_ntk(net, x1=ids), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="outside"):
+        mlp_ntk(net, jnp.array([0, 9]))
+
+
+def test_empirical_ntk_converges_to_theta_like_one_over_sqrt_width(x64, rng):
+    """Relative Frobenius error against Theta^3 over 3 seeds: slope near -1/2 in width."""
+    x = _sphere(rng, 12, 6)
+    theta = np.asarray(relu_kernel_trace(x, depth=3).ntk[-1])
+    widths = [128, 512, 2048]
+    errors = []
+    for w in widths:
+        e = []
+        for seed in range(3):
+            net = MLP(6, [w, w], 1, rngs=seed, param_dtype=jnp.float64)
+            k = np.asarray(mlp_ntk(net, jnp.asarray(x)))
+            e.append(np.linalg.norm(k - theta) / np.linalg.norm(theta))
+        errors.append(np.mean(e))
+    fit = fit_power_law(widths, errors)
+    assert -0.7 < fit.exponent < -0.3, (fit, errors)
+    assert errors[-1] < 0.08
+
+
+def test_feature_kernel_converges_to_its_analytic_limit(x64, rng):
+    """<a^{L-1}(x), a^{L-1}(x')>/n -> Sigma^L / W_std^2 (no bias)."""
+    x = _sphere(rng, 6, 5)
+    limit = np.asarray(relu_kernel_trace(x, depth=3).nngp[-1]) / 2.0
+    err = []
+    for w in (256, 4096):
+        e = []
+        for seed in range(4):
+            net = MLP(5, [w, w], 1, rngs=seed, param_dtype=jnp.float64)
+            k = np.asarray(feature_kernel(net, jnp.asarray(x)))
+            e.append(np.linalg.norm(k - limit) / np.linalg.norm(limit))
+        err.append(np.mean(e))
+    # Sixteen times the width: a quarter of the error (n^{-1/2}), up to seed noise.
+    assert err[1] < 0.08 and 0.15 < err[1] / err[0] < 0.4, err
+
+
+def test_drift_statistics_on_a_case_computed_by_hand():
+    a0 = np.array([[1.0, 0.0, 2.0, 2.0], [0.0, 3.0, 0.0, 4.0]])
+    at = np.array([[1.0, 1.0, 2.0, 0.0], [0.0, 3.0, 0.0, 4.0]])
+    s = drift_statistics(a0, at)
+    # First input: differences (0, 1, 0, -2): |.|_2 = sqrt 5, mean |.| = 3/4, max 2, |a_0| = 3.
+    np.testing.assert_allclose(s.aggregate, [np.sqrt(5), 0.0])
+    np.testing.assert_allclose(s.per_neuron_mean, [0.75, 0.0])
+    np.testing.assert_allclose(s.per_neuron_max, [2.0, 0.0])
+    np.testing.assert_allclose(s.relative, [np.sqrt(5) / 3, 0.0])
+    # <a_t, a_t'>/4 - <a_0, a_0'>/4: (0+3+0+0)/4 - (0+0+0+8)/4 = -5/4 off the diagonal.
+    d = inner_product_change(a0, at)
+    np.testing.assert_allclose(d, [[(6 - 9) / 4, -5 / 4], [-5 / 4, 0.0]])
+    rec = feature_record(jnp.asarray(a0), jnp.asarray(at))
+    for k in ("aggregate", "per_neuron_mean", "per_neuron_max", "relative"):
+        np.testing.assert_allclose(rec[k], getattr(s, k), rtol=1e-6)
+    np.testing.assert_allclose(rec["gram"], at @ at.T / 4, rtol=1e-6)
+
+
+def test_drift_statistics_reject_bad_features():
+    with pytest.raises(ValueError, match="same shape"):
+        drift_statistics(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        drift_statistics(np.ones((2, 3)), np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match="zero vector"):
+        drift_statistics(np.zeros((1, 3)), np.ones((1, 3)))
+
+
+def test_power_law_fit_recovers_the_exponent():
+    x = np.array([100.0, 300.0, 1000.0, 3000.0])
+    fit = fit_power_law(x, 7.0 * x**-0.5)
+    assert fit.exponent == pytest.approx(-0.5, abs=1e-12)
+    assert fit.prefactor == pytest.approx(7.0, rel=1e-10)
+    with pytest.raises(ValueError, match="positive"):
+        fit_power_law(x, -x)
