@@ -1,0 +1,191 @@
+"""text8 (Mahoney's cleaned English Wikipedia) as skip-gram pairs over a vocabulary (paper, section 5).
+
+text8 is one line of lowercase words ``a``-``z`` separated by single spaces.
+:func:`load_text8` reads it as the plain file or as the official
+``text8.zip``; :func:`fetch_text8` downloads and checksums the zip.
+:class:`Vocabulary` keeps the ``V`` most frequent words and
+:func:`skipgram_pairs` yields ``(center, context)`` token-id pairs within a
+window, the word2vec training set of Yang & Hu (2021) that the paper's Table 1
+uses with one-hot inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import urllib.request
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "TEXT8_URL",
+    "TEXT8_MD5",
+    "Vocabulary",
+    "default_text8_path",
+    "fetch_text8",
+    "load_text8",
+    "pair_statistics",
+    "skipgram_pairs",
+]
+
+TEXT8_URL = "http://mattmahoney.net/dc/text8.zip"
+TEXT8_MD5 = "f26f94c5209bc6159618bad4a559ff81"
+TEXT8_BYTES = 31_344_016
+_SAMPLE = Path("text8") / "text8-enwiki-sample"
+
+
+def default_text8_path() -> Path:
+    """Where a text8 file is looked for when none is named.
+
+    ``$NTKDEPTH_DATA/text8/{text8.zip, text8, text8-enwiki-sample}`` if the
+    variable is set, else the same names under ``../shared/data`` next to the
+    repository.
+    """
+    roots = []
+    if os.environ.get("NTKDEPTH_DATA"):
+        roots.append(Path(os.environ["NTKDEPTH_DATA"]))
+    roots.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    tried = []
+    for root in roots:
+        for name in ("text8/text8.zip", "text8/text8", str(_SAMPLE), "text8.zip", "text8"):
+            path = root / name
+            tried.append(str(path))
+            if path.is_file():
+                return path
+    raise FileNotFoundError(
+        "no text8 file found; looked at " + ", ".join(tried)
+        + ". Set NTKDEPTH_DATA to a folder holding text8/text8.zip, or call "
+        "ntkdepth.data.text8.fetch_text8(folder) where a network is available."
+    )
+
+
+def fetch_text8(directory: str | Path, url: str = TEXT8_URL) -> Path:
+    """Downloads the official ``text8.zip`` into ``directory`` and checks its MD5."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "text8.zip"
+    if target.exists() and _md5(target) == TEXT8_MD5:
+        return target
+    partial = target.with_suffix(".zip.part")
+    with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
+        shutil.copyfileobj(response, out)
+    digest = _md5(partial)
+    if digest != TEXT8_MD5:
+        partial.unlink()
+        raise OSError(f"{url} downloaded with MD5 {digest}, expected {TEXT8_MD5}: not the official file")
+    partial.replace(target)
+    return target
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_text8(path: str | Path | None = None, max_words: int | None = None) -> list[str]:
+    """The words of a text8 file: the plain file, or a zip holding one (``text8.zip``).
+
+    ``max_words`` keeps the first words only. Characters other than ``a``-``z``
+    and spaces mean the file is not in text8 format: an error.
+    """
+    path = default_text8_path() if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"text8 file {path} does not exist")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+            if not names:
+                raise ValueError(f"{path} is a zip with no file in it")
+            name = "text8" if "text8" in names else names[0]
+            try:
+                raw = zf.read(name)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise ValueError(f"{path} is a corrupt zip: {e}") from e
+    else:
+        raw = path.read_bytes()
+    bad = raw.translate(None, b"abcdefghijklmnopqrstuvwxyz \n")
+    if bad:
+        raise ValueError(
+            f"{path} is not in text8 format: it holds {len(bad)} characters other than a-z and "
+            f"spaces (first: {bad[:10]!r})"
+        )
+    words = raw.decode("ascii").split()
+    if not words:
+        raise ValueError(f"{path} holds no words")
+    return words[:max_words] if max_words else words
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The ``V`` most frequent words; ties go to the alphabetically first word."""
+
+    words: tuple[str, ...]
+    counts: np.ndarray  # [V], occurrences in the corpus
+
+    @classmethod
+    def build(cls, words: list[str], size: int) -> Vocabulary:
+        if size < 2:
+            raise ValueError(f"a vocabulary needs at least 2 words; got size {size}")
+        counter = Counter(words)
+        if size > len(counter):
+            raise ValueError(f"vocabulary size {size} exceeds the {len(counter)} distinct words of the corpus")
+        ranked = sorted(counter.items(), key=lambda wc: (-wc[1], wc[0]))[:size]
+        return cls(tuple(w for w, _ in ranked), np.array([c for _, c in ranked], np.int64))
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.words)}
+
+    def encode(self, words: list[str]) -> np.ndarray:
+        """Token ids ``[m]`` of the words in the vocabulary, in corpus order; others are dropped."""
+        index = self.index
+        return np.fromiter((index[w] for w in words if w in index), dtype=np.int32)
+
+
+def skipgram_pairs(ids: np.ndarray, window: int) -> np.ndarray:
+    """``[P, 2]`` int32 ``(center, context)`` pairs: every context within ``window`` of each center."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1; got {window}")
+    ids = np.asarray(ids, dtype=np.int32)
+    if ids.ndim != 1 or ids.size < 2:
+        raise ValueError(f"need a 1-d sequence of at least 2 token ids; got shape {ids.shape}")
+    parts = []
+    for offset in range(1, window + 1):
+        if offset >= ids.size:
+            break
+        a, b = ids[:-offset], ids[offset:]
+        parts.append(np.stack([a, b], 1))
+        parts.append(np.stack([b, a], 1))
+    return np.concatenate(parts)
+
+
+def pair_statistics(pairs: np.ndarray, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(p [V], Q [V, V])``: the centers' frequencies and each center's context distribution.
+
+    SGD on the pairs with the MSE loss follows, in expectation, the gradient
+    flow of ``sum_c p_c |f(c) - Q_c|^2 / 2`` (a center never seen has ``p_c = 0``
+    and a zero row in ``Q``).
+    """
+    pairs = np.asarray(pairs)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.shape[0] == 0:
+        raise ValueError(f"pairs must be [P, 2] with P > 0; got {pairs.shape}")
+    if pairs.min() < 0 or pairs.max() >= vocab_size:
+        raise ValueError(f"pairs hold token ids outside [0, {vocab_size})")
+    counts = np.bincount(
+        pairs[:, 0].astype(np.int64) * vocab_size + pairs[:, 1], minlength=vocab_size**2
+    ).reshape(vocab_size, vocab_size).astype(np.float64)
+    rows = counts.sum(1)
+    p = rows / rows.sum()
+    q = np.divide(counts, rows[:, None], out=np.zeros_like(counts), where=rows[:, None] > 0)
+    return p, q
