@@ -109,6 +109,21 @@ class RunDir:
         p.write_text(text.rstrip() + "\n")
         return p
 
+    def cache_dir(self, name: str, identity: dict[str, Any]) -> Path:
+        """A folder for work identified by ``identity`` alone, kept when other settings change.
+
+        A width sweep keys its runs by the settings that shape one run, not by
+        the list of widths: adding a width to a finished sweep trains only the
+        new width.
+        """
+        digest = hashlib.sha256(
+            json.dumps(_jsonable(identity), sort_keys=True).encode()
+        ).hexdigest()[:16]
+        path = self.path / "cache" / f"{name}-{digest}"
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "identity.json").write_text(json.dumps(_jsonable(identity), indent=2) + "\n")
+        return path
+
     def stage(self, name: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """Returns the arrays of stage ``name``, computing and storing them once per config."""
         stages = self.path / "stages"

@@ -1,0 +1,250 @@
+"""Training a finite network with optax: full-batch gradient descent or SGD, MSE or cross-entropy.
+
+The paper's loss is the Euclidean one (MATH.md, section 4). With the batch
+loss ``(1/B) sum_b |f(x_b) - y_b|^2 / 2`` and learning rate ``eta``, ``s`` steps
+of full-batch gradient descent on ``N`` points follow the gradient flow of
+``sum_j |f(x_j) - y_j|^2 / 2`` for the time ``t = eta * s / N``; SGD on
+pairs drawn with replacement follows it in expectation (:class:`PairData`).
+
+The steps between two recorded points run inside one compiled
+``lax.fori_loop``: no host synchronisation in the loop. At each recorded step
+the loss, the outputs and the last hidden layer on fixed evaluation inputs
+are taken, and the drift of the features from step 0 is reduced on the
+device (:func:`feature_record`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ntkdepth.models.functional import FunctionalModel
+
+__all__ = [
+    "LOSSES",
+    "FullBatchData",
+    "PairData",
+    "TrainSpec",
+    "make_optimizer",
+    "loss_fn",
+    "feature_record",
+    "Trainer",
+    "record_steps_grid",
+]
+
+LOSSES = ("mse", "xent")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How to train: ``steps`` optimizer steps, recording at ``record_steps``."""
+
+    steps: int
+    learning_rate: float
+    loss: str = "mse"
+    batch_size: int | None = None  # None: full batch
+    momentum: float = 0.0
+    record_steps: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1; got {self.steps}")
+        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be positive and finite; got {self.learning_rate}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
+        bad = [s for s in self.record_steps if not 0 <= s <= self.steps]
+        if bad:
+            raise ValueError(f"record_steps {bad} lie outside [0, steps={self.steps}]")
+
+    @property
+    def records(self) -> tuple[int, ...]:
+        """The recorded steps: always 0 and the last step."""
+        return tuple(sorted({0, self.steps, *self.record_steps}))
+
+
+def make_optimizer(spec: TrainSpec, lr_multiplier: float = 1.0) -> optax.GradientTransformation:
+    """Plain SGD (gradient descent when full batch), with heavy-ball momentum if asked."""
+    lr = spec.learning_rate * lr_multiplier
+    return optax.sgd(lr, momentum=spec.momentum or None)
+
+
+def loss_fn(kind: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``loss(f [B, K], y) -> scalar``: the batch mean.
+
+    ``y`` is ``[B, K]`` targets or ``[B]`` integer classes. For classes the MSE
+    target is the one-hot vector, computed as ``|f|^2/2 - f_y + 1/2`` without
+    forming the ``[B, K]`` one-hot matrix.
+    """
+    if kind == "mse":
+
+        def mse(f, y):
+            if jnp.issubdtype(y.dtype, jnp.integer):
+                fy = jnp.take_along_axis(f, y[:, None], axis=1)[:, 0]
+                return jnp.mean(0.5 * jnp.sum(f * f, -1) - fy + 0.5)
+            return jnp.mean(0.5 * jnp.sum((f - y) ** 2, -1))
+
+        return mse
+    if kind == "xent":
+
+        def xent(f, y):
+            if jnp.issubdtype(y.dtype, jnp.integer):
+                return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(f, y))
+            return jnp.mean(optax.softmax_cross_entropy(f, y))
+
+        return xent
+    raise ValueError(f"unknown loss {kind!r}; choose one of {LOSSES}")
+
+
+class FullBatchData(NamedTuple):
+    """Inputs ``x [N, ...]`` and targets ``y [N, K]`` (or integer classes ``[N]``)."""
+
+    x: jax.Array
+    y: jax.Array
+
+    def batch(self, key, batch_size: int | None):
+        if batch_size is None or batch_size >= self.x.shape[0]:
+            return self.x, self.y
+        idx = jax.random.randint(key, (batch_size,), 0, self.x.shape[0])
+        return self.x[idx], self.y[idx]
+
+    def eval_batch(self):
+        return self.x, self.y
+
+
+class PairData(NamedTuple):
+    """``(input, target class)`` pairs ``[P, 2]`` (skip-gram: center, context), drawn with replacement.
+
+    Drawing with replacement makes the expected batch gradient the gradient
+    of the loss over all pairs, so SGD follows that loss's gradient flow in
+    expectation.
+    """
+
+    pairs: jax.Array
+    eval_pairs: jax.Array
+
+    @classmethod
+    def create(cls, pairs, n_eval: int = 4096, seed: int = 0) -> PairData:
+        pairs = np.asarray(pairs, dtype=np.int32)
+        rng = np.random.default_rng(seed)
+        sub = pairs[rng.choice(len(pairs), min(n_eval, len(pairs)), replace=False)]
+        return cls(jnp.asarray(pairs), jnp.asarray(sub))
+
+    def batch(self, key, batch_size: int | None):
+        if batch_size is None:
+            raise ValueError("pair data is trained with SGD: give a batch_size")
+        idx = jax.random.randint(key, (batch_size,), 0, self.pairs.shape[0])
+        b = self.pairs[idx]
+        return b[:, 0], b[:, 1]
+
+    def eval_batch(self):
+        return self.eval_pairs[:, 0], self.eval_pairs[:, 1]
+
+
+def feature_record(a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
+    """Drift statistics of features ``at`` from ``a0`` (``[n_eval, width]``), reduced on the device.
+
+    Keys: ``aggregate``, ``per_neuron_mean``, ``per_neuron_max``, ``relative`` (``[n_eval]``),
+    ``gram`` (``<a_t(x), a_t(x')> / n``, ``[n_eval, n_eval]``), ``norm`` (``|a_t(x)|_2``).
+    """
+    hi = jax.lax.Precision.HIGHEST
+    diff = at - a0
+    agg = jnp.sqrt(jnp.sum(diff * diff, -1))
+    norm0 = jnp.sqrt(jnp.sum(a0 * a0, -1))
+    return {
+        "aggregate": agg,
+        "per_neuron_mean": jnp.mean(jnp.abs(diff), -1),
+        "per_neuron_max": jnp.max(jnp.abs(diff), -1),
+        "relative": agg / norm0,
+        "gram": jnp.matmul(at, at.T, precision=hi) / at.shape[-1],
+        "norm": jnp.sqrt(jnp.sum(at * at, -1)),
+    }
+
+
+@dataclass
+class Trainer:
+    """Compiled training of one functional model (:func:`ntkdepth.models.functional`).
+
+    ``trainer.run_until(state, stop)`` advances ``state`` to step ``stop`` in one
+    compiled loop; ``trainer.record(state)`` measures it.
+    """
+
+    fm: FunctionalModel
+    data: Any
+    spec: TrainSpec
+    eval_inputs: jax.Array
+    lr_multiplier: float = 1.0
+    _compiled: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self):
+        self.optimizer = make_optimizer(self.spec, self.lr_multiplier)
+        loss = loss_fn(self.spec.loss)
+        fm, data, batch_size, opt = self.fm, self.data, self.spec.batch_size, self.optimizer
+
+        def objective(params, x, y):
+            return loss(fm.apply(params, x)[0], y)
+
+        def step(i, carry):
+            params, opt_state, key = carry
+            key, sub = jax.random.split(key)
+            x, y = data.batch(sub, batch_size)
+            grads = jax.grad(objective)(params, x, y)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, key
+
+        def advance(params, opt_state, key, n):
+            return jax.lax.fori_loop(0, n, step, (params, opt_state, key))
+
+        def measure(params):
+            f, a = fm.apply(params, self.eval_inputs)
+            xe, ye = data.eval_batch()
+            return objective(params, xe, ye), f, a
+
+        self._advance = jax.jit(advance)
+        self._measure = jax.jit(measure)
+        self._record = jax.jit(feature_record)
+
+    def init_state(self, key: jax.Array) -> dict:
+        params = self.fm.params
+        return {
+            "params": params,
+            "opt_state": self.optimizer.init(params),
+            "key": key,
+            "step": 0,
+        }
+
+    def run_until(self, state: dict, stop: int) -> dict:
+        n = stop - state["step"]
+        if n < 0:
+            raise ValueError(f"cannot go back from step {state['step']} to {stop}")
+        if n:
+            params, opt_state, key = self._advance(
+                state["params"], state["opt_state"], state["key"], jnp.asarray(n, jnp.int32)
+            )
+            state = {**state, "params": params, "opt_state": opt_state, "key": key, "step": stop}
+        return state
+
+    def measure(self, state: dict):
+        """``(loss, outputs [n_eval, K], features [n_eval, width])`` at ``state``."""
+        return self._measure(state["params"])
+
+    def drift(self, a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
+        return self._record(a0, at)
+
+
+def record_steps_grid(steps: int, n: int) -> tuple[int, ...]:
+    """``n`` recorded steps, log-spaced from 1 to ``steps``, plus 0."""
+    if n <= 1:
+        return (0, steps)
+    grid = np.unique(np.round(np.geomspace(1, steps, n)).astype(int))
+    return tuple(sorted({0, *grid.tolist(), steps}))

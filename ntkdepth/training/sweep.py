@@ -1,0 +1,285 @@
+"""Width sweeps: the same network trained at many widths and seeds, resumable (paper, section 5).
+
+:func:`run_width_sweep` trains one network per ``(width, seed)`` and records,
+at chosen steps, the loss, the outputs on fixed evaluation inputs and the
+drift of the last hidden layer from initialization (:func:`feature_record`).
+It is built for long runs:
+
+- a finished ``(width, seed)`` run is stored in ``workdir/runs/`` and never
+  recomputed;
+- a run in progress is checkpointed with orbax in ``workdir/checkpoints/`` at
+  every recorded step (and every ``checkpoint_every`` steps), so an
+  interrupted sweep resumes from the last checkpoint;
+- a width whose estimated memory exceeds what the device has is refused
+  before anything is trained (:func:`check_memory`);
+- a progress bar counts steps over the whole sweep.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ntkdepth.models import MLP, functional
+from ntkdepth.training.loop import Trainer, TrainSpec
+
+__all__ = [
+    "MemoryEstimate",
+    "SweepRun",
+    "WidthTooLargeError",
+    "available_memory",
+    "check_memory",
+    "estimate_memory",
+    "run_width_sweep",
+]
+
+STAT_KEYS = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative", "gram", "norm")
+
+
+class WidthTooLargeError(MemoryError, ValueError):
+    """A network that will not fit in the device's memory."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    n_params: int
+    bytes: int
+
+    def __str__(self) -> str:
+        return f"{self.n_params:,} parameters, about {self.bytes / 2**30:.2f} GiB"
+
+
+def estimate_memory(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    *,
+    batch_size: int,
+    n_eval: int,
+    momentum: bool = False,
+    bytes_per_number: int = 4,
+) -> MemoryEstimate:
+    """What training one network holds at once: parameters, gradients, optimizer state, activations."""
+    dims = [in_dim, *hidden, out_dim]
+    n_params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+    # Parameters, their gradients and the updated copy; a momentum buffer.
+    copies = 3 + int(momentum)
+    rows = batch_size + 2 * n_eval
+    activations = 3 * rows * sum(dims[1:])  # pre-activations, activations, their cotangents
+    total = bytes_per_number * (copies * n_params + activations + n_eval * 2 * hidden[-1])
+    return MemoryEstimate(n_params, int(total))
+
+
+def available_memory(device: jax.Device | None = None) -> int:
+    """Bytes the device can hold: the accelerator's limit, or the host's available memory."""
+    device = device or jax.devices()[0]
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # CPU devices do not report memory statistics everywhere.
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_memory(estimate: MemoryEstimate, what: str, *, fraction: float = 0.8, available: int | None = None):
+    """Raises :class:`WidthTooLargeError` if ``estimate`` exceeds ``fraction`` of the memory available."""
+    available = available_memory() if available is None else available
+    if estimate.bytes > fraction * available:
+        raise WidthTooLargeError(
+            f"{what} will not fit in memory: it needs {estimate}, and the device has "
+            f"{available / 2**30:.2f} GiB available ({fraction:.0%} usable). Use a smaller width "
+            "or batch, or a device with more memory."
+        )
+
+
+@dataclass
+class SweepRun:
+    """One ``(width, seed)`` run: records ``[R, ...]`` at ``steps [R]``."""
+
+    width: int
+    seed: int
+    steps: np.ndarray
+    loss: np.ndarray
+    outputs: np.ndarray  # [R, n_eval, K]
+    stats: dict[str, np.ndarray]  # STAT_KEYS -> [R, n_eval] ([R, n_eval, n_eval] for gram)
+    features0: np.ndarray | None = None  # [n_eval, width] if kept
+    features: np.ndarray | None = None  # [R, n_eval, width] if kept
+
+    def save(self, path: Path) -> None:
+        arrays = {"width": self.width, "seed": self.seed, "steps": self.steps, "loss": self.loss,
+                  "outputs": self.outputs, **{f"stat_{k}": v for k, v in self.stats.items()}}
+        if self.features is not None:
+            arrays["features"] = self.features
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> SweepRun:
+        with np.load(path) as z:
+            stats = {k[5:]: z[k] for k in z.files if k.startswith("stat_")}
+            feats = z["features"] if "features" in z.files else None
+            return cls(int(z["width"]), int(z["seed"]), z["steps"], z["loss"], z["outputs"], stats,
+                       None if feats is None else feats[0], feats)
+
+
+def _empty_records(n_records: int, n_eval: int, n_out: int, width: int, keep_features: bool) -> dict:
+    rec = {
+        "loss": np.zeros(n_records, np.float32),
+        "outputs": np.zeros((n_records, n_eval, n_out), np.float32),
+        **{k: np.zeros((n_records, n_eval, n_eval) if k == "gram" else (n_records, n_eval), np.float32)
+           for k in STAT_KEYS},
+        "filled": np.zeros((), np.int32),
+    }
+    if keep_features:
+        rec["features"] = np.zeros((n_records, n_eval, width), np.float32)
+    return rec
+
+
+def run_width_sweep(
+    make_model: Callable[[int, int], MLP],
+    data,
+    spec: TrainSpec,
+    eval_inputs,
+    widths: Sequence[int],
+    seeds: Sequence[int],
+    workdir: str | Path,
+    *,
+    keep_features: bool = False,
+    checkpoint_every: int | None = None,
+    checkpoint_interval_s: float = 30.0,
+    progress: bool = True,
+    memory_fraction: float = 0.8,
+    on_run_done: Callable[[SweepRun], None] | None = None,
+) -> dict[tuple[int, int], SweepRun]:
+    """Trains ``make_model(width, seed)`` for every width and seed; returns the runs by ``(width, seed)``.
+
+    ``data`` is a :class:`FullBatchData` or :class:`PairData`; ``eval_inputs``
+    are the inputs whose outputs and features are recorded. The SGD stream of
+    a run depends only on its seed. Every width is checked against the
+    device's memory before the first run starts. A checkpoint is written at a
+    recorded step (or every ``checkpoint_every`` steps) once at least
+    ``checkpoint_interval_s`` seconds have passed since the last one, so fast
+    runs are not slowed down by writing their parameters.
+    """
+    import orbax.checkpoint as ocp
+    from tqdm import tqdm
+
+    workdir = Path(workdir).resolve()
+    (workdir / "runs").mkdir(parents=True, exist_ok=True)
+    eval_inputs = jnp.asarray(eval_inputs)
+    n_eval = eval_inputs.shape[0]
+    records = spec.records
+    batch = spec.batch_size or (data.x.shape[0] if hasattr(data, "x") else 1)
+
+    # Refuse what will not fit before training anything.
+    for w in sorted(set(widths)):
+        # The model's shape only: nothing is allocated for a width that may not fit.
+        abstract = nnx.eval_shape(lambda w=w: make_model(w, 0))
+        est = estimate_memory(abstract.in_dim, abstract.hidden, abstract.out_dim, batch_size=batch,
+                              n_eval=n_eval, momentum=spec.momentum > 0)
+        check_memory(est, f"width {w}", fraction=memory_fraction)
+
+    jobs = [(w, s) for w in widths for s in seeds]
+    done: dict[tuple[int, int], SweepRun] = {}
+    todo = []
+    for w, s in jobs:
+        path = workdir / "runs" / f"w{w}_s{s}.npz"
+        if path.exists():
+            done[(w, s)] = SweepRun.load(path)
+        else:
+            todo.append((w, s))
+    bar = tqdm(total=len(todo) * spec.steps, desc="width sweep", unit="step", disable=not progress)
+    for w, s in todo:
+        bar.set_postfix(width=w, seed=s)
+        run = _train_one(make_model, data, spec, eval_inputs, w, s, workdir, records, keep_features,
+                         checkpoint_every, checkpoint_interval_s, bar, ocp)
+        run.save(workdir / "runs" / f"w{w}_s{s}.npz")
+        shutil.rmtree(workdir / "checkpoints" / f"w{w}_s{s}", ignore_errors=True)
+        done[(w, s)] = run
+        if on_run_done:
+            on_run_done(run)
+    bar.close()
+    return {k: done[k] for k in jobs}
+
+
+def _train_one(make_model, data, spec, eval_inputs, width, seed, workdir, records, keep_features,
+               checkpoint_every, checkpoint_interval_s, bar, ocp) -> SweepRun:
+    model = make_model(width, seed)
+    fm = functional(model)
+    trainer = Trainer(fm, data, spec, eval_inputs, lr_multiplier=model.learning_rate_multiplier())
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)
+    state = trainer.init_state(key)
+    _, f0, a0 = trainer.measure(state)
+    rec = _empty_records(len(records), eval_inputs.shape[0], f0.shape[-1], a0.shape[-1], keep_features)
+
+    ckpt_dir = workdir / "checkpoints" / f"w{width}_s{seed}"
+    manager = ocp.CheckpointManager(
+        ckpt_dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    )
+    latest = manager.latest_step()
+    if latest is not None:
+        target = {"params": state["params"], "opt_state": state["opt_state"], "key": state["key"],
+                  "a0": np.asarray(a0), "records": rec}
+        restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
+        state = {"params": restored["params"], "opt_state": restored["opt_state"],
+                 "key": restored["key"], "step": int(latest)}
+        a0 = jnp.asarray(restored["a0"])
+        rec = {k: np.asarray(v) for k, v in restored["records"].items()}
+        bar.update(int(latest))
+
+    stops = sorted(set(records) | set(
+        range(checkpoint_every, spec.steps, checkpoint_every) if checkpoint_every else ()
+    ))
+    last_save = time.monotonic()
+    for stop in stops:
+        if stop < state["step"] or (stop == state["step"] and stop in records[: int(rec["filled"])]):
+            continue
+        before = state["step"]
+        state = trainer.run_until(state, stop)
+        if stop in records:
+            r = records.index(stop)
+            loss, f, a = trainer.measure(state)
+            stats = trainer.drift(a0, a)
+            rec["loss"][r] = float(loss)
+            rec["outputs"][r] = np.asarray(f)
+            for k in STAT_KEYS:
+                rec[k][r] = np.asarray(stats[k])
+            if keep_features:
+                rec["features"][r] = np.asarray(a)
+            rec["filled"] = np.asarray(r + 1, np.int32)
+            if not np.isfinite(rec["loss"][r]):
+                raise FloatingPointError(
+                    f"width {width}, seed {seed}: the loss is {rec['loss'][r]} at step {stop}; "
+                    f"training diverged (learning rate {spec.learning_rate} too large?)"
+                )
+        bar.update(stop - before)
+        if stop < spec.steps and time.monotonic() - last_save >= checkpoint_interval_s:
+            last_save = time.monotonic()
+            manager.save(stop, args=ocp.args.StandardSave(
+                {"params": state["params"], "opt_state": state["opt_state"], "key": state["key"],
+                 "a0": np.asarray(a0), "records": rec}), force=True)
+            manager.wait_until_finished()
+    manager.close()
+    stats = {k: rec[k] for k in STAT_KEYS}
+    return SweepRun(width, seed, np.asarray(records), rec["loss"], rec["outputs"], stats,
+                    rec["features"][0] if keep_features else None,
+                    rec.get("features") if keep_features else None)

@@ -1,0 +1,185 @@
+"""Training loops, the width sweep's checkpoints and resumption, and memory refusal."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ntkdepth.kernels import relu_kernel_trace
+from ntkdepth.models import MLP, functional
+from ntkdepth.theory import GradientFlowPredictor
+from ntkdepth.training import (
+    FullBatchData,
+    PairData,
+    Trainer,
+    TrainSpec,
+    WidthTooLargeError,
+    check_memory,
+    estimate_memory,
+    loss_fn,
+    run_width_sweep,
+)
+from ntkdepth.training import sweep as sweep_module
+
+
+def test_mse_on_classes_equals_mse_on_one_hot_targets(rng):
+    f = jnp.asarray(rng.normal(size=(5, 7)), jnp.float32)
+    y = jnp.array([0, 6, 3, 3, 1])
+    mse = loss_fn("mse")
+    np.testing.assert_allclose(mse(f, y), mse(f, jax.nn.one_hot(y, 7)), rtol=1e-6)
+    np.testing.assert_allclose(
+        mse(f, y), np.mean(0.5 * np.sum((np.asarray(f) - np.eye(7)[np.asarray(y)]) ** 2, -1)), rtol=1e-6
+    )
+    xent = loss_fn("xent")
+    np.testing.assert_allclose(
+        xent(f, y), np.mean(optax.softmax_cross_entropy(f, jax.nn.one_hot(y, 7))), rtol=1e-6
+    )
+
+
+def test_one_step_is_gradient_descent_on_the_batch_loss(x64, rng):
+    """A full-batch step moves a weight by -lr * dL/dw, dL/dw by central differences."""
+    x = jnp.asarray(rng.normal(size=(6, 3)))
+    y = jnp.asarray(rng.normal(size=(6, 2)))
+    net = MLP(3, [5, 4], 2, b_std=0.2, rngs=0, param_dtype=jnp.float64)
+    fm = functional(net)
+    spec = TrainSpec(steps=1, learning_rate=0.3)
+    trainer = Trainer(fm, FullBatchData(x, y), spec, x)
+    state = trainer.run_until(trainer.init_state(jax.random.PRNGKey(0)), 1)
+    w0 = np.asarray(fm.params["layers"][1]["kernel"][...])
+    w1 = np.asarray(state["params"]["layers"][1]["kernel"][...])
+
+    def loss_with(entry, eps):
+        params = jax.tree_util.tree_map(lambda v: v, fm.params)
+        w = np.array(w0)
+        w[entry] += eps
+        params["layers"][1]["kernel"] = params["layers"][1]["kernel"].replace(jnp.asarray(w))
+        f = fm.output(params, x)
+        return float(np.mean(0.5 * np.sum((np.asarray(f) - np.asarray(y)) ** 2, -1)))
+
+    for entry in [(0, 0), (2, 3), (4, 1)]:
+        grad = (loss_with(entry, 1e-6) - loss_with(entry, -1e-6)) / 2e-6
+        assert w1[entry] - w0[entry] == pytest.approx(-0.3 * grad, rel=1e-6, abs=1e-12)
+
+
+def test_a_wide_network_follows_the_gradient_flow_predictor(x64, rng):
+    """Width 4096, full-batch GD for t = 2: outputs within 3% of Proposition 3 from Theta^3 and f_0."""
+    n, d = 8, 5
+    x = rng.normal(size=(n, d))
+    x *= np.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True)
+    y = rng.normal(size=(n, 1))
+    net = MLP(d, [4096, 4096], 1, W_std=2**0.5, rngs=1, param_dtype=jnp.float64)
+    fm = functional(net)
+    lr, steps = 0.05 * n, 40  # batch mean loss: time t = lr * steps / n = 2
+    trainer = Trainer(fm, FullBatchData(jnp.asarray(x), jnp.asarray(y)), TrainSpec(steps, lr), jnp.asarray(x))
+    state = trainer.init_state(jax.random.PRNGKey(0))
+    f0 = np.asarray(trainer.measure(state)[1])
+    ft = np.asarray(trainer.measure(trainer.run_until(state, steps))[1])
+    theta = np.asarray(relu_kernel_trace(x, depth=3).ntk[-1])
+    pred = GradientFlowPredictor(theta, y).predict_train(2.0, f0_train=f0)
+    change, err = ft - f0, ft - np.asarray(pred)
+    assert np.linalg.norm(err) < 0.03 * np.linalg.norm(change), (ft, pred)
+
+
+def test_pair_data_draws_batches_from_the_pairs():
+    pairs = np.array([[0, 1], [2, 3], [4, 5]], np.int32)
+    data = PairData.create(pairs, n_eval=2)
+    x, y = data.batch(jax.random.PRNGKey(0), 1000)
+    assert set(np.asarray(x).tolist()) == {0, 2, 4}
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(x) + 1)
+    assert data.eval_batch()[0].shape == (2,)
+    with pytest.raises(ValueError, match="batch_size"):
+        data.batch(jax.random.PRNGKey(0), None)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(steps=0), "steps"),
+        (dict(learning_rate=-1.0), "learning_rate"),
+        (dict(loss="hinge"), "unknown loss"),
+        (dict(record_steps=(5, 200)), "outside"),
+        (dict(momentum=1.0), "momentum"),
+    ],
+)
+def test_bad_training_settings_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainSpec(**(dict(steps=100, learning_rate=0.1) | kwargs))
+
+
+class Interrupted(Exception):
+    """Stands for a kill signal in the middle of a run."""
+
+
+def _tiny_sweep_setup():
+    rng = np.random.default_rng(0)
+    pairs = rng.integers(0, 12, size=(500, 2)).astype(np.int32)
+    data = PairData.create(pairs, n_eval=64)
+    spec = TrainSpec(steps=12, learning_rate=0.2, batch_size=16, record_steps=(3, 6, 9))
+
+    def make_model(width, seed):
+        return MLP(12, [width, width], 12, tokens=True, input_scale=12**0.5, rngs=seed)
+
+    return make_model, data, spec, jnp.arange(5)
+
+
+def test_an_interrupted_sweep_resumes_and_gives_the_same_numbers(tmp_path, monkeypatch):
+    make_model, data, spec, ev = _tiny_sweep_setup()
+    full = run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "full",
+                           checkpoint_interval_s=0, progress=False)
+
+    # Interrupt the third run (width 16, seed 0) after its checkpoint at step 6.
+    original = Trainer.run_until
+    calls, armed = [], [True]
+
+    def interrupting(self, state, stop):
+        calls.append((self.fm.params["layers"][1]["kernel"].shape[0], stop))
+        if armed[0] and calls[-1] == (16, 9):
+            armed[0] = False
+            raise Interrupted
+        return original(self, state, stop)
+
+    monkeypatch.setattr(Trainer, "run_until", interrupting)
+    with pytest.raises(Interrupted):
+        run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "cut",
+                        checkpoint_interval_s=0, progress=False)
+    assert sorted(p.name for p in (tmp_path / "cut" / "runs").glob("*.npz")) == ["w8_s0.npz", "w8_s1.npz"]
+    assert (tmp_path / "cut" / "checkpoints" / "w16_s0").exists()
+
+    calls.clear()
+    resumed = run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "cut",
+                              checkpoint_interval_s=0, progress=False)
+    # Finished runs are loaded; the interrupted one continues from its checkpoint at step 6.
+    assert [c for c in calls if c[0] == 8] == []
+    assert calls[:2] == [(16, 9), (16, 12)] and calls[2] == (16, 0)
+    for key in full:
+        np.testing.assert_allclose(resumed[key].loss, full[key].loss, rtol=1e-6)
+        for k, v in full[key].stats.items():
+            np.testing.assert_allclose(resumed[key].stats[k], v, rtol=1e-5, atol=1e-7)
+    assert not (tmp_path / "cut" / "checkpoints" / "w16_s0").exists()
+
+
+def test_sweep_records_zero_drift_at_step_zero_and_growing_drift_after(tmp_path):
+    make_model, data, spec, ev = _tiny_sweep_setup()
+    run = run_width_sweep(make_model, data, spec, ev, [32], [0], tmp_path, progress=False)[(32, 0)]
+    np.testing.assert_array_equal(run.steps, [0, 3, 6, 9, 12])
+    assert np.all(run.stats["aggregate"][0] == 0)
+    assert np.all(run.stats["aggregate"][-1] > 0)
+    assert run.loss[-1] < run.loss[0]
+
+
+def test_a_width_that_does_not_fit_is_refused_with_the_estimate(tmp_path):
+    est = estimate_memory(500, [100_000, 100_000], 500, batch_size=256, n_eval=64)
+    assert est.n_params > 10**10
+    with pytest.raises(WidthTooLargeError, match=r"width 100000 will not fit .* GiB"):
+        check_memory(est, "width 100000", available=64 * 2**30)
+    make_model, data, spec, ev = _tiny_sweep_setup()
+    with pytest.raises(WidthTooLargeError, match="width 300000"):
+        run_width_sweep(make_model, data, spec, ev, [8, 300_000], [0], tmp_path, progress=False)
+    assert not list((tmp_path / "runs").glob("*.npz")), "trained before refusing"
+
+
+def test_memory_estimate_counts_parameters():
+    est = estimate_memory(3, [4, 5], 2, batch_size=1, n_eval=1)
+    assert est.n_params == (3 * 4 + 4) + (4 * 5 + 5) + (5 * 2 + 2)
+    assert sweep_module.available_memory() > 2**20
