@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, MemoryError, FloatingPointError) as err:
+        # Settings, missing data, a width that does not fit, a diverging run: the
+        # message says what to change; a traceback would not help.
         print(f"ntkdepth: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like

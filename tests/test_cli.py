@@ -35,6 +35,13 @@ def test_every_preset_of_every_experiment_validates():
         (["run", "fig4", "--preset", "smoke", "--set", "n=1"], "n: 1 is below the minimum 2"),
         (["run", "fig4", "--preset", "smoke", "--set", "distribution='ball'"], "is not one of"),
         (["run", "fig4", "--preset", "smoke", "--set", "depth"], "--set expects key=value"),
+        (["run", "table1", "--preset", "smoke", "--set", "parameterizations=['meanfield']"],
+         "'meanfield' is not one of ['ntk', 'mup', 'standard']"),
+        (["run", "table1", "--preset", "smoke", "--set", "widths=[64, 0]"], "widths: 0 is below the minimum 1"),
+        (["run", "table1", "--preset", "smoke", "--set", "widths=[64, 400000]"],
+         "width 400000 will not fit in memory"),
+        (["run", "table1", "--preset", "smoke", "--set", "text8_path='/nonexistent/text8'"],
+         "/nonexistent/text8 does not exist"),
     ],
 )
 def test_bad_requests_are_clear_errors(argv, message, capsys, tmp_path):

@@ -22,6 +22,7 @@ limit is ``Theta^L`` (MATH.md, section 2).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -125,22 +126,38 @@ def mlp_ntk(model, x1: jax.Array, x2: jax.Array | None = None, *, block_size: in
 
     Inputs are processed ``block_size`` at a time; memory is
     ``O((n1 + n2) * width * depth)`` for the per-layer activations and
-    backpropagated signals of one output at a time.
+    backpropagated signals of one output at a time. The compiled kernel is
+    cached per network structure, so the seeds of a sweep share it.
     """
     fm = _as_functional(model)
     net = fm.model()
-    consts = _layer_constants(net)
-    widths = [*net.hidden, net.out_dim]
-    tokens, input_scale = net.tokens, net.input_scale
     _check_inputs(net, x1, "x1")
     same = x2 is None
     if not same:
         _check_inputs(net, x2, "x2")
+    gram = _mlp_gram_fn(
+        fm.graphdef, tuple(_layer_constants(net)), (*net.hidden, net.out_dim), net.tokens,
+        net.input_scale,
+    )
+    xa = x1
+    xb = x1 if same else x2
+    rows = []
+    for i in range(0, xa.shape[0], block_size):
+        cols = [gram(fm.params, xa[i : i + block_size], xb[j : j + block_size])
+                for j in range(0, xb.shape[0], block_size)]
+        rows.append(jnp.concatenate(cols, axis=1))
+    return jnp.concatenate(rows, axis=0)
+
+
+@functools.lru_cache(maxsize=8)
+def _mlp_gram_fn(graphdef, consts, widths, tokens, input_scale) -> Callable:
+    fm = FunctionalModel(graphdef, None)
 
     def signals(params, x):
         """Per layer: the layer's input a^{l-1} [b, n_{l-1}] and delta^l [k, b, n_l]."""
         b = x.shape[0]
-        zeros = [jnp.zeros((b, w), jnp.result_type(float)) for w in widths]
+        dtype = jax.tree_util.tree_leaves(params)[0].dtype
+        zeros = [jnp.zeros((b, w), dtype) for w in widths]
 
         def f(eps):
             return fm.apply(params, x, eps)[0]
@@ -149,8 +166,7 @@ def mlp_ntk(model, x1: jax.Array, x2: jax.Array | None = None, *, block_size: in
         k = out.shape[-1]
         eye = jnp.eye(k, dtype=out.dtype)
         deltas = jax.vmap(lambda e: vjp(jnp.broadcast_to(e, out.shape))[0])(eye)
-        inputs = _layer_inputs(fm, params, x)
-        return inputs, deltas
+        return _layer_inputs(fm, params, x), deltas
 
     def gram(params, xa, xb):
         ins_a, del_a = signals(params, xa)
@@ -166,15 +182,7 @@ def mlp_ntk(model, x1: jax.Array, x2: jax.Array | None = None, *, block_size: in
             total = total + (m**2 * aa + c**2) * dd
         return total / k
 
-    gram_jit = jax.jit(gram)
-    xa = x1
-    xb = x1 if same else x2
-    rows = []
-    for i in range(0, xa.shape[0], block_size):
-        cols = [gram_jit(fm.params, xa[i : i + block_size], xb[j : j + block_size])
-                for j in range(0, xb.shape[0], block_size)]
-        rows.append(jnp.concatenate(cols, axis=1))
-    return jnp.concatenate(rows, axis=0)
+    return jax.jit(gram)
 
 
 def _layer_inputs(fm: FunctionalModel, params, x) -> list[jax.Array]:

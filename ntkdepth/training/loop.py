@@ -214,8 +214,9 @@ class Trainer:
         self._measure = jax.jit(measure)
         self._record = jax.jit(feature_record)
 
-    def init_state(self, key: jax.Array) -> dict:
-        params = self.fm.params
+    def init_state(self, key: jax.Array, params=None) -> dict:
+        """The state at step 0: the model's parameters, or ``params`` of the same structure."""
+        params = self.fm.params if params is None else params
         return {
             "params": params,
             "opt_state": self.optimizer.init(params),

@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
@@ -122,12 +122,14 @@ class SweepRun:
     stats: dict[str, np.ndarray]  # STAT_KEYS -> [R, n_eval] ([R, n_eval, n_eval] for gram)
     features0: np.ndarray | None = None  # [n_eval, width] if kept
     features: np.ndarray | None = None  # [R, n_eval, width] if kept
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # from ``final_measures``
 
     def save(self, path: Path) -> None:
         arrays = {"width": self.width, "seed": self.seed, "steps": self.steps, "loss": self.loss,
                   "outputs": self.outputs, **{f"stat_{k}": v for k, v in self.stats.items()}}
         if self.features is not None:
             arrays["features"] = self.features
+        arrays.update({f"extra_{k}": np.asarray(v) for k, v in self.extra.items()})
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
@@ -137,8 +139,9 @@ class SweepRun:
         with np.load(path) as z:
             stats = {k[5:]: z[k] for k in z.files if k.startswith("stat_")}
             feats = z["features"] if "features" in z.files else None
+            extra = {k[6:]: z[k] for k in z.files if k.startswith("extra_")}
             return cls(int(z["width"]), int(z["seed"]), z["steps"], z["loss"], z["outputs"], stats,
-                       None if feats is None else feats[0], feats)
+                       None if feats is None else feats[0], feats, extra)
 
 
 def _empty_records(n_records: int, n_eval: int, n_out: int, width: int, keep_features: bool) -> dict:
@@ -169,6 +172,7 @@ def run_width_sweep(
     progress: bool = True,
     memory_fraction: float = 0.8,
     on_run_done: Callable[[SweepRun], None] | None = None,
+    final_measures: Callable[[MLP, MLP], dict[str, np.ndarray]] | None = None,
 ) -> dict[tuple[int, int], SweepRun]:
     """Trains ``make_model(width, seed)`` for every width and seed; returns the runs by ``(width, seed)``.
 
@@ -179,6 +183,10 @@ def run_width_sweep(
     recorded step (or every ``checkpoint_every`` steps) once at least
     ``checkpoint_interval_s`` seconds have passed since the last one, so fast
     runs are not slowed down by writing their parameters.
+
+    ``final_measures(initial_model, trained_model)`` (optional) measures
+    anything else on a finished run, e.g. its empirical NTK before and after
+    training; its arrays are stored with the run (``SweepRun.extra``).
     """
     import orbax.checkpoint as ocp
     from tqdm import tqdm
@@ -208,10 +216,11 @@ def run_width_sweep(
         else:
             todo.append((w, s))
     bar = tqdm(total=len(todo) * spec.steps, desc="width sweep", unit="step", disable=not progress)
+    trainers: dict = {}  # one compiled trainer per network structure, shared by the seeds
     for w, s in todo:
         bar.set_postfix(width=w, seed=s)
         run = _train_one(make_model, data, spec, eval_inputs, w, s, workdir, records, keep_features,
-                         checkpoint_every, checkpoint_interval_s, bar, ocp)
+                         checkpoint_every, checkpoint_interval_s, bar, ocp, final_measures, trainers)
         run.save(workdir / "runs" / f"w{w}_s{s}.npz")
         shutil.rmtree(workdir / "checkpoints" / f"w{w}_s{s}", ignore_errors=True)
         done[(w, s)] = run
@@ -222,12 +231,18 @@ def run_width_sweep(
 
 
 def _train_one(make_model, data, spec, eval_inputs, width, seed, workdir, records, keep_features,
-               checkpoint_every, checkpoint_interval_s, bar, ocp) -> SweepRun:
+               checkpoint_every, checkpoint_interval_s, bar, ocp, final_measures=None,
+               trainers=None) -> SweepRun:
     model = make_model(width, seed)
     fm = functional(model)
-    trainer = Trainer(fm, data, spec, eval_inputs, lr_multiplier=model.learning_rate_multiplier())
+    trainers = {} if trainers is None else trainers
+    trainer = trainers.get(fm.graphdef)
+    if trainer is None:
+        trainer = Trainer(fm, data, spec, eval_inputs, lr_multiplier=model.learning_rate_multiplier())
+        trainers.clear()  # keep one: a trainer holds its network's compiled steps
+        trainers[fm.graphdef] = trainer
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)
-    state = trainer.init_state(key)
+    state = trainer.init_state(key, fm.params)
     _, f0, a0 = trainer.measure(state)
     rec = _empty_records(len(records), eval_inputs.shape[0], f0.shape[-1], a0.shape[-1], keep_features)
 
@@ -280,6 +295,10 @@ def _train_one(make_model, data, spec, eval_inputs, width, seed, workdir, record
             manager.wait_until_finished()
     manager.close()
     stats = {k: rec[k] for k in STAT_KEYS}
+    extra = {}
+    if final_measures is not None:
+        extra = {k: np.asarray(v) for k, v in
+                 final_measures(make_model(width, seed), fm.model(state["params"])).items()}
     return SweepRun(width, seed, np.asarray(records), rec["loss"], rec["outputs"], stats,
                     rec["features"][0] if keep_features else None,
-                    rec.get("features") if keep_features else None)
+                    rec.get("features") if keep_features else None, extra)
