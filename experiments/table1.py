@@ -10,6 +10,12 @@ neurons and maximum), the relative deviation, and the change of the
 normalized inner products <a_t(x), a_t(x')>/n (Proposition 4); mean (s.d.) over
 evaluation tokens and seeds. The muP network (Yang & Hu 2021) is the second
 row group: there every unit moves by O(1).
+
+With V outputs the random initial function f_0 has squared norm about
+V * Sigma^3(x, x) per token, against 1 for a one-hot target, so the residual
+and with it the drift would be dominated by undoing f_0 (and training far
+from lazy until n is several times V). ``center_output`` (the default) trains
+f_theta - f_theta0 instead: the same kernel, a residual that starts at -y.
 """
 
 from __future__ import annotations
@@ -50,6 +56,10 @@ class Config:
         help="norm of a token's one-hot input: 'one' (e_c) or 'sqrt-vocab' (sqrt(V) e_c, |x|^2 = n_0 as on the sphere of radius sqrt(n_0))",
         choices=["one", "sqrt-vocab"],
     )
+    center_output: bool = setting(
+        True,
+        help="train f_theta - f_theta0 (same NTK; the residual starts at -y instead of being dominated by the random f_0 over V outputs)",
+    )
     W_std: float = setting(2.0**0.5, help="sigma_w of every layer", min=1e-6)
     b_std: float = setting(0.0, help="sigma_b (0: no biases, the paper's setting)", min=0.0)
     learning_rate: float = setting(0.5, help="SGD learning rate (width-independent at NTK parameterization)", min=1e-8)
@@ -89,6 +99,7 @@ def run(config: Config, out: RunDir) -> dict:
         loss="mse",
         batch_size=config.batch_size,
         record_steps=record_steps_grid(config.steps, config.n_records),
+        center_output=config.center_output,
     )
     seeds = [config.seed + s for s in range(config.seeds)]
 
@@ -266,7 +277,8 @@ def _summary(config, stats, fits, n_pairs, sweeps, seeds, table_md) -> str:
         f"Two hidden layers of width n, one-hot inputs over V = {config.vocab_size} words "
         f"({config.onehot_norm} norm), V outputs, {n_pairs:,} skip-gram pairs (window {config.window}), "
         f"SGD with batch {config.batch_size}, learning rate {config.learning_rate}, {config.steps} steps, "
-        f"MSE loss; {len(seeds)} seed(s), {config.n_eval} evaluation tokens.",
+        f"MSE loss{' on the centered network f_theta - f_theta0' if config.center_output else ''}; "
+        f"{len(seeds)} seed(s), {config.n_eval} evaluation tokens.",
         "",
         table_md,
         "",

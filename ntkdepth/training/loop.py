@@ -11,6 +11,13 @@ The steps between two recorded points run inside one compiled
 the loss, the outputs and the last hidden layer on fixed evaluation inputs
 are taken, and the drift of the features from step 0 is reduced on the
 device (:func:`feature_record`).
+
+``center_output`` trains ``f_theta(x) - f_theta0(x)`` (Chizat et al. 2019): the
+same NTK and the same features, but the residual starts at ``-y`` instead of
+``f_0(X) - y``. With many outputs the random ``f_0`` otherwise dominates the
+residual, and with it how far the features move. The initial outputs on the
+training inputs (for token inputs: on the whole vocabulary) are computed once
+and subtracted.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class TrainSpec:
     batch_size: int | None = None  # None: full batch
     momentum: float = 0.0
     record_steps: tuple[int, ...] = ()
+    center_output: bool = False
 
     def __post_init__(self):
         if self.steps < 1:
@@ -113,13 +121,18 @@ class FullBatchData(NamedTuple):
     y: jax.Array
 
     def batch(self, key, batch_size: int | None):
+        """``(x, y, rows)``: ``rows`` index the training inputs (for centering)."""
         if batch_size is None or batch_size >= self.x.shape[0]:
-            return self.x, self.y
+            return self.x, self.y, jnp.arange(self.x.shape[0])
         idx = jax.random.randint(key, (batch_size,), 0, self.x.shape[0])
-        return self.x[idx], self.y[idx]
+        return self.x[idx], self.y[idx], idx
 
     def eval_batch(self):
-        return self.x, self.y
+        return self.x, self.y, jnp.arange(self.x.shape[0])
+
+    def centering_inputs(self):
+        """The inputs whose initial outputs a centered network subtracts, indexed by ``rows``."""
+        return self.x
 
 
 class PairData(NamedTuple):
@@ -145,10 +158,14 @@ class PairData(NamedTuple):
             raise ValueError("pair data is trained with SGD: give a batch_size")
         idx = jax.random.randint(key, (batch_size,), 0, self.pairs.shape[0])
         b = self.pairs[idx]
-        return b[:, 0], b[:, 1]
+        return b[:, 0], b[:, 1], b[:, 0]
 
     def eval_batch(self):
-        return self.eval_pairs[:, 0], self.eval_pairs[:, 1]
+        return self.eval_pairs[:, 0], self.eval_pairs[:, 1], self.eval_pairs[:, 0]
+
+    def centering_inputs(self):
+        """Every token of the vocabulary: ``rows`` are the centers' ids."""
+        return jnp.arange(int(np.asarray(self.pairs).max()) + 1, dtype=jnp.int32)
 
 
 def feature_record(a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
@@ -191,36 +208,53 @@ class Trainer:
         loss = loss_fn(self.spec.loss)
         fm, data, batch_size, opt = self.fm, self.data, self.spec.batch_size, self.optimizer
 
-        def objective(params, x, y):
-            return loss(fm.apply(params, x)[0], y)
+        center = self.spec.center_output
+
+        def objective(params, x, y, offset):
+            return loss(fm.apply(params, x)[0] - offset, y)
 
         def step(i, carry):
-            params, opt_state, key = carry
+            params, opt_state, key, table = carry
             key, sub = jax.random.split(key)
-            x, y = data.batch(sub, batch_size)
-            grads = jax.grad(objective)(params, x, y)
+            x, y, rows = data.batch(sub, batch_size)
+            grads = jax.grad(objective)(params, x, y, table[rows] if center else 0.0)
             updates, opt_state = opt.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, key
+            return optax.apply_updates(params, updates), opt_state, key, table
 
-        def advance(params, opt_state, key, n):
-            return jax.lax.fori_loop(0, n, step, (params, opt_state, key))
+        def advance(params, opt_state, key, table, n):
+            params, opt_state, key, _ = jax.lax.fori_loop(
+                0, n, step, (params, opt_state, key, table)
+            )
+            return params, opt_state, key
 
-        def measure(params):
+        def measure(params, table):
             f, a = fm.apply(params, self.eval_inputs)
-            xe, ye = data.eval_batch()
-            return objective(params, xe, ye), f, a
+            xe, ye, rows = data.eval_batch()
+            return objective(params, xe, ye, table[rows] if center else 0.0), f, a
+
+        centering_inputs = data.centering_inputs() if center else None
+
+        def offsets(params):
+            return fm.apply(params, centering_inputs)[0]
 
         self._advance = jax.jit(advance)
         self._measure = jax.jit(measure)
+        self._offsets = jax.jit(offsets)
         self._record = jax.jit(feature_record)
 
     def init_state(self, key: jax.Array, params=None) -> dict:
         """The state at step 0: the model's parameters, or ``params`` of the same structure."""
         params = self.fm.params if params is None else params
+        if self.spec.center_output:
+            # f_theta(x) - f_theta0(x): the same NTK, and the residual starts at -y.
+            table = self._offsets(params)
+        else:
+            table = jnp.zeros((1, 1), jax.tree_util.tree_leaves(params)[0].dtype)
         return {
             "params": params,
             "opt_state": self.optimizer.init(params),
             "key": key,
+            "offsets": table,
             "step": 0,
         }
 
@@ -230,14 +264,19 @@ class Trainer:
             raise ValueError(f"cannot go back from step {state['step']} to {stop}")
         if n:
             params, opt_state, key = self._advance(
-                state["params"], state["opt_state"], state["key"], jnp.asarray(n, jnp.int32)
+                state["params"], state["opt_state"], state["key"], state["offsets"],
+                jnp.asarray(n, jnp.int32),
             )
             state = {**state, "params": params, "opt_state": opt_state, "key": key, "step": stop}
         return state
 
     def measure(self, state: dict):
-        """``(loss, outputs [n_eval, K], features [n_eval, width])`` at ``state``."""
-        return self._measure(state["params"])
+        """``(loss, outputs [n_eval, K], features [n_eval, width])`` at ``state``.
+
+        The outputs are the network's own, not centered: subtract those at step 0
+        for the centered network's.
+        """
+        return self._measure(state["params"], state["offsets"])
 
     def drift(self, a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
         return self._record(a0, at)

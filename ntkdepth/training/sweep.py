@@ -253,10 +253,10 @@ def _train_one(make_model, data, spec, eval_inputs, width, seed, workdir, record
     latest = manager.latest_step()
     if latest is not None:
         target = {"params": state["params"], "opt_state": state["opt_state"], "key": state["key"],
-                  "a0": np.asarray(a0), "records": rec}
+                  "offsets": state["offsets"], "a0": np.asarray(a0), "records": rec}
         restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
         state = {"params": restored["params"], "opt_state": restored["opt_state"],
-                 "key": restored["key"], "step": int(latest)}
+                 "key": restored["key"], "offsets": restored["offsets"], "step": int(latest)}
         a0 = jnp.asarray(restored["a0"])
         rec = {k: np.asarray(v) for k, v in restored["records"].items()}
         bar.update(int(latest))
@@ -291,7 +291,7 @@ def _train_one(make_model, data, spec, eval_inputs, width, seed, workdir, record
             last_save = time.monotonic()
             manager.save(stop, args=ocp.args.StandardSave(
                 {"params": state["params"], "opt_state": state["opt_state"], "key": state["key"],
-                 "a0": np.asarray(a0), "records": rec}), force=True)
+                 "offsets": state["offsets"], "a0": np.asarray(a0), "records": rec}), force=True)
             manager.wait_until_finished()
     manager.close()
     stats = {k: rec[k] for k in STAT_KEYS}
