@@ -81,11 +81,29 @@ def test_a_wide_network_follows_the_gradient_flow_predictor(x64, rng):
     assert np.linalg.norm(err) < 0.03 * np.linalg.norm(change), (ft, pred)
 
 
+def test_centered_training_is_gradient_descent_on_f_minus_f0(x64, rng):
+    """The centered loss starts at |y|^2/2 and its steps are those of targets y + f_0(x)."""
+    x = jnp.asarray(rng.normal(size=(6, 3)))
+    y = jnp.asarray(rng.normal(size=(6, 2)))
+    net = MLP(3, [16, 16], 2, rngs=0, param_dtype=jnp.float64)
+    fm = functional(net)
+    centered = Trainer(fm, FullBatchData(x, y), TrainSpec(5, 0.3, center_output=True), x)
+    state = centered.init_state(jax.random.PRNGKey(0))
+    loss0, f0, _ = centered.measure(state)
+    assert float(loss0) == pytest.approx(float(np.mean(0.5 * np.sum(np.asarray(y) ** 2, -1))), rel=1e-12)
+    shifted = Trainer(fm, FullBatchData(x, y + f0), TrainSpec(5, 0.3), x)
+    a = centered.run_until(state, 5)["params"]
+    b = shifted.run_until(shifted.init_state(jax.random.PRNGKey(0)), 5)["params"]
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
+
+
 def test_pair_data_draws_batches_from_the_pairs():
     pairs = np.array([[0, 1], [2, 3], [4, 5]], np.int32)
     data = PairData.create(pairs, n_eval=2)
-    x, y = data.batch(jax.random.PRNGKey(0), 1000)
+    x, y, rows = data.batch(jax.random.PRNGKey(0), 1000)
     assert set(np.asarray(x).tolist()) == {0, 2, 4}
+    np.testing.assert_array_equal(rows, x)
     np.testing.assert_array_equal(np.asarray(y), np.asarray(x) + 1)
     assert data.eval_batch()[0].shape == (2,)
     with pytest.raises(ValueError, match="batch_size"):
@@ -115,7 +133,8 @@ def _tiny_sweep_setup():
     rng = np.random.default_rng(0)
     pairs = rng.integers(0, 12, size=(500, 2)).astype(np.int32)
     data = PairData.create(pairs, n_eval=64)
-    spec = TrainSpec(steps=12, learning_rate=0.2, batch_size=16, record_steps=(3, 6, 9))
+    spec = TrainSpec(steps=12, learning_rate=0.2, batch_size=16, record_steps=(3, 6, 9),
+                     center_output=True)
 
     def make_model(width, seed):
         return MLP(12, [width, width], 12, tokens=True, input_scale=12**0.5, rngs=seed)
