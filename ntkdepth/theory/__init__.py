@@ -1,5 +1,6 @@
 """The paper's objects built on the kernels: normalized kernels, limits and rates,
-the gradient-flow predictor, separation of data, and the bounds of section 6."""
+the gradient-flow predictor, the infinite-width drift of the hidden layers,
+separation of data, and the bounds of section 6."""
 
 from ntkdepth.theory.depth import (
     DecayFit,
@@ -15,6 +16,14 @@ from ntkdepth.theory.depth import (
     normalize_kernel,
     predicted_log_law,
     proposition5_step,
+)
+from ntkdepth.theory.drift import (
+    UnitDriftStatistics,
+    drift_norm_prediction,
+    drift_prediction,
+    onehot_drift_prediction,
+    per_unit_drift_statistics,
+    residual_integral_map,
 )
 from ntkdepth.theory.goldilocks import (
     DepthScan,
@@ -53,6 +62,12 @@ __all__ = [
     "normalize_kernel",
     "predicted_log_law",
     "proposition5_step",
+    "UnitDriftStatistics",
+    "drift_norm_prediction",
+    "drift_prediction",
+    "onehot_drift_prediction",
+    "per_unit_drift_statistics",
+    "residual_integral_map",
     "DepthScan",
     "GradientFlowPredictor",
     "SingularKernelError",
