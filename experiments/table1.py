@@ -122,9 +122,11 @@ def run(config: Config, out: RunDir) -> dict:
     stats = _collect(config, sweeps, seeds)
     fits = _fits(config, stats)
     steps = np.asarray(spec.records)
-    _write_tables(out, config, stats, fits)
-    _plot_scaling(out, config, stats, fits)
-    _plot_steps(out, config, sweeps, seeds, steps)
+    kernel = out.stage("kernel_prediction", lambda: _kernel_prediction(
+        config, p, q, eval_tokens, input_scale, steps * config.learning_rate))
+    _write_tables(out, config, stats, fits, kernel)
+    _plot_scaling(out, config, stats, fits, kernel)
+    _plot_steps(out, config, sweeps, seeds, steps, kernel)
     out.write_json("results.json", {
         "vocabulary": {"size": V, "pairs": int(len(pairs)), "words": len(words),
                        "most_frequent": list(vocab.words[:10])},
@@ -134,9 +136,15 @@ def run(config: Config, out: RunDir) -> dict:
                              for w in config.widths} for par in config.parameterizations},
         "table": stats,
         "exponents": fits,
+        "kernel_prediction": {
+            "aggregate_mean_over_eval_tokens": float(kernel["aggregate"][-1].mean()),
+            "aggregate_over_steps": kernel["aggregate"].mean(1),
+            "per_neuron_mean_times_sqrt_n": float(kernel["unit_mean_abs"].mean()),
+            "time": float(steps[-1] * config.learning_rate),
+        },
     })
     out.write_summary(_summary(config, stats, fits, len(pairs), sweeps, seeds,
-                               (out.path / "table1.md").read_text()))
+                               (out.path / "table1.md").read_text(), kernel))
     head = {}
     for par in config.parameterizations:
         for m in ("aggregate", "per_neuron_mean", "relative"):
@@ -144,6 +152,36 @@ def run(config: Config, out: RunDir) -> dict:
                 head[f"{par} {m} exponent"] = round(fits[par][m]["exponent"], 3)
     head["table"] = str(out.file("table1.md"))
     return head
+
+
+def _kernel_prediction(config, p, q, eval_tokens, input_scale, times) -> dict:
+    """The infinite-width drift of the NTK network (``docs/drift.md``, one-hot setting).
+
+    SGD with learning rate eta on pairs follows, in expectation, the gradient
+    flow of ``sum_c p_c |f(c) - Q_c|^2 / 2`` for the time ``eta * steps``. The
+    centered network starts from ``f_0 = 0``; the plain one is averaged over
+    initializations. Per-unit statistics are estimated on at most 16 of the
+    evaluation tokens.
+    """
+    import jax
+
+    from ntkdepth.theory import onehot_drift_prediction, per_unit_drift_statistics
+
+    V = config.vocab_size
+    f0 = np.zeros((V, V)) if config.center_output else None
+    with jax.enable_x64(True):
+        d2 = onehot_drift_prediction(p, q, eval_tokens, times, depth=3, W_std=config.W_std,
+                                     b_std=config.b_std, input_scale=input_scale, f0=f0)
+        sub = eval_tokens[:16]
+        eye = input_scale * np.eye(V)
+        unit = per_unit_drift_statistics(
+            eye, q, eye[sub], [times[-1]], depth=3, W_std=config.W_std, b_std=config.b_std,
+            f0_train=f0, loss_weights=p, num_samples=256, num_init_samples=16,
+        )
+        widths = np.array(config.widths)
+        unit_max = np.stack([unit.expected_max(int(w))[0] for w in widths])  # [W, n_sub]
+    return {"aggregate": np.sqrt(np.maximum(d2, 0.0)), "unit_mean_abs": unit.mean_abs[0],
+            "unit_max": unit_max, "widths": widths}
 
 
 def _collect(config, sweeps, seeds) -> dict:
@@ -188,28 +226,50 @@ def _cell(d):
     return f"{d['mean']:.4g} ({d['sd']:.2g})"
 
 
-def _write_tables(out, config, stats, fits):
+def _kernel_rows(config, kernel) -> dict:
+    """Predicted values of the NTK rows at each width: ``{measure: ([per width], n = inf)}``."""
+    n = np.array(config.widths, float)
+    agg = float(kernel["aggregate"][-1].mean())
+    return {
+        "aggregate": ([agg] * len(n), agg),
+        "per_neuron_mean": (list(float(kernel["unit_mean_abs"].mean()) / np.sqrt(n)), 0.0),
+        "per_neuron_max": (list(kernel["unit_max"].mean(1) / np.sqrt(n)), 0.0),
+    }
+
+
+def _write_tables(out, config, stats, fits, kernel):
     widths = config.widths
-    header = ["parameterization", "measure", *[f"n = {w}" for w in widths], "exponent"]
+    predicted = _kernel_rows(config, kernel)
+    header = ["parameterization", "measure", *[f"n = {w}" for w in widths], "n = inf (kernel)", "exponent"]
     rows, md = [], []
-    md.append("| measure | " + " | ".join(f"n = {w:,}" for w in widths) + " | fitted exponent |")
-    md.append("|---" * (len(widths) + 2) + "|")
+    md.append("| measure | " + " | ".join(f"n = {w:,}" for w in widths)
+              + " | kernel (n = infinity) | fitted exponent |")
+    md.append("|---" * (len(widths) + 3) + "|")
     for par, by_measure in stats.items():
-        md.append(f"| **{par.upper() if par != 'mup' else 'muP'}** |" + " |" * (len(widths) + 1))
+        md.append(f"| **{par.upper() if par != 'mup' else 'muP'}** |" + " |" * (len(widths) + 2))
         for m, label in MEASURES.items():
             exp = fits.get(par, {}).get(m, {}).get("exponent")
             exp_s = "" if exp is None else f"{exp:+.3f}"
-            md.append(f"| {label.replace('|', chr(92) + '|')} | " + " | ".join(_cell(by_measure[m][w]) for w in widths) + f" | {exp_s} |")
-            rows.append([par, m, *[by_measure[m][w]["mean"] for w in widths], exp if exp is not None else ""])
-            rows.append([par, m + "_sd", *[by_measure[m][w]["sd"] for w in widths], ""])
+            inf = f"{predicted[m][1]:.4g}" if par == "ntk" and m == "aggregate" else ""
+            md.append(f"| {label.replace('|', chr(92) + '|')} | " + " | ".join(_cell(by_measure[m][w]) for w in widths)
+                      + f" | {inf} | {exp_s} |")
+            rows.append([par, m, *[by_measure[m][w]["mean"] for w in widths],
+                         predicted[m][1] if inf else "", exp if exp is not None else ""])
+            rows.append([par, m + "_sd", *[by_measure[m][w]["sd"] for w in widths], "", ""])
+            if par == "ntk" and m in ("per_neuron_mean", "per_neuron_max"):
+                md.append(f"| ↳ kernel prediction at width n | "
+                          + " | ".join(f"{v:.4g}" for v in predicted[m][0]) + " | 0 | -0.5 |")
+                rows.append([par, m + "_kernel", *predicted[m][0], 0.0, -0.5])
     (out.path / "table1.md").write_text(
         "Mean (s.d.) over evaluation tokens and seeds, after training; exponent: slope of log(mean) "
-        "against log(width).\n\n" + "\n".join(md) + "\n"
+        "against log(width). Kernel: the infinite-width prediction of the NTK network's drift "
+        "(docs/drift.md) for the same gradient-flow time; per-unit predictions are "
+        "n^{-1/2} times the limit law's mean and expected maximum.\n\n" + "\n".join(md) + "\n"
     )
     out.write_csv("table1.csv", header, rows)
 
 
-def _plot_scaling(out, config, stats, fits):
+def _plot_scaling(out, config, stats, fits, kernel):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,6 +287,9 @@ def _plot_scaling(out, config, stats, fits):
             ax.errorbar(w, y, yerr=sd, fmt="o", color=colors.get(par), capsize=3, label=lab)
             if fit:
                 ax.plot(w, fit["prefactor"] * w ** fit["exponent"], "-", color=colors.get(par), lw=1)
+        pred = _kernel_rows(config, kernel).get(m)
+        if pred is not None and "ntk" in stats:
+            ax.plot(w, pred[0], "k--", lw=1.2, label="kernel prediction (NTK)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("width n")
@@ -238,7 +301,7 @@ def _plot_scaling(out, config, stats, fits):
     plt.close(fig)
 
 
-def _plot_steps(out, config, sweeps, seeds, steps):
+def _plot_steps(out, config, sweeps, seeds, steps, kernel):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,6 +321,8 @@ def _plot_steps(out, config, sweeps, seeds, steps):
                     y = np.mean([runs[(w, s)].stats[k].mean(1) for s in seeds], 0)
                 ax.plot(steps[1:], y[1:], "o-", ms=3, color=cmap(i / max(1, len(config.widths) - 1)),
                         label=f"n = {w}")
+            if par == "ntk" and k == "aggregate":
+                ax.plot(steps[1:], kernel["aggregate"][1:].mean(1), "k--", lw=1.2, label="kernel (n = inf)")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("SGD step")
@@ -269,7 +334,7 @@ def _plot_steps(out, config, sweeps, seeds, steps):
     plt.close(fig)
 
 
-def _summary(config, stats, fits, n_pairs, sweeps, seeds, table_md) -> str:
+def _summary(config, stats, fits, n_pairs, sweeps, seeds, table_md, kernel) -> str:
     widths = config.widths
     lines = [
         "# Table 1: last-hidden-layer drift against width (text8)",
@@ -312,6 +377,17 @@ def _summary(config, stats, fits, n_pairs, sweeps, seeds, table_md) -> str:
             f"- muP: per-neuron exponent {fits['mup']['per_neuron_mean']['exponent']:+.2f} "
             f"(0 expected: every unit keeps moving), aggregate exponent "
             f"{fits['mup']['aggregate']['exponent']:+.2f} (+1/2 expected)."
+        )
+    if "ntk" in stats:
+        agg_inf = float(kernel["aggregate"][-1].mean())
+        measured = stats["ntk"]["aggregate"][widths[-1]]["mean"]
+        lines.append(
+            f"- The kernel predicts the NTK network's aggregate drift at infinite width: {agg_inf:.4g} "
+            f"(mean over the evaluation tokens); measured {measured:.4g} at n = {widths[-1]} "
+            f"(ratio {measured / agg_inf:.3f}). Predicted mean per-neuron drift "
+            f"{kernel['unit_mean_abs'].mean():.4g} / sqrt(n), measured "
+            f"{stats['ntk']['per_neuron_mean'][widths[-1]]['mean'] * np.sqrt(widths[-1]):.4g} / sqrt(n) "
+            f"at n = {widths[-1]}."
         )
     loss = {par: np.mean([sweeps[par][(widths[-1], s)].loss[-1] for s in seeds]) for par in sweeps}
     lines.append("- Final training loss at the largest width: "
