@@ -20,6 +20,7 @@ import numpy as np
 from ntkdepth.config import setting
 from ntkdepth.data import canonical_projection, sample_cube, sample_sphere
 from ntkdepth.kernels import relu_kernel_trace
+from ntkdepth.plotting import PairGroup, depth_panels, pair_values
 from ntkdepth.runs import RunDir
 
 NAME = "fig4"
@@ -80,9 +81,7 @@ def run(config: Config, out: RunDir) -> dict:
     groups = {"inside": inside, "with_x_star": with_star}
 
     def values(name, pairs):
-        a = quantities[name][0]
-        idx = np.array(pairs)
-        return a[:, idx[:, 0], idx[:, 1]]  # [depth, n_pairs]
+        return pair_values(quantities[name][0], pairs)  # [depth, n_pairs]
 
     # Per-depth statistics over all pairs of each group.
     stats_rows = []
@@ -107,7 +106,7 @@ def run(config: Config, out: RunDir) -> dict:
                 )
     out.write_csv("pairs.csv", ["group", "i", "j", "depth", "rho", "sigmadot", "thetabar"], curve_rows)
 
-    _plot(out, config, layers, groups, values, quantities)
+    _plot(out, config, layers, groups, quantities)
 
     # Headline numbers at decades of depth.
     checkpoints = [ell for ell in (1, 2, 10, 100, 1000, 10_000, 100_000) if ell <= config.depth]
@@ -148,41 +147,21 @@ def run(config: Config, out: RunDir) -> dict:
     }
 
 
-def _plot(out, config, layers, groups, values, quantities):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+def _plot(out, config, layers, groups, quantities):
     colors = {"inside": "tab:blue", "with_x_star": "tab:red"}
     labels = {"inside": r"pairs $(x_i, x_j)$ in $X$", "with_x_star": r"pairs $(x_i, x^*)$"}
+    styles = {"inside": "-", "with_x_star": "--"}
     limits = {"rho": 1.0, "sigmadot": config.W_std**2 / 2, "thetabar": 0.25}
-    for ax, name in zip(axes, quantities):
-        # Sigmadot^l is defined from layer 2 on (no nonlinearity precedes layer 1).
-        start = 1 if name == "sigmadot" else 0
-        for group, pairs in groups.items():
-            v = values(name, pairs)[start:]
-            lo, hi = np.quantile(v, [0.1, 0.9], axis=1)
-            ax.fill_between(layers[start:], lo, hi, color=colors[group], alpha=0.12, lw=0)
-            for c in range(min(config.max_curves, v.shape[1])):
-                ax.plot(layers[start:], v[:, c], color=colors[group], lw=0.8, alpha=0.7,
-                        ls="-" if group == "inside" else "--",
-                        label=labels[group] if c == 0 else None)
-        if config.b_std == 0:
-            ax.axhline(limits[name], color="k", lw=1, ls=":", label=f"limit {limits[name]:g}")
-        ax.set_xscale("log")
-        ax.set_xlabel(r"depth $\ell$")
-        ax.set_title(quantities[name][1])
-        ax.grid(alpha=0.3, which="both")
-    for ax in axes:
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(
-        f"Figure 4: {config.n} points on $S^{{{config.dim - 1}}}$ ({config.distribution}) and $x^*$, "
-        f"ReLU, $\\sigma_w^2={config.W_std**2:g}$, $\\sigma_b={config.b_std:g}$"
+    fig = depth_panels(
+        layers, quantities,
+        [PairGroup(g, pairs, labels[g], colors[g], styles[g]) for g, pairs in groups.items()],
+        max_curves=config.max_curves, limits=limits if config.b_std == 0 else None,
+        title=f"Figure 4: {config.n} points on $S^{{{config.dim - 1}}}$ ({config.distribution}) "
+        f"and $x^*$, ReLU, $\\sigma_w^2={config.W_std**2:g}$, $\\sigma_b={config.b_std:g}$",
     )
-    fig.tight_layout()
     out.save_figure(fig, "fig4.png")
+    import matplotlib.pyplot as plt  # after depth_panels has chosen the Agg backend
+
     plt.close(fig)
 
 

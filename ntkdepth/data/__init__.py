@@ -1,5 +1,18 @@
-"""Datasets and input geometry: points on the sphere and projections onto it."""
+"""Datasets and input geometry: points on the sphere, projections onto it, and MNIST."""
 
+from ntkdepth.data.mnist import (
+    MnistNotFoundError,
+    MnistSample,
+    available_splits,
+    fetch_mnist,
+    load_mnist,
+    mnist_dir,
+    mnist_on_sphere,
+    read_idx,
+    resolve_split,
+    sample_on_sphere,
+    verify_mnist,
+)
 from ntkdepth.data.sphere import (
     canonical_projection,
     inverse_stereographic,
@@ -7,4 +20,20 @@ from ntkdepth.data.sphere import (
     sample_sphere,
 )
 
-__all__ = ["canonical_projection", "inverse_stereographic", "sample_cube", "sample_sphere"]
+__all__ = [
+    "MnistNotFoundError",
+    "MnistSample",
+    "available_splits",
+    "canonical_projection",
+    "fetch_mnist",
+    "inverse_stereographic",
+    "load_mnist",
+    "mnist_dir",
+    "mnist_on_sphere",
+    "read_idx",
+    "resolve_split",
+    "sample_cube",
+    "sample_on_sphere",
+    "sample_sphere",
+    "verify_mnist",
+]

@@ -1,0 +1,488 @@
+"""MNIST: IDX files on disk, their checksums, and images as points on the sphere (paper, section 6.4).
+
+The paper repeats its depth experiments on MNIST (Figure 5, Appendix D's
+Table 2): each 28 x 28 image is flattened to a vector of ``R^784`` and
+normalized onto the sphere ``S^783``, and data points are drawn uniformly
+without replacement so that no two of them are colinear (the NTK Gram matrix
+of distinct points on the sphere is invertible; MATH.md, section 4).
+
+The files are the official IDX files (LeCun et al.), gzipped or not::
+
+    train-images-idx3-ubyte[.gz]  train-labels-idx1-ubyte[.gz]   the "train" split (60,000)
+    t10k-images-idx3-ubyte[.gz]   t10k-labels-idx1-ubyte[.gz]    the "test" split (10,000)
+
+A folder holding only one split works for that split. The folder is found
+by :func:`mnist_dir`: an explicit path, else ``$NTKDEPTH_DATA/mnist``, else
+``../shared/data/mnist`` next to the repository. :func:`fetch_mnist` (or
+``python -m ntkdepth.data.mnist DIR``) downloads the official ``.gz`` files
+and checks their MD5 checksums.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import struct
+import sys
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "MNIST_FILES",
+    "MNIST_MD5",
+    "MNIST_MIRRORS",
+    "MnistNotFoundError",
+    "MnistSample",
+    "available_splits",
+    "fetch_mnist",
+    "load_mnist",
+    "mnist_dir",
+    "mnist_on_sphere",
+    "read_idx",
+    "resolve_split",
+    "sample_on_sphere",
+    "verify_mnist",
+]
+
+SPLITS = ("train", "test")
+
+#: The image and label files of each split (without ``.gz``).
+MNIST_FILES: dict[str, tuple[str, str]] = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+#: MD5 checksums of the official gzipped files (as torchvision and TensorFlow Datasets list them).
+MNIST_MD5: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+#: Mirrors of the official files, tried in order (yann.lecun.com no longer serves them reliably).
+MNIST_MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+
+DATA_ENV = "NTKDEPTH_DATA"
+
+# IDX type codes: the third byte of the magic number.
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class MnistNotFoundError(FileNotFoundError):
+    """A folder lacks the MNIST files of a split; the message says where it looked and how to fetch."""
+
+
+# --------------------------------------------------------------------------- IDX files
+
+
+def _read_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        # BadGzipFile is an OSError; a cut-off stream raises EOFError.
+        raise ValueError(f"{path}: corrupt gzip data ({err})") from None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """The array stored in an IDX file (gzipped or not; detected from the content).
+
+    The IDX format: a magic number ``00 00 TT DD`` (``TT`` the type code:
+    0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64;
+    ``DD`` the number of dimensions), then ``DD`` big-endian uint32 sizes, then
+    the data in row-major order, big-endian.
+
+    Returns:
+      An array of shape ``[d1, ..., dDD]`` in native byte order.
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      ValueError: corrupt gzip data, a bad magic number or type code, a header
+        cut short, or a payload shorter (truncated) or longer (trailing bytes)
+        than the product of the sizes; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no IDX file at {path}")
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise ValueError(f"{path}: {len(data)} bytes is too short for an IDX header (4-byte magic number)")
+    zero, code, ndim = struct.unpack(">HBB", data[:4])
+    magic = int.from_bytes(data[:4], "big")
+    if zero != 0 or code not in _IDX_DTYPES:
+        raise ValueError(
+            f"{path}: bad IDX magic number 0x{magic:08x}: expected 0x0000TTDD with type code TT in "
+            f"{[hex(c) for c in _IDX_DTYPES]} (not an IDX file, or a gzip file that lost its header)"
+        )
+    if ndim == 0:
+        raise ValueError(f"{path}: IDX magic number 0x{magic:08x} declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(
+            f"{path}: truncated IDX header: {ndim} dimension sizes need {header} bytes, the file has "
+            f"{len(data)}"
+        )
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = _IDX_DTYPES[code]
+    expected = math.prod(dims) * dtype.itemsize  # Python integers: no overflow for any header
+    payload = len(data) - header
+    if payload < expected:
+        raise ValueError(
+            f"{path}: truncated: shape {list(dims)} of {dtype.name} needs {expected} data bytes, "
+            f"the file has {payload}"
+        )
+    if payload > expected:
+        raise ValueError(
+            f"{path}: {payload - expected} bytes beyond the data of shape {list(dims)} "
+            f"({expected} bytes): not a well-formed IDX file"
+        )
+    array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+    return array.reshape(dims).astype(dtype.newbyteorder("="))
+
+
+# --------------------------------------------------------------------------- the folder
+
+
+def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The MNIST folder: ``data_dir`` if given (not empty), else ``$NTKDEPTH_DATA/mnist``,
+    else ``../shared/data/mnist`` relative to the repository holding this package."""
+    if data_dir is not None and str(data_dir) != "":
+        return Path(data_dir).expanduser()
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser() / "mnist"
+    repository = Path(__file__).resolve().parents[2]
+    return repository.parent / "shared" / "data" / "mnist"
+
+
+def _split_files(directory: Path, split: str) -> tuple[list[Path | None], list[str]]:
+    """The image and label file of ``split`` (``None`` where missing) and the missing names."""
+    found, missing = [], []
+    for stem in MNIST_FILES[split]:
+        candidates = [directory / stem, directory / f"{stem}.gz"]
+        path = next((p for p in candidates if p.is_file()), None)
+        found.append(path)
+        if path is None:
+            missing.append(f"{stem}[.gz]")
+    return found, missing
+
+
+def _check_split_name(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown MNIST split {split!r}; splits: {list(SPLITS)}")
+
+
+def available_splits(data_dir: str | os.PathLike | None = None) -> list[str]:
+    """The splits (``"train"``, ``"test"``) whose image and label files are both in the folder."""
+    directory = mnist_dir(data_dir)
+    return [s for s in SPLITS if not _split_files(directory, s)[1]]
+
+
+def _how_to_fetch(directory: Path) -> str:
+    return (
+        f"download the official files with `./uvrun python -m ntkdepth.data.mnist {directory}` "
+        f"(or ntkdepth.data.fetch_mnist), or point to a folder that has them with the experiment "
+        f"setting data_dir or the environment variable {DATA_ENV} (which names the folder above "
+        "mnist/)"
+    )
+
+
+def _where(data_dir) -> str:
+    if data_dir is not None and str(data_dir) != "":
+        return "the given data_dir"
+    if os.environ.get(DATA_ENV):
+        return f"${DATA_ENV}/mnist"
+    return f"the default ../shared/data/mnist next to the repository (${DATA_ENV} is not set)"
+
+
+def resolve_split(data_dir: str | os.PathLike | None = None, split: str = "auto") -> str:
+    """``split`` itself, or for ``"auto"`` the training split if present, else the test split.
+
+    Raises :class:`MnistNotFoundError` (naming the folder and how to fetch) when
+    the folder holds neither split, and ``ValueError`` for an unknown name.
+    """
+    if split != "auto":
+        _check_split_name(split)
+        return split
+    splits = available_splits(data_dir)
+    if splits:
+        return splits[0]
+    directory = mnist_dir(data_dir)
+    contents = (
+        "the folder does not exist" if not directory.is_dir() else
+        f"it has neither {' + '.join(MNIST_FILES['train'])} nor {' + '.join(MNIST_FILES['test'])}, "
+        "gzipped or not"
+    )
+    raise MnistNotFoundError(
+        f"no MNIST split in {directory} (looked in {_where(data_dir)}: {contents}); {_how_to_fetch(directory)}"
+    )
+
+
+def load_mnist(
+    data_dir: str | os.PathLike | None = None, split: str = "test"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels of one MNIST split.
+
+    Args:
+      data_dir: the folder (``None`` or ``""``: see :func:`mnist_dir`).
+      split: ``"train"`` (60,000 images), ``"test"`` (10,000) or ``"auto"``
+        (see :func:`resolve_split`).
+
+    Returns:
+      ``(images, labels)``: uint8 ``[n, 28, 28]`` and uint8 ``[n]`` (digits 0..9).
+
+    Raises:
+      MnistNotFoundError: the split's files are not in the folder; the message
+        names the missing files, the splits that are there, where it looked
+        and how to fetch.
+      ValueError: a corrupt file (see :func:`read_idx`), images that are not
+        ``[n, rows, cols]`` uint8, labels that are not ``[n]`` uint8 digits, or
+        different numbers of images and labels.
+    """
+    split = resolve_split(data_dir, split)
+    directory = mnist_dir(data_dir)
+    (images_path, labels_path), missing = _split_files(directory, split)
+    if missing:
+        present = available_splits(data_dir)
+        raise MnistNotFoundError(
+            f"the MNIST {split!r} split is missing from {directory} (looked in {_where(data_dir)}): "
+            f"no {' or '.join(missing)}; splits present there: {present or 'none'}. "
+            + ("Use one of those, or " if present else "") + _how_to_fetch(directory)
+        )
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(
+            f"{images_path}: expected uint8 images [n, rows, cols]; got {images.dtype} {list(images.shape)}"
+        )
+    if labels.ndim != 1 or labels.dtype != np.uint8:
+        raise ValueError(f"{labels_path}: expected uint8 labels [n]; got {labels.dtype} {list(labels.shape)}")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"MNIST {split!r} split in {directory}: {images.shape[0]} images but {labels.shape[0]} labels "
+            f"({images_path.name}, {labels_path.name})"
+        )
+    if labels.size and labels.max() > 9:
+        bad = int(np.flatnonzero(labels > 9)[0])
+        raise ValueError(f"{labels_path}: label {labels[bad]} at index {bad} is not a digit 0..9")
+    return images, labels
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_mnist(data_dir: str | os.PathLike | None = None, split: str = "test") -> dict[str, str]:
+    """Checks the ``.gz`` files of ``split`` against :data:`MNIST_MD5`; returns ``{name: md5}``.
+
+    Uncompressed files have no published checksum and are not checked.
+    Raises ``ValueError`` naming a file whose checksum differs and
+    :class:`MnistNotFoundError` when the split has no ``.gz`` file.
+    """
+    _check_split_name(split)
+    directory = mnist_dir(data_dir)
+    sums = {}
+    for stem in MNIST_FILES[split]:
+        path = directory / f"{stem}.gz"
+        if not path.is_file():
+            continue
+        sums[path.name] = _md5(path)
+        if sums[path.name] != MNIST_MD5[path.name]:
+            raise ValueError(
+                f"{path}: MD5 {sums[path.name]} differs from the official {MNIST_MD5[path.name]} "
+                "(a corrupt or partial download: delete it and fetch again)"
+            )
+    if not sums:
+        raise MnistNotFoundError(f"no gzipped MNIST {split!r} files in {directory} to check")
+    return sums
+
+
+def fetch_mnist(
+    data_dir: str | os.PathLike | None = None,
+    splits: Sequence[str] = SPLITS,
+    *,
+    mirrors: Sequence[str] = MNIST_MIRRORS,
+    timeout: float = 60.0,
+) -> list[Path]:
+    """Downloads the official ``.gz`` files of ``splits`` into the folder, checking their MD5.
+
+    Files already there with the right checksum are kept; others are
+    downloaded from the first mirror that serves them with the right checksum
+    (written to a temporary name, then moved into place). Returns the paths.
+    Raises ``OSError`` listing what each mirror answered when none succeeds.
+    """
+    for split in splits:
+        _check_split_name(split)
+    directory = mnist_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for split in splits:
+        for stem in MNIST_FILES[split]:
+            name = f"{stem}.gz"
+            target = directory / name
+            if target.is_file() and _md5(target) == MNIST_MD5[name]:
+                paths.append(target)
+                continue
+            failures = []
+            for mirror in mirrors:
+                url = mirror.rstrip("/") + "/" + name
+                tmp = target.with_name(name + ".part")
+                try:
+                    with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as fh:
+                        for block in iter(lambda: response.read(1 << 20), b""):
+                            fh.write(block)
+                except (urllib.error.URLError, OSError) as err:
+                    failures.append(f"{url}: {err}")
+                    tmp.unlink(missing_ok=True)
+                    continue
+                got = _md5(tmp)
+                if got != MNIST_MD5[name]:
+                    failures.append(f"{url}: MD5 {got}, expected {MNIST_MD5[name]}")
+                    tmp.unlink(missing_ok=True)
+                    continue
+                tmp.replace(target)
+                break
+            else:
+                raise OSError(f"could not fetch {name}: " + "; ".join(failures))
+            print(f"fetched {target}", file=sys.stderr)
+            paths.append(target)
+    return paths
+
+
+# --------------------------------------------------------------------------- on the sphere
+
+
+def mnist_on_sphere(images: np.ndarray) -> np.ndarray:
+    """Images ``[n, rows, cols]`` (or already flat ``[n, p]``) as unit vectors ``[n, rows * cols]``, float64.
+
+    Raises ``ValueError`` naming the first all-zero image (it has no direction).
+    """
+    images = np.asarray(images)
+    if images.ndim < 2:
+        raise ValueError(f"expected images [n, rows, cols] or [n, p]; got shape {list(images.shape)}")
+    x = images.reshape(images.shape[0], -1).astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"image {int(np.flatnonzero(~np.isfinite(x).all(1))[0])} contains NaN or inf")
+    norms = np.linalg.norm(x, axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise ValueError(f"image {zero[0]} is all zero: it has no direction to project onto the sphere")
+    return x / norms[:, None]
+
+
+class MnistSample(NamedTuple):
+    """Images drawn without replacement, on the sphere.
+
+    Attributes:
+      x: ``[n, p]`` unit vectors (``p = 784`` for MNIST).
+      labels: ``[n]`` their labels (int64).
+      indices: ``[n]`` their indices in the dataset, in draw order.
+      min_angle: the smallest angle between two of them, in radians.
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    min_angle: float
+
+
+def sample_on_sphere(
+    rng: np.random.Generator | int,
+    images: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    *,
+    min_angle: float = 1e-6,
+) -> MnistSample:
+    """``n`` images drawn uniformly without replacement and normalized onto the sphere.
+
+    Drawing without replacement keeps every image once, but a dataset can hold
+    the same picture twice; so the sample is checked: every pair must be at
+    least ``min_angle`` apart (the default 1e-6 is above the ~2e-7 that the
+    kernel recursion resolves for 784 inputs; see ``ntkdepth.kernels.relu``),
+    which also rules out colinear pairs. Any prefix of the draw order is itself
+    a uniform sample, so one draw of ``n_train + n_test`` images splits into
+    disjoint uniform training and held-out sets.
+
+    Args:
+      rng: a generator or a seed.
+      images: ``[N, rows, cols]`` or ``[N, p]``.
+      labels: ``[N]``.
+      n: how many to draw, ``2 <= n <= N``.
+
+    Raises:
+      ValueError: ``n`` out of range, mismatched lengths, an all-zero image
+        among those drawn, or two drawn images closer than ``min_angle``
+        (naming their dataset indices).
+    """
+    from ntkdepth.theory.separation_bounds import closest_pair
+
+    labels = np.asarray(labels)
+    total = len(images)
+    if labels.shape != (total,):
+        raise ValueError(f"labels must be [N] with N = {total} images; got shape {list(labels.shape)}")
+    if not 2 <= n <= total:
+        raise ValueError(f"can draw 2 <= n <= {total} images without replacement; got n = {n}")
+    rng = np.random.default_rng(rng)
+    indices = rng.choice(total, size=n, replace=False)
+    x = mnist_on_sphere(np.asarray(images)[indices])
+    angle, i, j = closest_pair(x, colinear=True)
+    if angle < min_angle:
+        raise ValueError(
+            f"images {indices[i]} and {indices[j]} of the dataset are colinear or nearly so (angle "
+            f"{angle:.3g} < min_angle {min_angle:g}): their NTK Gram matrix is singular; draw "
+            "with another seed"
+        )
+    return MnistSample(x=x, labels=labels[indices].astype(np.int64), indices=indices, min_angle=float(angle))
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ntkdepth.data.mnist",
+        description="Download the official MNIST files into a folder and check their MD5 checksums.",
+    )
+    parser.add_argument("directory", nargs="?", default=None,
+                        help=f"target folder (default: ${DATA_ENV}/mnist or ../shared/data/mnist)")
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
+    args = parser.parse_args(argv)
+    try:
+        paths = fetch_mnist(args.directory, args.splits)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for p in paths:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

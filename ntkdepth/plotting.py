@@ -1,0 +1,96 @@
+"""Figures shared by experiments: kernel quantities of pairs of inputs against depth.
+
+Figures 4 and 5 of the paper (section 6.4) plot, for pairs inside a dataset
+and pairs between the dataset and an extra point ``x*``, the correlation
+``rho_l``, the derivative kernel ``Sigmadot^l`` and the normalized NTK
+``Thetabar^l`` against depth ``l``: one panel per quantity, a band of the
+10%-90% quantiles over all pairs of a group, and a few pairs as curves.
+matplotlib is imported only when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PairGroup", "pair_values", "depth_panels"]
+
+
+@dataclass(frozen=True)
+class PairGroup:
+    """A group of pairs ``(i, j)`` drawn in one color and line style."""
+
+    name: str
+    pairs: Sequence[tuple[int, int]]
+    label: str
+    color: str
+    linestyle: str = "-"
+
+
+def pair_values(array: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``[depth, n_pairs]``: the entries ``array[:, i, j]`` of a ``[depth, n, n]`` trace."""
+    idx = np.asarray(pairs)
+    if idx.ndim != 2 or idx.shape[1] != 2:
+        raise ValueError(f"pairs must be a sequence of (i, j); got shape {list(idx.shape)}")
+    return np.asarray(array)[:, idx[:, 0], idx[:, 1]]
+
+
+def depth_panels(
+    layers: np.ndarray,
+    panels: Mapping[str, tuple[np.ndarray, str]],
+    groups: Sequence[PairGroup],
+    *,
+    max_curves: int,
+    title: str,
+    limits: Mapping[str, float] | None = None,
+    from_layer_two: Sequence[str] = ("sigmadot",),
+    legend_loc: str | Mapping[str, str] = "lower right",
+):
+    """One panel per quantity against depth (log axis), quantile bands and curves per group.
+
+    Args:
+      layers: ``[D]`` the depths.
+      panels: ``name -> (trace [D, n, n], title)`` in panel order.
+      groups: the pair groups; each gets a 10%-90% band over all its pairs and
+        its first ``max_curves`` pairs as curves.
+      max_curves: pairs drawn as curves per group.
+      title: the figure's title.
+      limits: ``name -> value`` drawn as a dotted line (panels not named get none).
+      from_layer_two: panels drawn from the second depth on (``Sigmadot^1`` is
+        undefined: no nonlinearity precedes the first layer).
+      legend_loc: where the legends go: one matplotlib location, or one per panel name.
+
+    Returns:
+      The matplotlib figure (the caller saves and closes it).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = np.asarray(layers)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.3))
+    axes = np.atleast_1d(axes)
+    for ax, (name, (trace, panel_title)) in zip(axes, panels.items()):
+        start = 1 if name in from_layer_two else 0
+        for group in groups:
+            v = pair_values(trace, group.pairs)[start:]
+            lo, hi = np.quantile(v, [0.1, 0.9], axis=1)
+            ax.fill_between(layers[start:], lo, hi, color=group.color, alpha=0.12, lw=0)
+            for c in range(min(max_curves, v.shape[1])):
+                ax.plot(layers[start:], v[:, c], color=group.color, lw=0.8, alpha=0.7,
+                        ls=group.linestyle, label=group.label if c == 0 else None)
+        if limits and name in limits:
+            ax.axhline(limits[name], color="k", lw=1, ls=":", label=f"limit {limits[name]:g}")
+        ax.set_xscale("log")
+        ax.set_xlabel(r"depth $\ell$")
+        ax.set_title(panel_title)
+        ax.grid(alpha=0.3, which="both")
+    for ax, name in zip(axes, panels):
+        loc = legend_loc if isinstance(legend_loc, str) else legend_loc.get(name, "best")
+        ax.legend(loc=loc, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
