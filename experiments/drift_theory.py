@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ntkdepth.config import setting
+from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
 
 NAME = "drift-theory"
@@ -152,6 +153,8 @@ def _fits(config, ratio) -> dict:
 def _plot(out, config, ratio, ratio_test, fits, curves, seeds, times):
     import matplotlib
 
+    import matplotlib.ticker
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -167,7 +170,7 @@ def _plot(out, config, ratio, ratio_test, fits, curves, seeds, times):
             mt = np.array([np.mean(ratio_test[(d, x)]) for x in config.widths])
             ax.plot(w * (1 + 0.03 * i), mt, "s", mfc="none", color=f"C{i}", label=f"L = {d} (held-out inputs)")
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xscale("log")
+    width_axis(ax, w)
     ax.set_xlabel("width n")
     ax.set_ylabel("measured / predicted drift")
     ax.set_title("drift of the last hidden layer against its limit")
@@ -180,7 +183,7 @@ def _plot(out, config, ratio, ratio_test, fits, curves, seeds, times):
         ax.plot(w, gap, "o", color=f"C{i}", label=f"L = {d}" + ("" if f is None else f": slope {f['exponent']:+.2f}"))
         if f:
             ax.plot(w, f["prefactor"] * w ** f["exponent"], "-", color=f"C{i}", lw=1)
-    ax.set_xscale("log")
+    width_axis(ax, w)
     ax.set_yscale("log")
     ax.set_xlabel("width n")
     ax.set_ylabel("|1 - measured / predicted|")

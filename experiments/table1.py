@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ntkdepth.config import setting
+from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
 
 NAME = "table1"
@@ -272,6 +273,8 @@ def _write_tables(out, config, stats, fits, kernel):
 def _plot_scaling(out, config, stats, fits, kernel):
     import matplotlib
 
+    import matplotlib.ticker
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -290,7 +293,7 @@ def _plot_scaling(out, config, stats, fits, kernel):
         pred = _kernel_rows(config, kernel).get(m)
         if pred is not None and "ntk" in stats:
             ax.plot(w, pred[0], "k--", lw=1.2, label="kernel prediction (NTK)")
-        ax.set_xscale("log")
+        width_axis(ax, w)
         ax.set_yscale("log")
         ax.set_xlabel("width n")
         ax.set_title(label, fontsize=9)
@@ -303,6 +306,8 @@ def _plot_scaling(out, config, stats, fits, kernel):
 
 def _plot_steps(out, config, sweeps, seeds, steps, kernel):
     import matplotlib
+
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -324,6 +329,7 @@ def _plot_steps(out, config, sweeps, seeds, steps, kernel):
             if par == "ntk" and k == "aggregate":
                 ax.plot(steps[1:], kernel["aggregate"][1:].mean(1), "k--", lw=1.2, label="kernel (n = inf)")
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_yscale("log")
             ax.set_xlabel("SGD step")
             ax.set_title(f"{par}: {'training loss' if k == 'loss' else MEASURES[k]}", fontsize=9)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ntkdepth.config import setting
+from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
 
 NAME = "width-vs-kernel"
@@ -177,6 +178,8 @@ def _extrapolate(config, drift):
 def _plot(out, config, errors, fits, drift, extrap, traj, seeds, times):
     import matplotlib
 
+    import matplotlib.ticker
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -191,7 +194,7 @@ def _plot(out, config, errors, fits, drift, extrap, traj, seeds, times):
                     label=label + ("" if f is None else f" (slope {f['exponent']:+.2f})"))
         if f:
             ax.plot(w, f["prefactor"] * w ** f["exponent"], "-", color=f"C{i}", lw=1)
-    ax.set_xscale("log")
+    width_axis(ax, w)
     ax.set_yscale("log")
     ax.set_xlabel("width n")
     ax.set_ylabel("relative Frobenius error")

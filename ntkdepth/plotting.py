@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairGroup", "pair_values", "depth_panels"]
+__all__ = ["PairGroup", "pair_values", "depth_panels", "width_axis"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,14 @@ def depth_panels(
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def width_axis(ax, widths) -> None:
+    """A log-scaled x axis labelled at exactly the given widths."""
+    import matplotlib.ticker
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xticks([float(w) for w in widths])
+    ax.set_xticklabels([f"{int(w):,}" for w in widths], rotation=45 if len(widths) > 5 else 0)
