@@ -106,12 +106,15 @@ def run(config: Config, out: RunDir) -> dict:
 
     predictor = GradientFlowPredictor(theta[:N, :N], y[:N])
     rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    from ntkdepth.theory import drift_norm_prediction
+
     errors = {k: {} for k in ERRORS}
     drift = {}
+    drift_pred = {}
     traj = {}
     for w in config.widths:
         e = {k: [] for k in ERRORS}
-        d = []
+        d, dp = [], []
         for s in seeds:
             r = runs[(w, s)]
             e["ntk_init"].append(rel(r.extra["ntk_init"], theta[:N, :N]))
@@ -124,10 +127,16 @@ def run(config: Config, out: RunDir) -> dict:
             e["outputs_train"].append(rel(ft[-1, :N], pred_train[-1]))
             e["outputs_test"].append(rel(ft[-1, N:], pred[-1]))
             d.append(r.stats["aggregate"][-1].mean())
+            with jax.enable_x64(True):
+                # The infinite-width drift given this network's f_0 (docs/drift.md).
+                dp.append(drift_norm_prediction(
+                    x[:N], y[:N], x, [times[-1]], depth=config.depth, W_std=config.W_std,
+                    b_std=config.b_std, f0_train=f0[:N])[0].mean())
             traj[(w, s)] = (ft[:, N, 0], pred[:, 0, 0])
         for k in ERRORS:
             errors[k][w] = (float(np.mean(e[k])), float(np.std(e[k], ddof=1)) if len(e[k]) > 1 else 0.0)
         drift[w] = (float(np.mean(d)), float(np.std(d, ddof=1)) if len(d) > 1 else 0.0)
+        drift_pred[w] = (float(np.mean(dp)), float(np.mean(np.array(d) / np.array(dp))))
 
     fits = _fits(config, errors)
     extrap = _extrapolate(config, drift)
@@ -138,12 +147,14 @@ def run(config: Config, out: RunDir) -> dict:
         "exponents": fits,
         "aggregate_drift": {str(w): v for w, v in drift.items()},
         "drift_extrapolation": extrap,
+        "drift_kernel_prediction": {str(w): {"predicted_mean": v[0], "measured_over_predicted": v[1]}
+                                    for w, v in drift_pred.items()},
         "times": times,
         "learning_rate": lr,
         "steps": steps,
     })
-    _plot(out, config, errors, fits, drift, extrap, traj, seeds, times)
-    out.write_summary(_summary(config, errors, fits, drift, extrap))
+    _plot(out, config, errors, fits, drift, extrap, traj, seeds, times, drift_pred)
+    out.write_summary(_summary(config, errors, fits, drift, extrap, drift_pred))
     head = {f"{k} exponent": round(v["exponent"], 3) for k, v in fits.items()}
     head["drift at n = inf (extrapolated)"] = round(extrap["intercept"], 4) if extrap else None
     return head
@@ -175,7 +186,7 @@ def _extrapolate(config, drift):
     return {"intercept": float(coef[0]), "slope_in_inverse_sqrt_width": float(coef[1])}
 
 
-def _plot(out, config, errors, fits, drift, extrap, traj, seeds, times):
+def _plot(out, config, errors, fits, drift, extrap, traj, seeds, times, drift_pred):
     import matplotlib
 
     import matplotlib.ticker
@@ -223,6 +234,8 @@ def _plot(out, config, errors, fits, drift, extrap, traj, seeds, times):
         grid = np.linspace(0, s.max() * 1.05, 50)
         ax.plot(grid, extrap["intercept"] + extrap["slope_in_inverse_sqrt_width"] * grid, "--",
                 label=f"fit D_inf + c/sqrt(n): D_inf = {extrap['intercept']:.3f}")
+    pred_inf = np.mean([v[0] for v in drift_pred.values()])
+    ax.axhline(pred_inf, color="k", ls=":", label=f"kernel prediction (mean over runs' f_0): {pred_inf:.3f}")
     ax.set_xlim(left=0)
     ax.set_xlabel("n^(-1/2)")
     ax.set_ylabel("|a_T(x) - a_0(x)|_2 (mean over inputs)")
@@ -233,7 +246,7 @@ def _plot(out, config, errors, fits, drift, extrap, traj, seeds, times):
     plt.close(fig)
 
 
-def _summary(config, errors, fits, drift, extrap):
+def _summary(config, errors, fits, drift, extrap, drift_pred):
     wl, wh = config.widths[0], config.widths[-1]
     lines = [
         "# Finite networks against the analytic kernel",
@@ -267,5 +280,10 @@ def _summary(config, errors, fits, drift, extrap):
             f"{drift[wh][0]:.3g} (n = {wh}) and extrapolates to {extrap['intercept']:.3g} at infinite "
             "width: it does not vanish, although the NTK barely moves."
         )
+    lines.append(
+        "- The kernel's prediction of the drift given each network's f_0 (docs/drift.md) averages "
+        f"{np.mean([v[0] for v in drift_pred.values()]):.3g}; measured / predicted, mean over seeds: "
+        + ", ".join(f"{drift_pred[w][1]:.3f} (n = {w})" for w in config.widths) + "."
+    )
     lines += ["", "Files: width_vs_kernel.csv, width_vs_kernel.png, results.json."]
     return "\n".join(lines)
