@@ -109,30 +109,15 @@ def run(config: Config, out: RunDir) -> dict:
 
 
 def _plot(out, config, split, depths, scans, limit):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(scans), figsize=(5.2 * len(scans), 4.2), squeeze=False)
-    colors = plt.cm.viridis(np.linspace(0, 0.85, len(config.times) + 1))
-    for ax, (n, s) in zip(axes[0], scans.items()):
-        for i, t in enumerate(config.times):
-            ax.plot(depths, s["projection_norm"][:, i], "o-", ms=3, color=colors[i], label=f"$t = {t:g}$")
-            ax.axhline(limit[t], color=colors[i], ls=":", lw=1)
-        p_inf = np.where(np.isfinite(s["projection_norm_inf"]), s["projection_norm_inf"], np.nan)
-        ax.plot(depths, p_inf, "s-", ms=3, color=colors[-1], label=r"$t = \infty$ ($1/\lambda_{\min}$)")
-        ax.axhline(4 / 3, color=colors[-1], ls=":", lw=1, label="limit (dotted)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(r"depth $L$")
-        ax.set_ylabel(r"$\|P_t\|_2$ for $\bar\Theta^L$")
-        ax.set_title(f"$n = {n}$ MNIST images")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Figure 6 on MNIST ({split} split, on $S^{{783}}$): norm of the projection operator "
-                 "against depth")
-    fig.tight_layout()
+    from ntkdepth.plotting import projection_norm_panels
+
+    fig = projection_norm_panels(
+        depths, scans, config.times, limit, lambda n: f"$n = {n}$ MNIST images",
+        f"Figure 6 on MNIST ({split} split, on $S^{{783}}$): norm of the projection operator "
+        "against depth",
+    )
     out.save_figure(fig, "fig6_mnist.png")
     plt.close(fig)
 

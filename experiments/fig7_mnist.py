@@ -104,36 +104,14 @@ def run(config: Config, out: RunDir) -> dict:
 
 
 def _plot(out, config, split, depths, per_n):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.cm.plasma(np.linspace(0, 0.85, len(per_n)))
-    for (n, v), c in zip(per_n.items(), colors):
-        mean = v.mean(0)
-        for ax, positive in zip(axes, (False, True)):
-            # On the log axis, eigenvalues that are zero up to rounding are left out.
-            keep = (mean > 1e-12) if positive else np.ones_like(mean, bool)
-            ax.plot(depths[keep], mean[keep], color=c, label=f"$n = {n}$")
-            if v.shape[0] > 1:
-                ax.fill_between(depths[keep], v.min(0)[keep], v.max(0)[keep], color=c, alpha=0.2, lw=0)
-    for ax in axes:
-        ax.axhline(0.75, color="k", ls=":", lw=1, label="limit 3/4")
-        ax.axvline(5, color="grey", ls="--", lw=0.8)
-        ax.set_xlabel(r"depth $L$")
-        ax.set_ylabel(r"$\lambda_{\min}(\bar\Theta^L)$")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_xscale("log")
-    axes[0].set_title("linear scale")
-    axes[1].set_xscale("log")
-    axes[1].set_yscale("log")
-    axes[1].set_title("log scale (depths where it is 0 up to rounding omitted)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Figure 7 on MNIST ({split} split, on $S^{{783}}$): smallest eigenvalue of the "
-                 "normalized NTK")
-    fig.tight_layout()
+    from ntkdepth.plotting import lambda_min_panels
+
+    fig = lambda_min_panels(
+        depths, per_n, "log scale (depths where it is 0 up to rounding omitted)",
+        f"Figure 7 on MNIST ({split} split, on $S^{{783}}$): smallest eigenvalue of the normalized NTK",
+    )
     out.save_figure(fig, "fig7_mnist.png")
     plt.close(fig)
 

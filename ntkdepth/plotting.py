@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairGroup", "pair_values", "depth_panels", "width_axis"]
+__all__ = ["PairGroup", "depth_panels", "lambda_min_panels", "pair_values", "projection_norm_panels", "width_axis"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,73 @@ def width_axis(ax, widths) -> None:
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xticks([float(w) for w in widths])
     ax.set_xticklabels([f"{int(w):,}" for w in widths], rotation=45 if len(widths) > 5 else 0)
+
+
+def projection_norm_panels(depths, scans: dict, times, limit: dict, panel_title, suptitle: str):
+    """Figure 6's panels: ``|P_t|`` against depth, one panel per dataset size ``n``.
+
+    ``scans[n]`` holds ``projection_norm [depths, times]`` and
+    ``projection_norm_inf [depths]``; ``limit[t]`` is the deep limit at time t;
+    ``panel_title(n)`` names a panel. Returns the figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(scans), figsize=(5.2 * len(scans), 4.2), squeeze=False)
+    colors = plt.cm.viridis(np.linspace(0, 0.85, len(times) + 1))
+    for ax, (n, s) in zip(axes[0], scans.items()):
+        for i, t in enumerate(times):
+            ax.plot(depths, s["projection_norm"][:, i], "o-", ms=3, color=colors[i], label=f"$t = {t:g}$")
+            ax.axhline(limit[t], color=colors[i], ls=":", lw=1)
+        p_inf = np.where(np.isfinite(s["projection_norm_inf"]), s["projection_norm_inf"], np.nan)
+        ax.plot(depths, p_inf, "s-", ms=3, color=colors[-1], label=r"$t = \infty$ ($1/\lambda_{\min}$)")
+        ax.axhline(4 / 3, color=colors[-1], ls=":", lw=1, label="limit (dotted)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"depth $L$")
+        ax.set_ylabel(r"$\|P_t\|_2$ for $\bar\Theta^L$")
+        ax.set_title(panel_title(n))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def lambda_min_panels(depths, per_n: dict, log_title: str, suptitle: str):
+    """Figure 7's panels: ``lambda_min(Thetabar^L)`` against depth, linear and log scale.
+
+    ``per_n[n]`` is ``[draws, depths]``; the band spans the draws. Returns the figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.cm.plasma(np.linspace(0, 0.85, len(per_n)))
+    for (n, v), c in zip(per_n.items(), colors):
+        mean = v.mean(0)
+        for ax, positive in zip(axes, (False, True)):
+            # On the log axis, eigenvalues that are zero up to rounding are left out.
+            keep = (mean > 1e-12) if positive else np.ones_like(mean, bool)
+            ax.plot(depths[keep], mean[keep], color=c, label=f"$n = {n}$")
+            if v.shape[0] > 1:
+                ax.fill_between(depths[keep], v.min(0)[keep], v.max(0)[keep], color=c, alpha=0.2, lw=0)
+    for ax in axes:
+        ax.axhline(0.75, color="k", ls=":", lw=1, label="limit 3/4")
+        ax.axvline(5, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel(r"depth $L$")
+        ax.set_ylabel(r"$\lambda_{\min}(\bar\Theta^L)$")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_xscale("log")
+    axes[0].set_title("linear scale")
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_title(log_title)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
