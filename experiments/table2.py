@@ -25,8 +25,25 @@ F1 score; each is averaged over subsets, with its standard deviation across
 subsets. A sweep over depth x stopping time shows where the metrics are best.
 
 Every method's test outputs are kept per subset (stages/), so that other
-predictors trained on the same subsets (for example finite-width networks)
-can be evaluated with the same evaluate() and added as rows of the table.
+predictors trained on the same subsets can be evaluated with the same
+evaluate() and added as rows of the table.
+
+Finite networks (``widths``): alongside the kernel, ReLU networks of depth L at
+NTK parameterization (W_std^2 = 2, no bias, ``ntkdepth.models.MLP``) are trained
+by full-batch gradient descent on the same training images, centered
+(f_theta - f_theta0, whose infinite-width limit is the mean predictor above
+with f_0 = 0). The network sees the images on the sphere of radius sqrt(784),
+where Sigma^1(x, x) = W_std^2 = 2 and Theta^L(x, x) = 2L for every input
+(checked against relu_kernel_trace), so Theta^L = 2L Thetabar^L and gradient
+flow on Theta^L for the time t / (2L) is the normalized kernel's flow for the
+time t. Each network is trained for its subset's validation-chosen t at the
+table's depth, in steps of dt = step_fraction / lambda_max(Theta^L) (learning
+rate N dt for the batch-mean loss); a t that is infinite or needs more than
+``max_steps`` steps is replaced by the largest time of the grid within
+``max_steps`` (reported). Rows "network n = ..." give the same metrics (over
+subsets x initializations); the relative distance of the held-out outputs to
+the kernel predictor's at the same t measures the approach to the limit, with a
+power law fitted in the width (about n^{-1/2} expected).
 """
 
 from __future__ import annotations
@@ -76,12 +93,37 @@ class Config:
         choices=("auto", "train", "test"),
     )
     seed: int = setting(0, help="seed of the subsets", min=0)
+    widths: list[int] = setting(
+        [64, 256, 1024],
+        help="hidden widths of the finite networks trained alongside the kernel ([]: no networks)",
+        min=1, max=1_000_000,
+    )
+    network_seeds: int = setting(1, help="networks (initializations) per subset and width", min=1)
+    network_subsets: int = setting(
+        2, help="subsets that also train networks: the first ones (0: all)", min=0,
+    )
+    step_fraction: float = setting(
+        0.9, help="gradient step of the networks as dt * lambda_max(Theta^L) (< 1: stable)",
+        min=1e-6, max=1.0,
+    )
+    max_steps: int = setting(
+        700, help="most gradient steps per network; a stopping time needing more is replaced by the "
+                  "largest time of the grid within it", min=1,
+    )
 
     def check(self):
         if not self.times or len(set(self.times)) != len(self.times):
             raise ValueError(f"times must be a non-empty list of distinct times; got {self.times}")
         if not self.depths:
             raise ValueError("depths must not be empty")
+        if len(set(self.widths)) != len(self.widths):
+            raise ValueError(f"widths must be distinct; got {self.widths}")
+        if self.widths and self.depth < 2:
+            raise ValueError("finite networks need depth >= 2 (one hidden layer); set widths = []")
+        if self.network_subsets > self.subsets:
+            raise ValueError(
+                f"network_subsets = {self.network_subsets} exceeds subsets = {self.subsets}"
+            )
 
 
 class Subset(NamedTuple):
@@ -170,6 +212,98 @@ def evaluate(outputs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     return result
 
 
+def network_time(
+    lambda_max: float, times: Sequence[float], chosen: int, step_fraction: float, max_steps: int
+) -> tuple[int, int, bool]:
+    """The grid time a network trains for: ``(time index, steps, capped)``.
+
+    ``times[chosen]`` if it is finite and reachable in ``max_steps`` steps of
+    ``dt = step_fraction / lambda_max`` (normalized-kernel time), else the largest
+    finite time of the grid that is, no later than ``times[chosen]`` (``capped``).
+    """
+    times = np.asarray(times, dtype=np.float64)
+
+    def steps(t):
+        return max(1, int(np.ceil(t * lambda_max / step_fraction - 1e-9)))
+
+    t = times[chosen]
+    if np.isfinite(t) and steps(t) <= max_steps:
+        return int(chosen), steps(t), False
+    ok = [k for k, tk in enumerate(times) if np.isfinite(tk) and tk <= t and steps(tk) <= max_steps]
+    if not ok:
+        raise ValueError(
+            f"no time of the grid is reachable in max_steps = {max_steps} steps "
+            f"(lambda_max(Thetabar) = {lambda_max:.3g}, smallest time {np.min(times):g} needs "
+            f"{steps(np.min(times))}); raise max_steps or add a smaller time"
+        )
+    k = max(ok, key=lambda i: times[i])
+    return int(k), steps(times[k]), True
+
+
+def network_kernel_check(x_train: np.ndarray, depth: int) -> dict[str, float]:
+    """Theta^L on the training images scaled to radius sqrt(p): its diagonal, its ratio to Thetabar^L.
+
+    Returns ``lambda_max`` of Thetabar^L, the largest ``|Theta^L(x, x) - 2L|`` and
+    the largest ``|Theta^L - 2L Thetabar^L| / (2L)``.
+    """
+    radius = np.sqrt(x_train.shape[1])
+    with jax.enable_x64(True):
+        tr = relu_kernel_trace(x_train * radius, x_train * radius, depth=depth, layers=[depth],
+                               get=("ntk", "ntk_normalized"))
+        theta, bar = np.asarray(tr.ntk[0]), np.asarray(tr.ntk_normalized[0])
+    return {
+        "lambda_max": float(np.linalg.eigvalsh(bar)[-1]),
+        "diag_error": float(np.max(np.abs(np.diag(theta) - 2 * depth))),
+        "ratio_error": float(np.max(np.abs(theta - 2 * depth * bar)) / (2 * depth)),
+    }
+
+
+def train_networks(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_eval: np.ndarray,
+    depth: int,
+    t: float,
+    steps: int,
+    widths: Sequence[int],
+    seeds: Sequence[int],
+    workdir,
+    progress: bool = True,
+) -> tuple[np.ndarray, float]:
+    """Centered networks trained for normalized-kernel time ``t``: ``(outputs [W, K, m, 10], learning rate)``.
+
+    Inputs ``x_*`` are unit vectors; the networks see them scaled to radius
+    ``sqrt(p)``, where Theta^L = 2L Thetabar^L, so ``steps`` steps of full-batch
+    gradient descent cover the gradient-flow time ``t / (2L)`` of Theta^L. The
+    outputs are ``f_theta(x) - f_theta0(x)`` on ``x_eval`` after the last step.
+    """
+    import jax.numpy as jnp
+
+    from ntkdepth.models import MLP
+    from ntkdepth.training import FullBatchData, TrainSpec, run_width_sweep
+
+    n, p = x_train.shape
+    radius = np.sqrt(p)
+    dt = t / (2 * depth) / steps  # Theta^L time per step
+    lr = n * dt  # the batch loss is the mean over the n images
+    spec = TrainSpec(steps=steps, learning_rate=lr, center_output=True)
+    data = FullBatchData(jnp.asarray(x_train * radius, jnp.float32),
+                         jnp.asarray(one_hot(y_train, NUM_CLASSES), jnp.float32))
+
+    def make_model(width, seed):
+        return MLP(p, [width] * (depth - 1), NUM_CLASSES, parameterization="ntk", W_std=2.0**0.5,
+                   rngs=seed)
+
+    runs = run_width_sweep(make_model, data, spec, jnp.asarray(x_eval * radius, jnp.float32),
+                           widths, seeds, workdir, progress=progress)
+    outputs = np.stack([
+        np.stack([runs[(w, sd)].outputs[-1].astype(np.float64) - runs[(w, sd)].outputs[0]
+                  for sd in seeds])
+        for w in widths
+    ])
+    return outputs, lr
+
+
 def run(config: Config, out: RunDir) -> dict:
     directory = mnist_dir(config.data_dir)
     split = resolve_split(config.data_dir, config.split)
@@ -231,9 +365,45 @@ def run(config: Config, out: RunDir) -> dict:
     chosen_times = [times[k] for k in chosen[:, d_table]]
     t_theorem3 = [float(st["t_theorem3"]) for st in stages]
 
+    # Finite networks on the first subsets, each trained for its subset's chosen time (or the cap).
+    def network_stage(s: int):
+        def compute():
+            sub = draw_subset(images, labels, config, s)
+            check = network_kernel_check(sub.x_train, config.depth)
+            k, steps, capped = network_time(check["lambda_max"], times, int(chosen[s, d_table]),
+                                            config.step_fraction, config.max_steps)
+            identity = {"seed": config.seed, "subset": s, "split": split, "n_train": config.n_train,
+                        "n_val": config.n_val, "n_test": config.n_test, "depth": config.depth,
+                        "t": times[k], "steps": steps}
+            seeds = [1000 * s + j for j in range(config.network_seeds)]
+            outputs, lr = train_networks(sub.x_train, sub.y_train, sub.x_test, config.depth, times[k],
+                                         steps, config.widths, seeds,
+                                         out.cache_dir(f"networks_subset{s}", identity))
+            return {"time_index": k, "steps": steps, "capped": capped, "learning_rate": lr,
+                    "outputs": outputs, **check}
+
+        return out.stage(f"networks_subset{s}", compute)
+
+    networks = None
+    if config.widths:
+        n_net = config.network_subsets or config.subsets
+        print(f"  networks: widths {config.widths} x {config.network_seeds} seed(s) on {n_net} subset(s), "
+              f"depth {config.depth}", flush=True)
+        net = [network_stage(s) for s in range(n_net)]
+        networks = _network_results(config, times, d_table, stages, sweep, net)
+
     table_rows = [
         [method, config.depth, m, *_mean_sd(per[m]), *per[m]] for method, per in rows.items() for m in METRICS
     ]
+    if networks is not None:
+        for method, per in networks["rows"].items():
+            for m in METRICS:
+                cols = networks["per_subset"][method][m]
+                table_rows.append([method, config.depth, m, *_mean_sd(per[m]), *cols,
+                                   *[""] * (config.subsets - len(cols))])
+        out.write_csv("networks.csv", ["width", "subset", "seed", "t", "capped", "steps", "learning_rate",
+                                       *METRICS, *[f"kernel_{m}" for m in METRICS],
+                                       "relative_output_distance"], networks["csv"])
     out.write_csv("table2.csv", ["method", "depth", "metric", "mean", "std_over_subsets",
                                  *[f"subset{s}" for s in range(config.subsets)]], table_rows)
     sweep_rows = [
@@ -265,18 +435,87 @@ def run(config: Config, out: RunDir) -> dict:
         "validation_choice_per_depth": {str(d): times[int(val_choice[k])] for k, d in enumerate(depths)},
         "early_stopping_per_depth": {m: np.mean(early[m], axis=0) for m in METRICS},
     }
+    if networks is not None:
+        results["networks"] = networks["json"]
+        results["table"].update({
+            method: {m: dict(zip(("mean", "std"), _mean_sd(v)), per_subset_and_seed=v) for m, v in per.items()}
+            for method, per in networks["rows"].items()
+        })
     out.write_json("results.json", results)
     _plot_sweep(out, config, split, depths, times, mean_acc, mean_mse, best_acc, best_mse, val_choice)
     _plot_confusion(out, config, stages, d_table)
+    if networks is not None:
+        _plot_networks(out, config, networks)
     out.write_summary(_summary(config, directory, split, depths, times, rows, chosen_times, t_theorem3,
-                               mean_acc, mean_mse, best_acc, best_mse, lam, early))
+                               mean_acc, mean_mse, best_acc, best_mse, lam, early, networks))
     es = rows["ntk_early_stopping"]
-    return {
+    result = {
         f"accuracy at depth {config.depth} (early stopping)": f"{np.mean(es['accuracy']):.4f}",
         "best sweep accuracy": f"{mean_acc[best_acc]:.4f} at depth {depths[best_acc[0]]}, "
                                f"t = {times[best_acc[1]]:g}",
         "figure": str(out.file("table2_sweep.png")),
     }
+    if networks is not None:
+        nj = networks["json"]
+        result["network output distance to the kernel"] = ", ".join(
+            f"{d['mean']:.3g} (n = {w})" for w, d in zip(nj["widths"], nj["relative_output_distance"]))
+        if nj["fit"] is not None:
+            f = nj["fit"]
+            result["fitted exponent in width"] = f"{f['exponent']:.2f}" + (
+                f" +- {f['stderr']:.2f}" if np.isfinite(f["stderr"]) else "")
+        result["network figure"] = str(out.file("table2_networks.png"))
+    return result
+
+
+def _network_results(config, times, d_table, stages, sweep, net) -> dict:
+    """Metrics of the networks, the kernel's at the same times, and their output distances."""
+    from ntkdepth.empirical import fit_power_law
+
+    widths = list(config.widths)
+    n_net, n_seeds = len(net), config.network_seeds
+    tidx = np.array([int(n["time_index"]) for n in net])
+    ref = np.stack([stages[s]["test_outputs"][tidx[s]] for s in range(n_net)])  # [S', m, 10]
+    outs = np.stack([n["outputs"] for n in net])  # [S', W, K, m, 10]
+    ev = [evaluate(n["outputs"], stages[s]["y_test"]) for s, n in enumerate(net)]
+    metrics = {m: np.stack([e[m] for e in ev]) for m in METRICS}  # [S', W, K]
+    kernel = {m: sweep[m][np.arange(n_net), d_table, tidx] for m in METRICS}  # [S']
+    dist = (np.linalg.norm(outs - ref[:, None, None], axis=(-2, -1))
+            / np.linalg.norm(ref, axis=(-2, -1))[:, None, None])  # [S', W, K]
+    rows = {"ntk_network_time": kernel}
+    per_subset = {"ntk_network_time": kernel}
+    for i, w in enumerate(widths):
+        rows[f"network_n{w}"] = {m: metrics[m][:, i].ravel() for m in METRICS}
+        per_subset[f"network_n{w}"] = {m: metrics[m][:, i].mean(axis=1) for m in METRICS}
+    dist_ms = [_mean_sd(dist[:, i].ravel()) for i in range(len(widths))]
+    fit = None
+    if len(widths) >= 2:
+        pl = fit_power_law(widths, [d[0] for d in dist_ms])
+        fit = {"exponent": pl.exponent, "prefactor": pl.prefactor, "stderr": pl.stderr}
+    csv_rows = [
+        [w, s, 1000 * s + j, times[tidx[s]], bool(net[s]["capped"]), int(net[s]["steps"]),
+         float(net[s]["learning_rate"]), *[metrics[m][s, i, j] for m in METRICS],
+         *[kernel[m][s] for m in METRICS], dist[s, i, j]]
+        for i, w in enumerate(widths) for s in range(n_net) for j in range(n_seeds)
+    ]
+    t_used = [times[k] for k in tidx]
+    t_chosen = [times[int(stages[s]["chosen_time_index"][d_table])] for s in range(n_net)]
+    info = {
+        "widths": widths, "depth": config.depth, "subsets": n_net, "seeds_per_subset": n_seeds,
+        "step_fraction": config.step_fraction, "max_steps": config.max_steps,
+        "t": t_used, "t_chosen_on_validation": t_chosen, "capped": [bool(n["capped"]) for n in net],
+        "steps": [int(n["steps"]) for n in net], "learning_rate": [float(n["learning_rate"]) for n in net],
+        "lambda_max_thetabar": [float(n["lambda_max"]) for n in net],
+        "theta_diagonal_max_error": max(float(n["diag_error"]) for n in net),
+        "theta_over_2L_thetabar_max_error": max(float(n["ratio_error"]) for n in net),
+        "metrics": {m: {str(w): dict(zip(("mean", "std"), _mean_sd(metrics[m][:, i].ravel())))
+                        for i, w in enumerate(widths)} for m in METRICS},
+        "kernel_at_same_time": {m: dict(zip(("mean", "std"), _mean_sd(kernel[m]))) for m in METRICS},
+        "relative_output_distance": [{"mean": a, "std": b} for a, b in dist_ms],
+        "relative_output_distance_per_run": dist,
+        "fit": fit,
+    }
+    return {"rows": rows, "per_subset": per_subset, "csv": csv_rows, "json": info,
+            "metrics": metrics, "kernel": kernel, "dist": dist}
 
 
 def _mean_sd(values) -> tuple[float, float]:
@@ -383,6 +622,131 @@ def _plot_confusion(out, config, stages, d_table):
     plt.close(fig)
 
 
+def _plot_networks(out, config, networks):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    info, metrics, kernel, dist = networks["json"], networks["metrics"], networks["kernel"], networks["dist"]
+    widths = np.asarray(info["widths"], dtype=np.float64)
+    t_text = _times_text(info["t"])
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for ax, m, label in ((axes[0], "accuracy", "test accuracy"),
+                         (axes[1], "mse", "test MSE (outputs vs one-hot)")):
+        per = metrics[m].transpose(1, 0, 2).reshape(len(widths), -1)  # [W, S' K]
+        mean = per.mean(axis=1)
+        sd = per.std(axis=1, ddof=1) if per.shape[1] > 1 else np.zeros_like(mean)
+        ax.errorbar(widths, mean, yerr=sd, fmt="o-", capsize=3, label="finite networks (mean, s.d.)")
+        k_mean, k_sd = _mean_sd(kernel[m])
+        ax.axhline(k_mean, color="k", ls="--", label="kernel predictor, same t")
+        if k_sd > 0:
+            ax.axhspan(k_mean - k_sd, k_mean + k_sd, color="k", alpha=0.08)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(widths, [str(int(w)) for w in widths])
+        ax.set_xlabel("width n")
+        ax.set_title(label, fontsize=10)
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    per = dist.transpose(1, 0, 2).reshape(len(widths), -1)
+    for i, w in enumerate(widths):
+        ax.plot(np.full(per.shape[1], w), per[i], ".", color="0.6", ms=4)
+    mean = per.mean(axis=1)
+    ax.plot(widths, mean, "o-", label="mean over subsets x seeds")
+    if info["fit"] is not None:
+        f = info["fit"]
+        grid = np.geomspace(widths.min(), widths.max(), 50)
+        ax.plot(grid, f["prefactor"] * grid ** f["exponent"], "r--",
+                label=f"fit: n^({f['exponent']:.2f} +- {f['stderr']:.2f})"
+                if np.isfinite(f["stderr"]) else f"fit: n^({f['exponent']:.2f})")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(widths, [str(int(w)) for w in widths])
+    ax.set_xlabel("width n")
+    ax.set_title("|f_net - mu_t| / |mu_t| on held-out images\n(kernel predictor: 0)", fontsize=10)
+    ax.legend(fontsize=8)
+    capped = any(info["capped"])
+    fig.suptitle(
+        f"Centered ReLU networks of depth {config.depth} (NTK parameterization) vs the NTK predictor, "
+        f"{config.n_train} training images, t = {t_text}"
+        + (" (capped by max_steps)" if capped else " (chosen on validation)"),
+        fontsize=11,
+    )
+    fig.tight_layout()
+    out.save_figure(fig, "table2_networks.png")
+    plt.close(fig)
+
+
+def _network_text(config, networks) -> list[str]:
+    info, dist = networks["json"], networks["dist"]
+    widths = info["widths"]
+    acc = info["metrics"]["accuracy"]
+    k_acc = info["kernel_at_same_time"]["accuracy"]["mean"]
+    t_used = info["t"]
+    n_capped = sum(info["capped"])
+    t_text = _times_text(t_used)
+    chosen_text = ", ".join(_time_label(t) for t in info["t_chosen_on_validation"])
+    lines = [
+        "",
+        f"Finite networks: ReLU networks of depth {config.depth} at NTK parameterization (W_std^2 = 2, no "
+        f"bias), {info['seeds_per_subset']} initialization(s) per width on each of the first "
+        f"{info['subsets']} subset(s), see the images on the sphere of radius sqrt(784), where "
+        f"Theta^L(x, x) = 2L = {2 * config.depth} (largest deviation {info['theta_diagonal_max_error']:.1e}) "
+        f"and Theta^L = 2L Thetabar^L (largest deviation {info['theta_over_2L_thetabar_max_error']:.1e}). "
+        "They train centered (f_theta - f_theta0) by full-batch gradient descent on the MSE for the "
+        f"normalized-kernel time t = {t_text} (Theta^L time t / {2 * config.depth}), in "
+        f"{', '.join(str(k) for k in info['steps'])} steps of dt * lambda_max(Theta^L) = "
+        f"{config.step_fraction:g}. "
+        + (f"The validation-chosen times ({chosen_text}) need more than max_steps = {config.max_steps} "
+           f"steps on {n_capped} of {info['subsets']} subset(s) (lambda_max(Thetabar^{config.depth}) about "
+           f"{np.mean(info['lambda_max_thetabar']):.3g}), so those networks, and the kernel row they are "
+           "compared with, stop at the largest time of the grid within the cap."
+           if n_capped else "These are the validation-chosen times.")
+        + " Network rows: mean (s.d.) over subsets x initializations.",
+        "",
+        "| width n | accuracy | MSE | macro F1 | relative distance of outputs to the kernel predictor |",
+        "|---|---|---|---|---|",
+    ]
+    m = info["metrics"]
+    for i, w in enumerate(widths):
+        d = info["relative_output_distance"][i]
+        lines.append(
+            f"| {w} | {m['accuracy'][str(w)]['mean']:.4f} ({m['accuracy'][str(w)]['std']:.4f}) "
+            f"| {m['mse'][str(w)]['mean']:.4f} ({m['mse'][str(w)]['std']:.4f}) "
+            f"| {m['macro_f1'][str(w)]['mean']:.4f} ({m['macro_f1'][str(w)]['std']:.4f}) "
+            f"| {d['mean']:.4f} ({d['std']:.4f}) |"
+        )
+    kt = info["kernel_at_same_time"]
+    lines.append(f"| kernel (infinite width), same t | {kt['accuracy']['mean']:.4f} ({kt['accuracy']['std']:.4f}) "
+                 f"| {kt['mse']['mean']:.4f} ({kt['mse']['std']:.4f}) "
+                 f"| {kt['macro_f1']['mean']:.4f} ({kt['macro_f1']['std']:.4f}) | 0 |")
+    d0, d1 = info["relative_output_distance"][0]["mean"], info["relative_output_distance"][-1]["mean"]
+    gap0 = acc[str(widths[0])]["mean"] - k_acc
+    gap1 = acc[str(widths[-1])]["mean"] - k_acc
+    text = (
+        f"Finding (finite networks): trained for the same time t = {t_text} on the same images, "
+        f"networks of width {widths[0]} reach accuracy {acc[str(widths[0])]['mean']:.4f} "
+        f"({gap0:+.4f} from the kernel's {k_acc:.4f}) and of width {widths[-1]} "
+        f"{acc[str(widths[-1])]['mean']:.4f} ({gap1:+.4f}); their held-out outputs differ from the "
+        f"kernel predictor's by {d0:.3g} and {d1:.3g} (relative, mean over runs)"
+    )
+    if info["fit"] is not None:
+        f = info["fit"]
+        err = f" +- {f['stderr']:.2f}" if np.isfinite(f["stderr"]) else ""
+        text += f", a distance falling as n^({f['exponent']:.2f}{err}) (n^-0.5 expected)"
+    text += "."
+    lines += ["", text]
+    return lines
+
+
+def _times_text(ts) -> str:
+    """One time if every subset used it, else the list per subset."""
+    ts = [float(t) for t in ts]
+    if len(set(ts)) == 1:
+        return _time_label(ts[0])
+    return ", ".join(_time_label(t) for t in ts) + " (per subset)"
+
+
 def _lambda_text(lam: float) -> str:
     return f"0 up to rounding: {lam:.1e}" if abs(lam) < 1e-10 else f"{lam:.2g}"
 
@@ -395,7 +759,7 @@ def _fmt(per: np.ndarray, spec: str) -> str:
 
 
 def _summary(config, directory, split, depths, times, rows, chosen_times, t_theorem3,
-             mean_acc, mean_mse, best_acc, best_mse, lam, early) -> str:
+             mean_acc, mean_mse, best_acc, best_mse, lam, early, networks=None) -> str:
     names = {
         "ntk_early_stopping": "NTK, early stopping (t chosen on validation MSE)",
         "ntk_t_inf": "NTK, t = inf (kernel interpolation)",
@@ -422,7 +786,14 @@ def _summary(config, directory, split, depths, times, rows, chosen_times, t_theo
         "| method | MSE | error rate | accuracy | macro F1 |",
         "|---|---|---|---|---|",
     ]
-    for method, per in rows.items():
+    table = dict(rows)
+    if networks is not None:
+        t_text = _times_text(networks["json"]["t"])
+        names["ntk_network_time"] = f"NTK at the networks' time (t = {t_text})"
+        for w in networks["json"]["widths"]:
+            names[f"network_n{w}"] = f"network n = {w}, same t (gradient descent)"
+        table.update(networks["rows"])
+    for method, per in table.items():
         lines.append(
             f"| {names[method]} | {_fmt(per['mse'], '.4f')} | {_fmt(per['error_rate'], '.4f')} "
             f"| {_fmt(per['accuracy'], '.4f')} | {_fmt(per['macro_f1'], '.4f')} |"
@@ -483,10 +854,17 @@ def _summary(config, directory, split, depths, times, rows, chosen_times, t_theo
         f"depth {depths[best_acc[0]]}, t = {_time_label(times[best_acc[1]])}, and the lowest MSE "
         f"{mean_mse[best_mse]:.4f} at depth {depths[best_mse[0]]}, t = {_time_label(times[best_mse[1]])}."
     )
-    lines += ["", text, ""]
+    lines += ["", text]
+    if networks is not None:
+        lines += _network_text(config, networks)
+    lines += [""]
     lines += [
-        "Files: table2.csv (per-subset metrics of each method), sweep.csv (depth x time, means over "
-        "subsets), table2_sweep.png (heatmaps of test accuracy and MSE), table2_confusion.png "
-        "(confusion matrix at the table's depth), results.json.",
+        "Files: table2.csv (per-subset metrics of each method; network rows: seed means per subset), "
+        "sweep.csv (depth x time, means over subsets), table2_sweep.png (heatmaps of test accuracy and "
+        "MSE), table2_confusion.png (confusion matrix at the table's depth), "
+        + ("networks.csv (every network: time, steps, metrics, the kernel's at the same time, output "
+           "distance), table2_networks.png (metrics and output distance against width), "
+           if networks is not None else "")
+        + "results.json.",
     ]
     return "\n".join(lines)
