@@ -21,6 +21,7 @@ import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
+from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.plotting import PairGroup, depth_panels, pair_values
 from ntkdepth.runs import RunDir
@@ -36,14 +37,8 @@ class Config:
     max_curves: int = setting(
         12, help="pairs drawn as individual curves per group; all pairs enter the bands", min=1
     )
-    data_dir: str = setting(
-        "",
-        help="MNIST folder ('': $NTKDEPTH_DATA/mnist, else ../shared/data/mnist next to the repository)",
-    )
-    split: str = setting(
-        "auto", help="MNIST split to draw from ('auto': train if present, else test)",
-        choices=("auto", "train", "test"),
-    )
+    data_dir: str = mnist_dir_setting()
+    split: str = mnist_split_setting()
     seed: int = setting(0, help="seed of the draw", min=0)
 
 

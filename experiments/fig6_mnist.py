@@ -22,6 +22,7 @@ import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
+from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
 from ntkdepth.grids import log_grid
 from ntkdepth.runs import RunDir
 from ntkdepth.theory import depth_scan
@@ -37,14 +38,8 @@ class Config:
     n_depths: int = setting(30, help="depths scanned, log-spaced in 1..max_depth", min=2)
     times: list[float] = setting([1.0, 10.0, 100.0], help="bounded stopping times t", min=0.0)
     n_test: int = setting(10, help="held-out images measuring the gap to 1/4", min=1, max=1000)
-    data_dir: str = setting(
-        "",
-        help="MNIST folder ('': $NTKDEPTH_DATA/mnist, else ../shared/data/mnist next to the repository)",
-    )
-    split: str = setting(
-        "auto", help="MNIST split to draw from ('auto': train if present, else test)",
-        choices=("auto", "train", "test"),
-    )
+    data_dir: str = mnist_dir_setting()
+    split: str = mnist_split_setting()
     seed: int = setting(0, help="seed of the draws", min=0)
 
 

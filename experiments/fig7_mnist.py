@@ -17,6 +17,7 @@ import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
+from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
 from ntkdepth.grids import log_grid
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.runs import RunDir
@@ -33,14 +34,8 @@ class Config:
         0, help="depths computed, log-spaced in 1..max_depth (0: every depth)", min=0
     )
     seeds: int = setting(1, help="independent draws per n (mean and spread)", min=1)
-    data_dir: str = setting(
-        "",
-        help="MNIST folder ('': $NTKDEPTH_DATA/mnist, else ../shared/data/mnist next to the repository)",
-    )
-    split: str = setting(
-        "auto", help="MNIST split to draw from ('auto': train if present, else test)",
-        choices=("auto", "train", "test"),
-    )
+    data_dir: str = mnist_dir_setting()
+    split: str = mnist_split_setting()
     seed: int = setting(0, help="first seed", min=0)
 
 

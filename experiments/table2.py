@@ -57,6 +57,7 @@ import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
+from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.metrics import macro_f1, mse, one_hot, predicted_classes
 from ntkdepth.runs import RunDir
@@ -84,14 +85,8 @@ class Config:
         [0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0],
         help="finite stopping times t of the sweep, for Thetabar^L (t = inf is added)", min=0.0,
     )
-    data_dir: str = setting(
-        "",
-        help="MNIST folder ('': $NTKDEPTH_DATA/mnist, else ../shared/data/mnist next to the repository)",
-    )
-    split: str = setting(
-        "auto", help="MNIST split to draw from ('auto': train if present, else test)",
-        choices=("auto", "train", "test"),
-    )
+    data_dir: str = mnist_dir_setting()
+    split: str = mnist_split_setting()
     seed: int = setting(0, help="seed of the subsets", min=0)
     widths: list[int] = setting(
         [64, 256, 1024],

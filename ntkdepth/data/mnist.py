@@ -486,3 +486,23 @@ def _main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main())
+
+
+def mnist_dir_setting():
+    """The ``data_dir`` setting of an experiment that reads MNIST (a fresh field per use)."""
+    from ntkdepth.config import setting
+
+    return setting(
+        "",
+        help="MNIST folder ('': $NTKDEPTH_DATA/mnist, else ../shared/data/mnist next to the repository)",
+    )
+
+
+def mnist_split_setting():
+    """The ``split`` setting of an experiment that reads MNIST (a fresh field per use)."""
+    from ntkdepth.config import setting
+
+    return setting(
+        "auto", help="MNIST split to draw from ('auto': train if present, else test)",
+        choices=("auto", "train", "test"),
+    )
