@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ntkdepth.data import text8
+from ntkdepth.data.files import md5sum
 from ntkdepth.data.text8 import Vocabulary, load_text8, pair_statistics, skipgram_pairs
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "text8" / "text8-enwiki-sample"
@@ -83,4 +84,4 @@ def test_default_path_names_where_it_looked(monkeypatch, tmp_path):
 def test_checksum_of_a_file(tmp_path):
     f = tmp_path / "x"
     f.write_bytes(b"abc")
-    assert text8._md5(f) == "900150983cd24fb0d6963f7d28e17f72"
+    assert md5sum(f) == "900150983cd24fb0d6963f7d28e17f72"

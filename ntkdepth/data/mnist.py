@@ -21,7 +21,6 @@ and checks their MD5 checksums.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import os
 import struct
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from ntkdepth.data.files import md5sum
 
 __all__ = [
     "MNIST_FILES",
@@ -291,14 +292,6 @@ def load_mnist(
     return images, labels
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_mnist(data_dir: str | os.PathLike | None = None, split: str = "test") -> dict[str, str]:
     """Checks the ``.gz`` files of ``split`` against :data:`MNIST_MD5`; returns ``{name: md5}``.
 
@@ -313,7 +306,7 @@ def verify_mnist(data_dir: str | os.PathLike | None = None, split: str = "test")
         path = directory / f"{stem}.gz"
         if not path.is_file():
             continue
-        sums[path.name] = _md5(path)
+        sums[path.name] = md5sum(path)
         if sums[path.name] != MNIST_MD5[path.name]:
             raise ValueError(
                 f"{path}: MD5 {sums[path.name]} differs from the official {MNIST_MD5[path.name]} "
@@ -347,7 +340,7 @@ def fetch_mnist(
         for stem in MNIST_FILES[split]:
             name = f"{stem}.gz"
             target = directory / name
-            if target.is_file() and _md5(target) == MNIST_MD5[name]:
+            if target.is_file() and md5sum(target) == MNIST_MD5[name]:
                 paths.append(target)
                 continue
             failures = []
@@ -362,7 +355,7 @@ def fetch_mnist(
                     failures.append(f"{url}: {err}")
                     tmp.unlink(missing_ok=True)
                     continue
-                got = _md5(tmp)
+                got = md5sum(tmp)
                 if got != MNIST_MD5[name]:
                     failures.append(f"{url}: MD5 {got}, expected {MNIST_MD5[name]}")
                     tmp.unlink(missing_ok=True)

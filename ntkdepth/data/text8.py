@@ -11,7 +11,6 @@ uses with one-hot inputs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import urllib.request
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ntkdepth.data.files import md5sum
 
 __all__ = [
     "TEXT8_URL",
@@ -69,25 +70,17 @@ def fetch_text8(directory: str | Path, url: str = TEXT8_URL) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "text8.zip"
-    if target.exists() and _md5(target) == TEXT8_MD5:
+    if target.exists() and md5sum(target) == TEXT8_MD5:
         return target
     partial = target.with_suffix(".zip.part")
     with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
         shutil.copyfileobj(response, out)
-    digest = _md5(partial)
+    digest = md5sum(partial)
     if digest != TEXT8_MD5:
         partial.unlink()
         raise OSError(f"{url} downloaded with MD5 {digest}, expected {TEXT8_MD5}: not the official file")
     partial.replace(target)
     return target
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_text8(path: str | Path | None = None, max_words: int | None = None) -> list[str]:
