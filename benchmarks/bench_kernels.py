@@ -68,7 +68,7 @@ import numpy as np
 from ntkdepth.kernels import nt_bridge, relu_kernel_trace, stax_mlp
 
 TOL = 1e-10
-WIDTH = 512  # irrelevant to the infinite-width kernel; the brief's value
+WIDTH = 512  # any width: the infinite-width kernel does not depend on it
 W_STD = math.sqrt(2.0)
 N0 = 784
 
