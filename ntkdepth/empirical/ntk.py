@@ -159,14 +159,14 @@ def _mlp_gram_fn(graphdef, consts, widths, tokens, input_scale) -> Callable:
         dtype = jax.tree_util.tree_leaves(params)[0].dtype
         zeros = [jnp.zeros((b, w), dtype) for w in widths]
 
-        def f(eps):
-            return fm.apply(params, x, eps)[0]
+        net = fm.model(params)
 
-        out, vjp = jax.vjp(f, zeros)
+        # One forward pass gives the layer inputs and, through its VJP, the signals.
+        out, vjp, inputs = jax.vjp(lambda eps: net.forward(x, eps), zeros, has_aux=True)
         k = out.shape[-1]
         eye = jnp.eye(k, dtype=out.dtype)
         deltas = jax.vmap(lambda e: vjp(jnp.broadcast_to(e, out.shape))[0])(eye)
-        return _layer_inputs(fm, params, x), deltas
+        return inputs, deltas
 
     def gram(params, xa, xb):
         ins_a, del_a = signals(params, xa)
@@ -183,21 +183,6 @@ def _mlp_gram_fn(graphdef, consts, widths, tokens, input_scale) -> Callable:
         return total / k
 
     return jax.jit(gram)
-
-
-def _layer_inputs(fm: FunctionalModel, params, x) -> list[jax.Array]:
-    """``[x, a^1, ..., a^{L-1}]``: what each weight layer reads."""
-    from ntkdepth.models.mlp import ACTIVATIONS
-
-    net = fm.model(params)
-    phi = ACTIVATIONS[net.activation]
-    inputs = [x]
-    h = net.first_layer(x)
-    for layer in net.layers[1:]:
-        a = phi(h)
-        inputs.append(a)
-        h = layer(a, net.precision)
-    return inputs
 
 
 def _check_inputs(net, x, name):

@@ -211,13 +211,20 @@ class MLP(nnx.Module):
         pre-activation ``h^l``) exist for differentiating with respect to the
         pre-activations: :func:`ntkdepth.empirical.mlp_ntk` uses them.
         """
+        f, inputs = self.forward(x, perturbations)
+        return f, inputs[-1]
+
+    def forward(self, x: jax.Array, perturbations: Sequence[jax.Array] | None = None):
+        """``(f(x), [x, a^1(x), ..., a^{L-1}(x)])``: the output and what each weight layer reads."""
         phi = ACTIVATIONS[self.activation]
         h = self.first_layer(x)
         if perturbations is not None:
             h = h + perturbations[0]
+        inputs = [x]
         for l, layer in enumerate(self.layers[1:], start=1):
             a = phi(h)
+            inputs.append(a)
             h = layer(a, self.precision)
             if perturbations is not None:
                 h = h + perturbations[l]
-        return h, a
+        return h, inputs
