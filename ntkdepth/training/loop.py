@@ -23,7 +23,7 @@ and subtracted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -201,7 +201,6 @@ class Trainer:
     spec: TrainSpec
     eval_inputs: jax.Array
     lr_multiplier: float = 1.0
-    _compiled: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         self.optimizer = make_optimizer(self.spec, self.lr_multiplier)
