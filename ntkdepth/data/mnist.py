@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ntkdepth.data.files import md5sum
+from ntkdepth.data.files import DATA_ENV, data_roots, md5sum
 
 __all__ = [
     "MNIST_FILES",
@@ -75,7 +75,6 @@ MNIST_MIRRORS: tuple[str, ...] = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 
-DATA_ENV = "NTKDEPTH_DATA"
 
 # IDX type codes: the third byte of the magic number.
 _IDX_DTYPES = {
@@ -172,11 +171,7 @@ def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
     else ``../shared/data/mnist`` relative to the repository holding this package."""
     if data_dir is not None and str(data_dir) != "":
         return Path(data_dir).expanduser()
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env).expanduser() / "mnist"
-    repository = Path(__file__).resolve().parents[2]
-    return repository.parent / "shared" / "data" / "mnist"
+    return data_roots()[0] / "mnist"
 
 
 def _split_files(directory: Path, split: str) -> tuple[list[Path | None], list[str]]:

@@ -11,7 +11,6 @@ uses with one-hot inputs.
 
 from __future__ import annotations
 
-import os
 import shutil
 import urllib.request
 import zipfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkdepth.data.files import md5sum
+from ntkdepth.data.files import data_roots, md5sum
 
 __all__ = [
     "TEXT8_URL",
@@ -47,12 +46,8 @@ def default_text8_path() -> Path:
     variable is set, else the same names under ``../shared/data`` next to the
     repository.
     """
-    roots = []
-    if os.environ.get("NTKDEPTH_DATA"):
-        roots.append(Path(os.environ["NTKDEPTH_DATA"]))
-    roots.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
     tried = []
-    for root in roots:
+    for root in data_roots():
         for name in ("text8/text8.zip", "text8/text8", str(_SAMPLE), "text8.zip", "text8"):
             path = root / name
             tried.append(str(path))
