@@ -7,13 +7,7 @@
 set -uo pipefail
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
+source "$(dirname "$0")/gpu_python_env.sh"
 # Several test processes share the GPU: allocate on demand.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 {

@@ -8,13 +8,7 @@
 set -uo pipefail
 OUT=${OUT:-gpu-width}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
+source "$(dirname "$0")/gpu_python_env.sh"
 export NTKDEPTH_DATA=${NTKDEPTH_DATA:-$PWD/.scratch/data} PYTHONUNBUFFERED=1
 {
     nvidia-smi -L
