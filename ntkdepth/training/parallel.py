@@ -1,0 +1,396 @@
+"""Width sweeps over a device mesh: seeds trained together, hidden layers split over devices.
+
+A width sweep trains the same network at several widths, each with several
+independent seeds. The seeds of one width share every shape, so they are
+stacked along a leading axis and trained by one compiled loop
+(``jax.vmap`` of :class:`~ntkdepth.training.loop.Trainer`'s step). The devices
+(``jax.devices()``: every device of every process after
+``jax.distributed.initialize()``) form a two-axis ``jax.sharding.Mesh``
+``[seed_shards, hidden_shards]`` with axes ``"seeds"`` and ``"hidden"``:
+
+- the seed axis of every array is split over ``"seeds"`` (no communication:
+  the seeds are independent);
+- the hidden dimension of the weight matrices is split over ``"hidden"``:
+  the first layer's ``W^1 [n_0, n_1]`` by columns, the second's
+  ``W^2 [n_1, n_2]`` by rows, alternating further down, and the output
+  layer by rows (:func:`param_partition_specs`). XLA's SPMD partitioner
+  inserts the all-reduces the products need.
+
+:func:`plan_layout` picks, for one width, how many seeds run together
+(``group``, all of them unless memory is short), the largest seed axis that
+divides both the group and the device count, and gives the remaining devices
+to the hidden axis. Every width therefore runs on every device; one device
+gives the plain vmapped loop, and a width too large for one device is split
+over the hidden axis instead of refused. Nothing here depends on the number
+of devices or processes: the same code runs on one CPU, one GPU, eight GPUs
+or several hosts.
+
+The measured quantities (loss, outputs, features, drift statistics) come back
+replicated, so every process holds them; files are written by process 0
+(:func:`is_writer`). Orbax checkpoints the sharded state as it is, each
+process writing its own shards, and restores it into the current layout.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ntkdepth.models.functional import FunctionalModel
+from ntkdepth.training.loop import Trainer, TrainSpec, feature_record
+
+__all__ = [
+    "SEEDS",
+    "HIDDEN",
+    "Layout",
+    "plan_layout",
+    "param_partition_specs",
+    "SeedGroup",
+    "train_seed_group",
+    "is_writer",
+    "initialize_distributed",
+]
+
+SEEDS, HIDDEN = "seeds", "hidden"
+STAT_KEYS = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative", "gram", "norm")
+
+
+def is_writer() -> bool:
+    """Whether this process writes files: process 0 (the only one without ``jax.distributed``)."""
+    return jax.process_index() == 0
+
+
+def initialize_distributed() -> None:
+    """``jax.distributed.initialize()`` for a run over several processes (hosts).
+
+    JAX reads the coordinator's ``host:port`` from ``JAX_COORDINATOR_ADDRESS``
+    and detects SLURM, Open MPI and Kubernetes jobs by itself; elsewhere
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` give the number of processes
+    and this one's index, passed on here.
+    """
+    kwargs = {}
+    for name, key in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
+        if os.environ.get(key):
+            try:
+                kwargs[name] = int(os.environ[key])
+            except ValueError:
+                raise ValueError(f"{key} must be an integer; got {os.environ[key]!r}") from None
+    jax.distributed.initialize(**kwargs)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one width runs: ``group`` seeds together on a ``[seed_shards, hidden_shards]`` mesh."""
+
+    group: int
+    seed_shards: int
+    hidden_shards: int
+    bytes_per_device: int = 0
+
+    def mesh(self, devices: Sequence[jax.Device] | None = None) -> Mesh:
+        """The mesh over ``devices`` (default ``jax.devices()``), the hidden axis the faster one.
+
+        ``jax.devices()`` lists each process's devices together, so a hidden
+        axis no longer than one host's device count stays within a host.
+        """
+        devices = list(jax.devices() if devices is None else devices)
+        n = self.seed_shards * self.hidden_shards
+        if len(devices) != n:
+            raise ValueError(f"a {self.seed_shards} x {self.hidden_shards} mesh needs {n} devices; "
+                             f"got {len(devices)}")
+        return Mesh(np.asarray(devices, dtype=object).reshape(self.seed_shards, self.hidden_shards),
+                    (SEEDS, HIDDEN))
+
+
+def plan_layout(
+    n_seeds: int,
+    width: int,
+    bytes_per_network: int,
+    *,
+    n_devices: int | None = None,
+    available: int | None = None,
+    fraction: float = 0.8,
+) -> Layout:
+    """The layout of one width: the most seeds together that fit, every device used.
+
+    For a group of ``g`` seeds on ``D`` devices the seed axis has
+    ``s = gcd(g, D)`` shards and the hidden axis ``h = D / s``; each device
+    then holds ``g / s`` networks, each split ``h`` ways when ``h`` divides
+    ``width`` (else held whole). ``g`` starts at ``n_seeds`` and shrinks until
+    that fits in ``fraction`` of ``available`` bytes (default: the first
+    device's memory). Raises :class:`~ntkdepth.training.sweep.WidthTooLargeError`
+    when even one seed split over every device does not fit.
+    """
+    from ntkdepth.training.sweep import WidthTooLargeError, available_memory
+
+    if n_seeds < 1:
+        raise ValueError(f"a width sweep needs at least one seed; got {n_seeds}")
+    d = jax.device_count() if n_devices is None else int(n_devices)
+    available = available_memory() if available is None else available
+    for g in range(n_seeds, 0, -1):
+        s = math.gcd(g, d)
+        h = d // s
+        split = h if width % h == 0 else 1
+        per_device = math.ceil(bytes_per_network * (g // s) / split)
+        if per_device <= fraction * available:
+            return Layout(g, s, h, per_device)
+    raise WidthTooLargeError(
+        f"width {width} will not fit in memory: one network needs about "
+        f"{bytes_per_network / 2**30:.2f} GiB, {per_device / 2**30:.2f} GiB on each of {d} "
+        f"device(s) when split along its hidden dimension, and a device has "
+        f"{available / 2**30:.2f} GiB available ({fraction:.0%} usable). Use a smaller width or "
+        "batch, or more devices (a width divisible by the device count is split over them)."
+    )
+
+
+def _layer_of(path) -> tuple[int | None, str | None]:
+    """``(layer index, "kernel" | "bias")`` of a parameter's tree path in an MLP's state."""
+    keys = [getattr(k, "key", getattr(k, "name", getattr(k, "idx", None))) for k in path]
+    for i, k in enumerate(keys[:-1]):
+        if k == "layers" and isinstance(keys[i + 1], int):
+            name = next((x for x in keys[i + 2:] if x in ("kernel", "bias")), None)
+            return keys[i + 1], name
+    return None, None
+
+
+def param_partition_specs(params, hidden_shards: int, *, seed_axis: bool = True):
+    """``PartitionSpec`` of every parameter of an :class:`~ntkdepth.models.MLP` state.
+
+    Layer ``l`` of ``L`` (``W^{l+1} [n_l, n_{l+1}]``, 0-based ``l``): even ``l``
+    below ``L - 1`` splits its columns (the hidden output units) and its bias;
+    odd ``l`` and the output layer split their rows (the hidden input units),
+    so a column-split layer feeds a row-split one without gathering its
+    activations (the layout of Shoeybi et al. 2019). A dimension that
+    ``hidden_shards`` does not divide is not split. With ``seed_axis`` every
+    spec starts with the ``"seeds"`` axis of the stacked seeds.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    n_layers = 1 + max((_layer_of(p)[0] or 0) for p, _ in leaves)
+    lead = (SEEDS,) if seed_axis else ()
+
+    def spec(path, x):
+        layer, name = _layer_of(path)
+        shape = x.shape[1:] if seed_axis else x.shape
+        dims: list = [None] * len(shape)
+        if layer is not None and hidden_shards > 1:
+            columns = layer % 2 == 0 and layer < n_layers - 1
+            if name == "kernel" and len(shape) == 2:
+                axis = 1 if columns else 0
+                if shape[axis] % hidden_shards == 0:
+                    dims[axis] = HIDDEN
+            elif name == "bias" and len(shape) == 1 and columns and shape[0] % hidden_shards == 0:
+                dims[0] = HIDDEN
+        return P(*lead, *dims)
+
+    return jax.tree_util.tree_map_with_path(spec, params)
+
+
+class SeedGroup:
+    """Networks ``make_model(width, s)`` for ``s`` in ``seeds``, trained together on a mesh.
+
+    The state is the single-network :class:`Trainer` state with a leading
+    seed axis ``[g, ...]`` on every array. ``measure`` and ``drift`` return
+    host arrays with that leading axis. A seed's network, SGD stream and
+    numbers are those of a single-network run of the same seed (to float32
+    rounding: the batched products round differently).
+    """
+
+    def __init__(self, make_model: Callable[[int, int], nnx.Module], width: int, seeds: Sequence[int],
+                 data, spec: TrainSpec, eval_inputs, layout: Layout,
+                 devices: Sequence[jax.Device] | None = None):
+        self.width, self.seeds, self.spec, self.layout = width, list(seeds), spec, layout
+        if len(self.seeds) % layout.seed_shards:
+            raise ValueError(f"{len(self.seeds)} seeds cannot be split into {layout.seed_shards} shards")
+        self.make_model = make_model
+        self.mesh = layout.mesh(devices)
+        abstract = nnx.eval_shape(lambda: make_model(width, self.seeds[0]))
+        graphdef, abstract_params = nnx.split(abstract)
+        self.graphdef = graphdef
+        lr_mult = abstract.learning_rate_multiplier() if hasattr(abstract, "learning_rate_multiplier") else 1.0
+        self.trainer = Trainer(FunctionalModel(graphdef, abstract_params), data, spec,
+                               jnp.asarray(eval_inputs), lr_multiplier=lr_mult)
+        stacked = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct((len(self.seeds), *x.shape), x.dtype), abstract_params)
+        specs = param_partition_specs(stacked, layout.hidden_shards)
+        named = lambda s: NamedSharding(self.mesh, s)  # noqa: E731
+        self.param_shardings = jax.tree_util.tree_map(named, specs, is_leaf=lambda x: isinstance(x, P))
+        self.by_seed = named(P(SEEDS))
+        self.replicated = named(P())
+        t = self.trainer
+
+        def init_params():
+            states = [nnx.split(make_model(width, s))[1] for s in self.seeds]
+            return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+
+        def init_rest(params, keys):
+            def one(p, k):
+                state = t.init_state(k, p)
+                return state["opt_state"], state["offsets"]
+
+            return jax.vmap(one)(params, keys)
+
+        self._init_params = jax.jit(init_params, out_shardings=self.param_shardings)
+        self._init_rest = jax.jit(init_rest)
+        self._measure = jax.jit(jax.vmap(t._measure), out_shardings=self.replicated)
+        self._drift = jax.jit(jax.vmap(feature_record), out_shardings=self.replicated)
+        self._gather = jax.jit(lambda p, i: jax.tree_util.tree_map(lambda x: x[i], p),
+                               out_shardings=self.replicated)
+        self._advance = None  # compiled at the first step, with the state's own shardings
+
+    def init_state(self) -> dict:
+        """The group's state at step 0: ``params``, ``opt_state``, ``key``, ``offsets`` (stacked), ``step``."""
+        params = self._init_params()
+        keys = np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(s), 0x5EED))
+                         for s in self.seeds])
+        keys = jax.device_put(keys, self.by_seed)
+        opt_state, offsets = self._init_rest(params, keys)
+        offsets = jax.device_put(offsets, self.by_seed)
+        return {"params": params, "opt_state": opt_state, "key": keys, "offsets": offsets, "step": 0}
+
+    def _compile_advance(self, state):
+        shardings = jax.tree_util.tree_map(lambda x: x.sharding,
+                                           (state["params"], state["opt_state"], state["key"]))
+        donate = (0, 1, 2) if jax.default_backend() != "cpu" else ()
+        self._advance = jax.jit(jax.vmap(self.trainer._advance, in_axes=(0, 0, 0, 0, None)),
+                                out_shardings=shardings, donate_argnums=donate)
+
+    def run_until(self, state: dict, stop: int) -> dict:
+        """``state`` advanced to step ``stop`` in one compiled loop."""
+        n = stop - state["step"]
+        if n < 0:
+            raise ValueError(f"cannot go back from step {state['step']} to {stop}")
+        if n:
+            if self._advance is None:
+                self._compile_advance(state)
+            params, opt_state, key = self._advance(state["params"], state["opt_state"], state["key"],
+                                                   state["offsets"], jnp.asarray(n, jnp.int32))
+            state = {**state, "params": params, "opt_state": opt_state, "key": key, "step": stop}
+        return state
+
+    def measure(self, state: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(loss [g], outputs [g, n_eval, K], features [g, n_eval, width])`` on the host."""
+        loss, f, a = self._measure(state["params"], state["offsets"])
+        return np.asarray(loss), np.asarray(f), np.asarray(a)
+
+    def drift(self, a0: np.ndarray, at: np.ndarray) -> dict[str, np.ndarray]:
+        """:func:`feature_record` of every seed: each value ``[g, ...]`` on the host."""
+        return {k: np.asarray(v) for k, v in self._drift(jnp.asarray(a0), jnp.asarray(at)).items()}
+
+    def model(self, state: dict, i: int) -> nnx.Module:
+        """The network of the group's ``i``-th seed at ``state``, gathered onto every process."""
+        return nnx.merge(self.graphdef, self._gather(state["params"], i))
+
+
+def train_seed_group(
+    group: SeedGroup,
+    workdir: Path,
+    *,
+    keep_features: bool = False,
+    checkpoint_every: int | None = None,
+    checkpoint_interval_s: float = 30.0,
+    bar=None,
+    final_measures: Callable | None = None,
+):
+    """Trains a :class:`SeedGroup` to ``spec.steps``; returns one record dict per seed.
+
+    The group is checkpointed with orbax in
+    ``workdir/checkpoints/w{width}_s{seeds}`` (sharded arrays as they are; all
+    processes take part) and resumed from there: the checkpoint restores into
+    the group's current layout, whatever the device count that wrote it.
+    Each returned dict holds ``width``, ``seed``, ``steps``, ``loss [R]``,
+    ``outputs [R, n_eval, K]``, ``stats`` (``[R, ...]`` each), ``features``
+    (``[R, n_eval, width]`` or None) and ``extra`` (from ``final_measures``).
+    """
+    import orbax.checkpoint as ocp
+
+    spec, width, seeds = group.spec, group.width, group.seeds
+    records = spec.records
+    g, R = len(seeds), len(records)
+    state = group.init_state()
+    _, f0, a0 = group.measure(state)
+    n_eval, K = f0.shape[1], f0.shape[2]
+    rec = {
+        "loss": np.zeros((R, g), np.float32),
+        "outputs": np.zeros((R, g, n_eval, K), np.float32),
+        **{k: np.zeros((R, g, n_eval, n_eval) if k == "gram" else (R, g, n_eval), np.float32)
+           for k in STAT_KEYS},
+        "filled": np.zeros((), np.int32),
+    }
+    if keep_features:
+        rec["features"] = np.zeros((R, g, n_eval, width), np.float32)
+
+    ckpt_dir = Path(workdir) / "checkpoints" / f"w{width}_s{'-'.join(str(s) for s in seeds)}"
+    manager = ocp.CheckpointManager(ckpt_dir.resolve(),
+                                    options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+
+    def snapshot():
+        return {"params": state["params"], "opt_state": state["opt_state"], "key": state["key"],
+                "offsets": state["offsets"], "a0": a0, "records": rec}
+
+    latest = manager.latest_step()
+    if latest is not None:
+        restored = manager.restore(latest, args=ocp.args.StandardRestore(snapshot()))
+        state = {"params": restored["params"], "opt_state": restored["opt_state"],
+                 "key": restored["key"], "offsets": restored["offsets"], "step": int(latest)}
+        a0 = np.asarray(restored["a0"])
+        rec = {k: np.asarray(v) for k, v in restored["records"].items()}
+        if bar is not None:
+            bar.update(int(latest) * g)
+
+    stops = sorted(set(records) | set(
+        range(checkpoint_every, spec.steps, checkpoint_every) if checkpoint_every else ()))
+    last_save = time.monotonic()
+    for stop in stops:
+        if stop < state["step"] or (stop == state["step"] and stop in records[: int(rec["filled"])]):
+            continue
+        before = state["step"]
+        state = group.run_until(state, stop)
+        if stop in records:
+            r = records.index(stop)
+            loss, f, a = group.measure(state)
+            stats = group.drift(a0, a)
+            rec["loss"][r] = loss
+            rec["outputs"][r] = f
+            for k in STAT_KEYS:
+                rec[k][r] = stats[k]
+            if keep_features:
+                rec["features"][r] = a
+            rec["filled"] = np.asarray(r + 1, np.int32)
+            bad = [s for s, v in zip(seeds, loss) if not np.isfinite(v)]
+            if bad:
+                manager.close()
+                raise FloatingPointError(
+                    f"width {width}, seed {bad[0]}: the loss is {loss[seeds.index(bad[0])]} at step "
+                    f"{stop}; training diverged (learning rate {spec.learning_rate} too large?)"
+                )
+        if bar is not None:
+            bar.update((stop - before) * g)
+        if stop < spec.steps and time.monotonic() - last_save >= checkpoint_interval_s:
+            last_save = time.monotonic()
+            manager.save(stop, args=ocp.args.StandardSave(snapshot()), force=True)
+            manager.wait_until_finished()
+    manager.close()
+
+    out = []
+    for i, s in enumerate(seeds):
+        extra = {}
+        if final_measures is not None:
+            extra = {k: np.asarray(v) for k, v in
+                     final_measures(group.make_model(width, s), group.model(state, i)).items()}
+        out.append({
+            "width": width, "seed": s, "steps": np.asarray(records), "loss": rec["loss"][:, i],
+            "outputs": rec["outputs"][:, i], "stats": {k: rec[k][:, i] for k in STAT_KEYS},
+            "features": rec["features"][:, i] if keep_features else None, "extra": extra,
+        })
+    return out
