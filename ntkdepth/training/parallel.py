@@ -197,41 +197,38 @@ def param_partition_specs(params, hidden_shards: int, *, seed_axis: bool = True)
 
 
 class SeedGroup:
-    """Networks ``make_model(width, s)`` for ``s`` in ``seeds``, trained together on a mesh.
+    """``g`` networks ``make_model(width, seed)`` of different seeds, trained together on a mesh.
 
-    The state is the single-network :class:`Trainer` state with a leading
-    seed axis ``[g, ...]`` on every array. ``measure`` and ``drift`` return
+    Compiled once per width and group size; :meth:`init_state` takes the
+    group's seeds. The state is the single-network :class:`Trainer` state
+    with a leading seed axis ``[g, ...]`` on every array. ``measure`` and ``drift`` return
     host arrays with that leading axis. A seed's network, SGD stream and
     numbers are those of a single-network run of the same seed (to float32
     rounding: the batched products round differently).
     """
 
-    def __init__(self, make_model: Callable[[int, int], nnx.Module], width: int, seeds: Sequence[int],
+    def __init__(self, make_model: Callable[[int, int], nnx.Module], width: int, n_seeds: int,
                  data, spec: TrainSpec, eval_inputs, layout: Layout,
                  devices: Sequence[jax.Device] | None = None):
-        self.width, self.seeds, self.spec, self.layout = width, list(seeds), spec, layout
-        if len(self.seeds) % layout.seed_shards:
-            raise ValueError(f"{len(self.seeds)} seeds cannot be split into {layout.seed_shards} shards")
+        self.width, self.n_seeds, self.spec, self.layout = width, int(n_seeds), spec, layout
+        if self.n_seeds % layout.seed_shards:
+            raise ValueError(f"{n_seeds} seeds cannot be split into {layout.seed_shards} shards")
         self.make_model = make_model
         self.mesh = layout.mesh(devices)
-        abstract = nnx.eval_shape(lambda: make_model(width, self.seeds[0]))
+        abstract = nnx.eval_shape(lambda: make_model(width, 0))
         graphdef, abstract_params = nnx.split(abstract)
         self.graphdef = graphdef
         lr_mult = abstract.learning_rate_multiplier() if hasattr(abstract, "learning_rate_multiplier") else 1.0
         self.trainer = Trainer(FunctionalModel(graphdef, abstract_params), data, spec,
                                jnp.asarray(eval_inputs), lr_multiplier=lr_mult)
         stacked = jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct((len(self.seeds), *x.shape), x.dtype), abstract_params)
+            lambda x: jax.ShapeDtypeStruct((self.n_seeds, *x.shape), x.dtype), abstract_params)
         specs = param_partition_specs(stacked, layout.hidden_shards)
         named = lambda s: NamedSharding(self.mesh, s)  # noqa: E731
         self.param_shardings = jax.tree_util.tree_map(named, specs, is_leaf=lambda x: isinstance(x, P))
         self.by_seed = named(P(SEEDS))
         self.replicated = named(P())
         t = self.trainer
-
-        def init_params():
-            states = [nnx.split(make_model(width, s))[1] for s in self.seeds]
-            return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
 
         def init_rest(params, keys):
             def one(p, k):
@@ -240,7 +237,6 @@ class SeedGroup:
 
             return jax.vmap(one)(params, keys)
 
-        self._init_params = jax.jit(init_params, out_shardings=self.param_shardings)
         self._init_rest = jax.jit(init_rest)
         self._measure = jax.jit(jax.vmap(t._measure), out_shardings=self.replicated)
         self._drift = jax.jit(jax.vmap(feature_record), out_shardings=self.replicated)
@@ -248,11 +244,34 @@ class SeedGroup:
                                out_shardings=self.replicated)
         self._advance = None  # compiled at the first step, with the state's own shardings
 
-    def init_state(self) -> dict:
-        """The group's state at step 0: ``params``, ``opt_state``, ``key``, ``offsets`` (stacked), ``step``."""
-        params = self._init_params()
+    def init_params(self, seeds: Sequence[int]):
+        """The stacked initial parameters ``[g, ...]`` of ``seeds``, laid out on the mesh.
+
+        A network that fits on one device is initialized there seed by seed
+        (the same arrays as a single run's) and then distributed; one split
+        along its hidden dimension is initialized in place by a compiled
+        function whose outputs are already sharded.
+        """
+        seeds = [int(s) for s in seeds]
+        if len(seeds) != self.n_seeds:
+            raise ValueError(f"this group trains {self.n_seeds} seeds; got {len(seeds)}")
+        if self.layout.hidden_shards == 1:
+            states = [jax.tree_util.tree_map(np.asarray, nnx.split(self.make_model(self.width, s))[1])
+                      for s in seeds]
+            stacked = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *states)
+            return jax.device_put(stacked, self.param_shardings)
+
+        def init():
+            states = [nnx.split(self.make_model(self.width, s))[1] for s in seeds]
+            return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+
+        return jax.jit(init, out_shardings=self.param_shardings)()
+
+    def init_state(self, seeds: Sequence[int]) -> dict:
+        """The state of ``seeds`` at step 0: ``params``, ``opt_state``, ``key``, ``offsets`` (stacked), ``step``."""
+        params = self.init_params(seeds)
         keys = np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(s), 0x5EED))
-                         for s in self.seeds])
+                         for s in seeds])
         keys = jax.device_put(keys, self.by_seed)
         opt_state, offsets = self._init_rest(params, keys)
         offsets = jax.device_put(offsets, self.by_seed)
@@ -294,6 +313,7 @@ class SeedGroup:
 
 def train_seed_group(
     group: SeedGroup,
+    seeds: Sequence[int],
     workdir: Path,
     *,
     keep_features: bool = False,
@@ -302,7 +322,7 @@ def train_seed_group(
     bar=None,
     final_measures: Callable | None = None,
 ):
-    """Trains a :class:`SeedGroup` to ``spec.steps``; returns one record dict per seed.
+    """Trains ``seeds`` as one :class:`SeedGroup` to ``spec.steps``; returns one record dict per seed.
 
     The group is checkpointed with orbax in
     ``workdir/checkpoints/w{width}_s{seeds}`` (sharded arrays as they are; all
@@ -314,10 +334,10 @@ def train_seed_group(
     """
     import orbax.checkpoint as ocp
 
-    spec, width, seeds = group.spec, group.width, group.seeds
+    spec, width, seeds = group.spec, group.width, [int(s) for s in seeds]
     records = spec.records
     g, R = len(seeds), len(records)
-    state = group.init_state()
+    state = group.init_state(seeds)
     _, f0, a0 = group.measure(state)
     n_eval, K = f0.shape[1], f0.shape[2]
     rec = {

@@ -1,0 +1,176 @@
+"""Seeds trained together against one run per seed, side by side on one device.
+
+Run from the repository root::
+
+    python benchmarks/bench_sweep.py                 # widths 256 and 4096, 8 seeds (~2 minutes on 2 cores)
+    python benchmarks/bench_sweep.py --quick         # seconds
+    python benchmarks/bench_sweep.py --widths 256 1024 --seeds 4
+
+Two settings, those of the width sweeps' cpu presets:
+
+- ``sphere`` (``width-vs-kernel``, ``drift-theory``): 20 inputs on the sphere
+  in dimension 8, depth 3, one output, full-batch gradient descent. A step's
+  work is small against its fixed cost up to widths of several hundred;
+- ``text8`` (``table1``): token inputs over ``V = 500`` words, two hidden
+  layers, ``V`` outputs, centered output, SGD with batch 128. The output
+  layer's ``[128, n] x [n, 500]`` products make a step's work large already at
+  width 256.
+
+- **sequential**: one :class:`ntkdepth.training.Trainer` (compiled once) runs
+  each seed in turn, as a sweep does on one device without seed groups;
+- **vmapped**: one :class:`ntkdepth.training.parallel.SeedGroup` of all the
+  seeds on the first device alone (a 1 x 1 mesh), one compiled loop.
+
+Both start from the same initial parameters and SGD streams. Timed: the
+training steps only (one warm-up call compiles each first, its time is
+printed apart), ended by ``jax.block_until_ready``; the two are measured
+alternately ``--repeats`` times and the medians compared. The ratio is
+sequential over vmapped (above 1: the seed group is faster). The final losses
+of the two are compared to check they trained the same networks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _setup(setting: str, steps: int):
+    """``(data, spec, eval_inputs, make_model)`` of one setting."""
+    from ntkdepth.data import sample_sphere
+    from ntkdepth.models import MLP
+    from ntkdepth.training import FullBatchData, PairData, TrainSpec
+
+    rng = np.random.default_rng(0)
+    if setting == "sphere":
+        x = sample_sphere(rng, 30, 8) * 8**0.5
+        y = np.sin(2.0 * x[:, :1])
+        data = FullBatchData(jnp.asarray(x[:20], jnp.float32), jnp.asarray(y[:20], jnp.float32))
+        spec = TrainSpec(steps=steps, learning_rate=20 * 0.05)
+        return data, spec, jnp.asarray(x, jnp.float32), lambda w, s: MLP(8, [w, w], 1, rngs=s)
+    vocab = 500
+    p = 1.0 / np.arange(1, vocab + 1)  # skip-gram-like pairs, Zipf's law over the vocabulary
+    pairs = rng.choice(vocab, size=(20000, 2), p=p / p.sum()).astype(np.int32)
+    spec = TrainSpec(steps=steps, learning_rate=0.5, batch_size=128, center_output=True)
+    return (PairData.create(pairs, n_eval=256), spec, jnp.arange(64, dtype=jnp.int32),
+            lambda w, s: MLP(vocab, [w, w], vocab, tokens=True, input_scale=vocab**0.5, rngs=s))
+
+
+def bench_width(setting: str, width: int, n_seeds: int, steps: int, repeats: int, workdir: Path) -> dict:
+    from ntkdepth.models import functional
+    from ntkdepth.training import Trainer, TrainSpec, record_steps_grid
+    from ntkdepth.training.parallel import Layout, SeedGroup, train_seed_group
+
+    data, spec, ev, make_model = _setup(setting, steps)
+    spec = TrainSpec(**{**spec.__dict__, "record_steps": record_steps_grid(steps, 8)})
+    seeds = list(range(n_seeds))
+    one = [jax.devices()[0]]
+
+    # Steps alone: one compiled single-network trainer over the seeds in turn, against the group.
+    trainer = Trainer(functional(make_model(width, 0)), data, spec, ev)
+    singles = [trainer.init_state(jax.random.fold_in(jax.random.PRNGKey(s), 0x5EED),
+                                  functional(make_model(width, s)).params) for s in seeds]
+    group = SeedGroup(make_model, width, n_seeds, data, spec, ev, Layout(n_seeds, 1, 1), devices=one)
+    g0 = group.init_state(seeds)
+    t0 = time.perf_counter()
+    jax.block_until_ready(trainer.run_until(singles[0], 1)["params"])
+    seq_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(group.run_until(g0, 1)["params"])
+    vmap_first = time.perf_counter() - t0
+
+    # Whole runs (initialization, recorded steps, drift statistics) through the sweep's group
+    # training: groups of one seed in turn against one group of all seeds. One warm-up each.
+    single = SeedGroup(make_model, width, 1, data, spec, ev, Layout(1, 1, 1), devices=one)
+    train_seed_group(single, [0], workdir / "warm1")
+    train_seed_group(group, seeds, workdir / "warmS")
+
+    t_seq, t_vmap, t_runs_seq, t_runs_vmap = [], [], [], []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        out_seq = [trainer.run_until(s, steps) for s in singles]
+        jax.block_until_ready([s["params"] for s in out_seq])
+        t_seq.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        out_vmap = group.run_until(g0, steps)
+        jax.block_until_ready(out_vmap["params"])
+        t_vmap.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        runs_seq = [train_seed_group(single, [s], workdir / f"seq{r}")[0] for s in seeds]
+        t_runs_seq.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        runs_vmap = train_seed_group(group, seeds, workdir / f"vmap{r}")
+        t_runs_vmap.append(time.perf_counter() - t0)
+
+    f_seq = np.stack([np.asarray(trainer.measure(s)[1]) for s in out_seq])
+    f_vmap = group.measure(out_vmap)[1]
+    o_seq = np.stack([r["outputs"] for r in runs_seq])
+    o_vmap = np.stack([r["outputs"] for r in runs_vmap])
+    med = statistics.median
+    return {
+        "width": width, "seeds": n_seeds, "steps": steps,
+        "sequential_s": med(t_seq), "vmapped_s": med(t_vmap), "speedup": med(t_seq) / med(t_vmap),
+        "runs_sequential_s": med(t_runs_seq), "runs_vmapped_s": med(t_runs_vmap),
+        "runs_speedup": med(t_runs_seq) / med(t_runs_vmap),
+        "sequential_first_call_s": seq_first, "vmapped_first_call_s": vmap_first,
+        "outputs_max_rel_diff": float(max(np.abs(f_vmap - f_seq).max() / np.abs(f_seq).max(),
+                                          np.abs(o_vmap - o_seq).max() / np.abs(o_seq).max())),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", nargs="+", default=["sphere", "text8"],
+                        choices=["sphere", "text8"])
+    parser.add_argument("--widths", type=int, nargs="+", default=[256, 4096])
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--steps", type=int, nargs="+", default=None,
+                        help="timed steps per width (default: 200 at width <= 1024, else 3)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="widths 64 and 256, 4 seeds, 20 steps")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.widths, args.seeds, args.steps, args.repeats = [64, 256], 4, [20, 20], 1
+    steps = args.steps or [200 if w <= 1024 else 3 for w in args.widths]
+    if len(steps) == 1:
+        steps = steps * len(args.widths)
+    if len(steps) != len(args.widths):
+        parser.error("give one --steps value, or one per width")
+
+    print(f"# bench_sweep: {args.seeds} seeds trained together (vmapped) against one run per seed,"
+          f" on {jax.devices()[0]}")
+    print(f"# jax {jax.__version__}, {platform.processor() or platform.machine()}, "
+          f"{jax.local_device_count()} device(s) visible; median of {args.repeats}")
+    header = ("setting", "width", "seeds", "steps", "steps: sequential (s)", "steps: vmapped (s)",
+              "steps: speedup", "whole runs: sequential (s)", "whole runs: vmapped (s)",
+              "whole runs: speedup", "first call seq / vmap (s)", "outputs rel. diff")
+    rows = []
+    for setting in args.settings:
+        for w, n in zip(args.widths, steps):
+            with tempfile.TemporaryDirectory() as tmp:
+                r = bench_width(setting, w, args.seeds, n, args.repeats, Path(tmp))
+            rows.append((setting, str(w), str(r["seeds"]), str(n), f"{r['sequential_s']:.3f}",
+                         f"{r['vmapped_s']:.3f}", f"{r['speedup']:.2f}x",
+                         f"{r['runs_sequential_s']:.3f}", f"{r['runs_vmapped_s']:.3f}",
+                         f"{r['runs_speedup']:.2f}x",
+                         f"{r['sequential_first_call_s']:.2f} / {r['vmapped_first_call_s']:.2f}",
+                         f"{r['outputs_max_rel_diff']:.1e}"))
+            print("# done", setting, "width", w, flush=True)
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,274 @@
+"""Width sweeps over a device mesh against one network at a time on one device.
+
+The mesh runs happen in subprocesses with ``--xla_force_host_platform_device_count``
+(the flag must be set before JAX starts): four simulated CPU devices in one
+process, and two processes of two devices joined by ``jax.distributed`` on
+localhost. Their numbers are compared here with a reference computed in this
+process, one seed at a time on one device with the plain
+:class:`~ntkdepth.training.Trainer` (no vmap, no sharding).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+STEPS, RECORDS = 12, (3, 6, 9)
+WIDTHS, SEEDS = (8, 16), (0, 1, 2, 3)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setup(every_step: bool = False):
+    import jax.numpy as jnp
+
+    from ntkdepth.models import MLP
+    from ntkdepth.training import PairData, TrainSpec
+
+    rng = np.random.default_rng(0)
+    pairs = rng.integers(0, 12, size=(500, 2)).astype(np.int32)
+    data = PairData.create(pairs, n_eval=64)
+    spec = TrainSpec(steps=STEPS, learning_rate=0.2, batch_size=16, center_output=True,
+                     record_steps=tuple(range(1, STEPS)) if every_step else RECORDS)
+
+    def make_model(width, seed):
+        return MLP(12, [width, width], 12, tokens=True, input_scale=12**0.5, rngs=seed)
+
+    return make_model, data, spec, jnp.arange(5)
+
+
+def _sweep(make_model, data, spec, ev, widths, seeds, workdir, checkpoint_interval_s=0.0, **kw):
+    """``{(width, seed): record dict}`` from the mesh machinery, on every device of this process."""
+    from ntkdepth.training.parallel import SeedGroup, plan_layout, train_seed_group
+    from ntkdepth.training.sweep import estimate_memory
+
+    out = {}
+    for w in widths:
+        est = estimate_memory(12, [w, w], 12, batch_size=spec.batch_size, n_eval=len(ev))
+        layout = plan_layout(len(seeds), w, est.bytes)
+        group = SeedGroup(make_model, w, layout.group, data, spec, ev, layout)
+        for r in train_seed_group(group, seeds, workdir,
+                                  checkpoint_interval_s=checkpoint_interval_s, **kw):
+            out[(w, r["seed"])] = r
+    return out
+
+
+def _flat(runs) -> dict[str, np.ndarray]:
+    arrays = {}
+    for (w, s), r in runs.items():
+        arrays[f"{w}_{s}_loss"] = r["loss"]
+        arrays[f"{w}_{s}_outputs"] = r["outputs"]
+        for k, v in r["stats"].items():
+            arrays[f"{w}_{s}_stat_{k}"] = v
+    return arrays
+
+
+@functools.lru_cache(maxsize=None)
+def _trainer(width, every_step):
+    from ntkdepth.models import functional
+    from ntkdepth.training import Trainer
+
+    make_model, data, spec, ev = _setup(every_step)
+    return Trainer(functional(make_model(width, 0)), data, spec, ev), make_model, spec
+
+
+def _reference(width, seed, every_step=False):
+    """One network on one device with the plain trainer: ``loss [R]``, ``outputs``, ``stats``."""
+    import jax
+
+    from ntkdepth.models import functional
+
+    trainer, make_model, spec = _trainer(width, every_step)
+    params = functional(make_model(width, seed)).params
+    state = trainer.init_state(jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED), params)
+    _, _, a0 = trainer.measure(state)
+    loss, outputs, stats = [], [], []
+    for stop in spec.records:
+        state = trainer.run_until(state, stop)
+        l, f, a = trainer.measure(state)
+        loss.append(float(l))
+        outputs.append(np.asarray(f))
+        stats.append({k: np.asarray(v) for k, v in trainer.drift(a0, a).items()})
+    return {"loss": np.array(loss), "outputs": np.stack(outputs),
+            "stats": {k: np.stack([s[k] for s in stats]) for k in stats[0]}}
+
+
+def _assert_same(arrays, prefix, ref):
+    np.testing.assert_allclose(arrays[f"{prefix}_loss"], ref["loss"], rtol=2e-5)
+    np.testing.assert_allclose(arrays[f"{prefix}_outputs"], ref["outputs"], rtol=2e-4, atol=2e-6)
+    for k, v in ref["stats"].items():
+        np.testing.assert_allclose(arrays[f"{prefix}_stat_{k}"], v, rtol=2e-4, atol=2e-6, err_msg=k)
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _worker_mesh(out: Path) -> None:
+    import shutil
+
+    import jax
+
+    from ntkdepth.training.parallel import HIDDEN, SeedGroup
+
+    assert jax.device_count() == 4, jax.devices()
+    info = {}
+    make_model, data, spec, ev = _setup()
+    # Four seeds over the seed axis; then two seeds: a 2 x 2 mesh, the hidden axis split in two.
+    runs = _sweep(make_model, data, spec, ev, WIDTHS, SEEDS, out / "four")
+    runs2 = _sweep(make_model, data, spec, ev, [16], [0, 1], out / "two")
+    np.savez(out / "sweep.npz", **_flat(runs), **{f"two_{k}": v for k, v in _flat(runs2).items()})
+
+    # One seed, every device on the hidden axis, the loss at every step.
+    mm, d, spec_every, ev = _setup(every_step=True)
+    hidden = _sweep(mm, d, spec_every, ev, [16], [0], out / "hidden")
+    np.savez(out / "hidden.npz", loss=hidden[(16, 0)]["loss"])
+    from ntkdepth.training.parallel import Layout
+
+    group = SeedGroup(mm, 16, 1, d, spec_every, ev, Layout(1, 1, 4))
+    params = group.init_params([0])
+    info["hidden_shards"] = {
+        str(i): [list(params["layers"][i]["kernel"].sharding.spec),
+                 list(params["layers"][i]["kernel"].addressable_shards[0].data.shape)]
+        for i in range(3)
+    }
+    info["hidden_axis"] = HIDDEN
+
+    # Interrupted after the checkpoint at step 6 of the 2 x 2 group, then resumed.
+    original = SeedGroup.run_until
+
+    def interrupting(self, state, stop):
+        if stop == 9:
+            raise _Interrupted
+        return original(self, state, stop)
+
+    SeedGroup.run_until = interrupting
+    try:
+        _sweep(make_model, data, spec, ev, [16], [0, 1], out / "cut")
+    except _Interrupted:
+        info["interrupted"] = True
+    SeedGroup.run_until = original
+    info["checkpoints"] = sorted(p.name for p in (out / "cut" / "checkpoints").iterdir())
+    shutil.copytree(out / "cut", out / "cut-copy")
+    resumed = _sweep(make_model, data, spec, ev, [16], [0, 1], out / "cut")
+    np.savez(out / "resumed.npz", **_flat(resumed))
+    (out / "info.json").write_text(json.dumps(info))
+
+
+def _worker_multihost(out: Path, process_id: int, port: int) -> None:
+    import jax
+
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
+    assert jax.device_count() == 4 and jax.local_device_count() == 2
+    make_model, data, spec, ev = _setup()
+    # Checkpointed at every record: sharded states, every process writing its shards.
+    runs = _sweep(make_model, data, spec, ev, [8], [0, 1], out / "sweep")
+    np.savez(out / f"process{process_id}.npz", **_flat(runs))
+    jax.distributed.shutdown()
+
+
+def _run_workers(args_list, tmp_path, devices, timeout=240):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, __file__, *map(str, args)], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for args in args_list]
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail(f"mesh worker timed out after {timeout} s")
+    for p, o in zip(procs, outs):
+        assert p.returncode == 0, o[-4000:]
+    return outs
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+@pytest.fixture(scope="module")
+def mesh_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mesh")
+    _run_workers([("mesh", tmp)], tmp, devices=4)
+    return tmp
+
+
+def test_a_sweep_on_four_devices_gives_the_single_device_numbers(mesh_run):
+    with np.load(mesh_run / "sweep.npz") as z:
+        arrays = dict(z)
+    for w in WIDTHS:
+        for s in SEEDS:
+            _assert_same(arrays, f"{w}_{s}", _reference(w, s))
+    for s in (0, 1):
+        _assert_same(arrays, f"two_16_{s}", _reference(16, s))
+
+
+def test_a_network_split_along_its_hidden_dimension_trains_to_the_same_loss_curve(mesh_run):
+    info = json.loads((mesh_run / "info.json").read_text())
+    h = info["hidden_axis"]
+    # W^1 [12, 16] by columns, W^2 [16, 16] by rows, W^3 [16, 12] by rows: a quarter on each device.
+    assert info["hidden_shards"] == {"0": [["seeds", None, h], [1, 12, 4]],
+                                     "1": [["seeds", h, None], [1, 4, 16]],
+                                     "2": [["seeds", h, None], [1, 4, 12]]}
+    with np.load(mesh_run / "hidden.npz") as z:
+        loss = z["loss"]
+    ref = _reference(16, 0, every_step=True)["loss"]
+    assert len(loss) == STEPS + 1 and np.ptp(ref) > 1e-2  # a curve that moves
+    np.testing.assert_allclose(loss, ref, rtol=2e-5)
+
+
+def test_a_sweep_resumed_from_a_sharded_checkpoint_equals_an_uninterrupted_one(mesh_run):
+    info = json.loads((mesh_run / "info.json").read_text())
+    assert info["interrupted"] and info["checkpoints"] == ["w16_s0-1"]
+    with np.load(mesh_run / "resumed.npz") as r, np.load(mesh_run / "sweep.npz") as full:
+        for k in r.files:
+            np.testing.assert_allclose(r[k], full[f"two_{k}"], rtol=1e-6, atol=1e-8, err_msg=k)
+
+
+def test_a_checkpoint_written_on_four_devices_resumes_on_one(mesh_run):
+    """Orbax restores the 2 x 2-sharded state into this process's single device."""
+    make_model, data, spec, ev = _setup()
+    resumed = _sweep(make_model, data, spec, ev, [16], [0, 1], mesh_run / "cut-copy")
+    for s in (0, 1):
+        _assert_same(_flat(resumed), f"16_{s}", _reference(16, s))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_joined_by_jax_distributed_give_the_single_device_numbers(tmp_path):
+    import jax
+
+    if not hasattr(jax, "distributed") or jax.__version_info__ < (0, 4, 30):
+        pytest.skip(f"jax {jax.__version__} has no multi-process CPU runtime")
+    port = _free_port()
+    _run_workers([("multihost", tmp_path, i, port) for i in (0, 1)], tmp_path, devices=2)
+    for i in (0, 1):
+        with np.load(tmp_path / f"process{i}.npz") as z:
+            arrays = dict(z)
+        for s in (0, 1):
+            _assert_same(arrays, f"8_{s}", _reference(8, s))
+
+
+if __name__ == "__main__":
+    kind, out = sys.argv[1], Path(sys.argv[2])
+    if kind == "mesh":
+        _worker_mesh(out)
+    else:
+        _worker_multihost(out, int(sys.argv[3]), int(sys.argv[4]))
