@@ -97,6 +97,7 @@ class Layout:
     seed_shards: int
     hidden_shards: int
     bytes_per_device: int = 0
+    fits_one_device: bool = True  # one whole network fits on one device
 
     def mesh(self, devices: Sequence[jax.Device] | None = None) -> Mesh:
         """The mesh over ``devices`` (default ``jax.devices()``), the hidden axis the faster one.
@@ -144,7 +145,7 @@ def plan_layout(
         split = h if width % h == 0 else 1
         per_device = math.ceil(bytes_per_network * (g // s) / split)
         if per_device <= fraction * available:
-            return Layout(g, s, h, per_device)
+            return Layout(g, s, h, per_device, bytes_per_network <= fraction * available)
     raise WidthTooLargeError(
         f"width {width} will not fit in memory: one network needs about "
         f"{bytes_per_network / 2**30:.2f} GiB, {per_device / 2**30:.2f} GiB on each of {d} "
@@ -218,6 +219,7 @@ class SeedGroup:
         abstract = nnx.eval_shape(lambda: make_model(width, 0))
         graphdef, abstract_params = nnx.split(abstract)
         self.graphdef = graphdef
+        self._features_shape = (len(eval_inputs), abstract.hidden[-1])
         lr_mult = abstract.learning_rate_multiplier() if hasattr(abstract, "learning_rate_multiplier") else 1.0
         self.trainer = Trainer(FunctionalModel(graphdef, abstract_params), data, spec,
                                jnp.asarray(eval_inputs), lr_multiplier=lr_mult)
@@ -238,8 +240,12 @@ class SeedGroup:
             return jax.vmap(one)(params, keys)
 
         self._init_rest = jax.jit(init_rest)
-        self._measure = jax.jit(jax.vmap(t._measure), out_shardings=self.replicated)
-        self._drift = jax.jit(jax.vmap(feature_record), out_shardings=self.replicated)
+
+        def record(params, offsets, a0):
+            loss, f, a = t._measure(params, offsets)
+            return loss, f, a, feature_record(a0, a)
+
+        self._record = jax.jit(jax.vmap(record), out_shardings=self.replicated)
         self._gather = jax.jit(lambda p, i: jax.tree_util.tree_map(lambda x: x[i], p),
                                out_shardings=self.replicated)
         self._advance = None  # compiled at the first step, with the state's own shardings
@@ -248,14 +254,15 @@ class SeedGroup:
         """The stacked initial parameters ``[g, ...]`` of ``seeds``, laid out on the mesh.
 
         A network that fits on one device is initialized there seed by seed
-        (the same arrays as a single run's) and then distributed; one split
-        along its hidden dimension is initialized in place by a compiled
-        function whose outputs are already sharded.
+        (the same arrays as a single run's) and then distributed; one that
+        does not is initialized in place by a compiled function whose outputs
+        are already sharded (the same numbers: JAX's random numbers do not
+        depend on where they are drawn).
         """
         seeds = [int(s) for s in seeds]
         if len(seeds) != self.n_seeds:
             raise ValueError(f"this group trains {self.n_seeds} seeds; got {len(seeds)}")
-        if self.layout.hidden_shards == 1:
+        if self.layout.fits_one_device:
             states = [jax.tree_util.tree_map(np.asarray, nnx.split(self.make_model(self.width, s))[1])
                       for s in seeds]
             stacked = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *states)
@@ -297,14 +304,22 @@ class SeedGroup:
             state = {**state, "params": params, "opt_state": opt_state, "key": key, "step": stop}
         return state
 
+    def record(self, state: dict, a0: np.ndarray | None = None):
+        """``(loss [g], outputs [g, n_eval, K], features [g, n_eval, width], stats)`` on the host.
+
+        ``stats`` is :func:`feature_record` of every seed against the features
+        ``a0 [g, n_eval, width]`` at step 0 (each value ``[g, ...]``); without
+        ``a0`` it is measured against zero.
+        """
+        if a0 is None:
+            a0 = np.zeros((self.n_seeds, *self._features_shape), np.float32)
+        loss, f, a, stats = self._record(state["params"], state["offsets"], jnp.asarray(a0))
+        return (np.asarray(loss), np.asarray(f), np.asarray(a),
+                {k: np.asarray(v) for k, v in stats.items()})
+
     def measure(self, state: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(loss [g], outputs [g, n_eval, K], features [g, n_eval, width])`` on the host."""
-        loss, f, a = self._measure(state["params"], state["offsets"])
-        return np.asarray(loss), np.asarray(f), np.asarray(a)
-
-    def drift(self, a0: np.ndarray, at: np.ndarray) -> dict[str, np.ndarray]:
-        """:func:`feature_record` of every seed: each value ``[g, ...]`` on the host."""
-        return {k: np.asarray(v) for k, v in self._drift(jnp.asarray(a0), jnp.asarray(at)).items()}
+        return self.record(state)[:3]
 
     def model(self, state: dict, i: int) -> nnx.Module:
         """The network of the group's ``i``-th seed at ``state``, gathered onto every process."""
@@ -338,7 +353,7 @@ def train_seed_group(
     records = spec.records
     g, R = len(seeds), len(records)
     state = group.init_state(seeds)
-    _, f0, a0 = group.measure(state)
+    _, f0, a0, _ = group.record(state)
     n_eval, K = f0.shape[1], f0.shape[2]
     rec = {
         "loss": np.zeros((R, g), np.float32),
@@ -378,8 +393,7 @@ def train_seed_group(
         state = group.run_until(state, stop)
         if stop in records:
             r = records.index(stop)
-            loss, f, a = group.measure(state)
-            stats = group.drift(a0, a)
+            loss, f, a, stats = group.record(state, a0)
             rec["loss"][r] = loss
             rec["outputs"][r] = f
             for k in STAT_KEYS:
