@@ -283,6 +283,11 @@ def test_per_unit_second_moment_is_the_aggregate_and_quantiles_match_samples(x64
     layers = draws[: 400 * 1000].reshape(400, 1000).max(axis=1)
     assert stats.expected_max(1000)[1, 0] == pytest.approx(layers.mean(), rel=0.03)
     assert stats.quantile([1 - 1 / 1000])[1, 0, 0] < stats.expected_max(1000)[1, 0]
+    # The paper's widths, where 1 - 1e-12 / n rounds to 1 in float64: finite, above the 1 - 1/n
+    # quantile, and growing with n.
+    big = stats.expected_max(30000)[1, 0]
+    assert np.isfinite(big) and stats.quantile([1 - 1 / 30000])[1, 0, 0] < big
+    assert big > stats.expected_max(1000)[1, 0]
 
 
 # --------------------------------------------------------------------------

@@ -470,7 +470,10 @@ class UnitDriftStatistics:
         """
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
             raise ValueError(f"width must be an integer >= 1; got {width!r}")
-        bounds = self.quantile([max(0.0, 1.0 - 40.0 / width), 1.0 - 1e-12 / width])
+        # 1 - 1e-12 / width rounds to 1 beyond width ~9,000: stop at 1 - eps there (the tail beyond
+        # holds a mass width * eps, below 1e-11 for any width that fits in memory).
+        top = 1.0 - max(1e-12 / width, float(np.finfo(np.float64).eps))
+        bounds = self.quantile([max(0.0, 1.0 - 40.0 / width), top])
         n_times, n_eval, n_samples = self.scales.shape
         flat = self.scales.reshape(n_times * n_eval, n_samples)
         ends = bounds.reshape(n_times * n_eval, 2)
