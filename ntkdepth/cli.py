@@ -1,7 +1,7 @@
 """The ``ntkdepth`` command: list the experiments, run one with a preset.
 
     ntkdepth list
-    ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR]
+    ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR] [--distributed]
     ntkdepth show NAME              # the settings of an experiment and their presets
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +47,12 @@ def _cmd_run(args) -> int:
     exp = get(args.name)
     config = exp.config(args.preset, parse_overrides(args.set or []))
     out = Path(args.out) if args.out else Path("runs") / exp.name / args.preset
+    if args.distributed:  # one process of several (README, "Several hosts")
+        from ntkdepth.training.parallel import initialize_distributed, is_writer
+
+        initialize_distributed()
+        if not is_writer():  # process 0 writes the outputs; sweeps share its folder
+            out = Path(tempfile.mkdtemp(prefix="ntkdepth-process-"))
     run_dir = RunDir(out, experiment=exp.name, preset=args.preset, config=to_dict(config))
     print(f"ntkdepth run {exp.name} --preset {args.preset} -> {out}/", flush=True)
     start = time.perf_counter()
@@ -69,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="cpu", help="smoke, cpu or paper (default: cpu)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
     run.add_argument("--out", help="output directory (default: runs/NAME/PRESET)")
+    run.add_argument("--distributed", action="store_true",
+                     help="one of several processes: jax.distributed.initialize() (see the README)")
     run.set_defaults(fn=_cmd_run)
     return parser
 

@@ -60,6 +60,7 @@ __all__ = [
     "train_seed_group",
     "is_writer",
     "initialize_distributed",
+    "same_on_every_process",
 ]
 
 SEEDS, HIDDEN = "seeds", "hidden"
@@ -87,6 +88,25 @@ def initialize_distributed() -> None:
             except ValueError:
                 raise ValueError(f"{key} must be an integer; got {os.environ[key]!r}") from None
     jax.distributed.initialize(**kwargs)
+
+
+def same_on_every_process(value):
+    """Process 0's ``value`` (a string or a NumPy array) on every process; ``value`` itself in one.
+
+    A sweep decides from the files of the shared output folder what is left to
+    train; every process must decide alike, so they all take process 0's view.
+    """
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    if isinstance(value, str):
+        raw = np.frombuffer(value.encode(), np.uint8)
+        n = int(multihost_utils.broadcast_one_to_all(np.int32(len(raw))))
+        buf = np.zeros(n, np.uint8)
+        buf[: min(n, len(raw))] = raw[:n]
+        return bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf))).decode()
+    return np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(value)))
 
 
 @dataclass(frozen=True)
@@ -232,14 +252,13 @@ class SeedGroup:
         self.replicated = named(P())
         t = self.trainer
 
-        def init_rest(params, keys):
-            def one(p, k):
-                state = t.init_state(k, p)
-                return state["opt_state"], state["offsets"]
-
-            return jax.vmap(one)(params, keys)
-
-        self._init_rest = jax.jit(init_rest)
+        def init_rest(params):
+            """The optimizer's state and the centering offsets (``[g, 1, 1]`` zeros without centering)."""
+            if spec.center_output:
+                offsets = jax.vmap(t._offsets)(params)
+            else:
+                offsets = jnp.zeros((self.n_seeds, 1, 1), jax.tree_util.tree_leaves(params)[0].dtype)
+            return jax.vmap(t.optimizer.init)(params), offsets
 
         def record(params, offsets, a0):
             loss, f, a = t._measure(params, offsets)
@@ -280,7 +299,7 @@ class SeedGroup:
         keys = np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(s), 0x5EED))
                          for s in seeds])
         keys = jax.device_put(keys, self.by_seed)
-        opt_state, offsets = self._init_rest(params, keys)
+        opt_state, offsets = self._init_rest(params)
         offsets = jax.device_put(offsets, self.by_seed)
         return {"params": params, "opt_state": opt_state, "key": keys, "offsets": offsets, "step": 0}
 
