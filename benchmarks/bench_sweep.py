@@ -134,13 +134,13 @@ def main(argv=None) -> int:
     parser.add_argument("--widths", type=int, nargs="+", default=[256, 4096])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, nargs="+", default=None,
-                        help="timed steps per width (default: 200 at width <= 1024, else 3)")
+                        help="timed steps per width (default: 200 at width <= 1024, else 5)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="widths 64 and 256, 4 seeds, 20 steps")
     args = parser.parse_args(argv)
     if args.quick:
         args.widths, args.seeds, args.steps, args.repeats = [64, 256], 4, [20, 20], 1
-    steps = args.steps or [200 if w <= 1024 else 3 for w in args.widths]
+    steps = args.steps or [200 if w <= 1024 else 5 for w in args.widths]
     if len(steps) == 1:
         steps = steps * len(args.widths)
     if len(steps) != len(args.widths):

@@ -264,6 +264,7 @@ class SeedGroup:
             loss, f, a = t._measure(params, offsets)
             return loss, f, a, feature_record(a0, a)
 
+        self._init_rest = jax.jit(init_rest)
         self._record = jax.jit(jax.vmap(record), out_shardings=self.replicated)
         self._gather = jax.jit(lambda p, i: jax.tree_util.tree_map(lambda x: x[i], p),
                                out_shardings=self.replicated)
