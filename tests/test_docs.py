@@ -111,7 +111,7 @@ def test_slugify_matches_github():
 
 def test_docs_references_in_code_resolve():
     bad, seen = [], 0
-    for path in _code_files():
+    for path in _code_files() + [ROOT / "README.md"]:
         text = path.read_text(encoding="utf-8")
         for m in _DOC_REF.finditer(text):
             seen += 1
