@@ -56,7 +56,7 @@ PLACEHOLDER = [
 
 SLOW = [
     *(f"{_E}::AutodiffTest::{name}" for name in (
-        "test_issue_1231", "test_issue_1233", "test_autodiff0", "test_autodiff2",
+        "test_issue_1231", "test_issue_1233", "test_autodiff0", "test_autodiff1", "test_autodiff2",
     )),
     f"{_E}::ActivationTest::test_exp_normalized",
     f"{_S}::StaxTest::test_composition_conv0",
@@ -64,7 +64,7 @@ SLOW = [
         "testGradientDescentMseEnsembleTrain", "testGradientDescentMseEnsembleGet0",
         "testGradientDescentMseEnsembleGet1", "testNTKGDPrediction0", "testNTKGDPrediction3",
         "testNTK_NTKNNGPAgreement0", "testNTK_NTKNNGPAgreement2", "testNTK_NTKNNGPAgreement3",
-        "testPredictOnCPU", "testTrainedEnsemblePredCov0",
+        "testPredCovPosDef3", "testPredictOnCPU", "testTrainedEnsemblePredCov0",
     )),
     f"{_P}::PredictKwargsTest::test_kwargs0",
 ]
@@ -78,16 +78,16 @@ REQUIRED = [
     f"{_P}::PredictTest::testNTK_NTKNNGPAgreement1",
     f"{_P}::PredictTest::testPredCovPosDef0",
     f"{_P}::PredictTest::testInfiniteTimeAgreement0",
-    f"{_E}::AutodiffTest::test_autodiff1",
+    f"{_E}::AutodiffTest::test_autodiff3",
     f"{_E}::AutodiffTest::test_issue_1230",
     f"{_E}::ActivationTest::test_exp_normalized_ntk",
     f"{_S}::StaxTest::test_composition_dense",
     f"{_S}::StaxTest::test_composition_conv1",
 ]
 
-# What passed on jax 0.10.2 / SciPy 1.17 (with NT_NUM_GENERATED_CASES=4); fewer means
+# What passes on jax 0.10.2 / SciPy 1.17, CPU (with NT_NUM_GENERATED_CASES=4); fewer means
 # cases were lost (renamed, skipped or no longer collected).
-MIN_PASSED = 45
+MIN_PASSED = 44
 
 
 def _upstream_dir() -> Path:
