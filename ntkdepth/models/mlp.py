@@ -218,8 +218,11 @@ class MLP(nnx.Module):
             x = jnp.asarray(x)
             if not jnp.issubdtype(x.dtype, jnp.integer):
                 raise ValueError(f"token inputs must be integer ids; got dtype {x.dtype}")
-            if not isinstance(x, jax.core.Tracer) and x.size:
-                ids = np.asarray(x)
+            try:
+                ids = np.asarray(x)  # concrete ids can be checked; traced ones cannot
+            except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+                ids = None
+            if ids is not None and ids.size:
                 bad = (ids < 0) | (ids >= self.in_dim)
                 if bad.any():
                     first = int(np.flatnonzero(bad.ravel())[0])
