@@ -149,14 +149,16 @@ def main(argv: list[str] | None = None) -> int:
         # message says what to change; a traceback would not help.
         print(f"ntkdepth: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:
-        if getattr(args, "fn", None) is not _cmd_data_fetch:
-            raise
-        print(f"ntkdepth: error: {err}; nothing was written", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as err:
+        if args.fn is not _cmd_data_fetch:
+            raise
+        # A failed download: no network, a wrong checksum, a full disk. The fetch
+        # removed what it had written.
+        print(f"ntkdepth: error: {err}; nothing was written", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
