@@ -26,6 +26,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 from conftest import SUMMARY_KEY
 
 FILES = ("stax/elementwise_test.py", "stax/stax_test.py", "predict_test.py")
@@ -95,6 +96,7 @@ def _upstream_dir() -> Path:
     return Path(spec.origin).resolve().parents[1] / "tests"
 
 
+@pytest.mark.slow
 def test_neural_tangents_own_tests_pass_through_the_bridge(tmp_path, request):
     upstream = _upstream_dir()
     assert (upstream / "test_utils.py").is_file(), f"neural-tangents' test files are not in {upstream}"
