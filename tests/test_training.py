@@ -1,5 +1,6 @@
 """Training loops, the width sweep's checkpoints and resumption, and memory refusal."""
 
+import re
 import shutil
 
 import jax
@@ -358,3 +359,18 @@ def test_non_finite_targets_are_a_data_error_before_training(rng):
     fm = functional(MLP(3, [5], 2, rngs=0))
     with pytest.raises(NonFiniteDataError, match=r"'y' holds 1 NaN or inf .*\[4, 1\].*whatever the learning rate"):
         Trainer(fm, FullBatchData(x, jnp.asarray(y)), TrainSpec(steps=3, learning_rate=0.1), x)
+
+
+def test_the_command_reports_diverged_training_as_an_error(tmp_path, capsys):
+    from ntkdepth.cli import main
+
+    small = ["--set", "widths=[16]", "--set", "seeds=1", "--set", "n_train=4", "--set", "n_test=2",
+             "--set", "time=8.0", "--set", "dt=2.0", "--set", "n_records=2"]
+    out = tmp_path / "wvk"
+    assert main(["run", "width-vs-kernel", "--preset", "smoke", "--out", str(out), *small]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"error: width 16, seed 0: training diverged: the batch loss reached [\d.e+]+ at "
+                     r"step \d, [\d.e+]+ times its initial [\d.]+ \(divergence_factor = 1000\)\. "
+                     r"Lower the learning rate \(now 8\), or raise divergence_factor", err), err
+    assert "Traceback" not in err
+    assert not (out / "results.json").exists() and not (out / "summary.md").exists()

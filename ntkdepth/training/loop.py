@@ -316,7 +316,8 @@ class Trainer:
                 f"(divergence_factor = {spec.divergence_factor:g})")
         raise TrainingDiverged(
             f"training diverged: {what}. Lower the learning rate (now {lr:g}), or raise "
-            "divergence_factor if the loss is expected to spike this far", step, loss)
+            "divergence_factor (e.g. --set divergence_factor=1e6) if the loss is expected to spike "
+            "this far", step, loss)
 
     def measure(self, state: dict):
         """``(loss, outputs [n_eval, K], features [n_eval, width])`` at ``state``.

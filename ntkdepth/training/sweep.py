@@ -299,22 +299,24 @@ def run_width_sweep(
             todo.append((w, s))
     bar = tqdm(total=len(todo) * spec.steps, desc="width sweep", unit="step", disable=not progress)
     trainers: dict = {}  # one compiled trainer per network structure, shared by the seeds
-    for w, s in todo:
-        bar.set_postfix(width=w, seed=s)
-        key, this = keys[(w, s)]
-        path, ckpt_dir = run_paths(workdir, w, s, key)
-        try:
-            run = _train_one(make_model, data, spec, eval_inputs, w, s, ckpt_dir, records,
-                             keep_features, checkpoint_every, checkpoint_interval_s, bar, ocp,
-                             final_measures, trainers)
-        except TrainingDiverged as err:
-            raise TrainingDiverged(f"width {w}, seed {s}: {err}", err.step, err.loss) from None
-        run.save(path, key, this)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        done[(w, s)] = run
-        if on_run_done:
-            on_run_done(run)
-    bar.close()
+    try:
+        for w, s in todo:
+            bar.set_postfix(width=w, seed=s)
+            key, this = keys[(w, s)]
+            path, ckpt_dir = run_paths(workdir, w, s, key)
+            try:
+                run = _train_one(make_model, data, spec, eval_inputs, w, s, ckpt_dir, records,
+                                 keep_features, checkpoint_every, checkpoint_interval_s, bar, ocp,
+                                 final_measures, trainers)
+            except TrainingDiverged as err:
+                raise TrainingDiverged(f"width {w}, seed {s}: {err}", err.step, err.loss) from None
+            run.save(path, key, this)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            done[(w, s)] = run
+            if on_run_done:
+                on_run_done(run)
+    finally:
+        bar.close()
     return {k: done[k] for k in jobs}
 
 
