@@ -33,6 +33,7 @@ import numpy as np
 
 from ntkdepth.storage import (
     DamagedFileError,
+    _notify,
     atomic_write,
     jsonable,
     load_npz,
@@ -137,6 +138,7 @@ class RunDir:
                 if not ours and not (self.path / entry.name).exists():
                     entry.rename(self.path / entry.name)
             self.final.rename(self._previous)
+            _notify(self._previous)  # a write point: a process killed here is recovered by _recover
             self.path.rename(self.final)
             shutil.rmtree(self._previous)
             self.path = self.final

@@ -360,37 +360,39 @@ def _train_one(make_model, data, spec, eval_inputs, width, seed, ckpt_dir, recor
     stops = sorted(set(records) | set(
         range(checkpoint_every, spec.steps, checkpoint_every) if checkpoint_every else ()
     ))
-    last_save = time.monotonic()
-    for stop in stops:
-        # Done already: steps before the restored one, and the restored step itself unless
-        # it is a record not yet taken.
-        if stop < state["step"] or (stop == state["step"] and (
-                stop not in records or records.index(stop) < int(rec["filled"]))):
-            continue
-        before = state["step"]
-        state = trainer.run_until(state, stop)
-        if stop in records:
-            r = records.index(stop)
-            loss, f, a = trainer.measure(state)
-            stats = trainer.drift(a0, a)
-            rec["loss"][r] = float(loss)
-            rec["outputs"][r] = np.asarray(f)
-            for k in STAT_KEYS:
-                rec[k][r] = np.asarray(stats[k])
-            if keep_features:
-                rec["features"][r] = np.asarray(a)
-            rec["filled"] = np.asarray(r + 1, np.int32)
-            if not np.isfinite(rec["loss"][r]) or rec["loss"][r] > state["loss_bound"]:
-                trainer._diverged(state, stop, float(rec["loss"][r]))
-        bar.update(stop - before)
-        if (stop < spec.steps and time.monotonic() - last_save >= checkpoint_interval_s
-                and stop not in manager.all_steps()):
-            last_save = time.monotonic()
-            manager.save(stop, args=ocp.args.StandardSave(
-                {"params": state["params"], "opt_state": state["opt_state"], "key": state["key"],
-                 "offsets": state["offsets"], "a0": np.asarray(a0), "records": rec}), force=True)
-            manager.wait_until_finished()
-    manager.close()
+    try:
+        last_save = time.monotonic()
+        for stop in stops:
+            # Done already: steps before the restored one, and the restored step itself unless
+            # it is a record not yet taken.
+            if stop < state["step"] or (stop == state["step"] and (
+                    stop not in records or records.index(stop) < int(rec["filled"]))):
+                continue
+            before = state["step"]
+            state = trainer.run_until(state, stop)
+            if stop in records:
+                r = records.index(stop)
+                loss, f, a = trainer.measure(state)
+                stats = trainer.drift(a0, a)
+                rec["loss"][r] = float(loss)
+                rec["outputs"][r] = np.asarray(f)
+                for k in STAT_KEYS:
+                    rec[k][r] = np.asarray(stats[k])
+                if keep_features:
+                    rec["features"][r] = np.asarray(a)
+                rec["filled"] = np.asarray(r + 1, np.int32)
+                if not np.isfinite(rec["loss"][r]) or rec["loss"][r] > state["loss_bound"]:
+                    trainer._diverged(state, stop, float(rec["loss"][r]))
+            bar.update(stop - before)
+            if (0 < stop < spec.steps and time.monotonic() - last_save >= checkpoint_interval_s
+                    and stop not in manager.all_steps()):
+                last_save = time.monotonic()
+                manager.save(stop, args=ocp.args.StandardSave(
+                    {"params": state["params"], "opt_state": state["opt_state"], "key": state["key"],
+                     "offsets": state["offsets"], "a0": np.asarray(a0), "records": rec}), force=True)
+                manager.wait_until_finished()
+    finally:
+        manager.close()
     stats = {k: rec[k] for k in STAT_KEYS}
     extra = {}
     if final_measures is not None:
