@@ -148,7 +148,7 @@ def refs(tmp_path_factory):
     cache = base / "jax-cache"
     plan = [("sweep", base / "sweep", 0, 0), ("fig4", base / "old" / "fig4", 1, 0),
             ("fig4", base / "new" / "fig4", 0, 0),
-            ("sweep", base / "cut", 0, 1)]  # killed after the first run's checkpoint at step 6
+            ("sweep", base / "cut", 0, 1)]  # killed after the seeds' checkpoint at step 6
     assert _serve(plan, cache) == [0, 0, 0, -9]
     return base
 
@@ -199,7 +199,7 @@ def _same_runs(a, b):
 
 def test_killed_at_every_write_then_rerun_gives_the_uninterrupted_numbers(refs, tmp_path):
     n_sweep = _count(refs / "sweep")
-    assert n_sweep == 4  # per run: the checkpoint at step 6, the finished run
+    assert n_sweep == 3  # the two seeds trained together: their checkpoint at step 6, two finished runs
     # fig4 into a folder holding another run (seed 1): built beside it, then swapped in; its
     # writes are those of a fresh folder and the swap.
     n_fig4 = _count(refs / "new" / "fig4") + 1

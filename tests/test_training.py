@@ -24,6 +24,7 @@ from ntkdepth.training import (
     run_width_sweep,
 )
 from ntkdepth.training import sweep as sweep_module
+from ntkdepth.training.parallel import SeedGroup
 
 
 def test_mse_on_classes_equals_mse_on_one_hot_targets(rng):
@@ -150,36 +151,35 @@ def test_an_interrupted_sweep_resumes_and_gives_the_same_numbers(tmp_path, monke
     full = run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "full",
                            checkpoint_interval_s=0, progress=False)
 
-    # Interrupt the third run (width 16, seed 0) after its checkpoint at step 6.
-    original = Trainer.run_until
+    # Interrupt width 16 (its seeds 0 and 1 trained together) after their checkpoint at step 6.
+    original = SeedGroup.run_until
     calls, armed = [], [True]
 
     def interrupting(self, state, stop):
-        calls.append((self.fm.params["layers"][1]["kernel"].shape[0], stop))
+        calls.append((self.width, stop))
         if armed[0] and calls[-1] == (16, 9):
             armed[0] = False
             raise Interrupted
         return original(self, state, stop)
 
-    monkeypatch.setattr(Trainer, "run_until", interrupting)
+    monkeypatch.setattr(SeedGroup, "run_until", interrupting)
     with pytest.raises(Interrupted):
         run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "cut",
                         checkpoint_interval_s=0, progress=False)
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "cut" / "runs").glob("*.npz")) == [
         "w8_s0", "w8_s1"]
-    assert list((tmp_path / "cut" / "checkpoints").glob("w16_s0-*"))
+    assert list((tmp_path / "cut" / "checkpoints").glob("w16_s0_1-*"))
 
     calls.clear()
     resumed = run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "cut",
                               checkpoint_interval_s=0, progress=False)
-    # Finished runs are loaded; the interrupted one continues from its checkpoint at step 6.
-    assert [c for c in calls if c[0] == 8] == []
-    assert calls[:2] == [(16, 9), (16, 12)] and calls[2] == (16, 0)
+    # Finished runs are loaded; the interrupted group continues from its checkpoint at step 6.
+    assert calls == [(16, 9), (16, 12)]
     for key in full:
         np.testing.assert_allclose(resumed[key].loss, full[key].loss, rtol=1e-6)
         for k, v in full[key].stats.items():
             np.testing.assert_allclose(resumed[key].stats[k], v, rtol=1e-5, atol=1e-7)
-    assert not list((tmp_path / "cut" / "checkpoints").glob("w16_s0-*"))
+    assert not list((tmp_path / "cut" / "checkpoints").glob("w16_s0_1-*"))
 
 
 def test_sweep_records_zero_drift_at_step_zero_and_growing_drift_after(tmp_path):
@@ -209,12 +209,12 @@ def test_memory_estimate_counts_parameters():
 
 
 def _trained(calls):
-    """Records the widths that train (one entry per run started)."""
-    original = Trainer.init_state
+    """Records the widths that train (one entry per group of seeds started)."""
+    original = SeedGroup.init_state
 
-    def recording(self, key, params=None):
-        calls.append(self.fm.params["layers"][1]["kernel"].shape[0])
-        return original(self, key, params)
+    def recording(self, seeds):
+        calls.append(self.width)
+        return original(self, seeds)
 
     return recording
 
@@ -245,7 +245,7 @@ def test_a_sweep_with_other_settings_in_the_same_workdir_trains_afresh(tmp_path,
                                                                                 first.outputs)
     # The first settings still find their run, and a new width trains only that width.
     calls = []
-    monkeypatch.setattr(Trainer, "init_state", _trained(calls))
+    monkeypatch.setattr(SeedGroup, "init_state", _trained(calls))
     both = run_width_sweep(make_model, data, spec, ev, [8, 16], [0], tmp_path, progress=False)
     assert calls == [16]
     np.testing.assert_array_equal(both[(8, 0)].loss, first.loss)
@@ -256,7 +256,7 @@ def test_checkpoint_every_sweeps_resume_after_an_interruption(tmp_path, monkeypa
     spec = TrainSpec(steps=12, learning_rate=0.2, batch_size=16, record_steps=(6,), center_output=True)
     full = run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path / "full", checkpoint_every=4,
                            checkpoint_interval_s=0, progress=False)[(8, 0)]
-    original = Trainer.run_until
+    original = SeedGroup.run_until
 
     def interrupting(self, state, stop):
         if stop == 8:  # after the checkpoint at step 4 (not a recorded step)
@@ -264,11 +264,11 @@ def test_checkpoint_every_sweeps_resume_after_an_interruption(tmp_path, monkeypa
         return original(self, state, stop)
 
     for _ in range(2):  # interrupted at the same place twice: resumes from step 4 each time
-        monkeypatch.setattr(Trainer, "run_until", interrupting)
+        monkeypatch.setattr(SeedGroup, "run_until", interrupting)
         with pytest.raises(Interrupted):
             run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path / "cut", checkpoint_every=4,
                             checkpoint_interval_s=0, progress=False)
-    monkeypatch.setattr(Trainer, "run_until", original)
+    monkeypatch.setattr(SeedGroup, "run_until", original)
     resumed = run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path / "cut", checkpoint_every=4,
                               checkpoint_interval_s=0, progress=False)[(8, 0)]
     np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-6)
@@ -301,18 +301,18 @@ def test_damaged_runs_and_checkpoints_are_named_with_the_remedy(tmp_path, monkey
         run_width_sweep(make_model, data, spec, ev, [8], [1], tmp_path, progress=False)
 
     # A damaged checkpoint: its folder is named, with what deleting it costs.
-    original = Trainer.run_until
+    original = SeedGroup.run_until
 
     def interrupting(self, state, stop):
         if stop == 9:
             raise Interrupted
         return original(self, state, stop)
 
-    monkeypatch.setattr(Trainer, "run_until", interrupting)
+    monkeypatch.setattr(SeedGroup, "run_until", interrupting)
     with pytest.raises(Interrupted):
         run_width_sweep(make_model, data, spec, ev, [16], [0], tmp_path, checkpoint_interval_s=0,
                         progress=False)
-    monkeypatch.setattr(Trainer, "run_until", original)
+    monkeypatch.setattr(SeedGroup, "run_until", original)
     (ckpt,) = (tmp_path / "checkpoints").glob("w16_s0-*")
     damaged = 0
     for f in sorted(ckpt.rglob("*")):

@@ -45,27 +45,19 @@ def _setup(every_step: bool = False):
 
 
 def _sweep(make_model, data, spec, ev, widths, seeds, workdir, checkpoint_interval_s=0.0, **kw):
-    """``{(width, seed): record dict}`` from the mesh machinery, on every device of this process."""
-    from ntkdepth.training.parallel import SeedGroup, plan_layout, train_seed_group
-    from ntkdepth.training.sweep import estimate_memory
+    """``{(width, seed): run}`` from :func:`run_width_sweep`, on every device there is."""
+    from ntkdepth.training import run_width_sweep
 
-    out = {}
-    for w in widths:
-        est = estimate_memory(12, [w, w], 12, batch_size=spec.batch_size, n_eval=len(ev))
-        layout = plan_layout(len(seeds), w, est.bytes)
-        group = SeedGroup(make_model, w, layout.group, data, spec, ev, layout)
-        for r in train_seed_group(group, seeds, workdir,
-                                  checkpoint_interval_s=checkpoint_interval_s, **kw):
-            out[(w, r["seed"])] = r
-    return out
+    return run_width_sweep(make_model, data, spec, ev, widths, seeds, workdir, progress=False,
+                           checkpoint_interval_s=checkpoint_interval_s, **kw)
 
 
 def _flat(runs) -> dict[str, np.ndarray]:
     arrays = {}
     for (w, s), r in runs.items():
-        arrays[f"{w}_{s}_loss"] = r["loss"]
-        arrays[f"{w}_{s}_outputs"] = r["outputs"]
-        for k, v in r["stats"].items():
+        arrays[f"{w}_{s}_loss"] = r.loss
+        arrays[f"{w}_{s}_outputs"] = r.outputs
+        for k, v in r.stats.items():
             arrays[f"{w}_{s}_stat_{k}"] = v
     return arrays
 
@@ -132,7 +124,7 @@ def _worker_mesh(out: Path) -> None:
     # One seed, every device on the hidden axis, the loss at every step.
     mm, d, spec_every, ev = _setup(every_step=True)
     hidden = _sweep(mm, d, spec_every, ev, [16], [0], out / "hidden")
-    np.savez(out / "hidden.npz", loss=hidden[(16, 0)]["loss"])
+    np.savez(out / "hidden.npz", loss=hidden[(16, 0)].loss)
     from ntkdepth.training.parallel import Layout
 
     group = SeedGroup(mm, 16, 1, d, spec_every, ev, Layout(1, 1, 4))
@@ -143,6 +135,10 @@ def _worker_mesh(out: Path) -> None:
         for i in range(3)
     }
     info["hidden_axis"] = HIDDEN
+    from ntkdepth.training.parallel import plan_layout
+
+    info["plan_one_seed"] = [
+        getattr(plan_layout(1, 16, 10**6), k) for k in ("group", "seed_shards", "hidden_shards")]
 
     # Interrupted after the checkpoint at step 6 of the 2 x 2 group, then resumed.
     original = SeedGroup.run_until
@@ -158,7 +154,8 @@ def _worker_mesh(out: Path) -> None:
     except _Interrupted:
         info["interrupted"] = True
     SeedGroup.run_until = original
-    info["checkpoints"] = sorted(p.name for p in (out / "cut" / "checkpoints").iterdir())
+    info["checkpoints"] = sorted(p.name.split("-")[0] for p in (out / "cut" / "checkpoints").iterdir())
+    info["runs_before_resume"] = len(list((out / "cut" / "runs").glob("*.npz")))
     shutil.copytree(out / "cut", out / "cut-copy")
     resumed = _sweep(make_model, data, spec, ev, [16], [0, 1], out / "cut")
     np.savez(out / "resumed.npz", **_flat(resumed))
@@ -172,8 +169,17 @@ def _worker_multihost(out: Path, process_id: int, port: int) -> None:
     assert jax.device_count() == 4 and jax.local_device_count() == 2
     make_model, data, spec, ev = _setup()
     # Checkpointed at every record: sharded states, every process writing its shards.
-    runs = _sweep(make_model, data, spec, ev, [8], [0, 1], out / "sweep")
+    from ntkdepth.training import SweepRun
+
+    saved = []
+    original = SweepRun.save
+    SweepRun.save = lambda self, path, *a, **k: (saved.append(Path(path).name), original(self, path, *a, **k))
+    # Each process names its own folder; the sweep works in process 0's.
+    runs = _sweep(make_model, data, spec, ev, [8], [0, 1], out / f"sweep{process_id}")
     np.savez(out / f"process{process_id}.npz", **_flat(runs))
+    (out / f"process{process_id}.json").write_text(json.dumps({
+        "saved": saved, "runs": sorted(p.name for p in (out / "sweep0" / "runs").glob("*.npz")),
+        "own_folder": (out / f"sweep{process_id}").exists()}))
     jax.distributed.shutdown()
 
 
@@ -222,6 +228,7 @@ def test_a_sweep_on_four_devices_gives_the_single_device_numbers(mesh_run):
 def test_a_network_split_along_its_hidden_dimension_trains_to_the_same_loss_curve(mesh_run):
     info = json.loads((mesh_run / "info.json").read_text())
     h = info["hidden_axis"]
+    assert info["plan_one_seed"] == [1, 1, 4]  # what the sweep chose for one seed on four devices
     # W^1 [12, 16] by columns, W^2 [16, 16] by rows, W^3 [16, 12] by rows: a quarter on each device.
     assert info["hidden_shards"] == {"0": [["seeds", None, h], [1, 12, 4]],
                                      "1": [["seeds", h, None], [1, 4, 16]],
@@ -235,7 +242,8 @@ def test_a_network_split_along_its_hidden_dimension_trains_to_the_same_loss_curv
 
 def test_a_sweep_resumed_from_a_sharded_checkpoint_equals_an_uninterrupted_one(mesh_run):
     info = json.loads((mesh_run / "info.json").read_text())
-    assert info["interrupted"] and info["checkpoints"] == ["w16_s0-1"]
+    assert info["interrupted"] and info["checkpoints"] == ["w16_s0_1"]
+    assert info["runs_before_resume"] == 0
     with np.load(mesh_run / "resumed.npz") as r, np.load(mesh_run / "sweep.npz") as full:
         for k in r.files:
             np.testing.assert_allclose(r[k], full[f"two_{k}"], rtol=1e-6, atol=1e-8, err_msg=k)
@@ -267,6 +275,11 @@ def test_two_processes_joined_by_jax_distributed_give_the_single_device_numbers(
             arrays = dict(z)
         for s in (0, 1):
             _assert_same(arrays, f"8_{s}", _reference(8, s))
+    # The finished runs are written once, by process 0, into its folder; process 1's is not made.
+    first, second = (json.loads((tmp_path / f"process{i}.json").read_text()) for i in (0, 1))
+    assert len(first["saved"]) == 2 and second["saved"] == []
+    assert sorted(first["saved"]) == first["runs"] == second["runs"]
+    assert first["own_folder"] and not second["own_folder"]
 
 
 if __name__ == "__main__":

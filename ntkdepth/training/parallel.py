@@ -48,7 +48,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ntkdepth.models.functional import FunctionalModel
-from ntkdepth.training.loop import Trainer, TrainSpec, feature_record
+from ntkdepth.storage import DamagedFileError
+from ntkdepth.training.loop import Trainer, TrainingDiverged, TrainSpec, feature_record
+from ntkdepth.training.sweep import STAT_KEYS, WidthTooLargeError, available_memory
 
 __all__ = [
     "SEEDS",
@@ -61,10 +63,10 @@ __all__ = [
     "is_writer",
     "initialize_distributed",
     "same_on_every_process",
+    "barrier",
 ]
 
 SEEDS, HIDDEN = "seeds", "hidden"
-STAT_KEYS = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative", "gram", "norm")
 
 
 def is_writer() -> bool:
@@ -107,6 +109,14 @@ def same_on_every_process(value):
         buf[: min(n, len(raw))] = raw[:n]
         return bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf))).decode()
     return np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(value)))
+
+
+def barrier(name: str) -> None:
+    """Waits until every process gets here (nothing to wait for in one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 @dataclass(frozen=True)
@@ -153,8 +163,6 @@ def plan_layout(
     device's memory). Raises :class:`~ntkdepth.training.sweep.WidthTooLargeError`
     when even one seed split over every device does not fit.
     """
-    from ntkdepth.training.sweep import WidthTooLargeError, available_memory
-
     if n_seeds < 1:
         raise ValueError(f"a width sweep needs at least one seed; got {n_seeds}")
     d = jax.device_count() if n_devices is None else int(n_devices)
@@ -302,25 +310,54 @@ class SeedGroup:
         keys = jax.device_put(keys, self.by_seed)
         opt_state, offsets = self._init_rest(params)
         offsets = jax.device_put(offsets, self.by_seed)
-        return {"params": params, "opt_state": opt_state, "key": keys, "offsets": offsets, "step": 0}
+        return {"params": params, "opt_state": opt_state, "key": keys, "offsets": offsets, "step": 0,
+                "seeds": seeds, "loss0": np.zeros(len(seeds)), "loss_bound": np.full(len(seeds), np.inf)}
+
+    def with_initial_loss(self, state: dict, loss0: np.ndarray) -> dict:
+        """``state`` with the initial losses ``[g]`` that set the divergence bounds."""
+        factor = self.spec.divergence_factor
+        loss0 = np.asarray(loss0, np.float64)
+        bound = np.where((loss0 > 0) & (factor is not None), (factor or 0.0) * loss0, np.inf)
+        return {**state, "loss0": loss0, "loss_bound": bound}
+
+    def diverged(self, state: dict, i: int, step: int, loss: float):
+        """Raises :class:`TrainingDiverged` for the group's ``i``-th seed, naming width and seed."""
+        try:
+            self.trainer._diverged({"loss0": float(state["loss0"][i])}, step, loss)
+        except TrainingDiverged as err:
+            raise TrainingDiverged(f"width {self.width}, seed {state['seeds'][i]}: {err}", err.step,
+                                   err.loss) from None
 
     def _compile_advance(self, state):
         shardings = jax.tree_util.tree_map(lambda x: x.sharding,
                                            (state["params"], state["opt_state"], state["key"]))
         donate = (0, 1, 2) if jax.default_backend() != "cpu" else ()
-        self._advance = jax.jit(jax.vmap(self.trainer._advance, in_axes=(0, 0, 0, 0, None)),
-                                out_shardings=shardings, donate_argnums=donate)
+        self._advance = jax.jit(jax.vmap(self.trainer._advance, in_axes=(0, 0, 0, 0, 0, None)),
+                                out_shardings=(*shardings, self.replicated, self.replicated),
+                                donate_argnums=donate)
 
     def run_until(self, state: dict, stop: int) -> dict:
-        """``state`` advanced to step ``stop`` in one compiled loop."""
+        """``state`` advanced to step ``stop`` in one compiled loop.
+
+        Raises :class:`TrainingDiverged` (naming the width and the seed) if a
+        seed's batch loss on the way is NaN, inf, or above its bound
+        (``spec.divergence_factor`` times its initial loss,
+        :meth:`with_initial_loss`).
+        """
         n = stop - state["step"]
         if n < 0:
             raise ValueError(f"cannot go back from step {state['step']} to {stop}")
         if n:
             if self._advance is None:
                 self._compile_advance(state)
-            params, opt_state, key = self._advance(state["params"], state["opt_state"], state["key"],
-                                                   state["offsets"], jnp.asarray(n, jnp.int32))
+            bound = jax.device_put(np.asarray(state["loss_bound"], np.float32), self.by_seed)
+            params, opt_state, key, first_bad, bad_loss = self._advance(
+                state["params"], state["opt_state"], state["key"], state["offsets"], bound,
+                jnp.asarray(n, jnp.int32))
+            first_bad = np.asarray(first_bad)
+            for i in np.flatnonzero(first_bad >= 0)[:1]:
+                self.diverged(state, int(i), state["step"] + int(first_bad[i]) + 1,
+                              float(np.asarray(bad_loss)[i]))
             state = {**state, "params": params, "opt_state": opt_state, "key": key, "step": stop}
         return state
 
@@ -349,7 +386,7 @@ class SeedGroup:
 def train_seed_group(
     group: SeedGroup,
     seeds: Sequence[int],
-    workdir: Path,
+    ckpt_dir: Path,
     *,
     keep_features: bool = False,
     checkpoint_every: int | None = None,
@@ -359,10 +396,10 @@ def train_seed_group(
 ):
     """Trains ``seeds`` as one :class:`SeedGroup` to ``spec.steps``; returns one record dict per seed.
 
-    The group is checkpointed with orbax in
-    ``workdir/checkpoints/w{width}_s{seeds}`` (sharded arrays as they are; all
-    processes take part) and resumed from there: the checkpoint restores into
-    the group's current layout, whatever the device count that wrote it.
+    The group is checkpointed with orbax in ``ckpt_dir`` (sharded arrays as
+    they are; all processes take part) and resumed from there: the checkpoint
+    restores into the group's current layout, whatever the device count that
+    wrote it.
     Each returned dict holds ``width``, ``seed``, ``steps``, ``loss [R]``,
     ``outputs [R, n_eval, K]``, ``stats`` (``[R, ...]`` each), ``features``
     (``[R, n_eval, width]`` or None) and ``extra`` (from ``final_measures``).
@@ -373,7 +410,8 @@ def train_seed_group(
     records = spec.records
     g, R = len(seeds), len(records)
     state = group.init_state(seeds)
-    _, f0, a0, _ = group.record(state)
+    loss0, f0, a0, _ = group.record(state)
+    state = group.with_initial_loss(state, loss0)
     n_eval, K = f0.shape[1], f0.shape[2]
     rec = {
         "loss": np.zeros((R, g), np.float32),
@@ -385,7 +423,7 @@ def train_seed_group(
     if keep_features:
         rec["features"] = np.zeros((R, g, n_eval, width), np.float32)
 
-    ckpt_dir = Path(workdir) / "checkpoints" / f"w{width}_s{'-'.join(str(s) for s in seeds)}"
+    ckpt_dir = Path(ckpt_dir)
     manager = ocp.CheckpointManager(ckpt_dir.resolve(),
                                     options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
 
@@ -395,8 +433,15 @@ def train_seed_group(
 
     latest = manager.latest_step()
     if latest is not None:
-        restored = manager.restore(latest, args=ocp.args.StandardRestore(snapshot()))
-        state = {"params": restored["params"], "opt_state": restored["opt_state"],
+        try:
+            restored = manager.restore(latest, args=ocp.args.StandardRestore(snapshot()))
+        except Exception as err:  # orbax and TensorStore raise many kinds
+            manager.close()
+            raise DamagedFileError(
+                ckpt_dir / str(latest), f"the checkpoint cannot be restored: {type(err).__name__}: "
+                f"{str(err)[:300]}", f"delete the folder {ckpt_dir} and run again (those runs "
+                "restart from step 0)") from None
+        state = {**state, "params": restored["params"], "opt_state": restored["opt_state"],
                  "key": restored["key"], "offsets": restored["offsets"], "step": int(latest)}
         a0 = np.asarray(restored["a0"])
         rec = {k: np.asarray(v) for k, v in restored["records"].items()}
@@ -405,36 +450,37 @@ def train_seed_group(
 
     stops = sorted(set(records) | set(
         range(checkpoint_every, spec.steps, checkpoint_every) if checkpoint_every else ()))
-    last_save = time.monotonic()
-    for stop in stops:
-        if stop < state["step"] or (stop == state["step"] and stop in records[: int(rec["filled"])]):
-            continue
-        before = state["step"]
-        state = group.run_until(state, stop)
-        if stop in records:
-            r = records.index(stop)
-            loss, f, a, stats = group.record(state, a0)
-            rec["loss"][r] = loss
-            rec["outputs"][r] = f
-            for k in STAT_KEYS:
-                rec[k][r] = stats[k]
-            if keep_features:
-                rec["features"][r] = a
-            rec["filled"] = np.asarray(r + 1, np.int32)
-            bad = [s for s, v in zip(seeds, loss) if not np.isfinite(v)]
-            if bad:
-                manager.close()
-                raise FloatingPointError(
-                    f"width {width}, seed {bad[0]}: the loss is {loss[seeds.index(bad[0])]} at step "
-                    f"{stop}; training diverged (learning rate {spec.learning_rate} too large?)"
-                )
-        if bar is not None:
-            bar.update((stop - before) * g)
-        if stop < spec.steps and time.monotonic() - last_save >= checkpoint_interval_s:
-            last_save = time.monotonic()
-            manager.save(stop, args=ocp.args.StandardSave(snapshot()), force=True)
-            manager.wait_until_finished()
-    manager.close()
+    try:
+        last_save = time.monotonic()
+        for stop in stops:
+            # Done already: steps before the restored one, and the restored step itself unless
+            # it is a record not yet taken.
+            if stop < state["step"] or (stop == state["step"] and (
+                    stop not in records or records.index(stop) < int(rec["filled"]))):
+                continue
+            before = state["step"]
+            state = group.run_until(state, stop)
+            if stop in records:
+                r = records.index(stop)
+                loss, f, a, stats = group.record(state, a0)
+                rec["loss"][r] = loss
+                rec["outputs"][r] = f
+                for k in STAT_KEYS:
+                    rec[k][r] = stats[k]
+                if keep_features:
+                    rec["features"][r] = a
+                rec["filled"] = np.asarray(r + 1, np.int32)
+                for i in np.flatnonzero(~np.isfinite(loss) | (loss > state["loss_bound"]))[:1]:
+                    group.diverged(state, int(i), stop, float(loss[i]))
+            if bar is not None:
+                bar.update((stop - before) * g)
+            if (stop < spec.steps and time.monotonic() - last_save >= checkpoint_interval_s
+                    and stop not in manager.all_steps()):
+                last_save = time.monotonic()
+                manager.save(stop, args=ocp.args.StandardSave(snapshot()), force=True)
+                manager.wait_until_finished()
+    finally:
+        manager.close()
 
     out = []
     for i, s in enumerate(seeds):

@@ -30,7 +30,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ntkdepth.models import MLP, functional
+from ntkdepth.models import MLP
 from ntkdepth.storage import DamagedFileError, array_digest, load_npz, save_npz, settings_hash
-from ntkdepth.training.loop import Trainer, TrainingDiverged, TrainSpec
+from ntkdepth.training.loop import TrainSpec
 
 __all__ = [
     "MemoryEstimate",
@@ -215,19 +214,6 @@ def run_paths(workdir: Path, width: int, seed: int, key: str) -> tuple[Path, Pat
     return Path(workdir) / "runs" / f"{name}.npz", Path(workdir) / "checkpoints" / name
 
 
-def _empty_records(n_records: int, n_eval: int, n_out: int, width: int, keep_features: bool) -> dict:
-    rec = {
-        "loss": np.zeros(n_records, np.float32),
-        "outputs": np.zeros((n_records, n_eval, n_out), np.float32),
-        **{k: np.zeros((n_records, n_eval, n_eval) if k == "gram" else (n_records, n_eval), np.float32)
-           for k in STAT_KEYS},
-        "filled": np.zeros((), np.int32),
-    }
-    if keep_features:
-        rec["features"] = np.zeros((n_records, n_eval, width), np.float32)
-    return rec
-
-
 def run_width_sweep(
     make_model: Callable[[int, int], MLP],
     data,
@@ -265,23 +251,33 @@ def run_width_sweep(
     enters every run's key (:func:`run_key`). A stored run or checkpoint is
     reused only under the same key.
     """
-    import orbax.checkpoint as ocp
     from tqdm import tqdm
 
-    workdir = Path(workdir).resolve()
-    (workdir / "runs").mkdir(parents=True, exist_ok=True)
+    from ntkdepth.training.parallel import (
+        SeedGroup,
+        barrier,
+        is_writer,
+        plan_layout,
+        same_on_every_process,
+        train_seed_group,
+    )
+
+    # Every process works in process 0's folder (shared between hosts).
+    workdir = Path(same_on_every_process(str(Path(workdir).resolve())))
+    if is_writer():
+        (workdir / "runs").mkdir(parents=True, exist_ok=True)
     eval_inputs = jnp.asarray(eval_inputs)
     n_eval = eval_inputs.shape[0]
-    records = spec.records
     batch = spec.batch_size or (data.x.shape[0] if hasattr(data, "x") else 1)
 
-    # Refuse what will not fit before training anything.
+    # Refuse what will not fit, even split over every device, before training anything.
+    estimates = {}
     for w in sorted(set(widths)):
         # The model's shape only: nothing is allocated for a width that may not fit.
         abstract = nnx.eval_shape(lambda w=w: make_model(w, 0))
-        est = estimate_memory(abstract.in_dim, abstract.hidden, abstract.out_dim, batch_size=batch,
-                              n_eval=n_eval, momentum=spec.momentum > 0)
-        check_memory(est, f"width {w}", fraction=memory_fraction)
+        estimates[w] = estimate_memory(abstract.in_dim, abstract.hidden, abstract.out_dim,
+                                       batch_size=batch, n_eval=n_eval, momentum=spec.momentum > 0)
+        plan_layout(len(seeds), w, estimates[w].bytes, fraction=memory_fraction)
 
     shared = sweep_settings(data, spec, eval_inputs, keep_features=keep_features,
                             final_measures=final_measures, settings=settings)
@@ -292,112 +288,59 @@ def run_width_sweep(
     for w, s in jobs:
         this = run_settings(shared, make_model, w, s)
         keys[(w, s)] = (run_key(this), this)
-        path, _ = run_paths(workdir, w, s, keys[(w, s)][0])
-        if path.exists():
-            done[(w, s)] = SweepRun.load(path, keys[(w, s)][0])
+    # Which runs are finished: process 0's view, so that every process trains the same groups.
+    found = same_on_every_process(np.array(
+        [run_paths(workdir, w, s, keys[(w, s)][0])[0].exists() for w, s in jobs], bool))
+    for (w, s), exists in zip(jobs, found):
+        if exists:
+            done[(w, s)] = SweepRun.load(run_paths(workdir, w, s, keys[(w, s)][0])[0], keys[(w, s)][0])
         else:
             todo.append((w, s))
     bar = tqdm(total=len(todo) * spec.steps, desc="width sweep", unit="step", disable=not progress)
-    trainers: dict = {}  # one compiled trainer per network structure, shared by the seeds
     try:
-        for w, s in todo:
-            bar.set_postfix(width=w, seed=s)
-            key, this = keys[(w, s)]
-            path, ckpt_dir = run_paths(workdir, w, s, key)
-            try:
-                run = _train_one(make_model, data, spec, eval_inputs, w, s, ckpt_dir, records,
-                                 keep_features, checkpoint_every, checkpoint_interval_s, bar, ocp,
-                                 final_measures, trainers)
-            except TrainingDiverged as err:
-                raise TrainingDiverged(f"width {w}, seed {s}: {err}", err.step, err.loss) from None
-            run.save(path, key, this)
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-            done[(w, s)] = run
-            if on_run_done:
-                on_run_done(run)
+        for w in dict.fromkeys(w for w, _ in todo):
+            # The seeds of a width in groups trained together on every device (parallel.py).
+            pending = [s for v, s in todo if v == w]
+            layout = plan_layout(len(pending), w, estimates[w].bytes, fraction=memory_fraction)
+            groups: dict = {}  # compiled once per layout
+            for i in range(0, len(pending), layout.group):
+                chunk = pending[i:i + layout.group]
+                lay = layout if len(chunk) == layout.group else plan_layout(
+                    len(chunk), w, estimates[w].bytes, fraction=memory_fraction)
+                if lay not in groups:
+                    groups.clear()
+                    groups[lay] = SeedGroup(make_model, w, lay.group, data, spec, eval_inputs, lay)
+                bar.set_postfix(width=w, seeds=",".join(map(str, chunk)),
+                                mesh=f"{lay.seed_shards}x{lay.hidden_shards}")
+                run_keys = [keys[(w, s)][0] for s in chunk]
+                ckpt_dir = group_checkpoint_dir(workdir, w, chunk, run_keys)
+                results = train_seed_group(
+                    groups[lay], chunk, ckpt_dir, keep_features=keep_features,
+                    checkpoint_every=checkpoint_every, checkpoint_interval_s=checkpoint_interval_s,
+                    bar=bar, final_measures=final_measures)
+                for r in results:
+                    s = r["seed"]
+                    key, this = keys[(w, s)]
+                    feats = r["features"]
+                    run = SweepRun(w, s, r["steps"], r["loss"], r["outputs"], r["stats"],
+                                   None if feats is None else feats[0], feats, r["extra"])
+                    if is_writer():  # the outputs are written once
+                        run.save(run_paths(workdir, w, s, key)[0], key, this)
+                    done[(w, s)] = run
+                    if on_run_done:
+                        on_run_done(run)
+                barrier(f"width sweep: {ckpt_dir.name} done")
+                if is_writer():
+                    shutil.rmtree(ckpt_dir, ignore_errors=True)
     finally:
         bar.close()
     return {k: done[k] for k in jobs}
 
 
-def _train_one(make_model, data, spec, eval_inputs, width, seed, ckpt_dir, records, keep_features,
-               checkpoint_every, checkpoint_interval_s, bar, ocp, final_measures=None,
-               trainers=None) -> SweepRun:
-    model = make_model(width, seed)
-    fm = functional(model)
-    trainers = {} if trainers is None else trainers
-    trainer = trainers.get(fm.graphdef)
-    if trainer is None:
-        trainer = Trainer(fm, data, spec, eval_inputs, lr_multiplier=model.learning_rate_multiplier())
-        trainers.clear()  # keep one: a trainer holds its network's compiled steps
-        trainers[fm.graphdef] = trainer
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)
-    state = trainer.init_state(key, fm.params)
-    _, f0, a0 = trainer.measure(state)
-    rec = _empty_records(len(records), eval_inputs.shape[0], f0.shape[-1], a0.shape[-1], keep_features)
+def group_checkpoint_dir(workdir: Path, width: int, seeds: Sequence[int], run_keys: Sequence[str]) -> Path:
+    """The checkpoint folder of the seeds of ``width`` trained together, named by their runs' keys.
 
-    manager = ocp.CheckpointManager(
-        ckpt_dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-    )
-    latest = manager.latest_step()
-    if latest is not None:
-        target = {"params": state["params"], "opt_state": state["opt_state"], "key": state["key"],
-                  "offsets": state["offsets"], "a0": np.asarray(a0), "records": rec}
-        try:
-            restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
-        except Exception as err:  # orbax and TensorStore raise many kinds
-            manager.close()
-            raise DamagedFileError(
-                ckpt_dir / str(latest), f"the checkpoint cannot be restored: {type(err).__name__}: "
-                f"{str(err)[:300]}", f"delete the folder {ckpt_dir} and run again (that run "
-                "restarts from step 0)") from None
-        state = {**state, "params": restored["params"], "opt_state": restored["opt_state"],
-                 "key": restored["key"], "offsets": restored["offsets"], "step": int(latest)}
-        a0 = jnp.asarray(restored["a0"])
-        rec = {k: np.asarray(v) for k, v in restored["records"].items()}
-        bar.update(int(latest))
-
-    stops = sorted(set(records) | set(
-        range(checkpoint_every, spec.steps, checkpoint_every) if checkpoint_every else ()
-    ))
-    try:
-        last_save = time.monotonic()
-        for stop in stops:
-            # Done already: steps before the restored one, and the restored step itself unless
-            # it is a record not yet taken.
-            if stop < state["step"] or (stop == state["step"] and (
-                    stop not in records or records.index(stop) < int(rec["filled"]))):
-                continue
-            before = state["step"]
-            state = trainer.run_until(state, stop)
-            if stop in records:
-                r = records.index(stop)
-                loss, f, a = trainer.measure(state)
-                stats = trainer.drift(a0, a)
-                rec["loss"][r] = float(loss)
-                rec["outputs"][r] = np.asarray(f)
-                for k in STAT_KEYS:
-                    rec[k][r] = np.asarray(stats[k])
-                if keep_features:
-                    rec["features"][r] = np.asarray(a)
-                rec["filled"] = np.asarray(r + 1, np.int32)
-                if not np.isfinite(rec["loss"][r]) or rec["loss"][r] > state["loss_bound"]:
-                    trainer._diverged(state, stop, float(rec["loss"][r]))
-            bar.update(stop - before)
-            if (0 < stop < spec.steps and time.monotonic() - last_save >= checkpoint_interval_s
-                    and stop not in manager.all_steps()):
-                last_save = time.monotonic()
-                manager.save(stop, args=ocp.args.StandardSave(
-                    {"params": state["params"], "opt_state": state["opt_state"], "key": state["key"],
-                     "offsets": state["offsets"], "a0": np.asarray(a0), "records": rec}), force=True)
-                manager.wait_until_finished()
-    finally:
-        manager.close()
-    stats = {k: rec[k] for k in STAT_KEYS}
-    extra = {}
-    if final_measures is not None:
-        extra = {k: np.asarray(v) for k, v in
-                 final_measures(make_model(width, seed), fm.model(state["params"])).items()}
-    return SweepRun(width, seed, np.asarray(records), rec["loss"], rec["outputs"], stats,
-                    rec["features"][0] if keep_features else None,
-                    rec.get("features") if keep_features else None, extra)
+    For one seed it is that run's own (:func:`run_paths`).
+    """
+    key = run_keys[0] if len(run_keys) == 1 else settings_hash(list(run_keys))
+    return Path(workdir) / "checkpoints" / f"w{width}_s{'_'.join(str(s) for s in seeds)}-{key}"
