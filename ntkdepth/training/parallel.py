@@ -474,7 +474,8 @@ def train_seed_group(
                     group.diverged(state, int(i), stop, float(loss[i]))
             if bar is not None:
                 bar.update((stop - before) * g)
-            if (stop < spec.steps and time.monotonic() - last_save >= checkpoint_interval_s
+            # Step 0 is not worth saving: starting afresh gives it again.
+            if (0 < stop < spec.steps and time.monotonic() - last_save >= checkpoint_interval_s
                     and stop not in manager.all_steps()):
                 last_save = time.monotonic()
                 manager.save(stop, args=ocp.args.StandardSave(snapshot()), force=True)
