@@ -45,7 +45,6 @@ from ntkdepth.storage import (
 
 __all__ = ["RunDir"]
 
-_jsonable = jsonable
 _STAGE_KEY = "__settings_hash__"
 # What a run writes besides the files it names in config.json ("outputs").
 _RUN_ENTRIES = ("config.json", "stages", "cache")
