@@ -45,7 +45,6 @@ from ntkdepth.storage import (
 
 __all__ = ["RunDir"]
 
-_jsonable = jsonable
 _STAGE_KEY = "__settings_hash__"
 # What a run writes besides the files it names in config.json ("outputs").
 _RUN_ENTRIES = ("config.json", "stages", "cache")
@@ -101,6 +100,7 @@ class RunDir:
                 _link_tree(self.final / "cache", self._partial / "cache")
             self.path = self._partial
         else:
+            shutil.rmtree(self._partial, ignore_errors=True)  # a run of other settings, unfinished
             self.path = self.final
             self.path.mkdir(parents=True, exist_ok=True)
         self._outputs: set[str] = set()
@@ -118,6 +118,8 @@ class RunDir:
     def _recover(self) -> None:
         """Completes or undoes a swap that a killed process left half done."""
         if self._previous.exists():
+            if self.final.is_dir() and not any(self.final.iterdir()):
+                self.final.rmdir()  # made empty by a check that the folder can be written
             if self.final.exists():
                 shutil.rmtree(self._previous)
             else:

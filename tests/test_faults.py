@@ -222,6 +222,8 @@ def test_killed_at_every_write_then_rerun_gives_the_uninterrupted_numbers(refs, 
     for kind, folder, _, n in plan:
         if kind == "sweep":
             _same_runs(_runs(folder), reference)
+            # Runs finished before the kill were reused by the new process (same keys), not redone.
+            assert len(list((folder / "runs").glob("*.npz"))) == 2
         else:
             _same_numbers(_numbers(folder), _numbers(refs / "new" / "fig4"))
             assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], n

@@ -80,6 +80,7 @@ def test_a_swap_cut_short_is_completed_or_undone(tmp_path):
     run.finish()
     # Killed between the two renames of the swap: the previous run is back.
     out.rename(tmp_path / ".run.previous")
+    out.mkdir()  # as the command's check that the folder can be written leaves it
     run = RunDir(out, experiment="x", preset="smoke", config={"a": 1})
     assert json.loads((out / "results.json").read_text()) == {"a": 1}
     assert not (tmp_path / ".run.previous").exists()
