@@ -200,7 +200,8 @@ def param_partition_specs(params, hidden_shards: int, *, seed_axis: bool = True)
     below ``L - 1`` splits its columns (the hidden output units) and its bias;
     odd ``l`` and the output layer split their rows (the hidden input units),
     so a column-split layer feeds a row-split one without gathering its
-    activations (the layout of Shoeybi et al. 2019). A dimension that
+    activations, and only the row-split layer's outputs are summed over the
+    devices. A dimension that
     ``hidden_shards`` does not divide is not split. With ``seed_axis`` every
     spec starts with the ``"seeds"`` axis of the stacked seeds.
     """
