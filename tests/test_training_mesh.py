@@ -24,6 +24,8 @@ import pytest
 STEPS, RECORDS = 12, (3, 6, 9)
 WIDTHS, SEEDS = (8, 16), (0, 1, 2, 3)
 ROOT = Path(__file__).resolve().parents[1]
+# Subprocesses that start JAX and compile the sweep: tens of seconds on 2 cores.
+pytestmark = pytest.mark.slow
 
 
 def _setup(every_step: bool = False):
