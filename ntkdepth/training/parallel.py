@@ -166,7 +166,7 @@ def plan_layout(
     if n_seeds < 1:
         raise ValueError(f"a width sweep needs at least one seed; got {n_seeds}")
     d = jax.device_count() if n_devices is None else int(n_devices)
-    available = available_memory() if available is None else available
+    available = available_memory(jax.local_devices()[0]) if available is None else available
     for g in range(n_seeds, 0, -1):
         s = math.gcd(g, d)
         h = d // s

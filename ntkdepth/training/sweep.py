@@ -12,15 +12,22 @@ It is built for long runs:
   width and seed, and the caller's ``settings``), and carries that hash and
   the settings inside, checked when it is read. Other settings get other
   files; adding a width trains only that width;
-- a run in progress is checkpointed with orbax in ``workdir/checkpoints/`` at
-  every recorded step (and every ``checkpoint_every`` steps), in a folder
-  named by the same key, so an interrupted sweep resumes from the last
-  checkpoint of the same settings;
+- the seeds of a width are trained together, on every device there is
+  (:mod:`ntkdepth.training.parallel`: vmapped seeds, the seed axis and the
+  hidden dimension split over a device mesh), with the numbers of runs
+  trained one at a time; several processes (``jax.distributed``) share one
+  folder, whose files process 0 writes;
+- a group of seeds in progress is checkpointed with orbax in
+  ``workdir/checkpoints/`` at every recorded step (and every
+  ``checkpoint_every`` steps), in a folder named by its runs' keys
+  (:func:`group_checkpoint_dir`), so an interrupted sweep resumes from the
+  last checkpoint of the same settings, on any number of devices;
 - a training loss that diverges stops the sweep with
   :class:`~ntkdepth.training.loop.TrainingDiverged`, naming the width, seed,
   step and loss;
-- a width whose estimated memory exceeds what the device has is refused
-  before anything is trained (:func:`check_memory`);
+- a width whose estimated memory exceeds what the devices have, even split
+  over all of them, is refused before anything is trained
+  (:func:`~ntkdepth.training.parallel.plan_layout`);
 - a progress bar counts steps over the whole sweep.
 """
 
@@ -55,6 +62,7 @@ __all__ = [
     "run_settings",
     "run_width_sweep",
     "sweep_settings",
+    "group_checkpoint_dir",
 ]
 
 STAT_KEYS = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative", "gram", "norm")
@@ -236,8 +244,10 @@ def run_width_sweep(
 
     ``data`` is a :class:`FullBatchData` or :class:`PairData`; ``eval_inputs``
     are the inputs whose outputs and features are recorded. The SGD stream of
-    a run depends only on its seed. Every width is checked against the
-    device's memory before the first run starts. A checkpoint is written at a
+    a run depends only on its seed. The seeds of a width train together on
+    every device (:func:`~ntkdepth.training.parallel.plan_layout` lays them
+    out; every width is planned against the devices' memory before the first
+    run starts). A checkpoint is written at a
     recorded step (or every ``checkpoint_every`` steps) once at least
     ``checkpoint_interval_s`` seconds have passed since the last one, so fast
     runs are not slowed down by writing their parameters.
