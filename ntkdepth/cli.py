@@ -52,13 +52,13 @@ def _cmd_run(args) -> int:
     exp = get(args.name)
     config = exp.config(args.preset, parse_overrides(args.set or []))
     out = Path(args.out) if args.out else Path("runs") / exp.name / args.preset
-    _check_output_folder(out, "--out" if args.out else "the default output folder")
     if args.distributed:  # one process of several (README, "Several hosts")
         from ntkdepth.training.parallel import initialize_distributed, is_writer
 
         initialize_distributed()
         if not is_writer():  # process 0 writes the outputs; sweeps share its folder
             out = Path(tempfile.mkdtemp(prefix="ntkdepth-process-"))
+    _check_output_folder(out, "--out" if args.out else "the default output folder")
     run_dir = RunDir(out, experiment=exp.name, preset=args.preset, config=to_dict(config))
     print(f"ntkdepth run {exp.name} --preset {args.preset} -> {out}/", flush=True)
     start = time.perf_counter()

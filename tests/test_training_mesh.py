@@ -284,6 +284,35 @@ def test_two_processes_joined_by_jax_distributed_give_the_single_device_numbers(
     assert first["own_folder"] and not second["own_folder"]
 
 
+def test_the_command_on_two_processes_writes_its_outputs_once(tmp_path):
+    """``ntkdepth run --distributed`` on two processes of two CPU devices: one output folder."""
+    port = _free_port()
+    out = tmp_path / "table1"
+    base = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    args = [sys.executable, "-m", "ntkdepth", "run", "table1", "--preset", "smoke", "--out", str(out),
+            "--set", "widths=[16, 32]", "--set", "seeds=2", "--set", "steps=8",
+            "--set", "parameterizations=['ntk']", "--distributed"]
+    procs = []
+    for i in (0, 1):
+        (tmp_path / f"tmp{i}").mkdir()
+        env = {**base, "JAX_PROCESS_ID": str(i), "TMPDIR": str(tmp_path / f"tmp{i}")}
+        procs.append(subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, o in zip(procs, outs):
+        assert p.returncode == 0, o[-3000:]
+    assert (out / "summary.md").exists() and (out / "table1.csv").exists()
+    # Process 0 wrote every run once (2 widths x 2 seeds); the group checkpoints are gone, and
+    # process 1's copies of the outputs went to its own scratch folder.
+    assert len(list(out.glob("cache/*/runs/*.npz"))) == 4
+    assert not list(out.glob("cache/*/checkpoints/*"))
+    (scratch,) = (tmp_path / "tmp1").glob("ntkdepth-process-*")
+    assert (scratch / "summary.md").exists() and not list(scratch.glob("cache/*/runs/*.npz"))
+    assert not list((tmp_path / "tmp0").iterdir())
+
+
 if __name__ == "__main__":
     kind, out = sys.argv[1], Path(sys.argv[2])
     if kind == "mesh":
