@@ -27,6 +27,7 @@ import numpy as np
 from ntkdepth.config import setting
 from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
+from ntkdepth.stats import mean_sd, power_law_fits
 
 NAME = "table1"
 DESCRIPTION = "last-hidden-layer drift against width on text8 (NTK and muP), with fitted exponents"
@@ -208,29 +209,23 @@ def _collect(config, sweeps, seeds) -> dict:
                 per["inner_product"].append(np.abs(g[-1] - g[0])[off])
             for m, vals in per.items():
                 v = np.concatenate(vals).astype(np.float64)
-                stats[par][m][w] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1))}
+                mean, sd = mean_sd(v)
+                stats[par][m][w] = {"mean": mean, "sd": sd}
     return stats
 
 
 def _fits(config, stats) -> dict:
-    from ntkdepth.empirical import fit_power_law
-
-    fits = {}
+    """Power laws in the width, fitted over the widths ``>= fit_min_width`` (all when fewer than two)."""
     if len(config.widths) < 2:
-        return fits
+        return {}
     fitted = [x for x in config.widths if x >= config.fit_min_width]
     if len(fitted) < 2:
         fitted = list(config.widths)
+    fits = {}
     for par, by_measure in stats.items():
-        fits[par] = {}
-        for m, by_width in by_measure.items():
-            w = np.array(fitted, float)
-            y = np.array([by_width[x]["mean"] for x in fitted])
-            if np.all(y > 0):
-                fit = fit_power_law(w, y)
-                fits[par][m] = {"exponent": fit.exponent, "prefactor": fit.prefactor,
-                                "stderr": fit.stderr if np.isfinite(fit.stderr) else None,
-                                "widths": fitted}
+        series = {m: [by_width[x]["mean"] for x in fitted] for m, by_width in by_measure.items()}
+        fits[par] = {m: {**f, "widths": fitted}
+                     for m, f in power_law_fits(np.array(fitted, float), series).items()}
     return fits
 
 
