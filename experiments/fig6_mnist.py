@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ntkdepth.config import setting
+from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
-from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
 from ntkdepth.grids import log_grid
 from ntkdepth.runs import RunDir
 from ntkdepth.theory import depth_scan

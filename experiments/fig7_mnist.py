@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ntkdepth.config import setting
+from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
-from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
 from ntkdepth.grids import log_grid
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.runs import RunDir

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting
-from ntkdepth.data import sample_sphere
+from ntkdepth.data import min_pairwise_angle, sample_sphere
 from ntkdepth.grids import log_grid
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import fit_power_law
@@ -29,7 +29,6 @@ from ntkdepth.theory import (
     decay_onset_depth,
     depth_scan,
     goldilocks_range,
-    min_pairwise_angle,
     near_points,
 )
 
