@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from ntkdepth.config import setting
-from ntkdepth.data import canonical_projection, sample_cube, sample_sphere
+from ntkdepth.data import load_points
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.plotting import PairGroup, depth_panels, pair_values
 from ntkdepth.runs import RunDir
@@ -52,11 +52,7 @@ def _pairs(n: int):
 
 
 def run(config: Config, out: RunDir) -> dict:
-    rng = np.random.default_rng(config.seed)
-    if config.distribution == "sphere":
-        points = sample_sphere(rng, config.n + 1, config.dim)
-    else:
-        points = canonical_projection(sample_cube(rng, config.n + 1, config.dim))
+    points = load_points(config.distribution, config.n + 1, config.seed, dim=config.dim).x
     inside, with_star = _pairs(config.n)
 
     def compute():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting
-from ntkdepth.data import min_pairwise_angle, sample_sphere
+from ntkdepth.data import load_points, min_pairwise_angle
 from ntkdepth.grids import log_grid
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import fit_power_law
@@ -64,7 +64,7 @@ def run(config: Config, out: RunDir) -> dict:
         for s in tqdm(range(config.seeds), desc=f"fig8 n={n}", unit="set", leave=False):
             def compute(n=n, s=s):
                 rng = np.random.default_rng([config.seed, s, n])
-                x = sample_sphere(rng, n, config.dim)
+                x = load_points("sphere", n, rng, dim=config.dim).x
                 delta = min_pairwise_angle(x, strict=True)
                 bound = float(decay_onset_depth(np.cos(delta)).onset)
                 test_angle = config.test_angle * delta

@@ -14,6 +14,7 @@ from ntkdepth.data.mnist import (
     sample_on_sphere,
     verify_mnist,
 )
+from ntkdepth.data.points import DATASETS, Points, PointSource, load_points, point_source
 from ntkdepth.data.pairs import closest_pair, max_abs_cosine, min_pairwise_angle, pair_angles
 from ntkdepth.data.sphere import (
     canonical_projection,
@@ -23,6 +24,11 @@ from ntkdepth.data.sphere import (
 )
 
 __all__ = [
+    "DATASETS",
+    "PointSource",
+    "Points",
+    "load_points",
+    "point_source",
     "MnistNotFoundError",
     "MnistSample",
     "available_splits",
