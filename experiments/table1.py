@@ -39,6 +39,14 @@ MEASURES = {
     "relative": "relative |a_T(x) - a_0(x)|_2 / |a_0(x)|_2",
     "inner_product": "inner products |<a_T(x),a_T(x')>/n - <a_0(x),a_0(x')>/n|",
 }
+# Y-axis labels of the scaling figure.
+SHORT_LABELS = {
+    "aggregate": "aggregate drift",
+    "per_neuron_mean": "mean per-neuron drift",
+    "per_neuron_max": "max per-neuron drift",
+    "relative": "relative drift",
+    "inner_product": "inner-product change",
+}
 EXPECTED = {"ntk": {"aggregate": 0.0, "per_neuron_mean": -0.5, "relative": -0.5}}
 
 
@@ -284,7 +292,12 @@ def _plot_scaling(out, config, stats, fits, kernel):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(4.2 * len(MEASURES), 3.8))
+    ncols = 3
+    nrows = -(-len(MEASURES) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(MEASURES):]:
+        ax.set_visible(False)
     w = np.array(config.widths, float)
     colors = {"ntk": "C0", "mup": "C3", "standard": "C2"}
     for ax, (m, label) in zip(axes, MEASURES.items()):
@@ -302,6 +315,7 @@ def _plot_scaling(out, config, stats, fits, kernel):
         width_axis(ax, w)
         ax.set_yscale("log")
         ax.set_xlabel("width n")
+        ax.set_ylabel(SHORT_LABELS[m])
         ax.set_title(label, fontsize=9)
         ax.legend(fontsize=8)
     fig.suptitle("Last-hidden-layer drift after training against width (mean ± s.d.)")
