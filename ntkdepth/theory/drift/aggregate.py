@@ -133,25 +133,15 @@ def drift_prediction(
 
 
 def drift_norm_prediction(
-    x_train: ArrayLike,
-    y_train: ArrayLike,
-    x_eval: ArrayLike,
-    times: ArrayLike,
-    *,
-    depth: int,
-    W_std: float = math.sqrt(2.0),
-    b_std: float = 0.0,
-    out_std: float | None = None,
-    f0_train: ArrayLike | None = None,
-    loss_weights: ArrayLike | None = None,
-    layer: int | None = None,
+    x_train: ArrayLike, y_train: ArrayLike, x_eval: ArrayLike, times: ArrayLike, **network
 ) -> np.ndarray:
-    """``[T, n_eval]``: the square root of :func:`drift_prediction` (same arguments).
+    """``[T, n_eval]``: the square root of :func:`drift_prediction`.
 
-    Conditioned on ``f0_train`` this is the limit of ``|a^m_t(x) - a^m_0(x)|``;
-    averaged over initializations it is the root mean square.
+    Takes the same arguments (``network``: its keyword arguments ``depth``,
+    ``W_std``, ``b_std``, ``out_std``, ``f0_train``, ``loss_weights``,
+    ``layer``). Conditioned on ``f0_train`` this is the limit of
+    ``|a^m_t(x) - a^m_0(x)|``; averaged over initializations it is the root
+    mean square.
     """
-    sq = drift_prediction(x_train, y_train, x_eval, times, depth=depth, W_std=W_std, b_std=b_std,
-                          out_std=out_std, f0_train=f0_train, loss_weights=loss_weights, layer=layer)
+    sq = drift_prediction(x_train, y_train, x_eval, times, **network)
     return np.sqrt(np.maximum(sq, 0.0))
-
