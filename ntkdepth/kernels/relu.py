@@ -216,35 +216,14 @@ def _sin_from_omr(omr):
     return jnp.sqrt(safe * (2.0 - safe))
 
 
-@partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer", "unroll", "on_cpu"))
-def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, unroll, on_cpu):
-    """Runs layers 1..depth (``depth = len(slot)``), keeping ``n_out`` of them.
+def _layer_one(x1, x2, w2, b2):
+    """Layer 1 from the inputs: ``(q1 [n1], q2 [n2], sigma [n1, n2], rho [n1, n2])``.
 
-    All state is rescaled by ``S_l = c^(l-1)`` (see the module docstring):
-    ``q`` and ``T`` are the rescaled diagonals of ``Sigma`` and ``Theta``.
-    ``bias=False`` (``b_std`` known to be 0) takes a shorter path: the rescaled
-    diagonals are then constant and ``Q = sqrt(A A')``. With ``every_layer``
-    (layers 1..depth in order) the scan stacks its outputs directly; otherwise
-    it writes the requested layers into buffers and skips the others.
-
-    From layer 2 on, correlations are >= 0 and the angle and its sine follow
-    accurately from ``1 - rho`` alone, so the scan carries only ``1 - rho``;
-    layer 1 (any correlation in [-1, 1]) is stepped outside it.
+    ``rho`` is snapped to exactly +-1 within a few ulps of +-1 (see below). Every
+    path of the kernel functions starts from these numbers.
     """
     dtype = x1.dtype
-    w2 = jnp.asarray(W_std, dtype) ** 2
-    b2 = jnp.asarray(b_std, dtype) ** 2 if bias else jnp.zeros((), dtype)
     n0 = x1.shape[-1]
-    half_w2 = w2 / 2.0
-    if bias:
-        # With a bias and W^2 < 2 the kernels converge to a finite fixed point: no rescaling.
-        log_c = jnp.where((b2 > 0) & (half_w2 < 1.0), jnp.zeros((), dtype), jnp.log(half_w2))
-        ratio = half_w2 * jnp.exp(-log_c)  # (W^2/2) / c
-    else:
-        log_c = jnp.log(half_w2)
-        ratio = jnp.ones((), dtype)
-
-    # Layer 1: an affine map of the inputs.
     q1 = w2 / n0 * jnp.sum(x1 * x1, axis=-1) + b2
     q2 = w2 / n0 * jnp.sum(x2 * x2, axis=-1) + b2
     sigma = w2 / n0 * (x1 @ x2.T) + b2
@@ -258,7 +237,58 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, un
     # +-1 are taken to be exactly +-1.
     snap = 4.0 * math.sqrt(n0 + 1) * jnp.finfo(dtype).eps
     rho = jnp.where(1.0 - jnp.abs(rho) <= snap, jnp.sign(rho), rho)
-    state = dict(omr=1.0 - rho, theta=sigma, q1=q1, q2=q2, T1=q1, T2=q2)
+    return q1, q2, sigma, rho
+
+
+def _scaling(w2, b2, bias):
+    """``(log c, (W^2/2) / c)``: the per-layer rescaling of the state (module docstring)."""
+    dtype = w2.dtype
+    half_w2 = w2 / 2.0
+    if bias:
+        # With a bias and W^2 < 2 the kernels converge to a finite fixed point: no rescaling.
+        log_c = jnp.where((b2 > 0) & (half_w2 < 1.0), jnp.zeros((), dtype), jnp.log(half_w2))
+        return log_c, half_w2 * jnp.exp(-log_c)
+    return jnp.log(half_w2), jnp.ones((), dtype)
+
+
+@partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer", "unroll", "on_cpu"))
+def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, unroll, on_cpu):
+    """Runs layers 1..depth (``depth = len(slot)``) on inputs, keeping ``n_out`` of them."""
+    dtype = x1.dtype
+    w2 = jnp.asarray(W_std, dtype) ** 2
+    b2 = jnp.asarray(b_std, dtype) ** 2 if bias else jnp.zeros((), dtype)
+    q1, q2, sigma, rho = _layer_one(x1, x2, w2, b2)
+    t1 = angle_from_correlation(rho)
+    return _recursion(q1, q2, sigma, 1.0 - rho, t1, jnp.sin(t1), w2, b2, slot, n_out=n_out,
+                      get=get, bias=bias, every_layer=every_layer, unroll=unroll, on_cpu=on_cpu)
+
+
+def _recursion(q1, q2, sigma, omr1, t1, sin_t1, w2, b2, slot, *, n_out, get, bias, every_layer,
+               unroll, on_cpu):
+    """Runs layers 2..depth (``depth = len(slot)``) from layer 1, keeping ``n_out`` layers.
+
+    ``q1 [n1]``, ``q2 [n2]``, ``sigma [n1, n2]``: layer 1's kernels; ``omr1``,
+    ``t1``, ``sin_t1``: ``1 - rho_1``, its angle and the angle's sine.
+
+    All state is rescaled by ``S_l = c^(l-1)`` (see the module docstring):
+    ``q`` and ``T`` are the rescaled diagonals of ``Sigma`` and ``Theta``.
+    ``bias=False`` (``b_std`` known to be 0) takes a shorter path: the rescaled
+    diagonals are then constant and ``Q = sqrt(A A')``. With ``every_layer``
+    (layers 1..depth in order) the scan stacks its outputs directly; otherwise
+    it writes the requested layers into buffers and skips the others.
+
+    From layer 2 on, correlations are >= 0 and the angle and its sine follow
+    accurately from ``1 - rho`` alone, so the scan carries only ``1 - rho``;
+    layer 1 (any correlation in [-1, 1]) is stepped outside it.
+
+    Besides :data:`KERNEL_FIELDS`, ``get`` may hold the internal fields
+    ``_omr`` (``1 - rho_l``), ``_q``/``_T`` (the rescaled diagonals of ``x1``)
+    and ``_log_s`` (``log S_l``), which the interpolated path tabulates.
+    """
+    dtype = sigma.dtype
+    half_w2 = w2 / 2.0
+    log_c, ratio = _scaling(w2, b2, bias)
+    state = dict(omr=omr1, theta=sigma, q1=q1, q2=q2, T1=q1, T2=q2)
     if "nngp" in get:
         state["sigma"] = sigma
     if "nngp_dot" in get:
@@ -283,6 +313,8 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, un
             out["ntk_normalized"] = st["theta"] / (
                 jnp.sqrt(st["T1"])[:, None] * jnp.sqrt(st["T2"])[None, :]
             )
+        if "_omr" in get:
+            out.update(_omr=st["omr"], _q=st["q1"], _T=st["T1"], _log_s=log_s)
         return out
 
     def advance(st, t, sin_t, layer):
@@ -322,8 +354,7 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, un
     first = values(state, jnp.zeros((), dtype))
     if depth == 1:
         return {k: v[None] for k, v in first.items()}
-    t1 = angle_from_correlation(rho)
-    state, log_s2 = advance(state, t1, jnp.sin(t1), jnp.ones((), jnp.int32))
+    state, log_s2 = advance(state, t1, sin_t1, jnp.ones((), jnp.int32))
     second = values(state, log_s2)
 
     def step(st, layer):
