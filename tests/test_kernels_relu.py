@@ -263,8 +263,10 @@ def test_importing_ntkdepth_does_not_enable_x64():
         "import jax, ntkdepth, ntkdepth.kernels, ntkdepth.empirical\n"
         "assert not jax.config.jax_enable_x64\n"
         "import numpy as np\n"
-        "tr = ntkdepth.kernels.relu_kernel_trace(np.ones((2, 3)), depth=2)\n"
+        "tr = ntkdepth.kernels.relu_kernel_trace(np.ones((2, 3), np.float32), depth=2)\n"
         "assert tr.ntk.dtype == jax.numpy.float32, tr.ntk.dtype\n"
+        "tr = ntkdepth.kernels.relu_kernel_trace(np.ones((2, 3)), depth=2)\n"
+        "assert tr.ntk.dtype == jax.numpy.float64, tr.ntk.dtype\n"
         "assert not jax.config.jax_enable_x64\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

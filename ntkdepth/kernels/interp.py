@@ -278,6 +278,8 @@ def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
     v = half_chord(1.0 - jnp.abs(rho))
     same = (v == 0) & positive  # identical directions: the maps are exactly 1 there
     base, u = _locate(v, positive, emin, n_pos, tables.lo, tables.iscale)
+    # Materialized once: otherwise XLA recomputes them inside every gather of the series.
+    base, u = jax.lax.optimization_barrier((base, u))
     outs = {f: [] for f in get}
     diag = {k: [] for k in ("nngp_diag1", "nngp_diag2", "ntk_diag1", "ntk_diag2")}
 

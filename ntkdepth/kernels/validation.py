@@ -141,7 +141,7 @@ def check_hyperparameters(W_std, b_std, dtype=None) -> None:
         if not np.isfinite(b) or b < 0:
             raise ValueError(f"b_std must be a finite number >= 0; got {b}")
         if dtype is not None and b > 0 and _is_concrete(W_std):
-            big = np.finfo(dtype).max
+            big = float(np.finfo(dtype).max)
             for name, v in (("W_std", float(np.asarray(W_std))), ("b_std", b)):
                 if v * v > big:
                     raise ValueError(
