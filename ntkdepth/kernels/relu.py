@@ -3,7 +3,7 @@
 Implements the recursion of Theorem 1 (Jacot et al., 2018) with the ReLU
 closed forms of Proposition 2 (Cho & Saul, 2009; Arora et al., 2019), for a
 fully-connected network at NTK parameterization with ``depth`` weight layers
-(MATH.md, section 2):
+(docs/kernels.md, "The recursion"):
 
     Sigma^1(x,x')        = W_std^2 / n_0 <x, x'> + b_std^2
     Sigma^{l+1}(x,x')    = W_std^2 sqrt(q q') / (2 pi) (sin t + (pi - t) cos t) + b_std^2
@@ -16,31 +16,18 @@ normalized NTK is ``Thetabar^l = Theta^l / sqrt(Theta^l(x,x) Theta^l(x',x'))``
 (Definition 4). ``Sigmadot^1`` is reported as 0: no nonlinearity precedes the
 first layer.
 
-Numerics. The recursion runs on the angle ``t`` and on ``1 - rho`` through
-cancellation-free formulas (:mod:`ntkdepth.kernels.angles`), and on kernels
-rescaled by ``(W_std^2 / 2)^(l-1)``, so that correlations near 1 keep their
-precision at depths of 1e5 and raw kernels that overflow or underflow the
-floating-point range come out as ``inf``/``0`` while correlations and the
-normalized NTK stay exact. Results are computed in the dtype of the inputs:
-use ``with jax.enable_x64(True):`` and float64 inputs for float64 results.
-
-The first layer's correlations come from the Gram matrix ``x1 @ x2.T``, so
-pairs are resolved down to an angle of about ``sqrt(8 sqrt(n0) eps)`` (2e-7 in
-float64 for ``n0 = 784``); pairs closer than that, identical points among
-them, are treated as identical (``rho_1 = 1``), which keeps diagonals exact,
-and pairs that close to antipodal as antipodal (``rho_1 = -1``).
-
-Accuracy, measured against a 40-digit mpmath evaluation of the recursion for
-starting correlations from -1 to 1 - 1e-8 (largest relative errors):
-
-    dtype    depth   rho_l, f'(rho_l)   Thetabar^l   1 - rho_l
-    float64  1e3     2e-16              2e-14        6e-14
-    float64  1e5     2e-16              3e-13        4e-12
-    float32  1e3     1e-7               3e-6         5e-6
-    float32  1e5     1e-7               2e-4         6e-4
-
-In float32, rounding accumulates in ``Thetabar`` and ``1 - rho`` with depth;
-use float64 beyond a few hundred layers.
+Numerics (docs/kernels.md, "Layer one" and "The stable angle form"). Layer
+one reads correlations off the Gram matrix of unit-normalized inputs and
+snaps those within a few ulps of +-1 to +-1. The layer loop runs on the angle
+``t`` and on ``1 - rho`` through cancellation-free formulas
+(:mod:`ntkdepth.kernels.angles`), on kernels rescaled by
+``(W_std^2 / 2)^(l-1)``, so that correlations near 1 keep their precision at
+depths of 1e6 and raw kernels beyond the floating-point range come out as
+``inf``/``0`` while correlations and the normalized NTK stay exact. Without
+bias, or with inputs of one norm, the interpolated path
+(:mod:`ntkdepth.kernels.interp`) gives the same numbers at the cost of one
+Gram matrix. Each function takes ``dtype=``; float64 enters x64 mode for the
+call only (docs/kernels.md, "Precision per call").
 """
 
 from __future__ import annotations
