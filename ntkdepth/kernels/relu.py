@@ -241,8 +241,8 @@ def _layer_one(x1, x2, W_std, b_std, bias: bool) -> LayerOne:
 
     The correlation comes from the Gram matrix of the unit-normalized inputs,
     ``rho = <u, u'> a a' + beta beta'`` with ``a = 1 / sqrt(1 + b^2 / s^2)``,
-    ``beta = 1 / sqrt(1 + s^2 / b^2)`` and ``s = W_std |x| / sqrt(n0)``, so that
-    neither huge nor tiny norms or scales reach a square.
+    ``beta = 1 / sqrt(1 + s^2 / b^2)`` and ``s = W_std |x| / sqrt(n0)`` (through
+    ``hypot``), so that neither huge nor tiny norms or scales reach a square.
     """
     dtype = x1.dtype
     n0 = x1.shape[-1]
@@ -252,11 +252,9 @@ def _layer_one(x1, x2, W_std, b_std, bias: bool) -> LayerOne:
     w_over = W_std / math.sqrt(n0)
     s1, s2 = w_over * norm1, w_over * norm2  # sqrt(W^2 |x|^2 / n0)
     if bias:
-        wb = W_std / b_std / math.sqrt(n0)
-        ratio1 = jnp.where(norm1 > 0, wb * norm1, 0.0)  # s / b
-        ratio2 = jnp.where(norm2 > 0, wb * norm2, 0.0)
-        a1, a2 = jax.lax.rsqrt(1.0 + 1.0 / (ratio1 * ratio1)), jax.lax.rsqrt(1.0 + 1.0 / (ratio2 * ratio2))
-        beta1, beta2 = jax.lax.rsqrt(1.0 + ratio1 * ratio1), jax.lax.rsqrt(1.0 + ratio2 * ratio2)
+        h1, h2 = jnp.hypot(s1, b_std), jnp.hypot(s2, b_std)  # sqrt(Sigma^1(x, x))
+        a1, a2 = s1 / h1, s2 / h2
+        beta1, beta2 = b_std / h1, b_std / h2
         rho = cos * (a1[:, None] * a2[None, :]) + beta1[:, None] * beta2[None, :]
         b2 = b_std * b_std
         q1, q2 = s1 * s1 + b2, s2 * s2 + b2
@@ -489,6 +487,23 @@ def _interp_setting(x1, x2, W_std, b_std, bias: bool, dtype):
     return (w2, b2, float(q[0]))
 
 
+def _check_bias_scale(x1, x2, W_std, b_std, dtype) -> None:
+    """With a bias, ``Sigma^1(x, x)`` must be finite in ``dtype`` (concrete values only)."""
+    if any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std)):
+        return
+    n0 = x1.shape[-1]
+    for x, name in ((x1, "x1"), (x2, "x2")):
+        norms = np.linalg.norm(np.asarray(x, np.float64), axis=1)
+        q = float(W_std) ** 2 / n0 * norms**2 + float(b_std) ** 2
+        if np.any(q > float(np.finfo(dtype).max)):
+            i = int(np.argmax(q))
+            raise ValueError(
+                f"{name}[{i}]: Sigma^1(x, x) = {q[i]:.3g} overflows {np.dtype(dtype).name} "
+                f"(with a bias the kernels are not rescaled); pass dtype='float64' or rescale "
+                f"the inputs or W_std"
+            )
+
+
 def _use_interp(method, setting, layer_array, n_pairs) -> bool:
     applies = setting is not False
     if method == "interp":
@@ -586,6 +601,8 @@ def relu_kernel_trace(
         _warn_float32_depth(dt, deepest, "relu_kernel_trace")
         # Without a bias (b_std a concrete 0) the recursion takes a shorter path.
         bias = isinstance(b_std, jax.core.Tracer) or float(b_std) != 0.0
+        if bias:
+            _check_bias_scale(x1, x2, W_std, b_std, dt)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields)
         setting = _interp_setting(x1, x2, W_std, b_std, bias, dt)
         if _use_interp(method, setting, layer_array, x1.shape[0] * x2.shape[0]):
