@@ -6,7 +6,7 @@
 - :func:`relu_ntk`, :func:`relu_nngp`: the final-depth kernels.
 - :func:`relu_kernel_fn`: one network's ``kernel_fn(x1, x2, get)``, as in neural-tangents.
 - :func:`correlation_trace`: the correlation-space recursion on the sphere,
-  accurate at depths of 1e6 (docs/kernels.md, "The stable angle form").
+  accurate at depths of 1e6 (docs/kernels.md, "Stable angle form").
 - :func:`stax_mlp`: the same network as neural-tangents ``stax`` layers.
 """
 

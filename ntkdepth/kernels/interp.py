@@ -2,8 +2,8 @@
 
 Without bias, and with a bias when every input has the same norm, every kernel
 of a deep ReLU network is a fixed function of the first layer's correlation
-``rho_1`` times scale factors known in closed form (docs/kernels.md, "The
-interpolated path"):
+``rho_1`` times scale factors known in closed form (docs/kernels.md,
+"The interpolated path"):
 
     rho_l(x, x')      = 1 - (1 - rho_1) R_l(v)
     Thetabar^l(x, x') = B_l(v)

@@ -16,7 +16,7 @@ normalized NTK is ``Thetabar^l = Theta^l / sqrt(Theta^l(x,x) Theta^l(x',x'))``
 (Definition 4). ``Sigmadot^1`` is reported as 0: no nonlinearity precedes the
 first layer.
 
-Numerics (docs/kernels.md, "Layer one" and "The stable angle form"). Layer
+Numerics (docs/kernels.md, "The first layer", and the sections after it). Layer
 one reads correlations off the Gram matrix of unit-normalized inputs and
 snaps those within a few ulps of +-1 to +-1. The layer loop runs on the angle
 ``t`` and on ``1 - rho`` through cancellation-free formulas
@@ -237,7 +237,7 @@ def _unit_rows(x):
 
 
 def _layer_one(x1, x2, W_std, b_std, bias: bool) -> LayerOne:
-    """Layer 1 from the inputs (docs/kernels.md, "Layer one").
+    """Layer 1 from the inputs (docs/kernels.md, "The first layer").
 
     The correlation comes from the Gram matrix of the unit-normalized inputs,
     ``rho = <u, u'> a a' + beta beta'`` with ``a = 1 / sqrt(1 + b^2 / s^2)``,
@@ -547,8 +547,9 @@ def relu_kernel_trace(
     """Kernels of a ReLU network at every requested depth.
 
     The network has ``l`` weight layers at NTK parameterization, with weight
-    and bias standard deviations ``W_std`` and ``b_std`` (docs/kernels.md, "The
-    recursion"). Two paths give the same numbers (docs/kernels.md):
+    and bias standard deviations ``W_std`` and ``b_std`` (docs/kernels.md,
+    "The recursion"). Two paths give the same numbers (docs/kernels.md,
+    "Evaluating kernels fast"):
 
     - the layer loop: one ``lax.scan`` up to the deepest requested layer,
       time ``O(depth n1 n2)``, memory ``O(len(layers) n1 n2)`` for the
