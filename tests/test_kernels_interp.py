@@ -55,7 +55,7 @@ def _awkward_inputs(rng, n0=6):
     return x
 
 
-@pytest.mark.parametrize("W_std", [math.sqrt(2.0), 1.3, 4.0])
+@pytest.mark.parametrize("W_std", [1.3, 4.0])
 def test_interp_equals_the_loop_on_every_field_and_diagonal(x64, rng, W_std):
     x1 = _awkward_inputs(rng)
     x2 = np.vstack([x1[:4], rng.normal(size=(3, 6))])
@@ -111,7 +111,7 @@ def test_gradients_through_the_interpolated_path(x64, rng):
     x[4] = -x[0]
 
     def loss(xx, w, method):
-        tr = relu_kernel_trace(xx, depth=12, layers=[12, 5], W_std=w, method=method)
+        tr = relu_kernel_trace(xx, depth=9, layers=[9, 5], W_std=w, method=method)
         return jnp.sum(tr.ntk) + jnp.sum(tr.nngp ** 2) + jnp.sum(tr.ntk_normalized)
 
     g_int = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x), 1.3, "interp")
