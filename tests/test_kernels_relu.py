@@ -175,7 +175,7 @@ def test_normalized_kernels_do_not_depend_on_w_std_and_survive_overflow(x64, rng
     assert np.all(np.asarray(small.ntk[-1]) == 0.0)
 
 
-def test_float32_accuracy_stated_in_the_docstring(rng):
+def test_float32_accuracy_at_depth_1000(rng):
     rho = np.array([-0.9, 0.0, 0.5, 0.99], dtype=np.float32)
     f32 = correlation_trace(rho, depth=1000, layers=[10, 1000])
     with jax.enable_x64(True):
