@@ -20,6 +20,7 @@ from ntkdepth.kernels.relu import (
     relu_nngp,
     relu_ntk,
 )
+from ntkdepth.kernels.tiled import tiled_kernel
 
 __all__ = [
     "KERNEL_FIELDS",
@@ -32,4 +33,5 @@ __all__ = [
     "relu_nngp",
     "relu_ntk",
     "stax_mlp",
+    "tiled_kernel",
 ]
