@@ -357,7 +357,9 @@ def tiled_kernel(
       layers: ``None`` for the depth-``depth`` kernel alone (``[n1, n2]``), or
         depths in ``1..depth`` (``[len(layers), n1, n2]``).
       get: one field of :data:`ntkdepth.kernels.KERNEL_FIELDS`.
-      block_size: the tile edge; with a mesh, a multiple of ``mesh.size``.
+      block_size: the tile edge (at most the larger of ``n1``, ``n2``, rounded
+        up to a multiple of the mesh's size); with a mesh, a multiple of
+        ``mesh.size``.
       out: ``None`` (a new host array), a preallocated NumPy array of the
         result's shape and dtype (filled in place), or the path of a ``.npy``
         file: written tile by tile, resumable, returned as a read-only memory
@@ -395,9 +397,11 @@ def tiled_kernel(
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
             or block_size < 1:
         raise ValueError(f"block_size must be an integer >= 1; got {block_size!r}")
-    block = int(block_size)
     if mesh is None and jax.process_count() > 1:
         mesh = Mesh(np.asarray(jax.devices()), ("devices",))
+    # No tile larger than the kernel needs (a multiple of the mesh's size).
+    unit = 1 if mesh is None else mesh.size
+    block = min(int(block_size), -(-max(x1.shape[0], x2.shape[0]) // unit) * unit)
     if mesh is not None and block % mesh.size:
         raise ValueError(
             f"block_size={block} does not split over the mesh's {mesh.size} devices; "
