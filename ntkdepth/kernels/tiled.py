@@ -286,7 +286,8 @@ class _MeshTiles:
         self.fn = jax.jit(_shard_map(_tile_fn(spec), mesh, (P(axes, None), P(None, None)),
                                      P(None, axes, None)))
 
-    def __call__(self, a: np.ndarray, b: np.ndarray):
+    def __call__(self, a: np.ndarray, b: np.ndarray | None):
+        b = a if b is None else b
         ga = jax.make_array_from_callback(a.shape, self.rows, lambda idx: a[idx])
         gb = jax.make_array_from_callback(b.shape, self.cols, lambda idx: b[idx])
         out = self.fn(ga, gb)
@@ -303,7 +304,7 @@ class _LocalTiles:
     def __init__(self, spec: dict):
         self.fn = _tile_fn(spec)
 
-    def __call__(self, a: np.ndarray, b: np.ndarray):
+    def __call__(self, a: np.ndarray, b: np.ndarray | None):
         return [(0, np.asarray(self.fn(a, b)))]
 
 
@@ -316,8 +317,12 @@ def _block(x: np.ndarray, start: int, size: int, dtype) -> np.ndarray:
 
 
 def _compute_tile(tiles, x1, x2, i0, j0, block, dtype):
-    """The pieces ``(row offset in tile, [m, rows, block])`` of tile ``(i0, j0)`` held here."""
-    return tiles(_block(x1, i0, block, dtype), _block(x2, j0, block, dtype))
+    """The pieces ``(row offset in tile, [m, rows, block])`` of tile ``(i0, j0)`` held here.
+
+    A diagonal tile of a symmetric kernel is the kernel of one block with itself.
+    """
+    a = _block(x1, i0, block, dtype)
+    return tiles(a, None if x2 is x1 and i0 == j0 else _block(x2, j0, block, dtype))
 
 
 # --------------------------------------------------------------------------
