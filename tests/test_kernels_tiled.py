@@ -148,6 +148,7 @@ tiled_kernel(x, depth=3, block_size=5, out=sys.argv[1], progress=False)
 """
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(x64, tmp_path, monkeypatch):
     path = tmp_path / "k.npy"
     record = files(path)[1]
@@ -302,6 +303,7 @@ def _run(code, *args, env=None, timeout=240):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_mesh_of_four_devices_equals_single_device(tmp_path):
     res = _run(MESH_RUN, str(tmp_path),
                env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
@@ -337,6 +339,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_file(x64, tmp_path):
     try:
         jax.config.jax_cpu_collectives_implementation  # noqa: B018
