@@ -27,7 +27,10 @@ DESCRIPTION = "last-hidden-layer drift of trained networks against its infinite-
 @dataclass(frozen=True)
 class Config:
     depths: list[int] = setting([3, 4, 5], help="L, weight layers (L - 1 hidden layers)", min=2, max=20)
-    widths: list[int] = setting([256, 1024, 4096], help="hidden widths n", min=1)
+    widths: list[int] = setting(
+        [256, 1024, 4096], help="hidden widths n", min=1,
+        distinct="exponents are fitted over distinct widths",
+    )
     seeds: int = setting(3, help="initializations per depth and width", min=1)
     dim: int = setting(6, help="input dimension d", min=2)
     n_train: int = setting(8, help="training inputs N (on the sphere of radius sqrt(d))", min=2, max=1000)

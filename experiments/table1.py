@@ -43,7 +43,10 @@ EXPECTED = {"ntk": {"aggregate": 0.0, "per_neuron_mean": -0.5, "relative": -0.5}
 
 @dataclass(frozen=True)
 class Config:
-    widths: list[int] = setting([256, 1024, 4096], help="hidden widths n (both layers)", min=1)
+    widths: list[int] = setting(
+        [256, 1024, 4096], help="hidden widths n (both layers)", min=1,
+        distinct="exponents are fitted over distinct widths",
+    )
     seeds: int = setting(2, help="independent initializations and SGD streams per width", min=1)
     parameterizations: list[str] = setting(
         ["ntk", "mup"], help="row groups: 'ntk', 'mup', 'standard'", choices=["ntk", "mup", "standard"]

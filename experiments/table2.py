@@ -91,7 +91,7 @@ class Config:
     widths: list[int] = setting(
         [64, 256, 1024],
         help="hidden widths of the finite networks trained alongside the kernel ([]: no networks)",
-        min=1, max=1_000_000,
+        min=1, max=1_000_000, min_len=0, distinct="exponents are fitted over distinct widths",
     )
     network_seeds: int = setting(1, help="networks (initializations) per subset and width", min=1)
     network_subsets: int = setting(

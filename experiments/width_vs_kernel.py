@@ -38,7 +38,10 @@ ERRORS = {
 
 @dataclass(frozen=True)
 class Config:
-    widths: list[int] = setting([256, 1024, 4096], help="hidden widths n (all layers)", min=1)
+    widths: list[int] = setting(
+        [256, 1024, 4096], help="hidden widths n (all layers)", min=1,
+        distinct="exponents are fitted over distinct widths",
+    )
     seeds: int = setting(3, help="initializations per width", min=1)
     depth: int = setting(3, help="L, weight layers (L - 1 hidden layers)", min=2, max=20)
     dim: int = setting(8, help="input dimension d", min=2)
