@@ -439,7 +439,9 @@ def main(argv=None):
     p.add_argument("--tmp-dir", default=None, help="where the tiled case writes (then deletes)")
     p.add_argument("--out", metavar="FILE.json", help="also write the numbers as JSON")
     p.add_argument("--results-dir", metavar="DIR",
-                   help="write bench_kernels.json and bench_kernels.md into DIR")
+                   help="write NAME.json and NAME.md into DIR (NAME: --results-name)")
+    p.add_argument("--results-name", default="bench_kernels",
+                   help="file name of the results in --results-dir, without extension")
     p.add_argument("--tiled-child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.tiled_child:
@@ -490,8 +492,8 @@ def main(argv=None):
     outs = [args.out] if args.out else []
     if args.results_dir:
         os.makedirs(args.results_dir, exist_ok=True)
-        outs.append(os.path.join(args.results_dir, "bench_kernels.json"))
-        md = ["# bench_kernels", "", "```", *head, "```", ""]
+        outs.append(os.path.join(args.results_dir, args.results_name + ".json"))
+        md = [f"# {args.results_name}", "", "```", *head, "```", ""]
         if rows:
             md += [md_table(rows), "",
                    "ratios: nt/ours = neural-tangents' time over ntkdepth's; ours/Gram = "
@@ -501,7 +503,7 @@ def main(argv=None):
         if "tiled" in results:
             md += ["## tiled", "", *[f"- {ln}" for ln in tiled_lines(results["tiled"])], ""]
         md.append(f"total benchmark time: {total:.1f} s")
-        with open(os.path.join(args.results_dir, "bench_kernels.md"), "w") as f:
+        with open(os.path.join(args.results_dir, args.results_name + ".md"), "w") as f:
             f.write("\n".join(md) + "\n")
     for path in outs:
         with open(path, "w") as f:
