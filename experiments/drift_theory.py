@@ -12,13 +12,14 @@ shrinking like ``n^{-1/2}``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
+from ntkdepth.stats import power_law_fits, standard_error
 
 NAME = "drift-theory"
 DESCRIPTION = "last-hidden-layer drift of trained networks against its infinite-width prediction, depths 3-5"
@@ -44,6 +45,9 @@ class Config:
     dt: float = setting(0.01, help="time per gradient step", min=1e-6)
     n_records: int = setting(6, help="recorded steps, log-spaced", min=2)
     seed: int = setting(0, help="seed of the data and first seed of the networks", min=0)
+    divergence_factor: float = setting(
+        1000.0, help="training stops with an error when a batch loss exceeds this many times the initial loss", min=1.0001
+    )
 
 
 def _data(config: Config):
@@ -72,7 +76,7 @@ def run(config: Config, out: RunDir) -> dict:
     x = x * x_scale
     N = config.n_train
     steps = max(1, int(round(config.time / config.dt)))
-    spec = TrainSpec(steps=steps, learning_rate=N * config.dt,
+    spec = TrainSpec(steps=steps, learning_rate=N * config.dt, divergence_factor=config.divergence_factor,
                      record_steps=record_steps_grid(steps, config.n_records))
     times = np.asarray(spec.records) * config.dt
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y, jnp.float32))
@@ -86,8 +90,8 @@ def run(config: Config, out: RunDir) -> dict:
             return MLP(config.dim, [width] * (depth - 1), config.outputs, W_std=config.W_std,
                        out_std=config.out_std, b_std=config.b_std, rngs=seed)
 
-        identity = {k: v for k, v in asdict(config).items() if k not in ("depths", "widths", "seeds")}
-        identity["depth"] = depth
+        # Every setting shapes the runs but the lists of depths and widths and the number of seeds.
+        identity = out.settings(exclude=("depths", "widths", "seeds"), depth=depth)
         print(f"drift-theory: depth {depth}, widths {config.widths}, seeds {seeds}")
         runs = run_width_sweep(make_model, data, spec, jnp.asarray(x, jnp.float32), config.widths,
                                seeds, out.cache_dir(f"sweep-L{depth}", identity))
@@ -111,15 +115,16 @@ def run(config: Config, out: RunDir) -> dict:
                     ratio_test[(depth, w)].append(np.sqrt(meas2[-1, N:].sum() / d2[-1, N:].sum()))
                 curves[(depth, w, s)] = (np.sqrt(meas2[:, :N].mean(1)), np.sqrt(d2[:, :N].mean(1)))
 
-    fits = _fits(config, ratio)
+    fits = power_law_fits(config.widths, {
+        d: [abs(1 - np.mean(ratio[(d, w)])) for w in config.widths] for d in config.depths})
     rows = []
     for (depth, w), v in ratio.items():
         vt = ratio_test[(depth, w)]
-        rows.append([depth, w, np.mean(v), _se(v), np.mean(vt) if vt else "", _se(vt) if vt else ""])
+        rows.append([depth, w, np.mean(v), standard_error(v), np.mean(vt) if vt else "", standard_error(vt) if vt else ""])
     out.write_csv("drift_ratio.csv", ["depth", "width", "ratio_train", "se_train", "ratio_test", "se_test"], rows)
     out.write_json("results.json", {
         "ratio_measured_over_predicted": {
-            str(d): {str(w): {"train": float(np.mean(ratio[(d, w)])), "se": _se(ratio[(d, w)]),
+            str(d): {str(w): {"train": float(np.mean(ratio[(d, w)])), "se": standard_error(ratio[(d, w)]),
                               "test": float(np.mean(ratio_test[(d, w)])) if ratio_test[(d, w)] else None}
                      for w in config.widths} for d in config.depths},
         "gap_exponents": fits,
@@ -131,26 +136,6 @@ def run(config: Config, out: RunDir) -> dict:
     head = {f"ratio at n = {wl}, L = {d}": round(float(np.mean(ratio[(d, wl)])), 4) for d in config.depths}
     head.update({f"gap exponent L = {d}": round(f["exponent"], 3) for d, f in fits.items()})
     return head
-
-
-def _se(v) -> float:
-    v = np.asarray(v, float)
-    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-
-
-def _fits(config, ratio) -> dict:
-    from ntkdepth.empirical import fit_power_law
-
-    fits = {}
-    if len(config.widths) < 2:
-        return fits
-    for d in config.depths:
-        gap = np.array([abs(1 - np.mean(ratio[(d, w)])) for w in config.widths])
-        if np.all(gap > 0):
-            f = fit_power_law(config.widths, gap)
-            fits[d] = {"exponent": f.exponent, "prefactor": f.prefactor,
-                       "stderr": f.stderr if np.isfinite(f.stderr) else None}
-    return fits
 
 
 def _plot(out, config, ratio, ratio_test, fits, curves, seeds, times):
@@ -166,7 +151,7 @@ def _plot(out, config, ratio, ratio_test, fits, curves, seeds, times):
     ax = axes[0]
     for i, d in enumerate(config.depths):
         m = np.array([np.mean(ratio[(d, x)]) for x in config.widths])
-        se = np.array([_se(ratio[(d, x)]) for x in config.widths])
+        se = np.array([standard_error(ratio[(d, x)]) for x in config.widths])
         ax.errorbar(w * (1 + 0.03 * i), m, yerr=se, fmt="o-", capsize=3, color=f"C{i}",
                     label=f"L = {d} (training inputs)")
         if config.n_test:
@@ -226,7 +211,7 @@ def _summary(config, ratio, ratio_test, fits):
     for d in config.depths:
         f = fits.get(d)
         lines.append(f"| {d} | " + " | ".join(
-            f"{np.mean(ratio[(d, w)]):.4f} ± {_se(ratio[(d, w)]):.4f}" for w in config.widths)
+            f"{np.mean(ratio[(d, w)]):.4f} ± {standard_error(ratio[(d, w)]):.4f}" for w in config.widths)
             + f" | {'' if f is None else format(f['exponent'], '+.2f')} |")
     lines += ["", "## Finding", ""]
     for d in config.depths:

@@ -20,13 +20,14 @@ f_theta - f_theta0 instead: the same kernel, a residual that starts at -y.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
+from ntkdepth.stats import mean_sd, power_law_fits
 
 NAME = "table1"
 DESCRIPTION = "last-hidden-layer drift against width on text8 (NTK and muP), with fitted exponents"
@@ -37,6 +38,14 @@ MEASURES = {
     "per_neuron_max": "per-neuron |a_T,i(x) - a_0,i(x)| (max over i)",
     "relative": "relative |a_T(x) - a_0(x)|_2 / |a_0(x)|_2",
     "inner_product": "inner products |<a_T(x),a_T(x')>/n - <a_0(x),a_0(x')>/n|",
+}
+# Y-axis labels of the scaling figure.
+SHORT_LABELS = {
+    "aggregate": "aggregate drift",
+    "per_neuron_mean": "mean per-neuron drift",
+    "per_neuron_max": "max per-neuron drift",
+    "relative": "relative drift",
+    "inner_product": "inner-product change",
 }
 EXPECTED = {"ntk": {"aggregate": 0.0, "per_neuron_mean": -0.5, "relative": -0.5}}
 
@@ -76,6 +85,9 @@ class Config:
         0, help="exponents are fitted over the widths >= this (0: all), the asymptotic range", min=0
     )
     seed: int = setting(0, help="first seed", min=0)
+    divergence_factor: float = setting(
+        1000.0, help="training stops with an error when a batch loss exceeds this many times the initial loss", min=1.0001
+    )
 
 
 def _corpus(config: Config):
@@ -107,6 +119,7 @@ def run(config: Config, out: RunDir) -> dict:
         batch_size=config.batch_size,
         record_steps=record_steps_grid(config.steps, config.n_records),
         center_output=config.center_output,
+        divergence_factor=config.divergence_factor,
     )
     seeds = [config.seed + s for s in range(config.seeds)]
 
@@ -118,9 +131,10 @@ def run(config: Config, out: RunDir) -> dict:
                 tokens=True, input_scale=input_scale, base_width=config.mup_base_width, rngs=seed,
             )
 
-        identity = {k: v for k, v in asdict(config).items()
-                    if k not in ("widths", "seeds", "n_eval", "fit_min_width")}
-        identity.update(parameterization=par, eval_tokens=eval_tokens.tolist())
+        # Every setting shapes the runs but the lists of widths and row groups and the
+        # number of seeds (one run is one width and seed) and the fit's range.
+        identity = out.settings(exclude=("widths", "seeds", "parameterizations", "fit_min_width"),
+                                parameterization=par)
         print(f"table1: {par} networks, widths {config.widths}, seeds {seeds}")
         sweeps[par] = run_width_sweep(
             make_model, data, spec, jnp.asarray(eval_tokens), config.widths, seeds,
@@ -208,29 +222,23 @@ def _collect(config, sweeps, seeds) -> dict:
                 per["inner_product"].append(np.abs(g[-1] - g[0])[off])
             for m, vals in per.items():
                 v = np.concatenate(vals).astype(np.float64)
-                stats[par][m][w] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1))}
+                mean, sd = mean_sd(v)
+                stats[par][m][w] = {"mean": mean, "sd": sd}
     return stats
 
 
 def _fits(config, stats) -> dict:
-    from ntkdepth.empirical import fit_power_law
-
-    fits = {}
+    """Power laws in the width, fitted over the widths ``>= fit_min_width`` (all when fewer than two)."""
     if len(config.widths) < 2:
-        return fits
+        return {}
     fitted = [x for x in config.widths if x >= config.fit_min_width]
     if len(fitted) < 2:
         fitted = list(config.widths)
+    fits = {}
     for par, by_measure in stats.items():
-        fits[par] = {}
-        for m, by_width in by_measure.items():
-            w = np.array(fitted, float)
-            y = np.array([by_width[x]["mean"] for x in fitted])
-            if np.all(y > 0):
-                fit = fit_power_law(w, y)
-                fits[par][m] = {"exponent": fit.exponent, "prefactor": fit.prefactor,
-                                "stderr": fit.stderr if np.isfinite(fit.stderr) else None,
-                                "widths": fitted}
+        series = {m: [by_width[x]["mean"] for x in fitted] for m, by_width in by_measure.items()}
+        fits[par] = {m: {**f, "widths": fitted}
+                     for m, f in power_law_fits(np.array(fitted, float), series).items()}
     return fits
 
 
@@ -272,7 +280,8 @@ def _write_tables(out, config, stats, fits, kernel):
                 md.append(f"| ↳ kernel prediction at width n | "
                           + " | ".join(f"{v:.4g}" for v in predicted[m][0]) + " | 0 | -0.5 |")
                 rows.append([par, m + "_kernel", *predicted[m][0], 0.0, -0.5])
-    (out.path / "table1.md").write_text(
+    out.write_text(
+        "table1.md",
         "Mean (s.d.) over evaluation tokens and seeds, after training; exponent: slope of log(mean) "
         "against log(width). Kernel: the infinite-width prediction of the NTK network's drift "
         "(docs/drift.md) for the same gradient-flow time; per-unit predictions are "
@@ -289,7 +298,12 @@ def _plot_scaling(out, config, stats, fits, kernel):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(4.2 * len(MEASURES), 3.8))
+    ncols = 3
+    nrows = -(-len(MEASURES) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(MEASURES):]:
+        ax.set_visible(False)
     w = np.array(config.widths, float)
     colors = {"ntk": "C0", "mup": "C3", "standard": "C2"}
     for ax, (m, label) in zip(axes, MEASURES.items()):
@@ -307,6 +321,7 @@ def _plot_scaling(out, config, stats, fits, kernel):
         width_axis(ax, w)
         ax.set_yscale("log")
         ax.set_xlabel("width n")
+        ax.set_ylabel(SHORT_LABELS[m])
         ax.set_title(label, fontsize=9)
         ax.legend(fontsize=8)
     fig.suptitle("Last-hidden-layer drift after training against width (mean ± s.d.)")

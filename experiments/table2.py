@@ -55,9 +55,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from ntkdepth.config import setting
+from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
-from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.metrics import macro_f1, mse, one_hot, predicted_classes
 from ntkdepth.runs import RunDir
@@ -367,9 +366,10 @@ def run(config: Config, out: RunDir) -> dict:
             check = network_kernel_check(sub.x_train, config.depth)
             k, steps, capped = network_time(check["lambda_max"], times, int(chosen[s, d_table]),
                                             config.step_fraction, config.max_steps)
-            identity = {"seed": config.seed, "subset": s, "split": split, "n_train": config.n_train,
-                        "n_val": config.n_val, "n_test": config.n_test, "depth": config.depth,
-                        "t": times[k], "steps": steps}
+            # Every setting (one width's runs do not depend on the list of widths), and
+            # what the subset's kernel stage chose.
+            identity = out.settings(exclude=("widths",), subset=s, split=split, t=times[k],
+                                    steps=steps)
             seeds = [1000 * s + j for j in range(config.network_seeds)]
             outputs, lr = train_networks(sub.x_train, sub.y_train, sub.x_test, config.depth, times[k],
                                          steps, config.widths, seeds,

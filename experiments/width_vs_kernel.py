@@ -16,13 +16,14 @@ gradient descent on the MSE loss for a time T. For each width and seed:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
+from ntkdepth.stats import mean_sd, power_law_fits
 
 NAME = "width-vs-kernel"
 DESCRIPTION = "empirical NTK, features, outputs and drift of finite networks against the analytic kernel"
@@ -53,6 +54,9 @@ class Config:
     dt: float = setting(0.05, help="time per gradient step (learning rate = N * dt for the batch-mean loss)", min=1e-6)
     n_records: int = setting(10, help="recorded steps, log-spaced", min=2)
     seed: int = setting(0, help="seed of the data and first seed of the networks", min=0)
+    divergence_factor: float = setting(
+        1000.0, help="training stops with an error when a batch loss exceeds this many times the initial loss", min=1.0001
+    )
 
 
 def _data(config: Config):
@@ -78,7 +82,8 @@ def run(config: Config, out: RunDir) -> dict:
     N = config.n_train
     steps = max(1, int(round(config.time / config.dt)))
     lr = N * config.dt
-    spec = TrainSpec(steps=steps, learning_rate=lr, record_steps=record_steps_grid(steps, config.n_records))
+    spec = TrainSpec(steps=steps, learning_rate=lr, record_steps=record_steps_grid(steps, config.n_records),
+                     divergence_factor=config.divergence_factor)
     times = np.asarray(spec.records) * config.dt
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y[:N], jnp.float32))
     x_all = jnp.asarray(x, jnp.float32)
@@ -100,7 +105,8 @@ def run(config: Config, out: RunDir) -> dict:
             "features_init": feature_kernel(initial, x_all),
         }
 
-    identity = {k: v for k, v in asdict(config).items() if k not in ("widths", "seeds", "n_records")}
+    # Every setting shapes the runs but the list of widths and the number of seeds.
+    identity = out.settings(exclude=("widths", "seeds"))
     seeds = [config.seed + s for s in range(config.seeds)]
     runs = run_width_sweep(make_model, data, spec, x_all, config.widths, seeds,
                            out.cache_dir("sweep", identity), final_measures=final_measures)
@@ -137,11 +143,11 @@ def run(config: Config, out: RunDir) -> dict:
                     b_std=config.b_std, f0_train=f0[:N])[0].mean())
             traj[(w, s)] = (ft[:, N, 0], pred[:, 0, 0])
         for k in ERRORS:
-            errors[k][w] = (float(np.mean(e[k])), float(np.std(e[k], ddof=1)) if len(e[k]) > 1 else 0.0)
-        drift[w] = (float(np.mean(d)), float(np.std(d, ddof=1)) if len(d) > 1 else 0.0)
+            errors[k][w] = mean_sd(e[k])
+        drift[w] = mean_sd(d)
         drift_pred[w] = (float(np.mean(dp)), float(np.mean(np.array(d) / np.array(dp))))
 
-    fits = _fits(config, errors)
+    fits = power_law_fits(config.widths, {k: [errors[k][w][0] for w in config.widths] for k in ERRORS})
     extrap = _extrapolate(config, drift)
     rows = [[w, *[errors[k][w][0] for k in ERRORS], drift[w][0], drift[w][1]] for w in config.widths]
     out.write_csv("width_vs_kernel.csv", ["width", *ERRORS, "drift_mean", "drift_sd"], rows)
@@ -161,21 +167,6 @@ def run(config: Config, out: RunDir) -> dict:
     head = {f"{k} exponent": round(v["exponent"], 3) for k, v in fits.items()}
     head["drift at n = inf (extrapolated)"] = round(extrap["intercept"], 4) if extrap else None
     return head
-
-
-def _fits(config, errors):
-    from ntkdepth.empirical import fit_power_law
-
-    if len(config.widths) < 2:
-        return {}
-    fits = {}
-    for k in ERRORS:
-        y = np.array([errors[k][w][0] for w in config.widths])
-        if np.all(y > 0):
-            f = fit_power_law(config.widths, y)
-            fits[k] = {"exponent": f.exponent, "prefactor": f.prefactor,
-                       "stderr": f.stderr if np.isfinite(f.stderr) else None}
-    return fits
 
 
 def _extrapolate(config, drift):

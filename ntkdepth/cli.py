@@ -57,6 +57,7 @@ def _cmd_run(args) -> int:
     print(f"ntkdepth run {exp.name} --preset {args.preset} -> {out}/", flush=True)
     start = time.perf_counter()
     headline = exp.module.run(config, run_dir)
+    run_dir.finish()  # a folder holding another run keeps it until this one is complete
     elapsed = time.perf_counter() - start
     print(f"done in {elapsed:.1f} s; outputs in {out}/")
     for key, value in (headline or {}).items():
