@@ -2,10 +2,10 @@
 
 Two ways to compute the empirical NTK:
 
-- :func:`empirical_ntk_fn` works for any ``apply_fn(params, x)``: it contracts
-  Jacobians block by block (``block_size`` rows of ``x1`` against
-  ``block_size`` rows of ``x2``), so memory holds ``2 * block_size`` Jacobians,
-  never all of them.
+- :func:`empirical_ntk_fn` works for any ``apply_fn(params, x)``: it computes
+  each input's Jacobian once (``vmap(jacrev)``, ``block_size`` inputs at a time)
+  and multiplies them (BLAS), holding at most ``memory_bytes`` of Jacobians
+  (beyond that, panels of ``x1`` against recomputed blocks of ``x2``).
 - :func:`mlp_ntk` uses the structure of a fully-connected network: a weight
   layer ``h^l = m_l a^{l-1} W^l + c_l b^l`` contributes
   ``m_l^2 <a^{l-1}(x1), a^{l-1}(x2)> <delta^l(x1), delta^l(x2)> + c_l^2 <delta^l(x1), delta^l(x2)>``
@@ -42,53 +42,75 @@ __all__ = [
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
-def _blocks(x: jax.Array, size: int) -> tuple[jax.Array, int]:
-    n = x.shape[0]
-    pad = (-n) % size
-    xp = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
-    return xp.reshape(-1, size, *x.shape[1:]), n
+def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int = 16, memory_bytes: int = 1 << 30) -> Callable:
+    """Returns ``ntk(params, x1, x2=None) -> [n1, n2]`` for any network.
 
+    ``apply_fn(params, x)`` maps ``[n, ...]`` inputs to ``[n, k]`` outputs, each
+    row depending on its own input only. Each input's Jacobian
+    ``J(x) = d f(x) / d params`` (``[k, P]``, flattened over the parameter
+    leaves) comes from ``vmap(jacrev)`` of the one-input function, ``block_size``
+    inputs per compiled call, and the kernel is the matrix product
+    ``J(x1) J(x2)^T / k`` (BLAS), averaged over the ``k`` outputs.
 
-def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int = 16) -> Callable:
-    """Returns ``ntk(params, x1, x2=None) -> [n1, n2]``, jit-compiled, for any network.
-
-    ``apply_fn(params, x)`` maps ``[n, ...]`` inputs to ``[n, k]`` outputs.
-    Memory holds the Jacobians of two blocks of ``block_size`` inputs:
-    ``2 * block_size * n_params`` numbers.
+    Every Jacobian is computed once when those of ``x1`` and ``x2`` fit in
+    ``memory_bytes``. Otherwise ``x1`` is taken in panels that fill half of it,
+    and the Jacobians of ``x2`` are computed again, ``block_size`` at a time, for
+    each panel: memory stays within ``memory_bytes`` plus one block.
     """
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1; got {block_size}")
+    if memory_bytes < 1:
+        raise ValueError(f"memory_bytes must be >= 1; got {memory_bytes}")
 
-    def jacobian(params, x):
-        # [b, k, *param_shape] for every leaf of params.
-        return jax.jacrev(lambda p: apply_fn(p, x))(params)
-
-    def contract(j1, j2, k):
-        pair = lambda a, b: jnp.einsum("ik...,jk...->ij", a, b, precision="highest")
-        return sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(pair, j1, j2))) / k
+    def one(params, x):
+        return apply_fn(params, x[None])[0]  # [k]
 
     @jax.jit
-    def ntk(params, x1, x2):
-        k = jax.eval_shape(apply_fn, params, x1[:1]).shape[-1]
-        b1, n1 = _blocks(x1, block_size)
-        b2, n2 = _blocks(x2, block_size)
+    def jacobians(params, xb):
+        """``[b, k * P]``: the flattened Jacobians of a block of inputs."""
+        jac = jax.vmap(jax.jacrev(one), in_axes=(None, 0))(params, xb)  # leaves [b, k, *shape]
+        leaves = jax.tree_util.tree_leaves(jac)
+        return jnp.concatenate([leaf.reshape(xb.shape[0], -1) for leaf in leaves], axis=1)
 
-        def column(xb2):
-            j2 = jacobian(params, xb2)
-            return jax.lax.map(lambda xb1: contract(jacobian(params, xb1), j2, k), b1)
+    @jax.jit
+    def product(j1, j2, k):
+        return jnp.matmul(j1, j2.T, precision="highest") / k
 
-        cols = jax.lax.map(column, b2)  # [B2, B1, b, b]
-        full = jnp.transpose(cols, (1, 2, 0, 3)).reshape(b1.shape[0] * block_size, -1)
-        return full[:n1, :n2]
+    def blocked(params, x):
+        n = x.shape[0]
+        pad = (-n) % block_size if n > block_size else 0
+        xp = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) if pad else x
+        size = min(block_size, n)
+        parts = [jacobians(params, xp[i:i + size]) for i in range(0, xp.shape[0], size)]
+        return jnp.concatenate(parts, axis=0)[:n] if len(parts) > 1 or pad else parts[0]
 
     def call(params, x1, x2=None):
-        return ntk(params, x1, x1 if x2 is None else x2)
+        x1 = jnp.asarray(x1)
+        same = x2 is None
+        x2 = x1 if same else jnp.asarray(x2)
+        out = jax.eval_shape(lambda p, x: apply_fn(p, x[None]), params, x1[0])
+        k = out.shape[-1]
+        n_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+        row_bytes = k * n_params * jnp.dtype(out.dtype).itemsize
+        n1, n2 = x1.shape[0], x2.shape[0]
+        if (n1 + (0 if same else n2)) * row_bytes <= memory_bytes:
+            j1 = blocked(params, x1)
+            j2 = j1 if same else blocked(params, x2)
+            return product(j1, j2, k)
+        panel = max(block_size, (memory_bytes // 2 // row_bytes) // block_size * block_size)
+        rows = []
+        for i in range(0, n1, panel):
+            j1 = blocked(params, x1[i:i + panel])
+            cols = [product(j1, blocked(params, x2[j:j + block_size]), k) for j in range(0, n2, block_size)]
+            rows.append(jnp.concatenate(cols, axis=1))
+        return jnp.concatenate(rows, axis=0)
 
     return call
 
 
-def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: int = 16):
-    """``[n1, n2]`` empirical NTK.
+def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: int = 16,
+                  memory_bytes: int = 1 << 30):
+    """``[n1, n2]`` empirical NTK (:func:`empirical_ntk_fn`).
 
     ``empirical_ntk(apply_fn, params, x1, x2)`` for a function, or
     ``empirical_ntk(model, x1=x1, x2=x2)`` for a Flax NNX model returning
@@ -96,8 +118,8 @@ def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: 
     """
     if isinstance(apply_fn_or_model, FunctionalModel) or _is_nnx(apply_fn_or_model):
         fm = _as_functional(apply_fn_or_model)
-        return empirical_ntk_fn(fm.output, block_size)(fm.params, x1, x2)
-    return empirical_ntk_fn(apply_fn_or_model, block_size)(params, x1, x2)
+        return empirical_ntk_fn(fm.output, block_size, memory_bytes)(fm.params, x1, x2)
+    return empirical_ntk_fn(apply_fn_or_model, block_size, memory_bytes)(params, x1, x2)
 
 
 def _is_nnx(obj) -> bool:
