@@ -61,7 +61,15 @@ def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int = 16, memory_bytes: int 
         raise ValueError(f"block_size must be >= 1; got {block_size}")
     if memory_bytes < 1:
         raise ValueError(f"memory_bytes must be >= 1; got {memory_bytes}")
+    try:
+        hash(apply_fn)
+    except TypeError:
+        return _build_ntk_fn(apply_fn, int(block_size), int(memory_bytes))
+    # The same function, block size and budget reuse the compiled Jacobians.
+    return _cached_ntk_fn(apply_fn, int(block_size), int(memory_bytes))
 
+
+def _build_ntk_fn(apply_fn: ApplyFn, block_size: int, memory_bytes: int) -> Callable:
     def one(params, x):
         return apply_fn(params, x[None])[0]  # [k]
 
@@ -108,6 +116,20 @@ def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int = 16, memory_bytes: int 
     return call
 
 
+_cached_ntk_fn = functools.lru_cache(maxsize=16)(_build_ntk_fn)
+
+
+@functools.lru_cache(maxsize=16)
+def _model_output(graphdef) -> ApplyFn:
+    """``f(params, x)`` of a model structure: one function object per structure, for the cache."""
+    fm = FunctionalModel(graphdef, None)
+
+    def output(params, x):
+        return fm.output(params, x)
+
+    return output
+
+
 def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: int = 16,
                   memory_bytes: int = 1 << 30):
     """``[n1, n2]`` empirical NTK (:func:`empirical_ntk_fn`).
@@ -118,7 +140,7 @@ def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: 
     """
     if isinstance(apply_fn_or_model, FunctionalModel) or _is_nnx(apply_fn_or_model):
         fm = _as_functional(apply_fn_or_model)
-        return empirical_ntk_fn(fm.output, block_size, memory_bytes)(fm.params, x1, x2)
+        return empirical_ntk_fn(_model_output(fm.graphdef), block_size, memory_bytes)(fm.params, x1, x2)
     return empirical_ntk_fn(apply_fn_or_model, block_size, memory_bytes)(params, x1, x2)
 
 
