@@ -241,3 +241,13 @@ def test_nan_and_broadcast_only_shapes_are_named(problem):
     for shape in [(4,), (1, 3), (4, 1)]:
         with pytest.raises(ValueError, match=r"f0_test must have shape \[4, 3\]"):
             pred.predict(1.0, p["k_test"], p["f0"], np.zeros(shape))
+
+
+def test_a_jax_kernel_is_never_written_into(larger):
+    import jax.numpy as jnp
+
+    p = larger
+    kj = jnp.asarray(p["k"])
+    pred = GradientFlowPredictor(kj, p["y"], overwrite_k=True)
+    pred.predict([1.0, np.inf], p["k_test"])
+    np.testing.assert_array_equal(np.asarray(kj), p["k"])

@@ -199,14 +199,15 @@ class GradientFlowPredictor:
         self.y = y
         self.rtol = float(rtol) if rtol is not None else n * self.eps
         # The kernel in Fortran order (a C-contiguous symmetric K is its own transpose).
-        owned = not np.shares_memory(k, k_in)
+        owned = k is not k_in  # a float64 copy made here
         if k.flags.f_contiguous:
             self._k = k
         elif k.flags.c_contiguous:
             self._k = k.T
         else:
             self._k, owned = np.asfortranarray(k), True
-        self._overwrite = bool(overwrite_k) or owned
+        # Never write into a read-only buffer (e.g. a JAX array seen through NumPy).
+        self._overwrite = owned or (bool(overwrite_k) and self._k.flags.writeable)
         self._eig: _Eigen | None = None
         self._chol: np.ndarray | None = None
         self._vectors: np.ndarray | None = None
