@@ -15,11 +15,12 @@ No inverse is ever formed.
 
 Two factorizations, each computed on first use (docs/predictor.md):
 
-- **finite times**: the eigendecomposition, kept as ``Theta = Q T Q^T``
-  (Householder tridiagonalization, LAPACK ``sytrd``, in the kernel's own
-  storage) and ``T = S diag(lambda) S^T`` (``stemr``), so ``V = Q S`` is never
-  formed: products with ``V`` apply the reflectors block by block. Memory: the
-  kernel plus one ``[n, n]`` matrix (``S``).
+- **finite times**: the eigendecomposition in the kernel's own storage:
+  ``Theta = Q T Q^T`` (Householder tridiagonalization, LAPACK ``sytrd``, whose
+  reflectors overwrite the kernel), ``T = S diag(lambda) S^T`` (``stemr``), and
+  ``V = Q S`` formed in the storage of ``S`` (the reflectors applied 64 at a
+  time as matrix products). Memory: the kernel plus one ``[n, n]`` matrix.
+  Predictions are then two matrix products with ``V``.
 - **t = inf**: ``Theta^{-1} r`` by Cholesky (``n^3 / 3`` operations, in the
   kernel's storage or one copy), unless the eigendecomposition is already at
   hand, which then serves ``t = inf`` as well.
@@ -27,8 +28,9 @@ Two factorizations, each computed on first use (docs/predictor.md):
 Precision: the kernel is computed in float64 whatever its dtype, but its
 rounding is that of its dtype (``eps``). A kernel counts as singular when
 ``lambda_min <= n eps lambda_max`` (from the spectrum), or when Cholesky fails
-or its reciprocal condition number (1-norm, LAPACK ``pocon``, never above
-``lambda_min / lambda_max`` for a symmetric matrix) is ``<= n eps``; ``t = inf``
+or its reciprocal condition number (1-norm, estimated by LAPACK ``pocon``; for a
+symmetric matrix the 1-norm condition number is at least ``lambda_max / lambda_min``)
+is ``<= n eps``; ``t = inf``
 then raises :class:`SingularKernelError`. Symmetry is checked to
 ``sqrt(eps) max |K|`` and positive semi-definiteness to
 ``max(n eps, sqrt(eps)) lambda_max``: the arc-cosine maps of ReLU kernels have a
@@ -89,68 +91,51 @@ def projection_spectrum(eigenvalues, times, learning_rate: float = 1.0) -> np.nd
 
 
 class _Eigen:
-    """``K = Q T Q^T``, ``T = S diag(w) S^T``: the eigendecomposition ``V = Q S`` never formed.
+    """``K = V diag(w) V^T`` from ``K = Q T Q^T`` and ``T = S diag(w) S^T``, ``V = Q S`` formed in ``S``.
 
     Args:
       a: ``[n, n]`` symmetric float64, Fortran-contiguous; overwritten by the
-        Householder vectors of ``Q`` (LAPACK ``dsytrd``, lower).
+        Householder vectors of ``Q`` (LAPACK ``dsytrd``, lower), then released.
     """
 
     def __init__(self, a: np.ndarray):
         n = a.shape[0]
         self.n = n
         if n == 1:
-            self.a, self.tau = a, np.zeros(0)
-            self.w, self.s = a[0].copy(), np.ones((1, 1))
+            self.w, self.vectors = a[0].copy(), np.ones((1, 1))
             return
         lwork, info = lapack.dsytrd_lwork(n, lower=1)
         a, d, e, tau, info = lapack.dsytrd(a, lower=1, lwork=int(lwork), overwrite_a=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"tridiagonal reduction failed (LAPACK dsytrd info = {info})")
-        self.a, self.tau = a, tau
-        self.w, self.s = scipy.linalg.eigh_tridiagonal(d, e, lapack_driver="stemr", check_finite=False)
-        self._t = {}
+        w, s = scipy.linalg.eigh_tridiagonal(d, e, lapack_driver="stemr", check_finite=False)
+        self.w = w
+        self.vectors = _apply_q(a, tau, np.asfortranarray(s))  # V = Q S, in the storage of S
 
-    def _block(self, j0: int) -> tuple[np.ndarray, np.ndarray]:
-        """Reflectors ``j0 .. j1-1`` as ``I - Y T Y^T``: ``Y [n - j0 - 1, b]``, ``T [b, b]``."""
-        n, j1 = self.n, min(j0 + _BLOCK, self.n - 1)
+
+def _apply_q(a: np.ndarray, tau: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``Q z`` in place, ``Q = H_0 H_1 ... H_{n-2}`` from ``dsytrd`` (lower), 64 reflectors at a time.
+
+    Each block of reflectors is applied as ``I - Y T Y^T`` (compact WY form: three
+    matrix products); ``Y [n - j0 - 1, b]`` holds reflector ``i`` in column
+    ``i - j0``: 1 in row ``i - j0``, ``a[i+2:, i]`` below it.
+    """
+    n = a.shape[0]
+    for j0 in reversed(range(0, n - 1, _BLOCK)):
+        j1 = min(j0 + _BLOCK, n - 1)
         b = j1 - j0
         y = np.zeros((n - j0 - 1, b), order="F")
         for c, i in enumerate(range(j0, j1)):
-            # Reflector i acts on rows i+1..n-1: v[i+1] = 1, v[i+2:] stored below the subdiagonal.
             y[i - j0, c] = 1.0
-            y[i - j0 + 1:, c] = self.a[i + 2:, i]
-        t = self._t.get(j0)
-        if t is None:
-            tau = self.tau[j0:j1]
-            t = np.zeros((b, b))
-            for c in range(b):
-                t[c, c] = tau[c]
-                if c:
-                    t[:c, c] = -tau[c] * (t[:c, :c] @ (y[:, :c].T @ y[:, c]))
-            self._t[j0] = t
-        return y, t
-
-    def _apply_q(self, z: np.ndarray, transpose: bool) -> np.ndarray:
-        """``Q z`` or ``Q^T z`` for ``z [n, c]``, in place, block by block (BLAS-3)."""
-        starts = list(range(0, self.n - 1, _BLOCK))
-        for j0 in (starts if transpose else reversed(starts)):
-            y, t = self._block(j0)
-            zz = z[j0 + 1:]
-            zz -= y @ ((t.T if transpose else t) @ (y.T @ zz))
-        return z
-
-    def vt(self, r: np.ndarray) -> np.ndarray:
-        """``V^T r = S^T Q^T r`` for ``r [n, c]``."""
-        return self.s.T @ self._apply_q(np.array(r, dtype=np.float64, order="F"), transpose=True)
-
-    def v(self, c: np.ndarray) -> np.ndarray:
-        """``V c = Q S c`` for ``c [n, c]``."""
-        return self._apply_q(np.asfortranarray(self.s @ c), transpose=False)
-
-    def vectors(self) -> np.ndarray:
-        """``V = Q S`` as a ``[n, n]`` matrix (one more ``[n, n]`` matrix)."""
-        return self._apply_q(np.array(self.s, order="F"), transpose=False)
+            y[i - j0 + 1:, c] = a[i + 2:, i]
+        t = np.zeros((b, b))
+        for c in range(b):
+            t[c, c] = tau[j0 + c]
+            if c:
+                t[:c, c] = -tau[j0 + c] * (t[:c, :c] @ (y[:, :c].T @ y[:, c]))
+        zz = z[j0 + 1:]
+        zz -= y @ (t @ (y.T @ zz))
+    return z
 
 
 class GradientFlowPredictor:
@@ -210,7 +195,6 @@ class GradientFlowPredictor:
         self._overwrite = owned or (bool(overwrite_k) and self._k.flags.writeable)
         self._eig: _Eigen | None = None
         self._chol: np.ndarray | None = None
-        self._vectors: np.ndarray | None = None
 
     @staticmethod
     def _check_kernel(k) -> tuple[np.ndarray, float, float]:
@@ -263,10 +247,8 @@ class GradientFlowPredictor:
 
     @property
     def eigenvectors(self) -> np.ndarray:
-        """``[n, n]`` orthonormal eigenvectors (columns), formed on first request (one more ``[n, n]``)."""
-        if self._vectors is None:
-            self._vectors = self._spectral().vectors()
-        return self._vectors
+        """``[n, n]`` orthonormal eigenvectors (columns)."""
+        return self._spectral().vectors
 
     @property
     def lambda_min(self) -> float:
@@ -316,8 +298,8 @@ class GradientFlowPredictor:
         """``K^{-1} r`` for ``r [n, c]``: from the spectrum if computed, else by Cholesky."""
         if self._eig is not None:
             self._check_invertible()
-            eig = self._eig
-            return eig.v(eig.vt(r) / eig.w[:, None])
+            v = self._eig.vectors
+            return v @ ((v.T @ r) / self._eig.w[:, None])
         c = self._cholesky()
         x, info = lapack.dpotrs(c, np.asfortranarray(r), lower=1)
         return x
@@ -354,10 +336,10 @@ class GradientFlowPredictor:
         finite = np.isfinite(times)
         if finite.any():
             eig = self._spectral()
-            z = eig.vt(residual)  # [n, K]
+            z = eig.vectors.T @ residual  # [n, K]
             p = projection_spectrum(eig.w, times[finite], self.eta)  # [Tf, n]
             scaled = p.T[:, :, None] * z[:, None, :]  # [n, Tf, K]
-            out[finite] = eig.v(scaled.reshape(n, -1)).reshape(n, -1, k).transpose(1, 0, 2)
+            out[finite] = (eig.vectors @ scaled.reshape(n, -1)).reshape(n, -1, k).transpose(1, 0, 2)
         if not finite.all():
             out[~finite] = self._solve(residual)
         return out
@@ -371,9 +353,9 @@ class GradientFlowPredictor:
         finite = np.isfinite(times)
         if finite.any():
             eig = self._spectral()
-            z = eig.vt(self.y - f0)
+            z = eig.vectors.T @ (self.y - f0)
             growth = -np.expm1(-self.eta * times[finite][None, :] * eig.w[:, None])  # [n, Tf]
-            moved = eig.v((growth[:, :, None] * z[:, None, :]).reshape(n, -1))
+            moved = eig.vectors @ (growth[:, :, None] * z[:, None, :]).reshape(n, -1)
             out[finite] = f0 + moved.reshape(n, -1, k).transpose(1, 0, 2)
         if not finite.all():
             # Interpolation, once the kernel is known to be invertible.
