@@ -12,7 +12,7 @@ shrinking like ``n^{-1/2}``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +27,10 @@ DESCRIPTION = "last-hidden-layer drift of trained networks against its infinite-
 @dataclass(frozen=True)
 class Config:
     depths: list[int] = setting([3, 4, 5], help="L, weight layers (L - 1 hidden layers)", min=2, max=20)
-    widths: list[int] = setting([256, 1024, 4096], help="hidden widths n", min=1)
+    widths: list[int] = setting(
+        [256, 1024, 4096], help="hidden widths n", min=1,
+        distinct="exponents are fitted over distinct widths",
+    )
     seeds: int = setting(3, help="initializations per depth and width", min=1)
     dim: int = setting(6, help="input dimension d", min=2)
     n_train: int = setting(8, help="training inputs N (on the sphere of radius sqrt(d))", min=2, max=1000)
@@ -41,6 +44,9 @@ class Config:
     dt: float = setting(0.01, help="time per gradient step", min=1e-6)
     n_records: int = setting(6, help="recorded steps, log-spaced", min=2)
     seed: int = setting(0, help="seed of the data and first seed of the networks", min=0)
+    divergence_factor: float = setting(
+        1000.0, help="training stops with an error when a batch loss exceeds this many times the initial loss", min=1.0001
+    )
 
 
 def _data(config: Config):
@@ -69,7 +75,7 @@ def run(config: Config, out: RunDir) -> dict:
     x = x * x_scale
     N = config.n_train
     steps = max(1, int(round(config.time / config.dt)))
-    spec = TrainSpec(steps=steps, learning_rate=N * config.dt,
+    spec = TrainSpec(steps=steps, learning_rate=N * config.dt, divergence_factor=config.divergence_factor,
                      record_steps=record_steps_grid(steps, config.n_records))
     times = np.asarray(spec.records) * config.dt
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y, jnp.float32))
@@ -83,8 +89,8 @@ def run(config: Config, out: RunDir) -> dict:
             return MLP(config.dim, [width] * (depth - 1), config.outputs, W_std=config.W_std,
                        out_std=config.out_std, b_std=config.b_std, rngs=seed)
 
-        identity = {k: v for k, v in asdict(config).items() if k not in ("depths", "widths", "seeds")}
-        identity["depth"] = depth
+        # Every setting shapes the runs but the lists of depths and widths and the number of seeds.
+        identity = out.settings(exclude=("depths", "widths", "seeds"), depth=depth)
         print(f"drift-theory: depth {depth}, widths {config.widths}, seeds {seeds}")
         runs = run_width_sweep(make_model, data, spec, jnp.asarray(x, jnp.float32), config.widths,
                                seeds, out.cache_dir(f"sweep-L{depth}", identity))

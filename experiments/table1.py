@@ -20,7 +20,7 @@ f_theta - f_theta0 instead: the same kernel, a residual that starts at -y.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,7 +43,10 @@ EXPECTED = {"ntk": {"aggregate": 0.0, "per_neuron_mean": -0.5, "relative": -0.5}
 
 @dataclass(frozen=True)
 class Config:
-    widths: list[int] = setting([256, 1024, 4096], help="hidden widths n (both layers)", min=1)
+    widths: list[int] = setting(
+        [256, 1024, 4096], help="hidden widths n (both layers)", min=1,
+        distinct="exponents are fitted over distinct widths",
+    )
     seeds: int = setting(2, help="independent initializations and SGD streams per width", min=1)
     parameterizations: list[str] = setting(
         ["ntk", "mup"], help="row groups: 'ntk', 'mup', 'standard'", choices=["ntk", "mup", "standard"]
@@ -73,6 +76,9 @@ class Config:
         0, help="exponents are fitted over the widths >= this (0: all), the asymptotic range", min=0
     )
     seed: int = setting(0, help="first seed", min=0)
+    divergence_factor: float = setting(
+        1000.0, help="training stops with an error when a batch loss exceeds this many times the initial loss", min=1.0001
+    )
 
 
 def _corpus(config: Config):
@@ -104,6 +110,7 @@ def run(config: Config, out: RunDir) -> dict:
         batch_size=config.batch_size,
         record_steps=record_steps_grid(config.steps, config.n_records),
         center_output=config.center_output,
+        divergence_factor=config.divergence_factor,
     )
     seeds = [config.seed + s for s in range(config.seeds)]
 
@@ -115,9 +122,10 @@ def run(config: Config, out: RunDir) -> dict:
                 tokens=True, input_scale=input_scale, base_width=config.mup_base_width, rngs=seed,
             )
 
-        identity = {k: v for k, v in asdict(config).items()
-                    if k not in ("widths", "seeds", "n_eval", "fit_min_width")}
-        identity.update(parameterization=par, eval_tokens=eval_tokens.tolist())
+        # Every setting shapes the runs but the lists of widths and row groups and the
+        # number of seeds (one run is one width and seed) and the fit's range.
+        identity = out.settings(exclude=("widths", "seeds", "parameterizations", "fit_min_width"),
+                                parameterization=par)
         print(f"table1: {par} networks, widths {config.widths}, seeds {seeds}")
         sweeps[par] = run_width_sweep(
             make_model, data, spec, jnp.asarray(eval_tokens), config.widths, seeds,
@@ -269,7 +277,8 @@ def _write_tables(out, config, stats, fits, kernel):
                 md.append(f"| ↳ kernel prediction at width n | "
                           + " | ".join(f"{v:.4g}" for v in predicted[m][0]) + " | 0 | -0.5 |")
                 rows.append([par, m + "_kernel", *predicted[m][0], 0.0, -0.5])
-    (out.path / "table1.md").write_text(
+    out.write_text(
+        "table1.md",
         "Mean (s.d.) over evaluation tokens and seeds, after training; exponent: slope of log(mean) "
         "against log(width). Kernel: the infinite-width prediction of the NTK network's drift "
         "(docs/drift.md) for the same gradient-flow time; per-unit predictions are "

@@ -91,7 +91,7 @@ class Config:
     widths: list[int] = setting(
         [64, 256, 1024],
         help="hidden widths of the finite networks trained alongside the kernel ([]: no networks)",
-        min=1, max=1_000_000,
+        min=1, max=1_000_000, min_len=0, distinct="exponents are fitted over distinct widths",
     )
     network_seeds: int = setting(1, help="networks (initializations) per subset and width", min=1)
     network_subsets: int = setting(
@@ -408,9 +408,10 @@ def run(config: Config, out: RunDir) -> dict:
             check = network_kernel_check(sub.x_train, config.depth)
             k, steps, capped = network_time(check["lambda_max"], times, int(chosen[s, d_table]),
                                             config.step_fraction, config.max_steps)
-            identity = {"seed": config.seed, "subset": s, "split": split, "n_train": config.n_train,
-                        "n_val": config.n_val, "n_test": config.n_test, "depth": config.depth,
-                        "t": times[k], "steps": steps}
+            # Every setting (one width's runs do not depend on the list of widths), and
+            # what the subset's kernel stage chose.
+            identity = out.settings(exclude=("widths",), subset=s, split=split, t=times[k],
+                                    steps=steps)
             seeds = [1000 * s + j for j in range(config.network_seeds)]
             outputs, lr = train_networks(sub.x_train, sub.y_train, sub.x_test, config.depth, times[k],
                                          steps, config.widths, seeds,

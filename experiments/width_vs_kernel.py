@@ -16,7 +16,7 @@ gradient descent on the MSE loss for a time T. For each width and seed:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,7 +38,10 @@ ERRORS = {
 
 @dataclass(frozen=True)
 class Config:
-    widths: list[int] = setting([256, 1024, 4096], help="hidden widths n (all layers)", min=1)
+    widths: list[int] = setting(
+        [256, 1024, 4096], help="hidden widths n (all layers)", min=1,
+        distinct="exponents are fitted over distinct widths",
+    )
     seeds: int = setting(3, help="initializations per width", min=1)
     depth: int = setting(3, help="L, weight layers (L - 1 hidden layers)", min=2, max=20)
     dim: int = setting(8, help="input dimension d", min=2)
@@ -50,6 +53,9 @@ class Config:
     dt: float = setting(0.05, help="time per gradient step (learning rate = N * dt for the batch-mean loss)", min=1e-6)
     n_records: int = setting(10, help="recorded steps, log-spaced", min=2)
     seed: int = setting(0, help="seed of the data and first seed of the networks", min=0)
+    divergence_factor: float = setting(
+        1000.0, help="training stops with an error when a batch loss exceeds this many times the initial loss", min=1.0001
+    )
 
 
 def _data(config: Config):
@@ -75,7 +81,8 @@ def run(config: Config, out: RunDir) -> dict:
     N = config.n_train
     steps = max(1, int(round(config.time / config.dt)))
     lr = N * config.dt
-    spec = TrainSpec(steps=steps, learning_rate=lr, record_steps=record_steps_grid(steps, config.n_records))
+    spec = TrainSpec(steps=steps, learning_rate=lr, record_steps=record_steps_grid(steps, config.n_records),
+                     divergence_factor=config.divergence_factor)
     times = np.asarray(spec.records) * config.dt
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y[:N], jnp.float32))
     x_all = jnp.asarray(x, jnp.float32)
@@ -97,7 +104,8 @@ def run(config: Config, out: RunDir) -> dict:
             "features_init": feature_kernel(initial, x_all),
         }
 
-    identity = {k: v for k, v in asdict(config).items() if k not in ("widths", "seeds", "n_records")}
+    # Every setting shapes the runs but the list of widths and the number of seeds.
+    identity = out.settings(exclude=("widths", "seeds"))
     seeds = [config.seed + s for s in range(config.seeds)]
     runs = run_width_sweep(make_model, data, spec, x_all, config.widths, seeds,
                            out.cache_dir("sweep", identity), final_measures=final_measures)

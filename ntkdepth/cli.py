@@ -1,14 +1,20 @@
-"""The ``ntkdepth`` command: list the experiments, run one with a preset.
+"""The ``ntkdepth`` command: list the experiments, run one with a preset, fetch data.
 
     ntkdepth list
     ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR]
     ntkdepth show NAME              # the settings of an experiment and their presets
+    ntkdepth data fetch mnist|text8 [--dir DIR]
+    ntkdepth data where             # where datasets are looked for and fetched to
+
+``python -m ntkdepth`` is the same command.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,14 +52,62 @@ def _cmd_run(args) -> int:
     exp = get(args.name)
     config = exp.config(args.preset, parse_overrides(args.set or []))
     out = Path(args.out) if args.out else Path("runs") / exp.name / args.preset
+    _check_output_folder(out, "--out" if args.out else "the default output folder")
     run_dir = RunDir(out, experiment=exp.name, preset=args.preset, config=to_dict(config))
     print(f"ntkdepth run {exp.name} --preset {args.preset} -> {out}/", flush=True)
     start = time.perf_counter()
     headline = exp.module.run(config, run_dir)
+    run_dir.finish()  # a folder holding another run keeps it until this one is complete
     elapsed = time.perf_counter() - start
     print(f"done in {elapsed:.1f} s; outputs in {out}/")
     for key, value in (headline or {}).items():
         print(f"  {key}: {value}")
+    return 0
+
+
+def _check_output_folder(out: Path, what: str) -> None:
+    """Refuses an output folder that is a file, lies under a file, or cannot be written."""
+    for p in [out, *out.parents]:
+        if p.exists():
+            if not p.is_dir():
+                where = "is" if p == out else f"lies under {p}, which is"
+                raise ConfigError(f"{what} {out} {where} a file, not a folder; choose a folder")
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"{what} {out} cannot be written ({err.strerror or err}); choose a writable folder"
+        ) from None
+
+
+def _cmd_data_fetch(args) -> int:
+    if args.dataset == "mnist":
+        from ntkdepth.data.mnist import fetch_mnist
+
+        paths = fetch_mnist(args.dir, args.splits, progress=not args.quiet)
+    else:
+        if args.splits != ["train", "test"]:
+            raise ConfigError("--splits applies to mnist only")
+        from ntkdepth.data.text8 import fetch_text8
+
+        paths = [fetch_text8(args.dir, progress=not args.quiet)]
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _cmd_data_where(args) -> int:
+    from ntkdepth.data.files import DATA_ENV, data_roots, user_data_dir
+
+    env = os.environ.get(DATA_ENV)
+    print(f"fetch into: {user_data_dir()}  ({'$' + DATA_ENV if env else 'per-user cache; set $' + DATA_ENV + ' to change'})")
+    for i, root in enumerate(data_roots()):
+        role = "read first" if i == 0 else "read-only fallback"
+        state = "" if root.is_dir() else "  (absent)"
+        print(f"{role}: {root}{state}")
     return 0
 
 
@@ -70,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
     run.add_argument("--out", help="output directory (default: runs/NAME/PRESET)")
     run.set_defaults(fn=_cmd_run)
+    data = sub.add_parser("data", help="datasets: fetch them, see where they live")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser(
+        "fetch", help="download the official files (MD5-checked) into the user data directory"
+    )
+    fetch.add_argument("dataset", choices=["mnist", "text8"])
+    fetch.add_argument("--dir", help="target folder (default: DATASET/ in the user data directory)")
+    fetch.add_argument("--splits", nargs="+", choices=["train", "test"], default=["train", "test"],
+                       help="MNIST splits (default: both)")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bar")
+    fetch.set_defaults(fn=_cmd_data_fetch)
+    data_sub.add_parser("where", help="where datasets are read from and fetched to").set_defaults(
+        fn=_cmd_data_where
+    )
     return parser
 
 
@@ -85,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as err:
+        if args.fn is not _cmd_data_fetch:
+            raise
+        # A failed download: no network, a wrong checksum, a full disk. The fetch
+        # removed what it had written.
+        print(f"ntkdepth: error: {err}; nothing was written", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 Each experiment declares a frozen dataclass whose fields are its settings,
 with :func:`setting` attaching a range or a set of choices. Presets live in
 ``configs/<experiment>/<preset>.toml``; ``--set key=value`` on the command
-line overrides single keys. Unknown keys, wrong types and out-of-range values
-are errors that name the key and list what exists.
+line overrides single keys. Unknown keys, wrong types, NaN or infinite
+numbers, non-integers where an integer is wanted, empty lists and
+out-of-range values are errors that name the key, where the value came from
+(the preset file or ``--set`` on the command line) and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -23,13 +26,29 @@ class ConfigError(ValueError):
     """A configuration that does not fit its experiment's schema."""
 
 
-def setting(default, *, help: str = "", min=None, max=None, choices=None):
+def setting(
+    default,
+    *,
+    help: str = "",
+    min=None,
+    max=None,
+    choices=None,
+    min_len: int | None = None,
+    distinct: bool | str = False,
+):
     """A config field with documentation and the values it may take.
 
     ``min``/``max`` bound a number (or every element of a list); ``choices``
     lists the allowed values of a string (or of every element of a list).
+    A list must hold at least ``min_len`` elements (default 1: an empty list
+    is an error unless the field declares ``min_len=0``). ``distinct``
+    refuses a list that repeats a value; a string gives the reason, quoted in
+    the error (e.g. ``distinct="exponents are fitted over the widths"``).
     """
-    meta = {"help": help, "min": min, "max": max, "choices": choices}
+    meta = {
+        "help": help, "min": min, "max": max, "choices": choices,
+        "min_len": min_len, "distinct": distinct,
+    }
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -65,6 +84,8 @@ def _coerce(key: str, value: Any, tp) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -74,6 +95,22 @@ def _coerce(key: str, value: Any, tp) -> Any:
 
 
 def _check_range(key: str, value: Any, meta: dict) -> None:
+    if isinstance(value, list):
+        min_len = 1 if meta.get("min_len") is None else meta["min_len"]
+        if len(value) < min_len:
+            what = "is empty" if not value else f"has {len(value)} element(s)"
+            raise ConfigError(f"{key}: the list {what}; give at least {min_len} value(s)")
+        distinct = meta.get("distinct")
+        if distinct:
+            seen = set()
+            for v in value:
+                if v in seen:
+                    why = f" ({distinct})" if isinstance(distinct, str) else ""
+                    raise ConfigError(
+                        f"{key}: {v!r} appears more than once in {value}; the values must be "
+                        f"distinct{why}"
+                    )
+                seen.add(v)
     values = value if isinstance(value, list) else [value]
     for v in values:
         if v is None:
@@ -86,20 +123,43 @@ def _check_range(key: str, value: Any, meta: dict) -> None:
             raise ConfigError(f"{key}: {v!r} is not one of {list(meta['choices'])}")
 
 
-def from_mapping(schema: type, values: dict[str, Any], *, source: str = "config"):
-    """Builds ``schema`` from ``values``; unspecified keys take their defaults."""
+def from_mapping(
+    schema: type,
+    values: dict[str, Any],
+    *,
+    source: str = "config",
+    sources: dict[str, str] | None = None,
+):
+    """Builds ``schema`` from ``values``; unspecified keys take their defaults.
+
+    Errors start with where the value came from: ``sources[key]`` if given
+    (e.g. ``"--set"`` for a key set on the command line), else ``source``.
+    """
+    sources = sources or {}
     fields = {f.name: f for f in dataclasses.fields(schema)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
+        origin = sorted({sources.get(k, source) for k in unknown})
         raise ConfigError(
-            f"{source}: unknown key(s) {unknown}; {schema.__name__} has: {sorted(fields)}"
+            f"{', '.join(origin)}: unknown key(s) {unknown}; {schema.__name__} has: {sorted(fields)}"
         )
     hints = typing.get_type_hints(schema)
     kwargs = {}
     for name, value in values.items():
-        coerced = _coerce(name, value, hints[name])
-        _check_range(name, coerced, fields[name].metadata)
+        try:
+            coerced = _coerce(name, value, hints[name])
+            _check_range(name, coerced, fields[name].metadata)
+        except ConfigError as err:
+            raise ConfigError(f"{sources.get(name, source)}: {err}") from None
         kwargs[name] = coerced
+    # Defaults obey the same rules (an empty default list, for instance).
+    for name, f in fields.items():
+        if name not in kwargs:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            try:
+                _check_range(name, default, f.metadata)
+            except ConfigError as err:
+                raise ConfigError(f"{schema.__name__} default: {err}") from None
     config = schema(**kwargs)
     check = getattr(config, "check", None)
     if check is not None:
@@ -126,11 +186,31 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def load_preset(schema: type, path: Path, overrides: dict[str, Any] | None = None):
-    """Reads a preset file, applies ``overrides``, and validates the result."""
-    with open(path, "rb") as fh:
-        values = tomllib.load(fh)
-    values.update(overrides or {})
-    return from_mapping(schema, values, source=str(path))
+    """Reads a preset file, applies ``overrides``, and validates the result.
+
+    An error in an override names ``--set key=...`` (the command line), one in
+    the file names the file; a constraint between settings names both.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            values = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    overrides = dict(overrides or {})
+    sources = {k: str(path) for k in values}
+    values.update(overrides)
+    sources.update({k: f"--set {k}={_toml_value(v)}" for k, v in overrides.items()})
+    source = str(path) if not overrides else f"{path} with --set {', '.join(overrides)}"
+    return from_mapping(schema, values, source=source, sources=sources)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
 
 
 def to_dict(config) -> dict[str, Any]:

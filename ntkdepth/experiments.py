@@ -8,10 +8,15 @@ An experiment script defines::
     def run(config, out: RunDir) -> dict   # writes its outputs, returns headline numbers
 
 and its presets are ``configs/NAME/{smoke,cpu,paper}.toml``.
+
+``NAME`` and ``DESCRIPTION`` must be plain string literals: they are read
+from each script's syntax tree without running it, so that listing the
+experiments imports none of them and running one imports only that one.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -40,8 +45,19 @@ def project_dirs() -> tuple[Path, Path]:
 class Experiment:
     name: str
     description: str
-    module: ModuleType
+    path: Path
     configs_dir: Path
+
+    @property
+    def module(self) -> ModuleType:
+        """The script, imported on first use (once per process)."""
+        module = _load_module(self.path)
+        if getattr(module, "NAME", None) != self.name:
+            raise ConfigError(
+                f"{self.path}: NAME is {getattr(module, 'NAME', None)!r} when run but "
+                f"{self.name!r} as written; NAME must be a plain string literal"
+            )
+        return module
 
     @property
     def presets(self) -> list[str]:
@@ -58,23 +74,62 @@ class Experiment:
         return load_preset(self.module.Config, path, overrides)
 
 
+def _module_name(path: Path) -> str:
+    return f"ntkdepth_experiment_{path.stem.replace('-', '_')}"
+
+
 def _load_module(path: Path) -> ModuleType:
-    name = f"ntkdepth_experiment_{path.stem.replace('-', '_')}"
+    name = _module_name(path)
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     return module
 
 
-def discover() -> dict[str, Experiment]:
-    experiments_dir, configs_dir = project_dirs()
+def _static_strings(path: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """The module-level ``NAME = "..."`` string assignments of a script, read without running it."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
     found = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign):
+            targets, value = [node.target], node.value
+        elif isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id in names:
+                if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+                    raise ConfigError(
+                        f"{path}:{node.lineno}: {target.id} must be a plain string literal "
+                        "(it is read without running the script)"
+                    )
+                found[target.id] = value.value
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ConfigError(f"{path}: no module-level string {' or '.join(missing)}")
+    return found
+
+
+def discover() -> dict[str, Experiment]:
+    """Every experiment script, by name; none of them is imported."""
+    experiments_dir, configs_dir = project_dirs()
+    found: dict[str, Experiment] = {}
     for path in sorted(experiments_dir.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        module = _load_module(path)
-        found[module.NAME] = Experiment(module.NAME, module.DESCRIPTION, module, configs_dir)
+        meta = _static_strings(path, ("NAME", "DESCRIPTION"))
+        name = meta["NAME"]
+        if name in found:
+            raise ConfigError(f"experiments {found[name].path} and {path} are both named {name!r}")
+        found[name] = Experiment(name, meta["DESCRIPTION"], path, configs_dir)
     return found
 
 

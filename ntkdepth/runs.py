@@ -3,16 +3,26 @@
 ``RunDir`` writes the resolved config (``config.json``), machine-readable
 results (``results.json``, CSV tables), figures (PNG) and a short
 ``summary.md``. Expensive stages are stored under ``stages/`` as ``.npz``
-files keyed by the config, so a run that is interrupted and started again
-with the same config and output directory recomputes nothing it finished.
+files, each carrying the hash of the settings that made it and recomputed
+when that hash is not the run's, so a run that is interrupted and started
+again with the same config and output directory recomputes nothing it
+finished.
+
+A folder never mixes two runs. A run whose output folder holds another run
+(a ``config.json`` with other settings) is built in the sibling folder
+``.NAME.partial`` and swapped in by :meth:`RunDir.finish` once it is
+complete: until then the previous run stays as it was, and a failed run
+leaves it untouched. Work kept across settings (``cache/``, e.g. a width
+sweep's finished runs, named by their own settings) is shared with the new
+run. Every file is written whole or not at all (:mod:`ntkdepth.storage`).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
-import json
+import io
+import os
 import platform
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -21,121 +31,213 @@ from typing import Any
 
 import numpy as np
 
+from ntkdepth.storage import (
+    DamagedFileError,
+    _notify,
+    atomic_write,
+    jsonable,
+    load_npz,
+    read_json,
+    save_npz,
+    settings_hash,
+    write_text,
+)
+
 __all__ = ["RunDir"]
 
+_STAGE_KEY = "__settings_hash__"
+# What a run writes besides the files it names in config.json ("outputs").
+_RUN_ENTRIES = ("config.json", "stages", "cache")
+_RUN_SUFFIXES = (".json", ".csv", ".png", ".md", ".npz", ".tmp")
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if hasattr(obj, "__array__"):
-        return _jsonable(np.asarray(obj))
-    if isinstance(obj, (float, np.floating)):
-        # JSON has no inf or NaN: they are written as the strings "inf", "-inf", "nan".
-        return float(obj) if np.isfinite(obj) else str(float(obj))
-    return obj
+
+def _read_config(path: Path):
+    """The config.json of a run folder, or None where there is none or it is unreadable."""
+    try:
+        data = read_json(path / "config.json")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard links (copies where links fail) of every file under ``src`` that ``dst`` lacks."""
+    for root, _, files in os.walk(src):
+        target = dst / Path(root).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            if not (target / f).exists():
+                try:
+                    os.link(Path(root) / f, target / f)
+                except OSError:
+                    shutil.copy2(Path(root) / f, target / f)
 
 
 class RunDir:
-    """The output directory of one experiment run."""
+    """The output directory of one experiment run.
+
+    ``path`` is where the outputs are written while the run goes on: the
+    output folder itself, or its sibling ``.NAME.partial`` where the output
+    folder holds another run; :meth:`finish` moves them to ``final``.
+    """
 
     def __init__(self, path: Path | str, *, experiment: str, preset: str, config: dict[str, Any]):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.final = Path(path)
         self.experiment = experiment
         self.config = config
-        self.config_hash = hashlib.sha256(
-            json.dumps(_jsonable(config), sort_keys=True).encode()
-        ).hexdigest()[:16]
-        previous = self._read_json("config.json")
-        stages = self.path / "stages"
-        if previous and previous.get("config_hash") != self.config_hash and stages.exists():
-            # Stored stages belong to another config: they must not be reused.
-            shutil.rmtree(stages)
-        self.write_json(
-            "config.json",
-            {
-                "experiment": experiment,
-                "preset": preset,
-                "config": config,
-                "config_hash": self.config_hash,
-                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "environment": _environment(),
-            },
-        )
+        self.config_hash = settings_hash({"experiment": experiment, "config": config})
+        self._partial = self.final.parent / f".{self.final.name}.partial"
+        self._previous = self.final.parent / f".{self.final.name}.previous"
+        self._recover()
+        previous = _read_config(self.final)
+        if previous is not None and previous.get("config_hash") != self.config_hash:
+            # The folder holds another run: build this one beside it, swap when complete.
+            held = _read_config(self._partial)
+            if held is None or held.get("config_hash") != self.config_hash:
+                shutil.rmtree(self._partial, ignore_errors=True)
+            self._partial.mkdir(parents=True, exist_ok=True)
+            if (self.final / "cache").is_dir():
+                _link_tree(self.final / "cache", self._partial / "cache")
+            self.path = self._partial
+        else:
+            shutil.rmtree(self._partial, ignore_errors=True)  # a run of other settings, unfinished
+            self.path = self.final
+            self.path.mkdir(parents=True, exist_ok=True)
+        self._outputs: set[str] = set()
+        self._record = {
+            "experiment": experiment,
+            "preset": preset,
+            "config": config,
+            "config_hash": self.config_hash,
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "finished": None,
+            "environment": _environment(),
+        }
+        self._write_json("config.json", self._record)
 
-    def _read_json(self, name: str):
-        p = self.path / name
-        if not p.exists():
-            return None
-        try:
-            return json.loads(p.read_text())
-        except json.JSONDecodeError:
-            return None
+    def _recover(self) -> None:
+        """Completes or undoes a swap that a killed process left half done."""
+        if self._previous.exists():
+            if self.final.is_dir() and not any(self.final.iterdir()):
+                self.final.rmdir()  # made empty by a check that the folder can be written
+            if self.final.exists():
+                shutil.rmtree(self._previous)
+            else:
+                self._previous.rename(self.final)
+
+    def finish(self) -> Path:
+        """Marks the run complete and, if it was built beside the output folder, swaps it in."""
+        self._record["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._record["outputs"] = sorted(self._outputs)
+        self._write_json("config.json", self._record)
+        if self.path != self.final:
+            old = _read_config(self.final) or {}
+            known = set(old.get("outputs", ())) | set(_RUN_ENTRIES)
+            for entry in self.final.iterdir():
+                # Anything that is not the previous run's output stays in the folder.
+                ours = entry.name in known or (
+                    "outputs" not in old and entry.is_file() and entry.suffix in _RUN_SUFFIXES)
+                if not ours and not (self.path / entry.name).exists():
+                    entry.rename(self.path / entry.name)
+            self.final.rename(self._previous)
+            _notify(self._previous)  # a write point: a process killed here is recovered by _recover
+            self.path.rename(self.final)
+            shutil.rmtree(self._previous)
+            self.path = self.final
+        return self.final
+
+    def _write_json(self, name: str, data: Any) -> Path:
+        import json
+
+        return write_text(self.path / name, json.dumps(jsonable(data), indent=2) + "\n")
+
+    def settings(self, exclude: Iterable[str] = (), **extra) -> dict[str, Any]:
+        """The run's config without the keys ``exclude`` and with ``extra``: what shapes a cached thing.
+
+        Caches are keyed by everything that can shape them; leave out only keys
+        that provably do not (e.g. the list of widths for one width's runs).
+        """
+        exclude = set(exclude)
+        unknown = exclude - set(self.config)
+        if unknown:
+            raise KeyError(f"settings {sorted(unknown)} are not in the config")
+        return {"experiment": self.experiment,
+                **{k: v for k, v in self.config.items() if k not in exclude}, **extra}
 
     def file(self, name: str) -> Path:
-        return self.path / name
+        """Where the run's file ``name`` is once the run is finished (for messages and headlines)."""
+        self._outputs.add(name)
+        return self.final / name
+
+    def write_text(self, name: str, text: str) -> Path:
+        self._outputs.add(name)
+        return write_text(self.path / name, text)
 
     def write_json(self, name: str, data: Any) -> Path:
-        p = self.path / name
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
-        tmp.replace(p)
-        return p
+        self._outputs.add(name)
+        return self._write_json(name, data)
 
     def write_csv(self, name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
-        p = self.path / name
-        with open(p, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow([_format_cell(v) for v in row])
-        return p
+        buf = io.StringIO(newline="")
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_format_cell(v) for v in row])
+        self._outputs.add(name)
+        return atomic_write(self.path / name, lambda tmp: tmp.write_text(buf.getvalue(), newline=""))
 
     def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
-        p = self.path / name
-        fig.savefig(p, dpi=dpi, bbox_inches="tight")
-        return p
+        self._outputs.add(name)
+        fmt = Path(name).suffix.lstrip(".") or None
+        return atomic_write(self.path / name,
+                            lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt))
 
     def write_summary(self, text: str) -> Path:
-        p = self.path / "summary.md"
-        p.write_text(text.rstrip() + "\n")
-        return p
+        self._outputs.add("summary.md")
+        return write_text(self.path / "summary.md", text.rstrip() + "\n")
 
     def cache_dir(self, name: str, identity: dict[str, Any]) -> Path:
         """A folder for work identified by ``identity`` alone, kept when other settings change.
 
-        A width sweep keys its runs by the settings that shape one run, not by
-        the list of widths: adding a width to a finished sweep trains only the
-        new width.
+        ``identity`` must hold every setting that shapes the work (see
+        :meth:`settings`). A width sweep keys its runs by the settings that
+        shape one run, not by the list of widths: adding a width to a finished
+        sweep trains only the new width. The folder is named by the hash of
+        ``identity`` and holds it in ``identity.json``, checked on reuse.
         """
-        digest = hashlib.sha256(
-            json.dumps(_jsonable(identity), sort_keys=True).encode()
-        ).hexdigest()[:16]
+        import json
+
+        digest = settings_hash(identity)
         path = self.path / "cache" / f"{name}-{digest}"
         path.mkdir(parents=True, exist_ok=True)
-        (path / "identity.json").write_text(json.dumps(_jsonable(identity), indent=2) + "\n")
+        meta = path / "identity.json"
+        if meta.exists():
+            stored = read_json(meta, f"delete the folder {path} and run again")
+            if settings_hash(stored) != digest:
+                raise DamagedFileError(meta, f"it describes other settings than its folder's name "
+                                       f"{digest}", f"delete the folder {path} and run again")
+        else:
+            write_text(meta, json.dumps(jsonable(identity), indent=2, sort_keys=True) + "\n")
         return path
 
     def stage(self, name: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """Returns the arrays of stage ``name``, computing and storing them once per config."""
+        """Returns the arrays of stage ``name``, computing and storing them once per config.
+
+        The stored file carries the run's settings hash; a file made under other
+        settings is recomputed, one that cannot be read raises
+        :class:`~ntkdepth.storage.DamagedFileError`.
+        """
         stages = self.path / "stages"
         p = stages / f"{name}.npz"
         if p.exists():
-            with np.load(p) as data:
-                return {k: data[k] for k in data.files}
+            arrays = load_npz(p)
+            if str(arrays.pop(_STAGE_KEY, "")) == self.config_hash:
+                return arrays
         arrays = {k: np.asarray(v) for k, v in compute().items()}
+        if _STAGE_KEY in arrays:
+            raise ValueError(f"a stage may not hold an array named {_STAGE_KEY!r}")
         stages.mkdir(exist_ok=True)
-        tmp = stages / f"{name}.tmp.npz"
-        np.savez(tmp, **arrays)
-        tmp.replace(p)
+        save_npz(p, {**arrays, _STAGE_KEY: np.asarray(self.config_hash)})
         return arrays
 
 

@@ -13,3 +13,13 @@ def x64():
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261128)
+
+
+# Lines a test wants shown at the end of the run (e.g. how many of neural-tangents'
+# own tests ran through the bridge).
+SUMMARY_KEY = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for line in config.stash.get(SUMMARY_KEY, []):
+        terminalreporter.write_line(line)

@@ -3,6 +3,9 @@
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -39,8 +42,6 @@ def test_every_preset_of_every_experiment_validates():
         (["run", "table1", "--preset", "smoke", "--set", "parameterizations=['meanfield']"],
          "'meanfield' is not one of ['ntk', 'mup', 'standard']"),
         (["run", "table1", "--preset", "smoke", "--set", "widths=[64, 0]"], "widths: 0 is below the minimum 1"),
-        (["run", "table1", "--preset", "smoke", "--set", "widths=[64, 400000]"],
-         "width 400000 will not fit in memory"),
         (["run", "table1", "--preset", "smoke", "--set", "text8_path='/nonexistent/text8'"],
          "/nonexistent/text8 does not exist"),
     ],
@@ -48,6 +49,71 @@ def test_every_preset_of_every_experiment_validates():
 def test_bad_requests_are_clear_errors(argv, message, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_width_that_does_not_fit_is_refused_before_training(capsys, tmp_path):
+    # A small corpus of its own: the check must not depend on where text8 is.
+    rng = np.random.default_rng(0)
+    vocab = [a + b for a in "abcdefghij" for b in "abcdefghij"]
+    corpus = tmp_path / "text8"
+    corpus.write_text(" ".join(rng.choice(vocab, size=5000)))
+    argv = ["run", "table1", "--preset", "smoke", "--set", "widths=[64, 400000]",
+            "--set", f"text8_path='{corpus}'", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "width 400000 will not fit in memory" in capsys.readouterr().err
+
+
+def test_out_must_be_a_writable_folder(capsys, tmp_path):
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    base = ["run", "fig4", "--preset", "smoke", "--out"]
+    assert main(base + [str(a_file)]) == 2
+    assert f"--out {a_file} is a file, not a folder" in capsys.readouterr().err
+    assert main(base + [str(a_file / "sub")]) == 2
+    assert f"lies under {a_file}, which is a file" in capsys.readouterr().err
+    assert a_file.read_text() == "not a folder"
+    if os.geteuid() == 0:  # root writes through permissions: a read-only file system instead
+        if not os.path.isdir("/sys"):
+            pytest.skip("no read-only /sys to write to")
+        read_only = "/sys/ntkdepth-out"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        read_only = str(locked / "out")
+    assert main(base + [read_only]) == 2
+    assert f"--out {read_only} cannot be written" in capsys.readouterr().err
+
+
+def test_python_dash_m_ntkdepth_is_the_command():
+    out = subprocess.run(
+        [sys.executable, "-m", "ntkdepth", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert any(l.startswith("fig4 ") and "[smoke, cpu, paper]" in l for l in out.splitlines()), out
+    bad = subprocess.run([sys.executable, "-m", "ntkdepth", "run", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown experiment 'nope'" in bad.stderr
+
+
+_IMPORTED = "sorted(m for m in sys.modules if m.startswith('ntkdepth_experiment_'))"
+
+
+def test_run_imports_only_the_experiment_asked_for_and_list_none():
+    code = (
+        "import sys\n"
+        "from ntkdepth.cli import main\n"
+        "assert main(['list']) == 0\n"
+        f"print({_IMPORTED})\n"
+        "assert main(['run', 'fig3', '--preset', 'smoke', '--set', 'nokey=1']) == 2\n"
+        f"print({_IMPORTED})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2:] == ["[]", "['ntkdepth_experiment_fig3']"], out.stdout
+
+
+def test_names_read_without_running_match_the_scripts():
+    for name, exp in discover().items():
+        assert exp.module.NAME == name and exp.module.DESCRIPTION == exp.description
 
 
 def test_unknown_key_error_lists_the_known_keys():

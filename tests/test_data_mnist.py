@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets import mnist_test_dir, needs_mnist
 
 from ntkdepth.data import (
     MnistNotFoundError,
@@ -22,11 +23,8 @@ from ntkdepth.data import (
 )
 from ntkdepth.data.mnist import MNIST_MD5
 
-# The test split shipped beside the repository (the default folder when $NTKDEPTH_DATA is unset).
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-needs_shared = pytest.mark.skipif(
-    not (SHARED / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST test split in {SHARED}"
-)
+# The real test split where one is found (user data directory or ../shared/data).
+REAL = mnist_test_dir()
 
 
 def idx_bytes(array: np.ndarray, code: int) -> bytes:
@@ -136,19 +134,41 @@ def test_auto_prefers_the_training_split(tmp_path):
 
 
 def test_an_empty_folder_says_where_it_looked_and_how_to_fetch(tmp_path, monkeypatch):
+    from ntkdepth.data import files
+
+    monkeypatch.setattr(files, "shared_data_dir", lambda: tmp_path / "no-shared" / "data")
     monkeypatch.setenv("NTKDEPTH_DATA", str(tmp_path))
     assert mnist_dir() == tmp_path / "mnist" and mnist_dir("") == tmp_path / "mnist"
     assert mnist_dir(tmp_path / "x") == tmp_path / "x"
-    with pytest.raises(MnistNotFoundError, match=r"no MNIST split in .*mnist \(looked in \$NTKDEPTH_DATA/mnist:"
-                       r" the folder does not exist\); download .*python -m ntkdepth\.data\.mnist"):
+    with pytest.raises(
+        MnistNotFoundError,
+        match=r"no MNIST split in .*mnist \(looked in .*mnist \(\$NTKDEPTH_DATA/mnist\) and the read-only "
+        r"fallback .*no-shared/data/mnist: the folder does not exist\); download the official files with "
+        r"`ntkdepth data fetch mnist`",
+    ):
         load_mnist(split="auto")
     (tmp_path / "mnist").mkdir()
     with pytest.raises(MnistNotFoundError, match=r"it has neither train-images-idx3-ubyte"):
         load_mnist(split="auto")
     with pytest.raises(MnistNotFoundError, match=r"'test' split is missing .*present there: none"):
         load_mnist(split="test")
-    monkeypatch.delenv("NTKDEPTH_DATA")
-    assert mnist_dir() == Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def test_the_user_folder_comes_first_and_shared_data_is_the_fallback(tmp_path, monkeypatch):
+    from ntkdepth.data import files
+
+    shared = tmp_path / "shared" / "data"
+    monkeypatch.setattr(files, "shared_data_dir", lambda: shared)
+    monkeypatch.setenv("NTKDEPTH_DATA", str(tmp_path / "home"))
+    assert files.data_roots() == [tmp_path / "home", shared]
+    assert mnist_dir() == tmp_path / "home" / "mnist"  # nothing anywhere: where fetch writes
+    (shared / "mnist").mkdir(parents=True)
+    write_split(shared / "mnist", "test", np.zeros((1, 2, 2), np.uint8), np.zeros(1, np.uint8))
+    assert mnist_dir() == shared / "mnist"  # the fallback holds a split
+    (tmp_path / "home" / "mnist").mkdir(parents=True)
+    write_split(tmp_path / "home" / "mnist", "test", np.ones((2, 2, 2), np.uint8), np.ones(2, np.uint8))
+    assert mnist_dir() == tmp_path / "home" / "mnist"  # the user's own copy wins
+    assert load_mnist(split="test")[0].shape == (2, 2, 2)
 
 
 def test_image_and_label_counts_must_match(tmp_path):
@@ -180,14 +200,14 @@ def test_fetch_tries_mirrors_and_refuses_a_wrong_checksum(tmp_path):
     mirror.mkdir()
     write_split(mirror, "test", np.zeros((1, 2, 2), np.uint8), np.zeros(1, np.uint8))
     with pytest.raises(OSError, match="could not fetch t10k-images-idx3-ubyte.gz: .*MD5 .*expected"):
-        fetch_mnist(tmp_path / "out", ["test"], mirrors=[mirror.as_uri() + "/"])
-    assert not list((tmp_path / "out").iterdir())  # nothing half-written is left
+        fetch_mnist(tmp_path / "out", ["test"], mirrors=[mirror.as_uri() + "/"], progress=False)
+    assert not (tmp_path / "out").exists()  # nothing half-written is left, not even the folder
 
 
-@needs_shared
+@needs_mnist
 def test_fetch_copies_and_verifies_the_official_files_from_a_local_mirror(tmp_path):
     missing = (tmp_path / "nowhere").as_uri()
-    paths = fetch_mnist(tmp_path / "out", ["test"], mirrors=[missing, SHARED.as_uri()])
+    paths = fetch_mnist(tmp_path / "out", ["test"], mirrors=[missing, REAL.as_uri()], progress=False)
     assert [p.name for p in paths] == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
     assert verify_mnist(tmp_path / "out", "test") == {p.name: MNIST_MD5[p.name] for p in paths}
 
@@ -195,11 +215,11 @@ def test_fetch_copies_and_verifies_the_official_files_from_a_local_mirror(tmp_pa
 # -- the real test split --------------------------------------------------------------
 
 
-@needs_shared
+@needs_mnist
 def test_shared_test_split_has_the_official_checksums_and_shape():
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        assert hashlib.md5((SHARED / name).read_bytes()).hexdigest() == MNIST_MD5[name]
-    images, labels = load_mnist(SHARED, "test")
+        assert hashlib.md5((REAL / name).read_bytes()).hexdigest() == MNIST_MD5[name]
+    images, labels = load_mnist(REAL, "test")
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and labels.dtype == np.uint8
     np.testing.assert_array_equal(labels[:5], [7, 2, 1, 0, 4])
@@ -247,9 +267,9 @@ def test_sampling_is_without_replacement_seeded_and_refuses_duplicates(rng):
         sample_on_sphere(0, images, labels[:10], 5)
 
 
-@needs_shared
+@needs_mnist
 def test_mnist_samples_are_well_separated():
-    images, labels = load_mnist(SHARED, "test")
+    images, labels = load_mnist(REAL, "test")
     s = sample_on_sphere(0, images, labels, 500)
     assert len(set(s.indices.tolist())) == 500
     assert 0.1 < s.min_angle < 1.0

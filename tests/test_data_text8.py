@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets import needs_text8, text8_path
 
 from ntkdepth.data import text8
 from ntkdepth.data.files import md5sum
 from ntkdepth.data.text8 import Vocabulary, load_text8, pair_statistics, skipgram_pairs
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "text8" / "text8-enwiki-sample"
 
 
 def test_plain_file_and_zip_give_the_same_words(tmp_path):
@@ -37,9 +37,11 @@ def test_files_not_in_text8_format_are_refused(tmp_path):
         load_text8(tmp_path / "missing")
 
 
-def test_the_shared_sample_loads():
-    words = load_text8(SAMPLE)
-    assert 490_000 < len(words) < 510_000
+@needs_text8
+def test_the_real_text8_loads():
+    # The official text8.zip or the excerpt in ../shared/data: both open Wikipedia's "Anarchism".
+    words = load_text8(text8_path(), max_words=400_000)
+    assert len(words) == 400_000 and words[0] == "anarchism"
     vocab = Vocabulary.build(words, 100)
     assert vocab.words[:3] == ("the", "of", "and")
     assert np.all(np.diff(vocab.counts) <= 0)
@@ -75,10 +77,19 @@ def test_skipgram_pairs_and_their_statistics_by_hand():
 
 
 def test_default_path_names_where_it_looked(monkeypatch, tmp_path):
-    monkeypatch.setenv("NTKDEPTH_DATA", str(tmp_path))
-    (tmp_path / "text8").mkdir()
-    (tmp_path / "text8" / "text8").write_bytes(b"one two three")
-    assert text8.default_text8_path() == tmp_path / "text8" / "text8"
+    from ntkdepth.data import files
+
+    monkeypatch.setattr(files, "shared_data_dir", lambda: tmp_path / "shared")
+    monkeypatch.setenv("NTKDEPTH_DATA", str(tmp_path / "home"))
+    with pytest.raises(FileNotFoundError, match=r"no text8 file found; looked at .*home/text8/text8.zip.*"
+                       r"shared/text8/text8.zip.*`ntkdepth data fetch text8`"):
+        text8.default_text8_path()
+    (tmp_path / "shared" / "text8").mkdir(parents=True)
+    (tmp_path / "shared" / "text8" / "text8").write_bytes(b"one two three")
+    assert text8.default_text8_path() == tmp_path / "shared" / "text8" / "text8"  # the fallback
+    (tmp_path / "home" / "text8").mkdir(parents=True)
+    (tmp_path / "home" / "text8" / "text8").write_bytes(b"one two three")
+    assert text8.default_text8_path() == tmp_path / "home" / "text8" / "text8"  # the user's own first
 
 
 def test_checksum_of_a_file(tmp_path):

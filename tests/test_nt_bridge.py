@@ -132,3 +132,25 @@ def test_bridge_self_check_passes():
         [sys.executable, "-m", "ntkdepth.kernels.check_bridge"], check=True, capture_output=True, text=True
     )
     assert "bridge OK" in out.stdout
+
+
+def test_max_learning_rate_works_on_current_scipy(x64, rng):
+    # 2 (1 + momentum) * y_size / lambda_max: the largest step gradient descent on
+    # neural-tangents' loss 0.5 |f - y|^2 / y.size survives (its documented formula).
+    x = rng.normal(size=(7, 3))
+    k = np.asarray(relu_ntk(x, depth=3))
+    lam_max = np.linalg.eigvalsh(k)[-1]
+    lr = nt_bridge.predict.max_learning_rate(k)
+    np.testing.assert_allclose(lr, 2 * 7 / lam_max, rtol=1e-12)
+    lr = nt_bridge.predict.max_learning_rate(k, y_train_size=14, momentum=0.9)
+    np.testing.assert_allclose(lr, 2 * 1.9 * 14 / lam_max, rtol=1e-12)
+    # The same function through neural-tangents' private path as through the public one.
+    nt = nt_bridge.load()
+    assert nt._src.predict.max_learning_rate is nt.predict.max_learning_rate
+
+
+@pytest.mark.parametrize("depth", [np.int64(3), np.int32(3)])
+def test_stax_mlp_takes_numpy_integer_depths(depth, x64, rng):
+    x = rng.normal(size=(3, 4))
+    k = stax_mlp(depth, 8)[2](x, None, "ntk")
+    np.testing.assert_allclose(k, relu_ntk(x, depth=3), rtol=1e-10)

@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from datasets import mnist_test_dir, needs_mnist
 
 from ntkdepth.data import load_mnist, sample_on_sphere
 from ntkdepth.experiments import get
@@ -18,10 +19,8 @@ from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.metrics import one_hot
 from ntkdepth.theory import GradientFlowPredictor
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(
-    not (SHARED / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST test split in {SHARED}"
-)
+# The real test split where one is found (user data directory or ../shared/data).
+SHARED = mnist_test_dir()
 
 table2 = get("table2").module
 

@@ -1,5 +1,8 @@
 """Training loops, the width sweep's checkpoints and resumption, and memory refusal."""
 
+import re
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,8 +165,9 @@ def test_an_interrupted_sweep_resumes_and_gives_the_same_numbers(tmp_path, monke
     with pytest.raises(Interrupted):
         run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "cut",
                         checkpoint_interval_s=0, progress=False)
-    assert sorted(p.name for p in (tmp_path / "cut" / "runs").glob("*.npz")) == ["w8_s0.npz", "w8_s1.npz"]
-    assert (tmp_path / "cut" / "checkpoints" / "w16_s0").exists()
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cut" / "runs").glob("*.npz")) == [
+        "w8_s0", "w8_s1"]
+    assert list((tmp_path / "cut" / "checkpoints").glob("w16_s0-*"))
 
     calls.clear()
     resumed = run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "cut",
@@ -175,7 +179,7 @@ def test_an_interrupted_sweep_resumes_and_gives_the_same_numbers(tmp_path, monke
         np.testing.assert_allclose(resumed[key].loss, full[key].loss, rtol=1e-6)
         for k, v in full[key].stats.items():
             np.testing.assert_allclose(resumed[key].stats[k], v, rtol=1e-5, atol=1e-7)
-    assert not (tmp_path / "cut" / "checkpoints" / "w16_s0").exists()
+    assert not list((tmp_path / "cut" / "checkpoints").glob("w16_s0-*"))
 
 
 def test_sweep_records_zero_drift_at_step_zero_and_growing_drift_after(tmp_path):
@@ -202,3 +206,171 @@ def test_memory_estimate_counts_parameters():
     est = estimate_memory(3, [4, 5], 2, batch_size=1, n_eval=1)
     assert est.n_params == (3 * 4 + 4) + (4 * 5 + 5) + (5 * 2 + 2)
     assert sweep_module.available_memory() > 2**20
+
+
+def _trained(calls):
+    """Records the widths that train (one entry per run started)."""
+    original = Trainer.init_state
+
+    def recording(self, key, params=None):
+        calls.append(self.fm.params["layers"][1]["kernel"].shape[0])
+        return original(self, key, params)
+
+    return recording
+
+
+def test_a_sweep_with_other_settings_in_the_same_workdir_trains_afresh(tmp_path, monkeypatch):
+    import dataclasses
+
+    make_model, data, spec, ev = _tiny_sweep_setup()
+    first = run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path, progress=False)[(8, 0)]
+    for change in (dict(learning_rate=0.05), dict(steps=15), dict(center_output=False),
+                   dict(record_steps=(3, 9))):
+        other = dataclasses.replace(spec, **change)
+        fresh = run_width_sweep(make_model, data, other, ev, [8], [0], tmp_path / f"fresh{change}",
+                                progress=False)[(8, 0)]
+        again = run_width_sweep(make_model, data, other, ev, [8], [0], tmp_path, progress=False)[(8, 0)]
+        np.testing.assert_array_equal(again.loss, fresh.loss)
+        assert again.loss.shape != first.loss.shape or not np.array_equal(again.loss, first.loss), change
+    # Other networks, data or evaluation inputs are other runs too.
+    wide_std = lambda w, s: MLP(12, [w, w], 12, tokens=True, input_scale=12**0.5, W_std=1.0, rngs=s)
+    other_pairs = PairData.create(np.asarray(data.pairs)[::-1], n_eval=64)
+    for args in [(wide_std, data, spec, ev), (make_model, other_pairs, spec, ev),
+                 (make_model, data, spec, ev[:4])]:
+        again = run_width_sweep(*args, [8], [0], tmp_path, progress=False)[(8, 0)]
+        fresh = run_width_sweep(*args, [8], [0], tmp_path / "fresh", progress=False)[(8, 0)]
+        shutil.rmtree(tmp_path / "fresh")
+        np.testing.assert_array_equal(again.loss, fresh.loss)
+        assert again.outputs.shape != first.outputs.shape or not np.array_equal(again.outputs,
+                                                                                first.outputs)
+    # The first settings still find their run, and a new width trains only that width.
+    calls = []
+    monkeypatch.setattr(Trainer, "init_state", _trained(calls))
+    both = run_width_sweep(make_model, data, spec, ev, [8, 16], [0], tmp_path, progress=False)
+    assert calls == [16]
+    np.testing.assert_array_equal(both[(8, 0)].loss, first.loss)
+
+
+def test_checkpoint_every_sweeps_resume_after_an_interruption(tmp_path, monkeypatch):
+    make_model, data, spec, ev = _tiny_sweep_setup()
+    spec = TrainSpec(steps=12, learning_rate=0.2, batch_size=16, record_steps=(6,), center_output=True)
+    full = run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path / "full", checkpoint_every=4,
+                           checkpoint_interval_s=0, progress=False)[(8, 0)]
+    original = Trainer.run_until
+
+    def interrupting(self, state, stop):
+        if stop == 8:  # after the checkpoint at step 4 (not a recorded step)
+            raise Interrupted
+        return original(self, state, stop)
+
+    for _ in range(2):  # interrupted at the same place twice: resumes from step 4 each time
+        monkeypatch.setattr(Trainer, "run_until", interrupting)
+        with pytest.raises(Interrupted):
+            run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path / "cut", checkpoint_every=4,
+                            checkpoint_interval_s=0, progress=False)
+    monkeypatch.setattr(Trainer, "run_until", original)
+    resumed = run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path / "cut", checkpoint_every=4,
+                              checkpoint_interval_s=0, progress=False)[(8, 0)]
+    np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-6)
+    np.testing.assert_allclose(resumed.outputs, full.outputs, rtol=1e-5, atol=1e-7)
+
+
+def test_damaged_runs_and_checkpoints_are_named_with_the_remedy(tmp_path, monkeypatch):
+    from ntkdepth.storage import DamagedFileError
+
+    make_model, data, spec, ev = _tiny_sweep_setup()
+    first = run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path, progress=False)
+    (path,) = (tmp_path / "runs").glob("w8_s0-*.npz")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DamagedFileError, match=rf"{path}.*delete it and run again"):
+        run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path, progress=False)
+    path.unlink()
+    np.testing.assert_array_equal(
+        run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path, progress=False)[(8, 0)].loss,
+        first[(8, 0)].loss)
+    # A run file under another run's name (copied by hand) is refused, not reused.
+    shutil.copy(path, path.with_name(path.name.replace("w8_s0", "w8_s1").replace(
+        path.stem.split("-")[1], "0" * 16)))
+    np.save(tmp_path / "x.npy", 0)
+    key16 = run_width_sweep.__globals__["run_key"]
+    this = sweep_module.run_settings(
+        sweep_module.sweep_settings(data, spec, ev), make_model, 8, 1)
+    target, _ = sweep_module.run_paths(tmp_path, 8, 1, key16(this))
+    shutil.copy(path, target)
+    with pytest.raises(DamagedFileError, match="holds the run of settings"):
+        run_width_sweep(make_model, data, spec, ev, [8], [1], tmp_path, progress=False)
+
+    # A damaged checkpoint: its folder is named, with what deleting it costs.
+    original = Trainer.run_until
+
+    def interrupting(self, state, stop):
+        if stop == 9:
+            raise Interrupted
+        return original(self, state, stop)
+
+    monkeypatch.setattr(Trainer, "run_until", interrupting)
+    with pytest.raises(Interrupted):
+        run_width_sweep(make_model, data, spec, ev, [16], [0], tmp_path, checkpoint_interval_s=0,
+                        progress=False)
+    monkeypatch.setattr(Trainer, "run_until", original)
+    (ckpt,) = (tmp_path / "checkpoints").glob("w16_s0-*")
+    damaged = 0
+    for f in sorted(ckpt.rglob("*")):
+        if f.is_file() and f.parent.name == "d":  # the arrays' data
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+            damaged += 1
+    assert damaged
+    with pytest.raises(DamagedFileError, match=rf"{ckpt}.*delete the folder"):
+        run_width_sweep(make_model, data, spec, ev, [16], [0], tmp_path, progress=False)
+
+
+def test_diverging_training_stops_with_width_seed_step_and_loss(tmp_path):
+    from ntkdepth.training import TrainingDiverged
+
+    make_model, data, spec, ev = _tiny_sweep_setup()
+    # At this learning rate the loss goes from 0.5 to about 1e19 and back to 13 (dead units):
+    # finite all along, and reported as data without the check.
+    bad = TrainSpec(steps=12, learning_rate=30.0, batch_size=16, record_steps=(3, 6, 9),
+                    center_output=True)
+    with pytest.raises(TrainingDiverged, match=r"width 8, seed 1: training diverged: the batch loss "
+                       r"reached .* at step \d+, .* times its initial 0.5 .*Lower the learning rate") as info:
+        run_width_sweep(make_model, data, bad, ev, [8], [1], tmp_path, progress=False)
+    assert 1 <= info.value.step <= 3 and np.isfinite(info.value.loss) and info.value.loss > 1000 * 0.5
+    assert not list((tmp_path / "runs").glob("*.npz")), "a diverged run was stored"
+    # The bound is the user's: with the check off the same run "succeeds".
+    loose = TrainSpec(**{**bad.__dict__, "divergence_factor": None})
+    run = run_width_sweep(make_model, data, loose, ev, [8], [1], tmp_path, progress=False)[(8, 1)]
+    assert np.isfinite(run.loss).all() and run.loss.max() > 1000 * run.loss[0] and run.loss[-1] > 10
+    for factor in (0.5, float("nan")):
+        with pytest.raises(ValueError, match="divergence_factor"):
+            TrainSpec(steps=3, learning_rate=0.1, divergence_factor=factor)
+    # Non-finite losses stop training with the check off too.
+    inf = TrainSpec(**{**loose.__dict__, "learning_rate": 1e4})
+    with pytest.raises(TrainingDiverged, match="the batch loss is (inf|nan) at step"):
+        run_width_sweep(make_model, data, inf, ev, [8], [1], tmp_path, progress=False)
+
+
+def test_non_finite_targets_are_a_data_error_before_training(rng):
+    from ntkdepth.training import NonFiniteDataError
+
+    x = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
+    y = np.asarray(rng.normal(size=(6, 2)), np.float32)
+    y[4, 1] = np.nan
+    fm = functional(MLP(3, [5], 2, rngs=0))
+    with pytest.raises(NonFiniteDataError, match=r"'y' holds 1 NaN or inf .*\[4, 1\].*whatever the learning rate"):
+        Trainer(fm, FullBatchData(x, jnp.asarray(y)), TrainSpec(steps=3, learning_rate=0.1), x)
+
+
+def test_the_command_reports_diverged_training_as_an_error(tmp_path, capsys):
+    from ntkdepth.cli import main
+
+    small = ["--set", "widths=[16]", "--set", "seeds=1", "--set", "n_train=4", "--set", "n_test=2",
+             "--set", "time=8.0", "--set", "dt=2.0", "--set", "n_records=2"]
+    out = tmp_path / "wvk"
+    assert main(["run", "width-vs-kernel", "--preset", "smoke", "--out", str(out), *small]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"error: width 16, seed 0: training diverged: the batch loss reached [\d.e+]+ at "
+                     r"step \d, [\d.e+]+ times its initial [\d.]+ \(divergence_factor = 1000\)\. "
+                     r"Lower the learning rate \(now 8\), or raise divergence_factor", err), err
+    assert "Traceback" not in err
+    assert not (out / "results.json").exists() and not (out / "summary.md").exists()

@@ -12,10 +12,12 @@ The files are the official IDX files (LeCun et al.), gzipped or not::
     t10k-images-idx3-ubyte[.gz]   t10k-labels-idx1-ubyte[.gz]    the "test" split (10,000)
 
 A folder holding only one split works for that split. The folder is found
-by :func:`mnist_dir`: an explicit path, else ``$NTKDEPTH_DATA/mnist``, else
-``../shared/data/mnist`` next to the repository. :func:`fetch_mnist` (or
-``python -m ntkdepth.data.mnist DIR``) downloads the official ``.gz`` files
-and checks their MD5 checksums.
+by :func:`mnist_dir`: an explicit path, else the ``mnist/`` folder of the
+user data directory (``$NTKDEPTH_DATA``, else a per-user cache; see
+:mod:`ntkdepth.data.files`) or, failing that, of the read-only fallback
+``../shared/data``. :func:`fetch_mnist` (``ntkdepth data fetch mnist``)
+downloads the official ``.gz`` files into the user data directory and checks
+their MD5 checksums.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ import math
 import os
 import struct
 import sys
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +34,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ntkdepth.data.files import DATA_ENV, data_roots, md5sum
+from ntkdepth.data.files import (
+    DATA_ENV,
+    data_roots,
+    download,
+    md5sum,
+    new_dirs_removed_on_error,
+    user_data_dir,
+)
 
 __all__ = [
     "MNIST_FILES",
@@ -167,11 +174,16 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The MNIST folder: ``data_dir`` if given (not empty), else ``$NTKDEPTH_DATA/mnist``,
-    else ``../shared/data/mnist`` relative to the repository holding this package."""
+    """The MNIST folder: ``data_dir`` if given (not empty); else the first ``mnist/``
+    folder of :func:`ntkdepth.data.files.data_roots` that holds a split; else
+    ``mnist/`` in the user data directory (where ``ntkdepth data fetch mnist`` writes)."""
     if data_dir is not None and str(data_dir) != "":
         return Path(data_dir).expanduser()
-    return data_roots()[0] / "mnist"
+    for root in data_roots():
+        directory = root / "mnist"
+        if any(not _split_files(directory, s)[1] for s in SPLITS):
+            return directory
+    return user_data_dir() / "mnist"
 
 
 def _split_files(directory: Path, split: str) -> tuple[list[Path | None], list[str]]:
@@ -199,8 +211,8 @@ def available_splits(data_dir: str | os.PathLike | None = None) -> list[str]:
 
 def _how_to_fetch(directory: Path) -> str:
     return (
-        f"download the official files with `./uvrun python -m ntkdepth.data.mnist {directory}` "
-        f"(or ntkdepth.data.fetch_mnist), or point to a folder that has them with the experiment "
+        f"download the official files with `ntkdepth data fetch mnist` (into "
+        f"{user_data_dir() / 'mnist'}), or point to a folder that has them with the experiment "
         f"setting data_dir or the environment variable {DATA_ENV} (which names the folder above "
         "mnist/)"
     )
@@ -209,9 +221,12 @@ def _how_to_fetch(directory: Path) -> str:
 def _where(data_dir) -> str:
     if data_dir is not None and str(data_dir) != "":
         return "the given data_dir"
-    if os.environ.get(DATA_ENV):
-        return f"${DATA_ENV}/mnist"
-    return f"the default ../shared/data/mnist next to the repository (${DATA_ENV} is not set)"
+    user, *fallback = data_roots()
+    label = f"${DATA_ENV}/mnist" if os.environ.get(DATA_ENV) else f"the per-user cache; ${DATA_ENV} is not set"
+    where = f"{user / 'mnist'} ({label})"
+    if fallback:
+        where += " and the read-only fallback " + ", ".join(str(r / "mnist") for r in fallback)
+    return where
 
 
 def resolve_split(data_dir: str | os.PathLike | None = None, split: str = "auto") -> str:
@@ -316,51 +331,58 @@ def fetch_mnist(
     data_dir: str | os.PathLike | None = None,
     splits: Sequence[str] = SPLITS,
     *,
-    mirrors: Sequence[str] = MNIST_MIRRORS,
+    mirrors: Sequence[str] | None = None,
     timeout: float = 60.0,
+    progress: bool = True,
 ) -> list[Path]:
-    """Downloads the official ``.gz`` files of ``splits`` into the folder, checking their MD5.
+    """Downloads the official ``.gz`` files of ``splits``, checking their MD5.
 
-    Files already there with the right checksum are kept; others are
-    downloaded from the first mirror that serves them with the right checksum
-    (written to a temporary name, then moved into place). Returns the paths.
-    Raises ``OSError`` listing what each mirror answered when none succeeds.
+    Into ``data_dir`` if given, else ``mnist/`` in the user data directory
+    (``$NTKDEPTH_DATA``, else the per-user cache; never the read-only
+    fallback). Files already there with the right checksum are kept; others
+    are downloaded from the first mirror that serves them with the right
+    checksum (``mirrors``, default :data:`MNIST_MIRRORS`; see
+    :func:`ntkdepth.data.files.download`: a temporary file in
+    the folder, checked, then renamed). When a file cannot be fetched, the
+    files fetched by this call and the folders it created are removed again:
+    a failed fetch leaves the disk as it was. Returns the paths. Raises
+    ``OSError`` listing what each mirror answered when none succeeds.
     """
     for split in splits:
         _check_split_name(split)
-    directory = mnist_dir(data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for split in splits:
-        for stem in MNIST_FILES[split]:
-            name = f"{stem}.gz"
-            target = directory / name
-            if target.is_file() and md5sum(target) == MNIST_MD5[name]:
-                paths.append(target)
-                continue
-            failures = []
-            for mirror in mirrors:
-                url = mirror.rstrip("/") + "/" + name
-                tmp = target.with_name(name + ".part")
-                try:
-                    with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as fh:
-                        for block in iter(lambda: response.read(1 << 20), b""):
-                            fh.write(block)
-                except (urllib.error.URLError, OSError) as err:
-                    failures.append(f"{url}: {err}")
-                    tmp.unlink(missing_ok=True)
-                    continue
-                got = md5sum(tmp)
-                if got != MNIST_MD5[name]:
-                    failures.append(f"{url}: MD5 {got}, expected {MNIST_MD5[name]}")
-                    tmp.unlink(missing_ok=True)
-                    continue
-                tmp.replace(target)
-                break
-            else:
-                raise OSError(f"could not fetch {name}: " + "; ".join(failures))
-            print(f"fetched {target}", file=sys.stderr)
-            paths.append(target)
+    mirrors = MNIST_MIRRORS if mirrors is None else tuple(mirrors)
+    if not mirrors:
+        raise ValueError("no mirror to fetch MNIST from")
+    explicit = data_dir is not None and str(data_dir) != ""
+    directory = Path(data_dir).expanduser() if explicit else user_data_dir() / "mnist"
+    paths, fetched = [], []
+    with new_dirs_removed_on_error(directory):
+        try:
+            for split in splits:
+                for stem in MNIST_FILES[split]:
+                    name = f"{stem}.gz"
+                    target = directory / name
+                    if target.is_file() and md5sum(target) == MNIST_MD5[name]:
+                        paths.append(target)
+                        continue
+                    failures = []
+                    for mirror in mirrors:
+                        url = mirror.rstrip("/") + "/" + name
+                        try:
+                            download(url, target, MNIST_MD5[name], timeout=timeout, progress=progress)
+                        except OSError as err:
+                            failures.append(str(err))
+                            continue
+                        break
+                    else:
+                        raise OSError(f"could not fetch {name}: " + "; ".join(failures))
+                    print(f"fetched {target}", file=sys.stderr)
+                    fetched.append(target)
+                    paths.append(target)
+        except BaseException:
+            for path in fetched:
+                path.unlink(missing_ok=True)
+            raise
     return paths
 
 
@@ -452,24 +474,24 @@ def sample_on_sphere(
 
 
 def _main(argv: list[str] | None = None) -> int:
+    """``python -m ntkdepth.data.mnist [DIR]``: the same as ``ntkdepth data fetch mnist [--dir DIR]``."""
+    from ntkdepth.cli import main
+
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m ntkdepth.data.mnist",
-        description="Download the official MNIST files into a folder and check their MD5 checksums.",
+        description="Download the official MNIST files and check their MD5 checksums "
+        "(same as `ntkdepth data fetch mnist`).",
     )
     parser.add_argument("directory", nargs="?", default=None,
-                        help=f"target folder (default: ${DATA_ENV}/mnist or ../shared/data/mnist)")
+                        help="target folder (default: mnist/ in the user data directory)")
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     args = parser.parse_args(argv)
-    try:
-        paths = fetch_mnist(args.directory, args.splits)
-    except OSError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    for p in paths:
-        print(p)
-    return 0
+    forwarded = ["data", "fetch", "mnist", "--splits", *args.splits]
+    if args.directory:
+        forwarded += ["--dir", args.directory]
+    return main(forwarded)
 
 
 if __name__ == "__main__":
@@ -482,7 +504,8 @@ def mnist_dir_setting():
 
     return setting(
         "",
-        help="MNIST folder ('': $NTKDEPTH_DATA/mnist, else ../shared/data/mnist next to the repository)",
+        help="MNIST folder ('': mnist/ in $NTKDEPTH_DATA or the user cache, else ../shared/data/mnist;"
+        " `ntkdepth data fetch mnist` downloads it)",
     )
 
 

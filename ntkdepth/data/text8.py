@@ -2,7 +2,8 @@
 
 text8 is one line of lowercase words ``a``-``z`` separated by single spaces.
 :func:`load_text8` reads it as the plain file or as the official
-``text8.zip``; :func:`fetch_text8` downloads and checksums the zip.
+``text8.zip``; :func:`fetch_text8` (``ntkdepth data fetch text8``) downloads
+the zip into the user data directory and checks its MD5.
 :class:`Vocabulary` keeps the ``V`` most frequent words and
 :func:`skipgram_pairs` yields ``(center, context)`` token-id pairs within a
 window, the word2vec training set of Yang & Hu (2021) that the paper's Table 1
@@ -11,8 +12,6 @@ uses with one-hot inputs.
 
 from __future__ import annotations
 
-import shutil
-import urllib.request
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -20,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkdepth.data.files import data_roots, md5sum
+from ntkdepth.data.files import (
+    DATA_ENV,
+    data_roots,
+    download,
+    md5sum,
+    new_dirs_removed_on_error,
+    user_data_dir,
+)
 
 __all__ = [
     "TEXT8_URL",
@@ -40,11 +46,13 @@ _SAMPLE = Path("text8") / "text8-enwiki-sample"
 
 
 def default_text8_path() -> Path:
-    """Where a text8 file is looked for when none is named.
+    """The text8 file read when none is named.
 
-    ``$NTKDEPTH_DATA/text8/{text8.zip, text8, text8-enwiki-sample}`` if the
-    variable is set, else the same names under ``../shared/data`` next to the
-    repository.
+    The first of ``text8/text8.zip``, ``text8/text8``,
+    ``text8/text8-enwiki-sample``, ``text8.zip``, ``text8`` found in the user
+    data directory (``$NTKDEPTH_DATA``, else the per-user cache), then in the
+    read-only fallback ``../shared/data``. Raises ``FileNotFoundError`` listing
+    where it looked and naming ``ntkdepth data fetch text8``.
     """
     tried = []
     for root in data_roots():
@@ -55,26 +63,37 @@ def default_text8_path() -> Path:
                 return path
     raise FileNotFoundError(
         "no text8 file found; looked at " + ", ".join(tried)
-        + ". Set NTKDEPTH_DATA to a folder holding text8/text8.zip, or call "
-        "ntkdepth.data.text8.fetch_text8(folder) where a network is available."
+        + f". Download it with `ntkdepth data fetch text8` (into {user_data_dir() / 'text8'}), "
+        f"set {DATA_ENV} to a folder holding text8/text8.zip, or name a file with the "
+        "setting text8_path."
     )
 
 
-def fetch_text8(directory: str | Path, url: str = TEXT8_URL) -> Path:
-    """Downloads the official ``text8.zip`` into ``directory`` and checks its MD5."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def fetch_text8(
+    directory: str | Path | None = None,
+    url: str | None = None,
+    *,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Downloads the official ``text8.zip`` (31 MB) and checks its MD5; returns its path.
+
+    From ``url`` (default :data:`TEXT8_URL`) into ``directory`` if given,
+    else ``text8/`` in the user data directory.
+    A file already there with the right checksum is kept. The download goes to
+    a temporary file in that folder and is renamed into place once checked; on
+    failure nothing is left behind (not even the folders it created).
+    """
+    url = TEXT8_URL if url is None else url
+    directory = user_data_dir() / "text8" if directory is None or str(directory) == "" else Path(directory)
     target = directory / "text8.zip"
-    if target.exists() and md5sum(target) == TEXT8_MD5:
+    if target.is_file() and md5sum(target) == TEXT8_MD5:
         return target
-    partial = target.with_suffix(".zip.part")
-    with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
-        shutil.copyfileobj(response, out)
-    digest = md5sum(partial)
-    if digest != TEXT8_MD5:
-        partial.unlink()
-        raise OSError(f"{url} downloaded with MD5 {digest}, expected {TEXT8_MD5}: not the official file")
-    partial.replace(target)
+    with new_dirs_removed_on_error(directory):
+        try:
+            download(url, target, TEXT8_MD5, timeout=timeout, progress=progress)
+        except OSError as err:
+            raise OSError(f"could not fetch text8.zip: {err}") from None
     return target
 
 

@@ -34,9 +34,14 @@ MATH.md (section 4) and the paper (Remark 1).
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
+import numbers
 import sys
 import types
 from typing import Any
+
+import numpy as np
 
 __all__ = [
     "NeuralTangentsFeatureUnavailable",
@@ -113,11 +118,60 @@ def load() -> types.ModuleType:
             sys.modules[name] = _placeholder(name)
             installed.append(name)
     try:
-        return importlib.import_module("neural_tangents")
+        module = importlib.import_module("neural_tangents")
     except Exception:
         for name in installed:
             sys.modules.pop(name, None)
         raise
+    _patch_max_learning_rate()
+    return module
+
+
+def _eigvalsh_takes_eigvals() -> bool:
+    import scipy.linalg
+
+    return "eigvals" in inspect.signature(scipy.linalg.eigvalsh).parameters
+
+
+def _patch_max_learning_rate() -> None:
+    """Makes ``predict.max_learning_rate`` work on SciPy >= 1.14.
+
+    neural-tangents 0.6.5 asks ``scipy.linalg.eigvalsh`` for the largest
+    eigenvalue with the keyword ``eigvals=(n - 1, n - 1)``, which SciPy 1.14
+    removed in favour of ``subset_by_index=[n - 1, n - 1]``. Where SciPy no
+    longer accepts ``eigvals``, the function is replaced by one with the same
+    signature and result that uses ``subset_by_index``.
+    """
+    src = sys.modules.get("neural_tangents._src.predict")
+    if src is None or getattr(src.max_learning_rate, "__ntkdepth_patched__", False):
+        return
+    if _eigvalsh_takes_eigvals():
+        return
+    original = src.max_learning_rate
+    make_2d, on_cpu = src.utils.make_2d, src._is_on_cpu
+
+    def max_learning_rate(ntk_train_train, y_train_size=None, momentum=0.0, eps: float = 1e-12):
+        import jax.numpy as jnp
+        import scipy.linalg
+
+        # The largest step of gradient descent (with momentum) on the MSE that
+        # still converges: 2 (1 + momentum) / lambda_max of the loss's Hessian.
+        k = make_2d(ntk_train_train)
+        n = k.shape[0]
+        factor = n if y_train_size is None else y_train_size
+        if on_cpu(k):
+            lam_max = scipy.linalg.eigvalsh(np.asarray(k), subset_by_index=[n - 1, n - 1])[-1]
+        else:
+            lam_max = jnp.linalg.eigvalsh(k)[-1]
+        return 2 * (1 + momentum) * factor / (lam_max + eps)
+
+    max_learning_rate.__doc__ = original.__doc__
+    max_learning_rate.__wrapped__ = original
+    max_learning_rate.__ntkdepth_patched__ = True
+    src.max_learning_rate = max_learning_rate
+    public = sys.modules.get("neural_tangents.predict")
+    if public is not None:
+        public.max_learning_rate = max_learning_rate
 
 
 def __getattr__(name: str) -> Any:
@@ -145,15 +199,23 @@ def stax_mlp(
     the paper's, or ``"standard"``). With ``b_std == 0`` the layers have no
     bias parameters at all. ``kernel_fn`` is the infinite-width limit and
     agrees with :func:`ntkdepth.kernels.relu_kernel_trace`.
+
+    ``depth``, ``width`` and ``out_dim`` are integers >= 1 (Python or NumPy),
+    ``W_std`` a finite number > 0, ``b_std`` a finite number >= 0; anything
+    else is a ``ValueError`` naming the argument.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an integer >= 1; got {width!r}")
-    if not W_std > 0:
-        raise ValueError(f"W_std must be > 0; got {W_std}")
-    if not b_std >= 0:
-        raise ValueError(f"b_std must be >= 0; got {b_std}")
+    for name, value in (("depth", depth), ("width", width), ("out_dim", out_dim)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    depth, width, out_dim = int(depth), int(width), int(out_dim)
+    for name, value, low in (("W_std", W_std, "> 0"), ("b_std", b_std, ">= 0")):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a finite number {low}; got {value!r}") from None
+        if not math.isfinite(number) or (number <= 0 if name == "W_std" else number < 0):
+            raise ValueError(f"{name} must be a finite number {low}; got {value!r}")
+    W_std, b_std = float(W_std), float(b_std)
     if parameterization not in ("ntk", "standard"):
         raise ValueError(
             f"parameterization must be 'ntk' or 'standard'; got {parameterization!r}"

@@ -24,7 +24,11 @@ Its infinite-width limit is the analytic kernel of :mod:`ntkdepth.kernels`
 Token inputs (``vocab_size``): token ``c`` stands for the one-hot vector
 ``input_scale * e_c`` in ``R^V``, and the first layer reads column ``c`` of
 ``W^1`` (an embedding lookup), so no ``[batch, V]`` one-hot matrix is ever
-formed; the result equals the dense layer applied to that vector.
+formed; the result equals the dense layer applied to that vector. Ids must lie
+in ``[0, V)``: on concrete arrays an id outside is an error naming it; inside
+``jax.jit`` (or any trace) ids cannot be checked, and an id outside gives a
+row of NaN in every output and feature (never another token's row), so a
+traced caller that cannot guarantee its ids should check them beforehand.
 
 The model returns ``(f(x), a^{L-1}(x))``: the output and the last hidden layer
 from one forward pass, so features are read from the pass that trains.
@@ -32,7 +36,10 @@ from one forward pass, so features are read from the pass that trains.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 import jax
 import jax.numpy as jnp
@@ -83,8 +90,15 @@ class Dense(nnx.Module):
         return h
 
     def lookup(self, tokens: jax.Array, input_scale: float) -> jax.Array:
-        """The layer applied to ``input_scale * e_token`` for integer ``tokens`` ``[b]``."""
-        h = (self.multiplier * input_scale) * jnp.take(self.kernel[...], tokens, axis=0)
+        """The layer applied to ``input_scale * e_token`` for integer ``tokens`` ``[b]``.
+
+        An id outside ``[0, fan_in)`` (negative ones included) reads a row of NaN.
+        """
+        kernel = self.kernel[...]
+        vocab = kernel.shape[0]
+        safe = jnp.where(tokens < 0, vocab, tokens)  # no wrap-around to the last rows
+        rows = jnp.take(kernel, safe, axis=0, mode="fill", fill_value=jnp.nan)
+        h = (self.multiplier * input_scale) * rows
         if self.bias is not None:
             h = h + self.bias_multiplier * self.bias[...]
         return h
@@ -132,14 +146,17 @@ class MLP(nnx.Module):
         param_dtype=jnp.float32,
         precision=jax.lax.Precision.HIGHEST,
     ):
-        hidden = [int(w) for w in hidden]
+        hidden = list(hidden)
         if not hidden:
             raise ValueError("an MLP needs at least one hidden layer (hidden=[n_1, ...])")
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim), *(
             (f"hidden[{i}]", w) for i, w in enumerate(hidden)
         )):
-            if int(value) < 1:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be an integer width; got {value!r}")
+            if value < 1:
                 raise ValueError(f"{name} must be a positive width; got {value}")
+        hidden = [int(w) for w in hidden]
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(
                 f"unknown parameterization {parameterization!r}; choose one of {PARAMETERIZATIONS}"
@@ -201,6 +218,19 @@ class MLP(nnx.Module):
             x = jnp.asarray(x)
             if not jnp.issubdtype(x.dtype, jnp.integer):
                 raise ValueError(f"token inputs must be integer ids; got dtype {x.dtype}")
+            try:
+                ids = np.asarray(x)  # concrete ids can be checked; traced ones cannot
+            except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+                ids = None
+            if ids is not None and ids.size:
+                bad = (ids < 0) | (ids >= self.in_dim)
+                if bad.any():
+                    first = int(np.flatnonzero(bad.ravel())[0])
+                    raise ValueError(
+                        f"token id {int(ids.ravel()[first])} at position {first} is outside the "
+                        f"vocabulary [0, {self.in_dim}) ({int(bad.sum())} such ids); ids must index "
+                        "the vocabulary the MLP was built for (in_dim)"
+                    )
             return self.layers[0].lookup(x, self.input_scale)
         return self.layers[0](x, self.precision)
 

@@ -43,9 +43,23 @@ __all__ = [
     "feature_record",
     "Trainer",
     "record_steps_grid",
+    "NonFiniteDataError",
+    "TrainingDiverged",
 ]
 
 LOSSES = ("mse", "xent")
+
+
+class TrainingDiverged(FloatingPointError):
+    """A batch loss that became non-finite or rose far above the initial loss."""
+
+    def __init__(self, message: str, step: int, loss: float):
+        super().__init__(message)
+        self.step, self.loss = step, loss
+
+
+class NonFiniteDataError(FloatingPointError, ValueError):
+    """Training data holding NaN or inf: a fault of the data, not of the optimizer."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,9 @@ class TrainSpec:
     momentum: float = 0.0
     record_steps: tuple[int, ...] = ()
     center_output: bool = False
+    # Training stops with TrainingDiverged when a batch loss exceeds this many
+    # times the initial loss on the evaluation batch (None: only NaN and inf stop it).
+    divergence_factor: float | None = 1000.0
 
     def __post_init__(self):
         if self.steps < 1:
@@ -71,6 +88,9 @@ class TrainSpec:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
+        f = self.divergence_factor
+        if f is not None and not (f > 1):  # also refuses NaN
+            raise ValueError(f"divergence_factor must be above 1 (or None); got {f}")
         bad = [s for s in self.record_steps if not 0 <= s <= self.steps]
         if bad:
             raise ValueError(f"record_steps {bad} lie outside [0, steps={self.steps}]")
@@ -213,18 +233,22 @@ class Trainer:
             return loss(fm.apply(params, x)[0] - offset, y)
 
         def step(i, carry):
-            params, opt_state, key, table = carry
+            params, opt_state, key, table, bound, first_bad, bad_loss = carry
             key, sub = jax.random.split(key)
             x, y, rows = data.batch(sub, batch_size)
-            grads = jax.grad(objective)(params, x, y, table[rows] if center else 0.0)
+            value, grads = jax.value_and_grad(objective)(params, x, y, table[rows] if center else 0.0)
             updates, opt_state = opt.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, key, table
+            # The first step whose batch loss is not finite or exceeds the bound.
+            bad = (~jnp.isfinite(value) | (value > bound)) & (first_bad < 0)
+            first_bad = jnp.where(bad, i, first_bad)
+            bad_loss = jnp.where(bad, value.astype(bad_loss.dtype), bad_loss)
+            return (optax.apply_updates(params, updates), opt_state, key, table, bound, first_bad,
+                    bad_loss)
 
-        def advance(params, opt_state, key, table, n):
-            params, opt_state, key, _ = jax.lax.fori_loop(
-                0, n, step, (params, opt_state, key, table)
-            )
-            return params, opt_state, key
+        def advance(params, opt_state, key, table, bound, n):
+            carry = (params, opt_state, key, table, bound, jnp.int32(-1), jnp.float32(0))
+            params, opt_state, key, _, _, first_bad, bad_loss = jax.lax.fori_loop(0, n, step, carry)
+            return params, opt_state, key, first_bad, bad_loss
 
         def measure(params, table):
             f, a = fm.apply(params, self.eval_inputs)
@@ -240,6 +264,7 @@ class Trainer:
         self._measure = jax.jit(measure)
         self._offsets = jax.jit(offsets)
         self._record = jax.jit(feature_record)
+        _check_finite_data(data)
 
     def init_state(self, key: jax.Array, params=None) -> dict:
         """The state at step 0: the model's parameters, or ``params`` of the same structure."""
@@ -249,25 +274,50 @@ class Trainer:
             table = self._offsets(params)
         else:
             table = jnp.zeros((1, 1), jax.tree_util.tree_leaves(params)[0].dtype)
+        factor = self.spec.divergence_factor
+        loss0 = float(self._measure(params, table)[0]) if factor is not None else 0.0
         return {
             "params": params,
             "opt_state": self.optimizer.init(params),
             "key": key,
             "offsets": table,
             "step": 0,
+            # Batch losses above this bound stop training (TrainingDiverged).
+            "loss_bound": factor * loss0 if factor is not None and loss0 > 0 else np.inf,
+            "loss0": loss0,
         }
 
     def run_until(self, state: dict, stop: int) -> dict:
+        """``state`` advanced to step ``stop``.
+
+        Raises :class:`TrainingDiverged` if a batch loss on the way is NaN, inf, or
+        above ``state["loss_bound"]`` (``spec.divergence_factor`` times the initial loss).
+        """
         n = stop - state["step"]
         if n < 0:
             raise ValueError(f"cannot go back from step {state['step']} to {stop}")
         if n:
-            params, opt_state, key = self._advance(
-                state["params"], state["opt_state"], state["key"], state["offsets"],
+            bound = jnp.asarray(state.get("loss_bound", np.inf), jnp.float32)
+            params, opt_state, key, first_bad, bad_loss = self._advance(
+                state["params"], state["opt_state"], state["key"], state["offsets"], bound,
                 jnp.asarray(n, jnp.int32),
             )
+            if int(first_bad) >= 0:
+                self._diverged(state, state["step"] + int(first_bad) + 1, float(bad_loss))
             state = {**state, "params": params, "opt_state": opt_state, "key": key, "step": stop}
         return state
+
+    def _diverged(self, state: dict, step: int, loss: float):
+        spec = self.spec
+        lr = spec.learning_rate * self.lr_multiplier
+        what = (f"the batch loss is {loss} at step {step}" if not np.isfinite(loss) else
+                f"the batch loss reached {loss:.4g} at step {step}, "
+                f"{loss / state['loss0']:.3g} times its initial {state['loss0']:.4g} "
+                f"(divergence_factor = {spec.divergence_factor:g})")
+        raise TrainingDiverged(
+            f"training diverged: {what}. Lower the learning rate (now {lr:g}), or raise "
+            "divergence_factor (e.g. --set divergence_factor=1e6) if the loss is expected to spike "
+            "this far", step, loss)
 
     def measure(self, state: dict):
         """``(loss, outputs [n_eval, K], features [n_eval, width])`` at ``state``.
@@ -279,6 +329,23 @@ class Trainer:
 
     def drift(self, a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
         return self._record(a0, at)
+
+
+def _check_finite_data(data) -> None:
+    """Raises :class:`NonFiniteDataError` if floating-point inputs or targets hold NaN or inf."""
+    for name in getattr(type(data), "_fields", ()):
+        value = getattr(data, name)
+        if not np.issubdtype(getattr(value, "dtype", np.dtype(object)), np.floating):
+            continue
+        a = np.asarray(value)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            where = np.argwhere(bad)[0].tolist()
+            raise NonFiniteDataError(
+                f"the training data's {name!r} holds {int(bad.sum())} NaN or inf value(s) "
+                f"(first at index {where}): fix or drop those entries of the data; training on "
+                "them cannot give finite losses whatever the learning rate"
+            )
 
 
 def record_steps_grid(steps: int, n: int) -> tuple[int, ...]:

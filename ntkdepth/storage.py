@@ -1,0 +1,134 @@
+"""Files that hold results: settings hashes, atomic writes, and reads that name a damaged file.
+
+Everything ntkdepth keeps between runs (an experiment's stages, a sweep's
+finished runs, checkpoints) carries the hash of the settings that shaped it
+(:func:`settings_hash`) and is checked against it when read again. Files are
+written whole or not at all (:func:`atomic_write`: a temporary file in the
+same folder, then a rename), so an interrupted process leaves either the
+previous file or the new one. A file that cannot be read anyway (truncated by
+a full disk, damaged by a copy) raises :class:`DamagedFileError`, which names
+the file and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DamagedFileError",
+    "atomic_write",
+    "jsonable",
+    "load_npz",
+    "read_json",
+    "save_npz",
+    "settings_hash",
+]
+
+# Hooks called after each file a run writes; the fault-injection tests use them.
+_write_hooks: list[Callable[[Path], None]] = []
+
+
+class DamagedFileError(FileNotFoundError):
+    """A stored file that exists but cannot be read: reported like a missing one, with the remedy."""
+
+    def __init__(self, path: Path | str, detail: str, remedy: str = "delete it and run again"):
+        self.path = Path(path)
+        super().__init__(f"{self.path} is damaged or incomplete ({detail}); {remedy}")
+
+
+def jsonable(obj):
+    """``obj`` with NumPy values as plain Python; inf and NaN as the strings "inf", "-inf", "nan"."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if hasattr(obj, "__array__"):
+        return jsonable(np.asarray(obj))
+    if isinstance(obj, (float, np.floating)):
+        # JSON has no inf or NaN.
+        return float(obj) if np.isfinite(obj) else str(float(obj))
+    return obj
+
+
+def settings_hash(settings: Any, length: int = 16) -> str:
+    """A hex digest of ``settings`` (anything :func:`jsonable` takes), independent of key order."""
+    text = json.dumps(jsonable(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def array_digest(*arrays) -> str:
+    """A digest of the shapes, dtypes and bytes of ``arrays``."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data if a.size else b"")
+    return h.hexdigest()[:16]
+
+
+def _notify(path: Path) -> None:
+    for hook in list(_write_hooks):
+        hook(path)
+
+
+def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
+    """Calls ``write(tmp)`` on a temporary path beside ``path``, then renames it to ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _notify(path)
+    return path
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def save_npz(path: Path | str, arrays: dict[str, Any]) -> Path:
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    return atomic_write(path, write)
+
+
+def load_npz(path: Path | str, remedy: str = "delete it and run again") -> dict[str, np.ndarray]:
+    """All arrays of the ``.npz`` file ``path``; :class:`DamagedFileError` if it cannot be read."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+        raise DamagedFileError(path, f"{type(err).__name__}: {err}", remedy) from None
+
+
+def read_json(path: Path | str, remedy: str = "delete it and run again"):
+    """The JSON value in ``path``; :class:`DamagedFileError` if it is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedFileError(path, f"not valid JSON: {err}", remedy) from None

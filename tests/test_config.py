@@ -1,0 +1,108 @@
+"""Settings: every bad value is refused up front, naming the key and where it came from."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from ntkdepth.cli import main
+from ntkdepth.config import ConfigError, from_mapping, load_preset, setting
+
+
+@dataclass(frozen=True)
+class Toy:
+    rate: float = setting(0.5, help="a rate", min=0.0)
+    depth: int = setting(3, help="a depth", min=1)
+    widths: list[int] = setting([8, 16], help="widths", min=1, distinct="exponents are fitted over them")
+    extras: list[int] = setting([1], help="may be empty", min_len=0)
+    names: list[str] = setting(["a"], help="names", choices=["a", "b"])
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_refused_naming_the_key(value):
+    with pytest.raises(ConfigError, match=r"rate: expected a finite number, got (nan|inf|-inf)"):
+        from_mapping(Toy, {"rate": value})
+
+
+def test_empty_lists_are_refused_unless_the_field_allows_them():
+    with pytest.raises(ConfigError, match=r"widths: the list is empty; give at least 1 value"):
+        from_mapping(Toy, {"widths": []})
+    with pytest.raises(ConfigError, match=r"names: the list is empty"):
+        from_mapping(Toy, {"names": []})
+    assert from_mapping(Toy, {"extras": []}).extras == []
+
+
+def test_repeated_values_are_refused_with_the_declared_reason():
+    with pytest.raises(
+        ConfigError,
+        match=r"widths: 64 appears more than once in \[64, 64\]; the values must be distinct "
+        r"\(exponents are fitted over them\)",
+    ):
+        from_mapping(Toy, {"widths": [64, 64]})
+    assert from_mapping(Toy, {"widths": [64]}).widths == [64]
+
+
+def test_integers_stay_integers():
+    with pytest.raises(ConfigError, match=r"depth: expected an integer, got 2.7"):
+        from_mapping(Toy, {"depth": 2.7})
+    with pytest.raises(ConfigError, match=r"widths\[1\]: expected an integer, got 2.7"):
+        from_mapping(Toy, {"widths": [8, 2.7]})
+
+
+def test_an_error_in_an_override_names_the_command_line_not_the_file(tmp_path):
+    preset = tmp_path / "cpu.toml"
+    preset.write_text("rate = 0.1\n")
+    with pytest.raises(ConfigError) as info:
+        load_preset(Toy, preset, {"rate": float("nan")})
+    message = str(info.value)
+    assert message.startswith("--set rate=nan: rate: expected a finite number"), message
+    assert str(preset) not in message
+    with pytest.raises(ConfigError, match=r"^--set widht=3: unknown key\(s\) \['widht'\]"):
+        load_preset(Toy, preset, {"widht": 3})
+    # An error in the file itself names the file.
+    preset.write_text("rate = -1.0\n")
+    with pytest.raises(ConfigError, match=rf"^{preset}: rate: -1.0 is below the minimum 0.0"):
+        load_preset(Toy, preset, {"depth": 4})
+    preset.write_text("rate = [\n")
+    with pytest.raises(ConfigError, match=rf"^{preset}: not valid TOML"):
+        load_preset(Toy, preset)
+
+
+@pytest.mark.parametrize(
+    "setting_,message",
+    [
+        ("learning_rate=nan", "--set learning_rate=nan: learning_rate: expected a finite number, got nan"),
+        ("W_std=inf", "--set W_std=inf: W_std: expected a finite number, got inf"),
+        ("widths=[]", "--set widths=[]: widths: the list is empty"),
+        ("parameterizations=[]", "parameterizations: the list is empty"),
+        ("widths=[64, 64]", "widths: 64 appears more than once in [64, 64]; the values must be distinct"),
+        ("steps=2.7", "--set steps=2.7: steps: expected an integer, got 2.7"),
+    ],
+)
+def test_table1_settings_from_the_command_line(setting_, message, capsys, tmp_path):
+    assert main(["run", "table1", "--preset", "smoke", "--set", setting_, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "smoke.toml" not in err.split(":")[1], err  # the file is not blamed
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+@pytest.mark.parametrize("name", ["width-vs-kernel", "drift-theory"])
+def test_every_width_sweep_refuses_a_repeated_width(name, capsys, tmp_path):
+    assert main(["run", name, "--preset", "smoke", "--set", "widths=[64, 64]", "--out", str(tmp_path)]) == 2
+    assert "widths: 64 appears more than once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name,key",
+    [("fig2", "correlations"), ("fig6", "ns"), ("fig6", "times"), ("prop7", "dims"), ("table2", "depths")],
+)
+def test_empty_lists_fail_validation_in_every_experiment(name, key, capsys, tmp_path):
+    assert main(["run", name, "--preset", "smoke", "--set", f"{key}=[]", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key}: the list is empty" in err or f"{key}" in err and "empty" in err, err
+
+
+def test_table2_may_train_no_networks():
+    from ntkdepth.experiments import get
+
+    assert get("table2").config("smoke", {"widths": []}).widths == []
