@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_predictor.py                # n = 2000 and 4000 (a few minutes on 2 cores)
     python benchmarks/bench_predictor.py --n 2000 3000  # other sizes
     python benchmarks/bench_predictor.py --quick        # seconds: tiny sizes, checks the numbers
+    python benchmarks/bench_predictor.py --only ntk     # the empirical NTK part alone
     python benchmarks/bench_predictor.py --out bench.json
 
 1. **Predictions** (float64, ``jax.enable_x64``): the mean predictor of the
@@ -181,13 +182,15 @@ def main(argv=None):
     parser.add_argument("--ntk-n", type=int, nargs="+", default=[64, 256], help="empirical NTK sizes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a check in seconds")
+    parser.add_argument("--only", choices=["predict", "ntk"], help="run one of the two parts")
     parser.add_argument("--out", help="write the numbers as JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.m, args.ntk_n, args.repeats = [200], 50, [16, 32], 1
     rng = np.random.default_rng(0)
-    predict = [bench_predict(n, args.m, args.repeats, rng) for n in args.n]
-    empirical = bench_empirical(args.ntk_n, old_max=min(args.ntk_n), repeats=args.repeats, rng=rng)
+    predict = [] if args.only == "ntk" else [bench_predict(n, args.m, args.repeats, rng) for n in args.n]
+    empirical = [] if args.only == "predict" else bench_empirical(
+        args.ntk_n, old_max=min(args.ntk_n), repeats=args.repeats, rng=rng)
 
     print(f"\nPredictions: depth-3 NTK on S^783, K = 10, m = {args.m} test points, {len(TIMES)} times, "
           "float64 (ratios: other / ntkdepth)")

@@ -17,7 +17,7 @@ Two ways to compute the empirical NTK:
 Kernels are averaged over the ``k`` outputs (the trace of the ``[k, k]`` block
 divided by ``k``, as neural-tangents' ``trace_axes=(-1,)``); for a network
 whose ``k`` outputs share their hidden layers this is the scalar kernel whose
-limit is ``Theta^L`` (MATH.md, section 2).
+limit is ``Theta^L`` (docs/kernels.md#finite-width).
 """
 
 from __future__ import annotations
@@ -42,14 +42,15 @@ __all__ = [
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
-def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int = 16, memory_bytes: int = 1 << 30) -> Callable:
+def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int | None = None, memory_bytes: int = 1 << 30) -> Callable:
     """Returns ``ntk(params, x1, x2=None) -> [n1, n2]`` for any network.
 
     ``apply_fn(params, x)`` maps ``[n, ...]`` inputs to ``[n, k]`` outputs, each
     row depending on its own input only. Each input's Jacobian
     ``J(x) = d f(x) / d params`` (``[k, P]``, flattened over the parameter
     leaves) comes from ``vmap(jacrev)`` of the one-input function, ``block_size``
-    inputs per compiled call, and the kernel is the matrix product
+    inputs per compiled call (default: as many as fill a quarter of
+    ``memory_bytes``, all of them for small problems), and the kernel is the matrix product
     ``J(x1) J(x2)^T / k`` (BLAS), averaged over the ``k`` outputs.
 
     Every Jacobian is computed once when those of ``x1`` and ``x2`` fit in
@@ -57,19 +58,19 @@ def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int = 16, memory_bytes: int 
     and the Jacobians of ``x2`` are computed again, ``block_size`` at a time, for
     each panel: memory stays within ``memory_bytes`` plus one block.
     """
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1; got {block_size}")
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size must be >= 1 or None; got {block_size}")
     if memory_bytes < 1:
         raise ValueError(f"memory_bytes must be >= 1; got {memory_bytes}")
     try:
         hash(apply_fn)
     except TypeError:
-        return _build_ntk_fn(apply_fn, int(block_size), int(memory_bytes))
+        return _build_ntk_fn(apply_fn, block_size, int(memory_bytes))
     # The same function, block size and budget reuse the compiled Jacobians.
-    return _cached_ntk_fn(apply_fn, int(block_size), int(memory_bytes))
+    return _cached_ntk_fn(apply_fn, block_size, int(memory_bytes))
 
 
-def _build_ntk_fn(apply_fn: ApplyFn, block_size: int, memory_bytes: int) -> Callable:
+def _build_ntk_fn(apply_fn: ApplyFn, block_size: int | None, memory_bytes: int) -> Callable:
     def one(params, x):
         return apply_fn(params, x[None])[0]  # [k]
 
@@ -84,7 +85,7 @@ def _build_ntk_fn(apply_fn: ApplyFn, block_size: int, memory_bytes: int) -> Call
     def product(j1, j2, k):
         return jnp.matmul(j1, j2.T, precision="highest") / k
 
-    def blocked(params, x):
+    def blocked(params, x, block_size):
         n = x.shape[0]
         pad = (-n) % block_size if n > block_size else 0
         xp = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) if pad else x
@@ -101,15 +102,16 @@ def _build_ntk_fn(apply_fn: ApplyFn, block_size: int, memory_bytes: int) -> Call
         n_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
         row_bytes = k * n_params * jnp.dtype(out.dtype).itemsize
         n1, n2 = x1.shape[0], x2.shape[0]
+        block = block_size or int(max(1, min(max(n1, n2), memory_bytes // 4 // row_bytes)))
         if (n1 + (0 if same else n2)) * row_bytes <= memory_bytes:
-            j1 = blocked(params, x1)
-            j2 = j1 if same else blocked(params, x2)
+            j1 = blocked(params, x1, block)
+            j2 = j1 if same else blocked(params, x2, block)
             return product(j1, j2, k)
-        panel = max(block_size, (memory_bytes // 2 // row_bytes) // block_size * block_size)
+        panel = max(block, (memory_bytes // 2 // row_bytes) // block * block)
         rows = []
         for i in range(0, n1, panel):
-            j1 = blocked(params, x1[i:i + panel])
-            cols = [product(j1, blocked(params, x2[j:j + block_size]), k) for j in range(0, n2, block_size)]
+            j1 = blocked(params, x1[i:i + panel], block)
+            cols = [product(j1, blocked(params, x2[j:j + block], block), k) for j in range(0, n2, block)]
             rows.append(jnp.concatenate(cols, axis=1))
         return jnp.concatenate(rows, axis=0)
 
@@ -130,7 +132,7 @@ def _model_output(graphdef) -> ApplyFn:
     return output
 
 
-def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: int = 16,
+def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: int | None = None,
                   memory_bytes: int = 1 << 30):
     """``[n1, n2]`` empirical NTK (:func:`empirical_ntk_fn`).
 
@@ -250,7 +252,7 @@ def feature_kernel(model, x1: jax.Array, x2: jax.Array | None = None) -> jax.Arr
 
     At NTK parameterization its infinite-width limit is
     ``E[phi(u) phi(v)]`` with ``(u, v) ~ N(0, Sigma^{L-1})``, i.e. ``Sigma^L / W_std^2``
-    without bias (MATH.md, section 2).
+    without bias (docs/kernels.md#the-recursion).
     """
     fm = _as_functional(model)
     a1 = fm.apply(fm.params, x1)[1]
