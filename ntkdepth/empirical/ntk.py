@@ -85,13 +85,18 @@ def _build_ntk_fn(apply_fn: ApplyFn, block_size: int | None, memory_bytes: int) 
     def product(j1, j2, k):
         return jnp.matmul(j1, j2.T, precision="highest") / k
 
-    def blocked(params, x, block_size):
+    def parts(params, x, block_size):
+        """The Jacobians of ``x`` in blocks of equal size (the last one padded)."""
         n = x.shape[0]
-        pad = (-n) % block_size if n > block_size else 0
+        count = -(-n // block_size)
+        size = -(-n // count)  # balanced blocks: at most count - 1 padded rows
+        pad = count * size - n
         xp = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) if pad else x
-        size = min(block_size, n)
-        parts = [jacobians(params, xp[i:i + size]) for i in range(0, xp.shape[0], size)]
-        return jnp.concatenate(parts, axis=0)[:n] if len(parts) > 1 or pad else parts[0]
+        return [jacobians(params, xp[i:i + size]) for i in range(0, xp.shape[0], size)]
+
+    def blocked(params, x, block_size):
+        got = parts(params, x, block_size)
+        return jnp.concatenate(got, axis=0)[:x.shape[0]] if len(got) > 1 else got[0][:x.shape[0]]
 
     def call(params, x1, x2=None):
         x1 = jnp.asarray(x1)
@@ -104,9 +109,10 @@ def _build_ntk_fn(apply_fn: ApplyFn, block_size: int | None, memory_bytes: int) 
         n1, n2 = x1.shape[0], x2.shape[0]
         block = block_size or int(max(1, min(max(n1, n2), memory_bytes // 4 // row_bytes)))
         if (n1 + (0 if same else n2)) * row_bytes <= memory_bytes:
-            j1 = blocked(params, x1, block)
-            j2 = j1 if same else blocked(params, x2, block)
-            return product(j1, j2, k)
+            j1 = parts(params, x1, block)
+            j2 = j1 if same else parts(params, x2, block)
+            full = jnp.block([[product(a, b, k) for b in j2] for a in j1])
+            return full[:n1, :n2]
         panel = max(block, (memory_bytes // 2 // row_bytes) // block * block)
         rows = []
         for i in range(0, n1, panel):
