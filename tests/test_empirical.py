@@ -137,6 +137,7 @@ def test_empirical_ntk_equals_finite_differences_and_its_panels(x64, rng):
     j1, j2 = fd_jacobian(x1), fd_jacobian(x2)
     want = np.einsum("ikp,jkp->ij", j1, j2) / 2
     np.testing.assert_allclose(empirical_ntk(_tiny_net, params, x1, x2, block_size=3), want, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(empirical_ntk(_tiny_net, params, x1, x2), want, rtol=1e-8, atol=1e-9)  # one program
     np.testing.assert_allclose(empirical_ntk(_tiny_net, params, x1, block_size=4),
                                np.einsum("ikp,jkp->ij", j1, j1) / 2, rtol=1e-8, atol=1e-9)
     # Jacobians beyond memory_bytes: panels of x1 against recomputed blocks of x2, same numbers.

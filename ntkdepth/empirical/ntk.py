@@ -49,8 +49,9 @@ def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int | None = None, memory_by
     row depending on its own input only. Each input's Jacobian
     ``J(x) = d f(x) / d params`` (``[k, P]``, flattened over the parameter
     leaves) comes from ``vmap(jacrev)`` of the one-input function, ``block_size``
-    inputs per compiled call (default: as many as fill a quarter of
-    ``memory_bytes``, all of them for small problems), and the kernel is the matrix product
+    inputs per compiled call (default: all of them in one compiled program when
+    their Jacobians fit in ``memory_bytes``, else as many as fill a quarter of it),
+    and the kernel is the matrix product
     ``J(x1) J(x2)^T / k`` (BLAS), averaged over the ``k`` outputs.
 
     Every Jacobian is computed once when those of ``x1`` and ``x2`` fit in
@@ -82,6 +83,15 @@ def _build_ntk_fn(apply_fn: ApplyFn, block_size: int | None, memory_bytes: int) 
         return jnp.concatenate([leaf.reshape(xb.shape[0], -1) for leaf in leaves], axis=1)
 
     @jax.jit
+    def fused_same(params, x):
+        j = jacobians(params, x)
+        return jnp.matmul(j, j.T, precision="highest")
+
+    @jax.jit
+    def fused_pair(params, x1, x2):
+        return jnp.matmul(jacobians(params, x1), jacobians(params, x2).T, precision="highest")
+
+    @jax.jit
     def product(j1, j2, k):
         return jnp.matmul(j1, j2.T, precision="highest") / k
 
@@ -107,8 +117,12 @@ def _build_ntk_fn(apply_fn: ApplyFn, block_size: int | None, memory_bytes: int) 
         n_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
         row_bytes = k * n_params * jnp.dtype(out.dtype).itemsize
         n1, n2 = x1.shape[0], x2.shape[0]
+        fits = (n1 + (0 if same else n2)) * row_bytes <= memory_bytes
+        if block_size is None and fits:
+            # Everything in one compiled program, as a plain vmap(jacrev) kernel would.
+            return (fused_same(params, x1) if same else fused_pair(params, x1, x2)) / k
         block = block_size or int(max(1, min(max(n1, n2), memory_bytes // 4 // row_bytes)))
-        if (n1 + (0 if same else n2)) * row_bytes <= memory_bytes:
+        if fits:
             j1 = parts(params, x1, block)
             j2 = j1 if same else parts(params, x2, block)
             full = jnp.block([[product(a, b, k) for b in j2] for a in j1])
