@@ -19,6 +19,7 @@ import numpy as np
 from ntkdepth.config import setting
 from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
+from ntkdepth.stats import power_law_fits, standard_error
 
 NAME = "drift-theory"
 DESCRIPTION = "last-hidden-layer drift of trained networks against its infinite-width prediction, depths 3-5"
@@ -114,15 +115,16 @@ def run(config: Config, out: RunDir) -> dict:
                     ratio_test[(depth, w)].append(np.sqrt(meas2[-1, N:].sum() / d2[-1, N:].sum()))
                 curves[(depth, w, s)] = (np.sqrt(meas2[:, :N].mean(1)), np.sqrt(d2[:, :N].mean(1)))
 
-    fits = _fits(config, ratio)
+    fits = power_law_fits(config.widths, {
+        d: [abs(1 - np.mean(ratio[(d, w)])) for w in config.widths] for d in config.depths})
     rows = []
     for (depth, w), v in ratio.items():
         vt = ratio_test[(depth, w)]
-        rows.append([depth, w, np.mean(v), _se(v), np.mean(vt) if vt else "", _se(vt) if vt else ""])
+        rows.append([depth, w, np.mean(v), standard_error(v), np.mean(vt) if vt else "", standard_error(vt) if vt else ""])
     out.write_csv("drift_ratio.csv", ["depth", "width", "ratio_train", "se_train", "ratio_test", "se_test"], rows)
     out.write_json("results.json", {
         "ratio_measured_over_predicted": {
-            str(d): {str(w): {"train": float(np.mean(ratio[(d, w)])), "se": _se(ratio[(d, w)]),
+            str(d): {str(w): {"train": float(np.mean(ratio[(d, w)])), "se": standard_error(ratio[(d, w)]),
                               "test": float(np.mean(ratio_test[(d, w)])) if ratio_test[(d, w)] else None}
                      for w in config.widths} for d in config.depths},
         "gap_exponents": fits,
@@ -134,26 +136,6 @@ def run(config: Config, out: RunDir) -> dict:
     head = {f"ratio at n = {wl}, L = {d}": round(float(np.mean(ratio[(d, wl)])), 4) for d in config.depths}
     head.update({f"gap exponent L = {d}": round(f["exponent"], 3) for d, f in fits.items()})
     return head
-
-
-def _se(v) -> float:
-    v = np.asarray(v, float)
-    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-
-
-def _fits(config, ratio) -> dict:
-    from ntkdepth.empirical import fit_power_law
-
-    fits = {}
-    if len(config.widths) < 2:
-        return fits
-    for d in config.depths:
-        gap = np.array([abs(1 - np.mean(ratio[(d, w)])) for w in config.widths])
-        if np.all(gap > 0):
-            f = fit_power_law(config.widths, gap)
-            fits[d] = {"exponent": f.exponent, "prefactor": f.prefactor,
-                       "stderr": f.stderr if np.isfinite(f.stderr) else None}
-    return fits
 
 
 def _plot(out, config, ratio, ratio_test, fits, curves, seeds, times):
@@ -169,7 +151,7 @@ def _plot(out, config, ratio, ratio_test, fits, curves, seeds, times):
     ax = axes[0]
     for i, d in enumerate(config.depths):
         m = np.array([np.mean(ratio[(d, x)]) for x in config.widths])
-        se = np.array([_se(ratio[(d, x)]) for x in config.widths])
+        se = np.array([standard_error(ratio[(d, x)]) for x in config.widths])
         ax.errorbar(w * (1 + 0.03 * i), m, yerr=se, fmt="o-", capsize=3, color=f"C{i}",
                     label=f"L = {d} (training inputs)")
         if config.n_test:
@@ -229,7 +211,7 @@ def _summary(config, ratio, ratio_test, fits):
     for d in config.depths:
         f = fits.get(d)
         lines.append(f"| {d} | " + " | ".join(
-            f"{np.mean(ratio[(d, w)]):.4f} ± {_se(ratio[(d, w)]):.4f}" for w in config.widths)
+            f"{np.mean(ratio[(d, w)]):.4f} ± {standard_error(ratio[(d, w)]):.4f}" for w in config.widths)
             + f" | {'' if f is None else format(f['exponent'], '+.2f')} |")
     lines += ["", "## Finding", ""]
     for d in config.depths:

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from ntkdepth.config import setting
+from ntkdepth.grids import log_grid
 from ntkdepth.kernels import correlation_trace
 from ntkdepth.runs import RunDir
 from ntkdepth.theory.depth import (
@@ -79,7 +80,7 @@ class Config:
 
 
 def _sample_layers(depth: int, samples: int) -> np.ndarray:
-    grid = np.round(np.logspace(0, math.log10(depth), samples)).astype(np.int64)
+    grid = log_grid(depth, samples)
     decades = [10**k for k in range(int(math.log10(depth)) + 1)]
     # depth - 1 and depth: Definition 7's ratio |e_{L+1}| / |e_L| at the deepest layer.
     return np.unique(np.concatenate([grid, decades, [depth - 1, depth]]))

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from ntkdepth.config import setting
-from ntkdepth.data import canonical_projection, sample_cube, sample_sphere
+from ntkdepth.data import load_points
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.plotting import PairGroup, depth_panels, pair_values
 from ntkdepth.runs import RunDir
@@ -52,11 +52,7 @@ def _pairs(n: int):
 
 
 def run(config: Config, out: RunDir) -> dict:
-    rng = np.random.default_rng(config.seed)
-    if config.distribution == "sphere":
-        points = sample_sphere(rng, config.n + 1, config.dim)
-    else:
-        points = canonical_projection(sample_cube(rng, config.n + 1, config.dim))
+    points = load_points(config.distribution, config.n + 1, config.seed, dim=config.dim).x
     inside, with_star = _pairs(config.n)
 
     def compute():
@@ -152,10 +148,16 @@ def _plot(out, config, layers, groups, quantities):
     labels = {"inside": r"pairs $(x_i, x_j)$ in $X$", "with_x_star": r"pairs $(x_i, x^*)$"}
     styles = {"inside": "-", "with_x_star": "--"}
     limits = {"rho": 1.0, "sigmadot": config.W_std**2 / 2, "thetabar": 0.25}
+    panels = dict(quantities)
+    if config.b_std == 0:
+        # The approach to the limit 1/4, visible over decades only on a log axis.
+        panels["residual"] = (np.abs(quantities["thetabar"][0] - 0.25), r"$|\bar\Theta^{\ell} - 1/4|$")
     fig = depth_panels(
-        layers, quantities,
+        layers, panels,
         [PairGroup(g, pairs, labels[g], colors[g], styles[g]) for g, pairs in groups.items()],
-        max_curves=config.max_curves, limits=limits if config.b_std == 0 else None,
+        max_curves=config.max_curves, limits=limits if config.b_std == 0 else None, log_y=("residual",),
+        legend_loc={"rho": "lower right", "sigmadot": "lower right", "thetabar": "lower right",
+                    "residual": "lower left"},
         title=f"Figure 4: {config.n} points on $S^{{{config.dim - 1}}}$ ({config.distribution}) "
         f"and $x^*$, ReLU, $\\sigma_w^2={config.W_std**2:g}$, $\\sigma_b={config.b_std:g}$",
     )

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ntkdepth.config import setting
-from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
-from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
+from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
+from ntkdepth.data import load_points
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.plotting import PairGroup, depth_panels, pair_values
 from ntkdepth.runs import RunDir
@@ -49,11 +48,9 @@ def _pairs(n: int):
 
 
 def run(config: Config, out: RunDir) -> dict:
-    directory = mnist_dir(config.data_dir)
-    split = resolve_split(config.data_dir, config.split)
-    images, labels = load_mnist(config.data_dir, split)
     # The last image drawn is x*: held out of the data, distinct from every image in it.
-    sample = sample_on_sphere(config.seed, images, labels, config.n + 1)
+    sample = load_points("mnist", config.n + 1, config.seed, data_dir=config.data_dir, split=config.split)
+    directory, split = sample.source.directory, sample.source.split
     inside, with_star = _pairs(config.n)
 
     def compute():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting
-from ntkdepth.data import sample_sphere
+from ntkdepth.data import load_points
 from ntkdepth.grids import log_grid
 from ntkdepth.runs import RunDir
 from ntkdepth.theory import depth_scan
@@ -40,7 +40,7 @@ def run(config: Config, out: RunDir) -> dict:
     rng = np.random.default_rng(config.seed)
     scans = {}
     for n in config.ns:
-        x = sample_sphere(rng, n, config.dim)
+        x = load_points("sphere", n, rng, dim=config.dim).x
 
         def compute(x=x):
             s = depth_scan(x, x[:1], depths, config.times)

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ntkdepth.config import setting
-from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
-from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
+from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
+from ntkdepth.data import load_points, point_source
 from ntkdepth.grids import log_grid
 from ntkdepth.runs import RunDir
 from ntkdepth.theory import depth_scan
@@ -44,21 +43,16 @@ class Config:
 
 
 def run(config: Config, out: RunDir) -> dict:
-    directory = mnist_dir(config.data_dir)
-    split = resolve_split(config.data_dir, config.split)
-    images, labels = load_mnist(config.data_dir, split)
-    if max(config.ns) + config.n_test > len(images):
-        raise ValueError(
-            f"n = {max(config.ns)} plus n_test = {config.n_test} exceeds the {len(images)} images of the "
-            f"{split} split"
-        )
+    source = point_source("mnist", data_dir=config.data_dir, split=config.split,
+                          need=max(config.ns) + config.n_test)
+    directory, split = source.directory, source.split
     depths = log_grid(config.max_depth, config.n_depths)
     scans = {}
     for n in config.ns:
         def compute(n=n):
-            sample = sample_on_sphere(np.random.default_rng([config.seed, n]), images, labels,
-                                      n + config.n_test)
-            s = depth_scan(sample.x[:n], sample.x[n:], depths, config.times)
+            sample = load_points("mnist", n, [config.seed, n], held_out=config.n_test,
+                                 data_dir=directory, split=split)
+            s = depth_scan(sample.x, sample.held_out, depths, config.times)
             return {"lambda_min": s.lambda_min, "projection_norm": s.projection_norm,
                     "projection_norm_inf": s.projection_norm_inf, "gap": s.gap,
                     "indices": sample.indices}
@@ -79,7 +73,7 @@ def run(config: Config, out: RunDir) -> dict:
     )
     limit = {t: (1 - np.exp(-0.75 * t)) / 0.75 for t in config.times}
     results = {
-        "data_dir": str(directory), "split": split, "dim": int(np.prod(images.shape[1:])),
+        "data_dir": str(directory), "split": split, "dim": source.dim,
         "depths": depths,
         "limit_norm": {f"{t:g}": v for t, v in limit.items()} | {"inf": 4 / 3},
         "per_n": {

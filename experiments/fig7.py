@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from ntkdepth.config import setting
-from ntkdepth.data import sample_sphere
+from ntkdepth.data import load_points
 from ntkdepth.grids import log_grid
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.runs import RunDir
@@ -47,7 +47,7 @@ def run(config: Config, out: RunDir) -> dict:
     jobs = [(n, s) for n in config.ns for s in range(config.seeds)]
     for n, s in tqdm(jobs, desc="fig7 datasets", unit="set"):
         def compute(n=n, s=s):
-            x = sample_sphere(np.random.default_rng([config.seed, s, n]), n, config.dim)
+            x = load_points("sphere", n, [config.seed, s, n], dim=config.dim).x
             with jax.enable_x64(True):
                 tb = relu_kernel_trace(
                     x, depth=config.max_depth, layers=depths, get=("ntk_normalized",)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ntkdepth.config import setting
-from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
-from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
+from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
+from ntkdepth.data import load_points, point_source
 from ntkdepth.grids import log_grid
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.runs import RunDir
@@ -42,10 +41,8 @@ class Config:
 def run(config: Config, out: RunDir) -> dict:
     from tqdm import tqdm
 
-    directory = mnist_dir(config.data_dir)
-    split = resolve_split(config.data_dir, config.split)
-    images, labels = load_mnist(config.data_dir, split)
-    dim = int(np.prod(images.shape[1:]))
+    source = point_source("mnist", data_dir=config.data_dir, split=config.split, need=max(config.ns))
+    directory, split, dim = source.directory, source.split, source.dim
     if config.n_depths:
         depths = log_grid(config.max_depth, config.n_depths)
     else:
@@ -54,7 +51,7 @@ def run(config: Config, out: RunDir) -> dict:
     jobs = [(n, s) for n in config.ns for s in range(config.seeds)]
     for n, s in tqdm(jobs, desc="fig7-mnist draws", unit="set"):
         def compute(n=n, s=s):
-            sample = sample_on_sphere(np.random.default_rng([config.seed, s, n]), images, labels, n)
+            sample = load_points("mnist", n, [config.seed, s, n], data_dir=directory, split=split)
             gram = sample.x @ sample.x.T
             with jax.enable_x64(True):
                 tb = relu_kernel_trace(

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting
-from ntkdepth.data import sample_sphere
+from ntkdepth.data import load_points, min_pairwise_angle
 from ntkdepth.grids import log_grid
 from ntkdepth.runs import RunDir
+from ntkdepth.stats import fit_power_law
 from ntkdepth.theory import (
     decay_onset_depth,
     depth_scan,
     goldilocks_range,
-    min_pairwise_angle,
     near_points,
 )
 
@@ -64,7 +64,7 @@ def run(config: Config, out: RunDir) -> dict:
         for s in tqdm(range(config.seeds), desc=f"fig8 n={n}", unit="set", leave=False):
             def compute(n=n, s=s):
                 rng = np.random.default_rng([config.seed, s, n])
-                x = sample_sphere(rng, n, config.dim)
+                x = load_points("sphere", n, rng, dim=config.dim).x
                 delta = min_pairwise_angle(x, strict=True)
                 bound = float(decay_onset_depth(np.cos(delta)).onset)
                 test_angle = config.test_angle * delta
@@ -95,16 +95,17 @@ def run(config: Config, out: RunDir) -> dict:
     # The separation's scaling with n: delta_n ~ c n^(-2/(d-1)).
     ns = np.array(config.ns, dtype=np.float64)
     deltas = np.array([per_n[n]["delta"] for n in config.ns])
-    slope, intercept = np.polyfit(np.log(ns), np.log(deltas), 1) if len(ns) > 1 else (np.nan, np.nan)
+    law = fit_power_law(ns, deltas) if len(ns) > 1 else None
+    slope = law.exponent if law else np.nan
     results = {
         "per_n": {str(n): v for n, v in per_n.items()},
         "delta_scaling": {"fitted_exponent": slope, "theory_exponent": -2 / (config.dim - 1),
-                          "fitted_constant": float(np.exp(intercept))},
+                          "fitted_constant": law.prefactor if law else np.nan},
         "bound_times_delta": {str(n): per_n[n]["depth_bound"] * per_n[n]["delta"] for n in config.ns},
         "thresholds": {"min_lambda": config.min_lambda, "min_gap": config.min_gap},
     }
     out.write_json("results.json", results)
-    _plot(out, config, per_n, slope, intercept)
+    _plot(out, config, per_n, law)
     out.write_summary(_summary(config, per_n, slope))
     n = config.ns[-1]
     return {
@@ -115,7 +116,7 @@ def run(config: Config, out: RunDir) -> dict:
     }
 
 
-def _plot(out, config, per_n, slope, intercept):
+def _plot(out, config, per_n, law):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,9 +143,9 @@ def _plot(out, config, per_n, slope, intercept):
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     ax = axes[1]
     ax.plot(ns, get("delta"), "o", color="k", label=r"measured $\delta_n$ (mean over datasets)")
-    if np.isfinite(slope):
-        ax.plot(ns, np.exp(intercept) * ns**slope, "-", color="grey",
-                label=rf"fit $\propto n^{{{slope:.3f}}}$ (theory $n^{{{-2 / (config.dim - 1):.3f}}}$)")
+    if law is not None:
+        ax.plot(ns, law(ns), "-", color="grey",
+                label=rf"fit $\propto n^{{{law.exponent:.3f}}}$ (theory $n^{{{-2 / (config.dim - 1):.3f}}}$)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("dataset size $n$")

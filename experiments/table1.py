@@ -27,6 +27,7 @@ import numpy as np
 from ntkdepth.config import setting
 from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
+from ntkdepth.stats import mean_sd, power_law_fits
 
 NAME = "table1"
 DESCRIPTION = "last-hidden-layer drift against width on text8 (NTK and muP), with fitted exponents"
@@ -37,6 +38,14 @@ MEASURES = {
     "per_neuron_max": "per-neuron |a_T,i(x) - a_0,i(x)| (max over i)",
     "relative": "relative |a_T(x) - a_0(x)|_2 / |a_0(x)|_2",
     "inner_product": "inner products |<a_T(x),a_T(x')>/n - <a_0(x),a_0(x')>/n|",
+}
+# Y-axis labels of the scaling figure.
+SHORT_LABELS = {
+    "aggregate": "aggregate drift",
+    "per_neuron_mean": "mean per-neuron drift",
+    "per_neuron_max": "max per-neuron drift",
+    "relative": "relative drift",
+    "inner_product": "inner-product change",
 }
 EXPECTED = {"ntk": {"aggregate": 0.0, "per_neuron_mean": -0.5, "relative": -0.5}}
 
@@ -213,29 +222,23 @@ def _collect(config, sweeps, seeds) -> dict:
                 per["inner_product"].append(np.abs(g[-1] - g[0])[off])
             for m, vals in per.items():
                 v = np.concatenate(vals).astype(np.float64)
-                stats[par][m][w] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1))}
+                mean, sd = mean_sd(v)
+                stats[par][m][w] = {"mean": mean, "sd": sd}
     return stats
 
 
 def _fits(config, stats) -> dict:
-    from ntkdepth.empirical import fit_power_law
-
-    fits = {}
+    """Power laws in the width, fitted over the widths ``>= fit_min_width`` (all when fewer than two)."""
     if len(config.widths) < 2:
-        return fits
+        return {}
     fitted = [x for x in config.widths if x >= config.fit_min_width]
     if len(fitted) < 2:
         fitted = list(config.widths)
+    fits = {}
     for par, by_measure in stats.items():
-        fits[par] = {}
-        for m, by_width in by_measure.items():
-            w = np.array(fitted, float)
-            y = np.array([by_width[x]["mean"] for x in fitted])
-            if np.all(y > 0):
-                fit = fit_power_law(w, y)
-                fits[par][m] = {"exponent": fit.exponent, "prefactor": fit.prefactor,
-                                "stderr": fit.stderr if np.isfinite(fit.stderr) else None,
-                                "widths": fitted}
+        series = {m: [by_width[x]["mean"] for x in fitted] for m, by_width in by_measure.items()}
+        fits[par] = {m: {**f, "widths": fitted}
+                     for m, f in power_law_fits(np.array(fitted, float), series).items()}
     return fits
 
 
@@ -295,7 +298,12 @@ def _plot_scaling(out, config, stats, fits, kernel):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(4.2 * len(MEASURES), 3.8))
+    ncols = 3
+    nrows = -(-len(MEASURES) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(MEASURES):]:
+        ax.set_visible(False)
     w = np.array(config.widths, float)
     colors = {"ntk": "C0", "mup": "C3", "standard": "C2"}
     for ax, (m, label) in zip(axes, MEASURES.items()):
@@ -313,6 +321,7 @@ def _plot_scaling(out, config, stats, fits, kernel):
         width_axis(ax, w)
         ax.set_yscale("log")
         ax.set_xlabel("width n")
+        ax.set_ylabel(SHORT_LABELS[m])
         ax.set_title(label, fontsize=9)
         ax.legend(fontsize=8)
     fig.suptitle("Last-hidden-layer drift after training against width (mean ± s.d.)")

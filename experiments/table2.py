@@ -55,9 +55,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from ntkdepth.config import setting
+from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
-from ntkdepth.data.mnist import mnist_dir_setting, mnist_split_setting
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.metrics import macro_f1, mse, one_hot, predicted_classes
 from ntkdepth.runs import RunDir

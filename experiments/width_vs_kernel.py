@@ -23,6 +23,7 @@ import numpy as np
 from ntkdepth.config import setting
 from ntkdepth.plotting import width_axis
 from ntkdepth.runs import RunDir
+from ntkdepth.stats import mean_sd, power_law_fits
 
 NAME = "width-vs-kernel"
 DESCRIPTION = "empirical NTK, features, outputs and drift of finite networks against the analytic kernel"
@@ -142,11 +143,11 @@ def run(config: Config, out: RunDir) -> dict:
                     b_std=config.b_std, f0_train=f0[:N])[0].mean())
             traj[(w, s)] = (ft[:, N, 0], pred[:, 0, 0])
         for k in ERRORS:
-            errors[k][w] = (float(np.mean(e[k])), float(np.std(e[k], ddof=1)) if len(e[k]) > 1 else 0.0)
-        drift[w] = (float(np.mean(d)), float(np.std(d, ddof=1)) if len(d) > 1 else 0.0)
+            errors[k][w] = mean_sd(e[k])
+        drift[w] = mean_sd(d)
         drift_pred[w] = (float(np.mean(dp)), float(np.mean(np.array(d) / np.array(dp))))
 
-    fits = _fits(config, errors)
+    fits = power_law_fits(config.widths, {k: [errors[k][w][0] for w in config.widths] for k in ERRORS})
     extrap = _extrapolate(config, drift)
     rows = [[w, *[errors[k][w][0] for k in ERRORS], drift[w][0], drift[w][1]] for w in config.widths]
     out.write_csv("width_vs_kernel.csv", ["width", *ERRORS, "drift_mean", "drift_sd"], rows)
@@ -166,21 +167,6 @@ def run(config: Config, out: RunDir) -> dict:
     head = {f"{k} exponent": round(v["exponent"], 3) for k, v in fits.items()}
     head["drift at n = inf (extrapolated)"] = round(extrap["intercept"], 4) if extrap else None
     return head
-
-
-def _fits(config, errors):
-    from ntkdepth.empirical import fit_power_law
-
-    if len(config.widths) < 2:
-        return {}
-    fits = {}
-    for k in ERRORS:
-        y = np.array([errors[k][w][0] for w in config.widths])
-        if np.all(y > 0):
-            f = fit_power_law(config.widths, y)
-            fits[k] = {"exponent": f.exponent, "prefactor": f.prefactor,
-                       "stderr": f.stderr if np.isfinite(f.stderr) else None}
-    return fits
 
 
 def _extrapolate(config, drift):

@@ -19,7 +19,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "setting", "from_mapping", "load_preset", "parse_overrides", "to_dict"]
+__all__ = [
+    "ConfigError", "setting", "from_mapping", "load_preset", "parse_overrides", "to_dict",
+    "mnist_dir_setting", "mnist_split_setting",
+]
 
 
 class ConfigError(ValueError):
@@ -225,3 +228,20 @@ def describe(schema: type) -> list[tuple[str, str, Any, str]]:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         rows.append((f.name, _type_name(hints[f.name]), default, f.metadata.get("help", "")))
     return rows
+
+
+def mnist_dir_setting():
+    """The ``data_dir`` setting of an experiment that reads MNIST (a fresh field per use)."""
+    return setting(
+        "",
+        help="MNIST folder ('': mnist/ in $NTKDEPTH_DATA or the user cache, else ../shared/data/mnist;"
+        " `ntkdepth data fetch mnist` downloads it)",
+    )
+
+
+def mnist_split_setting():
+    """The ``split`` setting of an experiment that reads MNIST (a fresh field per use)."""
+    return setting(
+        "auto", help="MNIST split to draw from ('auto': train if present, else test)",
+        choices=("auto", "train", "test"),
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairGroup", "depth_panels", "lambda_min_panels", "pair_values", "projection_norm_panels", "width_axis"]
+__all__ = ["PairGroup", "depth_axis", "depth_panels", "lambda_min_panels", "pair_values", "projection_norm_panels", "width_axis"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def depth_panels(
     limits: Mapping[str, float] | None = None,
     from_layer_two: Sequence[str] = ("sigmadot",),
     legend_loc: str | Mapping[str, str] = "lower right",
+    log_y: Sequence[str] = (),
 ):
     """One panel per quantity against depth (log axis), quantile bands and curves per group.
 
@@ -61,6 +62,7 @@ def depth_panels(
       from_layer_two: panels drawn from the second depth on (``Sigmadot^1`` is
         undefined: no nonlinearity precedes the first layer).
       legend_loc: where the legends go: one matplotlib location, or one per panel name.
+      log_y: panels drawn with a log-scaled y axis.
 
     Returns:
       The matplotlib figure (the caller saves and closes it).
@@ -84,7 +86,9 @@ def depth_panels(
                         ls=group.linestyle, label=group.label if c == 0 else None)
         if limits and name in limits:
             ax.axhline(limits[name], color="k", lw=1, ls=":", label=f"limit {limits[name]:g}")
-        ax.set_xscale("log")
+        depth_axis(ax, layers[start:])
+        if name in log_y:
+            ax.set_yscale("log")
         ax.set_xlabel(r"depth $\ell$")
         ax.set_title(panel_title)
         ax.grid(alpha=0.3, which="both")
@@ -94,6 +98,23 @@ def depth_panels(
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def depth_axis(ax, depths) -> None:
+    """A log-scaled x axis of depths labelled with plain numbers that never overlap.
+
+    Ticks at 1, 10, 100, ...; over less than two decades also at 2 and 5
+    times those. Minor ticks stay unlabelled.
+    """
+    import matplotlib.ticker
+
+    ax.set_xscale("log")
+    d = np.asarray(depths, dtype=np.float64)
+    span = np.log10(d.max() / d.min()) if d.size and d.min() > 0 else 0.0
+    subs = (1.0, 2.0, 5.0) if span < 2 else (1.0,)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def width_axis(ax, widths) -> None:
@@ -122,19 +143,24 @@ def projection_norm_panels(depths, scans: dict, times, limit: dict, panel_title,
     fig, axes = plt.subplots(1, len(scans), figsize=(5.2 * len(scans), 4.2), squeeze=False)
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(times) + 1))
     for ax, (n, s) in zip(axes[0], scans.items()):
-        for i, t in enumerate(times):
-            ax.plot(depths, s["projection_norm"][:, i], "o-", ms=3, color=colors[i], label=f"$t = {t:g}$")
-            ax.axhline(limit[t], color=colors[i], ls=":", lw=1)
+        # t = inf first, wide, dashed and with open markers: a large finite t that coincides
+        # with it stays visible on top.
         p_inf = np.where(np.isfinite(s["projection_norm_inf"]), s["projection_norm_inf"], np.nan)
-        ax.plot(depths, p_inf, "s-", ms=3, color=colors[-1], label=r"$t = \infty$ ($1/\lambda_{\min}$)")
-        ax.axhline(4 / 3, color=colors[-1], ls=":", lw=1, label="limit (dotted)")
-        ax.set_xscale("log")
+        inf_line = ax.plot(depths, p_inf, "s--", ms=7, mfc="none", lw=1.6, alpha=0.6, color="k",
+                           label=r"$t = \infty$ ($1/\lambda_{\min}$)", zorder=1)
+        inf_limit = ax.axhline(4 / 3, color="k", ls=":", lw=1, label="limit (dotted)")
+        for i, t in enumerate(times):
+            ax.plot(depths, s["projection_norm"][:, i], "o-", ms=3, color=colors[i], label=f"$t = {t:g}$",
+                    zorder=2)
+            ax.axhline(limit[t], color=colors[i], ls=":", lw=1)
+        depth_axis(ax, depths)
         ax.set_yscale("log")
         ax.set_xlabel(r"depth $L$")
         ax.set_ylabel(r"$\|P_t\|_2$ for $\bar\Theta^L$")
         ax.set_title(panel_title(n))
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        handles = [h for h in ax.get_legend_handles_labels()[0] if h not in (inf_line[0], inf_limit)]
+        ax.legend(handles=handles + [inf_line[0], inf_limit], fontsize=8)
     fig.suptitle(suptitle)
     fig.tight_layout()
     return fig

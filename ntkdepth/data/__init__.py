@@ -1,4 +1,5 @@
-"""Datasets and input geometry: points on the sphere, projections onto it, and MNIST."""
+"""Datasets and input geometry: points on the sphere, projections onto it, MNIST, and the
+angles and separation of a set of points."""
 
 from ntkdepth.data.mnist import (
     MnistNotFoundError,
@@ -13,6 +14,8 @@ from ntkdepth.data.mnist import (
     sample_on_sphere,
     verify_mnist,
 )
+from ntkdepth.data.points import DATASETS, Points, PointSource, load_points, point_source
+from ntkdepth.data.pairs import closest_pair, max_abs_cosine, min_pairwise_angle, pair_angles
 from ntkdepth.data.sphere import (
     canonical_projection,
     inverse_stereographic,
@@ -21,15 +24,24 @@ from ntkdepth.data.sphere import (
 )
 
 __all__ = [
+    "DATASETS",
+    "PointSource",
+    "Points",
+    "load_points",
+    "point_source",
     "MnistNotFoundError",
     "MnistSample",
     "available_splits",
     "canonical_projection",
+    "closest_pair",
     "fetch_mnist",
     "inverse_stereographic",
     "load_mnist",
     "mnist_dir",
+    "max_abs_cosine",
+    "min_pairwise_angle",
     "mnist_on_sphere",
+    "pair_angles",
     "read_idx",
     "resolve_split",
     "sample_cube",

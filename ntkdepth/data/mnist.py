@@ -42,6 +42,7 @@ from ntkdepth.data.files import (
     new_dirs_removed_on_error,
     user_data_dir,
 )
+from ntkdepth.data.pairs import closest_pair
 
 __all__ = [
     "MNIST_FILES",
@@ -452,8 +453,6 @@ def sample_on_sphere(
         among those drawn, or two drawn images closer than ``min_angle``
         (naming their dataset indices).
     """
-    from ntkdepth.theory.separation_bounds import closest_pair
-
     labels = np.asarray(labels)
     total = len(images)
     if labels.shape != (total,):
@@ -471,49 +470,3 @@ def sample_on_sphere(
             "with another seed"
         )
     return MnistSample(x=x, labels=labels[indices].astype(np.int64), indices=indices, min_angle=float(angle))
-
-
-def _main(argv: list[str] | None = None) -> int:
-    """``python -m ntkdepth.data.mnist [DIR]``: the same as ``ntkdepth data fetch mnist [--dir DIR]``."""
-    from ntkdepth.cli import main
-
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m ntkdepth.data.mnist",
-        description="Download the official MNIST files and check their MD5 checksums "
-        "(same as `ntkdepth data fetch mnist`).",
-    )
-    parser.add_argument("directory", nargs="?", default=None,
-                        help="target folder (default: mnist/ in the user data directory)")
-    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
-    args = parser.parse_args(argv)
-    forwarded = ["data", "fetch", "mnist", "--splits", *args.splits]
-    if args.directory:
-        forwarded += ["--dir", args.directory]
-    return main(forwarded)
-
-
-if __name__ == "__main__":
-    sys.exit(_main())
-
-
-def mnist_dir_setting():
-    """The ``data_dir`` setting of an experiment that reads MNIST (a fresh field per use)."""
-    from ntkdepth.config import setting
-
-    return setting(
-        "",
-        help="MNIST folder ('': mnist/ in $NTKDEPTH_DATA or the user cache, else ../shared/data/mnist;"
-        " `ntkdepth data fetch mnist` downloads it)",
-    )
-
-
-def mnist_split_setting():
-    """The ``split`` setting of an experiment that reads MNIST (a fresh field per use)."""
-    from ntkdepth.config import setting
-
-    return setting(
-        "auto", help="MNIST split to draw from ('auto': train if present, else test)",
-        choices=("auto", "train", "test"),
-    )

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ntkdepth.stats.fits import PowerLaw, fit_power_law
+
 __all__ = ["DriftStats", "PowerLaw", "drift_statistics", "fit_power_law", "inner_product_change"]
 
 
@@ -62,31 +64,3 @@ def inner_product_change(a0, at) -> np.ndarray:
     a0, at = _check(a0, at)
     n = a0.shape[-1]
     return at @ at.T / n - a0 @ a0.T / n
-
-
-class PowerLaw(NamedTuple):
-    """``y = prefactor * x**exponent``, fitted on log-log axes; ``stderr`` of the exponent."""
-
-    exponent: float
-    prefactor: float
-    stderr: float
-
-
-def fit_power_law(x, y) -> PowerLaw:
-    """Least-squares line through ``(log x, log y)``: the scaling exponent of ``y`` in ``x``."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
-        raise ValueError(f"need two 1-d arrays of the same length >= 2; got {x.shape}, {y.shape}")
-    if np.any(x <= 0) or np.any(y <= 0) or not np.all(np.isfinite(y)):
-        raise ValueError("a power law is fitted to positive, finite values only")
-    lx, ly = np.log(x), np.log(y)
-    A = np.stack([lx, np.ones_like(lx)], 1)
-    coef, *_ = np.linalg.lstsq(A, ly, rcond=None)
-    if x.size > 2:
-        resid = ly - A @ coef
-        s2 = resid @ resid / (x.size - 2)
-        stderr = float(np.sqrt(s2 / np.sum((lx - lx.mean()) ** 2)))
-    else:
-        stderr = float("nan")
-    return PowerLaw(float(coef[0]), float(np.exp(coef[1])), stderr)

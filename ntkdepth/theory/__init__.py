@@ -1,6 +1,6 @@
 """The paper's objects built on the kernels: normalized kernels, limits and rates,
 the gradient-flow predictor, the infinite-width drift of the hidden layers,
-separation of data, and the bounds of section 6."""
+and the bounds of section 6 (Theorem 3, Proposition 7)."""
 
 from ntkdepth.theory.depth import (
     DecayFit,
@@ -25,7 +25,7 @@ from ntkdepth.theory.drift import (
     per_unit_drift_statistics,
     residual_integral_map,
 )
-from ntkdepth.theory.goldilocks import (
+from ntkdepth.theory.theorem3 import (
     DepthScan,
     depth_scan,
     goldilocks_range,
@@ -39,11 +39,7 @@ from ntkdepth.theory.separation_bounds import (
     angle_cdf,
     angle_density,
     angle_quantile,
-    closest_pair,
-    max_abs_cosine,
-    min_pairwise_angle,
     monte_carlo_close_pair,
-    pair_angles,
     union_bound_close_pair,
     union_bound_near_colinear,
 )
@@ -80,11 +76,7 @@ __all__ = [
     "angle_cdf",
     "angle_density",
     "angle_quantile",
-    "closest_pair",
-    "max_abs_cosine",
-    "min_pairwise_angle",
     "monte_carlo_close_pair",
-    "pair_angles",
     "union_bound_close_pair",
     "union_bound_near_colinear",
 ]

@@ -83,6 +83,7 @@ from ntkdepth.kernels.relu import (
     correlation_map_derivative,
     correlation_trace,
 )
+from ntkdepth.stats.fits import fit_log_law, fit_power_law
 
 __all__ = [
     "LEMMA1_CONSTANT",
@@ -266,41 +267,6 @@ class DecayFit:
         return self.power_c * L ** (-self.power_p)
 
 
-def _fit_log_law(L: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """``min over (a, b) of sum (log y - log((a log L + b) / L))^2`` by Gauss-Newton."""
-    logL = np.log(L)
-    # Start: relative least squares, linear in (a, b).
-    A = np.stack([logL, np.ones_like(logL)], axis=1) / (L * y)[:, None]
-    params = np.linalg.lstsq(A, np.ones_like(y), rcond=None)[0]
-
-    def residual(p):
-        m = p[0] * logL + p[1]
-        return None if np.any(m <= 0) else np.log(y * L) - np.log(m)
-
-    r = residual(params)
-    if r is None:
-        params = np.array([0.0, float(np.exp(np.mean(np.log(y * L))))])
-        r = residual(params)
-    cost = float(r @ r)
-    for _ in range(50):
-        m = params[0] * logL + params[1]
-        J = -np.stack([logL / m, 1.0 / m], axis=1)
-        step = np.linalg.lstsq(J, -r, rcond=None)[0]
-        for _ in range(30):
-            trial = params + step
-            rt = residual(trial)
-            if rt is not None and float(rt @ rt) <= cost:
-                break
-            step = step / 2
-        else:
-            break
-        converged = cost - float(rt @ rt) <= 1e-15 * max(cost, 1e-300)
-        params, r, cost = trial, rt, float(rt @ rt)
-        if converged:
-            break
-    return float(params[0]), float(params[1])
-
-
 def fit_decay(layers, deviation, *, window: tuple[float, float] | None = None) -> DecayFit:
     """Fits ``|Thetabar^L - 1/4|`` against depth with ``(a log L + b)/L`` and with ``c L^-p``.
 
@@ -337,11 +303,10 @@ def fit_decay(layers, deviation, *, window: tuple[float, float] | None = None) -
     if np.any(~np.isfinite(ew)) or np.any(ew <= 0):
         raise ValueError("the deviation must be finite and nonzero inside the window")
 
-    a, b = _fit_log_law(Lw, ew)
+    a, b = fit_log_law(Lw, ew)
     rel_log = ((a * np.log(Lw) + b) / Lw) / ew - 1.0
-    P = np.stack([np.ones_like(Lw), np.log(Lw)], axis=1)
-    log_c, slope = np.linalg.lstsq(P, np.log(ew), rcond=None)[0]
-    c, p = float(np.exp(log_c)), float(-slope)
+    power = fit_power_law(Lw, ew)
+    c, p = power.prefactor, -power.exponent
     rel_pow = c * Lw ** (-p) / ew - 1.0
 
     def rms(r):
@@ -540,9 +505,8 @@ def fit_onset_law(one_minus_rho1, onset, *, max_one_minus_rho: float = 1e-2) -> 
             f"onset; need at least 3"
         )
     xm, ym = x[m], y[m]
-    P = np.stack([np.ones_like(xm), np.log(xm)], axis=1)
-    log_c, slope = np.linalg.lstsq(P, np.log(ym), rcond=None)[0]
-    C, q = float(np.exp(log_c)), float(-slope)
+    law = fit_power_law(xm, ym)
+    C, q = law.prefactor, -law.exponent
     rel = C * xm ** (-q) / ym - 1.0
     k = int(np.argmin(xm))
     theta = 2.0 * math.asin(math.sqrt(xm[k] / 2.0))
