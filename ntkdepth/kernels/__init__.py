@@ -24,6 +24,7 @@ from ntkdepth.kernels.relu import (
     relu_nngp,
     relu_ntk,
 )
+from ntkdepth.kernels.tiled import tiled_kernel
 
 __all__ = [
     "FLOAT32_MAX_DEPTH",
@@ -38,4 +39,5 @@ __all__ = [
     "relu_nngp",
     "relu_ntk",
     "stax_mlp",
+    "tiled_kernel",
 ]

@@ -1,0 +1,500 @@
+"""Kernels larger than memory: tile by tile, onto disk, over a device mesh and many hosts.
+
+:func:`tiled_kernel` computes one field of the ReLU kernels (``"ntk"``,
+``"nngp"``, ... as :func:`ntkdepth.kernels.relu_kernel_trace` offers them) for
+an ``[n1, n2]`` pair of input sets in square tiles of ``block_size x
+block_size`` entries. Every entry depends only on its own pair of inputs, so a
+tile is the in-memory kernel of a row block against a column block, and tiles
+are independent:
+
+- **Beyond memory.** The result goes into a host array or a ``.npy`` file
+  written tile by tile through short-lived memory maps, so the process holds
+  one tile (and the inputs) at a time, never the whole kernel.
+- **Resume.** With a ``.npy`` output, a small JSON record beside it
+  (``<file>.tiles.json``) lists the finished tiles. A tile is recorded only
+  after its data is flushed to the file, and the record is replaced
+  atomically, so a run killed at any point resumes from the tiles already
+  written. The record is keyed by every setting that shapes the kernel (a hash
+  of the inputs, depth, layers, ``W_std``, ``b_std``, field, dtype, tile
+  size): a resume with anything else is refused.
+- **Symmetry.** With ``x2=None`` only the tiles on and above the diagonal are
+  computed; each off-diagonal tile is also written transposed.
+- **A device mesh.** With ``mesh=`` the rows of each tile are split over all
+  devices of a :class:`jax.sharding.Mesh` (``NamedSharding`` over every mesh
+  axis, computed under ``jax.shard_map``): one GPU, eight GPUs, or the devices
+  of several processes after ``jax.distributed.initialize()``. Each process
+  writes the rows of its own devices into the one shared ``.npy``; process 0
+  creates the file and keeps the record, and the processes meet at
+  ``multihost_utils.sync_global_devices`` after every tile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from ntkdepth.kernels.relu import KERNEL_FIELDS, relu_kernel_trace
+from ntkdepth.kernels.validation import (
+    check_depth_and_layers,
+    check_finite,
+    check_hyperparameters,
+)
+
+__all__ = ["tiled_kernel", "RECORD_SUFFIX"]
+
+RECORD_SUFFIX = ".tiles.json"
+_FORMAT = "ntkdepth.tiled_kernel/1"
+
+
+# --------------------------------------------------------------------------
+# Inputs and settings.
+
+
+def _host_matrix(x, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a [n, n0] matrix of inputs; got shape {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {x.shape})")
+    return x
+
+
+def _compute_dtype(*arrays) -> np.dtype:
+    """The dtype the kernel functions compute in: float32 unless 64-bit JAX is on."""
+    dt = np.result_type(*(a.dtype for a in arrays))
+    if not np.issubdtype(dt, np.floating):
+        dt = np.dtype(jnp.result_type(float))
+    return np.dtype(jax.dtypes.canonicalize_dtype(dt))
+
+
+def _check_rows(x: np.ndarray, name: str, b_std) -> None:
+    check_finite(x, name)
+    if float(b_std) == 0.0:
+        zero = np.flatnonzero(~np.any(x != 0, axis=1))
+        if zero.size:
+            raise ValueError(
+                f"{name}[{zero[0]}] is the zero vector: with b_std == 0 its correlation "
+                f"with any other input is undefined ({zero.size} zero rows in {name})"
+            )
+
+
+def _digest(x: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(f"{x.shape}{x.dtype.str}".encode())
+    h.update(memoryview(np.ascontiguousarray(x)).cast("B"))
+    return h.hexdigest()
+
+
+def _field(get) -> str:
+    if isinstance(get, str):
+        name = get
+    else:
+        get = tuple(get)
+        if len(get) != 1:
+            raise ValueError(
+                f"get={get!r}: a tiled kernel holds one field; call once per field "
+                f"(one of {KERNEL_FIELDS})"
+            )
+        name = get[0]
+    if name not in KERNEL_FIELDS:
+        raise ValueError(f"get={name!r}: unknown field; choose one of {KERNEL_FIELDS}")
+    return name
+
+
+# --------------------------------------------------------------------------
+# The output: a host array, or a .npy file written through short-lived maps.
+
+
+class _ArraySink:
+    """Writes tiles into an in-memory ``[m, n1, n2]`` view of the output."""
+
+    def __init__(self, array: np.ndarray, m: int):
+        self.result = array
+        self.view = array.reshape((m,) + array.shape[-2:])
+
+    def write(self, r0: int, c0: int, data: np.ndarray) -> None:
+        self.view[:, r0:r0 + data.shape[1], c0:c0 + data.shape[2]] = data
+
+    def flush(self) -> None:
+        pass
+
+
+class _FileSink:
+    """Writes tiles into a ``.npy`` file, one memory map per layer and row band.
+
+    Each map is flushed (``msync``) and closed right after the write, so the
+    written pages leave this process's memory: its resident size stays near one
+    tile however large the file.
+    """
+
+    def __init__(self, path: str, offset: int, dtype: np.dtype, m: int, n1: int, n2: int):
+        self.path, self.offset, self.dtype = path, offset, dtype
+        self.m, self.n1, self.n2 = m, n1, n2
+
+    def write(self, r0: int, c0: int, data: np.ndarray) -> None:
+        rows = data.shape[1]
+        for k in range(self.m):
+            start = self.offset + (k * self.n1 + r0) * self.n2 * self.dtype.itemsize
+            band = np.memmap(self.path, dtype=self.dtype, mode="r+", offset=start,
+                             shape=(rows, self.n2))
+            band[:, c0:c0 + data.shape[2]] = data[k]
+            band.flush()
+            del band
+
+    def flush(self) -> None:
+        pass
+
+
+def _npy_layout(path: str) -> tuple[tuple, np.dtype, bool, int]:
+    """``(shape, dtype, fortran_order, data_offset)`` of a ``.npy`` file's header."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+        return shape, np.dtype(dtype), fortran, f.tell()
+
+
+def _remedy(path: str, record: str) -> str:
+    return f"delete {path} and {record} (or choose another output path) to start over"
+
+
+def _read_record(record: str, path: str) -> dict:
+    try:
+        with open(record) as f:
+            rec = json.load(f)
+        if rec.get("format") != _FORMAT or not isinstance(rec.get("settings"), dict):
+            raise ValueError(f"not a {_FORMAT} record")
+        rec["done"] = [tuple(int(v) for v in t) for t in rec["done"]]
+        if any(len(t) != 2 for t in rec["done"]):
+            raise ValueError("malformed tile list")
+        return rec
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"the tile record {record} is unreadable or corrupt ({e}); the tiles of {path} "
+            f"cannot be trusted: {_remedy(path, record)}"
+        ) from None
+
+
+def _write_record(record: str, settings: dict, done: list, complete: bool) -> None:
+    """Replaces the record atomically: a temporary file, fsync'ed, then renamed over it."""
+    tmp = f"{record}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump({"format": _FORMAT, "settings": settings, "complete": complete,
+                   "done": [list(t) for t in sorted(done)]}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, record)
+
+
+def _check_existing(path: str, record: str, settings: dict, shape: tuple, dtype: np.dtype):
+    """Validates what is on disk; returns the finished tiles (empty: create the file anew)."""
+    has_file, has_record = os.path.exists(path), os.path.exists(record)
+    if has_file and not has_record:
+        raise ValueError(
+            f"{path} exists but has no tile record {record}: it is not a resumable tiled "
+            f"kernel, and it will not be overwritten; delete it or choose another output path"
+        )
+    if not has_record:
+        return set()
+    rec = _read_record(record, path)
+    if rec["settings"] != settings:
+        diff = sorted(k for k in set(settings) | set(rec["settings"])
+                      if settings.get(k) != rec["settings"].get(k))
+        shown = ", ".join(f"{k}: {rec['settings'].get(k)!r} on disk, {settings.get(k)!r} now"
+                          for k in diff if k != "inputs_sha256")
+        if "inputs_sha256" in diff:
+            shown = "the inputs differ" + (f"; {shown}" if shown else "")
+        raise ValueError(
+            f"{path} holds a kernel computed with other settings ({shown}); resume with the "
+            f"same inputs and settings, or {_remedy(path, record)}"
+        )
+    if not has_file or not rec["done"]:
+        return set()  # nothing written yet: the file is (re)created
+    try:
+        fshape, fdtype, fortran, offset = _npy_layout(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable .npy file ({e}): {_remedy(path, record)}") from None
+    if tuple(fshape) != tuple(shape) or fdtype != dtype or fortran:
+        raise ValueError(
+            f"{path} holds a {fdtype} array of shape {tuple(fshape)}"
+            f"{' (Fortran order)' if fortran else ''}, not the {dtype} {tuple(shape)} its "
+            f"record {record} describes: {_remedy(path, record)}"
+        )
+    expected = offset + math.prod(shape) * dtype.itemsize
+    size = os.path.getsize(path)
+    if size != expected:
+        raise ValueError(
+            f"{path} is truncated or damaged: {size} bytes where its header implies "
+            f"{expected}: {_remedy(path, record)}"
+        )
+    return set(rec["done"])
+
+
+# --------------------------------------------------------------------------
+# Computing one tile.
+
+
+def _tile_fn(spec: dict):
+    """``(a [r, n0], b [c, n0]) -> [m, r, c]``: one field at the requested layers."""
+
+    def fn(a, b):
+        tr = relu_kernel_trace(a, b, depth=spec["depth"], W_std=spec["W_std"],
+                               b_std=spec["b_std"], layers=spec["layers"], get=(spec["field"],))
+        return getattr(tr, spec["field"])
+
+    return fn
+
+
+def _shard_map(f, mesh, in_specs, out_specs):
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                             check_vma=False)
+    from jax.experimental.shard_map import shard_map  # older jax
+
+    return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
+class _MeshTiles:
+    """Tiles whose rows are split over all devices of ``mesh``.
+
+    The row block ``[b, n0]`` is a global array sharded over every mesh axis
+    (``NamedSharding(mesh, P(axes))``), the column block is replicated, and
+    ``shard_map`` runs the kernel on each device's rows. Only the shards of
+    this process's devices are read back.
+    """
+
+    def __init__(self, spec: dict, mesh: Mesh, block: int, dtype):
+        self.mesh, self.dtype = mesh, dtype
+        axes = tuple(mesh.axis_names)
+        self.rows = NamedSharding(mesh, P(axes, None))
+        self.cols = NamedSharding(mesh, P(None, None))
+        self.fn = jax.jit(_shard_map(_tile_fn(spec), mesh, (P(axes, None), P(None, None)),
+                                     P(None, axes, None)))
+
+    def __call__(self, a: np.ndarray, b: np.ndarray | None):
+        b = a if b is None else b
+        ga = jax.make_array_from_callback(a.shape, self.rows, lambda idx: a[idx])
+        gb = jax.make_array_from_callback(b.shape, self.cols, lambda idx: b[idx])
+        out = self.fn(ga, gb)
+        pieces = []
+        for shard in out.addressable_shards:
+            rows = shard.index[1]
+            pieces.append((rows.start or 0, np.asarray(shard.data)))
+        return pieces
+
+
+class _LocalTiles:
+    """Tiles computed by the kernel functions on the default device."""
+
+    def __init__(self, spec: dict):
+        self.fn = _tile_fn(spec)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray | None):
+        return [(0, np.asarray(self.fn(a, b)))]
+
+
+def _block(x: np.ndarray, start: int, size: int, dtype) -> np.ndarray:
+    """Rows ``start .. start + size`` of ``x``, padded by repeating the last row."""
+    blk = np.asarray(x[start:start + size], dtype=dtype)
+    if blk.shape[0] < size:
+        blk = np.pad(blk, ((0, size - blk.shape[0]), (0, 0)), mode="edge")
+    return blk
+
+
+def _compute_tile(tiles, x1, x2, i0, j0, block, dtype):
+    """The pieces ``(row offset in tile, [m, rows, block])`` of tile ``(i0, j0)`` held here.
+
+    A diagonal tile of a symmetric kernel is the kernel of one block with itself.
+    """
+    a = _block(x1, i0, block, dtype)
+    return tiles(a, None if x2 is x1 and i0 == j0 else _block(x2, j0, block, dtype))
+
+
+# --------------------------------------------------------------------------
+# The public function.
+
+
+def tiled_kernel(
+    x1,
+    x2=None,
+    *,
+    depth: int,
+    W_std: float = math.sqrt(2.0),
+    b_std: float = 0.0,
+    layers: Sequence[int] | None = None,
+    get: str | Sequence[str] = "ntk",
+    block_size: int = 4096,
+    out: str | os.PathLike | np.ndarray | None = None,
+    mesh: Mesh | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """One kernel field of a ReLU network, ``[n1, n2]`` (or ``[len(layers), n1, n2]``), tile by tile.
+
+    Entry ``(i, j)`` equals the same entry of
+    ``relu_kernel_trace(x1, x2, depth=depth, layers=..., get=(get,))``; the
+    kernel is computed in ``block_size x block_size`` tiles, each a call of
+    that function on a row block of ``x1`` and a column block of ``x2`` (the
+    last blocks padded by repeating their last input, and cut back). Memory:
+    the inputs, the output if it is an array, and one tile with its working
+    arrays (on each device, ``block_size / mesh.size`` of its rows).
+
+    Args:
+      x1: ``[n1, n0]`` inputs, a host (NumPy) array or anything ``np.asarray``
+        accepts; every process passes the same inputs.
+      x2: ``[n2, n0]`` inputs, or ``None`` for ``x1``: the kernel is then
+        symmetric and only the tiles on and above the diagonal are computed.
+      depth, W_std, b_std: as for :func:`ntkdepth.kernels.relu_kernel_trace`.
+      layers: ``None`` for the depth-``depth`` kernel alone (``[n1, n2]``), or
+        depths in ``1..depth`` (``[len(layers), n1, n2]``).
+      get: one field of :data:`ntkdepth.kernels.KERNEL_FIELDS`.
+      block_size: the tile edge (at most the larger of ``n1``, ``n2``, rounded
+        up to a multiple of the mesh's size); with a mesh, a multiple of
+        ``mesh.size``.
+      out: ``None`` (a new host array), a preallocated NumPy array of the
+        result's shape and dtype (filled in place), or the path of a ``.npy``
+        file: written tile by tile, resumable, returned as a read-only memory
+        map. An existing file is resumed only when its record
+        ``<path>.tiles.json`` matches every setting; a file whose record says
+        it is complete is returned without computing anything.
+      mesh: a :class:`jax.sharding.Mesh` whose devices share every tile's rows
+        (all of its axes are used). ``None``: the default device, or, after
+        ``jax.distributed.initialize()`` with several processes, a mesh of all
+        devices of all processes.
+      progress: show a tqdm bar of tiles (process 0 only).
+
+    Returns:
+      The kernel in the inputs' floating dtype as JAX computes it (float32
+      unless 64-bit JAX is enabled): ``out`` itself, a new array, or a
+      read-only ``np.memmap`` of the ``.npy`` file.
+
+    Raises:
+      ValueError: bad inputs or settings (as the kernel functions), an output
+        array of the wrong shape or dtype, a ``block_size`` that does not
+        split over the mesh, or an output file that cannot be resumed: written
+        with other settings, a corrupt record, a truncated file, or a file
+        without a record. The message names the file and the remedy.
+    """
+    field = _field(get)
+    x1 = _host_matrix(x1, "x1")
+    symmetric = x2 is None
+    x2 = x1 if symmetric else _host_matrix(x2, "x2")
+    if x1.shape[1] != x2.shape[1]:
+        raise ValueError(
+            f"feature dimensions differ: x1 has {x1.shape[1]} features, x2 has {x2.shape[1]}"
+        )
+    check_hyperparameters(W_std, b_std)
+    layer_array = check_depth_and_layers(depth, [depth] if layers is None else layers)
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
+            or block_size < 1:
+        raise ValueError(f"block_size must be an integer >= 1; got {block_size!r}")
+    if mesh is None and jax.process_count() > 1:
+        mesh = Mesh(np.asarray(jax.devices()), ("devices",))
+    # No tile larger than the kernel needs (a multiple of the mesh's size).
+    unit = 1 if mesh is None else mesh.size
+    block = min(int(block_size), -(-max(x1.shape[0], x2.shape[0]) // unit) * unit)
+    if mesh is not None and block % mesh.size:
+        raise ValueError(
+            f"block_size={block} does not split over the mesh's {mesh.size} devices; "
+            f"use a multiple of {mesh.size} (e.g. {mesh.size * max(1, block // mesh.size)})"
+        )
+    dtype = _compute_dtype(x1, x2)
+    _check_rows(x1, "x1", b_std)
+    if not symmetric:
+        _check_rows(x2, "x2", b_std)
+
+    n1, n2, m = x1.shape[0], x2.shape[0], len(layer_array)
+    shape = (n1, n2) if layers is None else (m, n1, n2)
+    spec = dict(depth=int(depth), W_std=float(W_std), b_std=float(b_std),
+                layers=[int(v) for v in layer_array], field=field)
+    tiles = [(i, j) for i in range(0, n1, block) for j in range(0, n2, block)
+             if not symmetric or j >= i]
+    multi = jax.process_count() > 1
+    lead = jax.process_index() == 0
+
+    path = None
+    if multi and (out is None or isinstance(out, np.ndarray)):
+        raise ValueError(
+            "with several processes each one computes only its devices' rows: pass "
+            "out='/shared/path/kernel.npy' on a filesystem all processes see"
+        )
+    if out is None:
+        sink = _ArraySink(np.empty(shape, dtype), m)
+    elif isinstance(out, np.ndarray):
+        if out.shape != shape or out.dtype != dtype:
+            raise ValueError(f"out is a {out.dtype} array of shape {out.shape}; the kernel is "
+                             f"{dtype} {shape}")
+        if not out.flags.c_contiguous:
+            raise ValueError("out must be C-contiguous (e.g. np.empty(shape, dtype))")
+        sink = _ArraySink(out, m)
+    else:
+        path = os.fspath(out)
+        if not path.endswith(".npy"):
+            raise ValueError(f"out={path!r}: the output file must end in .npy")
+    done: set = set()
+    if path is not None:
+        record = path + RECORD_SUFFIX
+        settings = dict(
+            spec, inputs_sha256=[_digest(x1.astype(dtype, copy=False)),
+                                 "x2 = x1" if symmetric else _digest(x2.astype(dtype, copy=False))],
+            dtype=dtype.str, block_size=block, shape=list(shape), x1_shape=list(x1.shape),
+            x2_shape=list(x2.shape),
+        )
+        if multi:
+            from jax.experimental import multihost_utils
+
+            digest = np.frombuffer(bytes.fromhex(settings["inputs_sha256"][0]), np.uint8)
+            multihost_utils.assert_equal(digest, "tiled_kernel: the processes' inputs differ")
+        # Every process validates what is on disk (the same shared files), so a
+        # refusal is raised everywhere; process 0 then creates what is missing.
+        done = _check_existing(path, record, settings, shape, dtype)
+        if lead and not done:
+            _write_record(record, settings, [], False)
+            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+        if multi:
+            multihost_utils.sync_global_devices("ntkdepth.tiled_kernel: file ready")
+            done = set(_read_record(record, path)["done"])
+        _, _, _, offset = _npy_layout(path)
+        sink = _FileSink(path, offset, dtype, m, n1, n2)
+
+    compute = _LocalTiles(spec) if mesh is None else _MeshTiles(spec, mesh, block, dtype)
+    todo = [t for t in tiles if t not in done]
+    bar = tqdm(total=len(tiles), initial=len(tiles) - len(todo), unit="tile",
+               desc=f"{field} tiles of {block}", disable=not progress or not lead)
+    with bar:
+        for i0, j0 in todo:
+            for r, data in _compute_tile(compute, x1, x2, i0, j0, block, dtype):
+                rows = min(data.shape[1], n1 - i0 - r)
+                if rows <= 0:
+                    continue
+                data = data[:, :rows, : n2 - j0]
+                sink.write(i0 + r, j0, data)
+                if symmetric and i0 != j0:
+                    sink.write(j0, i0 + r, np.swapaxes(data, 1, 2))
+            sink.flush()
+            if path is not None:
+                if multi:
+                    multihost_utils.sync_global_devices(f"ntkdepth.tiled_kernel: {i0} {j0}")
+                done.add((i0, j0))
+                if lead:
+                    _write_record(record, settings, sorted(done), len(done) == len(tiles))
+            bar.update(1)
+    if path is None:
+        return sink.result
+    if lead and todo == [] and not _read_record(record, path)["complete"]:
+        _write_record(record, settings, sorted(done), True)
+    return np.load(path, mmap_mode="r")
