@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
+from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import DATASETS, load_points
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.plotting import PairGroup, depth_panels, pair_values
@@ -35,10 +35,7 @@ DESCRIPTION = "rho_l, Sigmadot^l and Thetabar^l against depth for pairs of point
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str = setting(
-        "sphere", help="'sphere': uniform on S^{d-1}; 'cube': uniform on [-1,1]^d, projected; "
-        "'mnist': MNIST images on S^783", choices=DATASETS,
-    )
+    dataset: str = dataset_setting(DATASETS)
     n: int = setting(10, help="number of data points (x* is one more)", min=2, max=5000)
     dim: int = setting(10, help="input dimension d (sphere and cube: points on S^{d-1})", min=2)
     depth: int = setting(1000, help="deepest network L (depths 1..L are traced)", min=2)

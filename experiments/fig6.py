@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
+from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_points, point_source
 from ntkdepth.grids import log_grid
 from ntkdepth.runs import RunDir
@@ -32,10 +32,7 @@ DESCRIPTION = "norm of the projection operator P_t against depth for bounded sto
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str = setting(
-        "sphere", help="'sphere': uniform on S^{d-1}; 'mnist': MNIST images on S^783",
-        choices=("sphere", "mnist"),
-    )
+    dataset: str = dataset_setting()
     ns: list[int] = setting([50, 200], help="dataset sizes n", min=2, max=20000)
     dim: int = setting(10, help="input dimension d (sphere: points on S^{d-1})", min=2)
     max_depth: int = setting(1000, help="deepest network", min=2)

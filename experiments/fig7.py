@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
+from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_points, point_source
 from ntkdepth.grids import log_grid
 from ntkdepth.kernels import relu_kernel_trace
@@ -30,10 +30,7 @@ DESCRIPTION = "lambda_min of the normalized NTK against depth for several datase
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str = setting(
-        "sphere", help="'sphere': uniform on S^{d-1}; 'mnist': MNIST images on S^783",
-        choices=("sphere", "mnist"),
-    )
+    dataset: str = dataset_setting()
     ns: list[int] = setting([100, 300, 1000], help="dataset sizes n", min=2, max=20000)
     dim: int = setting(10, help="input dimension d (sphere: points on S^{d-1})", min=2)
     max_depth: int = setting(100, help="deepest network", min=2)
