@@ -141,48 +141,89 @@ def draw_subset(images: np.ndarray, labels: np.ndarray, config: Config, s: int) 
     return Subset(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], sample.indices)
 
 
+# Kernel rows held at once: every depth of a group of depths (float64), and one block of rows
+# while relu_kernel_trace computes them.
+_GROUP_BYTES = 1.5e9
+_BLOCK_ENTRIES = 8_000_000
+
+
 def kernel_outputs(
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_eval: np.ndarray,
     depths: Sequence[int],
     times: Sequence[float],
-) -> tuple[np.ndarray, np.ndarray]:
+    theorem3_depth: int | None = None,
+    progress: bool = False,
+):
     """Outputs of the mean NTK predictor ``mu_t(x) = Thetabar^L(x, X) P_t Y`` at every depth and time.
 
     Args:
       x_train: ``[n, p]`` training inputs on the sphere; y_train: ``[n]`` labels (one-hot inside).
       x_eval: ``[m, p]`` inputs to predict.
       depths: ``[D]`` distinct increasing depths; times: ``[T]`` stopping times (``np.inf`` allowed).
+      theorem3_depth: also predict at Theorem 3's ``t = 1 / lambda_min`` at this depth (one of
+        ``depths``), from the same factorization.
 
     Returns:
-      ``(outputs [D, T, m, 10], lambda_min [D])``; outputs at ``t = inf`` are NaN at a depth
-      whose training kernel is singular (n > 784 at depth 1).
+      ``(outputs [D, T, m, 10], lambda_min [D])``, and the Theorem 3 outputs ``[m, 10]`` when
+      ``theorem3_depth`` is given; outputs at ``t = inf`` are NaN at a depth whose training
+      kernel is singular (n > 784 at depth 1).
+
+    Memory: the kernels of a group of depths (as many as fit in ``_GROUP_BYTES``; all of them
+    for small n), computed ``_BLOCK_ENTRIES`` entries at a time, and one eigendecomposition
+    overwriting its training kernel (the kernel plus one ``[n, n]`` matrix).
     """
+    from tqdm import tqdm
+
     depths = [int(d) for d in depths]
     times = np.asarray(times, dtype=np.float64)
-    n = len(x_train)
+    n, m = len(x_train), len(x_eval)
     targets = one_hot(y_train, NUM_CLASSES)
-    with jax.enable_x64(True):
-        # One pass for both blocks: rows [:n] are Thetabar(X, X), rows [n:] Thetabar(x, X).
-        k = np.asarray(relu_kernel_trace(
-            np.vstack([x_train, x_eval]), x_train, depth=depths[-1], layers=depths,
-            get=("ntk_normalized",),
-        ).ntk_normalized)
-    outputs = np.full((len(depths), len(times), len(x_eval), NUM_CLASSES), np.nan)
+    x_all = np.vstack([x_train, x_eval])  # rows [:n]: Thetabar(X, X), rows [n:]: Thetabar(x, X)
+    per_depth = (n + m) * n * 8
+    size = max(1, int(_GROUP_BYTES // per_depth))
+    groups = [depths[i:i + size] for i in range(0, len(depths), size)]
+    rows = max(1, _BLOCK_ENTRIES // n)
+    outputs = np.full((len(depths), len(times), m, NUM_CLASSES), np.nan)
     lam = np.empty(len(depths))
+    theorem3 = np.full((m, NUM_CLASSES), np.nan)
     finite = np.isfinite(times)
-    for d in range(len(depths)):
-        pred = GradientFlowPredictor(k[d, :n], targets)
-        lam[d] = pred.lambda_min
-        if finite.any():
-            outputs[d, finite] = pred.predict(times[finite], k[d, n:])
-        if not finite.all():
-            try:
-                outputs[d, ~finite] = pred.predict(np.inf, k[d, n:])
-            except SingularKernelError:
-                pass  # left NaN: interpolation needs an invertible kernel
-    return outputs, lam
+    bar = tqdm(total=len(depths), desc="kernel regression, depths", unit="depth", leave=False,
+               disable=not progress)
+    d = 0
+    for group in groups:
+        k = np.empty((len(group), n + m, n))
+        with jax.enable_x64(True):
+            for r in range(0, n + m, rows):
+                k[:, r:r + rows] = np.asarray(relu_kernel_trace(
+                    x_all[r:r + rows], x_train, depth=group[-1], layers=group, get=("ntk_normalized",),
+                ).ntk_normalized)
+        for j, depth in enumerate(group):
+            # The training block is factorized in place: only the rows [n:] are needed after.
+            pred = GradientFlowPredictor(k[j, :n], targets, overwrite_k=True)
+            lam[d] = pred.lambda_min
+            if finite.any():
+                outputs[d, finite] = pred.predict(times[finite], k[j, n:])
+            extra = [np.inf] if not finite.all() else []
+            if depth == theorem3_depth:
+                extra.append(stopping_time(lam[d]) if lam[d] > 0 else np.inf)
+            for e, t in enumerate(extra):
+                try:
+                    out = pred.predict(t, k[j, n:])
+                except SingularKernelError:
+                    continue  # left NaN: interpolation needs an invertible kernel
+                if e == 0 and not finite.all():
+                    outputs[d, ~finite] = out
+                else:
+                    theorem3[:] = out
+            d += 1
+            bar.update()
+        del k
+    bar.close()
+    if theorem3_depth is None:
+        return outputs, lam
+    return outputs, lam, theorem3
 
 
 def evaluate(outputs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -315,23 +356,23 @@ def run(config: Config, out: RunDir) -> dict:
         def compute():
             sub = draw_subset(images, labels, config, s)
             x_eval = np.vstack([sub.x_val, sub.x_test])
-            outputs, lam = kernel_outputs(sub.x_train, sub.y_train, x_eval, depths, times)
+            outputs, lam, theorem3 = kernel_outputs(
+                sub.x_train, sub.y_train, x_eval, depths, times, theorem3_depth=config.depth,
+                progress=True,
+            )
             val, test = outputs[:, :, : config.n_val], outputs[:, :, config.n_val:]
             val_metrics = evaluate(val, sub.y_val)
             test_metrics = evaluate(test, sub.y_test)
             # Early stopping: the time with the smallest validation MSE, at every depth.
             chosen = np.nanargmin(val_metrics["mse"], axis=1)  # [D]
             t_theorem3 = stopping_time(lam[d_table]) if lam[d_table] > 0 else np.inf
-            theorem3, _ = kernel_outputs(
-                sub.x_train, sub.y_train, sub.x_test, [config.depth], [t_theorem3]
-            )
             return {
                 "indices": sub.indices, "y_test": sub.y_test, "lambda_min": lam,
                 "chosen_time_index": chosen, "t_theorem3": t_theorem3,
                 **{f"val_{k}": v for k, v in val_metrics.items()},
                 **{f"test_{k}": v for k, v in test_metrics.items()},
                 # Test outputs at the table's depth, kept for comparisons with other predictors.
-                "test_outputs": test[d_table], "test_outputs_theorem3": theorem3[0, 0],
+                "test_outputs": test[d_table], "test_outputs_theorem3": theorem3[config.n_val:],
             }
 
         return out.stage(f"ntk_subset{s}", compute)

@@ -66,7 +66,9 @@ class Experiment:
 
     @property
     def presets(self) -> list[str]:
-        return [p for p in PRESETS if (self.configs_dir / self.name / f"{p}.toml").exists()]
+        folder = self.configs_dir / self.name
+        extra = sorted(p.stem for p in folder.glob("*.toml") if p.stem not in PRESETS)
+        return [p for p in PRESETS if (folder / f"{p}.toml").exists()] + extra
 
     def config(self, preset: str, overrides: dict | None = None):
         path = self.configs_dir / self.name / f"{preset}.toml"

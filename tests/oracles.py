@@ -1,6 +1,6 @@
 """Independent references for the kernel tests: the recursions in 40-digit arithmetic.
 
-These follow MATH.md literally (the naive recursion on correlations and raw
+These follow docs/kernels.md literally (the naive recursion on correlations and raw
 kernels, no angle tricks, no rescaling), in mpmath with 40 significant digits,
 so that float64 rounding in ntkdepth can be measured against them.
 """
@@ -42,7 +42,7 @@ def correlation_recursion(rho1: float, layers: list[int]) -> dict[str, np.ndarra
 def kernel_recursion(x1, x2, *, depth: int, W_std: float, b_std: float) -> dict[str, np.ndarray]:
     """``Sigma^l``, ``Theta^l``, ``rho_l`` and ``Thetabar^l`` for every pair, ``[depth, n1, n2]``.
 
-    MATH.md, section 2, with the ReLU closed forms; inputs of any norm, biases allowed.
+    docs/kernels.md, "The recursion"; inputs of any norm, biases allowed.
     """
     x1 = np.asarray(x1, dtype=np.float64)
     x2 = np.asarray(x2, dtype=np.float64)
@@ -84,3 +84,32 @@ def kernel_recursion(x1, x2, *, depth: int, W_std: float, b_std: float) -> dict[
                     out["rho"][ell - 1, i, j] = float(s / mp.sqrt(qa * qb))
                     out["ntk_normalized"][ell - 1, i, j] = float(th / mp.sqrt(ta * tb))
     return out
+
+
+DEEP_STARTS = [-1.0, -1.0 + 1e-8, -0.9, -0.3, 0.0, 0.5, 0.9, 0.99, 1.0 - 1e-6, 1.0 - 1e-8,
+               1.0 - 1e-12, 1.0]
+DEEP_LAYERS = [1, 2, 3, 10, 100, 1000, 10_000, 100_000, 1_000_000]
+
+
+def write_deep_oracle(path) -> None:
+    """Writes :func:`correlation_recursion` at ``DEEP_STARTS`` x ``DEEP_LAYERS`` as JSON.
+
+    Depth 1e6 in 40 digits takes about a minute per starting correlation, too
+    long for the test suite, so the values are stored in
+    ``tests/data/deep_oracle.json``; ``python tests/oracles.py`` rewrites it.
+    """
+    import json
+
+    values = []
+    for r in DEEP_STARTS:
+        out = correlation_recursion(r, DEEP_LAYERS)
+        values.append({k: v.tolist() for k, v in out.items()})
+    payload = {"digits": DIGITS, "layers": DEEP_LAYERS, "rho1": DEEP_STARTS, "values": values}
+    with open(path, "w") as fh:
+        json.dump(payload, fh)
+
+
+if __name__ == "__main__":
+    import pathlib
+
+    write_deep_oracle(pathlib.Path(__file__).parent / "data" / "deep_oracle.json")

@@ -23,7 +23,8 @@ def test_list_shows_fig4_with_its_presets(capsys):
 
 def test_every_preset_of_every_experiment_validates():
     for exp in discover().values():
-        assert exp.presets == ["smoke", "cpu", "paper"], exp.name
+        # The three standard presets first; further ones (e.g. table2's n8000) after them.
+        assert exp.presets[:3] == ["smoke", "cpu", "paper"], exp.name
         for preset in exp.presets:
             exp.config(preset)
 

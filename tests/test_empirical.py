@@ -115,3 +115,47 @@ def test_power_law_fit_recovers_the_exponent():
     assert fit.prefactor == pytest.approx(7.0, rel=1e-10)
     with pytest.raises(ValueError, match="positive"):
         fit_power_law(x, -x)
+
+
+def _tiny_net(params, x):
+    """A two-layer tanh network with two outputs, parameters in a dict (any pytree works)."""
+    h = jnp.tanh(x @ params["w1"] + params["b1"])
+    return h @ params["w2"] / jnp.sqrt(4.0) + params["b2"]
+
+
+def test_empirical_ntk_equals_finite_differences_and_its_panels(x64, rng):
+    params = {"w1": jnp.asarray(rng.normal(size=(3, 4))), "b1": jnp.asarray(rng.normal(size=4)),
+              "w2": jnp.asarray(rng.normal(size=(4, 2))), "b2": jnp.asarray(rng.normal(size=2))}
+    x1, x2 = jnp.asarray(rng.normal(size=(7, 3))), jnp.asarray(rng.normal(size=(5, 3)))
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    h = 1e-6
+
+    def fd_jacobian(x):  # [n, k, P] by central differences, one parameter at a time
+        diff = jax.vmap(lambda e: _tiny_net(unravel(flat + e), x) - _tiny_net(unravel(flat - e), x))
+        return np.moveaxis(np.asarray(diff(h * jnp.eye(flat.size))) / (2 * h), 0, -1)
+
+    j1, j2 = fd_jacobian(x1), fd_jacobian(x2)
+    want = np.einsum("ikp,jkp->ij", j1, j2) / 2
+    np.testing.assert_allclose(empirical_ntk(_tiny_net, params, x1, x2, block_size=3), want, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(empirical_ntk(_tiny_net, params, x1, x2), want, rtol=1e-8, atol=1e-9)  # one program
+    np.testing.assert_allclose(empirical_ntk(_tiny_net, params, x1, block_size=4),
+                               np.einsum("ikp,jkp->ij", j1, j1) / 2, rtol=1e-8, atol=1e-9)
+    # Jacobians beyond memory_bytes: panels of x1 against recomputed blocks of x2, same numbers.
+    row_bytes = 2 * flat.size * 8
+    panels = empirical_ntk(_tiny_net, params, x1, x2, block_size=2, memory_bytes=5 * row_bytes)
+    np.testing.assert_allclose(panels, want, rtol=1e-8, atol=1e-9)
+
+
+def test_empirical_ntk_computes_each_jacobian_once(x64, rng):
+    """Count forward passes: one per block of x1 and of x2 (3 + 4), not one per pair of blocks."""
+    calls = []
+
+    def counted(params, x):
+        jax.debug.callback(lambda: calls.append(1))
+        return _tiny_net(params, x)
+
+    params = {"w1": jnp.ones((3, 4)), "b1": jnp.zeros(4), "w2": jnp.ones((4, 2)), "b2": jnp.zeros(2)}
+    x1, x2 = jnp.asarray(rng.normal(size=(12, 3))), jnp.asarray(rng.normal(size=(16, 3)))
+    k = empirical_ntk(counted, params, x1, x2, block_size=4)
+    jax.block_until_ready(k)
+    assert len(calls) == 3 + 4

@@ -175,7 +175,7 @@ def test_normalized_kernels_do_not_depend_on_w_std_and_survive_overflow(x64, rng
     assert np.all(np.asarray(small.ntk[-1]) == 0.0)
 
 
-def test_float32_accuracy_stated_in_the_docstring(rng):
+def test_float32_accuracy_at_depth_1000(rng):
     rho = np.array([-0.9, 0.0, 0.5, 0.99], dtype=np.float32)
     f32 = correlation_trace(rho, depth=1000, layers=[10, 1000])
     with jax.enable_x64(True):
@@ -263,8 +263,10 @@ def test_importing_ntkdepth_does_not_enable_x64():
         "import jax, ntkdepth, ntkdepth.kernels, ntkdepth.empirical\n"
         "assert not jax.config.jax_enable_x64\n"
         "import numpy as np\n"
-        "tr = ntkdepth.kernels.relu_kernel_trace(np.ones((2, 3)), depth=2)\n"
+        "tr = ntkdepth.kernels.relu_kernel_trace(np.ones((2, 3), np.float32), depth=2)\n"
         "assert tr.ntk.dtype == jax.numpy.float32, tr.ntk.dtype\n"
+        "tr = ntkdepth.kernels.relu_kernel_trace(np.ones((2, 3)), depth=2)\n"
+        "assert tr.ntk.dtype == jax.numpy.float64, tr.ntk.dtype\n"
         "assert not jax.config.jax_enable_x64\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

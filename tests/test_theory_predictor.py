@@ -105,3 +105,149 @@ def test_a_singular_kernel_is_refused_at_t_infinity_only():
 def test_bad_input_is_named(args, match):
     with pytest.raises(ValueError, match=match):
         GradientFlowPredictor(*args)
+
+
+# -- the factorizations at scale, against numpy's eigendecomposition ----------
+
+
+@pytest.fixture
+def larger(x64, rng):
+    # 150 points: three blocks of Householder reflectors, the last one partial.
+    x = sample_sphere(rng, 150, 8)
+    x_test = sample_sphere(rng, 7, 8)
+    k = np.asarray(relu_ntk(x, depth=3))
+    k_test = np.asarray(relu_ntk(x_test, x, depth=3))
+    return dict(k=k, k_test=k_test, y=rng.normal(size=(150, 4)), f0=rng.normal(size=(150, 4)) * 0.2,
+                f0_test=rng.normal(size=(7, 4)) * 0.2)
+
+
+def _reference(k, k_test, y, f0, f0_test, t):
+    """The predictor written out with numpy's eigh: f0(x) + K(x, X) V diag(p_t) V^T (Y - f0(X))."""
+    lam, v = np.linalg.eigh(k)
+    p = 1 / lam if np.isinf(t) else -np.expm1(-t * lam) / lam
+    coeff = v @ (p[:, None] * (v.T @ (y - f0)))
+    return f0_test + k_test @ coeff, coeff
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_in_place_factorizations_equal_the_eigendecomposition(larger, overwrite):
+    p = larger
+    times = np.array([0.0, 0.03, 1.0, 25.0, np.inf])
+    k = p["k"].copy()
+    pred = GradientFlowPredictor(k, p["y"], overwrite_k=overwrite)
+    got = pred.predict(times, p["k_test"], p["f0"], p["f0_test"])
+    coeff = pred.coefficients(times, p["f0"])
+    for i, t in enumerate(times):
+        want, want_coeff = _reference(p["k"], p["k_test"], p["y"], p["f0"], p["f0_test"], t)
+        np.testing.assert_allclose(got[i], want, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(coeff[i], want_coeff, rtol=1e-8, atol=1e-9 * np.abs(want_coeff).max())
+    lam, v = np.linalg.eigh(p["k"])
+    np.testing.assert_allclose(pred.eigenvalues, lam, rtol=1e-12, atol=1e-13 * lam[-1])
+    vecs = pred.eigenvectors
+    np.testing.assert_allclose(vecs.T @ vecs, np.eye(150), atol=1e-12)
+    np.testing.assert_allclose((vecs * pred.eigenvalues) @ vecs.T, p["k"], atol=1e-12 * lam[-1])
+    np.testing.assert_allclose(pred.projection(2.0), (v * (-np.expm1(-2 * lam) / lam)) @ v.T, atol=1e-11)
+    # Only overwrite_k lets the factorization use the caller's array.
+    assert np.array_equal(k, p["k"]) != overwrite
+
+
+def test_t_infinity_by_cholesky_equals_the_eigendecomposition(larger):
+    p = larger
+    want, _ = _reference(p["k"], p["k_test"], p["y"], p["f0"], p["f0_test"], np.inf)
+    chol = GradientFlowPredictor(p["k"], p["y"])
+    np.testing.assert_allclose(chol.predict(np.inf, p["k_test"], p["f0"], p["f0_test"]), want, rtol=1e-9)
+    assert chol._eig is None  # t = inf alone never computed the spectrum
+    np.testing.assert_allclose(chol.predict_train(np.inf, p["f0"]), p["y"])
+    # Once factorized in place by Cholesky, the kernel is gone: finite times say what to do.
+    inplace = GradientFlowPredictor(p["k"].copy(), p["y"], overwrite_k=True)
+    inplace.predict(np.inf, p["k_test"])
+    with pytest.raises(RuntimeError, match="finite times before t = inf"):
+        inplace.predict(1.0, p["k_test"])
+
+
+def test_a_singular_float32_kernel_is_refused_at_t_infinity(rng):
+    """n = d + 1 points at depth 1: Theta^1 is a Gram matrix of rank d, rounded to float32.
+
+    A fixed rtol of 1e-13 lets most draws through and t = inf returns finite garbage;
+    the singularity test at n eps(float32) refuses every one, by either factorization.
+    """
+    d = 5
+    for _ in range(20):
+        x = sample_sphere(rng, d + 1, d).astype(np.float32)
+        k = np.asarray(relu_ntk(x, depth=1))
+        assert k.dtype == np.float32
+        y = rng.normal(size=d + 1)
+        with pytest.raises(SingularKernelError, match="singular|not positive definite"):
+            GradientFlowPredictor(k, y).predict_train(np.inf)  # Cholesky
+        pred = GradientFlowPredictor(k, y)
+        assert pred.lambda_min <= (d + 1) * np.finfo(np.float32).eps * pred.lambda_max
+        with pytest.raises(SingularKernelError, match="singular"):
+            pred.predict(np.inf, k[:2])  # the spectrum
+        assert np.all(np.isfinite(pred.predict(3.0, k[:2])))  # finite times stay fine
+
+
+def test_the_singularity_threshold_follows_the_dtype(rng):
+    # Condition number 1e9: invertible in float64, not for a kernel rounded to float32.
+    q, _ = np.linalg.qr(rng.normal(size=(10, 10)))
+    k = (q * np.geomspace(1e-9, 1.0, 10)) @ q.T
+    k = (k + k.T) / 2
+    y = rng.normal(size=10)
+    np.testing.assert_allclose(GradientFlowPredictor(k, y).predict_train(np.inf), y)
+    assert np.all(np.isfinite(GradientFlowPredictor(k, y).predict(np.inf, k[:3])))
+    k32 = k.astype(np.float32)
+    k32 = (k32 + k32.T) / 2
+    with pytest.raises(SingularKernelError):
+        GradientFlowPredictor(k32, y).predict(np.inf, k[:3])
+    with pytest.raises(SingularKernelError, match="singular"):
+        GradientFlowPredictor(k32, y, rtol=None).projection_norm(np.inf)
+    # A user's rtol overrides the default.
+    with pytest.raises(SingularKernelError, match="rtol"):
+        GradientFlowPredictor(k, y, rtol=1e-8).projection_norm(np.inf)
+
+
+def test_symmetry_and_definiteness_are_checked_within_rounding(rng):
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    k = (q * np.linspace(0.5, 2.0, 6)) @ q.T
+    noise = np.zeros((6, 6))
+    noise[0, 1] = 1e-5
+    GradientFlowPredictor((k + noise).astype(np.float32), np.ones(6))  # within sqrt(eps) of float32
+    with pytest.raises(ValueError, match="k_train is not symmetric.*sqrt"):
+        GradientFlowPredictor(k + noise, np.ones(6))  # beyond sqrt(eps) of float64
+    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        GradientFlowPredictor(indefinite, np.ones(2)).predict(1.0, indefinite)
+    with pytest.raises(SingularKernelError, match="not positive definite"):
+        GradientFlowPredictor(indefinite, np.ones(2)).predict(np.inf, indefinite)
+
+
+def test_nan_and_broadcast_only_shapes_are_named(problem):
+    p = problem
+    pred = GradientFlowPredictor(p["k"], p["y"])
+    bad = p["k_test"].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="k_test_train contains NaN"):
+        pred.predict(1.0, bad)
+    f0 = p["f0"].copy()
+    f0[0, 0] = np.nan
+    with pytest.raises(ValueError, match="f0_train contains NaN"):
+        pred.predict(1.0, p["k_test"], f0, p["f0_test"])
+    with pytest.raises(ValueError, match="f0_train contains NaN"):
+        pred.predict_train(1.0, f0)
+    f0t = p["f0_test"].copy()
+    f0t[3, 1] = np.inf
+    with pytest.raises(ValueError, match="f0_test contains NaN"):
+        pred.predict(1.0, p["k_test"], p["f0"], f0t)
+    # [m] and [1, K] broadcast against [m, K]: refused, naming the shape wanted.
+    for shape in [(4,), (1, 3), (4, 1)]:
+        with pytest.raises(ValueError, match=r"f0_test must have shape \[4, 3\]"):
+            pred.predict(1.0, p["k_test"], p["f0"], np.zeros(shape))
+
+
+def test_a_jax_kernel_is_never_written_into(larger):
+    import jax.numpy as jnp
+
+    p = larger
+    kj = jnp.asarray(p["k"])
+    pred = GradientFlowPredictor(kj, p["y"], overwrite_k=True)
+    pred.predict([1.0, np.inf], p["k_test"])
+    np.testing.assert_array_equal(np.asarray(kj), p["k"])

@@ -2,10 +2,10 @@
 
 Two ways to compute the empirical NTK:
 
-- :func:`empirical_ntk_fn` works for any ``apply_fn(params, x)``: it contracts
-  Jacobians block by block (``block_size`` rows of ``x1`` against
-  ``block_size`` rows of ``x2``), so memory holds ``2 * block_size`` Jacobians,
-  never all of them.
+- :func:`empirical_ntk_fn` works for any ``apply_fn(params, x)``: it computes
+  each input's Jacobian once (``vmap(jacrev)``, ``block_size`` inputs at a time)
+  and multiplies them (BLAS), holding at most ``memory_bytes`` of Jacobians
+  (beyond that, panels of ``x1`` against recomputed blocks of ``x2``).
 - :func:`mlp_ntk` uses the structure of a fully-connected network: a weight
   layer ``h^l = m_l a^{l-1} W^l + c_l b^l`` contributes
   ``m_l^2 <a^{l-1}(x1), a^{l-1}(x2)> <delta^l(x1), delta^l(x2)> + c_l^2 <delta^l(x1), delta^l(x2)>``
@@ -17,7 +17,7 @@ Two ways to compute the empirical NTK:
 Kernels are averaged over the ``k`` outputs (the trace of the ``[k, k]`` block
 divided by ``k``, as neural-tangents' ``trace_axes=(-1,)``); for a network
 whose ``k`` outputs share their hidden layers this is the scalar kernel whose
-limit is ``Theta^L`` (MATH.md, section 2).
+limit is ``Theta^L`` (docs/kernels.md#finite-width).
 """
 
 from __future__ import annotations
@@ -42,53 +42,119 @@ __all__ = [
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
-def _blocks(x: jax.Array, size: int) -> tuple[jax.Array, int]:
-    n = x.shape[0]
-    pad = (-n) % size
-    xp = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
-    return xp.reshape(-1, size, *x.shape[1:]), n
+def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int | None = None, memory_bytes: int = 1 << 30) -> Callable:
+    """Returns ``ntk(params, x1, x2=None) -> [n1, n2]`` for any network.
 
+    ``apply_fn(params, x)`` maps ``[n, ...]`` inputs to ``[n, k]`` outputs, each
+    row depending on its own input only. Each input's Jacobian
+    ``J(x) = d f(x) / d params`` (``[k, P]``, flattened over the parameter
+    leaves) comes from ``vmap(jacrev)`` of the one-input function, ``block_size``
+    inputs per compiled call (default: all of them in one compiled program when
+    their Jacobians fit in ``memory_bytes``, else as many as fill a quarter of it),
+    and the kernel is the matrix product
+    ``J(x1) J(x2)^T / k`` (BLAS), averaged over the ``k`` outputs.
 
-def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int = 16) -> Callable:
-    """Returns ``ntk(params, x1, x2=None) -> [n1, n2]``, jit-compiled, for any network.
-
-    ``apply_fn(params, x)`` maps ``[n, ...]`` inputs to ``[n, k]`` outputs.
-    Memory holds the Jacobians of two blocks of ``block_size`` inputs:
-    ``2 * block_size * n_params`` numbers.
+    Every Jacobian is computed once when those of ``x1`` and ``x2`` fit in
+    ``memory_bytes``. Otherwise ``x1`` is taken in panels that fill half of it,
+    and the Jacobians of ``x2`` are computed again, ``block_size`` at a time, for
+    each panel: memory stays within ``memory_bytes`` plus one block.
     """
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1; got {block_size}")
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size must be >= 1 or None; got {block_size}")
+    if memory_bytes < 1:
+        raise ValueError(f"memory_bytes must be >= 1; got {memory_bytes}")
+    try:
+        hash(apply_fn)
+    except TypeError:
+        return _build_ntk_fn(apply_fn, block_size, int(memory_bytes))
+    # The same function, block size and budget reuse the compiled Jacobians.
+    return _cached_ntk_fn(apply_fn, block_size, int(memory_bytes))
 
-    def jacobian(params, x):
-        # [b, k, *param_shape] for every leaf of params.
-        return jax.jacrev(lambda p: apply_fn(p, x))(params)
 
-    def contract(j1, j2, k):
-        pair = lambda a, b: jnp.einsum("ik...,jk...->ij", a, b, precision="highest")
-        return sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(pair, j1, j2))) / k
+def _build_ntk_fn(apply_fn: ApplyFn, block_size: int | None, memory_bytes: int) -> Callable:
+    def one(params, x):
+        return apply_fn(params, x[None])[0]  # [k]
 
     @jax.jit
-    def ntk(params, x1, x2):
-        k = jax.eval_shape(apply_fn, params, x1[:1]).shape[-1]
-        b1, n1 = _blocks(x1, block_size)
-        b2, n2 = _blocks(x2, block_size)
+    def jacobians(params, xb):
+        """``[b, k * P]``: the flattened Jacobians of a block of inputs."""
+        jac = jax.vmap(jax.jacrev(one), in_axes=(None, 0))(params, xb)  # leaves [b, k, *shape]
+        leaves = jax.tree_util.tree_leaves(jac)
+        return jnp.concatenate([leaf.reshape(xb.shape[0], -1) for leaf in leaves], axis=1)
 
-        def column(xb2):
-            j2 = jacobian(params, xb2)
-            return jax.lax.map(lambda xb1: contract(jacobian(params, xb1), j2, k), b1)
+    @jax.jit
+    def fused_same(params, x):
+        j = jacobians(params, x)
+        return jnp.matmul(j, j.T, precision="highest")
 
-        cols = jax.lax.map(column, b2)  # [B2, B1, b, b]
-        full = jnp.transpose(cols, (1, 2, 0, 3)).reshape(b1.shape[0] * block_size, -1)
-        return full[:n1, :n2]
+    @jax.jit
+    def fused_pair(params, x1, x2):
+        return jnp.matmul(jacobians(params, x1), jacobians(params, x2).T, precision="highest")
+
+    @jax.jit
+    def product(j1, j2, k):
+        return jnp.matmul(j1, j2.T, precision="highest") / k
+
+    def parts(params, x, block_size):
+        """The Jacobians of ``x`` in blocks of equal size (the last one padded)."""
+        n = x.shape[0]
+        count = -(-n // block_size)
+        size = -(-n // count)  # balanced blocks: at most count - 1 padded rows
+        pad = count * size - n
+        xp = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) if pad else x
+        return [jacobians(params, xp[i:i + size]) for i in range(0, xp.shape[0], size)]
+
+    def blocked(params, x, block_size):
+        got = parts(params, x, block_size)
+        return jnp.concatenate(got, axis=0)[:x.shape[0]] if len(got) > 1 else got[0][:x.shape[0]]
 
     def call(params, x1, x2=None):
-        return ntk(params, x1, x1 if x2 is None else x2)
+        x1 = jnp.asarray(x1)
+        same = x2 is None
+        x2 = x1 if same else jnp.asarray(x2)
+        out = jax.eval_shape(lambda p, x: apply_fn(p, x[None]), params, x1[0])
+        k = out.shape[-1]
+        n_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+        row_bytes = k * n_params * jnp.dtype(out.dtype).itemsize
+        n1, n2 = x1.shape[0], x2.shape[0]
+        fits = (n1 + (0 if same else n2)) * row_bytes <= memory_bytes
+        if block_size is None and fits:
+            # Everything in one compiled program, as a plain vmap(jacrev) kernel would.
+            return (fused_same(params, x1) if same else fused_pair(params, x1, x2)) / k
+        block = block_size or int(max(1, min(max(n1, n2), memory_bytes // 4 // row_bytes)))
+        if fits:
+            j1 = parts(params, x1, block)
+            j2 = j1 if same else parts(params, x2, block)
+            full = jnp.block([[product(a, b, k) for b in j2] for a in j1])
+            return full[:n1, :n2]
+        panel = max(block, (memory_bytes // 2 // row_bytes) // block * block)
+        rows = []
+        for i in range(0, n1, panel):
+            j1 = blocked(params, x1[i:i + panel], block)
+            cols = [product(j1, blocked(params, x2[j:j + block], block), k) for j in range(0, n2, block)]
+            rows.append(jnp.concatenate(cols, axis=1))
+        return jnp.concatenate(rows, axis=0)
 
     return call
 
 
-def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: int = 16):
-    """``[n1, n2]`` empirical NTK.
+_cached_ntk_fn = functools.lru_cache(maxsize=16)(_build_ntk_fn)
+
+
+@functools.lru_cache(maxsize=16)
+def _model_output(graphdef) -> ApplyFn:
+    """``f(params, x)`` of a model structure: one function object per structure, for the cache."""
+    fm = FunctionalModel(graphdef, None)
+
+    def output(params, x):
+        return fm.output(params, x)
+
+    return output
+
+
+def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: int | None = None,
+                  memory_bytes: int = 1 << 30):
+    """``[n1, n2]`` empirical NTK (:func:`empirical_ntk_fn`).
 
     ``empirical_ntk(apply_fn, params, x1, x2)`` for a function, or
     ``empirical_ntk(model, x1=x1, x2=x2)`` for a Flax NNX model returning
@@ -96,8 +162,8 @@ def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: 
     """
     if isinstance(apply_fn_or_model, FunctionalModel) or _is_nnx(apply_fn_or_model):
         fm = _as_functional(apply_fn_or_model)
-        return empirical_ntk_fn(fm.output, block_size)(fm.params, x1, x2)
-    return empirical_ntk_fn(apply_fn_or_model, block_size)(params, x1, x2)
+        return empirical_ntk_fn(_model_output(fm.graphdef), block_size, memory_bytes)(fm.params, x1, x2)
+    return empirical_ntk_fn(apply_fn_or_model, block_size, memory_bytes)(params, x1, x2)
 
 
 def _is_nnx(obj) -> bool:
@@ -206,7 +272,7 @@ def feature_kernel(model, x1: jax.Array, x2: jax.Array | None = None) -> jax.Arr
 
     At NTK parameterization its infinite-width limit is
     ``E[phi(u) phi(v)]`` with ``(u, v) ~ N(0, Sigma^{L-1})``, i.e. ``Sigma^L / W_std^2``
-    without bias (MATH.md, section 2).
+    without bias (docs/kernels.md#the-recursion).
     """
     fm = _as_functional(model)
     a1 = fm.apply(fm.params, x1)[1]

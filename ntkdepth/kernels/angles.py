@@ -14,7 +14,8 @@ the naive recursion loses it to rounding. These helpers work with the angle
     1 - f(cos t) = ( (pi - t) * 2 sin^2(t/2) + (t - sin t) ) / pi
     t            = 2 asin( sqrt( (1 - rho) / 2 ) )
 
-with a Taylor series for ``t - sin t`` at small ``t`` (MATH.md, section 3), so
+with a Taylor series for ``t - sin t`` at small ``t`` (docs/kernels.md,
+"Stable angle form"), so
 that every step is accurate to a few ulps *relative to 1 - rho*.
 
 The angle map has an infinite derivative at ``1 - rho = 0`` although every

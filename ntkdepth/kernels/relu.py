@@ -3,7 +3,7 @@
 Implements the recursion of Theorem 1 (Jacot et al., 2018) with the ReLU
 closed forms of Proposition 2 (Cho & Saul, 2009; Arora et al., 2019), for a
 fully-connected network at NTK parameterization with ``depth`` weight layers
-(MATH.md, section 2):
+(docs/kernels.md, "The recursion"):
 
     Sigma^1(x,x')        = W_std^2 / n_0 <x, x'> + b_std^2
     Sigma^{l+1}(x,x')    = W_std^2 sqrt(q q') / (2 pi) (sin t + (pi - t) cos t) + b_std^2
@@ -16,36 +16,26 @@ normalized NTK is ``Thetabar^l = Theta^l / sqrt(Theta^l(x,x) Theta^l(x',x'))``
 (Definition 4). ``Sigmadot^1`` is reported as 0: no nonlinearity precedes the
 first layer.
 
-Numerics. The recursion runs on the angle ``t`` and on ``1 - rho`` through
-cancellation-free formulas (:mod:`ntkdepth.kernels.angles`), and on kernels
-rescaled by ``(W_std^2 / 2)^(l-1)``, so that correlations near 1 keep their
-precision at depths of 1e5 and raw kernels that overflow or underflow the
-floating-point range come out as ``inf``/``0`` while correlations and the
-normalized NTK stay exact. Results are computed in the dtype of the inputs:
-use ``with jax.enable_x64(True):`` and float64 inputs for float64 results.
-
-The first layer's correlations come from the Gram matrix ``x1 @ x2.T``, so
-pairs are resolved down to an angle of about ``sqrt(8 sqrt(n0) eps)`` (2e-7 in
-float64 for ``n0 = 784``); pairs closer than that, identical points among
-them, are treated as identical (``rho_1 = 1``), which keeps diagonals exact,
-and pairs that close to antipodal as antipodal (``rho_1 = -1``).
-
-Accuracy, measured against a 40-digit mpmath evaluation of the recursion for
-starting correlations from -1 to 1 - 1e-8 (largest relative errors):
-
-    dtype    depth   rho_l, f'(rho_l)   Thetabar^l   1 - rho_l
-    float64  1e3     2e-16              2e-14        6e-14
-    float64  1e5     2e-16              3e-13        4e-12
-    float32  1e3     1e-7               3e-6         5e-6
-    float32  1e5     1e-7               2e-4         6e-4
-
-In float32, rounding accumulates in ``Thetabar`` and ``1 - rho`` with depth;
-use float64 beyond a few hundred layers.
+Numerics (docs/kernels.md, "The first layer", and the sections after it). Layer
+one reads correlations off the Gram matrix of unit-normalized inputs and
+snaps those within a few ulps of +-1 to +-1. The layer loop runs on the angle
+``t`` and on ``1 - rho`` through cancellation-free formulas
+(:mod:`ntkdepth.kernels.angles`), on kernels rescaled by
+``(W_std^2 / 2)^(l-1)``, so that correlations near 1 keep their precision at
+depths of 1e6 and raw kernels beyond the floating-point range come out as
+``inf``/``0`` while correlations and the normalized NTK stay exact. Without
+bias, or with inputs of one norm, the interpolated path
+(:mod:`ntkdepth.kernels.interp`) gives the same numbers at the cost of one
+Gram matrix. Each function takes ``dtype=``; float64 enters x64 mode for the
+call only (docs/kernels.md, "Precision per call").
 """
 
 from __future__ import annotations
 
+import collections
+import functools
 import math
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -65,6 +55,8 @@ from ntkdepth.kernels.validation import (
     check_finite,
     check_hyperparameters,
     check_inputs,
+    precision,
+    resolve_dtype,
 )
 
 __all__ = [
@@ -74,6 +66,8 @@ __all__ = [
     "relu_kernel_trace",
     "relu_ntk",
     "relu_nngp",
+    "relu_kernel_fn",
+    "FLOAT32_MAX_DEPTH",
     "correlation_trace",
     "correlation_map",
     "correlation_map_derivative",
@@ -216,41 +210,61 @@ def _sin_from_omr(omr):
     return jnp.sqrt(safe * (2.0 - safe))
 
 
-@partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer", "unroll", "on_cpu"))
-def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, unroll, on_cpu):
-    """Runs layers 1..depth (``depth = len(slot)``), keeping ``n_out`` of them.
+class LayerOne(NamedTuple):
+    """Layer 1 of the recursion, shared by every path of the kernel functions.
 
-    All state is rescaled by ``S_l = c^(l-1)`` (see the module docstring):
-    ``q`` and ``T`` are the rescaled diagonals of ``Sigma`` and ``Theta``.
-    ``bias=False`` (``b_std`` known to be 0) takes a shorter path: the rescaled
-    diagonals are then constant and ``Q = sqrt(A A')``. With ``every_layer``
-    (layers 1..depth in order) the scan stacks its outputs directly; otherwise
-    it writes the requested layers into buffers and skips the others.
+    ``rho [n1, n2]``: the correlation, snapped to exactly +-1 within a few ulps
+    of +-1. ``q1 [n1]``, ``q2 [n2]``: ``Sigma^1(x, x)`` (``inf``/``0`` where the
+    dtype's range is exceeded). ``log_g1 [n1]``, ``log_g2 [n2]``:
+    ``log sqrt(Sigma^1(x, x))`` computed without overflow.
+    """
 
-    From layer 2 on, correlations are >= 0 and the angle and its sine follow
-    accurately from ``1 - rho`` alone, so the scan carries only ``1 - rho``;
-    layer 1 (any correlation in [-1, 1]) is stepped outside it.
+    rho: jax.Array
+    q1: jax.Array
+    q2: jax.Array
+    log_g1: jax.Array
+    log_g2: jax.Array
+
+
+def _unit_rows(x):
+    """``(x / |x|, |x|, log |x|)`` row by row, without overflow or underflow of ``|x|^2``."""
+    m = jnp.max(jnp.abs(x), axis=-1)
+    m_safe = jnp.where(m > 0, m, 1.0)
+    y = x / m_safe[:, None]
+    r = jnp.sqrt(jnp.sum(y * y, axis=-1))
+    r_safe = jnp.where(r > 0, r, 1.0)
+    return y / r_safe[:, None], m * r, jnp.log(m_safe) + jnp.log(r_safe)
+
+
+def _layer_one(x1, x2, W_std, b_std, bias: bool) -> LayerOne:
+    """Layer 1 from the inputs (docs/kernels.md, "The first layer").
+
+    The correlation comes from the Gram matrix of the unit-normalized inputs,
+    ``rho = <u, u'> a a' + beta beta'`` with ``a = 1 / sqrt(1 + b^2 / s^2)``,
+    ``beta = 1 / sqrt(1 + s^2 / b^2)`` and ``s = W_std |x| / sqrt(n0)`` (through
+    ``hypot``), so that neither huge nor tiny norms or scales reach a square.
     """
     dtype = x1.dtype
-    w2 = jnp.asarray(W_std, dtype) ** 2
-    b2 = jnp.asarray(b_std, dtype) ** 2 if bias else jnp.zeros((), dtype)
     n0 = x1.shape[-1]
-    half_w2 = w2 / 2.0
+    u1, norm1, log_norm1 = _unit_rows(x1)
+    u2, norm2, log_norm2 = _unit_rows(x2)
+    cos = u1 @ u2.T
+    w_over = W_std / math.sqrt(n0)
+    s1, s2 = w_over * norm1, w_over * norm2  # sqrt(W^2 |x|^2 / n0)
     if bias:
-        # With a bias and W^2 < 2 the kernels converge to a finite fixed point: no rescaling.
-        log_c = jnp.where((b2 > 0) & (half_w2 < 1.0), jnp.zeros((), dtype), jnp.log(half_w2))
-        ratio = half_w2 * jnp.exp(-log_c)  # (W^2/2) / c
+        h1, h2 = jnp.hypot(s1, b_std), jnp.hypot(s2, b_std)  # sqrt(Sigma^1(x, x))
+        a1, a2 = s1 / h1, s2 / h2
+        beta1, beta2 = b_std / h1, b_std / h2
+        rho = cos * (a1[:, None] * a2[None, :]) + beta1[:, None] * beta2[None, :]
+        b2 = b_std * b_std
+        q1, q2 = s1 * s1 + b2, s2 * s2 + b2
+        log_g1, log_g2 = 0.5 * jnp.log(q1), 0.5 * jnp.log(q2)
     else:
-        log_c = jnp.log(half_w2)
-        ratio = jnp.ones((), dtype)
-
-    # Layer 1: an affine map of the inputs.
-    q1 = w2 / n0 * jnp.sum(x1 * x1, axis=-1) + b2
-    q2 = w2 / n0 * jnp.sum(x2 * x2, axis=-1) + b2
-    sigma = w2 / n0 * (x1 @ x2.T) + b2
-    # Products of square roots, not square roots of products: inputs of norm
-    # 1e150 or 1e-150 would overflow or underflow q1 q2.
-    rho = jnp.clip(sigma / (jnp.sqrt(q1)[:, None] * jnp.sqrt(q2)[None, :]), -1.0, 1.0)
+        rho = cos
+        q1, q2 = s1 * s1, s2 * s2
+        log_w = jnp.log(W_std) - 0.5 * math.log(n0)
+        log_g1, log_g2 = log_w + log_norm1, log_w + log_norm2
+    rho = jnp.clip(rho, -1.0, 1.0)
     # A correlation read off a Gram matrix is only known to ~sqrt(n0) ulps, and
     # Sigmadot depends on the angle, ~sqrt(1 - |rho|) near +-1: an identical
     # (or antipodal) pair whose correlation rounds 2 ulps away from +-1 would
@@ -258,31 +272,112 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, un
     # +-1 are taken to be exactly +-1.
     snap = 4.0 * math.sqrt(n0 + 1) * jnp.finfo(dtype).eps
     rho = jnp.where(1.0 - jnp.abs(rho) <= snap, jnp.sign(rho), rho)
-    state = dict(omr=1.0 - rho, theta=sigma, q1=q1, q2=q2, T1=q1, T2=q2)
-    if "nngp" in get:
-        state["sigma"] = sigma
-    if "nngp_dot" in get:
-        state["sdot"] = jnp.zeros_like(sigma)
-    if not bias:
-        sqrt_qq = jnp.sqrt(q1)[:, None] * jnp.sqrt(q2)[None, :]  # constant without bias
+    return LayerOne(rho, q1, q2, log_g1, log_g2)
 
-    def values(st, log_s):
-        scale = jnp.exp(log_s)
+
+def _times(value, factor):
+    """``value * factor``, and 0 where ``value`` is 0 (even if ``factor`` overflowed to inf)."""
+    return jnp.where(value == 0, jnp.zeros_like(value), value * factor)
+
+
+def _log_c(w2_half_log, b2, bias):
+    """``log c``: the per-layer rescaling of the state (module docstring)."""
+    if bias:
+        # With a bias and W^2 < 2 the kernels converge to a finite fixed point: no rescaling.
+        return jnp.where((b2 > 0) & (w2_half_log < 0.0), jnp.zeros_like(w2_half_log), w2_half_log)
+    return w2_half_log
+
+
+@partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer", "unroll", "on_cpu"))
+def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, unroll, on_cpu):
+    """Runs layers 1..depth (``depth = len(slot)``) on inputs, keeping ``n_out`` of them."""
+    dtype = x1.dtype
+    W_std = jnp.asarray(W_std, dtype)
+    b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
+    one = _layer_one(x1, x2, W_std, b_std, bias)
+    t1 = angle_from_correlation(one.rho)
+    return _recursion(one, 1.0 - one.rho, t1, jnp.sin(t1), W_std, b_std, slot, n_out=n_out,
+                      get=get, bias=bias, every_layer=every_layer, unroll=unroll, on_cpu=on_cpu)
+
+
+def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get, bias,
+               every_layer, unroll, on_cpu):
+    """Runs layers 2..depth (``depth = len(slot)``) from layer 1, keeping ``n_out`` layers.
+
+    ``one``: layer 1 (:class:`LayerOne`); ``omr1``, ``t1``, ``sin_t1``:
+    ``1 - rho_1``, its angle and the angle's sine (``[n1, n2]``).
+
+    With a bias, all state is rescaled by ``S_l = c^(l-1)`` (see the module
+    docstring): ``q`` and ``T`` are the rescaled diagonals of ``Sigma`` and
+    ``Theta``. Without bias (``b_std`` known to be 0) the state is that of
+    unit-norm inputs at ``W_std^2 = 2``, whose diagonals are 1 and ``l``, and the
+    outputs are scaled by ``sqrt(Sigma^1(x,x) Sigma^1(x',x')) (W_std^2/2)^(l-1)``
+    at the end: the loop carries only ``1 - rho`` and ``Theta`` (and ``Sigma``,
+    ``Sigmadot`` when asked for). With ``every_layer`` (layers 1..depth in
+    order) the scan stacks its outputs directly; with one layer it keeps no
+    buffer at all; otherwise it writes the requested layers into buffers and
+    skips the others.
+
+    From layer 2 on, correlations are >= 0 and the angle and its sine follow
+    accurately from ``1 - rho`` alone, so the scan carries only ``1 - rho``;
+    layer 1 (any correlation in [-1, 1]) is stepped outside it.
+
+    Besides :data:`KERNEL_FIELDS`, ``get`` may hold the internal field ``_omr``
+    (``1 - rho_l``, with ``_q``/``_T``, the rescaled diagonals of ``x1``, and
+    ``_log_s``, ``log S_l``), which the interpolated path tabulates.
+    """
+    dtype = omr1.dtype
+    half_w2 = W_std * W_std / 2.0
+    b2 = b_std * b_std
+    log_c = _log_c(2.0 * jnp.log(W_std) - math.log(2.0), b2, bias)
+    if bias:
+        ratio = jnp.exp(2.0 * jnp.log(W_std) - math.log(2.0) - log_c)  # (W^2/2) / c
+        sigma1 = jnp.sqrt(one.q1)[:, None] * jnp.sqrt(one.q2)[None, :] * one.rho
+        state = dict(omr=omr1, theta=sigma1, q1=one.q1, q2=one.q2, T1=one.q1, T2=one.q2)
+    else:
+        sigma1 = one.rho  # unit-norm state
+        state = dict(omr=omr1, theta=sigma1)
+    if "nngp" in get:
+        state["sigma"] = sigma1
+    if "nngp_dot" in get:
+        state["sdot"] = jnp.zeros_like(omr1)
+
+    def values(st, log_s, layer):
         out = {}
-        if "nngp" in get:
-            out.update(nngp=st["sigma"] * scale, nngp_diag1=st["q1"] * scale,
-                       nngp_diag2=st["q2"] * scale)
+        if bias:
+            scale = jnp.exp(log_s)
+            if "nngp" in get:
+                out.update(nngp=st["sigma"] * scale, nngp_diag1=st["q1"] * scale,
+                           nngp_diag2=st["q2"] * scale)
+            if "ntk" in get:
+                out.update(ntk=st["theta"] * scale, ntk_diag1=st["T1"] * scale,
+                           ntk_diag2=st["T2"] * scale)
+            if "ntk_normalized" in get:
+                out["ntk_normalized"] = st["theta"] / (
+                    jnp.sqrt(st["T1"])[:, None] * jnp.sqrt(st["T2"])[None, :]
+                )
+            if "_omr" in get:
+                out.update(_q=st["q1"], _T=st["T1"], _log_s=log_s)
+        else:
+            # sqrt(Sigma^l(x, x)) for each row, from logarithms: no overflow before the end.
+            g1, g2 = jnp.exp(0.5 * log_s + one.log_g1), jnp.exp(0.5 * log_s + one.log_g2)
+            outer = g1[:, None] * g2[None, :]
+            ell = layer.astype(dtype)
+            if "nngp" in get:
+                out.update(nngp=_times(st["sigma"], outer), nngp_diag1=g1 * g1, nngp_diag2=g2 * g2)
+            if "ntk" in get:
+                out.update(ntk=_times(st["theta"], outer), ntk_diag1=ell * g1 * g1,
+                           ntk_diag2=ell * g2 * g2)
+            if "ntk_normalized" in get:
+                out["ntk_normalized"] = st["theta"] / ell
+            if "_omr" in get:
+                out.update(_q=jnp.ones_like(g1), _T=jnp.full_like(g1, ell), _log_s=log_s)
         if "nngp_dot" in get:
             out["nngp_dot"] = st["sdot"]
-        if "ntk" in get:
-            out.update(ntk=st["theta"] * scale, ntk_diag1=st["T1"] * scale,
-                       ntk_diag2=st["T2"] * scale)
         if "rho" in get:
             out["rho"] = 1.0 - st["omr"]
-        if "ntk_normalized" in get:
-            out["ntk_normalized"] = st["theta"] / (
-                jnp.sqrt(st["T1"])[:, None] * jnp.sqrt(st["T2"])[None, :]
-            )
+        if "_omr" in get:
+            out["_omr"] = st["omr"]
         return out
 
     def advance(st, t, sin_t, layer):
@@ -304,14 +399,13 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, un
             da = jnp.sqrt(a1)[:, None] - jnp.sqrt(a2)[None, :]
             omr = (b2_s * da * da / (big_q + sqrt_aa + b2_s) + sqrt_aa * one_minus_j) / big_q
             sigma = sqrt_aa * j + b2_s
+            new = dict(
+                omr=jnp.clip(omr, 0.0, 1.0), theta=st["theta"] * ratio * fprime + sigma,
+                q1=q1n, q2=q2n, T1=st["T1"] * ratio + q1n, T2=st["T2"] * ratio + q2n,
+            )
         else:
-            q1n, q2n = st["q1"], st["q2"]
-            omr = one_minus_j
-            sigma = sqrt_qq * j
-        new = dict(
-            omr=jnp.clip(omr, 0.0, 1.0), theta=st["theta"] * ratio * fprime + sigma,
-            q1=q1n, q2=q2n, T1=st["T1"] * ratio + q1n, T2=st["T2"] * ratio + q2n,
-        )
+            sigma = j
+            new = dict(omr=jnp.clip(one_minus_j, 0.0, 1.0), theta=st["theta"] * fprime + sigma)
         if "nngp" in get:
             new["sigma"] = sigma
         if "nngp_dot" in get:
@@ -319,12 +413,12 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, un
         return new, log_s
 
     depth = slot.shape[0]
-    first = values(state, jnp.zeros((), dtype))
+    layer1 = jnp.ones((), jnp.int32)
+    first = values(state, jnp.zeros((), dtype), layer1)
     if depth == 1:
         return {k: v[None] for k, v in first.items()}
-    t1 = angle_from_correlation(rho)
-    state, log_s2 = advance(state, t1, jnp.sin(t1), jnp.ones((), jnp.int32))
-    second = values(state, log_s2)
+    state, log_s2 = advance(state, t1, sin_t1, layer1)
+    second = values(state, log_s2, layer1 + 1)
 
     def step(st, layer):
         return advance(st, angle_from_omr(st["omr"]), _sin_from_omr(st["omr"]), layer)
@@ -333,12 +427,21 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, un
     if every_layer:
         def dense_step(st, layer):
             new, log_s = step(st, layer)
-            return new, values(new, log_s)
+            return new, values(new, log_s, layer + 1)
 
         _, rest = jax.lax.scan(dense_step, state, layers_left, unroll=unroll)
         return {k: jnp.concatenate([first[k][None], second[k][None], rest[k]]) for k in first}
 
-    buffers = {k: jnp.zeros((n_out + 1,) + v.shape, dtype) for k, v in first.items()}
+    if n_out == 1:
+        # One layer, the last: no buffers, no conditionals, only the state in the loop.
+        if depth == 2:
+            return {k: v[None] for k, v in second.items()}
+        final, _ = jax.lax.scan(lambda st, layer: (step(st, layer)[0], None), state, layers_left,
+                                unroll=unroll)
+        log_s = (depth - 1) * log_c
+        return {k: v[None] for k, v in values(final, log_s, jnp.asarray(depth, jnp.int32)).items()}
+
+    buffers = {k: jnp.zeros((n_out + 1,) + jnp.shape(v), dtype) for k, v in first.items()}
     buffers = _write(buffers, lambda: first, slot[0], n_out, on_cpu)
     buffers = _write(buffers, lambda: second, slot[1], n_out, on_cpu)
 
@@ -347,12 +450,86 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, un
         s, layer = xs
         new, log_s = step(st, layer)
         # Only the requested layers' values are computed and stored.
-        return (new, _write(buffers, lambda: values(new, log_s), s, n_out, on_cpu)), None
+        return (new, _write(buffers, lambda: values(new, log_s, layer + 1), s, n_out, on_cpu)), None
 
     (_, buffers), _ = jax.lax.scan(
         sparse_step, (state, buffers), (slot[2:], layers_left), unroll=unroll
     )
     return {k: v[:n_out] for k, v in buffers.items()}
+
+
+# Below this depth float32 keeps Thetabar^l and 1 - rho_l to about 1e-5 relative.
+FLOAT32_MAX_DEPTH = 1000
+
+
+def _warn_float32_depth(dtype, depth: int, name: str) -> None:
+    if np.dtype(dtype) == np.float32 and depth > FLOAT32_MAX_DEPTH:
+        warnings.warn(
+            f"{name}: float32 at depth {depth} loses digits (rounding accumulates over the "
+            f"layers: Thetabar^l and 1 - rho_l keep only ~1e-5 relative beyond depth "
+            f"{FLOAT32_MAX_DEPTH}, ~1e-4 at 1e5); pass dtype='float64' (or float64 inputs)",
+            stacklevel=3,
+        )
+
+
+def _interp_setting(x1, x2, W_std, b_std, bias: bool, dtype):
+    """``None`` (no bias), ``(W^2, b^2, q)`` (bias, every input of one norm) or ``False`` (neither)."""
+    if not bias:
+        return None
+    if any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std)):
+        return False
+    w2, b2 = float(W_std) ** 2, float(b_std) ** 2
+    n0 = x1.shape[-1]
+    sq = np.concatenate([np.sum(np.square(np.asarray(x, np.float64)), axis=1) for x in (x1, x2)])
+    q = w2 / n0 * sq + b2
+    if not np.all(np.isfinite(q)) or q.max() - q.min() > 8 * np.finfo(dtype).eps * q.max():
+        return False
+    return (w2, b2, float(q[0]))
+
+
+def _check_bias_scale(x1, x2, W_std, b_std, dtype) -> None:
+    """With a bias, ``Sigma^1(x, x)`` must be finite in ``dtype`` (concrete values only)."""
+    if any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std)):
+        return
+    n0 = x1.shape[-1]
+    for x, name in ((x1, "x1"), (x2, "x2")):
+        norms = np.linalg.norm(np.asarray(x, np.float64), axis=1)
+        q = float(W_std) ** 2 / n0 * norms**2 + float(b_std) ** 2
+        if np.any(q > float(np.finfo(dtype).max)):
+            i = int(np.argmax(q))
+            raise ValueError(
+                f"{name}[{i}]: Sigma^1(x, x) = {q[i]:.3g} overflows {np.dtype(dtype).name} "
+                f"(with a bias the kernels are not rescaled); pass dtype='float64' or rescale "
+                f"the inputs or W_std"
+            )
+
+
+def _use_interp(method, setting, layer_array, n_pairs) -> bool:
+    applies = setting is not False
+    if method == "interp":
+        if not applies:
+            raise ValueError(
+                "method='interp' needs b_std == 0, or inputs of one norm and concrete "
+                "(not traced) inputs and scales; use method='loop' or 'auto'"
+            )
+        return True
+    if method == "loop":
+        return False
+    if method != "auto":
+        raise ValueError(f"method must be 'auto', 'interp' or 'loop'; got {method!r}")
+    deepest = int(layer_array.max())
+    # Tabulating costs O(depth * nodes): worth it from a few hundred pairs on,
+    # and while few of the layers are asked for.
+    return applies and deepest >= 4 and 4 * len(layer_array) <= deepest and n_pairs >= 1024
+
+
+def _fields(get) -> tuple[str, ...]:
+    """``get`` as a tuple of known field names (a single name is allowed)."""
+    fields = (get,) if isinstance(get, str) else tuple(get)
+    unknown = sorted(set(fields) - set(KERNEL_FIELDS))
+    if unknown or not fields:
+        raise ValueError(f"get={get!r}: unknown field(s) {unknown}; choose from {KERNEL_FIELDS}")
+    return fields
 
 
 def relu_kernel_trace(
@@ -363,15 +540,25 @@ def relu_kernel_trace(
     W_std: float = math.sqrt(2.0),
     b_std: float = 0.0,
     layers: Sequence[int] | None = None,
-    get: Sequence[str] = KERNEL_FIELDS,
+    get: str | Sequence[str] = KERNEL_FIELDS,
+    dtype=None,
+    method: str = "auto",
 ) -> KernelTrace:
-    """Kernels of a ReLU network at every requested depth, from one compiled pass.
+    """Kernels of a ReLU network at every requested depth.
 
-    The network has ``l`` weight layers at NTK parameterization (MATH.md,
-    section 1), with weight and bias standard deviations ``W_std`` and
-    ``b_std``. One ``lax.scan`` runs the recursion up to ``depth`` and keeps
-    the layers in ``layers``: time ``O(depth n1 n2)``, memory
-    ``O(len(layers) n1 n2)``.
+    The network has ``l`` weight layers at NTK parameterization, with weight
+    and bias standard deviations ``W_std`` and ``b_std`` (docs/kernels.md,
+    "The recursion"). Two paths give the same numbers (docs/kernels.md,
+    "Evaluating kernels fast"):
+
+    - the layer loop: one ``lax.scan`` up to the deepest requested layer,
+      time ``O(depth n1 n2)``, memory ``O(len(layers) n1 n2)`` for the
+      requested fields;
+    - the interpolated path, without bias or with inputs of one norm: the
+      recursion tabulated once as a function of the input angle (time
+      ``O(depth)``, independent of ``n1, n2``), then one Gram matrix and one
+      elementwise pass per requested layer, whose cost does not depend on
+      the depth.
 
     Args:
       x1: ``[n1, n0]`` inputs (any norm; not restricted to the sphere).
@@ -381,7 +568,14 @@ def relu_kernel_trace(
       b_std: bias standard deviation ``sigma_b >= 0``.
       layers: the depths to return, distinct integers in ``1..depth`` (default
         all of them), returned in the order given.
-      get: which of ``KERNEL_FIELDS`` to compute; the others are ``None``.
+      get: one of ``KERNEL_FIELDS`` or several; the others are ``None``.
+      dtype: ``"float32"`` or ``"float64"`` (the latter enters
+        ``jax.enable_x64`` for this call only). Default: the inputs' dtype,
+        NumPy's for non-JAX inputs, so float64 NumPy arrays give float64
+        kernels whether or not x64 is enabled.
+      method: ``"auto"`` (the interpolated path where it applies and pays:
+        a few layers of a deep network over many pairs), ``"interp"`` or
+        ``"loop"``.
 
     Returns:
       A :class:`KernelTrace` whose matrices are ``[len(layers), n1, n2]``.
@@ -389,45 +583,100 @@ def relu_kernel_trace(
     Raises:
       ValueError: NaN/inf inputs, a zero input vector with ``b_std == 0`` (its
         correlation is undefined), mismatched feature dimensions, ``depth < 1``,
-        ``W_std <= 0``, ``b_std < 0``, ``layers`` outside ``1..depth``, or an
-        unknown field in ``get``.
+        ``W_std <= 0``, ``b_std < 0``, ``layers`` outside ``1..depth``, an
+        unknown field in ``get``, an unknown ``dtype`` or ``method``.
+
+    Warns:
+      UserWarning: float32 beyond depth :data:`FLOAT32_MAX_DEPTH`.
 
     Differentiable with respect to ``x1``, ``x2``, ``W_std`` and ``b_std``;
     gradients are finite everywhere (including identical and antipodal points).
     """
-    get = tuple(get)
-    unknown = sorted(set(get) - set(KERNEL_FIELDS))
-    if unknown or not get:
-        raise ValueError(f"get={get!r}: unknown field(s) {unknown}; choose from {KERNEL_FIELDS}")
-    x1, x2 = check_inputs(x1, x2, b_std=b_std)
-    check_hyperparameters(W_std, b_std)
+    fields = _fields(get)
     layer_array = check_depth_and_layers(depth, layers)
-    unroll, on_cpu = _loop_options()
-    # Without a bias (b_std a concrete 0) the recursion takes a shorter path.
-    bias = isinstance(b_std, jax.core.Tracer) or float(b_std) != 0.0
-    out = _trace_impl(
-        x1, x2, jnp.asarray(W_std, x1.dtype), jnp.asarray(b_std, x1.dtype),
-        jnp.asarray(_slots(layer_array, depth)), n_out=len(layer_array),
-        get=tuple(f for f in KERNEL_FIELDS if f in get), bias=bias,
-        every_layer=bool(np.array_equal(layer_array, np.arange(1, depth + 1))),
-        unroll=unroll, on_cpu=on_cpu,
+    dt = resolve_dtype(dtype, x1, x2)
+    with precision(dt, x1, x2, W_std, b_std):
+        x1, x2 = check_inputs(x1, x2, b_std=b_std, dtype=dt)
+        check_hyperparameters(W_std, b_std, dtype=dt)
+        deepest = int(layer_array.max())
+        _warn_float32_depth(dt, deepest, "relu_kernel_trace")
+        # Without a bias (b_std a concrete 0) the recursion takes a shorter path.
+        bias = isinstance(b_std, jax.core.Tracer) or float(b_std) != 0.0
+        if bias:
+            _check_bias_scale(x1, x2, W_std, b_std, dt)
+        ordered = tuple(f for f in KERNEL_FIELDS if f in fields)
+        setting = _interp_setting(x1, x2, W_std, b_std, bias, dt)
+        if _use_interp(method, setting, layer_array, x1.shape[0] * x2.shape[0]):
+            from ntkdepth.kernels.interp import interp_trace
+
+            out = interp_trace(x1, x2, W_std, b_std, layers=tuple(int(l) for l in layer_array),
+                               get=ordered, bias_setting=setting)
+        else:
+            unroll, on_cpu = _loop_options()
+            out = _trace_impl(
+                x1, x2, jnp.asarray(W_std, dt), jnp.asarray(b_std, dt),
+                jnp.asarray(_slots(layer_array, deepest)), n_out=len(layer_array),
+                get=ordered, bias=bias,
+                every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))),
+                unroll=unroll, on_cpu=on_cpu,
+            )
+    out = {f: out.get(f) for f in KernelTrace._fields if f != "layers"}
+    return KernelTrace(layers=layer_array, **out)
+
+
+def relu_ntk(x1, x2=None, *, depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0,
+             dtype=None, method: str = "auto"):
+    """``Theta^depth(x1, x2)``, ``[n1, n2]``: the NTK of a depth-``depth`` ReLU network.
+
+    ``dtype`` and ``method`` as in :func:`relu_kernel_trace`.
+    """
+    return relu_kernel_trace(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth],
+                             get="ntk", dtype=dtype, method=method).ntk[0]
+
+
+def relu_nngp(x1, x2=None, *, depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0,
+              dtype=None, method: str = "auto"):
+    """``Sigma^depth(x1, x2)``, ``[n1, n2]``: the NNGP kernel of a depth-``depth`` ReLU network.
+
+    ``dtype`` and ``method`` as in :func:`relu_kernel_trace`.
+    """
+    return relu_kernel_trace(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth],
+                             get="nngp", dtype=dtype, method=method).nngp[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels_tuple(fields: tuple[str, ...]):
+    return collections.namedtuple("Kernels", fields)
+
+
+def relu_kernel_fn(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,
+                   dtype=None, method: str = "auto"):
+    """The kernel function of one network, in neural-tangents' call style.
+
+    Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=...)`` for a
+    ReLU network of ``depth`` weight layers: with a string ``get`` it returns
+    that ``[n1, n2]`` kernel, with a tuple a named tuple of them in the order
+    asked (fields of :data:`KERNEL_FIELDS`; ``nngp`` and ``ntk`` are
+    neural-tangents' ``kernel_fn(x1, x2, get)`` of ``stax_mlp(depth, ...)``).
+    ``dtype`` and ``method`` as in :func:`relu_kernel_trace`.
+    """
+    check_depth_and_layers(depth, [depth])
+    check_hyperparameters(W_std, b_std)
+    default_dtype = dtype
+
+    def kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=default_dtype):
+        fields = _fields(get)
+        tr = relu_kernel_trace(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth],
+                               get=fields, dtype=dtype, method=method)
+        if isinstance(get, str):
+            return getattr(tr, get)[0]
+        return _kernels_tuple(fields)(*(getattr(tr, f)[0] for f in fields))
+
+    kernel_fn.__doc__ = (
+        f"Kernels of a depth-{depth} ReLU network (W_std={W_std}, b_std={b_std}): "
+        "kernel_fn(x1, x2=None, get=('nngp', 'ntk'), *, dtype=None), [n1, n2] each."
     )
-    fields = {f: out.get(f) for f in KernelTrace._fields if f != "layers"}
-    return KernelTrace(layers=layer_array, **fields)
-
-
-def relu_ntk(x1, x2=None, *, depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0):
-    """``Theta^depth(x1, x2)``, ``[n1, n2]``: the NTK of a depth-``depth`` ReLU network."""
-    return relu_kernel_trace(
-        x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get=("ntk",)
-    ).ntk[0]
-
-
-def relu_nngp(x1, x2=None, *, depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0):
-    """``Sigma^depth(x1, x2)``, ``[n1, n2]``: the NNGP kernel of a depth-``depth`` ReLU network."""
-    return relu_kernel_trace(
-        x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get=("nngp",)
-    ).nngp[0]
+    return kernel_fn
 
 
 # --------------------------------------------------------------------------
@@ -466,7 +715,8 @@ def _correlation_impl(rho1, slot, *, n_out, unroll, on_cpu):
 
 
 def correlation_trace(
-    rho: jax.Array, *, depth: int, layers: Sequence[int] | None = None
+    rho: jax.Array, *, depth: int, layers: Sequence[int] | None = None, dtype=None,
+    method: str = "auto",
 ) -> CorrelationTrace:
     """``rho_l``, ``f'(rho_l)`` and ``Thetabar^l`` from starting correlations ``rho_1``.
 
@@ -480,18 +730,31 @@ def correlation_trace(
       rho: starting correlations ``<x, x'>`` in ``[-1, 1]``, any shape.
       depth: the deepest layer, ``>= 1``.
       layers: distinct depths in ``1..depth`` to return (default all).
+      dtype: ``"float32"`` or ``"float64"`` as in :func:`relu_kernel_trace`
+        (default: that of ``rho``; NumPy's for non-JAX input).
+      method: ``"auto"``, ``"interp"`` or ``"loop"``, as in
+        :func:`relu_kernel_trace` (the interpolated path pays for many
+        correlations and few of the layers).
     """
-    rho = jnp.asarray(rho)
-    if not jnp.issubdtype(rho.dtype, jnp.floating):
-        rho = rho.astype(jnp.result_type(float))
-    check_finite(rho, "rho")
-    if not isinstance(rho, jax.core.Tracer):
-        r = np.asarray(rho)
-        if np.any(np.abs(r) > 1.0):
-            raise ValueError(f"rho must lie in [-1, 1]; got values from {r.min()} to {r.max()}")
     layer_array = check_depth_and_layers(depth, layers)
-    out = _correlation_impl(
-        rho, jnp.asarray(_slots(layer_array, depth)), n_out=len(layer_array),
-        **dict(zip(("unroll", "on_cpu"), _loop_options())),
-    )
+    dt = resolve_dtype(dtype, rho)
+    with precision(dt, rho):
+        rho = jnp.asarray(rho, dtype=dt)
+        check_finite(rho, "rho")
+        if not isinstance(rho, jax.core.Tracer):
+            r = np.asarray(rho)
+            if np.any(np.abs(r) > 1.0):
+                raise ValueError(f"rho must lie in [-1, 1]; got values from {r.min()} to {r.max()}")
+        deepest = int(layer_array.max())
+        _warn_float32_depth(dt, deepest, "correlation_trace")
+        if _use_interp(method, None, layer_array, int(np.prod(rho.shape))):
+            from ntkdepth.kernels.interp import interp_correlation
+
+            out = interp_correlation(jnp.clip(rho, -1.0, 1.0),
+                                     layers=tuple(int(l) for l in layer_array))
+            return CorrelationTrace(layers=layer_array, **out)
+        out = _correlation_impl(
+            rho, jnp.asarray(_slots(layer_array, deepest)), n_out=len(layer_array),
+            **dict(zip(("unroll", "on_cpu"), _loop_options())),
+        )
     return CorrelationTrace(layers=layer_array, **out)

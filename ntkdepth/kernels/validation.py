@@ -6,13 +6,21 @@ Checks on values (NaN, zero vectors, ranges) run only on concrete arrays; under
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_inputs", "check_hyperparameters", "check_depth_and_layers", "check_finite"]
+__all__ = [
+    "check_inputs",
+    "check_hyperparameters",
+    "check_depth_and_layers",
+    "check_finite",
+    "precision",
+    "resolve_dtype",
+]
 
 
 def _is_concrete(x) -> bool:
@@ -31,7 +39,57 @@ def check_finite(x, name: str) -> None:
         raise ValueError(f"{name} contains {kind} at index {idx} ({int(bad.sum())} non-finite entries)")
 
 
-def _as_float_matrix(x, name: str) -> jax.Array:
+def resolve_dtype(dtype, *arrays) -> np.dtype:
+    """The floating dtype of a kernel call: ``dtype`` if given, else that of the inputs.
+
+    Inputs that are not JAX arrays count with NumPy's dtype (so a float64 NumPy
+    array asks for float64 even where JAX's x64 mode is off); integers count
+    as float64, as in NumPy; ``None`` entries are skipped.
+    """
+    if dtype is not None:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError as err:
+            raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}") from err
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+        return dt
+    found = []
+    for x in arrays:
+        if x is None:
+            continue
+        d = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+        if d == np.float64 or not np.issubdtype(d, np.floating) and np.issubdtype(d, np.number):
+            found.append(np.dtype(np.float64))
+        else:
+            found.append(np.dtype(np.float32))
+    return max(found, key=lambda d: d.itemsize) if found else np.dtype(np.float32)
+
+
+@contextlib.contextmanager
+def precision(dtype, *values):
+    """Runs the body with JAX's x64 mode on when ``dtype`` is float64 and it is off.
+
+    Only for this call: the setting is restored on exit. Under a JAX
+    transformation (traced ``values``) the mode cannot change; float64 then
+    needs ``jax.enable_x64(True)`` around the transformation.
+    """
+    want64 = np.dtype(dtype) == np.float64
+    if not want64 or jax.config.jax_enable_x64:
+        yield
+        return
+    if any(isinstance(v, jax.core.Tracer) for v in values):
+        raise ValueError(
+            "float64 kernels inside jax.jit/grad/vmap need x64 mode: wrap the transformed call "
+            "in `with jax.enable_x64(True):`, or ask for dtype='float32'"
+        )
+    with jax.enable_x64(True):
+        yield
+
+
+def _as_float_matrix(x, name: str, dtype=None) -> jax.Array:
+    if dtype is not None:
+        x = jnp.asarray(x, dtype=dtype)
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
@@ -42,10 +100,14 @@ def _as_float_matrix(x, name: str) -> jax.Array:
     return x
 
 
-def check_inputs(x1, x2, *, b_std) -> tuple[jax.Array, jax.Array]:
-    """Validates and returns ``(x1, x2)`` as floating ``[n, n0]`` arrays (``x2`` defaults to ``x1``)."""
-    x1 = _as_float_matrix(x1, "x1")
-    x2 = x1 if x2 is None else _as_float_matrix(x2, "x2")
+def check_inputs(x1, x2, *, b_std, dtype=None) -> tuple[jax.Array, jax.Array]:
+    """Validates and returns ``(x1, x2)`` as floating ``[n, n0]`` arrays (``x2`` defaults to ``x1``).
+
+    With ``dtype`` both are cast to it. A row is "the zero vector" only when
+    every entry is exactly 0 (a norm of 1e-30 is a valid input).
+    """
+    x1 = _as_float_matrix(x1, "x1", dtype)
+    x2 = x1 if x2 is None else _as_float_matrix(x2, "x2", dtype)
     if x1.shape[1] != x2.shape[1]:
         raise ValueError(
             f"feature dimensions differ: x1 has {x1.shape[1]} features, x2 has {x2.shape[1]}"
@@ -55,8 +117,7 @@ def check_inputs(x1, x2, *, b_std) -> tuple[jax.Array, jax.Array]:
     for x, name in ((x1, "x1"), (x2, "x2")):
         check_finite(x, name)
         if _is_concrete(x) and _is_concrete(b_std) and float(b_std) == 0.0:
-            norms = np.linalg.norm(np.asarray(x), axis=1)
-            zero = np.flatnonzero(norms == 0)
+            zero = np.flatnonzero(~np.any(np.asarray(x) != 0, axis=1))
             if zero.size:
                 raise ValueError(
                     f"{name}[{zero[0]}] is the zero vector: with b_std == 0 its correlation "
@@ -65,8 +126,12 @@ def check_inputs(x1, x2, *, b_std) -> tuple[jax.Array, jax.Array]:
     return x1, x2
 
 
-def check_hyperparameters(W_std, b_std) -> None:
-    """``W_std > 0`` and ``b_std >= 0``, both finite."""
+def check_hyperparameters(W_std, b_std, dtype=None) -> None:
+    """``W_std > 0`` and ``b_std >= 0``, both finite.
+
+    With a bias and a ``dtype``, ``W_std^2`` and ``b_std^2`` must also be finite
+    in that dtype (without bias any finite ``W_std`` works).
+    """
     if _is_concrete(W_std):
         w = float(np.asarray(W_std))
         if not np.isfinite(w) or w <= 0:
@@ -75,6 +140,14 @@ def check_hyperparameters(W_std, b_std) -> None:
         b = float(np.asarray(b_std))
         if not np.isfinite(b) or b < 0:
             raise ValueError(f"b_std must be a finite number >= 0; got {b}")
+        if dtype is not None and b > 0 and _is_concrete(W_std):
+            big = float(np.finfo(dtype).max)
+            for name, v in (("W_std", float(np.asarray(W_std))), ("b_std", b)):
+                if v * v > big:
+                    raise ValueError(
+                        f"{name}={v:g}: with a bias, {name}^2 must be finite in "
+                        f"{np.dtype(dtype).name}; pass dtype='float64'"
+                    )
 
 
 def check_depth_and_layers(depth, layers: Sequence[int] | None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The gradient-flow predictor of a kernel (Propositions 3 and 6; MATH.md, section 4).
+"""The gradient-flow predictor of a kernel (Propositions 3 and 6; docs/predictor.md).
 
 Gradient flow on ``1/2 sum_i |f(x_i) - y_i|^2`` with a constant kernel
 ``Theta`` and learning rate ``eta`` gives (Remark 1: no ``1/n`` in the
@@ -8,18 +8,46 @@ exponent)
     P_t    = Theta(X, X)^{-1} (I - exp(-eta t Theta(X, X))),
 
 and, with ``f_0`` averaged over initializations, the mean predictor
-``mu_t(x) = Theta(x, X) P_t Y``. Everything here comes from one
-eigendecomposition ``Theta = V diag(lambda) V^T``: ``P_t`` has eigenvalues
-``(1 - exp(-eta t lambda)) / lambda <= min(eta t, 1 / lambda)``, computed
-with ``expm1`` so that tiny eigenvalues give ``eta t`` rather than 0/0. No
-inverse is ever formed; ``t = inf`` needs an invertible kernel and says so.
+``mu_t(x) = Theta(x, X) P_t Y``. With ``Theta = V diag(lambda) V^T``, ``P_t``
+has eigenvalues ``(1 - exp(-eta t lambda)) / lambda <= min(eta t, 1 / lambda)``,
+computed with ``expm1`` so that tiny eigenvalues give ``eta t`` rather than 0/0.
+No inverse is ever formed.
+
+Two factorizations, each computed on first use (docs/predictor.md):
+
+- **finite times**: the eigendecomposition in the kernel's own storage:
+  ``Theta = Q T Q^T`` (Householder tridiagonalization, LAPACK ``sytrd``, whose
+  reflectors overwrite the kernel), ``T = S diag(lambda) S^T`` (``stemr``), and
+  ``V = Q S`` formed in the storage of ``S`` (the reflectors applied 64 at a
+  time as matrix products). Memory: the kernel plus one ``[n, n]`` matrix.
+  Predictions are then two matrix products with ``V``.
+- **t = inf**: ``Theta^{-1} r`` by Cholesky (``n^3 / 3`` operations, in the
+  kernel's storage or one copy), unless the eigendecomposition is already at
+  hand, which then serves ``t = inf`` as well.
+
+Precision: the kernel is computed in float64 whatever its dtype, but its
+rounding is that of its dtype (``eps``). A kernel counts as singular when
+``lambda_min <= n eps lambda_max`` (from the spectrum), or when Cholesky fails
+or its reciprocal condition number (1-norm, estimated by LAPACK ``pocon``; for a
+symmetric matrix the 1-norm condition number is at least ``lambda_max / lambda_min``)
+is ``<= n eps``; ``t = inf``
+then raises :class:`SingularKernelError`. Symmetry is checked to
+``sqrt(eps) max |K|`` and positive semi-definiteness to
+``max(n eps, sqrt(eps)) lambda_max``: the arc-cosine maps of ReLU kernels have a
+square-root sensitivity near correlation 1, so their rounding can reach
+``sqrt(eps)``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
+from scipy.linalg import lapack
 
 __all__ = ["GradientFlowPredictor", "SingularKernelError", "projection_spectrum"]
+
+_BLOCK = 64  # Householder reflectors applied together (compact WY form)
+_CHECK_ROWS = 1024  # rows per block of the O(n^2) input checks
 
 
 class SingularKernelError(ValueError):
@@ -30,9 +58,14 @@ def _as_times(t) -> tuple[np.ndarray, bool]:
     arr = np.asarray(t, dtype=np.float64)
     scalar = arr.ndim == 0
     arr = np.atleast_1d(arr)
-    if np.any(np.isnan(arr)) or np.any(arr < 0):
-        raise ValueError(f"times must be >= 0 (np.inf allowed); got {arr}")
+    if arr.ndim != 1 or np.any(np.isnan(arr)) or np.any(arr < 0):
+        raise ValueError(f"times must be a time or a 1-d array of times >= 0 (np.inf allowed); got {t!r}")
     return arr, scalar
+
+
+def _eps(dtype) -> float:
+    """Unit roundoff of a kernel's dtype (float64's for integer kernels)."""
+    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps)
 
 
 def projection_spectrum(eigenvalues, times, learning_rate: float = 1.0) -> np.ndarray:
@@ -57,40 +90,165 @@ def projection_spectrum(eigenvalues, times, learning_rate: float = 1.0) -> np.nd
     return out
 
 
-class GradientFlowPredictor:
-    """Outputs of gradient flow with kernel ``k_train`` at any times, from one ``eigh``.
+class _Eigen:
+    """``K = V diag(w) V^T`` from ``K = Q T Q^T`` and ``T = S diag(w) S^T``, ``V = Q S`` formed in ``S``.
 
     Args:
-      k_train: ``[n, n]`` symmetric kernel ``Theta(X, X)``.
-      y_train: ``[n]`` or ``[n, K]`` targets.
-      learning_rate: ``eta``; time enters as ``eta t``.
-      rtol: eigenvalues below ``rtol * lambda_max`` count as zero for ``t = inf``.
+      a: ``[n, n]`` symmetric float64, Fortran-contiguous; overwritten by the
+        Householder vectors of ``Q`` (LAPACK ``dsytrd``, lower), then released.
     """
 
-    def __init__(self, k_train, y_train, *, learning_rate: float = 1.0, rtol: float = 1e-13):
-        k = np.asarray(k_train, dtype=np.float64)
-        if k.ndim != 2 or k.shape[0] != k.shape[1]:
-            raise ValueError(f"k_train must be a square [n, n] matrix; got shape {k.shape}")
-        if not np.all(np.isfinite(k)):
-            raise ValueError("k_train contains NaN or inf")
-        asym = np.max(np.abs(k - k.T)) if k.size else 0.0
-        if asym > 1e-8 * max(np.max(np.abs(k)), 1e-300):
-            raise ValueError(f"k_train is not symmetric (largest |K - K^T| = {asym:.3g})")
+    def __init__(self, a: np.ndarray):
+        n = a.shape[0]
+        self.n = n
+        if n == 1:
+            self.w, self.vectors = a[0].copy(), np.ones((1, 1))
+            return
+        lwork, info = lapack.dsytrd_lwork(n, lower=1)
+        a, d, e, tau, info = lapack.dsytrd(a, lower=1, lwork=int(lwork), overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"tridiagonal reduction failed (LAPACK dsytrd info = {info})")
+        w, s = scipy.linalg.eigh_tridiagonal(d, e, lapack_driver="stemr", check_finite=False)
+        self.w = w
+        self.vectors = _apply_q(a, tau, np.asfortranarray(s))  # V = Q S, in the storage of S
+
+
+def _apply_q(a: np.ndarray, tau: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``Q z`` in place, ``Q = H_0 H_1 ... H_{n-2}`` from ``dsytrd`` (lower), 64 reflectors at a time.
+
+    Each block of reflectors is applied as ``I - Y T Y^T`` (compact WY form: three
+    matrix products); ``Y [n - j0 - 1, b]`` holds reflector ``i`` in column
+    ``i - j0``: 1 in row ``i - j0``, ``a[i+2:, i]`` below it.
+    """
+    n = a.shape[0]
+    for j0 in reversed(range(0, n - 1, _BLOCK)):
+        j1 = min(j0 + _BLOCK, n - 1)
+        b = j1 - j0
+        y = np.zeros((n - j0 - 1, b), order="F")
+        for c, i in enumerate(range(j0, j1)):
+            y[i - j0, c] = 1.0
+            y[i - j0 + 1:, c] = a[i + 2:, i]
+        t = np.zeros((b, b))
+        for c in range(b):
+            t[c, c] = tau[j0 + c]
+            if c:
+                t[:c, c] = -tau[j0 + c] * (t[:c, :c] @ (y[:, :c].T @ y[:, c]))
+        zz = z[j0 + 1:]
+        zz -= y @ (t @ (y.T @ zz))
+    return z
+
+
+class GradientFlowPredictor:
+    """Outputs of gradient flow with kernel ``k_train`` at any times.
+
+    Args:
+      k_train: ``[n, n]`` symmetric positive semi-definite kernel ``Theta(X, X)``.
+      y_train: ``[n]`` or ``[n, K]`` targets.
+      learning_rate: ``eta``; time enters as ``eta t``.
+      rtol: eigenvalues ``<= rtol * lambda_max`` count as zero for ``t = inf``
+        (and a reciprocal condition number ``<= rtol`` on the Cholesky path);
+        default ``n * eps`` with ``eps`` the unit roundoff of ``k_train``'s dtype.
+      overwrite_k: let the factorizations overwrite ``k_train`` (a C- or
+        Fortran-contiguous float64 array) instead of a copy: memory is then the
+        kernel plus one ``[n, n]`` matrix. The first factorization consumes the
+        kernel, so ask for finite times (or the spectrum) before ``t = inf``.
+    """
+
+    def __init__(self, k_train, y_train, *, learning_rate: float = 1.0, rtol: float | None = None,
+                 overwrite_k: bool = False):
+        k_in = k_train if isinstance(k_train, np.ndarray) else np.asarray(k_train)
+        if k_in.ndim != 2 or k_in.shape[0] != k_in.shape[1] or k_in.shape[0] == 0:
+            raise ValueError(f"k_train must be a square [n, n] matrix with n >= 1; got shape {k_in.shape}")
+        self.eps = _eps(k_in.dtype)
+        k = np.asarray(k_in, dtype=np.float64)
+        n = k.shape[0]
+        self.n = n
+        self._norm1, kmax, asym = self._check_kernel(k)
+        if asym > np.sqrt(self.eps) * max(kmax, 1e-300):
+            raise ValueError(
+                f"k_train is not symmetric: largest |K - K^T| = {asym:.3g} against max |K| = {kmax:.3g} "
+                f"(allowed: sqrt(eps) max |K| for {k_in.dtype}); pass a symmetric kernel, e.g. (K + K.T) / 2"
+            )
         y = np.asarray(y_train, dtype=np.float64)
         self._vector_targets = y.ndim == 1
         y = y[:, None] if y.ndim == 1 else y
-        if y.ndim != 2 or y.shape[0] != k.shape[0]:
-            raise ValueError(f"y_train must be [n] or [n, K] with n = {k.shape[0]}; got {y.shape}")
+        if y.ndim != 2 or y.shape[0] != n:
+            raise ValueError(f"y_train must be [n] or [n, K] with n = {n}; got {np.shape(y_train)}")
         if not np.all(np.isfinite(y)):
             raise ValueError("y_train contains NaN or inf")
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
+        if not learning_rate > 0 or not np.isfinite(learning_rate):
+            raise ValueError(f"learning_rate must be a finite number > 0; got {learning_rate}")
+        if rtol is not None and not 0 <= rtol < 1:
+            raise ValueError(f"rtol must be in [0, 1) or None (n * eps); got {rtol}")
         self.eta = float(learning_rate)
         self.y = y
-        self.eigenvalues, self.eigenvectors = np.linalg.eigh(0.5 * (k + k.T))
-        self.rtol = rtol
+        self.rtol = float(rtol) if rtol is not None else n * self.eps
+        # The kernel in Fortran order (a C-contiguous symmetric K is its own transpose).
+        owned = k is not k_in  # a float64 copy made here
+        if k.flags.f_contiguous:
+            self._k = k
+        elif k.flags.c_contiguous:
+            self._k = k.T
+        else:
+            self._k, owned = np.asfortranarray(k), True
+        # Never write into a read-only buffer (e.g. a JAX array seen through NumPy).
+        self._overwrite = owned or (bool(overwrite_k) and self._k.flags.writeable)
+        self._eig: _Eigen | None = None
+        self._chol: np.ndarray | None = None
 
-    # -- the spectrum --------------------------------------------------------
+    @staticmethod
+    def _check_kernel(k) -> tuple[np.ndarray, float, float]:
+        """Row block by row block: finiteness, 1-norm (column sums), max |K|, max |K - K^T|."""
+        n = k.shape[0]
+        colsum = np.zeros(n)
+        kmax = asym = 0.0
+        for i in range(0, n, _CHECK_ROWS):
+            rows = k[i:i + _CHECK_ROWS]
+            if not np.all(np.isfinite(rows)):
+                raise ValueError("k_train contains NaN or inf; compute the kernel again (in float64)")
+            a = np.abs(rows)
+            colsum += a.sum(axis=0)
+            kmax = max(kmax, float(a.max()))
+            asym = max(asym, float(np.max(np.abs(rows - k[:, i:i + _CHECK_ROWS].T))))
+        return colsum, kmax, asym
+
+    # -- factorizations ------------------------------------------------------
+
+    def _kernel_for_factorization(self, what: str) -> np.ndarray:
+        if self._k is None:
+            raise RuntimeError(
+                f"the {what} needs the training kernel, which an earlier factorization overwrote "
+                "(overwrite_k=True): ask for finite times before t = inf, or pass overwrite_k=False"
+            )
+        a = self._k if self._overwrite else np.array(self._k, order="F")
+        if self._overwrite:
+            self._k = None
+        return a
+
+    def _spectral(self) -> _Eigen:
+        if self._eig is None:
+            eig = _Eigen(self._kernel_for_factorization("eigendecomposition"))
+            lmax = float(np.max(np.abs(eig.w)))
+            psd_tol = max(self.n * self.eps, np.sqrt(self.eps)) * lmax
+            if eig.w[0] < -psd_tol:
+                raise ValueError(
+                    f"k_train is not positive semi-definite: lambda_min = {eig.w[0]:.3e} against "
+                    f"lambda_max = {eig.w[-1]:.3e}, beyond rounding (allowed down to -{psd_tol:.2e}); "
+                    "a kernel matrix must be positive semi-definite: check how it was computed"
+                )
+            self._eig = eig
+            self._chol = None  # the spectrum serves t = inf from now on
+        return self._eig
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """``[n]`` eigenvalues of ``k_train``, ascending."""
+        return self._spectral().w
+
+    @property
+    def eigenvectors(self) -> np.ndarray:
+        """``[n, n]`` orthonormal eigenvectors (columns)."""
+        return self._spectral().vectors
 
     @property
     def lambda_min(self) -> float:
@@ -105,12 +263,48 @@ class GradientFlowPredictor:
         return float(self.lambda_max / self.lambda_min) if self.lambda_min > 0 else np.inf
 
     def _check_invertible(self):
-        if self.lambda_min <= self.rtol * abs(self.lambda_max):
+        lmin, lmax = self.lambda_min, self.lambda_max
+        if lmin <= self.rtol * abs(lmax):
             raise SingularKernelError(
-                f"the training kernel is singular (lambda_min = {self.lambda_min:.3e}, "
-                f"lambda_max = {self.lambda_max:.3e}): t = inf needs an invertible kernel; "
-                "use a finite time, or distinct, non-colinear inputs on the sphere"
+                f"the training kernel is singular within rounding (lambda_min = {lmin:.3e} <= "
+                f"rtol * lambda_max = {self.rtol:.2e} * {lmax:.3e}, rtol = n eps for n = {self.n} "
+                "unless given): t = inf needs an invertible kernel; use a finite time, or distinct, "
+                "non-colinear inputs, or a deeper kernel, or a float64 kernel"
             )
+
+    def _cholesky(self) -> np.ndarray:
+        if self._chol is None:
+            a = self._kernel_for_factorization("Cholesky factorization")
+            c, info = lapack.dpotrf(a, lower=1, clean=1, overwrite_a=1)
+            if info != 0:
+                raise SingularKernelError(
+                    f"the training kernel is not positive definite (Cholesky fails at row {info} of "
+                    f"{self.n}): singular within rounding or indefinite; t = inf needs an invertible "
+                    "kernel; use a finite time, or distinct, non-colinear inputs, or a float64 kernel"
+                )
+            anorm = float(np.max(self._norm1))
+            rcond, info = lapack.dpocon(c, anorm, uplo="L")
+            if not rcond > self.rtol:
+                raise SingularKernelError(
+                    f"the training kernel is singular within rounding (reciprocal condition number "
+                    f"{rcond:.3e} <= rtol = {self.rtol:.2e}, n eps for n = {self.n} unless given): "
+                    "t = inf needs an invertible kernel; use a finite time, or distinct, non-colinear "
+                    "inputs, or a float64 kernel"
+                )
+            self._chol = c
+        return self._chol
+
+    def _solve(self, r: np.ndarray) -> np.ndarray:
+        """``K^{-1} r`` for ``r [n, c]``: from the spectrum if computed, else by Cholesky."""
+        if self._eig is not None:
+            self._check_invertible()
+            v = self._eig.vectors
+            return v @ ((v.T @ r) / self._eig.w[:, None])
+        c = self._cholesky()
+        x, info = lapack.dpotrs(c, np.asfortranarray(r), lower=1)
+        return x
+
+    # -- the projection ------------------------------------------------------
 
     def projection_eigenvalues(self, t) -> np.ndarray:
         """``[T, n]`` eigenvalues ``(1 - exp(-eta t lambda)) / lambda`` of ``P_t``."""
@@ -123,7 +317,7 @@ class GradientFlowPredictor:
         """``P_t`` as a ``[n, n]`` matrix (or ``[T, n, n]`` for an array of times)."""
         p = self.projection_eigenvalues(t)
         v = self.eigenvectors
-        mats = np.einsum("ij,tj,kj->tik", v, p, v)
+        mats = np.stack([(v * pi) @ v.T for pi in p])
         return mats[0] if np.ndim(t) == 0 else mats
 
     def projection_norm(self, t) -> np.ndarray | float:
@@ -135,23 +329,41 @@ class GradientFlowPredictor:
 
     def coefficients(self, t, f0_train=None) -> np.ndarray:
         """``[T, n, K]``: ``P_t (Y - f_0(X))`` (``f_0 = 0`` for the mean predictor)."""
-        residual = self.y if f0_train is None else self.y - self._targets_like(f0_train, "f0_train")
-        p = self.projection_eigenvalues(t)
-        proj = self.eigenvectors.T @ residual  # [n, K]
-        return np.einsum("ij,tj,jk->tik", self.eigenvectors, p, proj)
+        times, _ = _as_times(t)
+        residual = self.y if f0_train is None else self.y - self._targets_like(f0_train, "f0_train", self.n)
+        n, k = residual.shape
+        out = np.empty((len(times), n, k))
+        finite = np.isfinite(times)
+        if finite.any():
+            eig = self._spectral()
+            z = eig.vectors.T @ residual  # [n, K]
+            p = projection_spectrum(eig.w, times[finite], self.eta)  # [Tf, n]
+            scaled = p.T[:, :, None] * z[:, None, :]  # [n, Tf, K]
+            out[finite] = (eig.vectors @ scaled.reshape(n, -1)).reshape(n, -1, k).transpose(1, 0, 2)
+        if not finite.all():
+            out[~finite] = self._solve(residual)
+        return out
 
     def predict_train(self, t, f0_train=None) -> np.ndarray:
-        """``f_t(X)``: ``[T, n, K]`` (shapes follow ``t`` and ``y_train``)."""
+        """``f_t(X)``: ``[T, n, K]`` (shapes follow ``t`` and ``y_train``); ``Y`` at ``t = inf``."""
         times, scalar = _as_times(t)
-        f0 = 0.0 if f0_train is None else self._targets_like(f0_train, "f0_train")
-        residual = self.y - f0
-        proj = self.eigenvectors.T @ residual
-        if np.any(np.isinf(times)):
-            self._check_invertible()
-        finite = np.where(np.isinf(times), 0.0, times)
-        decay = np.exp(-self.eta * finite[:, None] * self.eigenvalues[None, :])
-        decay[np.isinf(times)] = 0.0
-        out = f0 + np.einsum("ij,tj,jk->tik", self.eigenvectors, 1.0 - decay, proj)
+        f0 = np.zeros_like(self.y) if f0_train is None else self._targets_like(f0_train, "f0_train", self.n)
+        n, k = self.y.shape
+        out = np.empty((len(times), n, k))
+        finite = np.isfinite(times)
+        if finite.any():
+            eig = self._spectral()
+            z = eig.vectors.T @ (self.y - f0)
+            growth = -np.expm1(-self.eta * times[finite][None, :] * eig.w[:, None])  # [n, Tf]
+            moved = eig.vectors @ (growth[:, :, None] * z[:, None, :]).reshape(n, -1)
+            out[finite] = f0 + moved.reshape(n, -1, k).transpose(1, 0, 2)
+        if not finite.all():
+            # Interpolation, once the kernel is known to be invertible.
+            if self._eig is not None:
+                self._check_invertible()
+            else:
+                self._cholesky()
+            out[~finite] = self.y
         return self._shape(out, scalar)
 
     def predict(self, t, k_test_train, f0_train=None, f0_test=None) -> np.ndarray:
@@ -161,29 +373,39 @@ class GradientFlowPredictor:
           t: a time or an array of times (``np.inf`` allowed).
           k_test_train: ``[m, n]`` kernel ``Theta(x, X)``.
           f0_train, f0_test: the network at initialization on ``X`` (``[n]`` or
-            ``[n, K]``) and on the test inputs (``[m]`` or ``[m, K]``); both
-            omitted gives the mean predictor.
+            ``[n, K]``) and on the test inputs (``[m]`` or ``[m, K]``, matching
+            ``y_train``); both omitted gives the mean predictor.
         Returns:
           ``[m, K]`` (or ``[T, m, K]``; ``K`` dropped for ``[n]`` targets).
         """
         if (f0_train is None) != (f0_test is None):
             raise ValueError("give both f0_train and f0_test, or neither (the mean predictor)")
         k = np.asarray(k_test_train, dtype=np.float64)
-        if k.ndim != 2 or k.shape[1] != self.y.shape[0]:
-            raise ValueError(f"k_test_train must be [m, {self.y.shape[0]}]; got {k.shape}")
+        if k.ndim != 2 or k.shape[1] != self.n:
+            raise ValueError(f"k_test_train must be [m, {self.n}]; got {k.shape}")
+        if not np.all(np.isfinite(k)):
+            raise ValueError("k_test_train contains NaN or inf; compute the kernel again (in float64)")
+        f0t = None if f0_test is None else self._targets_like(f0_test, "f0_test", k.shape[0])
         _, scalar = _as_times(t)
-        coeff = self.coefficients(t, f0_train)
-        out = np.einsum("mi,tik->tmk", k, coeff)
-        if f0_test is not None:
-            f0t = np.asarray(f0_test, dtype=np.float64)
-            out = out + (f0t[:, None] if f0t.ndim == 1 else f0t)
+        coeff = self.coefficients(t, f0_train)  # [T, n, K]
+        T, n, kk = coeff.shape
+        out = (k @ coeff.transpose(1, 0, 2).reshape(n, T * kk)).reshape(-1, T, kk).transpose(1, 0, 2)
+        if f0t is not None:
+            out = out + f0t
         return self._shape(out, scalar)
 
-    def _targets_like(self, f0, name):
+    def _targets_like(self, f0, name, rows):
         f0 = np.asarray(f0, dtype=np.float64)
         f0 = f0[:, None] if f0.ndim == 1 else f0
-        if f0.shape != self.y.shape:
-            raise ValueError(f"{name} must have the shape of y_train {self.y.shape}; got {f0.shape}")
+        want = (rows, self.y.shape[1])
+        if f0.shape != want:
+            alt = f" (or [{rows}])" if want[1] == 1 else ""
+            raise ValueError(
+                f"{name} must have shape [{rows}, {want[1]}]{alt}: one row per input of its kernel and "
+                f"the columns of y_train, exactly (no broadcasting); got {np.shape(f0)}"
+            )
+        if not np.all(np.isfinite(f0)):
+            raise ValueError(f"{name} contains NaN or inf")
         return f0
 
     def _shape(self, out, scalar):

@@ -1,0 +1,392 @@
+"""Kernels at Gram-matrix cost: the layer recursion tabulated as a function of the input angle.
+
+Without bias, and with a bias when every input has the same norm, every kernel
+of a deep ReLU network is a fixed function of the first layer's correlation
+``rho_1`` times scale factors known in closed form (docs/kernels.md,
+"The interpolated path"):
+
+    rho_l(x, x')      = 1 - (1 - rho_1) R_l(v)
+    Thetabar^l(x, x') = B_l(v)
+    Sigmadot^l(x, x') = (W_std^2 / 2) F_l(v)
+    Sigma^l(x, x')    = S_l sqrt(Q_l(x) Q_l(x')) rho_l(x, x')
+    Theta^l(x, x')    = S_l sqrt(T_l(x) T_l(x')) Thetabar^l(x, x')
+
+with ``v = sqrt((1 - |rho_1|) / 2)`` (``sin(theta_1 / 2)`` for ``rho_1 >= 0``,
+``cos(theta_1 / 2)`` below), ``S_l`` the rescaling of the layer loop and
+``Q_l``, ``T_l`` the rescaled diagonals. ``R_l``, ``B_l`` and ``F_l`` are
+smooth in ``v`` on each side of ``rho_1 = 0``. They are computed once per call
+by the layer loop itself (:func:`ntkdepth.kernels.relu._recursion`) at the
+Chebyshev points of a piecewise mesh in ``v`` (octaves, halved, down to
+``2^-20`` at depth 10^6, where deep iterates vary on the scale ``1/l``; eight
+equal panels for ``rho_1 < 0``), at a cost ``O(depth * nodes)`` that does not
+depend on the number of inputs. Any ``[n1, n2]`` kernel then costs one Gram
+matrix and one elementwise pass whose cost does not depend on the depth.
+
+The tables are cached in memory, keyed by the layers, the dtype, the fields and,
+with a bias, the weight and bias scales and the common squared norm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["DEGREE", "InterpTables", "interp_correlation", "interp_tables", "interp_trace", "mesh"]
+
+#: Degree of the Chebyshev interpolant on each panel.
+DEGREE = 12
+_N = DEGREE + 1
+_SUB = 2  # panels per octave of v
+_NEG_PANELS = 8  # equal panels of v for rho_1 < 0
+_VMAX = math.sqrt(0.5)  # v at rho_1 = 0
+
+
+class Mesh(NamedTuple):
+    """Panels ``[lo, hi]`` of ``v``: first those for ``rho_1 >= 0``, then ``n_neg`` for ``rho_1 < 0``."""
+
+    emin: int  # the lowest panel for rho_1 >= 0 is [0, 2^emin]
+    lo: np.ndarray
+    hi: np.ndarray
+    n_pos: int
+
+
+def mesh(max_layer: int) -> Mesh:
+    """The panels for layers up to ``max_layer``: octaves of ``v`` down to ``~1 / max_layer``."""
+    emin = min(-2, math.floor(math.log2(1.0 / max_layer)))
+    lo, hi = [0.0], [2.0**emin]
+    for e in range(emin + 1, 1):  # v in [2^(e-1), 2^e)
+        base = 2.0 ** (e - 1)
+        for k in range(_SUB):
+            a = base * (1 + k / _SUB)
+            if a < _VMAX:
+                lo.append(a)
+                hi.append(min(base * (1 + (k + 1) / _SUB), _VMAX))
+    n_pos = len(lo)
+    width = _VMAX / _NEG_PANELS
+    lo += [k * width for k in range(_NEG_PANELS)]
+    hi += [(k + 1) * width for k in range(_NEG_PANELS)]
+    return Mesh(emin, np.array(lo), np.array(hi), n_pos)
+
+
+def _chebyshev_points() -> np.ndarray:
+    """``[N]`` Chebyshev points of the first kind on ``[-1, 1]`` (interior: never the ends)."""
+    k = np.arange(_N)
+    return np.cos((2 * k + 1) * np.pi / (2 * _N))
+
+
+def _coefficient_matrix() -> np.ndarray:
+    """``[N, N]``: Chebyshev coefficients ``c = values @ M`` of the interpolant at the points."""
+    k = np.arange(_N)
+    j = np.arange(_N)[:, None]
+    m = (2.0 / _N) * np.cos(j * (2 * k + 1) * np.pi / (2 * _N))
+    m[0] /= 2.0
+    return m.T
+
+
+def _nodes(m: Mesh) -> dict[str, np.ndarray]:
+    """The starting state of the layer loop at every node (float64, ``[P * N]``)."""
+    x = _chebyshev_points()
+    v = ((m.lo + m.hi)[:, None] + (m.hi - m.lo)[:, None] * x[None, :]) / 2.0
+    pos = np.arange(len(m.lo)) < m.n_pos
+    half_angle = np.arcsin(v)
+    t1 = np.where(pos[:, None], 2.0 * half_angle, np.pi - 2.0 * half_angle)
+    omr1 = np.where(pos[:, None], 2.0 * v * v, 2.0 - 2.0 * v * v)
+    sin_t1 = 2.0 * v * np.sqrt(1.0 - v * v)
+    return dict(omr1=omr1.ravel(), t1=t1.ravel(), sin_t1=sin_t1.ravel())
+
+
+class InterpTables(NamedTuple):
+    """Chebyshev coefficients of the kernels' univariate maps at the requested layers.
+
+    ``lo``, ``iscale``: ``[P]`` panel starts and ``2 / width``. ``R``, ``B``,
+    ``F``: ``[m, P * N]`` coefficients of ``R_l``, ``B_l``, ``F_l`` for each
+    requested layer (rows of layers 1, and of layer 2 for ``F``, are unused),
+    or ``None`` when no requested field needs them. ``q``, ``T``, ``log_s``:
+    ``[m]`` the rescaled diagonals and ``log S_l`` of the node run (with a bias).
+    """
+
+    lo: jax.Array
+    iscale: jax.Array
+    R: jax.Array | None
+    B: jax.Array | None
+    F: jax.Array | None
+    q: jax.Array
+    T: jax.Array
+    log_s: jax.Array
+
+
+def _needs(get: tuple[str, ...]) -> tuple[bool, bool, bool]:
+    """Which maps the fields in ``get`` need: ``(R, B, F)``."""
+    return (
+        "rho" in get or "nngp" in get or "_omr" in get,
+        "ntk" in get or "ntk_normalized" in get,
+        "nngp_dot" in get,
+    )
+
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 32
+
+
+def interp_tables(layers: tuple[int, ...], dtype, get: tuple[str, ...], bias_setting=None) -> InterpTables:
+    """Tabulates the univariate maps (cached).
+
+    ``bias_setting``: ``None`` without bias (the maps do not depend on
+    ``W_std`` then), else ``(W_std^2, b_std^2, q)`` as floats with ``q`` the
+    common ``Sigma^1(x, x)``.
+    """
+    from ntkdepth.kernels.relu import _loop_options
+
+    dtype = jnp.dtype(dtype)
+    key = (layers, dtype.name, _needs(get), bias_setting, _loop_options())
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    with jax.ensure_compile_time_eval():
+        tables = _build_tables(layers, dtype, _needs(get), bias_setting)
+    _CACHE[key] = tables
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return tables
+
+
+def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
+    from ntkdepth.kernels.relu import LayerOne, _loop_options, _slots
+
+    layer_array = np.asarray(layers)
+    depth = int(layer_array.max())
+    m = mesh(depth)
+    nodes = _nodes(m)
+    if bias_setting is None:
+        w2, b2, q, bias = 2.0, 0.0, 1.0, False
+    else:
+        (w2, b2, q), bias = bias_setting, True
+    get = ("_omr", "ntk_normalized") + (("nngp_dot",) if needs[2] else ())
+    unroll, on_cpu = _loop_options()
+    as_dtype = partial(jnp.asarray, dtype=dtype)
+    qv = as_dtype(np.array([q]))
+    omr1 = as_dtype(nodes["omr1"])[None, :]
+    log_g = 0.5 * jnp.log(qv)
+    one = LayerOne(rho=1.0 - omr1, q1=qv, q2=qv, log_g1=log_g, log_g2=log_g)
+    out = _node_run(
+        one, omr1, as_dtype(nodes["t1"])[None, :],
+        as_dtype(nodes["sin_t1"])[None, :], as_dtype(math.sqrt(w2)), as_dtype(math.sqrt(b2)),
+        jnp.asarray(_slots(layer_array, depth)), n_out=len(layer_array), get=get, bias=bias,
+        unroll=unroll, on_cpu=on_cpu,
+    )
+    coef = as_dtype(_coefficient_matrix())
+    n_panels = len(m.lo)
+
+    def table(values):  # [m, 1, P * N] node values -> [m, P * N] coefficients
+        return (values.reshape(len(layer_array), n_panels, _N) @ coef).reshape(len(layer_array), -1)
+
+    R = table(out["_omr"] / omr1) if needs[0] else None
+    B = table(out["ntk_normalized"]) if needs[1] else None
+    F = table(out["nngp_dot"] / as_dtype(w2 / 2.0)) if needs[2] else None
+    return InterpTables(
+        lo=as_dtype(m.lo), iscale=as_dtype(2.0 / (m.hi - m.lo)), R=R, B=B, F=F,
+        q=out["_q"][:, 0], T=out["_T"][:, 0], log_s=out["_log_s"],
+    )
+
+
+def _node_run_impl(one, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get, bias, unroll, on_cpu):
+    from ntkdepth.kernels.relu import _recursion
+
+    return _recursion(one, omr1, t1, sin_t1, W_std, b_std, slot, n_out=n_out, get=get,
+                      bias=bias, every_layer=False, unroll=unroll, on_cpu=on_cpu)
+
+
+_node_run = jax.jit(_node_run_impl, static_argnames=("n_out", "get", "bias", "unroll", "on_cpu"))
+
+
+# --------------------------------------------------------------------------
+# Evaluation.
+
+
+@jax.custom_jvp
+def half_chord(a: jax.Array) -> jax.Array:
+    """``v = sqrt(a / 2)`` for ``a = 1 - |rho| >= 0``; its JVP is 0 at ``a = 0``.
+
+    As for :func:`ntkdepth.kernels.angles.angle_from_omr`: the derivative is
+    infinite at ``a = 0``, and 0 is its value along any path on which ``a``
+    stays 0 (a kernel's diagonal), which keeps gradients finite.
+    """
+    return jnp.sqrt(0.5 * a)
+
+
+@half_chord.defjvp
+def _half_chord_jvp(primals, tangents):
+    (a,), (a_dot,) = primals, tangents
+    v = half_chord(a)
+    safe = jnp.where(v > 0, v, 1.0)
+    return v, jnp.where(v > 0, a_dot / (4.0 * safe), 0.0)
+
+
+def _locate(v, positive, emin: int, n_pos: int, lo, iscale):
+    """Panel index ``[n1, n2]`` (times ``N``) and the local variable ``u in [-1, 1]``."""
+    mant, expo = jnp.frexp(jax.lax.stop_gradient(v))  # v = mant 2^expo, mant in [0.5, 1)
+    sub = jnp.floor((2.0 * mant - 1.0) * _SUB).astype(jnp.int32)
+    idx_pos = jnp.where(expo <= emin, 0, 1 + (expo - emin - 1) * _SUB + sub)
+    idx_pos = jnp.clip(idx_pos, 0, n_pos - 1)
+    k_neg = jnp.floor(jax.lax.stop_gradient(v) * (_NEG_PANELS / _VMAX)).astype(jnp.int32)
+    idx = jnp.where(positive, idx_pos, n_pos + jnp.clip(k_neg, 0, _NEG_PANELS - 1))
+    u = jnp.clip((v - lo[idx]) * iscale[idx] - 1.0, -1.0, 1.0)
+    return idx * _N, u
+
+
+def _clenshaw(coef, base, u):
+    """The Chebyshev series ``coef[base : base + N]`` at ``u``, elementwise."""
+
+    def c(j):
+        return coef.at[base + j].get(mode="promise_in_bounds")
+
+    two_u = 2.0 * u
+    b1 = c(_N - 1)
+    b2 = jnp.zeros_like(u)
+    for j in range(_N - 2, 0, -1):
+        b1, b2 = c(j) + two_u * b1 - b2, b1
+    return c(0) + u * b1 - b2
+
+
+@partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos"))
+def _interp_impl(x1, x2, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
+    from ntkdepth.kernels.relu import _layer_one
+
+    dtype = x1.dtype
+    W_std = jnp.asarray(W_std, dtype)
+    b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
+    one = _layer_one(x1, x2, W_std, b_std, bias)
+    return _interp_core(one, W_std, b_std, tables, layers=layers, get=get, bias=bias, emin=emin,
+                        n_pos=n_pos)
+
+
+def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
+    """The requested fields from layer one and the tables: one elementwise pass per layer."""
+    from ntkdepth.kernels.angles import angle_from_correlation
+    from ntkdepth.kernels.relu import _recursion, _times
+
+    half_w2 = W_std * W_std / 2.0
+    rho = one.rho
+    omr1 = 1.0 - rho
+    positive = rho >= 0
+    v = half_chord(1.0 - jnp.abs(rho))
+    same = (v == 0) & positive  # identical directions: the maps are exactly 1 there
+    base, u = _locate(v, positive, emin, n_pos, tables.lo, tables.iscale)
+    # Materialized once: otherwise XLA recomputes them inside every gather of the series.
+    base, u = jax.lax.optimization_barrier((base, u))
+    outs = {f: [] for f in get}
+    diag = {k: [] for k in ("nngp_diag1", "nngp_diag2", "ntk_diag1", "ntk_diag2")}
+
+    def put(name, value):
+        if name in outs:
+            outs[name].append(value)
+
+    for i, layer in enumerate(layers):
+        # sqrt(Sigma^l(x, x)) and sqrt(Theta^l(x, x)) for each row.
+        if bias:
+            log_half_s = 0.5 * (tables.log_s[i] if layer > 1 else 0.0)
+            sq = jnp.exp(log_half_s) * jnp.sqrt(tables.q[i])
+            st = jnp.exp(log_half_s) * jnp.sqrt(tables.T[i])
+            g = ((jnp.full_like(one.q1, sq), jnp.full_like(one.q2, sq)),
+                 (jnp.full_like(one.q1, st), jnp.full_like(one.q2, st)))
+        else:
+            log_half_s = 0.5 * (layer - 1) * (2.0 * jnp.log(W_std) - math.log(2.0))
+            g1, g2 = jnp.exp(log_half_s + one.log_g1), jnp.exp(log_half_s + one.log_g2)
+            root_l = math.sqrt(layer)
+            g = ((g1, g2), (root_l * g1, root_l * g2))
+        outer_q = g[0][0][:, None] * g[0][1][None, :]
+        outer_t = g[1][0][:, None] * g[1][1][None, :]
+        if layer == 1:
+            put("_omr", omr1)
+            put("rho", rho)
+            put("nngp", _times(rho, outer_q))
+            put("ntk", _times(rho, outer_q))
+            put("nngp_dot", jnp.zeros_like(rho))
+            put("ntk_normalized", rho)
+        elif layer == 2:
+            # One step of the layer loop itself (closed forms, no table).
+            t1 = angle_from_correlation(rho)
+            second = _recursion(one, omr1, t1, jnp.sin(t1), W_std, b_std, jnp.zeros(2, jnp.int32),
+                                n_out=1, get=get, bias=bias, every_layer=False, unroll=1,
+                                on_cpu=True)
+            for name in get:
+                put(name, second[name][0])
+        else:
+            if "rho" in get or "nngp" in get or "_omr" in get:
+                omr = jnp.clip(omr1 * _clenshaw(tables.R[i], base, u), 0.0, 1.0)
+                put("_omr", omr)
+                rho_l = 1.0 - omr
+                put("rho", rho_l)
+                put("nngp", _times(rho_l, outer_q))
+            if "ntk" in get or "ntk_normalized" in get:
+                tbar = jnp.where(same, 1.0, _clenshaw(tables.B[i], base, u))
+                put("ntk_normalized", tbar)
+                put("ntk", _times(tbar, outer_t))
+            if "nngp_dot" in get:
+                fprime = jnp.where(same, 1.0, _clenshaw(tables.F[i], base, u))
+                put("nngp_dot", half_w2 * fprime)
+        if "nngp" in get:
+            diag["nngp_diag1"].append(g[0][0] * g[0][0])
+            diag["nngp_diag2"].append(g[0][1] * g[0][1])
+        if "ntk" in get:
+            diag["ntk_diag1"].append(g[1][0] * g[1][0])
+            diag["ntk_diag2"].append(g[1][1] * g[1][1])
+    result = {k: jnp.stack(v) for k, v in outs.items()}
+    result.update({k: jnp.stack(v) for k, v in diag.items() if v})
+    return result
+
+
+def interp_trace(x1, x2, W_std, b_std, *, layers: tuple[int, ...], get: tuple[str, ...],
+                 bias_setting=None) -> dict:
+    """The requested fields at ``layers`` by the interpolated path (inputs already validated).
+
+    ``x1 [n1, n0]``, ``x2 [n2, n0]`` of one floating dtype; ``bias_setting`` as
+    in :func:`interp_tables`. Returns a dict of ``[m, n1, n2]`` fields and
+    ``[m, n]`` diagonals, as the layer loop does.
+    """
+    tables = interp_tables(layers, x1.dtype, get, bias_setting)
+    m = mesh(max(layers))
+    return _interp_impl(
+        x1, x2, jnp.asarray(W_std, x1.dtype), jnp.asarray(b_std, x1.dtype), tables,
+        layers=layers, get=get, bias=bias_setting is not None, emin=m.emin, n_pos=m.n_pos,
+    )
+
+
+@partial(jax.jit, static_argnames=("layers", "emin", "n_pos"))
+def _correlation_impl(rho, tables, *, layers, emin, n_pos):
+    from ntkdepth.kernels.angles import angle_from_correlation, angle_from_omr
+    from ntkdepth.kernels.relu import LayerOne
+
+    dtype = rho.dtype
+    shape = rho.shape
+    flat = rho.reshape(1, -1)
+    unit = jnp.ones((1,), dtype)
+    zero = jnp.zeros((1,), dtype)
+    one = LayerOne(rho=flat, q1=unit, q2=unit, log_g1=zero, log_g2=zero)
+    out = _interp_core(one, jnp.asarray(math.sqrt(2.0), dtype), jnp.zeros((), dtype), tables,
+                       layers=layers, get=("ntk_normalized", "_omr"), bias=False, emin=emin,
+                       n_pos=n_pos)
+    omr = out["_omr"]
+    # f'(rho_l) from the angle; at layer 1 from rho_1 itself (accurate near -1).
+    angle = jnp.stack([angle_from_correlation(flat) if layer == 1 else angle_from_omr(omr[i])
+                       for i, layer in enumerate(layers)])
+    fields = dict(rho=1.0 - omr, one_minus_rho=omr, fprime=(jnp.pi - angle) / jnp.pi,
+                  ntk_normalized=out["ntk_normalized"])
+    return {k: v.reshape((len(layers),) + shape) for k, v in fields.items()}
+
+
+def interp_correlation(rho, *, layers: tuple[int, ...]) -> dict:
+    """:func:`ntkdepth.kernels.correlation_trace`'s fields by the interpolated path.
+
+    ``rho``: starting correlations of any shape (validated); returns
+    ``[len(layers), *rho.shape]`` arrays.
+    """
+    tables = interp_tables(layers, rho.dtype, ("ntk_normalized", "_omr"))
+    m = mesh(max(layers))
+    return _correlation_impl(rho, tables, layers=layers, emin=m.emin, n_pos=m.n_pos)
