@@ -1,12 +1,18 @@
-"""Figure 4: how rho_l, Sigmadot^l and Thetabar^l evolve with depth (paper, section 6.4).
+"""Figures 4 and 5: how rho_l, Sigmadot^l and Thetabar^l evolve with depth (paper, section 6.4).
 
-n points drawn uniformly on the sphere S^{d-1} (or from the cube [-1, 1]^d and
-projected canonically onto it) plus one extra point x*. For every pair inside
-the data and every pair (x_i, x*), the correlation rho_l, the derivative
-kernel Sigmadot^l and the normalized NTK Thetabar^l (Definition 4) are traced
-over depths 1..L from one pass of the kernel recursion. With W_std^2 = 2 and
-no bias, rho_l -> 1 with 1 - rho_l ~ 9 pi^2 / (2 l^2) (Lemma 1), Sigmadot^l -> 1
-and Thetabar^l -> 1/4 (Theorem 2), the last one slowly.
+n points and one more, x*, of a dataset: uniform on the sphere S^{d-1}
+(Figure 4), uniform in the cube [-1, 1]^d and projected canonically onto the
+sphere, or MNIST images drawn uniformly without replacement, flattened and
+normalized onto S^783 (Figure 5; ``fig5`` runs this script on MNIST). For
+every pair inside the data and every pair (x_i, x*), the correlation rho_l,
+the derivative kernel Sigmadot^l and the normalized NTK Thetabar^l
+(Definition 4) are traced over depths 1..L from one pass of the kernel
+recursion. With W_std^2 = 2 and no bias, rho_l -> 1 with
+1 - rho_l ~ 9 pi^2 / (2 l^2) (Lemma 1), Sigmadot^l -> 1 and Thetabar^l -> 1/4
+(Theorem 2), the last one slowly. MNIST's pixels are non-negative, so every
+starting correlation lies in [0, 1); pairs of the same digit start closer
+than pairs of different digits, and the summary reports how depth erases the
+difference.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ntkdepth.config import setting
-from ntkdepth.data import load_points
+from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_setting, setting
+from ntkdepth.data import DATASETS, load_points
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.plotting import PairGroup, depth_panels, pair_values
 from ntkdepth.runs import RunDir
@@ -29,44 +35,38 @@ DESCRIPTION = "rho_l, Sigmadot^l and Thetabar^l against depth for pairs of point
 
 @dataclass(frozen=True)
 class Config:
-    n: int = setting(10, help="number of data points", min=2, max=5000)
-    dim: int = setting(10, help="input dimension d (points on S^{d-1})", min=2)
-    distribution: str = setting(
-        "sphere", help="'sphere': uniform on S^{d-1}; 'cube': uniform on [-1,1]^d, projected",
-        choices=("sphere", "cube"),
-    )
+    dataset: str = dataset_setting(DATASETS)
+    n: int = setting(10, help="number of data points (x* is one more)", min=2, max=5000)
+    dim: int = setting(10, help="input dimension d (sphere and cube: points on S^{d-1})", min=2)
     depth: int = setting(1000, help="deepest network L (depths 1..L are traced)", min=2)
     W_std: float = setting(math.sqrt(2.0), help="weight standard deviation sigma_w", min=1e-6)
     b_std: float = setting(0.0, help="bias standard deviation sigma_b", min=0.0)
     max_curves: int = setting(
         12, help="pairs drawn as individual curves per group; all pairs enter the bands", min=1
     )
+    data_dir: str = mnist_dir_setting()
+    split: str = mnist_split_setting()
     seed: int = setting(0, help="seed of the data sample", min=0)
     float64: bool = setting(True, help="compute in float64")
 
 
-def _pairs(n: int):
+def run(config: Config, out: RunDir) -> dict:
+    # The last point drawn is x*: held out of the data, distinct from every point in it.
+    sample = load_points(config.dataset, config.n + 1, config.seed, dim=config.dim,
+                         data_dir=config.data_dir, split=config.split)
+    n = config.n
     inside = [(i, j) for i in range(n) for j in range(i + 1, n)]
     with_star = [(i, n) for i in range(n)]
-    return inside, with_star
-
-
-def run(config: Config, out: RunDir) -> dict:
-    points = load_points(config.distribution, config.n + 1, config.seed, dim=config.dim).x
-    inside, with_star = _pairs(config.n)
 
     def compute():
         with jax.enable_x64(config.float64):
             trace = relu_kernel_trace(
-                points, depth=config.depth, W_std=config.W_std, b_std=config.b_std,
+                sample.x, depth=config.depth, W_std=config.W_std, b_std=config.b_std,
                 get=("rho", "nngp_dot", "ntk_normalized"),
             )
-            return {
-                "rho": trace.rho, "nngp_dot": trace.nngp_dot,
-                "ntk_normalized": trace.ntk_normalized,
-            }
+            return {"rho": trace.rho, "nngp_dot": trace.nngp_dot, "ntk_normalized": trace.ntk_normalized}
 
-    print(f"  tracing {config.n + 1} points through depths 1..{config.depth}", flush=True)
+    print(f"  tracing {n + 1} {_what(sample.source)} through depths 1..{config.depth}", flush=True)
     arrays = out.stage("trace", compute)
     layers = np.arange(1, config.depth + 1)
     quantities = {
@@ -76,125 +76,207 @@ def run(config: Config, out: RunDir) -> dict:
     }
     groups = {"inside": inside, "with_x_star": with_star}
 
-    def values(name, pairs):
-        return pair_values(quantities[name][0], pairs)  # [depth, n_pairs]
-
-    # Per-depth statistics over all pairs of each group.
     stats_rows = []
     for group, pairs in groups.items():
-        for name in quantities:
-            v = values(name, pairs)
-            q = np.quantile(v, [0.0, 0.1, 0.5, 0.9, 1.0], axis=1)
+        for name, (trace, _) in quantities.items():
+            q = np.quantile(pair_values(trace, pairs), [0.0, 0.1, 0.5, 0.9, 1.0], axis=1)
             for k, ell in enumerate(layers):
                 stats_rows.append([group, name, int(ell), *q[:, k]])
     out.write_csv(
         "depth_stats.csv", ["group", "quantity", "depth", "min", "q10", "median", "q90", "max"],
         stats_rows,
     )
-    # Every depth for the pairs drawn as curves.
     curve_rows = []
     for group, pairs in groups.items():
-        for pair in pairs[: config.max_curves]:
+        for i, j in pairs[: config.max_curves]:
             for k, ell in enumerate(layers):
                 curve_rows.append(
-                    [group, pair[0], "x*" if pair[1] == config.n else pair[1], int(ell)]
-                    + [float(quantities[q][0][k, pair[0], pair[1]]) for q in quantities]
+                    [group, i, "x*" if j == n else j, int(ell)]
+                    + [float(trace[k, i, j]) for trace, _ in quantities.values()]
                 )
     out.write_csv("pairs.csv", ["group", "i", "j", "depth", "rho", "sigmadot", "thetabar"], curve_rows)
 
-    _plot(out, config, layers, groups, quantities)
-
-    # Headline numbers at decades of depth.
-    checkpoints = [ell for ell in (1, 2, 10, 100, 1000, 10_000, 100_000) if ell <= config.depth]
-    if config.depth not in checkpoints:
-        checkpoints.append(config.depth)
-    all_pairs = inside + with_star
-    table = []
-    for ell in checkpoints:
-        k = ell - 1
-        omr = 1.0 - values("rho", all_pairs)[k]
-        tb = values("thetabar", all_pairs)[k]
-        sd = values("sigmadot", all_pairs)[k]
-        table.append({
-            "depth": ell,
-            "median_one_minus_rho": float(np.median(omr)),
-            "lemma1_one_minus_rho": 9 * math.pi**2 / (2 * ell**2),
-            "median_sigmadot": float(np.median(sd)),
-            "median_thetabar": float(np.median(tb)),
-            "max_abs_thetabar_minus_quarter": float(np.max(np.abs(tb - 0.25))),
-        })
-    results = {
-        "n": config.n, "dim": config.dim, "depth": config.depth,
-        "pairs_inside": len(inside), "pairs_with_x_star": len(with_star),
-        "initial_correlations": {
-            "min": float(values("rho", all_pairs)[0].min()),
-            "max": float(values("rho", all_pairs)[0].max()),
-        },
-        "at_depth": table,
-    }
+    figure = _plot(out, config, sample.source, layers, groups, quantities)
+    results = _results(config, sample, np.array(inside + with_star), arrays)
     out.write_json("results.json", results)
-    out.write_summary(_summary(config, table))
-    last = table[-1]
+    out.write_summary(_summary(config, sample.source, results, figure))
+    last = results["at_depth"][-1]
     return {
         f"median 1 - rho at L={last['depth']}": f"{last['median_one_minus_rho']:.3e} "
         f"(9 pi^2 / 2L^2 = {last['lemma1_one_minus_rho']:.3e})",
         f"max |Thetabar - 1/4| at L={last['depth']}": f"{last['max_abs_thetabar_minus_quarter']:.3e}",
-        "figure": str(out.file("fig4.png")),
+        "figure": str(out.file(figure)),
     }
 
 
-def _plot(out, config, layers, groups, quantities):
+def _what(source) -> str:
+    return f"MNIST images ({source.split} split)" if source.name == "mnist" else "points"
+
+
+def _results(config, sample, all_pairs, arrays) -> dict:
+    """Headline numbers at decades of depth, over all pairs (and by digit on MNIST)."""
+    rho, sigmadot, thetabar = (pair_values(arrays[k], all_pairs)
+                               for k in ("rho", "nngp_dot", "ntk_normalized"))  # [depth, n_pairs]
+    same_digit = None
+    if sample.labels is not None:
+        same_digit = sample.labels[all_pairs[:, 0]] == sample.labels[all_pairs[:, 1]]
+    checkpoints = [ell for ell in (1, 2, 10, 100, 1000, 10_000, 100_000) if ell <= config.depth]
+    if config.depth not in checkpoints:
+        checkpoints.append(config.depth)
+    table = []
+    for ell in checkpoints:
+        tb = thetabar[ell - 1]
+        row = {
+            "depth": ell,
+            "median_one_minus_rho": float(np.median(1.0 - rho[ell - 1])),
+            "lemma1_one_minus_rho": 9 * math.pi**2 / (2 * ell**2),
+            "median_sigmadot": float(np.median(sigmadot[ell - 1])),
+            "median_thetabar": float(np.median(tb)),
+        }
+        if same_digit is not None:
+            row["median_thetabar_same_digit"] = float(np.median(tb[same_digit])) if same_digit.any() else None
+            row["median_thetabar_other_digit"] = (float(np.median(tb[~same_digit]))
+                                                  if (~same_digit).any() else None)
+        row["max_abs_thetabar_minus_quarter"] = float(np.max(np.abs(tb - 0.25)))
+        table.append(row)
+    median_tb = np.median(thetabar, axis=1)  # [depth]
+    peak = int(np.argmax(median_tb))
+    results = {"n": config.n, "depth": config.depth}
+    if sample.source.name == "mnist":
+        results |= {
+            "data_dir": str(sample.source.directory), "split": sample.source.split,
+            "indices": sample.indices, "labels": sample.labels, "x_star_index": int(sample.indices[-1]),
+        }
+    else:
+        results["dim"] = config.dim
+    results |= {"pairs_inside": config.n * (config.n - 1) // 2, "pairs_with_x_star": config.n}
+    if same_digit is not None:
+        results["pairs_same_digit"] = int(same_digit.sum())
+    results["initial_correlations"] = {"min": float(rho[0].min()), "median": float(np.median(rho[0])),
+                                       "max": float(rho[0].max())}
+    if sample.min_angle is not None:
+        results["min_angle"] = sample.min_angle
+    results["median_thetabar_peak"] = {"depth": peak + 1, "value": float(median_tb[peak])}
+    results["at_depth"] = table
+    return results
+
+
+def _figure_name(source) -> tuple[str, str]:
+    """The file and title of the figure: the paper's Figure 5 on MNIST, else its Figure 4."""
+    return ("fig5.png", "Figure 5") if source.name == "mnist" else ("fig4.png", "Figure 4")
+
+
+def _plot(out, config, source, layers, groups, quantities) -> str:
+    file, figure = _figure_name(source)
     colors = {"inside": "tab:blue", "with_x_star": "tab:red"}
     labels = {"inside": r"pairs $(x_i, x_j)$ in $X$", "with_x_star": r"pairs $(x_i, x^*)$"}
     styles = {"inside": "-", "with_x_star": "--"}
     limits = {"rho": 1.0, "sigmadot": config.W_std**2 / 2, "thetabar": 0.25}
     panels = dict(quantities)
-    if config.b_std == 0:
+    legend_loc = {"rho": "lower right", "sigmadot": "lower right", "thetabar": "lower right"}
+    if source.name == "mnist":
+        # Thetabar starts high and ends low on MNIST: its upper right corner is empty.
+        legend_loc["thetabar"] = "upper right"
+        title = (f"{figure}: {config.n} MNIST images ({source.split} split) on $S^{{783}}$ and a "
+                 r"held-out image $x^*$, ReLU, ")
+    else:
+        title = f"{figure}: {config.n} points on $S^{{{source.dim - 1}}}$ ({source.name}) and $x^*$, ReLU, "
+    if config.b_std == 0 and source.name != "mnist":
         # The approach to the limit 1/4, visible over decades only on a log axis.
         panels["residual"] = (np.abs(quantities["thetabar"][0] - 0.25), r"$|\bar\Theta^{\ell} - 1/4|$")
+        legend_loc["residual"] = "lower left"
     fig = depth_panels(
         layers, panels,
         [PairGroup(g, pairs, labels[g], colors[g], styles[g]) for g, pairs in groups.items()],
         max_curves=config.max_curves, limits=limits if config.b_std == 0 else None, log_y=("residual",),
-        legend_loc={"rho": "lower right", "sigmadot": "lower right", "thetabar": "lower right",
-                    "residual": "lower left"},
-        title=f"Figure 4: {config.n} points on $S^{{{config.dim - 1}}}$ ({config.distribution}) "
-        f"and $x^*$, ReLU, $\\sigma_w^2={config.W_std**2:g}$, $\\sigma_b={config.b_std:g}$",
+        legend_loc=legend_loc,
+        title=title + f"$\\sigma_w^2={config.W_std**2:g}$, $\\sigma_b={config.b_std:g}$",
     )
-    out.save_figure(fig, "fig4.png")
+    out.save_figure(fig, file)
     import matplotlib.pyplot as plt  # after depth_panels has chosen the Agg backend
 
     plt.close(fig)
+    return file
 
 
-def _summary(config, table) -> str:
-    lines = [
-        "# Figure 4: kernels against depth",
+def _summary(config, source, results, figure) -> str:
+    table = results["at_depth"]
+    by_digit = "median_thetabar_same_digit" in table[0]
+    init = results["initial_correlations"]
+    if source.name == "mnist":
+        lines = [
+            f"# {_figure_name(source)[1]}: kernels against depth on MNIST", "",
+            f"{config.n} MNIST images and a held-out image x*, drawn uniformly without replacement "
+            f"(seed {config.seed}) from the {source.split} split in {source.directory}, flattened and "
+            f"normalized onto S^783; smallest angle between two images {results['min_angle']:.3f} rad, "
+            f"{results['pairs_same_digit']} pairs show the same digit.",
+        ]
+    else:
+        lines = [
+            f"# {_figure_name(source)[1]}: kernels against depth", "",
+            f"{config.n} points uniform on the sphere S^{config.dim - 1} ({source.name}) plus x*.",
+        ]
+    lines[-1] += (
+        f" Depths 1..{config.depth}, W_std^2 = {config.W_std**2:g}, b_std = {config.b_std:g}. Starting "
+        f"correlations rho_1 over all {results['pairs_inside'] + results['pairs_with_x_star']} pairs: "
+        f"{init['min']:.3f} to {init['max']:.3f} (median {init['median']:.3f})."
+    )
+    digit_head = " same digit | other digits |" if by_digit else ""
+    lines += [
         "",
-        f"{config.n} points uniform on the sphere S^{config.dim - 1} ({config.distribution}) plus x*, "
-        f"depths 1..{config.depth}, W_std^2 = {config.W_std**2:g}, b_std = {config.b_std:g}.",
-        "",
-        "| depth | median 1 - rho | 9 pi^2 / (2 L^2) | median Sigmadot | median Thetabar | max abs(Thetabar - 1/4) |",
-        "|---|---|---|---|---|---|",
+        "| depth | median 1 - rho | 9 pi^2 / (2 L^2) | median Sigmadot | median Thetabar |"
+        + digit_head + " max abs(Thetabar - 1/4) |",
+        "|---|---|---|---|---|" + "---|" * (3 if by_digit else 1),
     ]
+
+    def fmt(v, spec):
+        return "n/a" if v is None else format(v, spec)
+
     for row in table:
+        digits = (f" {fmt(row['median_thetabar_same_digit'], '.5f')} "
+                  f"| {fmt(row['median_thetabar_other_digit'], '.5f')} |") if by_digit else ""
         lines.append(
             f"| {row['depth']} | {row['median_one_minus_rho']:.3e} | {row['lemma1_one_minus_rho']:.3e} "
             f"| {'n/a' if row['depth'] == 1 else format(row['median_sigmadot'], '.6f')} "
-            f"| {row['median_thetabar']:.5f} "
-            f"| {row['max_abs_thetabar_minus_quarter']:.3e} |"
+            f"| {row['median_thetabar']:.5f} |{digits} {row['max_abs_thetabar_minus_quarter']:.3e} |"
         )
-    last = table[-1]
-    ratio = last["median_one_minus_rho"] / last["lemma1_one_minus_rho"]
-    lines += [
-        "",
-        f"Finding: the correlations converge to 1 quickly — at depth {last['depth']} the median "
-        f"1 - rho is {last['median_one_minus_rho']:.3g}, {ratio:.3f} times Lemma 1's "
-        f"9 pi^2 / (2 L^2) — and Sigmadot to {last['median_sigmadot']:.4f}, while Thetabar "
-        f"approaches 1/4 slowly: the largest deviation over all pairs is still "
-        f"{last['max_abs_thetabar_minus_quarter']:.3g} at depth {last['depth']}.",
-        "",
-        "Files: fig4.png (the three panels), depth_stats.csv (quantiles over all pairs at every "
-        "depth), pairs.csv (the plotted pairs at every depth), results.json.",
-    ]
+    lines += ["", _finding(config, results), "",
+              f"Files: {figure} (the kernels' panels), depth_stats.csv (quantiles over all pairs at every "
+              "depth), pairs.csv (the plotted pairs at every depth), results.json."]
     return "\n".join(lines)
+
+
+def _finding(config, results) -> str:
+    """The summary's finding, every claim in it checked against the numbers it quotes."""
+    table = results["at_depth"]
+    first, last = table[0], table[-1]
+    ratio = last["median_one_minus_rho"] / last["lemma1_one_minus_rho"]
+    dev_1, dev_l = first["max_abs_thetabar_minus_quarter"], last["max_abs_thetabar_minus_quarter"]
+    peak = results["median_thetabar_peak"]
+    text = (
+        f"Finding: at depth {last['depth']} the median 1 - rho is {last['median_one_minus_rho']:.3g}, "
+        f"{ratio:.3f} times Lemma 1's 9 pi^2 / (2 L^2) ("
+        + ("within" if 0.5 <= ratio <= 2 else "not within")
+        + f" a factor 2 of it), and the median Sigmadot is {last['median_sigmadot']:.4f}. The median "
+        f"Thetabar is {first['median_thetabar']:.3f} at depth 1"
+        + (f", peaks at {peak['value']:.3f} at depth {peak['depth']}" if peak["depth"] > 1 else "")
+        + f" and is {last['median_thetabar']:.4f} at depth {last['depth']}; the largest deviation "
+        f"from 1/4 over all pairs "
+        + ("shrinks" if dev_l < dev_1 else "does not shrink")
+        + f" from {dev_1:.3g} at depth 1 to {dev_l:.3g} at depth {last['depth']}, "
+        + (f"{dev_l / last['median_one_minus_rho']:.3g} times the median 1 - rho: Thetabar approaches "
+           "its limit more slowly than rho" if dev_l > last["median_one_minus_rho"]
+           else "no more than the median 1 - rho")
+        + "."
+    )
+    same_1, other_1 = first.get("median_thetabar_same_digit"), first.get("median_thetabar_other_digit")
+    same_l, other_l = last.get("median_thetabar_same_digit"), last.get("median_thetabar_other_digit")
+    if None not in (same_1, other_1, same_l, other_l):
+        gap_1, gap_l = same_1 - other_1, same_l - other_l
+        text += (
+            f" The median Thetabar of same-digit pairs minus that of other pairs is {gap_1:.3g} at "
+            f"depth 1 and {gap_l:.2g} at depth {last['depth']}: depth "
+            + ("shrinks" if abs(gap_l) < abs(gap_1) else "does not shrink")
+            + " the class structure of the kernel."
+        )
+    return text

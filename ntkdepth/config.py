@@ -21,7 +21,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError", "setting", "from_mapping", "load_preset", "parse_overrides", "to_dict",
-    "mnist_dir_setting", "mnist_split_setting",
+    "dataset_setting", "mnist_dir_setting", "mnist_split_setting",
 ]
 
 
@@ -228,6 +228,20 @@ def describe(schema: type) -> list[tuple[str, str, Any, str]]:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         rows.append((f.name, _type_name(hints[f.name]), default, f.metadata.get("help", "")))
     return rows
+
+
+_DATASET_HELP = {
+    "sphere": "uniform on S^{d-1}",
+    "cube": "uniform on [-1,1]^d, projected onto S^{d-1}",
+    "mnist": "MNIST images on S^783",
+}
+
+
+def dataset_setting(choices=("sphere", "mnist")):
+    """The ``dataset`` setting of an experiment that runs on several datasets (``ntkdepth.data.load_points``)."""
+    return setting(
+        "sphere", help="; ".join(f"'{c}': {_DATASET_HELP[c]}" for c in choices), choices=tuple(choices)
+    )
 
 
 def mnist_dir_setting():

@@ -7,7 +7,9 @@ An experiment script defines::
     Config: type                   # a frozen dataclass of its settings (ntkdepth.config)
     def run(config, out: RunDir) -> dict   # writes its outputs, returns headline numbers
 
-and its presets are ``configs/NAME/{smoke,cpu,paper}.toml``.
+and its presets are ``configs/NAME/{smoke,cpu,paper}.toml``. A script may
+run another experiment under its own name with other defaults:
+``Config, run = variant("fig4", dataset="mnist")`` (see :func:`variant`).
 
 ``NAME`` and ``DESCRIPTION`` must be plain string literals: they are read
 from each script's syntax tree without running it, so that listing the
@@ -17,15 +19,18 @@ experiments imports none of them and running one imports only that one.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
-from ntkdepth.config import ConfigError, load_preset
+from ntkdepth.config import ConfigError, load_preset, setting
 
-__all__ = ["Experiment", "project_dirs", "discover", "get", "PRESETS"]
+__all__ = ["Experiment", "project_dirs", "discover", "get", "variant", "PRESETS"]
 
 PRESETS = ("smoke", "cpu", "paper")
 
@@ -138,3 +143,27 @@ def get(name: str) -> Experiment:
     if name not in experiments:
         raise ConfigError(f"unknown experiment {name!r}; experiments: {sorted(experiments)}")
     return experiments[name]
+
+
+def variant(base: str, **defaults) -> tuple[type, Callable]:
+    """``(Config, run)`` of experiment ``base``, its settings' defaults replaced by ``defaults``.
+
+    For a script that runs another experiment under its own name, description
+    and presets (``experiments/fig5.py``: Figure 4's experiment on MNIST)::
+
+        NAME = "fig5"
+        DESCRIPTION = "..."
+        Config, run = variant("fig4", dataset="mnist", n=50)
+
+    The settings keep their help and bounds; a name that is not a setting of
+    ``base`` raises :class:`ConfigError`.
+    """
+    module = get(base).module
+    fields = {f.name: f for f in dataclasses.fields(module.Config)}
+    unknown = sorted(set(defaults) - set(fields))
+    if unknown:
+        raise ConfigError(f"experiment {base!r} has no setting(s) {unknown}; it has: {sorted(fields)}")
+    hints = typing.get_type_hints(module.Config)
+    changed = [(k, hints[k], setting(v, **fields[k].metadata)) for k, v in defaults.items()]
+    config = dataclasses.make_dataclass("Config", changed, bases=(module.Config,), frozen=True)
+    return config, module.run

@@ -37,7 +37,7 @@ def test_every_preset_of_every_experiment_validates():
         (["run", "fig4", "--preset", "smoke", "--set", "dept=3"], "unknown key(s) ['dept']"),
         (["run", "fig4", "--preset", "smoke", "--set", "depth=abc"], "depth: expected an integer"),
         (["run", "fig4", "--preset", "smoke", "--set", "n=1"], "n: 1 is below the minimum 2"),
-        (["run", "fig4", "--preset", "smoke", "--set", "distribution='ball'"], "is not one of"),
+        (["run", "fig4", "--preset", "smoke", "--set", "dataset='ball'"], "is not one of"),
         (["run", "fig4", "--preset", "smoke", "--set", "depth"], "--set expects key=value"),
         (["run", "table1", "--preset", "smoke", "--set", "parameterizations=['meanfield']"],
          "'meanfield' is not one of ['ntk', 'mup', 'standard']"),
