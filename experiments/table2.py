@@ -4,7 +4,7 @@ The paper trains the infinite-width NTK predictor on a small MNIST subset at
 a moderate depth, with one-hot targets and early stopping, and reports on
 held-out images the average error (with its standard deviation), the
 accuracy and the F1 score. Here the predictor is the gradient-flow mean
-predictor of the normalized NTK (Propositions 3 and 6; MATH.md, section 4)
+predictor of the normalized NTK (Propositions 3 and 6; docs/predictor.md)
 
     mu_t(x) = Thetabar^L(x, X) P_t Y,    P_t = Thetabar^{-1} (I - exp(-t Thetabar)),
 

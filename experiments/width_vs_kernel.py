@@ -1,4 +1,4 @@
-"""Finite networks against the analytic kernel as width grows (MATH.md, sections 2, 4 and 5).
+"""Finite networks against the analytic kernel as width grows (docs/kernels.md#finite-width).
 
 A small regression problem: N training and M test inputs uniform on the
 sphere of radius sqrt(d) (so that Sigma^1(x, x) = W_std^2), smooth targets,

@@ -192,10 +192,6 @@ def test_docs_cite_nothing_outside_the_repository():
     assert not found, "pages outside the repository cited in the docs:\n" + "\n".join(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the code still cites MATH.md and DRIFT.md until the citations are rewritten",
-)
 def test_code_cites_nothing_outside_the_repository():
     found = _outside_references(_code_files())
     assert not found, "pages outside the repository cited in the code:\n" + "\n".join(found)

@@ -10,7 +10,7 @@ from ntkdepth.models import MLP, functional
 
 
 def _numpy_forward(net, x):
-    """The NTK-parameterized forward pass written out in NumPy from MATH.md, section 1."""
+    """The NTK-parameterized forward pass written out in NumPy from docs/networks.md."""
     a = np.asarray(x, np.float64)
     for l, layer in enumerate(net.layers):
         W = np.asarray(layer.kernel[...], np.float64)

@@ -79,7 +79,7 @@ def test_stax_mlp_has_depth_weight_layers():
 
 
 def test_predict_gradient_descent_mse_matches_an_eigendecomposition(x64, rng):
-    # Gradient flow on 1/2 |f(X) - Y|^2 from f_0 = 0 (MATH.md, section 4):
+    # Gradient flow on 1/2 |f(X) - Y|^2 from f_0 = 0 (docs/predictor.md#the-predictor):
     # f_t(X) = (I - exp(-t Theta)) Y and f_t(x) = Theta(x, X) Theta^{-1} (I - exp(-t Theta)) Y.
     x_train = rng.normal(size=(6, 4))
     x_test = rng.normal(size=(3, 4))

@@ -1,4 +1,4 @@
-"""The inverse stereographic projection R^d -> S^d (MATH.md, Definition 6)."""
+"""The inverse stereographic projection R^d -> S^d (Definition 6; docs/separation.md)."""
 
 import mpmath
 import numpy as np

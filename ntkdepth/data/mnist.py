@@ -4,7 +4,7 @@ The paper repeats its depth experiments on MNIST (Figure 5, Appendix D's
 Table 2): each 28 x 28 image is flattened to a vector of ``R^784`` and
 normalized onto the sphere ``S^783``, and data points are drawn uniformly
 without replacement so that no two of them are colinear (the NTK Gram matrix
-of distinct points on the sphere is invertible; MATH.md, section 4).
+of distinct points on the sphere is invertible; docs/predictor.md#invertibility).
 
 The files are the official IDX files (LeCun et al.), gzipped or not::
 

@@ -1,11 +1,11 @@
-"""Points on the unit sphere ``S^{d-1}`` and the canonical projection onto it (MATH.md, section 4).
+"""Points on the unit sphere ``S^{d-1}`` and the canonical projection onto it (docs/separation.md).
 
 The paper's depth analysis (section 6) takes inputs on the sphere: the ReLU
 NTK of distinct points there is invertible. Data elsewhere is projected
 canonically, ``x -> x / |x|``, which is valid when no input is zero and no two
 inputs are colinear (positively or negatively: ``x`` and ``-x`` map to
 antipodal points, ``x`` and ``2x`` to the same one).
-The inverse stereographic projection (MATH.md, Definition 6) maps ``R^d`` into
+The inverse stereographic projection (Definition 6; docs/separation.md) maps ``R^d`` into
 ``S^d``, one dimension up, and keeps every pair of distinct points apart.
 """
 
@@ -62,7 +62,7 @@ def canonical_projection(x: np.ndarray, *, colinear_tol: float = 1e-12) -> np.nd
 
 
 def inverse_stereographic(x: np.ndarray) -> np.ndarray:
-    """The inverse stereographic projection ``R^d -> S^d`` (MATH.md, Definition 6), row by row::
+    """The inverse stereographic projection ``R^d -> S^d`` (Definition 6; docs/separation.md), row by row::
 
         x  ->  ( 2x / (1 + |x|^2),  (|x|^2 - 1) / (|x|^2 + 1) )
 

@@ -3,9 +3,9 @@
 The empirical NTK of a network ``f(params, x)`` is
 ``Theta_hat(x, x') = sum_p  d f(x)/d p  d f(x')/d p`` (Jacot et al., 2018): at
 NTK parameterization it converges to the analytic ``Theta^L`` as the widths
-grow (MATH.md, section 2). neural-tangents' own empirical kernels do not
+grow (docs/kernels.md#finite-width). neural-tangents' own empirical kernels do not
 import on current JAX; these replace them. The feature kernel of the last
-hidden layer and the drift statistics of section 5 are here too.
+hidden layer and the drift statistics of docs/drift.md#measured-drift are here too.
 """
 
 from ntkdepth.empirical.drift import (

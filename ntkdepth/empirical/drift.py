@@ -1,4 +1,4 @@
-"""How far the last hidden layer moves in training (MATH.md, section 5; the paper's Table 1).
+"""How far the last hidden layer moves in training (docs/drift.md#measured-drift; the paper's Table 1).
 
 For features ``a_0(x)``, ``a_t(x)`` in ``R^n`` of the last hidden layer at
 initialization and after training:

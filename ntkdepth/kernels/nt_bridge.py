@@ -28,7 +28,7 @@ Usage::
 
 neural-tangents' predictors minimise ``0.5 * |f(X) - Y|^2 / Y.size``; pass
 ``learning_rate=Y.size`` for the loss without the ``1/Y.size`` factor used in
-MATH.md (section 4) and the paper (Remark 1).
+docs/predictor.md#time-and-learning-rate and the paper (Remark 1).
 """
 
 from __future__ import annotations

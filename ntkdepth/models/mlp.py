@@ -1,4 +1,4 @@
-"""Fully-connected networks at NTK, standard and muP parameterizations (MATH.md, section 1).
+"""Fully-connected networks at NTK, standard and muP parameterizations (docs/networks.md).
 
 The paper's network (Jacot et al. 2018; neural-tangents' ``parameterization='ntk'``)::
 

@@ -1,4 +1,4 @@
-"""The depth axis of the paper (section 6; MATH.md, section 3): limits and measured rates.
+"""The depth axis of the paper (section 6; docs/depth.md): limits and measured rates.
 
 Setting: inputs on the sphere, ReLU, ``W_std^2 = 2``, no bias, so that every
 layer keeps a unit diagonal, ``rho_{l+1} = f(rho_l)`` (Definition 5) and the

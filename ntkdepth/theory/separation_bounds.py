@@ -3,7 +3,7 @@
 Theorem 3 needs the data to be *separated*: no two points closer than an angle
 ``delta`` (and, for ``|<x_i, x_j>|``, none closer than ``delta`` to antipodal).
 For points drawn uniformly on ``S^{d-1}`` this holds with high probability
-(MATH.md, section 6). The angle ``theta`` between two independent uniform
+(docs/separation.md#the-union-bound). The angle ``theta`` between two independent uniform
 points on ``S^{d-1}`` has the density (Cai, Fan & Jiang 2013, "Distributions of
 angles in random packing on spheres", JMLR 14, Lemma 12)::
 

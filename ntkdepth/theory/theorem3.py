@@ -1,8 +1,8 @@
 """Theorem 3 as tools: stability and expressivity of the deep NTK predictor, depth by depth.
 
 As a dataset grows its points get closer, ``lambda_min(Thetabar^L(X, X))``
-drops and the projection operator ``P_t`` of the predictor (MATH.md,
-section 4) can blow up; as depth grows, ``Thetabar^L`` drifts to the
+drops and the projection operator ``P_t`` of the predictor
+(docs/predictor.md#the-projection-operator) can blow up; as depth grows, ``Thetabar^L`` drifts to the
 data-independent limit ``(3/4) I + (1/4) 1 1^T`` (Theorem 2) and predictions
 at a test point ``x`` lose their dependence on ``x``. Theorem 3 scales the
 depth with the separation of the data and stops early so that both stay

@@ -1,6 +1,6 @@
 """Training a finite network with optax: full-batch gradient descent or SGD, MSE or cross-entropy.
 
-The paper's loss is the Euclidean one (MATH.md, section 4). With the batch
+The paper's loss is the Euclidean one (docs/predictor.md#training-steps). With the batch
 loss ``(1/B) sum_b |f(x_b) - y_b|^2 / 2`` and learning rate ``eta``, ``s`` steps
 of full-batch gradient descent on ``N`` points follow the gradient flow of
 ``sum_j |f(x_j) - y_j|^2 / 2`` for the time ``t = eta * s / N``; SGD on
