@@ -42,7 +42,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from ntkdepth.kernels.relu import KERNEL_FIELDS, relu_kernel_trace
 from ntkdepth.kernels.validation import (
@@ -473,6 +472,8 @@ def tiled_kernel(
 
     compute = _LocalTiles(spec) if mesh is None else _MeshTiles(spec, mesh, block, dtype)
     todo = [t for t in tiles if t not in done]
+    from tqdm.auto import tqdm  # only here: ntkdepth.kernels imports with jax and numpy alone
+
     bar = tqdm(total=len(tiles), initial=len(tiles) - len(todo), unit="tile",
                desc=f"{field} tiles of {block}", disable=not progress or not lead)
     with bar:
