@@ -29,8 +29,7 @@ with a bias, the weight and bias scales and the common squared norm.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
@@ -130,10 +129,6 @@ def _needs(get: tuple[str, ...]) -> tuple[bool, bool, bool]:
     )
 
 
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 32
-
-
 def interp_tables(layers: tuple[int, ...], dtype, get: tuple[str, ...], bias_setting=None) -> InterpTables:
     """Tabulates the univariate maps (cached).
 
@@ -143,17 +138,15 @@ def interp_tables(layers: tuple[int, ...], dtype, get: tuple[str, ...], bias_set
     """
     from ntkdepth.kernels.relu import _loop_options
 
-    dtype = jnp.dtype(dtype)
-    key = (layers, dtype.name, _needs(get), bias_setting, _loop_options())
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
+    return _cached_tables(layers, jnp.dtype(dtype).name, _needs(get), bias_setting,
+                          _loop_options())
+
+
+@lru_cache(maxsize=32)
+def _cached_tables(layers, dtype_name, needs, bias_setting, loop_options) -> InterpTables:
+    """The tables of :func:`interp_tables`, keyed by every setting that shapes them."""
     with jax.ensure_compile_time_eval():
-        tables = _build_tables(layers, dtype, _needs(get), bias_setting)
-    _CACHE[key] = tables
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return tables
+        return _build_tables(layers, jnp.dtype(dtype_name), needs, bias_setting)
 
 
 def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
