@@ -295,7 +295,7 @@ def test_damaged_runs_and_checkpoints_are_named_with_the_remedy(tmp_path, monkey
     key16 = run_width_sweep.__globals__["run_key"]
     this = sweep_module.run_settings(
         sweep_module.sweep_settings(data, spec, ev), make_model, 8, 1)
-    target, _ = sweep_module.run_paths(tmp_path, 8, 1, key16(this))
+    target = sweep_module.run_file(tmp_path, 8, 1, key16(this))
     shutil.copy(path, target)
     with pytest.raises(DamagedFileError, match="holds the run of settings"):
         run_width_sweep(make_model, data, spec, ev, [8], [1], tmp_path, progress=False)

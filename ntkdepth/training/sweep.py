@@ -58,7 +58,7 @@ __all__ = [
     "check_memory",
     "estimate_memory",
     "run_key",
-    "run_paths",
+    "run_file",
     "run_settings",
     "run_width_sweep",
     "sweep_settings",
@@ -216,10 +216,10 @@ def run_key(settings: dict) -> str:
     return settings_hash(settings)
 
 
-def run_paths(workdir: Path, width: int, seed: int, key: str) -> tuple[Path, Path]:
-    """``(finished run .npz, checkpoint folder)`` of the run ``(width, seed)`` with settings ``key``."""
-    name = f"w{width}_s{seed}-{key}"
-    return Path(workdir) / "runs" / f"{name}.npz", Path(workdir) / "checkpoints" / name
+def run_file(workdir: Path, width: int, seed: int, key: str) -> Path:
+    """The finished run ``(width, seed)`` with settings ``key`` (its checkpoints:
+    :func:`group_checkpoint_dir`)."""
+    return Path(workdir) / "runs" / f"w{width}_s{seed}-{key}.npz"
 
 
 def run_width_sweep(
@@ -300,10 +300,10 @@ def run_width_sweep(
         keys[(w, s)] = (run_key(this), this)
     # Which runs are finished: process 0's view, so that every process trains the same groups.
     found = same_on_every_process(np.array(
-        [run_paths(workdir, w, s, keys[(w, s)][0])[0].exists() for w, s in jobs], bool))
+        [run_file(workdir, w, s, keys[(w, s)][0]).exists() for w, s in jobs], bool))
     for (w, s), exists in zip(jobs, found):
         if exists:
-            done[(w, s)] = SweepRun.load(run_paths(workdir, w, s, keys[(w, s)][0])[0], keys[(w, s)][0])
+            done[(w, s)] = SweepRun.load(run_file(workdir, w, s, keys[(w, s)][0]), keys[(w, s)][0])
         else:
             todo.append((w, s))
     bar = tqdm(total=len(todo) * spec.steps, desc="width sweep", unit="step", disable=not progress)
@@ -335,7 +335,7 @@ def run_width_sweep(
                     run = SweepRun(w, s, r["steps"], r["loss"], r["outputs"], r["stats"],
                                    None if feats is None else feats[0], feats, r["extra"])
                     if is_writer():  # the outputs are written once
-                        run.save(run_paths(workdir, w, s, key)[0], key, this)
+                        run.save(run_file(workdir, w, s, key), key, this)
                     done[(w, s)] = run
                     if on_run_done:
                         on_run_done(run)
@@ -348,9 +348,6 @@ def run_width_sweep(
 
 
 def group_checkpoint_dir(workdir: Path, width: int, seeds: Sequence[int], run_keys: Sequence[str]) -> Path:
-    """The checkpoint folder of the seeds of ``width`` trained together, named by their runs' keys.
-
-    For one seed it is that run's own (:func:`run_paths`).
-    """
+    """The checkpoint folder of the seeds of ``width`` trained together, named by their runs' keys."""
     key = run_keys[0] if len(run_keys) == 1 else settings_hash(list(run_keys))
     return Path(workdir) / "checkpoints" / f"w{width}_s{'_'.join(str(s) for s in seeds)}-{key}"
