@@ -27,6 +27,7 @@ from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_sett
 from ntkdepth.data import DATASETS, load_points
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.plotting import PairGroup, depth_panels, pair_values
+from ntkdepth.reporting import table, table_records
 from ntkdepth.runs import RunDir
 
 NAME = "fig4"
@@ -69,37 +70,39 @@ def run(config: Config, out: RunDir) -> dict:
     print(f"  tracing {n + 1} {_what(sample.source)} through depths 1..{config.depth}", flush=True)
     arrays = out.stage("trace", compute)
     layers = np.arange(1, config.depth + 1)
-    quantities = {
-        "rho": (arrays["rho"], r"$\rho_\ell$"),
-        "sigmadot": (arrays["nngp_dot"], r"$\dot\Sigma^{\ell}$"),
-        "thetabar": (arrays["ntk_normalized"], r"$\bar\Theta^{\ell}$"),
-    }
+    traces = {"rho": arrays["rho"], "sigmadot": arrays["nngp_dot"], "thetabar": arrays["ntk_normalized"]}
     groups = {"inside": inside, "with_x_star": with_star}
 
-    stats_rows = []
+    stats_rows, residual_band = [], {}
     for group, pairs in groups.items():
-        for name, (trace, _) in quantities.items():
+        for name, trace in traces.items():
             q = np.quantile(pair_values(trace, pairs), [0.0, 0.1, 0.5, 0.9, 1.0], axis=1)
             for k, ell in enumerate(layers):
                 stats_rows.append([group, name, int(ell), *q[:, k]])
-    out.write_csv(
-        "depth_stats.csv", ["group", "quantity", "depth", "min", "q10", "median", "q90", "max"],
-        stats_rows,
-    )
+        residual = np.abs(pair_values(traces["thetabar"], pairs) - 0.25)
+        residual_band[group] = dict(zip(("q10", "q90"), np.quantile(residual, [0.1, 0.9], axis=1)))
     curve_rows = []
     for group, pairs in groups.items():
         for i, j in pairs[: config.max_curves]:
             for k, ell in enumerate(layers):
-                curve_rows.append(
-                    [group, i, "x*" if j == n else j, int(ell)]
-                    + [float(trace[k, i, j]) for trace, _ in quantities.values()]
-                )
-    out.write_csv("pairs.csv", ["group", "i", "j", "depth", "rho", "sigmadot", "thetabar"], curve_rows)
+                curve_rows.append([group, i, "x*" if j == n else j, int(ell)]
+                                  + [float(trace[k, i, j]) for trace in traces.values()])
 
-    figure = _plot(out, config, sample.source, layers, groups, quantities)
     results = _results(config, sample, np.array(inside + with_star), arrays)
-    out.write_json("results.json", results)
-    out.write_summary(_summary(config, sample.source, results, figure))
+    results["source"] = {"name": sample.source.name, "dim": sample.source.dim,
+                         "split": getattr(sample.source, "split", None)}
+    results["residual_band"] = residual_band
+    results["tables"] = {
+        "depth_stats.csv": table(["group", "quantity", "depth", "min", "q10", "median", "q90", "max"],
+                                 stats_rows),
+        "pairs.csv": table(["group", "i", "j", "depth", "rho", "sigmadot", "thetabar"], curve_rows),
+    }
+    return results
+
+
+def report(config: Config, results: dict, out) -> dict:
+    figure = _plot(out, config, results)
+    out.write_summary(_summary(config, results, figure))
     last = results["at_depth"][-1]
     return {
         f"median 1 - rho at L={last['depth']}": f"{last['median_one_minus_rho']:.3e} "
@@ -111,6 +114,32 @@ def run(config: Config, out: RunDir) -> dict:
 
 def _what(source) -> str:
     return f"MNIST images ({source.split} split)" if source.name == "mnist" else "points"
+
+
+def _bands(results: dict, max_curves: int) -> tuple[np.ndarray, dict]:
+    """The depths and ``quantity -> group -> (q10 [D], q90 [D], curves [D, c])`` of the results' tables."""
+    stats = table_records(results["tables"]["depth_stats.csv"])
+    layers = np.array(sorted({r["depth"] for r in stats}))
+    bands: dict = {}
+    for r in stats:
+        bands.setdefault(r["quantity"], {}).setdefault(r["group"], ([], []))
+        lo, hi = bands[r["quantity"]][r["group"]]
+        lo.append(r["q10"])
+        hi.append(r["q90"])
+    curves: dict = {}
+    for r in table_records(results["tables"]["pairs.csv"]):
+        pair = curves.setdefault(r["group"], {}).setdefault((r["i"], r["j"]), {})
+        for q in ("rho", "sigmadot", "thetabar"):
+            pair.setdefault(q, []).append(r[q])
+    out = {q: {g: (lo, hi, np.array([c[q] for c in curves.get(g, {}).values()][:max_curves],
+                                    dtype=np.float64).reshape(-1, len(layers)).T)
+               for g, (lo, hi) in groups.items()}
+           for q, groups in bands.items()}
+    out["residual"] = {
+        g: (band["q10"], band["q90"], np.abs(out["thetabar"][g][2] - 0.25))
+        for g, band in results["residual_band"].items()
+    }
+    return layers, out
 
 
 def _results(config, sample, all_pairs, arrays) -> dict:
@@ -163,33 +192,35 @@ def _results(config, sample, all_pairs, arrays) -> dict:
 
 def _figure_name(source) -> tuple[str, str]:
     """The file and title of the figure: the paper's Figure 5 on MNIST, else its Figure 4."""
-    return ("fig5.png", "Figure 5") if source.name == "mnist" else ("fig4.png", "Figure 4")
+    return ("fig5.png", "Figure 5") if source["name"] == "mnist" else ("fig4.png", "Figure 4")
 
 
-def _plot(out, config, source, layers, groups, quantities) -> str:
+def _plot(out, config, results) -> str:
+    source = results["source"]
     file, figure = _figure_name(source)
     colors = {"inside": "tab:blue", "with_x_star": "tab:red"}
     labels = {"inside": r"pairs $(x_i, x_j)$ in $X$", "with_x_star": r"pairs $(x_i, x^*)$"}
     styles = {"inside": "-", "with_x_star": "--"}
     limits = {"rho": 1.0, "sigmadot": config.W_std**2 / 2, "thetabar": 0.25}
-    panels = dict(quantities)
+    layers, bands = _bands(results, config.max_curves)
+    titles = {"rho": r"$\rho_\ell$", "sigmadot": r"$\dot\Sigma^{\ell}$", "thetabar": r"$\bar\Theta^{\ell}$"}
+    panels = {q: (titles[q], bands[q]) for q in titles}
     legend_loc = {"rho": "lower right", "sigmadot": "lower right", "thetabar": "lower right"}
-    if source.name == "mnist":
+    if source["name"] == "mnist":
         # Thetabar starts high and ends low on MNIST: its upper right corner is empty.
         legend_loc["thetabar"] = "upper right"
-        title = (f"{figure}: {config.n} MNIST images ({source.split} split) on $S^{{783}}$ and a "
+        title = (f"{figure}: {config.n} MNIST images ({source['split']} split) on $S^{{783}}$ and a "
                  r"held-out image $x^*$, ReLU, ")
     else:
-        title = f"{figure}: {config.n} points on $S^{{{source.dim - 1}}}$ ({source.name}) and $x^*$, ReLU, "
-    if config.b_std == 0 and source.name != "mnist":
+        title = f"{figure}: {config.n} points on $S^{{{source['dim'] - 1}}}$ ({source['name']}) and $x^*$, ReLU, "
+    if config.b_std == 0 and source["name"] != "mnist":
         # The approach to the limit 1/4, visible over decades only on a log axis.
-        panels["residual"] = (np.abs(quantities["thetabar"][0] - 0.25), r"$|\bar\Theta^{\ell} - 1/4|$")
+        panels["residual"] = (r"$|\bar\Theta^{\ell} - 1/4|$", bands["residual"])
         legend_loc["residual"] = "lower left"
     fig = depth_panels(
         layers, panels,
-        [PairGroup(g, pairs, labels[g], colors[g], styles[g]) for g, pairs in groups.items()],
-        max_curves=config.max_curves, limits=limits if config.b_std == 0 else None, log_y=("residual",),
-        legend_loc=legend_loc,
+        [PairGroup(g, labels[g], colors[g], styles[g]) for g in ("inside", "with_x_star")],
+        limits=limits if config.b_std == 0 else None, log_y=("residual",), legend_loc=legend_loc,
         title=title + f"$\\sigma_w^2={config.W_std**2:g}$, $\\sigma_b={config.b_std:g}$",
     )
     out.save_figure(fig, file)
@@ -199,22 +230,23 @@ def _plot(out, config, source, layers, groups, quantities) -> str:
     return file
 
 
-def _summary(config, source, results, figure) -> str:
+def _summary(config, results, figure) -> str:
+    source = results["source"]
     table = results["at_depth"]
     by_digit = "median_thetabar_same_digit" in table[0]
     init = results["initial_correlations"]
-    if source.name == "mnist":
+    if source["name"] == "mnist":
         lines = [
             f"# {_figure_name(source)[1]}: kernels against depth on MNIST", "",
             f"{config.n} MNIST images and a held-out image x*, drawn uniformly without replacement "
-            f"(seed {config.seed}) from the {source.split} split in {source.directory}, flattened and "
+            f"(seed {config.seed}) from the {source['split']} split in {results['data_dir']}, flattened and "
             f"normalized onto S^783; smallest angle between two images {results['min_angle']:.3f} rad, "
             f"{results['pairs_same_digit']} pairs show the same digit.",
         ]
     else:
         lines = [
             f"# {_figure_name(source)[1]}: kernels against depth", "",
-            f"{config.n} points uniform on the sphere S^{config.dim - 1} ({source.name}) plus x*.",
+            f"{config.n} points uniform on the sphere S^{config.dim - 1} ({source['name']}) plus x*.",
         ]
     lines[-1] += (
         f" Depths 1..{config.depth}, W_std^2 = {config.W_std**2:g}, b_std = {config.b_std:g}. Starting "

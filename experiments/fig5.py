@@ -12,4 +12,4 @@ from ntkdepth.experiments import variant
 NAME = "fig5"
 DESCRIPTION = "rho_l, Sigmadot^l and Thetabar^l against depth for pairs of MNIST images on the sphere"
 
-Config, run = variant("fig4", dataset="mnist", n=50)
+Config, run, report = variant("fig4", dataset="mnist", n=50)

@@ -11,4 +11,4 @@ from ntkdepth.experiments import variant
 NAME = "fig6-mnist"
 DESCRIPTION = "norm of the projection operator P_t against depth on MNIST, for bounded stopping times"
 
-Config, run = variant("fig6", dataset="mnist")
+Config, run, report = variant("fig6", dataset="mnist")

@@ -11,4 +11,4 @@ from ntkdepth.experiments import variant
 NAME = "fig7-mnist"
 DESCRIPTION = "lambda_min of the normalized NTK against depth on MNIST for several dataset sizes"
 
-Config, run = variant("fig7", dataset="mnist")
+Config, run, report = variant("fig7", dataset="mnist")

@@ -3,6 +3,7 @@
     ntkdepth list
     ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR] [--distributed]
     ntkdepth show NAME              # the settings of an experiment and their presets
+    ntkdepth report DIR             # redraw a finished run's tables, figures, summary
     ntkdepth data fetch mnist|text8 [--dir DIR]
     ntkdepth data where             # where datasets are looked for and fetched to
 
@@ -47,6 +48,7 @@ def _cmd_show(args) -> int:
 
 def _cmd_run(args) -> int:
     from ntkdepth.experiments import get
+    from ntkdepth.reporting import run_experiment
     from ntkdepth.runs import RunDir
 
     exp = get(args.name)
@@ -62,11 +64,21 @@ def _cmd_run(args) -> int:
     run_dir = RunDir(out, experiment=exp.name, preset=args.preset, config=to_dict(config))
     print(f"ntkdepth run {exp.name} --preset {args.preset} -> {out}/", flush=True)
     start = time.perf_counter()
-    headline = exp.module.run(config, run_dir)
+    headline = run_experiment(exp.module, config, run_dir)
     run_dir.finish()  # a folder holding another run keeps it until this one is complete
     elapsed = time.perf_counter() - start
     print(f"done in {elapsed:.1f} s; outputs in {out}/")
     for key, value in (headline or {}).items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from ntkdepth.reporting import redraw
+
+    headline = redraw(args.folder)
+    print(f"redrawn from {Path(args.folder) / 'results.json'}")
+    for key, value in headline.items():
         print(f"  {key}: {value}")
     return 0
 
@@ -132,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--distributed", action="store_true",
                      help="one of several processes: jax.distributed.initialize() (see the README)")
     run.set_defaults(fn=_cmd_run)
+    report = sub.add_parser(
+        "report", help="redraw a finished run's tables, figures and summary from its results.json"
+    )
+    report.add_argument("folder", help="the run's output folder (holds config.json, results.json)")
+    report.set_defaults(fn=_cmd_report)
     data = sub.add_parser("data", help="datasets: fetch them, see where they live")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     fetch = data_sub.add_parser(

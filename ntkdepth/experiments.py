@@ -5,11 +5,16 @@ An experiment script defines::
     NAME: str                      # what `ntkdepth run NAME` calls it
     DESCRIPTION: str               # one line for `ntkdepth list`
     Config: type                   # a frozen dataclass of its settings (ntkdepth.config)
-    def run(config, out: RunDir) -> dict   # writes its outputs, returns headline numbers
+    def run(config, out: RunDir) -> dict   # computes; returns the results (records, arrays)
+    def report(config, results, out) -> dict   # writes figures and summary.md; headline numbers
 
-and its presets are ``configs/NAME/{smoke,cpu,paper}.toml``. A script may
-run another experiment under its own name with other defaults:
-``Config, run = variant("fig4", dataset="mnist")`` (see :func:`variant`).
+and its presets are ``configs/NAME/{smoke,cpu,paper}.toml``. ``run`` may
+keep expensive stages in ``out`` (``out.stage``) but writes no table, figure
+or summary: ``report`` writes those from the results alone, as stored in
+``results.json``, so that ``ntkdepth report FOLDER`` redraws a finished run
+(:mod:`ntkdepth.reporting`). A script may run another experiment under its
+own name with other defaults:
+``Config, run, report = variant("fig4", dataset="mnist")`` (see :func:`variant`).
 
 ``NAME`` and ``DESCRIPTION`` must be plain string literals: they are read
 from each script's syntax tree without running it, so that listing the
@@ -145,15 +150,15 @@ def get(name: str) -> Experiment:
     return experiments[name]
 
 
-def variant(base: str, **defaults) -> tuple[type, Callable]:
-    """``(Config, run)`` of experiment ``base``, its settings' defaults replaced by ``defaults``.
+def variant(base: str, **defaults) -> tuple[type, Callable, Callable]:
+    """``(Config, run, report)`` of experiment ``base``, its settings' defaults replaced by ``defaults``.
 
     For a script that runs another experiment under its own name, description
     and presets (``experiments/fig5.py``: Figure 4's experiment on MNIST)::
 
         NAME = "fig5"
         DESCRIPTION = "..."
-        Config, run = variant("fig4", dataset="mnist", n=50)
+        Config, run, report = variant("fig4", dataset="mnist", n=50)
 
     The settings keep their help and bounds; a name that is not a setting of
     ``base`` raises :class:`ConfigError`.
@@ -166,4 +171,4 @@ def variant(base: str, **defaults) -> tuple[type, Callable]:
     hints = typing.get_type_hints(module.Config)
     changed = [(k, hints[k], setting(v, **fields[k].metadata)) for k, v in defaults.items()]
     config = dataclasses.make_dataclass("Config", changed, bases=(module.Config,), frozen=True)
-    return config, module.run
+    return config, module.run, getattr(module, "report", None)

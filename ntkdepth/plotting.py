@@ -20,10 +20,9 @@ __all__ = ["PairGroup", "depth_axis", "depth_panels", "lambda_min_panels", "pair
 
 @dataclass(frozen=True)
 class PairGroup:
-    """A group of pairs ``(i, j)`` drawn in one color and line style."""
+    """How a group of pairs is drawn: its name in the results, legend label, color, line style."""
 
     name: str
-    pairs: Sequence[tuple[int, int]]
     label: str
     color: str
     linestyle: str = "-"
@@ -39,24 +38,23 @@ def pair_values(array: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarr
 
 def depth_panels(
     layers: np.ndarray,
-    panels: Mapping[str, tuple[np.ndarray, str]],
+    panels: Mapping[str, tuple[str, Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]],
     groups: Sequence[PairGroup],
     *,
-    max_curves: int,
     title: str,
     limits: Mapping[str, float] | None = None,
     from_layer_two: Sequence[str] = ("sigmadot",),
     legend_loc: str | Mapping[str, str] = "lower right",
     log_y: Sequence[str] = (),
 ):
-    """One panel per quantity against depth (log axis), quantile bands and curves per group.
+    """One panel per quantity against depth (log axis), a quantile band and curves per group.
 
     Args:
       layers: ``[D]`` the depths.
-      panels: ``name -> (trace [D, n, n], title)`` in panel order.
-      groups: the pair groups; each gets a 10%-90% band over all its pairs and
-        its first ``max_curves`` pairs as curves.
-      max_curves: pairs drawn as curves per group.
+      panels: ``name -> (title, {group name: (lo [D], hi [D], curves [D, c])})`` in
+        panel order: each group's band between ``lo`` and ``hi`` (the 10% and
+        90% quantiles over all its pairs) and ``c`` of its pairs as curves.
+      groups: how each group is drawn.
       title: the figure's title.
       limits: ``name -> value`` drawn as a dotted line (panels not named get none).
       from_layer_two: panels drawn from the second depth on (``Sigmadot^1`` is
@@ -75,14 +73,13 @@ def depth_panels(
     layers = np.asarray(layers)
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.3))
     axes = np.atleast_1d(axes)
-    for ax, (name, (trace, panel_title)) in zip(axes, panels.items()):
+    for ax, (name, (panel_title, bands)) in zip(axes, panels.items()):
         start = 1 if name in from_layer_two else 0
         for group in groups:
-            v = pair_values(trace, group.pairs)[start:]
-            lo, hi = np.quantile(v, [0.1, 0.9], axis=1)
+            lo, hi, curves = (np.asarray(a, dtype=np.float64)[start:] for a in bands[group.name])
             ax.fill_between(layers[start:], lo, hi, color=group.color, alpha=0.12, lw=0)
-            for c in range(min(max_curves, v.shape[1])):
-                ax.plot(layers[start:], v[:, c], color=group.color, lw=0.8, alpha=0.7,
+            for c in range(curves.shape[1]):
+                ax.plot(layers[start:], curves[:, c], color=group.color, lw=0.8, alpha=0.7,
                         ls=group.linestyle, label=group.label if c == 0 else None)
         if limits and name in limits:
             ax.axhline(limits[name], color="k", lw=1, ls=":", label=f"limit {limits[name]:g}")

@@ -43,7 +43,7 @@ from ntkdepth.storage import (
     write_text,
 )
 
-__all__ = ["RunDir"]
+__all__ = ["OutputFolder", "RunDir"]
 
 _STAGE_KEY = "__settings_hash__"
 # What a run writes besides the files it names in config.json ("outputs").
@@ -73,7 +73,57 @@ def _link_tree(src: Path, dst: Path) -> None:
                     shutil.copy2(Path(root) / f, target / f)
 
 
-class RunDir:
+class OutputFolder:
+    """A folder an experiment's outputs are written to: tables, JSON, figures, ``summary.md``.
+
+    Every file is written whole or not at all; :meth:`file` names where a file
+    is once the run is finished (``final``), which :class:`RunDir` may build
+    elsewhere (``path``) until then.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = self.final = Path(path)
+        self._outputs: set[str] = set()
+
+    def _write_json(self, name: str, data: Any) -> Path:
+        import json
+
+        return write_text(self.path / name, json.dumps(jsonable(data), indent=2) + "\n")
+
+    def file(self, name: str) -> Path:
+        """Where the run's file ``name`` is once the run is finished (for messages and headlines)."""
+        self._outputs.add(name)
+        return self.final / name
+
+    def write_text(self, name: str, text: str) -> Path:
+        self._outputs.add(name)
+        return write_text(self.path / name, text)
+
+    def write_json(self, name: str, data: Any) -> Path:
+        self._outputs.add(name)
+        return self._write_json(name, data)
+
+    def write_csv(self, name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+        buf = io.StringIO(newline="")
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_format_cell(v) for v in row])
+        self._outputs.add(name)
+        return atomic_write(self.path / name, lambda tmp: tmp.write_text(buf.getvalue(), newline=""))
+
+    def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
+        self._outputs.add(name)
+        fmt = Path(name).suffix.lstrip(".") or None
+        return atomic_write(self.path / name,
+                            lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt))
+
+    def write_summary(self, text: str) -> Path:
+        self._outputs.add("summary.md")
+        return write_text(self.path / "summary.md", text.rstrip() + "\n")
+
+
+class RunDir(OutputFolder):
     """The output directory of one experiment run.
 
     ``path`` is where the outputs are written while the run goes on: the
@@ -103,7 +153,7 @@ class RunDir:
             shutil.rmtree(self._partial, ignore_errors=True)  # a run of other settings, unfinished
             self.path = self.final
             self.path.mkdir(parents=True, exist_ok=True)
-        self._outputs: set[str] = set()
+        self._outputs = set()
         self._record = {
             "experiment": experiment,
             "preset": preset,
@@ -146,11 +196,6 @@ class RunDir:
             self.path = self.final
         return self.final
 
-    def _write_json(self, name: str, data: Any) -> Path:
-        import json
-
-        return write_text(self.path / name, json.dumps(jsonable(data), indent=2) + "\n")
-
     def settings(self, exclude: Iterable[str] = (), **extra) -> dict[str, Any]:
         """The run's config without the keys ``exclude`` and with ``extra``: what shapes a cached thing.
 
@@ -163,38 +208,6 @@ class RunDir:
             raise KeyError(f"settings {sorted(unknown)} are not in the config")
         return {"experiment": self.experiment,
                 **{k: v for k, v in self.config.items() if k not in exclude}, **extra}
-
-    def file(self, name: str) -> Path:
-        """Where the run's file ``name`` is once the run is finished (for messages and headlines)."""
-        self._outputs.add(name)
-        return self.final / name
-
-    def write_text(self, name: str, text: str) -> Path:
-        self._outputs.add(name)
-        return write_text(self.path / name, text)
-
-    def write_json(self, name: str, data: Any) -> Path:
-        self._outputs.add(name)
-        return self._write_json(name, data)
-
-    def write_csv(self, name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
-        buf = io.StringIO(newline="")
-        writer = csv.writer(buf)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([_format_cell(v) for v in row])
-        self._outputs.add(name)
-        return atomic_write(self.path / name, lambda tmp: tmp.write_text(buf.getvalue(), newline=""))
-
-    def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
-        self._outputs.add(name)
-        fmt = Path(name).suffix.lstrip(".") or None
-        return atomic_write(self.path / name,
-                            lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt))
-
-    def write_summary(self, text: str) -> Path:
-        self._outputs.add("summary.md")
-        return write_text(self.path / "summary.md", text.rstrip() + "\n")
 
     def cache_dir(self, name: str, identity: dict[str, Any]) -> Path:
         """A folder for work identified by ``identity`` alone, kept when other settings change.

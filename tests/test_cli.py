@@ -180,3 +180,8 @@ def test_results_json_is_strict_json_even_with_inf_and_nan(tmp_path):
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}")) == {
         "inf": "inf", "arr": [1.0, "nan"], "flag": True,
     }
+
+
+def test_report_names_a_folder_that_is_not_a_finished_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert f"{tmp_path} has no config.json: not the folder of a finished run" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pytest
 from datasets import needs_mnist, needs_text8
@@ -27,3 +28,20 @@ def test_smoke_preset_writes_config_results_figure_and_summary(name, tmp_path):
     summary = (out / "summary.md").read_text()
     assert "Finding" in summary
     assert not re.search(r"\bnan\b", summary, re.IGNORECASE), "a NaN reached the summary"
+    if getattr(discover()[name].module, "report", None) is not None:
+        _assert_redraw_reproduces(out, tmp_path)
+
+
+def _assert_redraw_reproduces(out, tmp_path):
+    """``ntkdepth report`` on a copy stripped of its tables, figures and summary writes them again."""
+    copy = tmp_path / "redrawn"
+    shutil.copytree(out, copy)
+    drawn = [p.name for p in out.iterdir() if p.suffix in (".csv", ".png", ".md")]
+    for name in drawn:
+        (copy / name).unlink()
+    assert main(["report", str(copy)]) == 0
+    for name in drawn:
+        assert (copy / name).exists(), f"{name} not redrawn"
+        if not name.endswith(".png"):
+            original = (out / name).read_text().replace(str(out), "FOLDER")
+            assert (copy / name).read_text().replace(str(copy), "FOLDER") == original, name

@@ -20,7 +20,7 @@ def test_the_mnist_names_run_their_base_script_with_dataset_mnist(name, base):
 
 
 def test_a_variant_replaces_defaults_and_keeps_help_and_bounds():
-    config, _ = variant("fig4", dataset="mnist", n=50)
+    config, _, _ = variant("fig4", dataset="mnist", n=50)
     assert (config().dataset, config().n, config().depth) == ("mnist", 50, _module("fig4").Config().depth)
     with pytest.raises(ConfigError, match="n: 1 is below the minimum 2"):
         from_mapping(config, {"n": 1})

@@ -1,0 +1,102 @@
+"""Reporting: an experiment's tables, figures and summary, written from its results alone.
+
+An experiment computes and reports in two steps (``ntkdepth/experiments.py``)::
+
+    def run(config, out: RunDir) -> dict          # computes; returns the results
+    def report(config, results, out) -> dict      # writes CSV, figures, summary.md
+
+:func:`run_experiment` calls ``run``, stores the results as ``results.json``
+and hands ``report`` the results *as read back from that file* (NumPy arrays
+become lists, tuples lists, dictionary keys strings, inf and NaN the strings
+``"inf"``/``"nan"``). A report therefore sees exactly what :func:`redraw`
+sees later, so ``ntkdepth report FOLDER`` redraws a finished run's outputs,
+byte for byte, from its ``config.json`` and ``results.json``: after a change
+to a figure or a summary, no number is recomputed.
+
+Tables travel inside the results: ``results["tables"]`` maps a CSV file name
+to :func:`table` ``(columns, rows)``, and each is written as that CSV file
+before ``report`` runs. A summary's findings are computed from the results
+(each claim checked against the numbers it quotes); :func:`claim` writes one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ntkdepth.config import ConfigError, from_mapping
+from ntkdepth.runs import OutputFolder
+from ntkdepth.storage import jsonable, read_json
+
+__all__ = ["table", "table_records", "claim", "run_experiment", "report_results", "redraw"]
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict:
+    """A table of results: ``{"columns": [...], "rows": [[...], ...]}``, each row as long as ``columns``."""
+    columns = list(columns)
+    rows = [list(r) for r in rows]
+    for i, row in enumerate(rows):
+        if len(row) != len(columns):
+            raise ValueError(f"row {i} has {len(row)} cells for {len(columns)} columns {columns}")
+    return {"columns": columns, "rows": rows}
+
+
+def table_records(t: dict) -> list[dict]:
+    """The rows of a :func:`table` as dictionaries keyed by column."""
+    return [dict(zip(t["columns"], row)) for row in t["rows"]]
+
+
+def claim(holds: bool, true: str, false: str) -> str:
+    """``true`` where the numbers show it, else ``false``: a finding that follows its numbers."""
+    return true if holds else false
+
+
+def _round_trip(results: dict) -> dict:
+    return json.loads(json.dumps(jsonable(results)))
+
+
+def report_results(module, config, results: dict, out) -> dict:
+    """Writes the tables of ``results`` as CSV, then the experiment's own report; its headline."""
+    if not isinstance(results, dict):
+        raise TypeError(f"{module.NAME}: run() must return a dict of results, not {type(results).__name__}")
+    for name, t in (results.get("tables") or {}).items():
+        out.write_csv(name, t["columns"], t["rows"])
+    return module.report(config, results, out) or {}
+
+
+def run_experiment(module, config, out) -> dict:
+    """Runs an experiment into ``out`` (a :class:`~ntkdepth.runs.RunDir`): results, tables, report.
+
+    Returns the headline numbers ``report`` gives for the command line.
+    """
+    results = module.run(config, out)
+    if getattr(module, "report", None) is None:  # computes and writes in one step
+        return results or {}
+    results = _round_trip(results)
+    out.write_json("results.json", results)
+    return report_results(module, config, results, out)
+
+
+def redraw(folder: Path | str) -> dict:
+    """Rewrites a finished run's CSV tables, figures and summary from its config and results.
+
+    ``folder`` holds ``config.json`` (the experiment and its settings) and
+    ``results.json``; nothing is recomputed. Returns the report's headline.
+    """
+    from ntkdepth.experiments import get
+
+    folder = Path(folder)
+    for name in ("config.json", "results.json"):
+        if not (folder / name).is_file():
+            raise ConfigError(f"{folder} has no {name}: not the folder of a finished run")
+    record = read_json(folder / "config.json", f"run the experiment into {folder} again")
+    results = read_json(folder / "results.json", f"run the experiment into {folder} again")
+    experiment = get(record["experiment"])
+    module = experiment.module
+    if getattr(module, "report", None) is None:
+        raise ConfigError(f"experiment {experiment.name!r} writes its outputs while it computes; "
+                          "run it again to redraw them")
+    config = from_mapping(module.Config, record["config"])
+    return report_results(module, config, results, OutputFolder(folder))
