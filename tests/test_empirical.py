@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 from ntkdepth.empirical import (
-    drift_statistics,
     empirical_ntk,
     feature_kernel,
+    feature_record,
+    final_drift,
     fit_power_law,
-    inner_product_change,
     mlp_ntk,
 )
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.models import MLP, functional
-from ntkdepth.training import feature_record
+from ntkdepth.training import SweepRun
 
 
 def _sphere(rng, n, d):
@@ -81,31 +81,49 @@ def test_feature_kernel_converges_to_its_analytic_limit(x64, rng):
     assert err[1] < 0.08 and 0.15 < err[1] / err[0] < 0.4, err
 
 
-def test_drift_statistics_on_a_case_computed_by_hand():
+def test_feature_record_on_a_case_computed_by_hand(x64):
     a0 = np.array([[1.0, 0.0, 2.0, 2.0], [0.0, 3.0, 0.0, 4.0]])
     at = np.array([[1.0, 1.0, 2.0, 0.0], [0.0, 3.0, 0.0, 4.0]])
-    s = drift_statistics(a0, at)
+    s = feature_record(jnp.asarray(a0), jnp.asarray(at))
     # First input: differences (0, 1, 0, -2): |.|_2 = sqrt 5, mean |.| = 3/4, max 2, |a_0| = 3.
-    np.testing.assert_allclose(s.aggregate, [np.sqrt(5), 0.0])
-    np.testing.assert_allclose(s.per_neuron_mean, [0.75, 0.0])
-    np.testing.assert_allclose(s.per_neuron_max, [2.0, 0.0])
-    np.testing.assert_allclose(s.relative, [np.sqrt(5) / 3, 0.0])
+    np.testing.assert_allclose(s["aggregate"], [np.sqrt(5), 0.0], rtol=1e-15)
+    np.testing.assert_allclose(s["per_neuron_mean"], [0.75, 0.0], rtol=1e-15)
+    np.testing.assert_allclose(s["per_neuron_max"], [2.0, 0.0], rtol=1e-15)
+    np.testing.assert_allclose(s["relative"], [np.sqrt(5) / 3, 0.0], rtol=1e-15)
+    np.testing.assert_allclose(s["norm"], [np.sqrt(6), 5.0], rtol=1e-15)
     # <a_t, a_t'>/4 - <a_0, a_0'>/4: (0+3+0+0)/4 - (0+0+0+8)/4 = -5/4 off the diagonal.
-    d = inner_product_change(a0, at)
-    np.testing.assert_allclose(d, [[(6 - 9) / 4, -5 / 4], [-5 / 4, 0.0]])
-    rec = feature_record(jnp.asarray(a0), jnp.asarray(at))
-    for k in ("aggregate", "per_neuron_mean", "per_neuron_max", "relative"):
-        np.testing.assert_allclose(rec[k], getattr(s, k), rtol=1e-6)
-    np.testing.assert_allclose(rec["gram"], at @ at.T / 4, rtol=1e-6)
-
-
-def test_drift_statistics_reject_bad_features():
+    s0 = feature_record(jnp.asarray(a0), jnp.asarray(a0))
+    np.testing.assert_allclose(s["gram"] - s0["gram"], [[(6 - 9) / 4, -5 / 4], [-5 / 4, 0.0]], rtol=1e-15)
     with pytest.raises(ValueError, match="same shape"):
-        drift_statistics(np.ones((2, 3)), np.ones((2, 4)))
-    with pytest.raises(ValueError, match="NaN"):
-        drift_statistics(np.ones((2, 3)), np.full((2, 3), np.nan))
-    with pytest.raises(ValueError, match="zero vector"):
-        drift_statistics(np.zeros((1, 3)), np.ones((1, 3)))
+        feature_record(jnp.ones((2, 3)), jnp.ones((2, 4)))
+
+
+def _run(width, seed, a0, at):
+    """A SweepRun whose two records are ``feature_record`` at step 0 and after training."""
+    recs = [feature_record(jnp.asarray(a0), jnp.asarray(a)) for a in (a0, at)]
+    stats = {k: np.stack([np.asarray(r[k]) for r in recs]) for k in recs[0]}
+    return SweepRun(width, seed, np.array([0, 1]), np.zeros(2), np.zeros((2, len(a0), 1)), stats)
+
+
+def test_final_drift_pools_the_last_record_over_inputs_and_seeds(x64, rng):
+    a0 = {s: rng.normal(size=(3, 5)) for s in (0, 1)}
+    at = {s: a0[s] + rng.normal(size=(3, 5)) for s in (0, 1)}
+    table = final_drift({(5, s): _run(5, s, a0[s], at[s]) for s in (0, 1)}, [5], [0, 1])
+    diff = np.concatenate([at[s] - a0[s] for s in (0, 1)])  # [6, 5]: 3 inputs of 2 seeds
+    agg = np.linalg.norm(diff, axis=1)
+    rel = agg / np.linalg.norm(np.concatenate([a0[0], a0[1]]), axis=1)
+    change = [np.abs(at[s] @ at[s].T - a0[s] @ a0[s].T)[~np.eye(3, dtype=bool)] / 5 for s in (0, 1)]
+    want = {"aggregate": agg, "per_neuron_mean": np.abs(diff).mean(1), "per_neuron_max": np.abs(diff).max(1),
+            "relative": rel, "inner_product": np.concatenate(change)}
+    for m, v in want.items():
+        assert table[m][5]["mean"] == pytest.approx(v.mean(), rel=1e-12), m
+        assert table[m][5]["sd"] == pytest.approx(v.std(ddof=1), rel=1e-12), m
+
+
+def test_final_drift_refuses_features_without_a_relative_drift(x64):
+    a0 = np.array([[0.0, 0.0], [1.0, 2.0]])  # the first input's units are all inactive
+    with pytest.raises(ValueError, match="relative drift of width 2, seed 7 is NaN"):
+        final_drift({(2, 7): _run(2, 7, a0, a0 + 1.0)}, [2], [7])
 
 
 def test_power_law_fit_recovers_the_exponent():

@@ -5,16 +5,10 @@ The empirical NTK of a network ``f(params, x)`` is
 NTK parameterization it converges to the analytic ``Theta^L`` as the widths
 grow (docs/kernels.md#finite-width). neural-tangents' own empirical kernels do not
 import on current JAX; these replace them. The feature kernel of the last
-hidden layer and the drift statistics of docs/drift.md#measured-drift are here too.
+hidden layer and the drift measures of docs/drift.md#measured-drift are here too.
 """
 
-from ntkdepth.empirical.drift import (
-    DriftStats,
-    PowerLaw,
-    drift_statistics,
-    fit_power_law,
-    inner_product_change,
-)
+from ntkdepth.empirical.drift import DRIFT_MEASURES, feature_record, final_drift
 from ntkdepth.empirical.ntk import (
     empirical_ntk,
     empirical_ntk_fn,
@@ -22,13 +16,14 @@ from ntkdepth.empirical.ntk import (
     mlp_ntk,
     monte_carlo_ntk,
 )
+from ntkdepth.stats.fits import PowerLaw, fit_power_law
 
 __all__ = [
-    "DriftStats",
+    "DRIFT_MEASURES",
     "PowerLaw",
     "fit_power_law",
-    "drift_statistics",
-    "inner_product_change",
+    "feature_record",
+    "final_drift",
     "empirical_ntk",
     "empirical_ntk_fn",
     "feature_kernel",

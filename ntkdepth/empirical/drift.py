@@ -4,63 +4,92 @@ For features ``a_0(x)``, ``a_t(x)`` in ``R^n`` of the last hidden layer at
 initialization and after training:
 
     aggregate  D(x)   = |a_t(x) - a_0(x)|_2                   (O(1) at NTK parameterization)
-    per-neuron d_i(x) = |a_{t,i}(x) - a_{0,i}(x)|             (O(n^{-1/2}))
+    per-neuron d_i(x) = |a_{t,i}(x) - a_{0,i}(x)|             (O(n^{-1/2}); mean and max over i)
     relative          = D(x) / |a_0(x)|_2                     (O(n^{-1/2}))
 
 and, for Proposition 4, the change of the normalized inner products
-``<a_t(x), a_t(x')> / n - <a_0(x), a_0(x')> / n``.
+``<a_t(x), a_t(x')> / n - <a_0(x), a_0(x')> / n`` (the difference of the
+records' ``gram`` at step t and at step 0).
+
+:func:`feature_record` measures one step on the device (the training loop
+records it at every recorded step); :func:`final_drift` reduces the records
+of a width sweep to the mean and s.d. of each measure after training.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ntkdepth.stats.fits import PowerLaw, fit_power_law
+from ntkdepth.stats.summary import mean_sd
 
-__all__ = ["DriftStats", "PowerLaw", "drift_statistics", "fit_power_law", "inner_product_change"]
+__all__ = ["DRIFT_MEASURES", "feature_record", "final_drift"]
+
+# The measures of :func:`final_drift`, with their labels.
+DRIFT_MEASURES = {
+    "aggregate": "aggregate |a_T(x) - a_0(x)|_2",
+    "per_neuron_mean": "per-neuron |a_T,i(x) - a_0,i(x)| (mean over i)",
+    "per_neuron_max": "per-neuron |a_T,i(x) - a_0,i(x)| (max over i)",
+    "relative": "relative |a_T(x) - a_0(x)|_2 / |a_0(x)|_2",
+    "inner_product": "inner products |<a_T(x),a_T(x')>/n - <a_0(x),a_0(x')>/n|",
+}
 
 
-class DriftStats(NamedTuple):
-    """Per evaluation input ``[n_eval]`` each."""
+def feature_record(a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
+    """Drift statistics of features ``at`` from ``a0`` (``[n_eval, width]`` each), reduced on the device.
 
-    aggregate: np.ndarray  # |a_t - a_0|_2
-    per_neuron_mean: np.ndarray  # mean_i |a_{t,i} - a_{0,i}|
-    per_neuron_max: np.ndarray  # max_i |a_{t,i} - a_{0,i}|
-    relative: np.ndarray  # |a_t - a_0|_2 / |a_0|_2
-
-
-def _check(a0, at):
-    a0 = np.asarray(a0, dtype=np.float64)
-    at = np.asarray(at, dtype=np.float64)
+    Keys: ``aggregate``, ``per_neuron_mean``, ``per_neuron_max``, ``relative`` (``[n_eval]``),
+    ``gram`` (``<a_t(x), a_t(x')> / n``, ``[n_eval, n_eval]``), ``norm`` (``|a_t(x)|_2``, ``[n_eval]``).
+    """
     if a0.shape != at.shape or a0.ndim != 2:
         raise ValueError(
             f"features must be two arrays of the same shape [n_eval, width]; got {a0.shape} and {at.shape}"
         )
-    for name, a in (("a_0", a0), ("a_t", at)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} holds NaN or inf values: the training diverged")
-    return a0, at
+    hi = jax.lax.Precision.HIGHEST
+    diff = at - a0
+    agg = jnp.sqrt(jnp.sum(diff * diff, -1))
+    norm0 = jnp.sqrt(jnp.sum(a0 * a0, -1))
+    return {
+        "aggregate": agg,
+        "per_neuron_mean": jnp.mean(jnp.abs(diff), -1),
+        "per_neuron_max": jnp.max(jnp.abs(diff), -1),
+        "relative": agg / norm0,
+        "gram": jnp.matmul(at, at.T, precision=hi) / at.shape[-1],
+        "norm": jnp.sqrt(jnp.sum(at * at, -1)),
+    }
 
 
-def drift_statistics(a0, at) -> DriftStats:
-    """Drift of each evaluation input's features: ``a0``, ``at`` are ``[n_eval, width]``."""
-    a0, at = _check(a0, at)
-    diff = np.abs(at - a0)
-    aggregate = np.sqrt((diff**2).sum(-1))
-    norm0 = np.sqrt((a0**2).sum(-1))
-    if np.any(norm0 == 0):
-        bad = np.flatnonzero(norm0 == 0)[:5].tolist()
-        raise ValueError(
-            f"the initial features of evaluation inputs {bad} are the zero vector (every unit "
-            "inactive): the relative drift is undefined"
-        )
-    return DriftStats(aggregate, diff.mean(-1), diff.max(-1), aggregate / norm0)
+def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int]) -> dict:
+    """Each of :data:`DRIFT_MEASURES` after training: ``{measure: {width: {"mean", "sd"}}}``.
 
-
-def inner_product_change(a0, at) -> np.ndarray:
-    """``<a_t(x_i), a_t(x_j)>/n - <a_0(x_i), a_0(x_j)>/n`` for all pairs, ``[n_eval, n_eval]``."""
-    a0, at = _check(a0, at)
-    n = a0.shape[-1]
-    return at @ at.T / n - a0 @ a0.T / n
+    ``runs[(width, seed)]`` holds the records of :func:`feature_record` as
+    ``stats`` (``[R, n_eval]`` each, ``gram`` ``[R, n_eval, n_eval]``; a
+    :class:`~ntkdepth.training.SweepRun`). Mean and sample s.d. pool the last
+    record's values over the evaluation inputs and the seeds; the inner-product
+    change pools ``|gram_T - gram_0|`` over the pairs of distinct inputs.
+    A measure that is NaN or infinite (the zero vector as initial features, say)
+    is an error naming the run.
+    """
+    table = {m: {} for m in DRIFT_MEASURES}
+    for w in widths:
+        pooled = {m: [] for m in DRIFT_MEASURES}
+        for s in seeds:
+            stats = runs[(w, s)].stats
+            for m in ("aggregate", "per_neuron_mean", "per_neuron_max", "relative"):
+                pooled[m].append(stats[m][-1])
+            g = stats["gram"]
+            pooled["inner_product"].append(np.abs(g[-1] - g[0])[~np.eye(g.shape[-1], dtype=bool)])
+            for m, values in pooled.items():
+                if not np.all(np.isfinite(values[-1])):
+                    raise ValueError(
+                        f"the {m} drift of width {w}, seed {s} is NaN or infinite (an evaluation "
+                        "input whose initial features are the zero vector, every unit inactive, "
+                        "has no relative drift): choose other evaluation inputs"
+                    )
+        for m, values in pooled.items():
+            mean, sd = mean_sd(np.concatenate(values).astype(np.float64))
+            table[m][w] = {"mean": mean, "sd": sd}
+    return table

@@ -10,7 +10,7 @@ The steps between two recorded points run inside one compiled
 ``lax.fori_loop``: no host synchronisation in the loop. At each recorded step
 the loss, the outputs and the last hidden layer on fixed evaluation inputs
 are taken, and the drift of the features from step 0 is reduced on the
-device (:func:`feature_record`).
+device (:func:`ntkdepth.empirical.feature_record`).
 
 ``center_output`` trains ``f_theta(x) - f_theta0(x)`` (Chizat et al. 2019): the
 same NTK and the same features, but the residual starts at ``-y`` instead of
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ntkdepth.empirical.drift import feature_record
 from ntkdepth.models.functional import FunctionalModel
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
     "TrainSpec",
     "make_optimizer",
     "loss_fn",
-    "feature_record",
     "Trainer",
     "record_steps_grid",
     "NonFiniteDataError",
@@ -186,26 +186,6 @@ class PairData(NamedTuple):
     def centering_inputs(self):
         """Every token of the vocabulary: ``rows`` are the centers' ids."""
         return jnp.arange(int(np.asarray(self.pairs).max()) + 1, dtype=jnp.int32)
-
-
-def feature_record(a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
-    """Drift statistics of features ``at`` from ``a0`` (``[n_eval, width]``), reduced on the device.
-
-    Keys: ``aggregate``, ``per_neuron_mean``, ``per_neuron_max``, ``relative`` (``[n_eval]``),
-    ``gram`` (``<a_t(x), a_t(x')> / n``, ``[n_eval, n_eval]``), ``norm`` (``|a_t(x)|_2``).
-    """
-    hi = jax.lax.Precision.HIGHEST
-    diff = at - a0
-    agg = jnp.sqrt(jnp.sum(diff * diff, -1))
-    norm0 = jnp.sqrt(jnp.sum(a0 * a0, -1))
-    return {
-        "aggregate": agg,
-        "per_neuron_mean": jnp.mean(jnp.abs(diff), -1),
-        "per_neuron_max": jnp.max(jnp.abs(diff), -1),
-        "relative": agg / norm0,
-        "gram": jnp.matmul(at, at.T, precision=hi) / at.shape[-1],
-        "norm": jnp.sqrt(jnp.sum(at * at, -1)),
-    }
 
 
 @dataclass

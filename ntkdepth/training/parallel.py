@@ -49,7 +49,8 @@ from jax.sharding import PartitionSpec as P
 
 from ntkdepth.models.functional import FunctionalModel
 from ntkdepth.storage import DamagedFileError
-from ntkdepth.training.loop import Trainer, TrainingDiverged, TrainSpec, feature_record
+from ntkdepth.empirical.drift import feature_record
+from ntkdepth.training.loop import Trainer, TrainingDiverged, TrainSpec
 from ntkdepth.training.sweep import STAT_KEYS, WidthTooLargeError, available_memory
 
 __all__ = [
@@ -365,7 +366,7 @@ class SeedGroup:
     def record(self, state: dict, a0: np.ndarray | None = None):
         """``(loss [g], outputs [g, n_eval, K], features [g, n_eval, width], stats)`` on the host.
 
-        ``stats`` is :func:`feature_record` of every seed against the features
+        ``stats`` is :func:`~ntkdepth.empirical.feature_record` of every seed against the features
         ``a0 [g, n_eval, width]`` at step 0 (each value ``[g, ...]``); without
         ``a0`` it is measured against zero.
         """

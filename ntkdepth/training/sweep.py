@@ -2,7 +2,7 @@
 
 :func:`run_width_sweep` trains one network per ``(width, seed)`` and records,
 at chosen steps, the loss, the outputs on fixed evaluation inputs and the
-drift of the last hidden layer from initialization (:func:`feature_record`).
+drift of the last hidden layer from initialization (:func:`ntkdepth.empirical.feature_record`).
 It is built for long runs:
 
 - a finished ``(width, seed)`` run is stored in ``workdir/runs/`` and never
