@@ -21,7 +21,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError", "setting", "from_mapping", "load_preset", "parse_overrides", "to_dict",
-    "dataset_setting", "mnist_dir_setting", "mnist_split_setting",
+    "dataset_setting", "mnist_dir_setting", "mnist_split_setting", "with_defaults",
 ]
 
 
@@ -218,6 +218,22 @@ def _toml_value(value: Any) -> str:
 
 def to_dict(config) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def with_defaults(schema: type, *, what: str = "", **defaults) -> type:
+    """``schema`` with the defaults of some settings replaced: a frozen dataclass derived from it.
+
+    The settings keep their order, help and bounds; a name that is not a
+    setting of ``schema`` raises :class:`ConfigError` (``what`` names the
+    schema in the message).
+    """
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    unknown = sorted(set(defaults) - set(fields))
+    if unknown:
+        raise ConfigError(f"{what or schema.__name__} has no setting(s) {unknown}; it has: {sorted(fields)}")
+    hints = typing.get_type_hints(schema)
+    changed = [(k, hints[k], setting(v, **fields[k].metadata)) for k, v in defaults.items()]
+    return dataclasses.make_dataclass(schema.__name__, changed, bases=(schema,), frozen=True)
 
 
 def describe(schema: type) -> list[tuple[str, str, Any, str]]:

@@ -24,16 +24,14 @@ experiments imports none of them and running one imports only that one.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib.util
 import sys
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from ntkdepth.config import ConfigError, load_preset, setting
+from ntkdepth.config import ConfigError, load_preset, with_defaults
 
 __all__ = ["Experiment", "project_dirs", "discover", "get", "variant", "PRESETS"]
 
@@ -164,11 +162,5 @@ def variant(base: str, **defaults) -> tuple[type, Callable, Callable]:
     ``base`` raises :class:`ConfigError`.
     """
     module = get(base).module
-    fields = {f.name: f for f in dataclasses.fields(module.Config)}
-    unknown = sorted(set(defaults) - set(fields))
-    if unknown:
-        raise ConfigError(f"experiment {base!r} has no setting(s) {unknown}; it has: {sorted(fields)}")
-    hints = typing.get_type_hints(module.Config)
-    changed = [(k, hints[k], setting(v, **fields[k].metadata)) for k, v in defaults.items()]
-    config = dataclasses.make_dataclass("Config", changed, bases=(module.Config,), frozen=True)
+    config = with_defaults(module.Config, what=f"experiment {base!r}", **defaults)
     return config, module.run, getattr(module, "report", None)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairGroup", "depth_axis", "depth_panels", "lambda_min_panels", "pair_values", "projection_norm_panels", "width_axis"]
+__all__ = ["PairGroup", "depth_axis", "depth_panels", "lambda_min_panels", "pair_values", "projection_norm_panels",
+           "pyplot", "width_axis"]
 
 
 @dataclass(frozen=True)
@@ -198,3 +199,13 @@ def lambda_min_panels(depths, per_n: dict, log_title: str, suptitle: str):
     fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (figures are written to files, never shown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

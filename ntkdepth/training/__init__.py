@@ -12,6 +12,7 @@ from ntkdepth.training.loop import (
     make_optimizer,
     record_steps_grid,
 )
+from ntkdepth.training.settings import GradientFlowSettings, SweepSettings
 from ntkdepth.training.sweep import (
     MemoryEstimate,
     SweepRun,
@@ -40,4 +41,6 @@ __all__ = [
     "check_memory",
     "estimate_memory",
     "run_width_sweep",
+    "GradientFlowSettings",
+    "SweepSettings",
 ]

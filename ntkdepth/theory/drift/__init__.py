@@ -46,6 +46,8 @@ Public functions:
   expected maximum of ``sqrt(n) |a_{t,i}(x) - a_{0,i}(x)|`` over units.
 - :func:`onehot_drift_prediction`: the one-hot (skip-gram, Table 1) setting,
   using the symmetry of one-hot kernels for vocabularies of thousands.
+- :func:`onehot_drift_measures`: the limits of Table 1's measured drifts (aggregate,
+  per-unit mean and expected maximum at given widths) in that setting.
 - :func:`residual_integral_map`: the matrix ``G`` that maps ``r(0)`` to ``R``.
 """
 
@@ -53,13 +55,14 @@ from __future__ import annotations
 
 from ntkdepth.theory.drift.aggregate import drift_norm_prediction, drift_prediction
 from ntkdepth.theory.drift.kernels import residual_integral_map
-from ntkdepth.theory.drift.onehot import onehot_drift_prediction
+from ntkdepth.theory.drift.onehot import onehot_drift_measures, onehot_drift_prediction
 from ntkdepth.theory.drift.units import UnitDriftStatistics, per_unit_drift_statistics
 
 __all__ = [
     "UnitDriftStatistics",
     "drift_prediction",
     "drift_norm_prediction",
+    "onehot_drift_measures",
     "onehot_drift_prediction",
     "per_unit_drift_statistics",
     "residual_integral_map",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.theory.drift.kernels import backward_covariances, output_kernels, residual_integral_map
+from ntkdepth.theory.drift.units import per_unit_drift_statistics
 from ntkdepth.theory.drift.validation import (
     as_matrix,
     check_network,
@@ -18,7 +20,7 @@ from ntkdepth.theory.drift.validation import (
     check_weights,
 )
 
-__all__ = ["onehot_drift_prediction"]
+__all__ = ["onehot_drift_measures", "onehot_drift_prediction"]
 
 
 def onehot_drift_prediction(
@@ -151,3 +153,56 @@ def onehot_drift_prediction(
             out[i] = (v4 * total + (v3 - v4) * trace + 2 * (v2 - v4) * c_one[tokens]
                       + delta * c_diag[tokens])
     return out
+
+
+def onehot_drift_measures(
+    center_freq: ArrayLike,
+    context_dist: ArrayLike,
+    eval_tokens: ArrayLike,
+    times: ArrayLike,
+    widths: ArrayLike,
+    *,
+    depth: int = 3,
+    W_std: float = math.sqrt(2.0),
+    b_std: float = 0.0,
+    input_scale: float | None = None,
+    centered: bool = True,
+    unit_tokens: int = 16,
+    num_samples: int = 256,
+    num_init_samples: int = 16,
+) -> dict[str, np.ndarray]:
+    """The infinite-width values of the measured drift (``ntkdepth.empirical.final_drift``), one-hot inputs.
+
+    The network and the training are those of :func:`onehot_drift_prediction`:
+    gradient flow with loss weights ``p`` and targets ``Q`` for the times
+    ``times``, from ``f_0 = 0`` if ``centered`` (the network ``f_theta - f_theta0``)
+    else averaged over initializations. The per-unit law
+    (:func:`~ntkdepth.theory.drift.per_unit_drift_statistics`) is estimated
+    at the last time on the first ``unit_tokens`` evaluation tokens. Computed
+    in float64.
+
+    Returns:
+      ``aggregate``: ``[T, n_eval]`` the limit of ``|a_t(x_u) - a_0(x_u)|_2``;
+      ``unit_mean_abs``: ``[n_unit]`` the limit of ``sqrt(n)`` times the mean
+      over units of ``|a_{T,i}(x_u) - a_{0,i}(x_u)|``;
+      ``unit_max``: ``[W, n_unit]`` ``sqrt(n)`` times its expected maximum over
+      the ``n`` units of each of the ``[W]`` ``widths``; ``widths``: ``[W]``.
+    """
+    vocab = np.asarray(center_freq).shape[-1]
+    scale = math.sqrt(vocab) if input_scale is None else check_scale(input_scale, "input_scale")
+    f0 = np.zeros((vocab, vocab)) if centered else None
+    times = check_times(times)
+    tokens = np.asarray(eval_tokens)
+    widths = np.asarray(widths)
+    with jax.enable_x64(True):
+        d2 = onehot_drift_prediction(center_freq, context_dist, tokens, times, depth=depth, W_std=W_std,
+                                     b_std=b_std, input_scale=scale, f0=f0)
+        eye = scale * np.eye(vocab)
+        unit = per_unit_drift_statistics(
+            eye, context_dist, eye[tokens[:unit_tokens]], [times[-1]], depth=depth, W_std=W_std,
+            b_std=b_std, f0_train=f0, loss_weights=center_freq, num_samples=num_samples,
+            num_init_samples=num_init_samples,
+        )
+        unit_max = np.stack([unit.expected_max(int(w))[0] for w in widths])  # [W, n_unit]
+    return {"aggregate": np.sqrt(np.maximum(d2, 0.0)), "unit_mean_abs": unit.mean_abs[0],
+            "unit_max": unit_max, "widths": widths}
