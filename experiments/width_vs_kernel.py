@@ -11,7 +11,8 @@ gradient descent on the MSE loss for a time T. For each width and seed:
 - the outputs along training against the gradient-flow predictor of the same
   f_0 (Proposition 3) from the analytic kernel,
 - the aggregate drift |a_T(x) - a_0(x)|_2 of the last hidden layer, extrapolated
-  to infinite width by a fit in n^{-1/2}.
+  to infinite width by a fit in n^{-1/2}, and against the kernel's prediction
+  given the same f_0 (docs/drift.md).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ntkdepth.config import setting
-from ntkdepth.plotting import width_axis
+from ntkdepth.config import setting, with_defaults
+from ntkdepth.plotting import pyplot, width_axis
+from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import mean_sd, power_law_fits
+from ntkdepth.training.settings import GradientFlowSettings
 
 NAME = "width-vs-kernel"
 DESCRIPTION = "empirical NTK, features, outputs and drift of finite networks against the analytic kernel"
@@ -38,35 +41,12 @@ ERRORS = {
 
 
 @dataclass(frozen=True)
-class Config:
-    widths: list[int] = setting(
-        [256, 1024, 4096], help="hidden widths n (all layers)", min=1,
-        distinct="exponents are fitted over distinct widths",
-    )
-    seeds: int = setting(3, help="initializations per width", min=1)
+class Config(with_defaults(GradientFlowSettings, n_records=10)):
     depth: int = setting(3, help="L, weight layers (L - 1 hidden layers)", min=2, max=20)
-    dim: int = setting(8, help="input dimension d", min=2)
-    n_train: int = setting(20, help="training inputs N", min=2, max=2000)
-    n_test: int = setting(10, help="test inputs M", min=1, max=2000)
-    W_std: float = setting(2.0**0.5, help="sigma_w", min=1e-6)
-    b_std: float = setting(0.0, help="sigma_b", min=0.0)
-    time: float = setting(5.0, help="training time T of the gradient flow", min=1e-6)
-    dt: float = setting(0.05, help="time per gradient step (learning rate = N * dt for the batch-mean loss)", min=1e-6)
-    n_records: int = setting(10, help="recorded steps, log-spaced", min=2)
-    seed: int = setting(0, help="seed of the data and first seed of the networks", min=0)
-    divergence_factor: float = setting(
-        1000.0, help="training stops with an error when a batch loss exceeds this many times the initial loss", min=1.0001
-    )
 
-
-def _data(config: Config):
-    from ntkdepth.data import sample_sphere
-
-    rng = np.random.default_rng([config.seed, 17])
-    x = sample_sphere(rng, config.n_train + config.n_test, config.dim) * np.sqrt(config.dim)
-    w = rng.normal(size=config.dim) / np.sqrt(config.dim)
-    y = np.sin(2.0 * x @ w)[:, None] + 0.5 * np.cos(x[:, 0])[:, None]
-    return x, y
+    def check(self):
+        if self.n_test < 1:
+            raise ValueError("n_test: the outputs are compared on held-out inputs; give at least 1")
 
 
 def run(config: Config, out: RunDir) -> dict:
@@ -76,15 +56,16 @@ def run(config: Config, out: RunDir) -> dict:
     from ntkdepth.empirical import feature_kernel, mlp_ntk
     from ntkdepth.kernels import relu_kernel_trace
     from ntkdepth.models import MLP
-    from ntkdepth.training import FullBatchData, TrainSpec, record_steps_grid, run_width_sweep
+    from ntkdepth.theory import GradientFlowPredictor, drift_norm_prediction
+    from ntkdepth.training import FullBatchData, run_width_sweep
 
-    x, y = _data(config)
+    rng = np.random.default_rng([config.seed, 17])
+    x = config.sphere_inputs(rng)
+    w = rng.normal(size=config.dim) / np.sqrt(config.dim)
+    y = np.sin(2.0 * x @ w)[:, None] + 0.5 * np.cos(x[:, 0])[:, None]
     N = config.n_train
-    steps = max(1, int(round(config.time / config.dt)))
-    lr = N * config.dt
-    spec = TrainSpec(steps=steps, learning_rate=lr, record_steps=record_steps_grid(steps, config.n_records),
-                     divergence_factor=config.divergence_factor)
-    times = np.asarray(spec.records) * config.dt
+    spec = config.train_spec()
+    times = config.record_times(spec)
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y[:N], jnp.float32))
     x_all = jnp.asarray(x, jnp.float32)
 
@@ -107,20 +88,13 @@ def run(config: Config, out: RunDir) -> dict:
 
     # Every setting shapes the runs but the list of widths and the number of seeds.
     identity = out.settings(exclude=("widths", "seeds"))
-    seeds = [config.seed + s for s in range(config.seeds)]
+    seeds = config.network_seeds()
     runs = run_width_sweep(make_model, data, spec, x_all, config.widths, seeds,
                            out.cache_dir("sweep", identity), final_measures=final_measures)
 
-    from ntkdepth.theory import GradientFlowPredictor
-
     predictor = GradientFlowPredictor(theta[:N, :N], y[:N])
     rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
-    from ntkdepth.theory import drift_norm_prediction
-
-    errors = {k: {} for k in ERRORS}
-    drift = {}
-    drift_pred = {}
-    traj = {}
+    errors, drift, drift_pred, trajectory = {k: {} for k in ERRORS}, {}, {}, {}
     for w in config.widths:
         e = {k: [] for k in ERRORS}
         d, dp = [], []
@@ -141,30 +115,34 @@ def run(config: Config, out: RunDir) -> dict:
                 dp.append(drift_norm_prediction(
                     x[:N], y[:N], x, [times[-1]], depth=config.depth, W_std=config.W_std,
                     b_std=config.b_std, f0_train=f0[:N])[0].mean())
-            traj[(w, s)] = (ft[:, N, 0], pred[:, 0, 0])
+            if s == seeds[0]:
+                trajectory[w] = {"network": ft[:, N, 0], "predictor": pred[:, 0, 0]}
         for k in ERRORS:
             errors[k][w] = mean_sd(e[k])
         drift[w] = mean_sd(d)
-        drift_pred[w] = (float(np.mean(dp)), float(np.mean(np.array(d) / np.array(dp))))
+        drift_pred[w] = {"predicted_mean": float(np.mean(dp)),
+                         "measured_over_predicted": float(np.mean(np.array(d) / np.array(dp)))}
 
-    fits = power_law_fits(config.widths, {k: [errors[k][w][0] for w in config.widths] for k in ERRORS})
-    extrap = _extrapolate(config, drift)
     rows = [[w, *[errors[k][w][0] for k in ERRORS], drift[w][0], drift[w][1]] for w in config.widths]
-    out.write_csv("width_vs_kernel.csv", ["width", *ERRORS, "drift_mean", "drift_sd"], rows)
-    out.write_json("results.json", {
-        "relative_errors": {k: {str(w): v for w, v in errors[k].items()} for k in ERRORS},
-        "exponents": fits,
-        "aggregate_drift": {str(w): v for w, v in drift.items()},
-        "drift_extrapolation": extrap,
-        "drift_kernel_prediction": {str(w): {"predicted_mean": v[0], "measured_over_predicted": v[1]}
-                                    for w, v in drift_pred.items()},
+    return {
+        "relative_errors": errors,
+        "exponents": power_law_fits(config.widths, {k: [errors[k][w][0] for w in config.widths] for k in ERRORS}),
+        "aggregate_drift": drift,
+        "drift_extrapolation": _extrapolate(config, drift),
+        "drift_kernel_prediction": drift_pred,
         "times": times,
-        "learning_rate": lr,
-        "steps": steps,
-    })
-    _plot(out, config, errors, fits, drift, extrap, traj, seeds, times, drift_pred)
-    out.write_summary(_summary(config, errors, fits, drift, extrap, drift_pred))
-    head = {f"{k} exponent": round(v["exponent"], 3) for k, v in fits.items()}
+        "learning_rate": spec.learning_rate,
+        "steps": spec.steps,
+        "first_seed_test_output": trajectory,  # [R] each: the first test input's f_t, network and predictor
+        "tables": {"width_vs_kernel.csv": table(["width", *ERRORS, "drift_mean", "drift_sd"], rows)},
+    }
+
+
+def report(config: Config, results: dict, out) -> dict:
+    _plot(out, config, results)
+    out.write_summary(_summary(config, results))
+    extrap = results["drift_extrapolation"]
+    head = {f"{k} exponent": round(v["exponent"], 3) for k, v in results["exponents"].items()}
     head["drift at n = inf (extrapolated)"] = round(extrap["intercept"], 4) if extrap else None
     return head
 
@@ -180,23 +158,21 @@ def _extrapolate(config, drift):
     return {"intercept": float(coef[0]), "slope_in_inverse_sqrt_width": float(coef[1])}
 
 
-def _plot(out, config, errors, fits, drift, extrap, traj, seeds, times, drift_pred):
-    import matplotlib
+def _per_width(by_width, config, i=0):
+    """``[W]``: entry ``i`` (0: mean, 1: s.d.) of ``by_width[width]`` over the widths."""
+    return np.array([by_width[str(w)][i] for w in config.widths])
 
-    import matplotlib.ticker
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(out, config, results):
+    plt = pyplot()
     w = np.array(config.widths, float)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     ax = axes[0]
     for i, (k, label) in enumerate(ERRORS.items()):
-        m = np.array([errors[k][x][0] for x in config.widths])
-        sd = np.array([errors[k][x][1] for x in config.widths])
-        f = fits.get(k)
-        ax.errorbar(w, m, yerr=sd, fmt="o", color=f"C{i}", capsize=3,
-                    label=label + ("" if f is None else f" (slope {f['exponent']:+.2f})"))
+        errors = results["relative_errors"][k]
+        f = results["exponents"].get(k)
+        ax.errorbar(w, _per_width(errors, config), yerr=_per_width(errors, config, 1), fmt="o",
+                    color=f"C{i}", capsize=3, label=label + ("" if f is None else f" (slope {f['exponent']:+.2f})"))
         if f:
             ax.plot(w, f["prefactor"] * w ** f["exponent"], "-", color=f"C{i}", lw=1)
     width_axis(ax, w)
@@ -208,27 +184,27 @@ def _plot(out, config, errors, fits, drift, extrap, traj, seeds, times, drift_pr
 
     ax = axes[1]
     cmap = plt.get_cmap("viridis")
-    s0 = seeds[0]
     for i, x in enumerate(config.widths):
-        net, pred = traj[(x, s0)]
+        curves = results["first_seed_test_output"][str(x)]
         c = cmap(i / max(1, len(config.widths) - 1))
-        ax.plot(times, pred, "-", color=c, lw=1)
-        ax.plot(times, net, "o", color=c, ms=4, label=f"n = {x}")
+        ax.plot(results["times"], curves["predictor"], "-", color=c, lw=1)
+        ax.plot(results["times"], curves["network"], "o", color=c, ms=4, label=f"n = {x}")
     ax.set_xlabel("time t")
     ax.set_ylabel("f_t(x) at the first test input")
-    ax.set_title(f"outputs along training (seed {s0}): network (dots), predictor (lines)")
+    ax.set_title(f"outputs along training (seed {config.seed}): network (dots), predictor (lines)")
     ax.legend(fontsize=7)
 
     ax = axes[2]
     s = w**-0.5
-    m = np.array([drift[x][0] for x in config.widths])
-    sd = np.array([drift[x][1] for x in config.widths])
-    ax.errorbar(s, m, yerr=sd, fmt="o", capsize=3, label="measured (mean ± s.d. over seeds)")
+    drift = results["aggregate_drift"]
+    ax.errorbar(s, _per_width(drift, config), yerr=_per_width(drift, config, 1), fmt="o", capsize=3,
+                label="measured (mean ± s.d. over seeds)")
+    extrap = results["drift_extrapolation"]
     if extrap:
         grid = np.linspace(0, s.max() * 1.05, 50)
         ax.plot(grid, extrap["intercept"] + extrap["slope_in_inverse_sqrt_width"] * grid, "--",
                 label=f"fit D_inf + c/sqrt(n): D_inf = {extrap['intercept']:.3f}")
-    pred_inf = np.mean([v[0] for v in drift_pred.values()])
+    pred_inf = _predicted_drift(results)
     ax.axhline(pred_inf, color="k", ls=":", label=f"kernel prediction (mean over runs' f_0): {pred_inf:.3f}")
     ax.set_xlim(left=0)
     ax.set_xlabel("n^(-1/2)")
@@ -240,8 +216,15 @@ def _plot(out, config, errors, fits, drift, extrap, traj, seeds, times, drift_pr
     plt.close(fig)
 
 
-def _summary(config, errors, fits, drift, extrap, drift_pred):
+def _predicted_drift(results) -> float:
+    """The kernel's drift prediction given each run's f_0, averaged over the widths."""
+    return float(np.mean([v["predicted_mean"] for v in results["drift_kernel_prediction"].values()]))
+
+
+def _summary(config, results):
     wl, wh = config.widths[0], config.widths[-1]
+    errors, fits, extrap = results["relative_errors"], results["exponents"], results["drift_extrapolation"]
+    drift = _per_width(results["aggregate_drift"], config)
     lines = [
         "# Finite networks against the analytic kernel",
         "",
@@ -254,30 +237,34 @@ def _summary(config, errors, fits, drift, extrap, drift_pred):
     ]
     for k, label in ERRORS.items():
         f = fits.get(k)
-        lines.append(f"| {label} | " + " | ".join(f"{errors[k][w][0]:.3g}" for w in config.widths)
+        lines.append(f"| {label} | " + " | ".join(f"{errors[k][str(w)][0]:.3g}" for w in config.widths)
                      + f" | {'' if f is None else format(f['exponent'], '+.3f')} |")
-    lines.append("| aggregate drift (norm of a_T - a_0) | "
-                 + " | ".join(f"{drift[w][0]:.3g}" for w in config.widths) + " | |")
+    lines.append("| aggregate drift (norm of a_T - a_0) | " + " | ".join(f"{v:.3g}" for v in drift) + " | |")
     lines += ["", "## Finding", ""]
     if fits:
         lines.append("- Measured exponents in n (n^{-1/2} expected for each): "
                      + ", ".join(f"{ERRORS[k]} {v['exponent']:+.2f}" for k, v in fits.items()) + ".")
+    at = {k: errors[k][str(wh)][0] for k in ERRORS}
     lines.append(
-        f"- At n = {wh}: NTK at init within {errors['ntk_init'][wh][0]:.2%} of Theta^{config.depth}, "
-        f"features within {errors['features_init'][wh][0]:.2%}, the NTK moved by "
-        f"{errors['ntk_change'][wh][0]:.2%} in training, and the outputs stay within "
-        f"{errors['outputs_test'][wh][0]:.2%} (test) of the kernel predictor."
+        f"- At n = {wh}: NTK at init within {at['ntk_init']:.2%} of Theta^{config.depth}, "
+        f"features within {at['features_init']:.2%}, the NTK moved by {at['ntk_change']:.2%} in training, "
+        f"and the outputs stay within {at['outputs_test']:.2%} (test) of the kernel predictor."
     )
     if extrap:
+        # The drift does not vanish: its extrapolation keeps a tenth of the drift at the largest width.
+        stays = extrap["intercept"] > 0.1 * drift[-1]
         lines.append(
-            f"- The aggregate drift of the last hidden layer goes {drift[wl][0]:.3g} (n = {wl}) to "
-            f"{drift[wh][0]:.3g} (n = {wh}) and extrapolates to {extrap['intercept']:.3g} at infinite "
-            "width: it does not vanish, although the NTK barely moves."
+            f"- The aggregate drift of the last hidden layer goes {drift[0]:.3g} (n = {wl}) to "
+            f"{drift[-1]:.3g} (n = {wh}) and extrapolates to {extrap['intercept']:.3g} at infinite width: "
+            + claim(stays and at["ntk_change"] < 0.05, "it does not vanish, although the NTK barely moves.",
+                    claim(stays, f"it does not vanish, and the NTK moves by {at['ntk_change']:.2%}.",
+                          "these widths do not show a drift that stays at infinite width."))
         )
+    pred = results["drift_kernel_prediction"]
     lines.append(
         "- The kernel's prediction of the drift given each network's f_0 (docs/drift.md) averages "
-        f"{np.mean([v[0] for v in drift_pred.values()]):.3g}; measured / predicted, mean over seeds: "
-        + ", ".join(f"{drift_pred[w][1]:.3f} (n = {w})" for w in config.widths) + "."
+        f"{_predicted_drift(results):.3g}; measured / predicted, mean over seeds: "
+        + ", ".join(f"{pred[str(w)]['measured_over_predicted']:.3f} (n = {w})" for w in config.widths) + "."
     )
     lines += ["", "Files: width_vs_kernel.csv, width_vs_kernel.png, results.json."]
     return "\n".join(lines)
