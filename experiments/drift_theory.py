@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting, with_defaults
-from ntkdepth.plotting import pyplot, width_axis
+from ntkdepth.plotting import pyplot, width_axis, width_scaling_panel
 from ntkdepth.reporting import table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import power_law_fits, standard_error
@@ -143,17 +143,11 @@ def _plot(out, config, results):
     ax.legend(fontsize=7)
 
     ax = axes[1]
-    for i, d in enumerate(config.depths):
-        gap = np.array([abs(1 - np.mean(results["ratios_per_seed"][str(d)][str(x)]["train"])) for x in config.widths])
-        f = fits.get(str(d))
-        ax.plot(w, gap, "o", color=f"C{i}", label=f"L = {d}" + ("" if f is None else f": slope {f['exponent']:+.2f}"))
-        if f:
-            ax.plot(w, f["prefactor"] * w ** f["exponent"], "-", color=f"C{i}", lw=1)
-    width_axis(ax, w)
-    ax.set_yscale("log")
-    ax.set_xlabel("width n")
-    ax.set_ylabel("|1 - measured / predicted|")
-    ax.set_title("convergence (n^(-1/2) expected)")
+    gap = {d: [abs(1 - np.mean(results["ratios_per_seed"][str(d)][str(x)]["train"])) for x in config.widths]
+           for d in config.depths}
+    width_scaling_panel(ax, w, {f"L = {d}": (gap[d], None, fits.get(str(d)), f"C{i}")
+                                for i, d in enumerate(config.depths)},
+                        ylabel="|1 - measured / predicted|", title="convergence (n^(-1/2) expected)")
     ax.legend(fontsize=7)
 
     ax = axes[2]

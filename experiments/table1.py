@@ -3,14 +3,11 @@
 The paper's setting (section 5): a ReLU network with two hidden layers of
 equal width n, one-hot token inputs over a vocabulary of V words, V outputs,
 trained by SGD on (center, context) skip-gram pairs with the MSE loss at NTK
-parameterization, with a learning rate that does not depend on n. After
-training, for each width, the measures of ``ntkdepth.empirical.final_drift``:
-the aggregate, per-neuron (mean and maximum over neurons) and relative
-deviation of the last hidden layer and the change of the normalized inner
-products (Proposition 4); mean (s.d.) over evaluation tokens and seeds. The
-muP network (Yang & Hu 2021) is the second row group: there every unit moves
-by O(1). Beside the NTK rows, the kernel's infinite-width prediction
-(``ntkdepth.theory.onehot_drift_measures``).
+parameterization, with a width-independent learning rate. After training, the
+drift measures of ``ntkdepth.empirical.final_drift`` (mean (s.d.) over
+evaluation tokens and seeds) for each width; the muP network (Yang & Hu 2021),
+whose units all move by O(1), is the second row group; beside the NTK rows,
+the kernel's infinite-width prediction (``ntkdepth.theory.onehot_drift_measures``).
 
 With V outputs the random initial function f_0 has squared norm about
 V * Sigma^3(x, x) per token, against 1 for a one-hot target, so the residual
@@ -27,7 +24,7 @@ import numpy as np
 
 from ntkdepth.config import setting, with_defaults
 from ntkdepth.empirical import DRIFT_MEASURES as MEASURES
-from ntkdepth.plotting import pyplot, width_axis
+from ntkdepth.plotting import pyplot, width_scaling_panel
 from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import power_law_fits
@@ -39,42 +36,35 @@ DESCRIPTION = "last-hidden-layer drift against width on text8 (NTK and muP), wit
 # Y-axis labels of the scaling figure.
 SHORT_LABELS = {"aggregate": "aggregate drift", "per_neuron_mean": "mean per-neuron drift",
                 "per_neuron_max": "max per-neuron drift", "relative": "relative drift",
-                "inner_product": "inner-product change"}
-STEP_KEYS = ("aggregate", "per_neuron_mean", "relative")
+                "inner_product": "inner-product change", "loss": "training loss"}
 
 
 @dataclass(frozen=True)
 class Config(with_defaults(SweepSettings, seeds=2)):
-    parameterizations: list[str] = setting(
-        ["ntk", "mup"], help="row groups: 'ntk', 'mup', 'standard'", choices=["ntk", "mup", "standard"]
-    )
+    parameterizations: list[str] = setting(["ntk", "mup"], help="row groups: 'ntk', 'mup', 'standard'",
+                                           choices=["ntk", "mup", "standard"])
     vocab_size: int = setting(500, help="V, the most frequent words kept", min=2, max=50000)
     window: int = setting(2, help="skip-gram window (contexts on each side)", min=1, max=20)
     max_words: int = setting(0, help="first words of the corpus used (0: all)", min=0)
     text8_path: str = setting("", help="text8 file or text8.zip ('': $NTKDEPTH_DATA or ../shared/data)")
-    onehot_norm: str = setting(
-        "sqrt-vocab", choices=["one", "sqrt-vocab"],
-        help="norm of a token's one-hot input: 'one' (e_c) or 'sqrt-vocab' (sqrt(V) e_c, |x|^2 = n_0 as on the sphere of radius sqrt(n_0))",
-    )
-    center_output: bool = setting(
-        True,
-        help="train f_theta - f_theta0 (same NTK; the residual starts at -y instead of being dominated by the random f_0 over V outputs)",
-    )
+    onehot_norm: str = setting("sqrt-vocab", choices=["one", "sqrt-vocab"],
+                               help="a token's input: 'one' (e_c) or 'sqrt-vocab' (sqrt(V) e_c: |x|^2 = n_0)")
+    center_output: bool = setting(True, help="train f_theta - f_theta0 (the same NTK; the residual starts at -y, "
+                                             "not at the random f_0 over V outputs)")
     learning_rate: float = setting(0.5, help="SGD learning rate (width-independent at NTK parameterization)", min=1e-8)
     batch_size: int = setting(256, help="pairs per SGD step", min=1)
     steps: int = setting(1000, help="SGD steps", min=1)
     n_eval: int = setting(64, help="evaluation tokens (random, fixed) whose features are measured", min=2)
     mup_base_width: int = setting(256, help="muP's reference width (where it equals the NTK network)", min=1)
-    fit_min_width: int = setting(
-        0, help="exponents are fitted over the widths >= this (0: all), the asymptotic range", min=0
-    )
+    fit_min_width: int = setting(0, help="exponents are fitted over the widths >= this (0: all), the asymptotic range",
+                                 min=0)
 
 
 def run(config: Config, out: RunDir) -> dict:
     import jax.numpy as jnp
 
     from ntkdepth.data.text8 import Vocabulary, load_text8, pair_statistics, skipgram_pairs
-    from ntkdepth.empirical import final_drift
+    from ntkdepth.empirical import drift_curves, final_drift
     from ntkdepth.models import MLP
     from ntkdepth.theory import onehot_drift_measures
     from ntkdepth.training import PairData, TrainSpec, record_steps_grid, run_width_sweep
@@ -90,7 +80,7 @@ def run(config: Config, out: RunDir) -> dict:
     spec = TrainSpec(steps=config.steps, learning_rate=config.learning_rate, loss="mse",
                      batch_size=config.batch_size, record_steps=record_steps_grid(config.steps, config.n_records),
                      center_output=config.center_output, divergence_factor=config.divergence_factor)
-    seeds, widths = config.network_seeds(), config.widths
+    seeds, widths, data = config.network_seeds(), config.widths, PairData.create(pairs, seed=config.seed)
 
     sweeps = {}
     for par in config.parameterizations:
@@ -103,8 +93,7 @@ def run(config: Config, out: RunDir) -> dict:
         identity = out.settings(exclude=("widths", "seeds", "parameterizations", "fit_min_width"),
                                 parameterization=par)
         print(f"table1: {par} networks, widths {widths}, seeds {seeds}")
-        sweeps[par] = run_width_sweep(make_model, PairData.create(pairs, seed=config.seed), spec,
-                                      jnp.asarray(eval_tokens), widths, seeds,
+        sweeps[par] = run_width_sweep(make_model, data, spec, jnp.asarray(eval_tokens), widths, seeds,
                                       out.cache_dir(f"sweep-{par}", identity))
 
     stats = {par: final_drift(runs, widths, seeds) for par, runs in sweeps.items()}
@@ -114,31 +103,22 @@ def run(config: Config, out: RunDir) -> dict:
     kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
         p, q, eval_tokens, steps * config.learning_rate, widths, W_std=config.W_std, b_std=config.b_std,
         input_scale=input_scale, centered=config.center_output))
-    n = np.array(widths, float)
-    unit_mean, unit_max = float(kernel["unit_mean_abs"].mean()), kernel["unit_max"].mean(1)
-    at_width = {"per_neuron_mean": list(unit_mean / np.sqrt(n)), "per_neuron_max": list(unit_max / np.sqrt(n))}
-    agg = float(kernel["aggregate"][-1].mean())
     results = {
         "vocabulary": {"size": V, "pairs": int(len(pairs)), "words": len(words),
                        "most_frequent": list(vocab.words[:10])},
-        "eval_tokens": eval_tokens,
-        "steps": steps,
+        "eval_tokens": eval_tokens, "steps": steps,
         "final_loss": {par: {str(w): float(np.mean([sweeps[par][(w, s)].loss[-1] for s in seeds]))
                              for w in widths} for par in config.parameterizations},
-        "table": stats,
-        "exponents": fits,
+        "table": stats, "exponents": fits,
         "kernel_prediction": {
-            "aggregate_mean_over_eval_tokens": agg,
+            "aggregate_mean_over_eval_tokens": float(kernel["aggregate"][-1].mean()),
             "aggregate_over_steps": kernel["aggregate"].mean(1),
-            "per_neuron_mean_times_sqrt_n": unit_mean,
-            "per_neuron_max_times_sqrt_n": unit_max,
-            "at_width": at_width,
+            "per_neuron_mean_times_sqrt_n": float(kernel["unit_mean_abs"].mean()),
+            "per_neuron_max_times_sqrt_n": kernel["unit_max"].mean(1),
+            "at_width": {m: kernel[m] for m in ("per_neuron_mean", "per_neuron_max")},
             "time": float(steps[-1] * config.learning_rate),
         },
-        # Means over seeds at every recorded step: [R] each.
-        "curves": {par: {w: {**{k: np.mean([runs[(w, s)].stats[k].mean(1) for s in seeds], 0) for k in STEP_KEYS},
-                             "loss": np.mean([runs[(w, s)].loss for s in seeds], 0)} for w in widths}
-                   for par, runs in sweeps.items()},
+        "curves": {par: drift_curves(runs, widths, seeds) for par, runs in sweeps.items()},
     }
     results["tables"] = {"table1.csv": _csv(config, results)}
     return results
@@ -150,11 +130,9 @@ def report(config: Config, results: dict, out) -> dict:
     _plot_steps(out, config, results)
     out.write_summary(_summary(config, results))
     fits = results["exponents"]
-    head = {f"{par} {m} exponent": round(fits[par][m]["exponent"], 3)
-            for par in config.parameterizations for m in ("aggregate", "per_neuron_mean", "relative")
-            if m in fits.get(par, {})}
-    head["table"] = str(out.file("table1.md"))
-    return head
+    return {**{f"{par} {m} exponent": round(fits[par][m]["exponent"], 3) for par in config.parameterizations
+               for m in ("aggregate", "per_neuron_mean", "relative") if m in fits.get(par, {})},
+            "table": str(out.file("table1.md"))}
 
 
 def _fits(config, stats) -> dict:
@@ -162,8 +140,7 @@ def _fits(config, stats) -> dict:
     if len(config.widths) < 2:
         return {}
     fitted = [x for x in config.widths if x >= config.fit_min_width]
-    if len(fitted) < 2:
-        fitted = list(config.widths)
+    fitted = fitted if len(fitted) >= 2 else list(config.widths)
     return {par: {m: {**f, "widths": fitted} for m, f in power_law_fits(
         np.array(fitted, float), {m: [by_width[x]["mean"] for x in fitted] for m, by_width in by_measure.items()}
     ).items()} for par, by_measure in stats.items()}
@@ -171,13 +148,15 @@ def _fits(config, stats) -> dict:
 
 def _rows(config, results):
     """``(par, measure, label, cells, kernel at n = inf, exponent, kernel at each width)`` of the table."""
-    at_width, agg = results["kernel_prediction"]["at_width"], results["kernel_prediction"]["aggregate_mean_over_eval_tokens"]
+    kernel = results["kernel_prediction"]
+    at_width, agg = kernel["at_width"], kernel["aggregate_mean_over_eval_tokens"]
     for par, by_measure in results["table"].items():
         for m, label in MEASURES.items():
             cells = [by_measure[m][str(w)] for w in config.widths]
             exp = results["exponents"].get(par, {}).get(m, {}).get("exponent")
             ntk = par == "ntk"
-            yield par, m, label, cells, agg if ntk and m == "aggregate" else None, exp, at_width.get(m) if ntk else None
+            inf = agg if ntk and m == "aggregate" else None
+            yield par, m, label, cells, inf, exp, at_width.get(m) if ntk else None
 
 
 def _csv(config, results) -> dict:
@@ -191,6 +170,11 @@ def _csv(config, results) -> dict:
     return table(header, rows)
 
 
+def _at_widths(by_width, config, key) -> np.ndarray:
+    """``[W]``: ``by_width[width][key]`` over the widths (keys read back from JSON)."""
+    return np.array([by_width[str(w)][key] for w in config.widths])
+
+
 def _markdown(config, results) -> str:
     widths = config.widths
     md = ["| measure | " + " | ".join(f"n = {w:,}" for w in widths) + " | kernel (n = infinity) | fitted exponent |",
@@ -198,7 +182,8 @@ def _markdown(config, results) -> str:
     for par, m, label, cells, inf, exp, pred in _rows(config, results):
         if m == next(iter(MEASURES)):
             md.append(f"| **{par.upper() if par != 'mup' else 'muP'}** |" + " |" * (len(widths) + 2))
-        md.append(f"| {label.replace('|', chr(92) + '|')} | " + " | ".join(f"{c['mean']:.4g} ({c['sd']:.2g})" for c in cells)
+        md.append(f"| {label.replace('|', chr(92) + '|')} | "
+                  + " | ".join(f"{c['mean']:.4g} ({c['sd']:.2g})" for c in cells)
                   + f" | {'' if inf is None else format(inf, '.4g')} | {'' if exp is None else format(exp, '+.3f')} |")
         if pred is not None:
             md.append("| ↳ kernel prediction at width n | " + " | ".join(f"{v:.4g}" for v in pred) + " | 0 | -0.5 |")
@@ -210,32 +195,20 @@ def _markdown(config, results) -> str:
 
 def _plot_scaling(out, config, results):
     plt = pyplot()
-    ncols = 3
-    nrows = -(-len(MEASURES) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows), squeeze=False)
-    axes = axes.ravel()
-    for ax in axes[len(MEASURES):]:
-        ax.set_visible(False)
+    fig, axes = plt.subplots(2, 3, figsize=(15.6, 8.4))  # a panel for each of the five measures
+    axes[-1, -1].set_visible(False)
     w = np.array(config.widths, float)
     colors = {"ntk": "C0", "mup": "C3", "standard": "C2"}
     kernel = results["kernel_prediction"]
     predicted = {"aggregate": [kernel["aggregate_mean_over_eval_tokens"]] * len(w), **kernel["at_width"]}
-    for ax, (m, label) in zip(axes, MEASURES.items()):
-        for par, by_measure in results["table"].items():
-            y = np.array([by_measure[m][str(x)]["mean"] for x in config.widths])
-            sd = np.array([by_measure[m][str(x)]["sd"] for x in config.widths])
-            fit = results["exponents"].get(par, {}).get(m)
-            lab = par if fit is None else f"{par}: slope {fit['exponent']:+.2f}"
-            ax.errorbar(w, y, yerr=sd, fmt="o", color=colors.get(par), capsize=3, label=lab)
-            if fit:
-                ax.plot(w, fit["prefactor"] * w ** fit["exponent"], "-", color=colors.get(par), lw=1)
+    for ax, (m, label) in zip(axes.ravel(), MEASURES.items()):
+        width_scaling_panel(ax, w, {par: (_at_widths(by_measure[m], config, "mean"),
+                                          _at_widths(by_measure[m], config, "sd"),
+                                          results["exponents"].get(par, {}).get(m), colors.get(par))
+                                    for par, by_measure in results["table"].items()},
+                            ylabel=SHORT_LABELS[m], title=label)
         if m in predicted and "ntk" in results["table"]:
             ax.plot(w, predicted[m], "k--", lw=1.2, label="kernel prediction (NTK)")
-        width_axis(ax, w)
-        ax.set_yscale("log")
-        ax.set_xlabel("width n")
-        ax.set_ylabel(SHORT_LABELS[m])
-        ax.set_title(label, fontsize=9)
         ax.legend(fontsize=8)
     fig.suptitle("Last-hidden-layer drift after training against width (mean ± s.d.)")
     fig.tight_layout()
@@ -249,7 +222,7 @@ def _plot_steps(out, config, results):
     plt = pyplot()
     curves = results["curves"]
     steps = np.array(results["steps"])
-    keys = (*STEP_KEYS, "loss")
+    keys = ("aggregate", "per_neuron_mean", "relative", "loss")
     fig, axes = plt.subplots(len(curves), len(keys), figsize=(4.2 * len(keys), 3.4 * len(curves)), squeeze=False)
     cmap = plt.get_cmap("viridis")
     for row, (par, by_width) in enumerate(curves.items()):
@@ -265,8 +238,8 @@ def _plot_steps(out, config, results):
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_yscale("log")
             ax.set_xlabel("SGD step")
-            ax.set_ylabel("training loss" if k == "loss" else SHORT_LABELS[k])
-            ax.set_title(f"{par}: {'training loss' if k == 'loss' else MEASURES[k]}", fontsize=9)
+            ax.set_ylabel(SHORT_LABELS[k])
+            ax.set_title(f"{par}: {MEASURES.get(k, SHORT_LABELS[k])}", fontsize=9)
             if col == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()
@@ -283,7 +256,8 @@ def _summary(config, results) -> str:
         f"Two hidden layers of width n, one-hot inputs over V = {config.vocab_size} words "
         f"({config.onehot_norm} norm), V outputs, {results['vocabulary']['pairs']:,} skip-gram pairs "
         f"(window {config.window}), SGD with batch {config.batch_size}, learning rate {config.learning_rate}, "
-        f"{config.steps} steps, MSE loss{' on the centered network f_theta - f_theta0' if config.center_output else ''}; "
+        f"{config.steps} steps, MSE loss"
+        f"{' on the centered network f_theta - f_theta0' if config.center_output else ''}; "
         f"{config.seeds} seed(s), {config.n_eval} evaluation tokens.",
         "",
         _markdown(config, results),
@@ -293,10 +267,9 @@ def _summary(config, results) -> str:
     ]
     for par in stats:
         f = fits.get(par, {})
-        parts = [f"{m.replace('_', ' ')} {f[m]['exponent']:+.3f}" + (f" ± {f[m]['stderr']:.3f}" if f[m]["stderr"] else "")
-                 for m in MEASURES if m in f]
-        agg = [stats[par]["aggregate"][str(w)]["mean"] for w in widths]
-        pn = [stats[par]["per_neuron_mean"][str(w)]["mean"] for w in widths]
+        parts = [f"{m.replace('_', ' ')} {f[m]['exponent']:+.3f}"
+                 + (f" ± {f[m]['stderr']:.3f}" if f[m]["stderr"] else "") for m in MEASURES if m in f]
+        agg, pn = (_at_widths(stats[par][m], config, "mean") for m in ("aggregate", "per_neuron_mean"))
         lines.append(
             f"- **{par}**: fitted exponents in n: " + ", ".join(parts) + ". "
             f"Aggregate drift {agg[0]:.3g} at n = {widths[0]} and {agg[-1]:.3g} at n = {widths[-1]}; "
@@ -306,7 +279,8 @@ def _summary(config, results) -> str:
         a, pnx = fits["ntk"]["aggregate"]["exponent"], fits["ntk"]["per_neuron_mean"]["exponent"]
         span = fits["ntk"]["aggregate"]["widths"]
         verdict = claim(abs(a) < 0.15 and pnx < -0.35,
-                        "the layer as a whole stays put while each unit's drift shrinks: the shape of the paper's Table 1",
+                        "the layer as a whole stays put while each unit's drift shrinks: "
+                        "the shape of the paper's Table 1",
                         "these widths are not yet in the asymptotic regime (0 and -1/2 expected); "
                         "the kernel's prediction below is the sharper test")
         lines.append(f"- NTK, exponents fitted over n = {span[0]}..{span[-1]}: aggregate {a:+.2f}, per-neuron "

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting, with_defaults
-from ntkdepth.plotting import pyplot, width_axis
+from ntkdepth.plotting import pyplot, width_scaling_panel
 from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import mean_sd, power_law_fits
@@ -168,18 +168,10 @@ def _plot(out, config, results):
     w = np.array(config.widths, float)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     ax = axes[0]
-    for i, (k, label) in enumerate(ERRORS.items()):
-        errors = results["relative_errors"][k]
-        f = results["exponents"].get(k)
-        ax.errorbar(w, _per_width(errors, config), yerr=_per_width(errors, config, 1), fmt="o",
-                    color=f"C{i}", capsize=3, label=label + ("" if f is None else f" (slope {f['exponent']:+.2f})"))
-        if f:
-            ax.plot(w, f["prefactor"] * w ** f["exponent"], "-", color=f"C{i}", lw=1)
-    width_axis(ax, w)
-    ax.set_yscale("log")
-    ax.set_xlabel("width n")
-    ax.set_ylabel("relative Frobenius error")
-    ax.set_title("finite width against the analytic kernel")
+    errors, fits = results["relative_errors"], results["exponents"]
+    width_scaling_panel(ax, w, {label: (_per_width(errors[k], config), _per_width(errors[k], config, 1), fits.get(k),
+                                        f"C{i}") for i, (k, label) in enumerate(ERRORS.items())},
+                        ylabel="relative Frobenius error", title="finite width against the analytic kernel")
     ax.legend(fontsize=7)
 
     ax = axes[1]

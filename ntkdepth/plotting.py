@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["PairGroup", "depth_axis", "depth_panels", "lambda_min_panels", "pair_values", "projection_norm_panels",
-           "pyplot", "width_axis"]
+           "pyplot", "width_axis", "width_scaling_panel"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,26 @@ def width_axis(ax, widths) -> None:
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xticks([float(w) for w in widths])
     ax.set_xticklabels([f"{int(w):,}" for w in widths], rotation=45 if len(widths) > 5 else 0)
+
+
+def width_scaling_panel(ax, widths, series: Mapping[str, tuple], *, ylabel: str, title: str) -> None:
+    """Measures against width on log-log axes, each with its fitted power law.
+
+    ``series`` maps a legend label to ``(mean [W], sd [W] or None, fit, color)``
+    at the ``[W]`` ``widths``; ``fit`` is ``None`` or a dict with ``exponent`` and
+    ``prefactor`` (:func:`ntkdepth.stats.power_law_fits`), drawn as a line.
+    """
+    w = np.asarray(widths, dtype=float)
+    for label, (mean, sd, fit, color) in series.items():
+        ax.errorbar(w, mean, yerr=sd, fmt="o", color=color, capsize=3,
+                    label=label if fit is None else f"{label}: slope {fit['exponent']:+.2f}")
+        if fit:
+            ax.plot(w, fit["prefactor"] * w ** fit["exponent"], "-", color=color, lw=1)
+    width_axis(ax, w)
+    ax.set_yscale("log")
+    ax.set_xlabel("width n")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
 
 
 def projection_norm_panels(depths, scans: dict, times, limit: dict, panel_title, suptitle: str):

@@ -8,7 +8,7 @@ import on current JAX; these replace them. The feature kernel of the last
 hidden layer and the drift measures of docs/drift.md#measured-drift are here too.
 """
 
-from ntkdepth.empirical.drift import DRIFT_MEASURES, feature_record, final_drift
+from ntkdepth.empirical.drift import DRIFT_MEASURES, drift_curves, feature_record, final_drift
 from ntkdepth.empirical.ntk import (
     empirical_ntk,
     empirical_ntk_fn,
@@ -22,6 +22,7 @@ __all__ = [
     "DRIFT_MEASURES",
     "PowerLaw",
     "fit_power_law",
+    "drift_curves",
     "feature_record",
     "final_drift",
     "empirical_ntk",

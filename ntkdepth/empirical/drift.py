@@ -13,7 +13,8 @@ records' ``gram`` at step t and at step 0).
 
 :func:`feature_record` measures one step on the device (the training loop
 records it at every recorded step); :func:`final_drift` reduces the records
-of a width sweep to the mean and s.d. of each measure after training.
+of a width sweep to the mean and s.d. of each measure after training, and
+:func:`drift_curves` to its mean at every recorded step.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from ntkdepth.stats.summary import mean_sd
 
-__all__ = ["DRIFT_MEASURES", "feature_record", "final_drift"]
+__all__ = ["DRIFT_MEASURES", "drift_curves", "feature_record", "final_drift"]
 
 # The measures of :func:`final_drift`, with their labels.
 DRIFT_MEASURES = {
@@ -93,3 +94,16 @@ def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int]) -> d
             mean, sd = mean_sd(np.concatenate(values).astype(np.float64))
             table[m][w] = {"mean": mean, "sd": sd}
     return table
+
+
+def drift_curves(runs: Mapping, widths: Sequence[int], seeds: Sequence[int]) -> dict:
+    """The per-input measures and the loss along training: ``{width: {measure: [R]}}``.
+
+    For the ``runs[(width, seed)]`` of :func:`final_drift`: ``aggregate``,
+    ``per_neuron_mean``, ``per_neuron_max`` and ``relative`` averaged over the
+    evaluation inputs, then over the seeds, at each of the ``R`` recorded
+    steps; ``loss`` averaged over the seeds.
+    """
+    measures = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative")
+    return {w: {**{m: np.mean([runs[(w, s)].stats[m].mean(1) for s in seeds], 0) for m in measures},
+                "loss": np.mean([runs[(w, s)].loss for s in seeds], 0)} for w in widths}

@@ -155,22 +155,11 @@ def onehot_drift_prediction(
     return out
 
 
-def onehot_drift_measures(
-    center_freq: ArrayLike,
-    context_dist: ArrayLike,
-    eval_tokens: ArrayLike,
-    times: ArrayLike,
-    widths: ArrayLike,
-    *,
-    depth: int = 3,
-    W_std: float = math.sqrt(2.0),
-    b_std: float = 0.0,
-    input_scale: float | None = None,
-    centered: bool = True,
-    unit_tokens: int = 16,
-    num_samples: int = 256,
-    num_init_samples: int = 16,
-) -> dict[str, np.ndarray]:
+def onehot_drift_measures(center_freq: ArrayLike, context_dist: ArrayLike, eval_tokens: ArrayLike,
+                          times: ArrayLike, widths: ArrayLike, *, depth: int = 3, W_std: float = math.sqrt(2.0),
+                          b_std: float = 0.0, input_scale: float | None = None, centered: bool = True,
+                          unit_tokens: int = 16, num_samples: int = 256,
+                          num_init_samples: int = 16) -> dict[str, np.ndarray]:
     """The infinite-width values of the measured drift (``ntkdepth.empirical.final_drift``), one-hot inputs.
 
     The network and the training are those of :func:`onehot_drift_prediction`:
@@ -186,7 +175,10 @@ def onehot_drift_measures(
       ``unit_mean_abs``: ``[n_unit]`` the limit of ``sqrt(n)`` times the mean
       over units of ``|a_{T,i}(x_u) - a_{0,i}(x_u)|``;
       ``unit_max``: ``[W, n_unit]`` ``sqrt(n)`` times its expected maximum over
-      the ``n`` units of each of the ``[W]`` ``widths``; ``widths``: ``[W]``.
+      the ``n`` units of each of the ``[W]`` ``widths``; ``widths``: ``[W]``;
+      ``per_neuron_mean``, ``per_neuron_max``: ``[W]`` the predicted mean over units
+      and over evaluation tokens of ``|a_{T,i}(x_u) - a_{0,i}(x_u)|`` and of its
+      maximum over units at each width, ``n^{-1/2}`` times the limits above.
     """
     vocab = np.asarray(center_freq).shape[-1]
     scale = math.sqrt(vocab) if input_scale is None else check_scale(input_scale, "input_scale")
@@ -204,5 +196,7 @@ def onehot_drift_measures(
             num_init_samples=num_init_samples,
         )
         unit_max = np.stack([unit.expected_max(int(w))[0] for w in widths])  # [W, n_unit]
+    root_n = np.sqrt(widths.astype(np.float64))
     return {"aggregate": np.sqrt(np.maximum(d2, 0.0)), "unit_mean_abs": unit.mean_abs[0],
-            "unit_max": unit_max, "widths": widths}
+            "unit_max": unit_max, "widths": widths,
+            "per_neuron_mean": float(unit.mean_abs[0].mean()) / root_n, "per_neuron_max": unit_max.mean(1) / root_n}
