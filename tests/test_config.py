@@ -1,11 +1,13 @@
 """Settings: every bad value is refused up front, naming the key and where it came from."""
 
+import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from ntkdepth.cli import main
-from ntkdepth.config import ConfigError, from_mapping, load_preset, setting
+from ntkdepth.config import ConfigError, from_mapping, load_preset, setting, with_defaults
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,33 @@ def test_table1_settings_from_the_command_line(setting_, message, capsys, tmp_pa
 def test_every_width_sweep_refuses_a_repeated_width(name, capsys, tmp_path):
     assert main(["run", name, "--preset", "smoke", "--set", "widths=[64, 64]", "--out", str(tmp_path)]) == 2
     assert "widths: 64 appears more than once" in capsys.readouterr().err
+
+
+def test_width_vs_kernel_needs_a_held_out_input(capsys, tmp_path):
+    assert main(["run", "width-vs-kernel", "--preset", "smoke", "--set", "n_test=0", "--out", str(tmp_path)]) == 2
+    assert "n_test: the outputs are compared on held-out inputs; give at least 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_shared_sweep_settings_with_new_defaults_give_the_gradient_flow_of_their_time():
+    from ntkdepth.training import GradientFlowSettings
+
+    schema = with_defaults(GradientFlowSettings, n_train=10, time=1.0, dt=0.3, seed=4, seeds=2)
+    assert [f.name for f in dataclasses.fields(schema)] == [f.name for f in dataclasses.fields(GradientFlowSettings)]
+    with pytest.raises(ConfigError, match="n_train: 1 is below the minimum 2"):  # the bounds are kept
+        from_mapping(schema, {"n_train": 1})
+    config = from_mapping(schema, {})
+    spec = config.train_spec()
+    # round(1.0 / 0.3) = 3 steps of learning rate N dt = 3 on the batch-mean loss.
+    assert spec.steps == 3 and spec.learning_rate == pytest.approx(3.0) and spec.batch_size is None
+    assert spec.records[0] == 0 and spec.records[-1] == 3
+    np.testing.assert_allclose(config.record_times(spec), np.asarray(spec.records) * 0.3)
+    x = config.sphere_inputs(np.random.default_rng(0))
+    assert x.shape == (10 + 10, 8)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), np.sqrt(8), rtol=1e-12)
+    assert config.network_seeds() == [4, 5]
+    with pytest.raises(ConfigError, match=r"GradientFlowSettings has no setting\(s\) \['tme'\]"):
+        with_defaults(GradientFlowSettings, tme=1.0)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,61 @@
+"""The width experiments' summaries state what their numbers show (Table 1, width-vs-kernel)."""
+
+from ntkdepth.empirical import DRIFT_MEASURES
+from ntkdepth.experiments import discover
+
+
+def _module(name):
+    return discover()[name].module
+
+
+def _table1_summary(ntk_exponents, mup_exponent):
+    table1 = _module("table1")
+    config = table1.Config(widths=[64, 256])
+    cell = {"mean": 0.1, "sd": 0.01}
+    fit = lambda e: {"exponent": e, "prefactor": 1.0, "stderr": None, "widths": [64, 256]}
+    results = {
+        "vocabulary": {"pairs": 1000},
+        "table": {par: {m: {"64": cell, "256": cell} for m in DRIFT_MEASURES} for par in ("ntk", "mup")},
+        "exponents": {"ntk": {m: fit(ntk_exponents.get(m, -0.5)) for m in DRIFT_MEASURES},
+                      "mup": {m: fit(mup_exponent) for m in DRIFT_MEASURES}},
+        "kernel_prediction": {"aggregate_mean_over_eval_tokens": 0.1, "per_neuron_mean_times_sqrt_n": 0.8,
+                              "at_width": {"per_neuron_mean": [0.1, 0.05], "per_neuron_max": [0.5, 0.3]}},
+        "final_loss": {"ntk": {"256": 0.5}, "mup": {"256": 0.4}},
+    }
+    return table1._summary(config, results)
+
+
+def test_table1_finding_states_what_its_exponents_show():
+    lazy = _table1_summary({"aggregate": 0.05, "per_neuron_mean": -0.45}, 0.25)
+    assert "the layer as a whole stays put while each unit's drift shrinks" in lazy
+    assert "unlike the NTK network, its units move more, not less, as it widens." in lazy
+    early = _table1_summary({"aggregate": -1.5, "per_neuron_mean": -1.9}, -1.4)
+    assert "these widths are not yet in the asymptotic regime" in early
+    assert "at these widths its units still move less as it widens." in early
+    assert "move more, not less" not in early
+
+
+def _width_vs_kernel_summary(drift, intercept, ntk_change):
+    wvk = _module("width-vs-kernel")
+    config = wvk.Config(widths=[256, 1024])
+    errors = {k: {"256": [0.2, 0.01], "1024": [0.1, 0.01]} for k in wvk.ERRORS}
+    errors["ntk_change"]["1024"] = [ntk_change, 0.0]
+    results = {
+        "relative_errors": errors,
+        "exponents": {k: {"exponent": -0.5, "prefactor": 1.0, "stderr": None} for k in wvk.ERRORS},
+        "aggregate_drift": {"256": [drift[0], 0.1], "1024": [drift[1], 0.1]},
+        "drift_extrapolation": {"intercept": intercept, "slope_in_inverse_sqrt_width": 1.0},
+        "drift_kernel_prediction": {w: {"predicted_mean": 1.0, "measured_over_predicted": 1.0}
+                                    for w in ("256", "1024")},
+    }
+    return wvk._summary(config, results)
+
+
+def test_width_vs_kernel_drift_finding_states_what_its_numbers_show():
+    lazy = _width_vs_kernel_summary([1.3, 1.2], 1.1, 0.004)
+    assert "extrapolates to 1.1 at infinite width: it does not vanish, although the NTK barely moves." in lazy
+    moving = _width_vs_kernel_summary([1.3, 1.2], 1.1, 0.2)
+    assert "it does not vanish, and the NTK moves by 20.00%." in moving
+    vanishing = _width_vs_kernel_summary([0.5, 0.2], 0.01, 0.004)
+    assert "these widths do not show a drift that stays at infinite width." in vanishing
+    assert "does not vanish" not in vanishing
