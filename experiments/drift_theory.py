@@ -137,9 +137,8 @@ def _plot(out, config, results):
                     label=f"L = {d} (held-out inputs)")
     ax.axhline(1.0, color="k", lw=0.8)
     width_axis(ax, w)
-    ax.set_xlabel("width n")
-    ax.set_ylabel("measured / predicted drift")
-    ax.set_title("drift of the last hidden layer against its limit")
+    ax.set(xlabel="width n", ylabel="measured / predicted drift",
+           title="drift of the last hidden layer against its limit")
     ax.legend(fontsize=7)
 
     ax = axes[1]
@@ -156,9 +155,7 @@ def _plot(out, config, results):
         curve = results["curves_at_largest_width"][str(d)]
         ax.plot(results["times"], curve["predicted"], "-", color=f"C{i}", label=f"L = {d} predicted")
         ax.plot(results["times"], curve["measured"], "o", color=f"C{i}", label=f"L = {d} measured (n = {wl})")
-    ax.set_xlabel("time t")
-    ax.set_ylabel("RMS over training inputs of |a_t - a_0|")
-    ax.set_title("drift over training")
+    ax.set(xlabel="time t", ylabel="RMS over training inputs of |a_t - a_0|", title="drift over training")
     ax.legend(fontsize=7)
     fig.tight_layout()
     out.save_figure(fig, "drift_theory.png")

@@ -181,9 +181,8 @@ def _plot(out, config, results):
         c = cmap(i / max(1, len(config.widths) - 1))
         ax.plot(results["times"], curves["predictor"], "-", color=c, lw=1)
         ax.plot(results["times"], curves["network"], "o", color=c, ms=4, label=f"n = {x}")
-    ax.set_xlabel("time t")
-    ax.set_ylabel("f_t(x) at the first test input")
-    ax.set_title(f"outputs along training (seed {config.seed}): network (dots), predictor (lines)")
+    ax.set(xlabel="time t", ylabel="f_t(x) at the first test input",
+           title=f"outputs along training (seed {config.seed}): network (dots), predictor (lines)")
     ax.legend(fontsize=7)
 
     ax = axes[2]
@@ -199,9 +198,8 @@ def _plot(out, config, results):
     pred_inf = _predicted_drift(results)
     ax.axhline(pred_inf, color="k", ls=":", label=f"kernel prediction (mean over runs' f_0): {pred_inf:.3f}")
     ax.set_xlim(left=0)
-    ax.set_xlabel("n^(-1/2)")
-    ax.set_ylabel("|a_T(x) - a_0(x)|_2 (mean over inputs)")
-    ax.set_title("aggregate drift of the last hidden layer")
+    ax.set(xlabel="n^(-1/2)", ylabel="|a_T(x) - a_0(x)|_2 (mean over inputs)",
+           title="aggregate drift of the last hidden layer")
     ax.legend(fontsize=7)
     fig.tight_layout()
     out.save_figure(fig, "width_vs_kernel.png")
