@@ -40,7 +40,7 @@ class SweepSettings:
         distinct="exponents are fitted over distinct widths",
     )
     seeds: int = setting(3, help="initializations (and SGD streams) per width", min=1)
-    W_std: float = setting(2.0**0.5, help="sigma_w of the hidden layers", min=1e-6)
+    W_std: float = setting(2.0**0.5, help="sigma_w of every layer that has no scale of its own", min=1e-6)
     b_std: float = setting(0.0, help="sigma_b (0: no biases, the paper's setting)", min=0.0)
     n_records: int = setting(8, help="recorded steps, log-spaced", min=2)
     seed: int = setting(0, help="seed of the data and first seed of the networks", min=0)
