@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairGroup", "depth_axis", "depth_panels", "lambda_min_panels", "pair_values", "projection_norm_panels", "width_axis"]
+__all__ = ["PairGroup", "depth_axis", "depth_panels", "label_axes", "lambda_min_panels", "pair_values", "projection_norm_panels", "pyplot", "save_figure", "width_axis"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,36 @@ def pair_values(array: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarr
     if idx.ndim != 2 or idx.shape[1] != 2:
         raise ValueError(f"pairs must be a sequence of (i, j); got shape {list(idx.shape)}")
     return np.asarray(array)[:, idx[:, 0], idx[:, 1]]
+
+
+def pyplot():
+    """``matplotlib.pyplot``, drawing off screen (the Agg backend): figures go to files only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def label_axes(ax, xlabel: str, ylabel: str, title: str, *, title_size=None, legend_size=8,
+               legend_loc: str = "best", grid: str = "major") -> None:
+    """Labels, title, legend and a light grid (``"major"`` or ``"both"`` ticks) of one panel."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, **({} if title_size is None else {"fontsize": title_size}))
+    ax.legend(fontsize=legend_size, loc=legend_loc)
+    ax.grid(alpha=0.3, which=grid)
+
+
+def save_figure(out, fig, file: str, title: str, *, rect=None, **title_kw) -> str:
+    """Gives ``fig`` its title, lays it out (within ``rect``, default the whole figure), saves it
+    as ``file`` in the run folder ``out`` and closes it; returns ``file``."""
+    fig.suptitle(title, **title_kw)
+    fig.tight_layout(rect=rect)
+    out.save_figure(fig, file)
+    pyplot().close(fig)
+    return file
 
 
 def depth_panels(
