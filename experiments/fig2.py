@@ -39,6 +39,7 @@ from ntkdepth.theory.depth import (
     OnsetLaw,
     continuum_onset,
     corollary1_profile,
+    decay_fit_table,
     decay_onset_depth,
     fit_decays_past_onset,
     fit_onset_law,
@@ -120,22 +121,10 @@ def run(config: Config, out: RunDir) -> dict:
                                  fit_decades=config.fit_decades, after_onset=config.fit_after_onset)
     law = fit_onset_law(omr_grid, on["onset"], max_one_minus_rho=config.onset_fit_max)
 
-    at_depth = []
-    for ell in L:
-        if ell in {10**k for k in range(8)} or ell == config.depth:
-            k = int(np.searchsorted(L, ell))
-            at_depth.append({
-                "depth": int(ell),
-                "thetabar": tb[k], "thetabar_minus_quarter": dev[k], "L_times_deviation": ell * dev[k],
-                "one_minus_rho": omr[k], "L2_one_minus_rho_over_9pi2_2": lemma[k],
-            })
-    fit_columns = ["window", "log_a", "log_b", "predicted_b", "log_max_rel", "log_rms_rel", "power_c",
-                   "power_p", "power_max_rel", "power_rms_rel", "better", "local_exponent", "step_ratio"]
-    fit_rows = []
-    for f in fits:
-        g = {**(f["fit"] or {}), "predicted_b": f["predicted_b"]}
-        fit_rows.append([f["rho1"], f["onset"], *g.get("window", (None, None)),
-                         *(g.get(c) for c in fit_columns[1:])])
+    at_depth = [{"depth": int(L[k]), "thetabar": tb[k], "thetabar_minus_quarter": dev[k],
+                 "L_times_deviation": L[k] * dev[k], "one_minus_rho": omr[k],
+                 "L2_one_minus_rho_over_9pi2_2": lemma[k]}
+                for k, ell in enumerate(L) if ell in {10**p for p in range(8)} or ell == config.depth]
     return {
         "depth": config.depth,
         "correlations": rho1,
@@ -160,30 +149,23 @@ def run(config: Config, out: RunDir) -> dict:
                  "fitted_law", "continuum_prediction"],
                 zip(omr_grid, 1.0 - omr_grid, on["onset"], on["peak_depth"].astype(int), on["peak_dev"],
                     law(omr_grid), continuum_onset(omr_grid))),
-            "fits.csv": table(
-                ["rho1", "onset_depth", "window_min", "window_max", "log_a", "log_b", "predicted_b",
-                 "log_max_rel", "log_rms_rel", "power_c", "power_p", "power_max_rel", "power_rms_rel",
-                 "better", "local_exponent_at_L", "step_ratio_at_L"], fit_rows),
+            "fits.csv": table(*decay_fit_table(fits)),
         },
     }
 
 
 def report(config: Config, results: dict, out) -> dict:
-    fits, law, last = results["decay_fits"], results["onset_law"], results["at_depth"][-1]
+    law, last = results["onset_law"], results["at_depth"][-1]
     _plot(out, config, results)
     out.write_summary(_summary(config, results))
-    a_values = [f["fit"]["log_a"] for f in fits if f["fit"]]
-    lemma = np.asarray(last["L2_one_minus_rho_over_9pi2_2"])
-    headline = {
+    a = [f["fit"]["log_a"] for f in results["decay_fits"] if f["fit"]]
+    lemma, dev = (np.asarray(last[k]) for k in ("L2_one_minus_rho_over_9pi2_2", "thetabar_minus_quarter"))
+    return {
         f"L^2 (1 - rho_L) / (9 pi^2/2) at L={config.depth}": f"{lemma.min():.5f}..{lemma.max():.5f}",
-        f"max |Thetabar - 1/4| at L={config.depth}":
-            f"{np.abs(np.asarray(last['thetabar_minus_quarter'])).max():.3e}",
+        f"max |Thetabar - 1/4| at L={config.depth}": f"{np.abs(dev).max():.3e}",
         "onset law": f"{law['C']:.3f} (1 - rho_1)^-{law['q']:.4f}",
         "figure": str(out.file("fig2.png")),
-    }
-    if a_values:
-        headline["fitted a (theory 3/8)"] = f"{min(a_values):.4f}..{max(a_values):.4f}"
-    return headline
+    } | ({"fitted a (theory 3/8)": f"{min(a):.4f}..{max(a):.4f}"} if a else {})
 
 
 def _plot(out, config, results):
@@ -290,17 +272,14 @@ def _summary(config, results) -> str:
 def _finding(config, fits, law, last) -> list[str]:
     """The summary's findings, each computed from the numbers it quotes."""
     lines = []
-    fitted = [f for f in fits if f["fit"]]
+    fitted = [f["fit"] for f in fits if f["fit"]]
     lm = np.asarray(last["L2_one_minus_rho_over_9pi2_2"])
     if fitted:
-        a = [f["fit"]["log_a"] for f in fitted]
-        lmax = max(f["fit"]["log_max_rel"] for f in fitted)
-        pmin = min(f["fit"]["power_max_rel"] for f in fitted)
-        pmax = max(f["fit"]["power_max_rel"] for f in fitted)
-        ps = [f["fit"]["power_p"] for f in fitted]
-        db = max(abs(f["fit"]["log_b"] - float(f["predicted_b"])) for f in fitted)
-        n_log = sum(f["fit"]["better"] == "log" for f in fitted)
-        ratios = [f["fit"]["step_ratio"] for f in fitted]
+        a, ps, ratios = ([g[k] for g in fitted] for k in ("log_a", "power_p", "step_ratio"))
+        lmax = max(g["log_max_rel"] for g in fitted)
+        pmin, pmax = min(g["power_max_rel"] for g in fitted), max(g["power_max_rel"] for g in fitted)
+        db = max(abs(f["fit"]["log_b"] - float(f["predicted_b"])) for f in fits if f["fit"])
+        n_log = sum(g["better"] == "log" for g in fitted)
         lines.append(
             f"Fitting (a log L + b)/L to abs(Thetabar^L - 1/4) beyond {config.fit_after_onset:g} "
             f"onset depths and within the last {config.fit_decades:g} decades gives "

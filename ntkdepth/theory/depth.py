@@ -14,8 +14,8 @@ Here:
   ``(3/4) I + (1/4) 1 1^T`` and its spectrum.
 - :func:`lemma1_one_minus_rho`, :func:`lemma1_ratio`: Lemma 1's ``1 - rho_L ~ 9 pi^2 / (2 L^2)``;
   :func:`iterations_to_reach`: how many layers bring ``1 - rho`` below a threshold.
-- :func:`fit_decay`, :func:`fit_decays_past_onset`, :func:`predicted_log_law`: the rate of
-  ``Thetabar^L -> 1/4``.
+- :func:`fit_decay`, :func:`fit_decays_past_onset`, :func:`decay_fit_table`,
+  :func:`predicted_log_law`: the rate of ``Thetabar^L -> 1/4``.
 - :func:`decay_onset_depth`, :func:`fit_onset_law`, :func:`continuum_onset`,
   :func:`corollary1_profile`: Corollary 1, the depth from which that decay is visible.
 
@@ -103,6 +103,7 @@ __all__ = [
     "DecayFit",
     "fit_decay",
     "fit_decays_past_onset",
+    "decay_fit_table",
     "predicted_log_law",
     "OnsetDepth",
     "decay_onset_depth",
@@ -398,6 +399,20 @@ def fit_decays_past_onset(
             entry["fit"] = fit_decay(L, deviation[:, j], window=(lo, depth)).as_dict()
         fits.append(entry)
     return fits
+
+
+def decay_fit_table(fits: list[dict]) -> tuple[list[str], list[list]]:
+    """``(columns, rows)``: the records of :func:`fit_decays_past_onset`, one row per pair
+    (the cells of a pair not fitted left empty)."""
+    keys = ["log_a", "log_b", "predicted_b", "log_max_rel", "log_rms_rel", "power_c", "power_p",
+            "power_max_rel", "power_rms_rel", "better", "local_exponent", "step_ratio"]
+    rows = []
+    for f in fits:
+        g = {**(f["fit"] or {}), "predicted_b": f["predicted_b"]}
+        rows.append([f["rho1"], f["onset"], *g.get("window", (None, None)), *(g.get(k) for k in keys)])
+    columns = ["rho1", "onset_depth", "window_min", "window_max", *keys[:-2], "local_exponent_at_L",
+               "step_ratio_at_L"]
+    return columns, rows
 
 
 def predicted_log_law(one_minus_rho, layers) -> dict[str, np.ndarray]:
