@@ -193,35 +193,36 @@ def projection_norm_panels(depths, scans: dict, times, limit: dict, panel_title,
     return fig
 
 
-def lambda_min_panels(depths, per_n: dict, log_title: str, suptitle: str):
+def lambda_min_panels(depths, curves: dict, log_title: str, suptitle: str, *, band: bool = False):
     """Figure 7's panels: ``lambda_min(Thetabar^L)`` against depth, linear and log scale.
 
-    ``per_n[n]`` is ``[draws, depths]``; the band spans the draws. Returns the figure.
+    ``curves[n]`` is ``(mean [D], lo [D], hi [D])`` over the draws at the
+    ``depths [D]``; with ``band`` the band from ``lo`` to ``hi`` is drawn
+    around each mean. Returns the figure.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    depths = np.asarray(depths)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.cm.plasma(np.linspace(0, 0.85, len(per_n)))
-    for (n, v), c in zip(per_n.items(), colors):
-        mean = v.mean(0)
+    colors = plt.cm.plasma(np.linspace(0, 0.85, len(curves)))
+    for (n, (mean, lo, hi)), c in zip(curves.items(), colors):
         for ax, positive in zip(axes, (False, True)):
             # On the log axis, eigenvalues that are zero up to rounding are left out.
             keep = (mean > 1e-12) if positive else np.ones_like(mean, bool)
             ax.plot(depths[keep], mean[keep], color=c, label=f"$n = {n}$")
-            if v.shape[0] > 1:
-                ax.fill_between(depths[keep], v.min(0)[keep], v.max(0)[keep], color=c, alpha=0.2, lw=0)
+            if band:
+                ax.fill_between(depths[keep], lo[keep], hi[keep], color=c, alpha=0.2, lw=0)
     for ax in axes:
         ax.axhline(0.75, color="k", ls=":", lw=1, label="limit 3/4")
         ax.axvline(5, color="grey", ls="--", lw=0.8)
+        depth_axis(ax, depths)
         ax.set_xlabel(r"depth $L$")
         ax.set_ylabel(r"$\lambda_{\min}(\bar\Theta^L)$")
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_xscale("log")
     axes[0].set_title("linear scale")
-    axes[1].set_xscale("log")
     axes[1].set_yscale("log")
     axes[1].set_title(log_title)
     axes[0].legend(fontsize=8)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from ntkdepth.config import ConfigError, from_mapping
-from ntkdepth.data import point_source
 from ntkdepth.experiments import discover, variant
 from ntkdepth.reporting import as_numbers, table, table_column
 
@@ -34,9 +33,11 @@ def test_a_variant_replaces_defaults_and_keeps_help_and_bounds():
 def _fig7_finding(per_n):
     fig7 = _module("fig7")
     config = fig7.Config(ns=list(per_n), max_depth=3)
-    results = {"n_greater_than_d": [n for n in per_n if n > 5], "median_correlation_depth1": 0.0}
-    per_n = {n: np.asarray([v], float) for n, v in per_n.items()}
-    return fig7._finding(config, point_source("sphere", dim=5), per_n, [1, 2, 3], {1: 0, 2: 1, 3: 2}, results)
+    rows = [[n, d + 1, v, v, v] for n, curve in per_n.items() for d, v in enumerate(curve)]
+    results = {"dataset": "sphere", "dim": 5, "depths": [1, 2, 3], "median_correlation_depth1": 0.0,
+               "n_greater_than_d": [n for n in per_n if n > 5],
+               "tables": {"lambda_min.csv": table(["n", "depth", "mean", "min", "max"], rows)}}
+    return fig7._finding(config, results)
 
 
 def test_fig7_finding_states_what_its_numbers_show():
@@ -51,10 +52,9 @@ def test_fig7_finding_states_what_its_numbers_show():
 def _fig6_finding(norm_t, norm_inf):
     fig6 = _module("fig6")
     config = fig6.Config(ns=[10], times=[1.0])
-    depths = np.array([1, 5, 10])
-    scans = {10: {"lambda_min": 1 / np.asarray(norm_inf), "projection_norm": np.asarray(norm_t)[:, None],
-                  "projection_norm_inf": np.asarray(norm_inf)}}
-    return fig6._finding(config, depths, scans, 1)
+    per_n = {"10": {"lambda_min": list(1 / np.asarray(norm_inf)), "norm_P_t": {"1": norm_t},
+                    "norm_P_inf": norm_inf}}
+    return fig6._finding(config, {"depths": [1, 5, 10], "per_n": per_n})
 
 
 def test_fig6_finding_states_what_its_numbers_show():
