@@ -168,3 +168,14 @@ def test_standard_parameterization_stax_is_the_finite_width_ntk(rng):
     mean = np.mean([np.asarray(mlp_ntk(spec.model(6, width, 1, rngs=s), x32), np.float64)
                     for s in range(4)], axis=0)
     assert _relative(mean, exact) < 4.0 / math.sqrt(width)
+
+
+def test_float64_kernels_stay_float64_outside_x64_mode(rng):
+    """The output scale is applied in the kernel's own precision, with or without x64 mode."""
+    x = rng.normal(size=(4, 3))
+    spec = NetworkSpec(depth=3, b_std=0.1, out_std=0.5)
+    outside = spec.kernel_fn(dtype="float64")(x, get="ntk")
+    with jax.enable_x64(True):
+        inside = spec.kernel_fn(dtype="float64")(x, get="ntk")
+    assert outside.dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(outside), np.asarray(inside))

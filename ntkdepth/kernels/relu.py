@@ -688,9 +688,10 @@ def relu_kernel_fn(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0
                                get=fields, dtype=dtype, method=method)
         values = [getattr(tr, f)[0] for f in fields]
         if ratio2 != 1.0:
-            values = [ratio2 * (v - b2) + b2 if f in ("nngp", "ntk") and b2 else
-                      ratio2 * v if f in ("nngp", "ntk", "nngp_dot") else v
-                      for f, v in zip(fields, values)]
+            with precision(values[0].dtype, *values):  # float64 stays float64 outside x64 mode
+                values = [ratio2 * (v - b2) + b2 if f in ("nngp", "ntk") and b2 else
+                          ratio2 * v if f in ("nngp", "ntk", "nngp_dot") else v
+                          for f, v in zip(fields, values)]
         if isinstance(get, str):
             return values[0]
         return _kernels_tuple(fields)(*values)

@@ -246,7 +246,7 @@ def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None,
         raise TypeError(f"spec must be a NetworkSpec; got {type(spec).__name__}")
     if given:
         raise ValueError(
-            f"{purpose}: pass the network either as spec= or as {', '.join(given)}=, not both "
+            f"{purpose}: pass the network either as spec= or as {', '.join(g + '=' for g in given)}, not both "
             "(spec.replace(...) changes a field)"
         )
     if spec.activation != "relu" or spec.parameterization != "ntk":
