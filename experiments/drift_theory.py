@@ -39,7 +39,7 @@ def run(config: Config, out: RunDir) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from ntkdepth.models import MLP
+    from ntkdepth.models import NetworkSpec
     from ntkdepth.theory import drift_prediction
     from ntkdepth.training import FullBatchData, run_width_sweep
 
@@ -57,9 +57,11 @@ def run(config: Config, out: RunDir) -> dict:
     ratios = {}  # depth -> width -> {"train": [seeds], "test": [seeds]}: measured/predicted at t
     curves = {}  # depth -> {"measured", "predicted"}: [R] RMS over training inputs, mean over seeds, widest
     for depth in config.depths:
-        def make_model(width, seed, depth=depth):
-            return MLP(config.dim, [width] * (depth - 1), config.outputs, W_std=config.W_std,
-                       out_std=config.out_std, b_std=config.b_std, rngs=seed)
+        # One description gives the finite networks and the prediction's network.
+        network = NetworkSpec(depth=depth, W_std=config.W_std, b_std=config.b_std, out_std=config.out_std)
+
+        def make_model(width, seed, network=network):
+            return network.model(config.dim, width, config.outputs, rngs=seed)
 
         # Every setting shapes the runs but the lists of depths and widths and the number of seeds.
         identity = out.settings(exclude=("depths", "widths", "seeds"), depth=depth)
@@ -72,12 +74,10 @@ def run(config: Config, out: RunDir) -> dict:
             for s in seeds:
                 r = runs[(w, s)]
 
-                def predict(r=r):
+                def predict(r=r, network=network):
                     with jax.enable_x64(True):
-                        d2 = drift_prediction(
-                            x[:N], y, x, times, depth=depth, W_std=config.W_std, b_std=config.b_std,
-                            out_std=config.out_std, f0_train=r.outputs[0, :N].astype(np.float64),
-                        )
+                        d2 = drift_prediction(x[:N], y, x, times, spec=network,
+                                              f0_train=r.outputs[0, :N].astype(np.float64))
                     return {"d2": d2}
 
                 d2 = out.stage(f"prediction_L{depth}_n{w}_s{s}", predict)["d2"]  # [R, N + M]

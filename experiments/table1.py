@@ -65,7 +65,7 @@ def run(config: Config, out: RunDir) -> dict:
 
     from ntkdepth.data.text8 import Vocabulary, load_text8, pair_statistics, skipgram_pairs
     from ntkdepth.empirical import drift_curves, final_drift
-    from ntkdepth.models import MLP
+    from ntkdepth.models import NetworkSpec
     from ntkdepth.theory import onehot_drift_measures
     from ntkdepth.training import PairData, TrainSpec, record_steps_grid, run_width_sweep
 
@@ -82,11 +82,12 @@ def run(config: Config, out: RunDir) -> dict:
                      center_output=config.center_output, divergence_factor=config.divergence_factor)
     seeds, widths, data = config.network_seeds(), config.widths, PairData.create(pairs, seed=config.seed)
 
-    sweeps = {}
+    # Two hidden layers; the kernel column is the NTK network's limit.
+    network, sweeps = NetworkSpec(depth=3, W_std=config.W_std, b_std=config.b_std), {}
     for par in config.parameterizations:
-        def make_model(width, seed, par=par):
-            return MLP(V, [width, width], V, parameterization=par, W_std=config.W_std, b_std=config.b_std,
-                       tokens=True, input_scale=input_scale, base_width=config.mup_base_width, rngs=seed)
+        def make_model(width, seed, net=network.replace(parameterization=par)):
+            return net.model(V, width, V, tokens=True, input_scale=input_scale, base_width=config.mup_base_width,
+                             rngs=seed)
 
         # Every setting shapes the runs but the lists of widths and row groups and the
         # number of seeds (one run is one width and seed) and the fit's range.
@@ -101,8 +102,8 @@ def run(config: Config, out: RunDir) -> dict:
     stats = {par: {m: {str(w): v for w, v in t.items()} for m, t in s.items()} for par, s in stats.items()}
     steps = np.asarray(spec.records)
     kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
-        p, q, eval_tokens, steps * config.learning_rate, widths, W_std=config.W_std, b_std=config.b_std,
-        input_scale=input_scale, centered=config.center_output))
+        p, q, eval_tokens, steps * config.learning_rate, widths, spec=network, input_scale=input_scale,
+        centered=config.center_output))
     results = {
         "vocabulary": {"size": V, "pairs": int(len(pairs)), "words": len(words),
                        "most_frequent": list(vocab.words[:10])},

@@ -54,8 +54,7 @@ def run(config: Config, out: RunDir) -> dict:
     import jax.numpy as jnp
 
     from ntkdepth.empirical import feature_kernel, mlp_ntk
-    from ntkdepth.kernels import relu_kernel_trace
-    from ntkdepth.models import MLP
+    from ntkdepth.models import NetworkSpec
     from ntkdepth.theory import GradientFlowPredictor, drift_norm_prediction
     from ntkdepth.training import FullBatchData, run_width_sweep
 
@@ -69,15 +68,16 @@ def run(config: Config, out: RunDir) -> dict:
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y[:N], jnp.float32))
     x_all = jnp.asarray(x, jnp.float32)
 
+    # One description gives the finite networks and their infinite-width kernels.
+    network = NetworkSpec(depth=config.depth, W_std=config.W_std, b_std=config.b_std)
     with jax.enable_x64(True):
-        tr = relu_kernel_trace(x, depth=config.depth, W_std=config.W_std, b_std=config.b_std,
-                               layers=[config.depth], get=("nngp", "ntk"))
-        theta = np.asarray(tr.ntk[-1])
-        feat_limit = (np.asarray(tr.nngp[-1]) - config.b_std**2) / config.W_std**2
+        kernels = network.kernel_fn()(x, get=("nngp", "ntk"))
+        theta = np.asarray(kernels.ntk)
+        # The last hidden layer's kernel: Sigma^L = out_std^2 E[phi phi] + b_std^2.
+        feat_limit = (np.asarray(kernels.nngp) - network.b_std**2) / network.out_std**2
 
     def make_model(width, seed):
-        return MLP(config.dim, [width] * (config.depth - 1), 1, W_std=config.W_std,
-                   b_std=config.b_std, rngs=seed)
+        return network.model(config.dim, width, 1, rngs=seed)
 
     def final_measures(initial, trained):
         return {
@@ -112,9 +112,8 @@ def run(config: Config, out: RunDir) -> dict:
             d.append(r.stats["aggregate"][-1].mean())
             with jax.enable_x64(True):
                 # The infinite-width drift given this network's f_0 (docs/drift.md).
-                dp.append(drift_norm_prediction(
-                    x[:N], y[:N], x, [times[-1]], depth=config.depth, W_std=config.W_std,
-                    b_std=config.b_std, f0_train=f0[:N])[0].mean())
+                dp.append(drift_norm_prediction(x[:N], y[:N], x, [times[-1]], spec=network,
+                                                f0_train=f0[:N])[0].mean())
             if s == seeds[0]:
                 trajectory[w] = {"network": ft[:, N, 0], "predictor": pred[:, 0, 0]}
         for k in ERRORS:

@@ -161,10 +161,9 @@ def onehot_drift_prediction(
 
 
 def onehot_drift_measures(center_freq: ArrayLike, context_dist: ArrayLike, eval_tokens: ArrayLike,
-                          times: ArrayLike, widths: ArrayLike, *, depth: int = 3, W_std: float = math.sqrt(2.0),
-                          b_std: float = 0.0, input_scale: float | None = None, centered: bool = True,
-                          unit_tokens: int = 16, num_samples: int = 256,
-                          num_init_samples: int = 16) -> dict[str, np.ndarray]:
+                          times: ArrayLike, widths: ArrayLike, *, input_scale: float | None = None,
+                          centered: bool = True, unit_tokens: int = 16, num_samples: int = 256,
+                          num_init_samples: int = 16, **network) -> dict[str, np.ndarray]:
     """The infinite-width values of the measured drift (``ntkdepth.empirical.final_drift``), one-hot inputs.
 
     The network and the training are those of :func:`onehot_drift_prediction`:
@@ -173,7 +172,8 @@ def onehot_drift_measures(center_freq: ArrayLike, context_dist: ArrayLike, eval_
     else averaged over initializations. The per-unit law
     (:func:`~ntkdepth.theory.drift.per_unit_drift_statistics`) is estimated
     at the last time on the first ``unit_tokens`` evaluation tokens. Computed
-    in float64.
+    in float64. ``network``: ``spec`` (a :class:`ntkdepth.models.NetworkSpec`)
+    or the keywords ``depth`` (default 3), ``W_std``, ``b_std``, ``out_std``.
 
     Returns:
       ``aggregate``: ``[T, n_eval]`` the limit of ``|a_t(x_u) - a_0(x_u)|_2``;
@@ -185,6 +185,8 @@ def onehot_drift_measures(center_freq: ArrayLike, context_dist: ArrayLike, eval_
       and over evaluation tokens of ``|a_{T,i}(x_u) - a_{0,i}(x_u)|`` and of its
       maximum over units at each width, ``n^{-1/2}`` times the limits above.
     """
+    if network.get("spec") is None:
+        network.setdefault("depth", 3)
     vocab = np.asarray(center_freq).shape[-1]
     scale = math.sqrt(vocab) if input_scale is None else check_scale(input_scale, "input_scale")
     f0 = np.zeros((vocab, vocab)) if centered else None
@@ -192,13 +194,12 @@ def onehot_drift_measures(center_freq: ArrayLike, context_dist: ArrayLike, eval_
     tokens = np.asarray(eval_tokens)
     widths = np.asarray(widths)
     with jax.enable_x64(True):
-        d2 = onehot_drift_prediction(center_freq, context_dist, tokens, times, depth=depth, W_std=W_std,
-                                     b_std=b_std, input_scale=scale, f0=f0)
+        d2 = onehot_drift_prediction(center_freq, context_dist, tokens, times, input_scale=scale, f0=f0,
+                                     **network)
         eye = scale * np.eye(vocab)
         unit = per_unit_drift_statistics(
-            eye, context_dist, eye[tokens[:unit_tokens]], [times[-1]], depth=depth, W_std=W_std,
-            b_std=b_std, f0_train=f0, loss_weights=center_freq, num_samples=num_samples,
-            num_init_samples=num_init_samples,
+            eye, context_dist, eye[tokens[:unit_tokens]], [times[-1]], f0_train=f0, loss_weights=center_freq,
+            num_samples=num_samples, num_init_samples=num_init_samples, **network,
         )
         unit_max = np.stack([unit.expected_max(int(w))[0] for w in widths])  # [W, n_unit]
     root_n = np.sqrt(widths.astype(np.float64))
