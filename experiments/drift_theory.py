@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting, with_defaults
-from ntkdepth.plotting import pyplot, width_axis, width_scaling_panel
+from ntkdepth.plotting import pyplot, save_figure, width_axis, width_scaling_panel
 from ntkdepth.reporting import table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import power_law_fits, standard_error
@@ -157,9 +157,7 @@ def _plot(out, config, results):
         ax.plot(results["times"], curve["measured"], "o", color=f"C{i}", label=f"L = {d} measured (n = {wl})")
     ax.set(xlabel="time t", ylabel="RMS over training inputs of |a_t - a_0|", title="drift over training")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.save_figure(fig, "drift_theory.png")
-    plt.close(fig)
+    save_figure(out, fig, "drift_theory.png", "Last-hidden-layer drift against its infinite-width prediction")
 
 
 def _summary(config, results):

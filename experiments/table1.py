@@ -24,7 +24,7 @@ import numpy as np
 
 from ntkdepth.config import setting, with_defaults
 from ntkdepth.empirical import DRIFT_MEASURES as MEASURES
-from ntkdepth.plotting import pyplot, width_scaling_panel
+from ntkdepth.plotting import pyplot, save_figure, width_scaling_panel
 from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import power_law_fits
@@ -207,14 +207,11 @@ def _plot_scaling(out, config, results):
                                           _at_widths(by_measure[m], config, "sd"),
                                           results["exponents"].get(par, {}).get(m), colors.get(par))
                                     for par, by_measure in results["table"].items()},
-                            ylabel=SHORT_LABELS[m], title=label)
+                            ylabel=SHORT_LABELS[m], title=label, title_size=9)
         if m in predicted and "ntk" in results["table"]:
             ax.plot(w, predicted[m], "k--", lw=1.2, label="kernel prediction (NTK)")
         ax.legend(fontsize=8)
-    fig.suptitle("Last-hidden-layer drift after training against width (mean ± s.d.)")
-    fig.tight_layout()
-    out.save_figure(fig, "table1_scaling.png")
-    plt.close(fig)
+    save_figure(out, fig, "table1_scaling.png", "Last-hidden-layer drift after training against width (mean ± s.d.)")
 
 
 def _plot_steps(out, config, results):
@@ -235,17 +232,12 @@ def _plot_steps(out, config, results):
             if par == "ntk" and k == "aggregate":
                 ax.plot(steps[1:], results["kernel_prediction"]["aggregate_over_steps"][1:], "k--", lw=1.2,
                         label="kernel (n = inf)")
-            ax.set_xscale("log")
+            ax.set(xscale="log", yscale="log", xlabel="SGD step", ylabel=SHORT_LABELS[k])
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.set_yscale("log")
-            ax.set_xlabel("SGD step")
-            ax.set_ylabel(SHORT_LABELS[k])
             ax.set_title(f"{par}: {MEASURES.get(k, SHORT_LABELS[k])}", fontsize=9)
             if col == 0:
                 ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.save_figure(fig, "table1_steps.png")
-    plt.close(fig)
+    save_figure(out, fig, "table1_steps.png", "The drift measures and the loss along training (mean over seeds)")
 
 
 def _summary(config, results) -> str:

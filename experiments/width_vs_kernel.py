@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting, with_defaults
-from ntkdepth.plotting import pyplot, width_scaling_panel
+from ntkdepth.plotting import pyplot, save_figure, width_scaling_panel
 from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import mean_sd, power_law_fits
@@ -200,9 +200,7 @@ def _plot(out, config, results):
     ax.set(xlabel="n^(-1/2)", ylabel="|a_T(x) - a_0(x)|_2 (mean over inputs)",
            title="aggregate drift of the last hidden layer")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.save_figure(fig, "width_vs_kernel.png")
-    plt.close(fig)
+    save_figure(out, fig, "width_vs_kernel.png", f"Networks of depth {config.depth} against their infinite-width limit")
 
 
 def _predicted_drift(results) -> float:

@@ -156,7 +156,8 @@ def width_axis(ax, widths) -> None:
     ax.set_xticklabels([f"{int(w):,}" for w in widths], rotation=45 if len(widths) > 5 else 0)
 
 
-def width_scaling_panel(ax, widths, series: Mapping[str, tuple], *, ylabel: str, title: str) -> None:
+def width_scaling_panel(ax, widths, series: Mapping[str, tuple], *, ylabel: str, title: str,
+                        title_size: float | None = None) -> None:
     """Measures against width on log-log axes, each with its fitted power law.
 
     ``series`` maps a legend label to ``(mean [W], sd [W] or None, fit, color)``
@@ -173,7 +174,7 @@ def width_scaling_panel(ax, widths, series: Mapping[str, tuple], *, ylabel: str,
     ax.set_yscale("log")
     ax.set_xlabel("width n")
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, **({} if title_size is None else {"fontsize": title_size}))
 
 
 def projection_norm_panels(depths, scans: dict, times, limit: dict, panel_title, suptitle: str):
