@@ -49,8 +49,8 @@ def run(config: Config, out: RunDir) -> dict:
     # The prediction takes one scale for layers 1..L-1: a first layer of its own scale scales the inputs.
     x = x * (config.first_std / config.W_std if config.first_std != config.W_std else 1.0)
     N = config.n_train
-    spec = config.train_spec()
-    times = config.record_times(spec)
+    training = config.train_spec()
+    times = config.record_times(training)
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y, jnp.float32))
     seeds = config.network_seeds()
 
@@ -66,7 +66,7 @@ def run(config: Config, out: RunDir) -> dict:
         # Every setting shapes the runs but the lists of depths and widths and the number of seeds.
         identity = out.settings(exclude=("depths", "widths", "seeds"), depth=depth)
         print(f"drift-theory: depth {depth}, widths {config.widths}, seeds {seeds}")
-        runs = run_width_sweep(make_model, data, spec, jnp.asarray(x, jnp.float32), config.widths,
+        runs = run_width_sweep(make_model, data, training, jnp.asarray(x, jnp.float32), config.widths,
                                seeds, out.cache_dir(f"sweep-L{depth}", identity))
         ratios[depth] = {}
         for w in config.widths:

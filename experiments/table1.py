@@ -77,9 +77,9 @@ def run(config: Config, out: RunDir) -> dict:
     input_scale = V**0.5 if config.onehot_norm == "sqrt-vocab" else 1.0
     rng = np.random.default_rng(config.seed)
     eval_tokens = np.sort(rng.choice(V, size=min(config.n_eval, V), replace=False)).astype(np.int32)
-    spec = TrainSpec(steps=config.steps, learning_rate=config.learning_rate, loss="mse",
-                     batch_size=config.batch_size, record_steps=record_steps_grid(config.steps, config.n_records),
-                     center_output=config.center_output, divergence_factor=config.divergence_factor)
+    training = TrainSpec(steps=config.steps, learning_rate=config.learning_rate, loss="mse",
+                         batch_size=config.batch_size, record_steps=record_steps_grid(config.steps, config.n_records),
+                         center_output=config.center_output, divergence_factor=config.divergence_factor)
     seeds, widths, data = config.network_seeds(), config.widths, PairData.create(pairs, seed=config.seed)
 
     # Two hidden layers; the kernel column is the NTK network's limit.
@@ -94,13 +94,13 @@ def run(config: Config, out: RunDir) -> dict:
         identity = out.settings(exclude=("widths", "seeds", "parameterizations", "fit_min_width"),
                                 parameterization=par)
         print(f"table1: {par} networks, widths {widths}, seeds {seeds}")
-        sweeps[par] = run_width_sweep(make_model, data, spec, jnp.asarray(eval_tokens), widths, seeds,
-                                      out.cache_dir(f"sweep-{par}", identity))
+        sweeps[par] = run_width_sweep(make_model, data, training, jnp.asarray(eval_tokens), widths,
+                                      seeds, out.cache_dir(f"sweep-{par}", identity))
 
     stats = {par: final_drift(runs, widths, seeds) for par, runs in sweeps.items()}
     fits = _fits(config, stats)
     stats = {par: {m: {str(w): v for w, v in t.items()} for m, t in s.items()} for par, s in stats.items()}
-    steps = np.asarray(spec.records)
+    steps = np.asarray(training.records)
     kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
         p, q, eval_tokens, steps * config.learning_rate, widths, spec=network, input_scale=input_scale,
         centered=config.center_output))

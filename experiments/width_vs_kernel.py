@@ -63,8 +63,8 @@ def run(config: Config, out: RunDir) -> dict:
     w = rng.normal(size=config.dim) / np.sqrt(config.dim)
     y = np.sin(2.0 * x @ w)[:, None] + 0.5 * np.cos(x[:, 0])[:, None]
     N = config.n_train
-    spec = config.train_spec()
-    times = config.record_times(spec)
+    training = config.train_spec()
+    times = config.record_times(training)
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y[:N], jnp.float32))
     x_all = jnp.asarray(x, jnp.float32)
 
@@ -89,7 +89,7 @@ def run(config: Config, out: RunDir) -> dict:
     # Every setting shapes the runs but the list of widths and the number of seeds.
     identity = out.settings(exclude=("widths", "seeds"))
     seeds = config.network_seeds()
-    runs = run_width_sweep(make_model, data, spec, x_all, config.widths, seeds,
+    runs = run_width_sweep(make_model, data, training, x_all, config.widths, seeds,
                            out.cache_dir("sweep", identity), final_measures=final_measures)
 
     predictor = GradientFlowPredictor(theta[:N, :N], y[:N])
@@ -130,8 +130,8 @@ def run(config: Config, out: RunDir) -> dict:
         "drift_extrapolation": _extrapolate(config, drift),
         "drift_kernel_prediction": drift_pred,
         "times": times,
-        "learning_rate": spec.learning_rate,
-        "steps": spec.steps,
+        "learning_rate": training.learning_rate,
+        "steps": training.steps,
         "first_seed_test_output": trajectory,  # [R] each: the first test input's f_t, network and predictor
         "tables": {"width_vs_kernel.csv": table(["width", *ERRORS, "drift_mean", "drift_sd"], rows)},
     }
