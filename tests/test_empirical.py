@@ -47,19 +47,21 @@ def test_structured_ntk_with_token_inputs(x64):
         mlp_ntk(net, jnp.array([0, 9]))
 
 
+def _mean_relative_error(kernel_of, limit, x, widths, seeds):
+    """``[W]``: mean over seeds of ``|K - limit|_F / |limit|_F``, ``K = kernel_of(net, x)`` at depth 3."""
+    def error(w, seed):  # one network at a time
+        net = MLP(x.shape[1], [w, w], 1, rngs=seed, param_dtype=jnp.float64)
+        return np.linalg.norm(np.asarray(kernel_of(net, jnp.asarray(x))) - limit) / np.linalg.norm(limit)
+
+    return [np.mean([error(w, seed) for seed in range(seeds)]) for w in widths]
+
+
 def test_empirical_ntk_converges_to_theta_like_one_over_sqrt_width(x64, rng):
     """Relative Frobenius error against Theta^3 over 3 seeds: slope near -1/2 in width."""
     x = _sphere(rng, 12, 6)
     theta = np.asarray(relu_kernel_trace(x, depth=3).ntk[-1])
     widths = [128, 512, 2048]
-    errors = []
-    for w in widths:
-        e = []
-        for seed in range(3):
-            net = MLP(6, [w, w], 1, rngs=seed, param_dtype=jnp.float64)
-            k = np.asarray(mlp_ntk(net, jnp.asarray(x)))
-            e.append(np.linalg.norm(k - theta) / np.linalg.norm(theta))
-        errors.append(np.mean(e))
+    errors = _mean_relative_error(mlp_ntk, theta, x, widths, seeds=3)
     fit = fit_power_law(widths, errors)
     assert -0.7 < fit.exponent < -0.3, (fit, errors)
     assert errors[-1] < 0.08
@@ -69,14 +71,7 @@ def test_feature_kernel_converges_to_its_analytic_limit(x64, rng):
     """<a^{L-1}(x), a^{L-1}(x')>/n -> Sigma^L / W_std^2 (no bias)."""
     x = _sphere(rng, 6, 5)
     limit = np.asarray(relu_kernel_trace(x, depth=3).nngp[-1]) / 2.0
-    err = []
-    for w in (256, 4096):
-        e = []
-        for seed in range(4):
-            net = MLP(5, [w, w], 1, rngs=seed, param_dtype=jnp.float64)
-            k = np.asarray(feature_kernel(net, jnp.asarray(x)))
-            e.append(np.linalg.norm(k - limit) / np.linalg.norm(limit))
-        err.append(np.mean(e))
+    err = _mean_relative_error(feature_kernel, limit, x, [256, 4096], seeds=4)
     # Sixteen times the width: a quarter of the error (n^{-1/2}), up to seed noise.
     assert err[1] < 0.08 and 0.15 < err[1] / err[0] < 0.4, err
 
