@@ -7,7 +7,8 @@ with f_0 = 0; ``ntkdepth.theory.regression``). The network sees unit inputs
 of R^p scaled to the sphere of radius sqrt(p), where Sigma^1(x, x) = W_std^2 = 2
 and Theta^L(x, x) = 2L for every input (:func:`network_kernel_check`), so
 Theta^L = 2L Thetabar^L and gradient flow on Theta^L for the time t / (2L) is
-the normalized kernel's flow for the time t (docs/predictor.md).
+the normalized kernel's flow for the time t
+(docs/predictor.md#matching-a-network-to-the-normalized-kernel).
 :func:`network_time` picks the time and number of steps of
 ``dt = step_fraction / lambda_max(Thetabar^L)`` each; :func:`train_networks`
 trains the networks of a width sweep for it.
