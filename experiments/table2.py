@@ -1,22 +1,14 @@
 """Table 2: NTK regression on MNIST with early stopping (paper, Appendix D).
 
-The paper trains the infinite-width NTK predictor on a small MNIST subset at
-a moderate depth, with one-hot targets and early stopping, and reports on
-held-out images the average error (with its standard deviation), the
-accuracy and the F1 score. Here the predictor is the gradient-flow mean
-predictor of the normalized NTK, exact in float64 (W_std^2 = 2, no bias,
-images on S^783; ``ntkdepth.theory.regression``, docs/predictor.md).
-
-For each of several random subsets, n_train training, n_val validation and
-n_test held-out images are drawn disjointly, uniformly without replacement
-from one MNIST split. The stopping time is chosen by the validation MSE;
-the table compares it with no early stopping (t = inf) and with Theorem 3's
-t = 1 / lambda_min(Thetabar^L). Metrics (ntkdepth.metrics): the mean squared
-error of the 10 outputs against the one-hot targets (the "average error"),
-the misclassification rate and accuracy of the largest output, and the macro
-F1 score; each is averaged over subsets, with its standard deviation across
-subsets. A sweep over depth x stopping time shows where the metrics are best.
-Finite networks trained on the same subsets are ``table2-networks``.
+The paper trains the infinite-width NTK predictor on a small MNIST subset at a moderate depth,
+with one-hot targets and early stopping, and reports on held-out images the average error (with
+its standard deviation), the accuracy and the F1 score. Here: the gradient-flow mean predictor of
+the normalized NTK, exact in float64 (``ntkdepth.theory.regression``, docs/predictor.md), on
+several random subsets of training, validation and held-out images drawn disjointly from one
+MNIST split; the stopping time chosen by the validation MSE against t = inf and Theorem 3's
+t = 1 / lambda_min(Thetabar^L); MSE, error rate, accuracy and macro F1 (``ntkdepth.metrics``),
+each averaged over subsets with its standard deviation; a sweep over depth x stopping time.
+Finite networks trained on the same subsets are the experiment ``table2-networks``.
 """
 
 from __future__ import annotations
@@ -99,9 +91,12 @@ def run(config: Config, out: RunDir) -> dict:
         "lambda_min_at_depth": {str(d): float(np.mean(lam[:, k])) for k, d in enumerate(depths)},
         "lambda_min_per_subset": lam,
         "sweep_mean": {m: _nanmean(sweep[m], axis=0) for m in METRICS},
-        "best_accuracy": {"depth": depths[best_acc[0]], "t": times[best_acc[1]], "accuracy": float(mean_acc[best_acc])},
-        "best_mse": {"depth": depths[best_mse[0]], "t": times[best_mse[1]], "mse": float(mean_mse[best_mse])},
+        "best_accuracy": {"depth": depths[best_acc[0]], "t": times[best_acc[1]], "accuracy": float(mean_acc[best_acc]),
+                          "cell": best_acc},
+        "best_mse": {"depth": depths[best_mse[0]], "t": times[best_mse[1]], "mse": float(mean_mse[best_mse]),
+                     "cell": best_mse},
         "validation_choice_per_depth": {str(d): times[int(val_choice[k])] for k, d in enumerate(depths)},
+        "validation_choice_index": val_choice,
         "early_stopping_per_depth": {m: np.mean(early[m], axis=0) for m in METRICS},
         "early_stopping_per_subset": early,
         "confusion_matrix": cm,
@@ -116,13 +111,9 @@ def run(config: Config, out: RunDir) -> dict:
 def report(config: Config, results: dict, out) -> dict:
     depths, times = results["depths"], _floats(results["times"])
     mean_acc, mean_mse = (_floats(results["sweep_mean"][m]) for m in ("accuracy", "mse"))
-    best_acc, best_mse = (
-        (depths.index(results[k]["depth"]), int(np.flatnonzero(times == float(results[k]["t"]))[0]))
-        for k in ("best_accuracy", "best_mse")
-    )
-    val_choice = [int(np.flatnonzero(times == float(results["validation_choice_per_depth"][str(d)]))[0])
-                  for d in depths]
-    _plot_sweep(out, config, results["split"], depths, times, mean_acc, mean_mse, best_acc, best_mse, val_choice)
+    best_acc, best_mse = (tuple(results[k]["cell"]) for k in ("best_accuracy", "best_mse"))  # (depth, time) indices
+    _plot_sweep(out, config, results["split"], depths, times, mean_acc, mean_mse, best_acc, best_mse,
+                results["validation_choice_index"])
     _plot_confusion(out, config, np.asarray(results["confusion_matrix"]))
     out.write_summary(_summary(config, results, depths, times, mean_acc, best_acc, best_mse))
     return {
