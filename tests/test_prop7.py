@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 
 from ntkdepth.data.pairs import closest_pair, max_abs_cosine, min_pairwise_angle, pair_angles
-from ntkdepth.theory.separation_bounds import (
-    angle_cdf,
-    angle_density,
-    angle_quantile,
-    monte_carlo_close_pair,
-    union_bound_close_pair,
-    union_bound_near_colinear,
-)
+from ntkdepth.theory.separation_bounds import (angle_cdf, angle_density, angle_quantile,
+    monte_carlo_close_pair, union_bound_close_pair, union_bound_near_colinear)
 
 mp = mpmath.mp
 

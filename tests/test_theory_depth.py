@@ -8,21 +8,9 @@ import pytest
 
 from ntkdepth.data import sample_sphere
 from ntkdepth.kernels import correlation_trace, relu_kernel_trace
-from ntkdepth.theory.depth import (
-    LEMMA1_CONSTANT,
-    ONSET_CONSTANT,
-    ONSET_THETA_CONSTANT,
-    corollary1_profile,
-    decay_onset_depth,
-    fit_decay,
-    fit_onset_law,
-    lemma1_one_minus_rho,
-    limit_eigenvalues,
-    limit_matrix,
-    normalize_kernel,
-    predicted_log_law,
-    proposition5_step,
-)
+from ntkdepth.theory.depth import (LEMMA1_CONSTANT, ONSET_CONSTANT, ONSET_THETA_CONSTANT,
+    corollary1_profile, decay_onset_depth, fit_decay, fit_onset_law, lemma1_one_minus_rho,
+    limit_eigenvalues, limit_matrix, normalize_kernel, predicted_log_law, proposition5_step)
 import oracles
 
 

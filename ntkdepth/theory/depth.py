@@ -17,55 +17,14 @@ Here:
 - :func:`decay_onset_depth`, :func:`fit_onset_law`, :func:`corollary1_profile`:
   Corollary 1, the depth from which that decay is visible.
 
-The rate (the paper's expression was lost in extraction; this is what the
-recursion gives and what the toolkit measures). Write ``theta_l = arccos rho_l``.
-Expanding ``1 - f(cos t) = t^2/2 - t^3/(3 pi) - t^4/24 + O(t^5)`` gives
-``theta_{l+1} = theta_l - theta_l^2/(3 pi) - theta_l^3/(18 pi^2) + O(theta^4)``, so
-
-    1/theta_{l+1} = 1/theta_l + 1/(3 pi) + theta_l/(6 pi^2) + O(theta_l^2),
-    1/theta_L     = L/(3 pi) + log(L)/(2 pi) + C(rho_1) + o(1),
-
-hence ``theta_L = 3 pi / L - O(log L / L^2)`` (Lemma 1: ``1 - rho_L ~ 9 pi^2/(2 L^2)``)
-and ``f'(rho_L) = 1 - theta_L/pi = 1 - 3/L + O(log L / L^2)``. With
-``e_L = Thetabar^L - 1/4``, Proposition 5 becomes
-
-    (L + 1) e_{L+1} = L f'(rho_L) e_L + 3/4 - L theta_L/(4 pi) - (1 - rho_{L+1})
-                    = (L - 3) e_L + (9/8) log(L)/L + (9 pi C/4)/L + O(log^2 L / L^2).
-
-The homogeneous part decays like ``L^-4``; the forcing gives
-
-    e_L = (a log L + b) / L + O(log^2 L / L^2),   a = 3/8,   b = 3 pi C(rho_1)/4 - 1/8:
-
-a rate ``O(log L / L)`` whose leading coefficient ``3/8`` is the same for every
-pair, and whose offset ``b`` carries the pair (``b ~ 3 pi / (4 theta_1)`` as
-``rho_1 -> 1``). Measured with :func:`fit_decay` over depths ``1e4..1e6`` for
-``rho_1`` from -1 to 0.999 (``ntkdepth run fig2 --preset paper``): ``a`` =
-0.3741..0.3753, ``b`` within 0.011 of ``3 pi C/4 - 1/8`` (``C`` read off the
-trace by :func:`predicted_log_law`), relative residuals at most 1.8e-4; the
-best plain power laws ``c L^-p`` have ``p`` = 0.921..0.993, an artefact of the
-window, and residuals up to 1.2e-2 (for pairs near 1, where ``b >> a log L``,
-the two laws are hard to tell apart: 3.5e-5 against 6.5e-5 at ``rho_1 = 0.999``).
-In the sense of the paper's Definition 7 the convergence is "logarithmic":
-``|e_{L+1}| / |e_L| = 1 - p_eff(L)/L -> 1``, with the local exponent
-``p_eff(L) = -d log|e_L| / d log L = 1 - a/(a log L + b) -> 1`` only slowly
-(0.93 at ``L = 1e6`` for ``rho_1 = -1``).
-
-Corollary 1 (onset of the decay). For ``rho_1`` close to 1, ``theta_1`` is
-small and the recursion is, to leading order, the continuum equation
-``d(L Thetabar)/dL = 1 - 3 L Thetabar / (L + l_0)`` with ``l_0 = 3 pi / theta_1``,
-solved by :func:`corollary1_profile`:
-
-    Thetabar^L ~ (y + 1)(y^2 + 1) / (4 y^3),    y = 1 + (L - 1) theta_1 / (3 pi).
-
-The deviation starts at its peak 3/4 and halves at ``y* = 1.4463``, the real root of
-``3 y^3 - 2 y^2 - 2 y - 2 = 0``: the onset depth (defined in
-:func:`decay_onset_depth`) is ``L_onset ~ 3 pi (y* - 1) / theta_1 = 4.206 / theta_1
-~ 2.974 (1 - rho_1)^(-1/2)``. Beyond it, ``e_L ~ l_0 / (4 L)``: the ``log L / L``
-law of every pair, with an offset proportional to ``1 / theta_1``. Measured
-(``fig2 --preset paper``): ``theta_1 L_onset = 4.2066`` at ``1 - rho_1 = 1e-8``,
-and a least-squares fit over ``1 - rho_1 = 1e-8..1e-3`` gives
-``L_onset = 3.005 (1 - rho_1)^-0.4994`` (the small excess over 2.974 and 1/2
-is the ``O(theta_1)`` correction, which the fit absorbs).
+The rate of ``Thetabar^L -> 1/4`` (docs/depth.md#the-rate): with ``e_L =
+Thetabar^L - 1/4``, ``e_L = (a log L + b) / L + O(log^2 L / L^2)`` with ``a =
+3/8`` for every pair and an offset ``b = 3 pi C(rho_1)/4 - 1/8`` that carries
+the pair; the convergence is "logarithmic" in the sense of the paper's
+Definition 7 (docs/depth.md#logarithmic-convergence). The onset of that decay
+(Corollary 1, docs/depth.md#the-onset-of-the-decay) is at ``L_onset ~ 4.206 /
+theta_1 ~ 2.974 (1 - rho_1)^(-1/2)``. ``ntkdepth run fig2`` fits both laws on
+the traces and reports the fitted constants beside these values.
 """
 
 from __future__ import annotations
