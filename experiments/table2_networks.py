@@ -62,7 +62,8 @@ def run(config: Config, out: RunDir) -> dict:
     kernels, nets = [], []
     for s in range(config.subsets):
         sub = data.draw(s)
-        kernels.append(out.stage(f"ntk_subset{s}", lambda: subset_regression(sub, [config.depth], times, config.depth)))
+        kernels.append(out.stage(f"ntk_subset{s}",
+                                 lambda sub=sub: subset_regression(sub, [config.depth], times, config.depth)))
 
         def compute(s=s, sub=sub, chosen=int(kernels[-1]["chosen_time_index"][0])):
             check = network_kernel_check(sub.x_train, config.depth)
