@@ -12,10 +12,12 @@ Here:
 - :func:`proposition5_step`: one step of Proposition 5.
 - :func:`limit_matrix`, :func:`limit_eigenvalues`: Theorem 2's limit
   ``(3/4) I + (1/4) 1 1^T`` and its spectrum.
-- :func:`lemma1_one_minus_rho`: Lemma 1's ``1 - rho_L ~ 9 pi^2 / (2 L^2)``.
-- :func:`fit_decay`, :func:`predicted_log_law`: the rate of ``Thetabar^L -> 1/4``.
-- :func:`decay_onset_depth`, :func:`fit_onset_law`, :func:`corollary1_profile`:
-  Corollary 1, the depth from which that decay is visible.
+- :func:`lemma1_one_minus_rho`, :func:`lemma1_ratio`: Lemma 1's ``1 - rho_L ~ 9 pi^2 / (2 L^2)``;
+  :func:`iterations_to_reach`: how many layers bring ``1 - rho`` below a threshold.
+- :func:`fit_decay`, :func:`fit_decays_past_onset`, :func:`decay_fit_table`,
+  :func:`predicted_log_law`: the rate of ``Thetabar^L -> 1/4``.
+- :func:`decay_onset_depth`, :func:`fit_onset_law`, :func:`continuum_onset`,
+  :func:`corollary1_profile`: Corollary 1, the depth from which that decay is visible.
 
 The rate of ``Thetabar^L -> 1/4`` (docs/depth.md#the-rate): with ``e_L =
 Thetabar^L - 1/4``, ``e_L = (a log L + b) / L + O(log^2 L / L^2)`` with ``a =
@@ -55,13 +57,18 @@ __all__ = [
     "limit_matrix",
     "limit_eigenvalues",
     "lemma1_one_minus_rho",
+    "lemma1_ratio",
+    "iterations_to_reach",
     "DecayFit",
     "fit_decay",
+    "fit_decays_past_onset",
+    "decay_fit_table",
     "predicted_log_law",
     "OnsetDepth",
     "decay_onset_depth",
     "OnsetLaw",
     "fit_onset_law",
+    "continuum_onset",
     "corollary1_profile",
 ]
 
@@ -176,6 +183,35 @@ def lemma1_one_minus_rho(L):
     return LEMMA1_CONSTANT / L**2
 
 
+def lemma1_ratio(layers, one_minus_rho) -> np.ndarray:
+    """``L^2 (1 - rho_L) / (9 pi^2 / 2)``, which tends to 1 (Lemma 1).
+
+    Args:
+      layers: ``[m]`` depths.
+      one_minus_rho: ``[m, k]`` ``1 - rho_L`` of ``k`` pairs at those depths.
+
+    Returns:
+      ``[m, k]`` numpy array.
+    """
+    L = np.asarray(layers)
+    return L[:, None] ** 2 * np.asarray(one_minus_rho) / LEMMA1_CONSTANT
+
+
+def iterations_to_reach(one_minus_rho, threshold: float) -> np.ndarray:
+    """Per pair, the number of applications of f until ``1 - rho < threshold`` (-1 if never).
+
+    Args:
+      one_minus_rho: ``[L, k]`` ``1 - rho_l`` at layers ``l = 1..L`` (row ``l - 1``
+        holds ``f^(l-1)(rho_1)``) of ``k`` pairs.
+
+    Returns:
+      ``[k]`` integers.
+    """
+    below = np.asarray(one_minus_rho) < threshold
+    first = np.argmax(below, axis=0)
+    return np.where(below.any(axis=0), first, -1)
+
+
 # --------------------------------------------------------------------------
 # The rate of Thetabar^L -> 1/4.
 
@@ -283,6 +319,59 @@ def fit_decay(layers, deviation, *, window: tuple[float, float] | None = None) -
         better="log" if rms(rel_log) < rms(rel_pow) else "power",
         local_exponent=local_exponent, step_ratio=step_ratio, step_ratio_depth=int(L0),
     )
+
+
+def fit_decays_past_onset(
+    layers, deviation, rho1, onset, predicted_b, *, fit_decades: float, after_onset: float
+) -> list[dict]:
+    """:func:`fit_decay` for each pair, over the deepest decades and past the pair's onset.
+
+    Pair ``j`` is fitted over the depths from ``max(L_max / 10**fit_decades,
+    after_onset * onset[j])`` to ``L_max = max(layers)``; a pair whose window is
+    shorter than half a decade (or whose onset is infinite) is not fitted.
+
+    Args:
+      layers: ``[m]`` increasing depths.
+      deviation: ``[m, k]`` ``Thetabar^L - 1/4`` of ``k`` pairs at those depths.
+      rho1, onset, predicted_b: ``[k]`` the pairs' starting correlations, onset
+        depths (:func:`decay_onset_depth`) and predicted offsets ``b``
+        (:func:`predicted_log_law`).
+      fit_decades, after_onset: the window, as above.
+
+    Returns:
+      one dictionary per pair: ``rho1``, ``onset``, ``predicted_a`` (3/8),
+      ``predicted_b`` and ``fit`` (:meth:`DecayFit.as_dict`, or ``None`` with
+      the reason in ``skipped``).
+    """
+    L = np.asarray(layers)
+    depth = L[-1]
+    fits = []
+    for j, r in enumerate(np.asarray(rho1)):
+        lo = max(depth / 10**fit_decades, after_onset * onset[j])
+        entry = {"rho1": float(r), "onset": float(onset[j]),
+                 "predicted_a": LOG_LAW_SLOPE, "predicted_b": float(predicted_b[j])}
+        if not np.isfinite(lo) or lo > depth / math.sqrt(10):
+            entry["fit"] = None
+            entry["skipped"] = (f"less than half a decade between {after_onset:g} x onset and "
+                                f"depth {depth}")
+        else:
+            entry["fit"] = fit_decay(L, deviation[:, j], window=(lo, depth)).as_dict()
+        fits.append(entry)
+    return fits
+
+
+def decay_fit_table(fits: list[dict]) -> tuple[list[str], list[list]]:
+    """``(columns, rows)``: the records of :func:`fit_decays_past_onset`, one row per pair
+    (the cells of a pair not fitted left empty)."""
+    keys = ["log_a", "log_b", "predicted_b", "log_max_rel", "log_rms_rel", "power_c", "power_p",
+            "power_max_rel", "power_rms_rel", "better", "local_exponent", "step_ratio"]
+    rows = []
+    for f in fits:
+        g = {**(f["fit"] or {}), "predicted_b": f["predicted_b"]}
+        rows.append([f["rho1"], f["onset"], *g.get("window", (None, None)), *(g.get(k) for k in keys)])
+    columns = ["rho1", "onset_depth", "window_min", "window_max", *keys[:-2], "local_exponent_at_L",
+               "step_ratio_at_L"]
+    return columns, rows
 
 
 def predicted_log_law(one_minus_rho, layers) -> dict[str, np.ndarray]:
@@ -474,6 +563,16 @@ def fit_onset_law(one_minus_rho1, onset, *, max_one_minus_rho: float = 1e-2) -> 
         n_points=int(m.sum()), range_one_minus_rho=(float(xm.min()), float(xm.max())),
         theta_onset=float(theta * ym[k]), sqrt_onset=float(math.sqrt(xm[k]) * ym[k]),
     )
+
+
+def continuum_onset(one_minus_rho1):
+    """The onset depth of the continuum limit, ``ONSET_THETA_CONSTANT / theta_1`` with
+    ``theta_1 = 2 arcsin(sqrt((1 - rho_1) / 2))`` (docs/depth.md#the-onset-of-the-decay).
+
+    Takes ``[m]`` values ``1 - rho_1`` (for precision near 1); returns ``[m]`` floats.
+    """
+    return np.array([ONSET_THETA_CONSTANT / (2 * math.asin(math.sqrt(x / 2)))
+                     for x in np.asarray(one_minus_rho1, dtype=np.float64).ravel()])
 
 
 def corollary1_profile(L, one_minus_rho1):
