@@ -1,7 +1,7 @@
 """Finite networks trained for a time of the normalized NTK's gradient flow (paper, Appendix D).
 
-ReLU networks of depth L at NTK parameterization (W_std^2 = 2, no bias,
-``ntkdepth.models.MLP``) train by full-batch gradient descent, centered
+ReLU networks of depth L at NTK parameterization (W_std^2 = 2, no bias:
+``ntkdepth.models.NetworkSpec(depth=L)``) train by full-batch gradient descent, centered
 (f_theta - f_theta0, whose infinite-width limit is the mean kernel predictor
 with f_0 = 0; ``ntkdepth.theory.regression``). The network sees unit inputs
 of R^p scaled to the sphere of radius sqrt(p), where Sigma^1(x, x) = W_std^2 = 2
@@ -98,7 +98,7 @@ def train_networks(
     """
     import jax.numpy as jnp
 
-    from ntkdepth.models import MLP
+    from ntkdepth.models import NetworkSpec
     from ntkdepth.training.loop import FullBatchData, TrainSpec
     from ntkdepth.training.sweep import run_width_sweep
 
@@ -106,15 +106,16 @@ def train_networks(
     radius = np.sqrt(p)
     dt = t / (2 * depth) / steps  # Theta^L time per step
     lr = n * dt  # the batch loss is the mean over the n images
-    spec = TrainSpec(steps=steps, learning_rate=lr, center_output=True)
+    train = TrainSpec(steps=steps, learning_rate=lr, center_output=True)
     data = FullBatchData(jnp.asarray(x_train * radius, jnp.float32),
                          jnp.asarray(one_hot(y_train, num_classes), jnp.float32))
 
-    def make_model(width, seed):
-        return MLP(p, [width] * (depth - 1), num_classes, parameterization="ntk", W_std=2.0**0.5,
-                   rngs=seed)
+    spec = NetworkSpec(depth=depth)  # NTK parameterization, W_std^2 = 2, no bias: the kernel's network
 
-    runs = run_width_sweep(make_model, data, spec, jnp.asarray(x_eval * radius, jnp.float32),
+    def make_model(width, seed):
+        return spec.model(p, width, num_classes, rngs=seed)
+
+    runs = run_width_sweep(make_model, data, train, jnp.asarray(x_eval * radius, jnp.float32),
                            widths, seeds, workdir, progress=progress)
     outputs = np.stack([
         np.stack([runs[(w, sd)].outputs[-1].astype(np.float64) - runs[(w, sd)].outputs[0]
