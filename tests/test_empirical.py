@@ -10,11 +10,11 @@ from ntkdepth.empirical import (
     feature_kernel,
     feature_record,
     final_drift,
-    fit_power_law,
     mlp_ntk,
 )
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.models import MLP, functional
+from ntkdepth.stats import fit_power_law
 from ntkdepth.training import SweepRun
 
 

@@ -16,12 +16,9 @@ from ntkdepth.empirical.ntk import (
     mlp_ntk,
     monte_carlo_ntk,
 )
-from ntkdepth.stats.fits import PowerLaw, fit_power_law
 
 __all__ = [
     "DRIFT_MEASURES",
-    "PowerLaw",
-    "fit_power_law",
     "drift_curves",
     "feature_record",
     "final_drift",
