@@ -65,6 +65,10 @@ class Experiment:
                 f"{self.path}: NAME is {getattr(module, 'NAME', None)!r} when run but "
                 f"{self.name!r} as written; NAME must be a plain string literal"
             )
+        missing = [f for f in ("Config", "run", "report") if not hasattr(module, f)]
+        if missing:
+            raise ConfigError(f"{self.path} defines no {', '.join(missing)}: an experiment script "
+                              "defines Config, run(config, out) and report(config, results, out)")
         return module
 
     @property
@@ -163,4 +167,4 @@ def variant(base: str, **defaults) -> tuple[type, Callable, Callable]:
     """
     module = get(base).module
     config = with_defaults(module.Config, what=f"experiment {base!r}", **defaults)
-    return config, module.run, getattr(module, "report", None)
+    return config, module.run, module.report

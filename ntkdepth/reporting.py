@@ -71,13 +71,13 @@ def claim(holds: bool, true: str, false: str) -> str:
 
 
 def _round_trip(results: dict) -> dict:
+    if not isinstance(results, dict):
+        raise TypeError(f"run() must return a dict of results, not {type(results).__name__}")
     return json.loads(json.dumps(jsonable(results)))
 
 
 def report_results(module, config, results: dict, out) -> dict:
     """Writes the tables of ``results`` as CSV, then the experiment's own report; its headline."""
-    if not isinstance(results, dict):
-        raise TypeError(f"{module.NAME}: run() must return a dict of results, not {type(results).__name__}")
     for name, t in (results.get("tables") or {}).items():
         out.write_csv(name, t["columns"], t["rows"])
     return module.report(config, results, out) or {}
@@ -88,10 +88,7 @@ def run_experiment(module, config, out) -> dict:
 
     Returns the headline numbers ``report`` gives for the command line.
     """
-    results = module.run(config, out)
-    if getattr(module, "report", None) is None:  # computes and writes in one step
-        return results or {}
-    results = _round_trip(results)
+    results = _round_trip(module.run(config, out))
     out.write_json("results.json", results)
     return report_results(module, config, results, out)
 
@@ -112,8 +109,5 @@ def redraw(folder: Path | str) -> dict:
     results = read_json(folder / "results.json", f"run the experiment into {folder} again")
     experiment = get(record["experiment"])
     module = experiment.module
-    if getattr(module, "report", None) is None:
-        raise ConfigError(f"experiment {experiment.name!r} writes its outputs while it computes; "
-                          "run it again to redraw them")
     config = from_mapping(module.Config, record["config"])
     return report_results(module, config, results, OutputFolder(folder))

@@ -185,3 +185,24 @@ def test_results_json_is_strict_json_even_with_inf_and_nan(tmp_path):
 def test_report_names_a_folder_that_is_not_a_finished_run(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert f"{tmp_path} has no config.json: not the folder of a finished run" in capsys.readouterr().err
+
+
+def test_a_script_without_report_is_named_with_the_protocol(tmp_path):
+    from ntkdepth.config import ConfigError
+    from ntkdepth.experiments import Experiment
+
+    script = tmp_path / "half.py"
+    script.write_text('NAME = "half"\nDESCRIPTION = "d"\nclass Config: pass\ndef run(config, out): return {}\n')
+    with pytest.raises(ConfigError, match=r"half.py defines no report: an experiment script defines"):
+        Experiment("half", "d", script, tmp_path).module
+
+
+def test_report_draws_what_results_json_says(tmp_path):
+    out = tmp_path / "fig4"
+    assert main(["run", "fig4", "--preset", "smoke", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    results["at_depth"][-1]["median_one_minus_rho"] = 0.123456  # not what was computed
+    (out / "results.json").write_text(json.dumps(results))
+    (out / "summary.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert "| 1.235e-01 |" in (out / "summary.md").read_text()
