@@ -15,9 +15,12 @@ Run from the repository root::
    ``ntkdepth.kernels.nt_bridge``; its learning rate is ours times ``y.size``):
    the first call (which factorizes the kernel: our in-place tridiagonal
    eigendecomposition, neural-tangents' ``eigh``), the median of the further
-   calls, and ``t = inf`` on a fresh predictor (Cholesky in both). Beside them,
-   the same prediction contracted with ``np.einsum`` without BLAS (the
-   predictor's earlier code), from the same eigendecomposition.
+   calls (both given the test kernel as the same JAX array), and ``t = inf``
+   on a fresh predictor (Cholesky in both). Beside them,
+   the same prediction from the same eigenvectors through NumPy's BLAS
+   (``numpy``) and contracted with ``np.einsum`` without BLAS (``einsum``):
+   the predictor's two earlier implementations. The further calls of
+   ntkdepth, neural-tangents and ``numpy`` are interleaved, round by round.
 2. **Empirical NTK** (float32) of an ``ntkdepth.models.MLP`` (64 inputs, two
    hidden layers of 256, 10 outputs): ``empirical_ntk`` against a plain
    ``vmap(jacrev)`` Jacobian contraction, the earlier block-pair
@@ -75,6 +78,33 @@ def timed(label, fn, repeats):
     return first, med, out
 
 
+def interleaved(label, fns, repeats):
+    """Medians of ``repeats`` rounds in which every function of ``fns`` runs once, in turn.
+
+    Interleaving keeps a shared machine's changing load from favouring one side.
+    """
+    times = {name: [] for name in fns}
+    outs = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            outs.pop(name, None)
+            t0 = time.perf_counter()
+            outs[name] = _ready(fn())
+            times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    _progress(f"{label}: " + ", ".join(f"{name} {t:.4f} s" for name, t in med.items()))
+    return med, outs
+
+
+def _numpy_predict(v, lam, y, k_test, times):
+    """The same products through NumPy's BLAS (the predictor's earlier code), from the same eigenvectors."""
+    n, k = y.shape
+    p = -np.expm1(-times[:, None] * lam[None, :]) / lam[None, :]
+    z = v.T @ y
+    coeff = (v @ (p.T[:, :, None] * z[:, None, :]).reshape(n, -1)).reshape(n, -1, k).transpose(1, 0, 2)
+    return (k_test @ coeff.transpose(1, 0, 2).reshape(n, -1)).reshape(-1, len(times), k).transpose(1, 0, 2)
+
+
 def _einsum_predict(v, lam, y, k_test, times):
     """The earlier contraction: ``np.einsum`` of ``V diag(p_t) V^T Y``, then ``K(x, X)``, no BLAS."""
     p = -np.expm1(-times[:, None] * lam[None, :]) / lam[None, :]
@@ -90,13 +120,19 @@ def bench_predict(n, m, repeats, rng):
         k = np.asarray(relu_ntk(x, depth=3))
         k_test = np.asarray(relu_ntk(x_test, x, depth=3))
         y = rng.normal(size=(n, 10))
-        ours = GradientFlowPredictor(k, y)
-        f_ours, t_ours, out_ours = timed(f"n={n} ntkdepth predict", lambda: ours.predict(TIMES, k_test), repeats)
         kj, yj, kt = jnp.asarray(k), jnp.asarray(y), jnp.asarray(k_test)
+        ours = GradientFlowPredictor(k, y)
+        f_ours, _, _ = timed(f"n={n} ntkdepth predict", lambda: ours.predict(TIMES, kt), 0)
         theirs = nt_bridge.predict.gradient_descent_mse(kj, yj, learning_rate=y.size)
-        f_nt, t_nt, out_nt = timed(f"n={n} neural-tangents predict",
-                                   lambda: theirs(TIMES, None, 0.0, kt), repeats)
-        v, lam = ours.eigenvectors, ours.eigenvalues
+        f_nt, _, _ = timed(f"n={n} neural-tangents predict", lambda: theirs(TIMES, None, 0.0, kt), 0)
+        v, lam = np.array(ours.eigenvectors, order="F"), ours.eigenvalues
+        med, outs = interleaved(f"n={n} predict, interleaved", {
+            "ntkdepth": lambda: ours.predict(TIMES, kt),
+            "neural_tangents": lambda: theirs(TIMES, None, 0.0, kt),
+            "numpy": lambda: _numpy_predict(v, lam, y, k_test, TIMES),
+        }, max(repeats, 5))
+        t_ours, t_nt, t_numpy = med["ntkdepth"], med["neural_tangents"], med["numpy"]
+        out_ours, out_nt = outs["ntkdepth"], outs["neural_tangents"]
         _, t_einsum, out_einsum = timed(f"n={n} einsum contraction", lambda: _einsum_predict(v, lam, y, k_test, TIMES),
                                         max(1, repeats // 2))
         inf_ours, _, out_inf = timed(f"n={n} ntkdepth t=inf (Cholesky)",
@@ -108,9 +144,10 @@ def bench_predict(n, m, repeats, rng):
         return {
             "n": n, "m": m, "K": 10, "times": len(TIMES),
             "first_call_s": {"ntkdepth": f_ours, "neural_tangents": f_nt},
-            "predict_s": {"ntkdepth": t_ours, "neural_tangents": t_nt, "einsum": t_einsum},
+            "predict_s": {"ntkdepth": t_ours, "neural_tangents": t_nt, "numpy_blas": t_numpy, "einsum": t_einsum},
             "t_inf_s": {"ntkdepth": inf_ours, "neural_tangents": inf_nt},
             "ratio_predict_nt_over_ours": t_nt / t_ours,
+            "ratio_predict_numpy_blas_over_ours": t_numpy / t_ours,
             "ratio_predict_einsum_over_ours": t_einsum / t_ours,
             "ratio_first_call_nt_over_ours": f_nt / f_ours,
             "ratio_t_inf_nt_over_ours": inf_nt / inf_ours,
@@ -194,11 +231,11 @@ def main(argv=None):
 
     print(f"\nPredictions: depth-3 NTK on S^783, K = 10, m = {args.m} test points, {len(TIMES)} times, "
           "float64 (ratios: other / ntkdepth)")
-    print(f"{'n':>6} {'predict ours':>13} {'vs NT':>7} {'vs einsum':>10} {'1st call ours':>14} {'vs NT':>7} "
+    print(f"{'n':>6} {'predict ours':>13} {'vs NT':>7} {'vs numpy':>9} {'vs einsum':>10} {'1st call ours':>14} {'vs NT':>7} "
           f"{'t=inf ours':>11} {'vs NT':>7} {'|diff| NT':>10}")
     for r in predict:
         print(f"{r['n']:>6} {r['predict_s']['ntkdepth']:>12.4f}s {r['ratio_predict_nt_over_ours']:>7.2f} "
-              f"{r['ratio_predict_einsum_over_ours']:>10.1f} {r['first_call_s']['ntkdepth']:>13.2f}s "
+              f"{r['ratio_predict_numpy_blas_over_ours']:>9.2f} {r['ratio_predict_einsum_over_ours']:>10.1f} {r['first_call_s']['ntkdepth']:>13.2f}s "
               f"{r['ratio_first_call_nt_over_ours']:>7.2f} {r['t_inf_s']['ntkdepth']:>10.2f}s "
               f"{r['ratio_t_inf_nt_over_ours']:>7.2f} {r['max_abs_diff_vs_nt_over_max']:>10.1e}")
     print("\nEmpirical NTK: MLP 64 -> 256 -> 256 -> 10, float32 (ratios: other / ntkdepth; mlp_ntk: ours / it)")
