@@ -25,7 +25,9 @@ Run from the repository root::
    hidden layers of 256, 10 outputs): ``empirical_ntk`` against a plain
    ``vmap(jacrev)`` Jacobian contraction, the earlier block-pair
    implementation (a Jacobian per pair of blocks) at the small n only, and
-   ``mlp_ntk`` (the layer-structured kernel).
+   ``mlp_ntk`` (the layer-structured kernel); ``empirical_ntk``,
+   ``vmap(jacrev)`` and ``mlp_ntk`` interleaved, round by round, after a
+   compiling call each.
 
 Ratios are the other's time over ntkdepth's (above 1: ntkdepth is faster);
 every call ends with ``jax.block_until_ready``. Timings on a shared machine are
@@ -35,6 +37,7 @@ noisy: compare the ratios of one run, not absolute times across runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -179,13 +182,18 @@ def _old_empirical_ntk(apply_fn, params, x, block_size=16):
 
 def _vmap_jacrev_ntk(apply_fn, params, x):
     """The plain alternative: every Jacobian at once by ``vmap(jacrev)``, contracted over parameters."""
+    return _vmap_jacrev_fn(apply_fn)(params, x)
+
+
+@functools.lru_cache(maxsize=4)
+def _vmap_jacrev_fn(apply_fn):
     @jax.jit
-    def ntk(x):
+    def ntk(params, x):
         jac = jax.vmap(jax.jacrev(lambda p, xi: apply_fn(p, xi[None])[0]), in_axes=(None, 0))(params, x)
         flat = jnp.concatenate([a.reshape(x.shape[0], -1) for a in jax.tree_util.tree_leaves(jac)], axis=1)
         return flat @ flat.T / jax.tree_util.tree_leaves(jac)[0].shape[1]
 
-    return ntk(x)
+    return ntk
 
 
 def bench_empirical(sizes, old_max, repeats, rng):
@@ -194,9 +202,12 @@ def bench_empirical(sizes, old_max, repeats, rng):
     rows = []
     for n in sizes:
         x = jnp.asarray(rng.normal(size=(n, 64)), jnp.float32)
-        _, t_ours, k_ours = timed(f"n={n} empirical_ntk", lambda: empirical_ntk(net, x1=x), repeats)
-        _, t_plain, k_plain = timed(f"n={n} vmap(jacrev)", lambda: _vmap_jacrev_ntk(fm.output, fm.params, x), repeats)
-        _, t_mlp, k_mlp = timed(f"n={n} mlp_ntk", lambda: mlp_ntk(net, x), repeats)
+        fns = {"ours": lambda: empirical_ntk(net, x1=x), "plain": lambda: _vmap_jacrev_ntk(fm.output, fm.params, x),
+               "mlp_ntk": lambda: mlp_ntk(net, x)}
+        for fn in fns.values():
+            _ready(fn())  # compiles
+        med, outs = interleaved(f"n={n} empirical NTK, interleaved", fns, max(repeats, 5))
+        (t_ours, k_ours), (t_plain, k_plain), (t_mlp, k_mlp) = ((med[k], outs[k]) for k in fns)
         row = {"n": n, "empirical_ntk_s": t_ours, "vmap_jacrev_s": t_plain, "mlp_ntk_s": t_mlp,
                "ratio_vmap_jacrev_over_ours": t_plain / t_ours, "ratio_ours_over_mlp_ntk": t_ours / t_mlp,
                "max_rel_diff_vs_mlp_ntk": float(np.max(np.abs(np.asarray(k_ours) - np.asarray(k_mlp)))
