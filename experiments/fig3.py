@@ -22,8 +22,10 @@ import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.kernels import correlation_map, correlation_map_derivative, correlation_trace
+from ntkdepth.plotting import label_axes, pyplot, save_figure
+from ntkdepth.reporting import claim, table, table_column
 from ntkdepth.runs import RunDir
-from ntkdepth.theory.depth import LEMMA1_CONSTANT
+from ntkdepth.theory.depth import LEMMA1_CONSTANT, iterations_to_reach
 
 NAME = "fig3"
 DESCRIPTION = "the ReLU correlation map f, its fixed point 1 and its iterates rho_l = f^(l-1)(rho_1)"
@@ -56,13 +58,6 @@ class Config:
             raise ValueError("starts: give at least one starting correlation")
 
 
-def _iterations_to(one_minus_rho: np.ndarray, threshold: float) -> np.ndarray:
-    """Per column, the number of applications of f until 1 - rho < threshold (-1 if never)."""
-    below = one_minus_rho < threshold
-    first = np.argmax(below, axis=0)
-    return np.where(below.any(axis=0), first, -1)  # row l - 1 holds f^(l-1)(rho_1)
-
-
 def run(config: Config, out: RunDir) -> dict:
     def compute():
         with jax.enable_x64(True):
@@ -85,9 +80,8 @@ def run(config: Config, out: RunDir) -> dict:
     inner = grid < 1.0
     gap = f - grid  # f(rho) - rho
     diffs = np.diff(f)
-    counts = _iterations_to(a["count_omr"], config.count_threshold)
+    counts = iterations_to_reach(a["count_omr"], config.count_threshold)
     layers = np.arange(1, config.iterations + 1)
-
     checks = {
         "f(-1)": float(a["ends"][0]), "f(1)": float(a["ends"][1]),
         "f'(-1)": float(a["ends_prime"][0]), "f'(1)": float(a["ends_prime"][1]),
@@ -99,30 +93,36 @@ def run(config: Config, out: RunDir) -> dict:
         "argmin of f(rho) - rho on [-1, 1) (grid)": float(grid[inner][np.argmin(gap[inner])]),
         "fixed points on the grid": [float(x) for x in grid[np.abs(gap) <= 1e-15]],
     }
-    count_table = [
-        {"rho1": float(r), "iterations": int(c), "threshold": config.count_threshold,
-         "lemma1_estimate": math.sqrt(LEMMA1_CONSTANT / config.count_threshold) - 1}
-        for r, c in zip(config.count_starts, counts)
-    ]
-    out.write_csv("map.csv", ["rho", "f", "fprime", "f_minus_rho"],
-                  zip(grid, f, fp, gap))
-    out.write_csv(
-        "iterates.csv", ["rho1", "layer", "rho", "one_minus_rho", "lemma1_one_minus_rho"],
-        [[float(r), int(ell), a["iter_rho"][k, j], a["iter_omr"][k, j], LEMMA1_CONSTANT / ell**2]
-         for j, r in enumerate(config.starts) for k, ell in enumerate(layers)],
-    )
-    last = {
-        "layer": config.iterations,
-        "one_minus_rho": {f"{r:g}": a["iter_omr"][-1, j] for j, r in enumerate(config.starts)},
-        "L2_one_minus_rho_over_9pi2_2": {
-            f"{r:g}": config.iterations**2 * a["iter_omr"][-1, j] / LEMMA1_CONSTANT
-            for j, r in enumerate(config.starts)
+    return {
+        "checks": checks,
+        "iterations_to_threshold": [
+            {"rho1": float(r), "iterations": int(c), "threshold": config.count_threshold,
+             "lemma1_estimate": math.sqrt(LEMMA1_CONSTANT / config.count_threshold) - 1}
+            for r, c in zip(config.count_starts, counts)
+        ],
+        "at_last_layer": {
+            "layer": config.iterations,
+            "one_minus_rho": {f"{r:g}": a["iter_omr"][-1, j] for j, r in enumerate(config.starts)},
+            "L2_one_minus_rho_over_9pi2_2": {
+                f"{r:g}": config.iterations**2 * a["iter_omr"][-1, j] / LEMMA1_CONSTANT
+                for j, r in enumerate(config.starts)
+            },
+        },
+        "cobweb": a["cobweb"].T,  # [start, step]: rho_1 .. rho_(steps + 1)
+        "tables": {
+            "map.csv": table(["rho", "f", "fprime", "f_minus_rho"], zip(grid, f, fp, gap)),
+            "iterates.csv": table(
+                ["rho1", "layer", "rho", "one_minus_rho", "lemma1_one_minus_rho"],
+                [[float(r), int(ell), a["iter_rho"][k, j], a["iter_omr"][k, j], LEMMA1_CONSTANT / ell**2]
+                 for j, r in enumerate(config.starts) for k, ell in enumerate(layers)]),
         },
     }
-    out.write_json("results.json", {"checks": checks, "iterations_to_threshold": count_table,
-                                    "at_last_layer": last})
-    _plot(out, config, a, layers)
-    out.write_summary(_summary(config, checks, count_table, last))
+
+
+def report(config: Config, results: dict, out) -> dict:
+    checks, count_table = results["checks"], results["iterations_to_threshold"]
+    _plot(out, config, results)
+    out.write_summary(_summary(config, checks, count_table, results["at_last_layer"]))
     return {
         "f(-1), f(1), f'(1)": ", ".join(f"{checks[k]:.3g}" for k in ("f(-1)", "f(1)", "f'(1)")),
         f"iterations to 1 - rho < {config.count_threshold:g}":
@@ -131,21 +131,19 @@ def run(config: Config, out: RunDir) -> dict:
     }
 
 
-def _plot(out, config, a, layers):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid, f, fp = a["grid"], a["f"], a["fprime"]
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
-    ax1, ax2, ax3, ax4 = axes
+def _plot(out, config, results):
+    grid, f, fp = (table_column(results["tables"]["map.csv"], c) for c in ("rho", "f", "fprime"))
+    # The iterates, one start after another: [layer, start].
+    rho, omr = (table_column(results["tables"]["iterates.csv"], c).reshape(len(config.starts), -1).T
+                for c in ("rho", "one_minus_rho"))
+    layers = np.arange(1, config.iterations + 1)
+    plt = pyplot()
+    fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(20, 4.8))
 
     ax1.plot(grid, f, color="tab:blue", lw=1.8, label=r"$f(\rho)$")
     ax1.plot(grid, grid, color="k", lw=0.8, ls="--", label=r"diagonal $f(\rho) = \rho$")
     cob_colors = ["tab:red", "tab:purple", "tab:orange", "tab:brown"]
-    for j, r1 in enumerate(config.cobweb_starts):
-        r = a["cobweb"][:, j]
+    for j, (r1, r) in enumerate(zip(config.cobweb_starts, results["cobweb"])):
         # Start on the diagonal at (rho_1, rho_1), go up to f, across to the diagonal, ...
         xs, ys = [r[0]], [r[0]]
         for k in range(len(r) - 1):
@@ -159,47 +157,30 @@ def _plot(out, config, a, layers):
     ax1.set_xlim(-1.05, 1.05)
     ax1.set_ylim(-1.05, 1.05)
     ax1.set_aspect("equal")
-    ax1.set_xlabel(r"$\rho$")
-    ax1.set_ylabel(r"$f(\rho)$")
-    ax1.set_title(r"correlation map $f$ (Definition 5)")
-    ax1.legend(fontsize=7, loc="lower right")
-    ax1.grid(alpha=0.3)
+    label_axes(ax1, r"$\rho$", r"$f(\rho)$", r"correlation map $f$ (Definition 5)",
+               legend_size=7, legend_loc="lower right")
 
     ax2.plot(grid, fp, color="tab:blue", lw=1.8, label=r"$f'(\rho) = (\pi - \arccos\rho)/\pi$")
     ax2.axhline(1.0, color="k", lw=0.8, ls=":", label=r"$f'(1) = 1$")
     ax2.plot([1], [1], "o", color="k", ms=6)
-    ax2.set_xlabel(r"$\rho$")
-    ax2.set_ylabel(r"$f'(\rho) = \dot\Sigma^{\ell+1}$")
-    ax2.set_title(r"derivative $f'$")
-    ax2.legend(fontsize=8, loc="upper left")
-    ax2.grid(alpha=0.3)
+    label_axes(ax2, r"$\rho$", r"$f'(\rho) = \dot\Sigma^{\ell+1}$", r"derivative $f'$",
+               legend_loc="upper left")
 
     colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(config.starts)))
     for j, r1 in enumerate(config.starts):
-        ax3.plot(layers, a["iter_rho"][:, j], "o-", ms=2.5, lw=1, color=colors[j],
-                 label=rf"$\rho_1 = {r1:g}$")
-        ax4.loglog(layers, a["iter_omr"][:, j], "o-", ms=2.5, lw=1, color=colors[j],
-                   label=rf"$\rho_1 = {r1:g}$")
+        ax3.plot(layers, rho[:, j], "o-", ms=2.5, lw=1, color=colors[j], label=rf"$\rho_1 = {r1:g}$")
+        ax4.loglog(layers, omr[:, j], "o-", ms=2.5, lw=1, color=colors[j], label=rf"$\rho_1 = {r1:g}$")
     ax3.axhline(1.0, color="k", lw=1, ls=":", label="fixed point 1")
-    ax3.set_xlabel(r"layer $\ell$")
-    ax3.set_ylabel(r"$\rho_\ell = f^{\circ(\ell-1)}(\rho_1)$")
-    ax3.set_title(r"iterates $\rho_{\ell+1} = f(\rho_\ell)$")
-    ax3.legend(fontsize=8, loc="lower right")
-    ax3.grid(alpha=0.3)
+    label_axes(ax3, r"layer $\ell$", r"$\rho_\ell = f^{\circ(\ell-1)}(\rho_1)$",
+               r"iterates $\rho_{\ell+1} = f(\rho_\ell)$", legend_loc="lower right")
 
     ax4.loglog(layers, LEMMA1_CONSTANT / layers**2.0, color="k", lw=1, ls="--",
                label=r"Lemma 1: $9\pi^2 / (2\ell^2)$")
     ax4.axhline(config.count_threshold, color="tab:red", lw=0.8, ls=":",
                 label=rf"$1 - \rho = {config.count_threshold:g}$")
-    ax4.set_xlabel(r"layer $\ell$")
-    ax4.set_ylabel(r"$1 - \rho_\ell$")
-    ax4.set_title(r"distance to the fixed point")
-    ax4.legend(fontsize=8, loc="upper right")
-    ax4.grid(alpha=0.3, which="both")
-    fig.suptitle(r"Figure 3: the ReLU correlation map on the sphere ($\sigma_w^2 = 2$, no bias)")
-    fig.tight_layout()
-    out.save_figure(fig, "fig3.png")
-    plt.close(fig)
+    label_axes(ax4, r"layer $\ell$", r"$1 - \rho_\ell$", r"distance to the fixed point",
+               legend_loc="upper right", grid="both")
+    save_figure(out, fig, "fig3.png", r"Figure 3: the ReLU correlation map on the sphere ($\sigma_w^2 = 2$, no bias)")
 
 
 def _summary(config, checks, count_table, last) -> str:
@@ -209,8 +190,6 @@ def _summary(config, checks, count_table, last) -> str:
         for c in count_table
     )
     l2 = last["L2_one_minus_rho_over_9pi2_2"]
-    fp_max = checks["max of f'(rho) on [-1, 1) (grid)"]
-    fp_one = checks["f'(1)"]
     lines = [
         "# Figure 3: the correlation map f and its iterates",
         "",
@@ -226,14 +205,8 @@ def _summary(config, checks, count_table, last) -> str:
         "",
         "## Finding",
         "",
-        f"f is increasing (smallest step on the grid {checks['min of f(rho_(i+1)) - f(rho_i) on the grid']:.2e} > 0), "
-        f"f(-1) = {checks['f(-1)']:.3g} and f(rho) > rho on [-1, 1) (smallest gap on the grid "
-        f"{checks['min of f(rho) - rho on [-1, 1) (grid)']:.2e}, at rho = "
-        f"{checks['argmin of f(rho) - rho on [-1, 1) (grid)']:.6g}); since "
-        f"f'(rho) < 1 there (largest {fp_max:.6f}), "
-        f"f(rho) - rho decreases to its only zero, the fixed point 1, where f'(1) = "
-        f"{fp_one:.3g}: the iterates climb to 1 but ever more slowly. "
-        f"Iterations to reach 1 - rho < {config.count_threshold:g}: {counts} "
+        _finding(checks)
+        + f"Iterations to reach 1 - rho < {config.count_threshold:g}: {counts} "
         f"(Lemma 1's 9 pi^2 / (2 l^2) alone predicts about "
         f"{count_table[0]['lemma1_estimate']:.0f}). At l = {last['layer']}, l^2 (1 - rho_l) is "
         f"{min(l2.values()):.3f}..{max(l2.values()):.3f} times 9 pi^2 / 2.",
@@ -242,3 +215,25 @@ def _summary(config, checks, count_table, last) -> str:
         "start and layer); results.json.",
     ]
     return "\n".join(lines)
+
+
+def _finding(checks) -> str:
+    """What the grid shows of f, each claim checked against the numbers it quotes."""
+    fp_max, fp_one = checks["max of f'(rho) on [-1, 1) (grid)"], checks["f'(1)"]
+    step, gap = checks["min of f(rho_(i+1)) - f(rho_i) on the grid"], checks["min of f(rho) - rho on [-1, 1) (grid)"]
+    climbs = checks["f(rho) > rho on [-1, 1) (grid)"] and fp_max < 1
+    return (
+        claim(checks["f increasing on the grid"], "f is increasing", "f is not increasing")
+        + f" (smallest step on the grid {step:.2e}"
+        + claim(step > 0, " > 0), ", "), ")
+        + f"f(-1) = {checks['f(-1)']:.3g} and "
+        + claim(checks["f(rho) > rho on [-1, 1) (grid)"], "f(rho) > rho", "not f(rho) > rho everywhere")
+        + f" on [-1, 1) (smallest gap on the grid {gap:.2e}, at rho = "
+        f"{checks['argmin of f(rho) - rho on [-1, 1) (grid)']:.6g}); "
+        + claim(fp_max < 1, "since f'(rho) < 1 there", "yet f'(rho) reaches 1 there")
+        + f" (largest {fp_max:.6f}), "
+        + claim(climbs, "f(rho) - rho decreases to its only zero, the fixed point 1, where f'(1) = ",
+                "the grid does not show a single fixed point at 1; f'(1) = ")
+        + f"{fp_one:.3g}"
+        + claim(climbs and fp_one == 1, ": the iterates climb to 1 but ever more slowly. ", ". ")
+    )

@@ -205,18 +205,19 @@ def _plot(out, config, results) -> str:
     layers, bands = _bands(results, config.max_curves)
     titles = {"rho": r"$\rho_\ell$", "sigmadot": r"$\dot\Sigma^{\ell}$", "thetabar": r"$\bar\Theta^{\ell}$"}
     panels = {q: (titles[q], bands[q]) for q in titles}
-    legend_loc = {"rho": "lower right", "sigmadot": "lower right", "thetabar": "lower right"}
+    legend_loc = {"rho": "lower right", "sigmadot": "lower right", "thetabar": "lower right",
+                  "residual": "lower left"}
     if source["name"] == "mnist":
-        # Thetabar starts high and ends low on MNIST: its upper right corner is empty.
-        legend_loc["thetabar"] = "upper right"
+        # Thetabar and its distance to 1/4 start high and end low on MNIST: their upper right
+        # corners are empty.
+        legend_loc["thetabar"] = legend_loc["residual"] = "upper right"
         title = (f"{figure}: {config.n} MNIST images ({source['split']} split) on $S^{{783}}$ and a "
                  r"held-out image $x^*$, ReLU, ")
     else:
         title = f"{figure}: {config.n} points on $S^{{{source['dim'] - 1}}}$ ({source['name']}) and $x^*$, ReLU, "
-    if config.b_std == 0 and source["name"] != "mnist":
+    if config.b_std == 0:
         # The approach to the limit 1/4, visible over decades only on a log axis.
         panels["residual"] = (r"$|\bar\Theta^{\ell} - 1/4|$", bands["residual"])
-        legend_loc["residual"] = "lower left"
     fig = depth_panels(
         layers, panels,
         [PairGroup(g, labels[g], colors[g], styles[g]) for g in ("inside", "with_x_star")],

@@ -23,6 +23,7 @@ import numpy as np
 from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_points, point_source
 from ntkdepth.grids import log_grid
+from ntkdepth.reporting import table
 from ntkdepth.runs import RunDir
 from ntkdepth.theory import depth_scan
 
@@ -79,18 +80,10 @@ def run(config: Config, out: RunDir) -> dict:
         for k, d in enumerate(depths):
             rows.append([n, int(d), s["lambda_min"][k], *s["projection_norm"][k], s["projection_norm_inf"][k]]
                         + ([float(np.min(s["gap"][k]))] if mnist else []))
-    out.write_csv(
-        "projection_norm.csv",
-        ["n", "depth", "lambda_min", *[f"norm_P_t={t:g}" for t in config.times], "norm_P_inf"]
-        + (["min_gap_held_out"] if mnist else []),
-        rows,
-    )
     limit = {t: (1 - np.exp(-0.75 * t)) / 0.75 for t in config.times}
-    results = {
-        "data_dir": str(source.directory), "split": source.split, "dim": source.dim,
-    } if mnist else {}
+    results = {"data_dir": str(source.directory), "split": source.split} if mnist else {}
     results |= {
-        "depths": depths,
+        "dataset": source.name, "dim": source.dim, "depths": depths,
         "limit_norm": {f"{t:g}": v for t, v in limit.items()} | {"inf": 4 / 3},
         "per_n": {
             str(n): {
@@ -100,46 +93,78 @@ def run(config: Config, out: RunDir) -> dict:
             } | ({"min_gap_held_out": np.min(s["gap"], axis=1)} if mnist else {})
             for n, s in scans.items()
         },
+        "tables": {"projection_norm.csv": table(
+            ["n", "depth", "lambda_min", *[f"norm_P_t={t:g}" for t in config.times], "norm_P_inf"]
+            + (["min_gap_held_out"] if mnist else []), rows)},
     }
-    out.write_json("results.json", results)
-    figure = _plot(out, config, source, depths, scans, limit)
-    out.write_summary(_summary(config, source, depths, scans, figure))
-    n_big = config.ns[-1]
+    return results
+
+
+def report(config: Config, results: dict, out) -> dict:
+    figure = _plot(out, config, results)
+    out.write_summary(_summary(config, results, figure))
+    depths, scans = _scans(config, results)
+    p_inf = scans[config.ns[-1]]["projection_norm_inf"]
     return {
-        f"|P_inf| at depth 1 / {depths[-1]} (n={n_big})":
-            f"{scans[n_big]['projection_norm_inf'][0]:.3g} / {scans[n_big]['projection_norm_inf'][-1]:.4f}",
+        f"|P_inf| at depth 1 / {depths[-1]} (n={config.ns[-1]})": f"{p_inf[0]:.3g} / {p_inf[-1]:.4f}",
         "figure": str(out.file(figure)),
     }
 
 
-def _plot(out, config, source, depths, scans, limit) -> str:
+def _scans(config, results) -> tuple[np.ndarray, dict]:
+    """The depths ``[D]`` and, per n, ``lambda_min [D]``, ``projection_norm [D, times]``,
+    ``projection_norm_inf [D]`` and (MNIST) ``gap [D]``, the held-out images' smallest gap."""
+    def floats(v):  # inf and NaN come back from results.json as strings
+        return np.asarray(v, dtype=np.float64)
+
+    scans = {}
+    for n in config.ns:
+        s = results["per_n"][str(n)]
+        scans[n] = {"lambda_min": floats(s["lambda_min"]),
+                    "projection_norm": floats([s["norm_P_t"][f"{t:g}"] for t in config.times]).T,
+                    "projection_norm_inf": floats(s["norm_P_inf"])}
+        if "min_gap_held_out" in s:
+            scans[n]["gap"] = floats(s["min_gap_held_out"])
+    return np.asarray(results["depths"]), scans
+
+
+def _plot(out, config, results) -> str:
     import matplotlib.pyplot as plt
 
     from ntkdepth.plotting import projection_norm_panels
 
-    if source.name == "mnist":
+    if results["dataset"] == "mnist":
         file, panel = "fig6_mnist.png", lambda n: f"$n = {n}$ MNIST images"
-        title = f"Figure 6 on MNIST ({source.split} split, on $S^{{783}}$): norm of the projection operator"
+        title = (f"Figure 6 on MNIST ({results['split']} split, on $S^{{783}}$): "
+                 "norm of the projection operator")
     else:
-        file, panel = "fig6.png", lambda n: f"$n = {n}$ points on $S^{{{source.dim - 1}}}$"
+        file, panel = "fig6.png", lambda n: f"$n = {n}$ points on $S^{{{results['dim'] - 1}}}$"
         title = "Figure 6: norm of the projection operator"
+    depths, scans = _scans(config, results)
+    limit = {t: results["limit_norm"][f"{t:g}"] for t in config.times}
     fig = projection_norm_panels(depths, scans, config.times, limit, panel, title + " against depth")
     out.save_figure(fig, file)
     plt.close(fig)
     return file
 
 
-def _summary(config, source, depths, scans, figure) -> str:
-    mnist = source.name == "mnist"
+def _marks(depths) -> tuple[int, int]:
+    """The indices of the first depths at least 5 and 100 (the last depth if none)."""
+    return tuple(min(int(np.searchsorted(depths, d)), len(depths) - 1) for d in (5, 100))
+
+
+def _summary(config, results, figure) -> str:
+    mnist = results["dataset"] == "mnist"
+    depths, scans = _scans(config, results)
     if mnist:
         head = [
             "# Figure 6 on MNIST: norm of the projection term against depth", "",
-            f"MNIST images from the {source.split} split in {source.directory}, drawn uniformly without "
-            "replacement and normalized onto S^783;",
+            f"MNIST images from the {results['split']} split in {results['data_dir']}, drawn uniformly "
+            "without replacement and normalized onto S^783;",
         ]
     else:
         head = ["# Figure 6: norm of the projection term against depth", "",
-                f"Points uniform on S^{source.dim - 1},"]
+                f"Points uniform on S^{results['dim'] - 1},"]
     head[-1] += (
         f" n in {config.ns}, depths {depths[0]}..{depths[-1]} ({len(depths)} log-spaced), stopping "
         f"times {config.times} and infinity; kernel Thetabar^L."
@@ -152,21 +177,22 @@ def _summary(config, source, depths, scans, figure) -> str:
         + " | norm P_inf |" + (" held-out gap |" if mnist else ""),
         "|---|---|---|" + "---|" * (len(config.times) + 1 + mnist),
     ]
-    k5, k100 = (min(int(np.searchsorted(depths, d)), len(depths) - 1) for d in (5, 100))
     for n, s in scans.items():
-        for k in sorted({0, k5, k100, len(depths) - 1}):
+        for k in sorted({0, *_marks(depths), len(depths) - 1}):
             lines.append(
                 f"| {n} | {depths[k]} | {s['lambda_min'][k]:.3e} | "
                 + " | ".join(f"{v:.3f}" for v in s["projection_norm"][k])
                 + f" | {s['projection_norm_inf'][k]:.3g} |"
-                + (f" {np.min(s['gap'][k]):.3g} |" if mnist else "")
+                + (f" {s['gap'][k]:.3g} |" if mnist else "")
             )
-    lines += ["", _finding(config, depths, scans, k5), "", f"Files: {figure}, projection_norm.csv, results.json."]
+    lines += ["", _finding(config, results), "", f"Files: {figure}, projection_norm.csv, results.json."]
     return "\n".join(lines)
 
 
-def _finding(config, depths, scans, k5) -> str:
+def _finding(config, results) -> str:
     """The summary's finding, every claim in it checked against the numbers it quotes."""
+    depths, scans = _scans(config, results)
+    k5 = _marks(depths)[0]
     times = np.asarray(config.times)
     # |P_t| <= t in exact arithmetic; the slack allows for rounding.
     worst = max(float(np.max(s["projection_norm"] / np.maximum(times, 1e-300))) for s in scans.values())
@@ -185,7 +211,7 @@ def _finding(config, depths, scans, k5) -> str:
         + f" towards the limit 4/3 of (3/4) I + (1/4) 1 1^T ({abs(p_inf[-1] - 4 / 3):.2g} from it)."
     )
     if "gap" in s:
-        gap = np.min(s["gap"], axis=1)
+        gap = s["gap"]
         text += (
             f" The held-out images' gap to 1/4 {'shrinks' if gap[-1] < gap[0] else 'does not shrink'} "
             f"from {gap[0]:.3g} (depth {depths[0]}) to {gap[k5]:.3g} (depth {depths[k5]}) and "

@@ -22,6 +22,7 @@ from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_sett
 from ntkdepth.data import load_points, point_source
 from ntkdepth.grids import log_grid
 from ntkdepth.kernels import relu_kernel_trace
+from ntkdepth.reporting import table, table_records
 from ntkdepth.runs import RunDir
 
 NAME = "fig7"
@@ -76,56 +77,74 @@ def run(config: Config, out: RunDir) -> dict:
     for n, v in per_n.items():
         for k, d in enumerate(depths):
             rows.append([n, int(d), v[:, k].mean(), v[:, k].min(), v[:, k].max()])
-    out.write_csv("lambda_min.csv", ["n", "depth", "mean", "min", "max"], rows)
-    marks = [d for d in (1, 2, 3, 5, 10, 20, 50, 100, 1000) if d in depths]
     col = {int(d): k for k, d in enumerate(depths)}
-    table = {
-        str(n): {str(d): float(v[:, col[d]].mean()) for d in marks} for n, v in per_n.items()
-    }
-    results = {"data_dir": str(source.directory), "split": source.split,
-               "dim": source.dim} if source.name == "mnist" else {}
+    results = {"data_dir": str(source.directory), "split": source.split} if source.name == "mnist" else {}
     results |= {
-        "depths": depths, "lambda_min_mean": table, "limit": 0.75,
+        "dataset": source.name, "dim": source.dim, "depths": depths,
+        "lambda_min_mean": {str(n): {str(d): float(v[:, col[d]].mean()) for d in _marks(depths)}
+                            for n, v in per_n.items()},
+        "limit": 0.75,
         "median_correlation_depth1": float(np.median(correlations)),
         "n_greater_than_d": [n for n in config.ns if n > source.dim],
+        "tables": {"lambda_min.csv": table(["n", "depth", "mean", "min", "max"], rows)},
     }
-    out.write_json("results.json", results)
-    figure = _plot(out, source, depths, per_n)
-    out.write_summary(_summary(config, source, per_n, marks, col, results, figure))
+    return results
+
+
+def report(config: Config, results: dict, out) -> dict:
+    figure = _plot(out, config, results)
+    out.write_summary(_summary(config, results, figure))
     n = config.ns[-1]
+    marks = _marks(results["depths"])
     return {
         f"lambda_min at depths {marks} (n={n})":
-            " / ".join(f"{per_n[n][:, col[d]].mean():.3g}" for d in marks),
+            " / ".join(f"{results['lambda_min_mean'][str(n)][str(d)]:.3g}" for d in marks),
         "figure": str(out.file(figure)),
     }
 
 
-def _plot(out, source, depths, per_n) -> str:
+def _marks(depths) -> list[int]:
+    """The depths of the summary's table: those of 1, 2, 3, 5, 10, 20, 50, 100, 1000 computed."""
+    return [d for d in (1, 2, 3, 5, 10, 20, 50, 100, 1000) if d in depths]
+
+
+def _curves(results) -> tuple[np.ndarray, dict]:
+    """The depths ``[D]`` and ``n -> (mean, min, max)`` of lambda_min over the draws, each ``[D]``."""
+    depths = np.asarray(results["depths"])
+    rows = {}
+    for r in table_records(results["tables"]["lambda_min.csv"]):
+        rows.setdefault(int(r["n"]), []).append((r["mean"], r["min"], r["max"]))
+    return depths, {n: tuple(np.asarray(v, dtype=np.float64).T) for n, v in rows.items()}
+
+
+def _plot(out, config, results) -> str:
     import matplotlib.pyplot as plt
 
     from ntkdepth.plotting import lambda_min_panels
 
-    if source.name == "mnist":
-        file, title = "fig7_mnist.png", f"Figure 7 on MNIST ({source.split} split, on $S^{{783}}$): "
-        tail = ""
+    if results["dataset"] == "mnist":
+        file = "fig7_mnist.png"
+        title, tail = f"Figure 7 on MNIST ({results['split']} split, on $S^{{783}}$): ", ""
     else:
-        file, title, tail = "fig7.png", "Figure 7: ", f", points on $S^{{{source.dim - 1}}}$"
+        file, title, tail = "fig7.png", "Figure 7: ", f", points on $S^{{{results['dim'] - 1}}}$"
+    depths, curves = _curves(results)
     fig = lambda_min_panels(
-        depths, per_n, "log scale (depths where it is 0 up to rounding omitted)",
-        title + "smallest eigenvalue of the normalized NTK" + tail,
+        depths, curves, "log scale (depths where it is 0 up to rounding omitted)",
+        title + "smallest eigenvalue of the normalized NTK" + tail, band=config.seeds > 1,
     )
     out.save_figure(fig, file)
     plt.close(fig)
     return file
 
 
-def _summary(config, source, per_n, marks, col, results, figure) -> str:
-    if source.name == "mnist":
+def _summary(config, results, figure) -> str:
+    if results["dataset"] == "mnist":
         title = "Figure 7 on MNIST"
-        what = (f"MNIST images from the {source.split} split in {source.directory}, drawn uniformly "
-                f"without replacement and normalized onto S^{source.dim - 1}")
+        what = (f"MNIST images from the {results['split']} split in {results['data_dir']}, drawn uniformly "
+                f"without replacement and normalized onto S^{results['dim'] - 1}")
     else:
-        title, what = "Figure 7", f"Points uniform on S^{source.dim - 1}"
+        title, what = "Figure 7", f"Points uniform on S^{results['dim'] - 1}"
+    marks = _marks(results["depths"])
     lines = [
         f"# {title}: smallest eigenvalue of the normalized NTK against depth",
         "",
@@ -135,35 +154,38 @@ def _summary(config, source, per_n, marks, col, results, figure) -> str:
         "| n | " + " | ".join(f"L = {d}" for d in marks) + " |",
         "|---|" + "---|" * len(marks),
     ]
-    for n, v in per_n.items():
-        lines.append(f"| {n} | " + " | ".join(f"{v[:, col[d]].mean():.3g}" for d in marks) + " |")
-    lines += ["", _finding(config, source, per_n, marks, col, results), "",
-              f"Files: {figure}, lambda_min.csv, results.json."]
+    for n in config.ns:
+        lines.append(f"| {n} | " + " | ".join(f"{results['lambda_min_mean'][str(n)][str(d)]:.3g}"
+                                              for d in marks) + " |")
+    lines += ["", _finding(config, results), "", f"Files: {figure}, lambda_min.csv, results.json."]
     return "\n".join(lines)
 
 
-def _finding(config, source, per_n, marks, col, results) -> str:
+def _finding(config, results) -> str:
     """The summary's finding, every claim in it checked against the numbers it quotes."""
+    depths, curves = _curves(results)
+    mean = {n: curves[n][0] for n in config.ns}
+    marks = _marks(depths)
     n = config.ns[-1]
-    v = per_n[n].mean(0)
-    d5 = 5 if 5 in col else marks[min(2, len(marks) - 1)]
-    increasing = all(np.all(np.diff(per_n[m].mean(0)) > -1e-12) for m in config.ns)
+    v = mean[n]
+    d5 = 5 if 5 in depths else marks[min(2, len(marks) - 1)]
+    k5 = list(depths).index(d5)
+    increasing = all(np.all(np.diff(mean[m]) > -1e-12) for m in config.ns)
     lowest_first = all(
-        np.all(per_n[a].mean(0)[1:] >= per_n[b].mean(0)[1:] - 1e-12)
-        for a, b in zip(config.ns, config.ns[1:])
+        np.all(mean[a][1:] >= mean[b][1:] - 1e-12) for a, b in zip(config.ns, config.ns[1:])
     ) if sorted(config.ns) == list(config.ns) else None
     singular = results["n_greater_than_d"]
-    points = "images" if source.name == "mnist" else "points"
+    points = "images" if results["dataset"] == "mnist" else "points"
     return (
         "Finding: lambda_min(Thetabar^L) "
         + ("increases with depth for every n" if increasing
            else "does not increase monotonically for every n")
         + f"; for n = {n} it goes from "
         + (f"0 (up to rounding: {v[0]:.1e})" if abs(v[0]) < 1e-10 else f"{v[0]:.2g}")
-        + f" at depth 1 to {v[col[d5]]:.3g} ({v[col[d5]] / 0.75:.0%} of the limit 3/4) at depth {d5} "
+        + f" at depth 1 to {v[k5]:.3g} ({v[k5] / 0.75:.0%} of the limit 3/4) at depth {d5} "
         f"and {v[-1]:.3g} at depth {config.max_depth}"
         + (f"; at depth 1 the Gram matrix of n = {', '.join(map(str, singular))} {points} in "
-           f"R^{source.dim} is singular" if singular else "")
+           f"R^{results['dim']} is singular" if singular else "")
         + (", and larger n lowers every curve beyond depth 1" if lowest_first
            else "; larger n does not lower every curve beyond depth 1" if lowest_first is False else "")
         + f". The median correlation of a pair of {points} is {results['median_correlation_depth1']:.2f} "

@@ -23,8 +23,10 @@ import numpy as np
 from ntkdepth.config import setting
 from ntkdepth.data import load_points, min_pairwise_angle
 from ntkdepth.grids import log_grid
+from ntkdepth.plotting import label_axes, pyplot, save_figure, width_axis
+from ntkdepth.reporting import as_numbers, claim, table
 from ntkdepth.runs import RunDir
-from ntkdepth.stats import fit_power_law
+from ntkdepth.stats import PowerLaw, fit_power_law
 from ntkdepth.theory import (
     decay_onset_depth,
     depth_scan,
@@ -86,46 +88,43 @@ def run(config: Config, out: RunDir) -> dict:
         print(f"  n = {n} done", flush=True)
     header = ["n", "seed", "delta", "depth_bound", "first_stable", "last_expressive",
               "goldilocks_first", "goldilocks_last", "lambda_min_deepest", "max_depth_scanned"]
-    out.write_csv("goldilocks.csv", header, rows)
-    table = np.array(rows, dtype=np.float64)
+    values = np.array(rows, dtype=np.float64)
     per_n = {}
     for n in config.ns:
-        sel = table[table[:, 0] == n]
+        sel = values[values[:, 0] == n]
         per_n[n] = {h: float(np.nanmean(sel[:, i])) for i, h in enumerate(header) if i >= 2}
     # The separation's scaling with n: delta_n ~ c n^(-2/(d-1)).
     ns = np.array(config.ns, dtype=np.float64)
-    deltas = np.array([per_n[n]["delta"] for n in config.ns])
-    law = fit_power_law(ns, deltas) if len(ns) > 1 else None
-    slope = law.exponent if law else np.nan
-    results = {
+    law = fit_power_law(ns, [per_n[n]["delta"] for n in config.ns]) if len(ns) > 1 else None
+    return {
         "per_n": {str(n): v for n, v in per_n.items()},
-        "delta_scaling": {"fitted_exponent": slope, "theory_exponent": -2 / (config.dim - 1),
+        "delta_scaling": {"fitted_exponent": law.exponent if law else np.nan,
+                          "theory_exponent": -2 / (config.dim - 1),
                           "fitted_constant": law.prefactor if law else np.nan},
         "bound_times_delta": {str(n): per_n[n]["depth_bound"] * per_n[n]["delta"] for n in config.ns},
         "thresholds": {"min_lambda": config.min_lambda, "min_gap": config.min_gap},
+        "tables": {"goldilocks.csv": table(header, rows)},
     }
-    out.write_json("results.json", results)
-    _plot(out, config, per_n, law)
-    out.write_summary(_summary(config, per_n, slope))
-    n = config.ns[-1]
+
+
+def report(config: Config, results: dict, out) -> dict:
+    per_n = as_numbers(results["per_n"])
+    scaling = as_numbers(results["delta_scaling"])
+    _plot(out, config, per_n, scaling)
+    out.write_summary(_summary(config, per_n, scaling["fitted_exponent"]))
+    last = per_n[str(config.ns[-1])]
     return {
-        f"delta, bound, Goldilocks range at n={n}":
-            f"{per_n[n]['delta']:.3g}, {per_n[n]['depth_bound']:.0f}, "
-            f"[{per_n[n]['goldilocks_first']:.0f}, {per_n[n]['goldilocks_last']:.0f}]",
+        f"delta, bound, Goldilocks range at n={config.ns[-1]}":
+            f"{last['delta']:.3g}, {last['depth_bound']:.0f}, "
+            f"[{last['goldilocks_first']:.0f}, {last['goldilocks_last']:.0f}]",
         "figure": str(out.file("fig8.png")),
     }
 
 
-def _plot(out, config, per_n, law):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(out, config, per_n, scaling):
     ns = np.array(config.ns, dtype=np.float64)
-    get = lambda key: np.array([per_n[n][key] for n in config.ns])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    ax = axes[0]
+    get = lambda key: np.array([per_n[str(n)][key] for n in config.ns])
+    fig, (ax, ax2) = pyplot().subplots(1, 2, figsize=(12, 4.5))
     ax.fill_between(ns, get("goldilocks_first"), get("goldilocks_last"), color="gold", alpha=0.45,
                     label="Goldilocks zone (stable and expressive)")
     ax.plot(ns, get("depth_bound"), "o-", color="tab:red",
@@ -134,29 +133,23 @@ def _plot(out, config, per_n, law):
             label=rf"last expressive depth (gap $\geq {config.min_gap:g}$)")
     ax.plot(ns, get("first_stable"), "^--", color="tab:blue",
             label=rf"first stable depth ($\lambda_{{\min}} \geq {config.min_lambda:g}$)")
-    ax.set_xscale("log")
+    width_axis(ax, config.ns)  # ticks at the sizes measured
     ax.set_yscale("log")
     ax.set_xlabel("dataset size $n$")
     ax.set_ylabel("depth $L$")
     ax.set_title("depths where the deep NTK predictor is stable and expressive")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
-    ax = axes[1]
-    ax.plot(ns, get("delta"), "o", color="k", label=r"measured $\delta_n$ (mean over datasets)")
-    if law is not None:
-        ax.plot(ns, law(ns), "-", color="grey",
-                label=rf"fit $\propto n^{{{law.exponent:.3f}}}$ (theory $n^{{{-2 / (config.dim - 1):.3f}}}$)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("dataset size $n$")
-    ax.set_ylabel(r"separation $\delta_n$ (smallest angle)")
-    ax.set_title(f"separation of $n$ uniform points on $S^{{{config.dim - 1}}}$")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.suptitle("Figure 8: Theorem 3's depth bound and the Goldilocks zone")
-    fig.tight_layout()
-    out.save_figure(fig, "fig8.png")
-    plt.close(fig)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2)
+    ax2.plot(ns, get("delta"), "o", color="k", label=r"measured $\delta_n$ (mean over datasets)")
+    if np.isfinite(scaling["fitted_exponent"]):
+        law = PowerLaw(scaling["fitted_exponent"], scaling["fitted_constant"], np.nan)
+        ax2.plot(ns, law(ns), "-", color="grey",
+                 label=rf"fit $\propto n^{{{law.exponent:.3f}}}$ (theory $n^{{{-2 / (config.dim - 1):.3f}}}$)")
+    width_axis(ax2, config.ns)
+    ax2.set_yscale("log")
+    label_axes(ax2, "dataset size $n$", r"separation $\delta_n$ (smallest angle)",
+               f"separation of $n$ uniform points on $S^{{{config.dim - 1}}}$", grid="both")
+    save_figure(out, fig, "fig8.png", "Figure 8: Theorem 3's depth bound and the Goldilocks zone")
 
 
 def _summary(config, per_n, slope) -> str:
@@ -176,13 +169,16 @@ def _summary(config, per_n, slope) -> str:
             f"| {v['first_stable']:.1f} | {v['last_expressive']:.1f} "
             f"| {v['goldilocks_first']:.1f}..{v['goldilocks_last']:.1f} |"
         )
-    a, b = per_n[config.ns[0]], per_n[config.ns[-1]]
+    a, b = per_n[str(config.ns[0])], per_n[str(config.ns[-1])]
     products = [v["depth_bound"] * v["delta"] for v in per_n.values()]
     width = lambda v: v["goldilocks_last"] / v["goldilocks_first"]
     lines += [
         "",
-        f"Finding: the separation shrinks like n^{slope:.3f} (theory n^{-2 / (config.dim - 1):.3f}), so "
-        f"the depth bound grows from {a['depth_bound']:.0f} at n = {config.ns[0]} to "
+        "Finding: the separation "
+        + claim(slope < 0, "shrinks", "does not shrink") + f" like n^{slope:.3f} (theory "
+        f"n^{-2 / (config.dim - 1):.3f}), so the depth bound "
+        + claim(b["depth_bound"] > a["depth_bound"], "grows", "does not grow")
+        + f" from {a['depth_bound']:.0f} at n = {config.ns[0]} to "
         f"{b['depth_bound']:.0f} at n = {config.ns[-1]} (bound x delta_n between "
         f"{min(products):.2f} and {max(products):.2f}; 4.21 in the small-angle limit), while "
         f"stability needs {a['first_stable']:.1f} to {b['first_stable']:.1f} layers (mean over "

@@ -14,17 +14,19 @@ close to the Poisson value 1 - exp(-bound).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
 
 from ntkdepth.config import setting
+from ntkdepth.plotting import pyplot, save_figure
+from ntkdepth.reporting import as_numbers, claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.theory.separation_bounds import (
-    angle_quantile,
+    compare_with_monte_carlo,
+    comparison_statistics,
+    delta_grid,
     monte_carlo_close_pair,
     union_bound_close_pair,
     union_bound_near_colinear,
@@ -34,10 +36,6 @@ NAME = "prop7"
 DESCRIPTION = (
     "Proposition 7's union bound on close / near-colinear pairs of uniform points vs Monte Carlo"
 )
-
-Z_EXCESS = 4.0  # "beyond sampling error": more than 4 standard errors above the bound
-P_EXCESS = 3.167e-5  # the one-sided tail of 4 standard normal deviations, for the exact test
-
 
 @dataclass(frozen=True)
 class Config:
@@ -69,18 +67,6 @@ class Config:
             )
 
 
-def delta_grid(n: int, d: int, bound_min: float, bound_max: float, count: int) -> np.ndarray:
-    """Angles at which the close-pair union bound takes ``count`` log-spaced values in
-    ``[bound_min, bound_max]``, plus those where it is 1/2 and 1 (the near-colinear bound,
-    twice as large, is then 1 and 2), capped at pi/2 (where the near-colinear event is certain)."""
-    pairs = n * (n - 1) / 2
-    targets = np.geomspace(bound_min, bound_max, count)
-    targets = np.union1d(targets, [t for t in (0.5, 1.0) if bound_min < t < bound_max])
-    targets = targets / pairs
-    delta = angle_quantile(np.minimum(targets, 0.5), d)
-    return np.unique(np.minimum(delta, math.pi / 2))
-
-
 def run(config: Config, out: RunDir) -> dict:
     rows = []
     timings = {}
@@ -100,32 +86,15 @@ def run(config: Config, out: RunDir) -> dict:
             print(f"  n={n:<6} d={d:<5} {trials} trials", flush=True)
             arrays = out.stage(f"mc_n{n}_d{d}", compute)
             timings[f"n={n},d={d}"] = float(arrays["seconds"])
-            for event, bound_fn, sample in (
-                ("close", union_bound_close_pair, arrays["min_angle"]),
-                ("colinear", union_bound_near_colinear, arrays["min_colinear_angle"]),
-            ):
-                bound = bound_fn(n, d, delta)
-                count = np.sum(sample[None, :] < delta[:, None], axis=1)
-                p = count / trials
-                se = np.sqrt(p * (1 - p) / trials)
-                # Exact one-sided test of "true probability <= bound": P(Bin(T, bound) >= count).
-                p_value = np.where(count > 0, binom.sf(count - 1, trials, bound.clipped), 1.0)
-                for k in range(delta.size):
-                    rows.append({
-                        "event": event, "n": n, "d": d, "delta": float(delta[k]),
-                        "bound_raw": float(bound.raw[k]), "bound": float(bound.clipped[k]),
-                        "poisson": float(-np.expm1(-bound.raw[k])),
-                        "mc": float(p[k]), "mc_se": float(se[k]), "mc_count": int(count[k]),
-                        "trials": int(trials),
-                        "exceeds_4se": bool(p[k] > bound.clipped[k] + Z_EXCESS * se[k]),
-                        "binom_p_value": float(p_value[k]),
-                    })
-
+            rows += compare_with_monte_carlo(n, d, delta, arrays["min_angle"], arrays["min_colinear_angle"])
     header = list(rows[0])
-    out.write_csv("prop7.csv", header, [[r[h] for h in header] for r in rows])
-    stats = _statistics(rows)
-    out.write_json("results.json", {"statistics": stats, "mc_seconds": timings, "rows": rows})
-    _plot(out, config, rows)
+    return {"statistics": comparison_statistics(rows), "mc_seconds": timings, "rows": rows,
+            "tables": {"prop7.csv": table(header, [[r[h] for h in header] for r in rows])}}
+
+
+def report(config: Config, results: dict, out) -> dict:
+    stats = as_numbers(results["statistics"])
+    _plot(out, config, results["rows"])
     out.write_summary(_summary(config, stats))
     return {
         "cells (n, d, delta, event)": stats["cells"],
@@ -136,60 +105,6 @@ def run(config: Config, out: RunDir) -> dict:
     }
 
 
-def _statistics(rows) -> dict:
-    # Where the bound is small: the pooled ratio (all hits) / (all hits the bound allows),
-    # sum(count) / sum(trials * bound), with its Poisson standard error.
-    small = [r for r in rows if r["bound_raw"] <= 0.01]
-    hits = sum(r["mc_count"] for r in small)
-    allowed = sum(r["trials"] * r["bound"] for r in small)
-    per_cell = [r["mc"] / r["bound"] for r in small if r["mc_count"] >= 10]
-    # The cells where the raw bound is closest to 1 (within a factor 1.5), one per (event, n, d).
-    near_one = {}
-    for r in rows:
-        if 1 / 1.5 <= r["bound_raw"] <= 1.5:
-            key = (r["event"], r["n"], r["d"])
-            closer = key not in near_one or (
-                abs(math.log(r["bound_raw"])) < abs(math.log(near_one[key]["bound_raw"]))
-            )
-            if closer:
-                near_one[key] = r
-    near = list(near_one.values())
-    vacuous = [r for r in rows if r["bound_raw"] >= 1]
-    return {
-        "cells": len(rows),
-        "exceed_4se": sum(r["exceeds_4se"] for r in rows),
-        "exceed_exact": sum(r["binom_p_value"] < P_EXCESS for r in rows),
-        "min_binom_p_value": min(r["binom_p_value"] for r in rows),
-        "largest_excess_in_se": max(
-            ((r["mc"] - r["bound"]) / r["mc_se"] for r in rows if r["mc_se"] > 0),
-            default=float("nan"),
-        ),
-        "tight": {
-            "cells": len(small),
-            "hits": int(hits),
-            "pooled_ratio": hits / allowed if allowed > 0 else float("nan"),
-            "pooled_ratio_se": math.sqrt(hits) / allowed if allowed > 0 else float("nan"),
-            "cells_with_10_hits": len(per_cell),
-            "per_cell_min": float(np.min(per_cell)) if per_cell else float("nan"),
-            "per_cell_max": float(np.max(per_cell)) if per_cell else float("nan"),
-        },
-        "near_one": {
-            "cells": len(near),
-            "bound_raw_mean": _mean([r["bound_raw"] for r in near]),
-            "mc_mean": _mean([r["mc"] for r in near]),
-            "mc_min": float(np.min([r["mc"] for r in near])) if near else float("nan"),
-            "mc_max": float(np.max([r["mc"] for r in near])) if near else float("nan"),
-            "poisson_mean": _mean([r["poisson"] for r in near]),
-        },
-        "vacuous_cells": len(vacuous),
-        "vacuous_mc_min": float(min((r["mc"] for r in vacuous), default=float("nan"))),
-    }
-
-
-def _mean(values) -> float:
-    return float(np.mean(values)) if values else float("nan")
-
-
 def _fmt_ratio(t) -> str:
     if not t["hits"]:
         return f"no hits in the {t['cells']} cells"
@@ -198,10 +113,7 @@ def _fmt_ratio(t) -> str:
 
 
 def _plot(out, config, rows):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
@@ -264,15 +176,11 @@ def _plot(out, config, rows):
     wide = len(dims) >= 3
     ncol = len(handles) if wide else (len(handles) + 1) // 2
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8.5, frameon=False)
-    fig.suptitle(
-        "Proposition 7: union bound vs Monte Carlo, uniform points on the sphere "
-        "(top: close pair, bottom: near-colinear pair; "
-        f"T = {', '.join(map(str, config.trials))} trials)",
-        fontsize=11,
-    )
-    fig.tight_layout(rect=(0, 0.05 if wide else 0.09, 1, 0.97))
-    out.save_figure(fig, "prop7.png")
-    plt.close(fig)
+    save_figure(out, fig, "prop7.png",
+                "Proposition 7: union bound vs Monte Carlo, uniform points on the sphere "
+                "(top: close pair, bottom: near-colinear pair; "
+                f"T = {', '.join(map(str, config.trials))} trials)",
+                rect=(0, 0.05 if wide else 0.09, 1, 0.97), fontsize=11)
 
 
 def _summary(config, stats) -> str:
@@ -331,7 +239,8 @@ def _finding(stats) -> str:
         second = " Where the bound is at most 0.01 the Monte Carlo run saw no hits at all."
     if near["cells"]:
         third = (
-            f" Near 1 it is loose: where the raw bound is {near['bound_raw_mean']:.3g}, the "
+            claim(near["bound_raw_mean"] > near["mc_mean"], " Near 1 it is loose: ", " Near 1: ")
+            + f"where the raw bound is {near['bound_raw_mean']:.3g}, the "
             f"measured probability is {near['mc_mean']:.3f} "
             f"(range {near['mc_min']:.3f}-{near['mc_max']:.3f} "
             f"over {near['cells']} (n, d, event) curves; Poisson value 1 - exp(-bound) = "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairGroup", "depth_axis", "depth_panels", "lambda_min_panels", "pair_values", "projection_norm_panels", "width_axis"]
+__all__ = ["PairGroup", "depth_axis", "depth_panels", "label_axes", "lambda_min_panels", "pair_values", "projection_norm_panels", "pyplot", "save_figure", "width_axis"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,36 @@ def pair_values(array: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarr
     if idx.ndim != 2 or idx.shape[1] != 2:
         raise ValueError(f"pairs must be a sequence of (i, j); got shape {list(idx.shape)}")
     return np.asarray(array)[:, idx[:, 0], idx[:, 1]]
+
+
+def pyplot():
+    """``matplotlib.pyplot``, drawing off screen (the Agg backend): figures go to files only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def label_axes(ax, xlabel: str, ylabel: str, title: str, *, title_size=None, legend_size=8,
+               legend_loc: str = "best", grid: str = "major") -> None:
+    """Labels, title, legend and a light grid (``"major"`` or ``"both"`` ticks) of one panel."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, **({} if title_size is None else {"fontsize": title_size}))
+    ax.legend(fontsize=legend_size, loc=legend_loc)
+    ax.grid(alpha=0.3, which=grid)
+
+
+def save_figure(out, fig, file: str, title: str, *, rect=None, **title_kw) -> str:
+    """Gives ``fig`` its title, lays it out (within ``rect``, default the whole figure), saves it
+    as ``file`` in the run folder ``out`` and closes it; returns ``file``."""
+    fig.suptitle(title, **title_kw)
+    fig.tight_layout(rect=rect)
+    out.save_figure(fig, file)
+    pyplot().close(fig)
+    return file
 
 
 def depth_panels(
@@ -163,35 +193,36 @@ def projection_norm_panels(depths, scans: dict, times, limit: dict, panel_title,
     return fig
 
 
-def lambda_min_panels(depths, per_n: dict, log_title: str, suptitle: str):
+def lambda_min_panels(depths, curves: dict, log_title: str, suptitle: str, *, band: bool = False):
     """Figure 7's panels: ``lambda_min(Thetabar^L)`` against depth, linear and log scale.
 
-    ``per_n[n]`` is ``[draws, depths]``; the band spans the draws. Returns the figure.
+    ``curves[n]`` is ``(mean [D], lo [D], hi [D])`` over the draws at the
+    ``depths [D]``; with ``band`` the band from ``lo`` to ``hi`` is drawn
+    around each mean. Returns the figure.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    depths = np.asarray(depths)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.cm.plasma(np.linspace(0, 0.85, len(per_n)))
-    for (n, v), c in zip(per_n.items(), colors):
-        mean = v.mean(0)
+    colors = plt.cm.plasma(np.linspace(0, 0.85, len(curves)))
+    for (n, (mean, lo, hi)), c in zip(curves.items(), colors):
         for ax, positive in zip(axes, (False, True)):
             # On the log axis, eigenvalues that are zero up to rounding are left out.
             keep = (mean > 1e-12) if positive else np.ones_like(mean, bool)
             ax.plot(depths[keep], mean[keep], color=c, label=f"$n = {n}$")
-            if v.shape[0] > 1:
-                ax.fill_between(depths[keep], v.min(0)[keep], v.max(0)[keep], color=c, alpha=0.2, lw=0)
+            if band:
+                ax.fill_between(depths[keep], lo[keep], hi[keep], color=c, alpha=0.2, lw=0)
     for ax in axes:
         ax.axhline(0.75, color="k", ls=":", lw=1, label="limit 3/4")
         ax.axvline(5, color="grey", ls="--", lw=0.8)
+        depth_axis(ax, depths)
         ax.set_xlabel(r"depth $L$")
         ax.set_ylabel(r"$\lambda_{\min}(\bar\Theta^L)$")
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_xscale("log")
     axes[0].set_title("linear scale")
-    axes[1].set_xscale("log")
     axes[1].set_yscale("log")
     axes[1].set_title(log_title)
     axes[0].legend(fontsize=8)

@@ -26,11 +26,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ntkdepth.config import ConfigError, from_mapping
 from ntkdepth.runs import OutputFolder
 from ntkdepth.storage import jsonable, read_json
 
-__all__ = ["table", "table_records", "claim", "run_experiment", "report_results", "redraw"]
+__all__ = ["table", "table_records", "table_column", "as_numbers", "claim", "run_experiment", "report_results", "redraw"]
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict:
@@ -46,6 +48,21 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict:
 def table_records(t: dict) -> list[dict]:
     """The rows of a :func:`table` as dictionaries keyed by column."""
     return [dict(zip(t["columns"], row)) for row in t["rows"]]
+
+
+def table_column(t: dict, name: str) -> np.ndarray:
+    """``[rows]``: the column ``name`` of a :func:`table` as floats ("inf" and "nan" read back)."""
+    k = t["columns"].index(name)
+    return np.array([row[k] for row in t["rows"]], dtype=np.float64)
+
+
+def as_numbers(obj):
+    """``obj`` (results as read back from JSON) with the strings "inf", "-inf" and "nan" as floats."""
+    if isinstance(obj, dict):
+        return {k: as_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [as_numbers(v) for v in obj]
+    return float(obj) if obj in ("inf", "-inf", "nan") else obj
 
 
 def claim(holds: bool, true: str, false: str) -> str:

@@ -94,7 +94,8 @@ def test_every_width_sweep_refuses_a_repeated_width(name, capsys, tmp_path):
 
 @pytest.mark.parametrize(
     "name,key",
-    [("fig2", "correlations"), ("fig6", "ns"), ("fig6", "times"), ("prop7", "dims"), ("table2", "depths")],
+    [("fig2", "correlations"), ("fig6", "ns"), ("fig6", "times"), ("prop7", "dims"), ("table2", "depths"),
+     ("table2-networks", "widths")],
 )
 def test_empty_lists_fail_validation_in_every_experiment(name, key, capsys, tmp_path):
     assert main(["run", name, "--preset", "smoke", "--set", f"{key}=[]", "--out", str(tmp_path)]) == 2
@@ -102,7 +103,12 @@ def test_empty_lists_fail_validation_in_every_experiment(name, key, capsys, tmp_
     assert f"{key}: the list is empty" in err or f"{key}" in err and "empty" in err, err
 
 
-def test_table2_may_train_no_networks():
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
+def test_table2_networks_train_on_the_first_subsets_of_table2(preset):
     from ntkdepth.experiments import get
 
-    assert get("table2").config("smoke", {"widths": []}).widths == []
+    kernel, networks = get("table2").config(preset), get("table2-networks").config(preset)
+    shared = ("n_train", "n_val", "n_test", "depth", "times", "data_dir", "split", "seed")
+    assert {k: getattr(networks, k) for k in shared} == {k: getattr(kernel, k) for k in shared}
+    assert networks.subsets <= kernel.subsets
+    assert not hasattr(kernel, "widths")

@@ -9,18 +9,8 @@ import numpy as np
 import pytest
 from datasets import mnist_test_dir, needs_mnist
 
-from ntkdepth.data import (
-    MnistNotFoundError,
-    available_splits,
-    fetch_mnist,
-    load_mnist,
-    mnist_dir,
-    mnist_on_sphere,
-    read_idx,
-    resolve_split,
-    sample_on_sphere,
-    verify_mnist,
-)
+from ntkdepth.data import (MnistNotFoundError, available_splits, fetch_mnist, load_mnist,
+    mnist_dir, mnist_on_sphere, read_idx, resolve_split, sample_on_sphere, verify_mnist)
 from ntkdepth.data.mnist import MNIST_MD5
 
 # The real test split where one is found (user data directory or ../shared/data).

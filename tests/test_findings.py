@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from ntkdepth.config import ConfigError, from_mapping
-from ntkdepth.data import point_source
 from ntkdepth.experiments import discover, variant
+from ntkdepth.reporting import as_numbers, table, table_column
 
 
 def _module(name):
@@ -33,9 +33,11 @@ def test_a_variant_replaces_defaults_and_keeps_help_and_bounds():
 def _fig7_finding(per_n):
     fig7 = _module("fig7")
     config = fig7.Config(ns=list(per_n), max_depth=3)
-    results = {"n_greater_than_d": [n for n in per_n if n > 5], "median_correlation_depth1": 0.0}
-    per_n = {n: np.asarray([v], float) for n, v in per_n.items()}
-    return fig7._finding(config, point_source("sphere", dim=5), per_n, [1, 2, 3], {1: 0, 2: 1, 3: 2}, results)
+    rows = [[n, d + 1, v, v, v] for n, curve in per_n.items() for d, v in enumerate(curve)]
+    results = {"dataset": "sphere", "dim": 5, "depths": [1, 2, 3], "median_correlation_depth1": 0.0,
+               "n_greater_than_d": [n for n in per_n if n > 5],
+               "tables": {"lambda_min.csv": table(["n", "depth", "mean", "min", "max"], rows)}}
+    return fig7._finding(config, results)
 
 
 def test_fig7_finding_states_what_its_numbers_show():
@@ -50,10 +52,9 @@ def test_fig7_finding_states_what_its_numbers_show():
 def _fig6_finding(norm_t, norm_inf):
     fig6 = _module("fig6")
     config = fig6.Config(ns=[10], times=[1.0])
-    depths = np.array([1, 5, 10])
-    scans = {10: {"lambda_min": 1 / np.asarray(norm_inf), "projection_norm": np.asarray(norm_t)[:, None],
-                  "projection_norm_inf": np.asarray(norm_inf)}}
-    return fig6._finding(config, depths, scans, 1)
+    per_n = {"10": {"lambda_min": list(1 / np.asarray(norm_inf)), "norm_P_t": {"1": norm_t},
+                    "norm_P_inf": norm_inf}}
+    return fig6._finding(config, {"depths": [1, 5, 10], "per_n": per_n})
 
 
 def test_fig6_finding_states_what_its_numbers_show():
@@ -79,3 +80,53 @@ def test_fig4_finding_states_what_its_numbers_show():
     bad = finding([row(1, 0.5, 0.01, 0.45, 0.44), row(100, 5e-3, 0.02, 0.30, 0.1)])
     assert "(not within a factor 2" in bad and "does not shrink from 0.01" in bad
     assert "depth does not shrink the class structure" in bad
+
+
+def test_results_read_back_from_json_give_their_numbers_back():
+    t = table(["n", "onset"], [[1, "inf"], [2, 3.5], [3, "nan"]])
+    onset = table_column(t, "onset")
+    assert onset[0] == np.inf and onset[1] == 3.5 and np.isnan(onset[2])
+    assert as_numbers({"a": ["-inf", "x", 2], "b": {"c": "nan"}})["a"][:2] == [-np.inf, "x"]
+
+
+def test_fig2_finding_states_what_its_numbers_show():
+    fig2 = _module("fig2")
+    config = fig2.Config(depth=1000)
+    fit = {"log_a": 0.38, "log_b": 1.0, "log_max_rel": 1e-4, "power_p": 0.9, "power_max_rel": 1e-2,
+           "better": "log"}
+    law = {"C": 3.0, "q": 0.5, "range_one_minus_rho": [1e-4, 1e-2], "max_rel": 1e-3, "theta_onset": 4.2}
+    last = {"depth": 1000, "L2_one_minus_rho_over_9pi2_2": [0.9, 0.95], "thetabar_minus_quarter": [1e-3, 2e-3]}
+
+    def finding(step_ratio):
+        fits = [{"fit": {**fit, "step_ratio": step_ratio}, "predicted_b": 1.01}]
+        return " ".join(fig2._finding(config, fits, law, last))
+
+    assert "The convergence is sublinear" in finding(1 - 0.9 / 999)
+    assert "not visibly sublinear" in finding(0.99)  # a geometric decay
+
+
+def test_fig3_finding_states_what_its_numbers_show():
+    fig3 = _module("fig3")
+    checks = {"f(-1)": 0.0, "f'(1)": 1.0, "min of f(rho_(i+1)) - f(rho_i) on the grid": 1e-6,
+              "f increasing on the grid": True, "min of f(rho) - rho on [-1, 1) (grid)": 1e-6,
+              "f(rho) > rho on [-1, 1) (grid)": True, "max of f'(rho) on [-1, 1) (grid)": 0.99,
+              "argmin of f(rho) - rho on [-1, 1) (grid)": 0.999}
+    good = fig3._finding(checks)
+    assert good.startswith("f is increasing") and "since f'(rho) < 1" in good and "climb to 1" in good
+    bad = fig3._finding(checks | {"f increasing on the grid": False, "f(rho) > rho on [-1, 1) (grid)": False,
+                                  "min of f(rho) - rho on [-1, 1) (grid)": -1e-3})
+    assert bad.startswith("f is not increasing") and "not f(rho) > rho" in bad and "climb" not in bad
+
+
+def test_fig8_finding_states_what_its_numbers_show():
+    fig8 = _module("fig8")
+    config = fig8.Config(ns=[10, 30], dim=5)
+
+    def row(bound):
+        return {"delta": 0.3, "depth_bound": bound, "first_stable": 2.0, "last_expressive": 30.0,
+                "goldilocks_first": 2.0, "goldilocks_last": 30.0}
+
+    good = fig8._summary(config, {"10": row(9.0), "30": row(15.0)}, -0.5)
+    assert "the separation shrinks like n^-0.500" in good and "the depth bound grows from 9 " in good
+    bad = fig8._summary(config, {"10": row(15.0), "30": row(9.0)}, 0.1)
+    assert "does not shrink" in bad and "does not grow" in bad

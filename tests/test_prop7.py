@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 
 from ntkdepth.data.pairs import closest_pair, max_abs_cosine, min_pairwise_angle, pair_angles
-from ntkdepth.theory.separation_bounds import (
-    angle_cdf,
-    angle_density,
-    angle_quantile,
-    monte_carlo_close_pair,
-    union_bound_close_pair,
-    union_bound_near_colinear,
-)
+from ntkdepth.theory.separation_bounds import (angle_cdf, angle_density, angle_quantile,
+    compare_with_monte_carlo, comparison_statistics, delta_grid, monte_carlo_close_pair,
+    union_bound_close_pair, union_bound_near_colinear)
 
 mp = mpmath.mp
 
@@ -297,3 +292,33 @@ def test_strict_separation_names_the_identical_or_colinear_rows():
 def test_separation_rejects_bad_data_naming_the_row(x, match):
     with pytest.raises(ValueError, match=match):
         min_pairwise_angle(np.array(x))
+
+
+def test_delta_grid_puts_the_bound_at_its_targets():
+    delta = delta_grid(50, 10, 1e-3, 5.0, 6)
+    bound = union_bound_close_pair(50, 10, delta).raw
+    targets = np.union1d(np.geomspace(1e-3, 5.0, 6), [0.5, 1.0])
+    np.testing.assert_allclose(bound, targets, rtol=1e-9)
+    # Few pairs in low dimension: the largest targets lie past pi/2, where the grid stops.
+    assert delta_grid(3, 2, 1e-3, 5.0, 6).max() == pytest.approx(math.pi / 2, abs=1e-9)
+
+
+def test_comparison_counts_hits_and_tests_them_exactly():
+    # Ten trials whose smallest angles are known: three below delta = 0.1 (five to colinearity).
+    n, d, delta = 4, 3, np.array([0.1])
+    min_angle = np.array([0.05, 0.08, 0.09, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    colinear_angle = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.2, 0.3, 0.4, 0.5, 0.6])
+    rows = compare_with_monte_carlo(n, d, delta, min_angle, colinear_angle)
+    close, colinear = rows
+    assert (close["event"], close["mc_count"], close["mc"], close["trials"]) == ("close", 3, 0.3, 10)
+    assert colinear["mc_count"] == 5
+    b = 6 * (1 - math.cos(0.1)) / 2  # 6 pairs, F_3(delta) = (1 - cos delta) / 2
+    assert close["bound"] == pytest.approx(b, rel=1e-12)
+    # P(Bin(10, b) >= 3), summed exactly.
+    tail = 1 - sum(mpmath.binomial(10, k) * mpmath.mpf(b) ** k * (1 - mpmath.mpf(b)) ** (10 - k) for k in range(3))
+    assert close["binom_p_value"] == pytest.approx(float(tail), rel=1e-9)
+    assert close["mc_se"] == pytest.approx(math.sqrt(0.3 * 0.7 / 10))
+    assert close["exceeds_4se"] == (0.3 > b + 4 * close["mc_se"])
+    stats = comparison_statistics(rows)
+    assert stats["cells"] == 2 and stats["tight"]["cells"] == 0 and stats["near_one"]["cells"] == 0
+    assert stats["exceed_exact"] == sum(r["binom_p_value"] < 3.167e-5 for r in rows)

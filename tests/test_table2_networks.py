@@ -1,4 +1,5 @@
-"""Table 2's finite networks: the time correspondence between the network and the normalized kernel.
+"""Table 2's finite networks (ntkdepth.training.kernel_time): the time correspondence between the
+network and the normalized kernel.
 
 Images scaled to the sphere of radius sqrt(784) give Theta^L(x, x) = 2L, so
 Theta^L = 2L Thetabar^L, and a wide centered network trained by full-batch
@@ -14,26 +15,24 @@ import pytest
 from datasets import mnist_test_dir, needs_mnist
 
 from ntkdepth.data import load_mnist, sample_on_sphere
-from ntkdepth.experiments import get
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.metrics import one_hot
 from ntkdepth.theory import GradientFlowPredictor
+from ntkdepth.training.kernel_time import network_kernel_check, network_time, train_networks
 
 # The real test split where one is found (user data directory or ../shared/data).
 SHARED = mnist_test_dir()
-
-table2 = get("table2").module
 
 
 def test_network_time_caps_at_the_largest_reachable_grid_time():
     times = [0.1, 1.0, 10.0, 100.0, np.inf]
     # lambda_max 50, step_fraction 0.5: t needs ceil(100 t) steps.
-    assert table2.network_time(50.0, times, 2, 0.5, 5000) == (2, 1000, False)
-    assert table2.network_time(50.0, times, 3, 0.5, 5000) == (2, 1000, True)
-    assert table2.network_time(50.0, times, 4, 0.5, 5000) == (2, 1000, True)
-    assert table2.network_time(50.0, times, 4, 0.5, 100_000) == (3, 10_000, True)
+    assert network_time(50.0, times, 2, 0.5, 5000) == (2, 1000, False)
+    assert network_time(50.0, times, 3, 0.5, 5000) == (2, 1000, True)
+    assert network_time(50.0, times, 4, 0.5, 5000) == (2, 1000, True)
+    assert network_time(50.0, times, 4, 0.5, 100_000) == (3, 10_000, True)
     with pytest.raises(ValueError, match="max_steps"):
-        table2.network_time(50.0, times, 4, 0.5, 5)
+        network_time(50.0, times, 4, 0.5, 5)
 
 
 @needs_mnist
@@ -45,7 +44,7 @@ def test_wide_centered_network_follows_the_normalized_kernel_at_the_same_time(tm
     x_train, y_train, x_eval = x[:n], y[:n], x[n:]
 
     # Theta^L(x, x) = 2L and Theta^L = 2L Thetabar^L on the scaled images.
-    check = table2.network_kernel_check(x_train, depth)
+    check = network_kernel_check(x_train, depth)
     assert check["diag_error"] < 1e-10
     assert check["ratio_error"] < 1e-10
 
@@ -59,11 +58,11 @@ def test_wide_centered_network_follows_the_normalized_kernel_at_the_same_time(tm
         return pred.predict(np.array([time]), kbar[n:])[0]  # [m, 10]
 
     # Small steps (dt * lambda_max = 0.05, 90 steps), so that gradient descent is the flow.
-    k, steps, capped = table2.network_time(check["lambda_max"], [t], 0, 0.05, 10_000)
+    k, steps, capped = network_time(check["lambda_max"], [t], 0, 0.05, 10_000)
     assert (k, capped) == (0, False)
     seeds = [0, 1, 2, 3]
-    outputs, lr = table2.train_networks(x_train, y_train, x_eval, depth, t, steps, [width], seeds,
-                                        tmp_path, progress=False)
+    outputs, lr = train_networks(x_train, y_train, x_eval, depth, t, steps, [width], seeds,
+                                 tmp_path, progress=False)
     assert outputs.shape == (1, len(seeds), m, 10)
     assert lr == pytest.approx(n * t / (2 * depth) / steps)
 

@@ -7,22 +7,12 @@ import numpy as np
 import pytest
 
 from ntkdepth.data import sample_sphere
+from ntkdepth.grids import trace_depths
 from ntkdepth.kernels import correlation_trace, relu_kernel_trace
-from ntkdepth.theory.depth import (
-    LEMMA1_CONSTANT,
-    ONSET_CONSTANT,
-    ONSET_THETA_CONSTANT,
-    corollary1_profile,
-    decay_onset_depth,
-    fit_decay,
-    fit_onset_law,
-    lemma1_one_minus_rho,
-    limit_eigenvalues,
-    limit_matrix,
-    normalize_kernel,
-    predicted_log_law,
-    proposition5_step,
-)
+from ntkdepth.theory.depth import (LEMMA1_CONSTANT, ONSET_CONSTANT, ONSET_THETA_CONSTANT,
+    continuum_onset, corollary1_profile, decay_fit_table, decay_onset_depth, fit_decay,
+    fit_decays_past_onset, fit_onset_law, iterations_to_reach, lemma1_one_minus_rho, lemma1_ratio,
+    limit_eigenvalues, limit_matrix, normalize_kernel, predicted_log_law, proposition5_step)
 import oracles
 
 
@@ -257,3 +247,55 @@ def test_corollary1_profile_matches_recursion_near_one(x64):
     tr = correlation_trace(np.array([0.5]), depth=100)
     assert np.max(np.abs(np.asarray(tr.ntk_normalized)[:, 0]
                          - corollary1_profile(np.arange(1, 101), 0.5))) > 0.05
+
+
+def test_fit_decays_past_onset_fits_each_window_and_skips_short_ones():
+    L = np.unique(np.round(np.geomspace(1, 1e5, 400)))
+    b = np.array([1.3, 4.0])
+    dev = (0.375 * np.log(L)[:, None] + b) / L[:, None]  # [depths, 2 pairs]
+    fits = fit_decays_past_onset(L, dev, [0.0, 0.9], [3.0, 2000.0], b, fit_decades=2.0, after_onset=20.0)
+    # Pair 0: the last two decades (onset x 20 = 60 < 1e3); its law is recovered exactly.
+    assert fits[0]["fit"]["window"][0] == int(L[L >= 1e3][0])
+    assert fits[0]["fit"]["log_a"] == pytest.approx(0.375, rel=1e-8)
+    assert fits[0]["fit"]["log_b"] == pytest.approx(1.3, rel=1e-8)
+    # Pair 1: 20 x onset = 4e4 leaves less than half a decade below 1e5.
+    assert fits[1]["fit"] is None and "less than half a decade" in fits[1]["skipped"]
+    columns, rows = decay_fit_table(fits)
+    assert len(rows) == 2 and all(len(r) == len(columns) for r in rows)
+    assert dict(zip(columns, rows[0]))["log_a"] == fits[0]["fit"]["log_a"]
+    assert dict(zip(columns, rows[1]))["predicted_b"] == 4.0 and rows[1][4] is None
+
+
+def test_lemma1_ratio_and_iterations_against_a_plain_loop():
+    def f(rho):  # Definition 5, written out
+        return (math.sqrt(1 - rho * rho) + (math.pi - math.acos(rho)) * rho) / math.pi
+
+    starts, depth = [-1.0, 0.0, 0.5], 200
+    with jax.enable_x64(True):
+        trace = correlation_trace(np.array(starts), depth=depth)
+    counts = iterations_to_reach(trace.one_minus_rho, 1e-2)
+    for j, rho in enumerate(starts):
+        steps = 0
+        while 1 - rho >= 1e-2:
+            rho, steps = f(rho), steps + 1
+        assert counts[j] == steps
+    assert iterations_to_reach(trace.one_minus_rho, 1e-9).tolist() == [-1, -1, -1]  # not within 200
+    L = np.arange(1, depth + 1)
+    np.testing.assert_allclose(lemma1_ratio(L, trace.one_minus_rho),
+                               np.asarray(trace.one_minus_rho) / lemma1_one_minus_rho(L)[:, None], rtol=1e-14)
+
+
+def test_continuum_onset_is_the_constant_over_the_angle():
+    x = np.array([1e-8, 1e-4, 0.5, 2.0])
+    expected = [ONSET_THETA_CONSTANT / math.acos(1 - v) for v in x[1:]]
+    np.testing.assert_allclose(continuum_onset(x)[1:], expected, rtol=1e-12)
+    # Near rho_1 = 1 (where acos(1 - x) loses its digits): 2.974 (1 - rho_1)^(-1/2).
+    assert continuum_onset(x)[0] == pytest.approx(ONSET_CONSTANT * 1e4, rel=1e-8)
+
+
+def test_trace_depths_keep_every_decade_and_the_last_two_depths():
+    depths = trace_depths(12_345, 20)
+    assert {1, 10, 100, 1000, 10_000, 12_344, 12_345} <= set(depths.tolist())
+    assert np.all(np.diff(depths) > 0) and depths[-1] == 12_345
+    with pytest.raises(ValueError, match="at least 2"):
+        trace_depths(1, 5)

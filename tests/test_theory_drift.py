@@ -444,3 +444,59 @@ def test_trained_network_with_biases_loss_weights_and_several_outputs(sphere_tas
     y = rng.standard_normal((8, 2))
     runs = drift_ratios(sphere_task, width=4096, depth=3, seeds=[0, 1], b=0.5, w=w, y=y, s_out=0.8)
     assert abs(np.mean([r[0] for r in runs]) - 1) < 0.05
+
+
+# --------------------------------------------------------------------------
+# The network as a NetworkSpec.
+
+
+def test_a_spec_gives_the_predictions_of_the_keyword_form(x64, rng):
+    from ntkdepth.models import NetworkSpec
+
+    spec = NetworkSpec(depth=4, W_std=1.2, b_std=0.3, out_std=0.8)
+    kw = dict(depth=4, W_std=1.2, b_std=0.3, out_std=0.8)
+    x, x_eval = sphere(rng, 5, 3, 1.0), sphere(rng, 2, 3, 1.3)
+    y, f0, w = rng.normal(size=(5, 2)), rng.normal(size=(5, 2)), rng.uniform(0.5, 1.0, 5)
+    times = [0.0, 0.5, 3.0]
+    for fn in (drift_prediction, drift_norm_prediction):
+        np.testing.assert_array_equal(fn(x, y, x_eval, times, spec=spec, f0_train=f0, loss_weights=w),
+                                      fn(x, y, x_eval, times, f0_train=f0, loss_weights=w, **kw))
+    np.testing.assert_array_equal(drift_prediction(x, y, x_eval, times, spec=spec, layer=2),
+                                  drift_prediction(x, y, x_eval, times, layer=2, **kw))
+    a = per_unit_drift_statistics(x, y, x_eval, times, spec=spec, num_samples=64, seed=3)
+    b = per_unit_drift_statistics(x, y, x_eval, times, num_samples=64, seed=3, **kw)
+    np.testing.assert_array_equal(a.scales, b.scales)
+    np.testing.assert_array_equal(a.aggregate, b.aggregate)
+    vocab = 5
+    p, q = rng.uniform(0.1, 1.0, vocab), rng.dirichlet(np.ones(vocab), size=vocab)
+    np.testing.assert_array_equal(onehot_drift_prediction(p, q, [0, 2], times, spec=spec),
+                                  onehot_drift_prediction(p, q, [0, 2], times, **kw))
+    # The defaults of the keyword form are those of NetworkSpec.
+    np.testing.assert_array_equal(drift_prediction(x, y, x_eval, times, spec=NetworkSpec(depth=3)),
+                                  drift_prediction(x, y, x_eval, times, depth=3))
+    np.testing.assert_array_equal(onehot_drift_prediction(p, q, [1], times, spec=NetworkSpec(depth=3)),
+                                  onehot_drift_prediction(p, q, [1], times))
+
+
+def test_a_spec_and_the_keywords_are_not_mixed(rng):
+    from ntkdepth.models import NetworkSpec
+
+    x, y = sphere(rng, 4, 3, 1.0), rng.normal(size=4)
+    spec = NetworkSpec(depth=3)
+    with pytest.raises(ValueError, match="either as spec= or as depth=, W_std=, not both"):
+        drift_prediction(x, y, x, 1.0, spec=spec, depth=3, W_std=1.0)
+    with pytest.raises(ValueError, match="needs the network: pass spec=NetworkSpec"):
+        drift_prediction(x, y, x, 1.0)
+    with pytest.raises(ValueError, match="needs the network: pass spec=NetworkSpec"):
+        per_unit_drift_statistics(x, y, x, 1.0)
+    with pytest.raises(ValueError, match="ReLU networks at NTK parameterization; got activation='relu', "
+                                         "parameterization='mup'"):
+        drift_prediction(x, y, x, 1.0, spec=spec.replace(parameterization="mup"))
+    with pytest.raises(ValueError, match="one-hot drift prediction is the theory of ReLU networks.*'tanh'"):
+        onehot_drift_prediction(np.ones(4), np.full((4, 4), 0.25), [0], 1.0, spec=spec.replace(activation="tanh"))
+    with pytest.raises(ValueError, match="depth must be an integer >= 2"):
+        drift_prediction(x, y, x, 1.0, spec=NetworkSpec(depth=1))
+    with pytest.raises(TypeError, match="spec must be a NetworkSpec; got dict"):
+        drift_prediction(x, y, x, 1.0, spec={"depth": 3})
+    with pytest.raises(TypeError, match=r"unknown keyword\(s\) \['dept'\]"):
+        per_unit_drift_statistics(x, y, x, 1.0, dept=3)

@@ -272,3 +272,25 @@ def test_a_jax_kernel_is_never_written_into(larger):
     pred = GradientFlowPredictor(kj, p["y"], overwrite_k=True)
     pred.predict([1.0, np.inf], p["k_test"])
     np.testing.assert_array_equal(np.asarray(kj), p["k"])
+
+
+def test_from_spec_is_the_predictor_of_the_spec_kernel(rng):
+    from ntkdepth.models import NetworkSpec
+
+    spec = NetworkSpec(depth=4, W_std=1.3, b_std=0.2, out_std=0.9)
+    x, x_test = sample_sphere(rng, 10, 5), sample_sphere(rng, 3, 5)
+    y = rng.normal(size=(10, 2))
+    pred = GradientFlowPredictor.from_spec(spec, x, y, learning_rate=0.5)
+    assert pred.spec == spec
+    kernel_fn = spec.kernel_fn(dtype="float64")
+    ref = GradientFlowPredictor(np.asarray(kernel_fn(x, get="ntk")), y, learning_rate=0.5)
+    k_test = np.asarray(kernel_fn(x_test, x, get="ntk"))
+    times = [0.3, 2.0, np.inf]
+    np.testing.assert_allclose(pred.predict_at(times, x_test), ref.predict(times, k_test), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(pred.predict_at(np.inf, x), y, atol=1e-8)  # interpolation at t = inf
+    with pytest.raises(ValueError, match="predict_at needs the network.*from_spec"):
+        ref.predict_at(1.0, x_test)
+    with pytest.raises(ValueError, match="muP network has no infinite-width kernel"):
+        GradientFlowPredictor.from_spec(spec.replace(parameterization="mup"), x, y)
+    with pytest.raises(TypeError, match="spec must be a NetworkSpec; got int"):
+        GradientFlowPredictor.from_spec(4, x, y)

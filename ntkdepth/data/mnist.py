@@ -34,14 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ntkdepth.data.files import (
-    DATA_ENV,
-    data_roots,
-    download,
-    md5sum,
-    new_dirs_removed_on_error,
-    user_data_dir,
-)
+from ntkdepth.data.files import (DATA_ENV, data_roots, download, md5sum, new_dirs_removed_on_error,
+                                 user_data_dir)
 from ntkdepth.data.pairs import closest_pair
 
 __all__ = [

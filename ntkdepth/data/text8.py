@@ -19,14 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkdepth.data.files import (
-    DATA_ENV,
-    data_roots,
-    download,
-    md5sum,
-    new_dirs_removed_on_error,
-    user_data_dir,
-)
+from ntkdepth.data.files import (DATA_ENV, data_roots, download, md5sum, new_dirs_removed_on_error,
+                                 user_data_dir)
 
 __all__ = [
     "TEXT8_URL",

@@ -190,6 +190,7 @@ def stax_mlp(
     b_std: float = 0.0,
     parameterization: str = "ntk",
     out_dim: int = 1,
+    out_std: float | None = None,
 ):
     """The paper's ReLU MLP as neural-tangents layers: ``(init_fn, apply_fn, kernel_fn)``.
 
@@ -201,21 +202,22 @@ def stax_mlp(
     agrees with :func:`ntkdepth.kernels.relu_kernel_trace`.
 
     ``depth``, ``width`` and ``out_dim`` are integers >= 1 (Python or NumPy),
-    ``W_std`` a finite number > 0, ``b_std`` a finite number >= 0; anything
+    ``W_std`` and ``out_std`` finite numbers > 0, ``b_std`` a finite number >= 0; anything
     else is a ``ValueError`` naming the argument.
     """
     for name, value in (("depth", depth), ("width", width), ("out_dim", out_dim)):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     depth, width, out_dim = int(depth), int(width), int(out_dim)
-    for name, value, low in (("W_std", W_std, "> 0"), ("b_std", b_std, ">= 0")):
+    out_std = W_std if out_std is None else out_std
+    for name, value, low in (("W_std", W_std, "> 0"), ("b_std", b_std, ">= 0"), ("out_std", out_std, "> 0")):
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{name} must be a finite number {low}; got {value!r}") from None
-        if not math.isfinite(number) or (number <= 0 if name == "W_std" else number < 0):
+        if not math.isfinite(number) or (number < 0 if name == "b_std" else number <= 0):
             raise ValueError(f"{name} must be a finite number {low}; got {value!r}")
-    W_std, b_std = float(W_std), float(b_std)
+    W_std, b_std, out_std = float(W_std), float(b_std), float(out_std)
     if parameterization not in ("ntk", "standard"):
         raise ValueError(
             f"parameterization must be 'ntk' or 'standard'; got {parameterization!r}"
@@ -228,7 +230,7 @@ def stax_mlp(
             stax.Dense(width, W_std=W_std, b_std=bias, parameterization=parameterization),
             stax.Relu(),
         ]
-    readout = stax.Dense(out_dim, W_std=W_std, b_std=bias, parameterization=parameterization)
+    readout = stax.Dense(out_dim, W_std=out_std, b_std=bias, parameterization=parameterization)
     return stax.serial(*hidden, readout)
 
 

@@ -652,7 +652,7 @@ def _kernels_tuple(fields: tuple[str, ...]):
 
 
 def relu_kernel_fn(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,
-                   dtype=None, method: str = "auto"):
+                   out_std: float | None = None, dtype=None, method: str = "auto"):
     """The kernel function of one network, in neural-tangents' call style.
 
     Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=...)`` for a
@@ -661,21 +661,46 @@ def relu_kernel_fn(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0
     asked (fields of :data:`KERNEL_FIELDS`; ``nngp`` and ``ntk`` are
     neural-tangents' ``kernel_fn(x1, x2, get)`` of ``stax_mlp(depth, ...)``).
     ``dtype`` and ``method`` as in :func:`relu_kernel_trace`.
+
+    ``out_std`` (default ``W_std``) is the weight scale of the last layer
+    alone. With ``r = out_std / W_std`` it maps the last layer's kernels as
+    ``Sigma -> r^2 (Sigma - b_std^2) + b_std^2``, ``Theta -> r^2 (Theta - b_std^2) + b_std^2``
+    and ``Sigmadot -> r^2 Sigmadot`` (docs/networks.md#one-description-networkspec);
+    ``rho`` and ``ntk_normalized`` are unchanged without bias and, with a bias
+    and ``out_std != W_std``, not available (``ValueError``).
     """
     check_depth_and_layers(depth, [depth])
     check_hyperparameters(W_std, b_std)
+    if out_std is not None and not (isinstance(out_std, (int, float, np.floating, np.integer))
+                                    and math.isfinite(out_std) and out_std > 0):
+        raise ValueError(f"out_std must be a finite number > 0 (or None: W_std); got {out_std!r}")
+    ratio2 = 1.0 if out_std is None else (float(out_std) / float(W_std)) ** 2
+    b2 = float(b_std) ** 2
     default_dtype = dtype
 
     def kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=default_dtype):
         fields = _fields(get)
+        ratios = sorted({"rho", "ntk_normalized"} & set(fields))
+        if ratio2 != 1.0 and b2 > 0 and ratios:
+            raise ValueError(
+                f"{ratios} of a network with out_std != W_std and a bias are not available: "
+                "ask for 'nngp' and 'ntk' and normalize them"
+            )
         tr = relu_kernel_trace(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth],
                                get=fields, dtype=dtype, method=method)
+        values = [getattr(tr, f)[0] for f in fields]
+        if ratio2 != 1.0:
+            with precision(values[0].dtype, *values):  # float64 stays float64 outside x64 mode
+                values = [ratio2 * (v - b2) + b2 if f in ("nngp", "ntk") and b2 else
+                          ratio2 * v if f in ("nngp", "ntk", "nngp_dot") else v
+                          for f, v in zip(fields, values)]
         if isinstance(get, str):
-            return getattr(tr, get)[0]
-        return _kernels_tuple(fields)(*(getattr(tr, f)[0] for f in fields))
+            return values[0]
+        return _kernels_tuple(fields)(*values)
 
+    out = "" if out_std is None else f", out_std={out_std}"
     kernel_fn.__doc__ = (
-        f"Kernels of a depth-{depth} ReLU network (W_std={W_std}, b_std={b_std}): "
+        f"Kernels of a depth-{depth} ReLU network (W_std={W_std}, b_std={b_std}{out}): "
         "kernel_fn(x1, x2=None, get=('nngp', 'ntk'), *, dtype=None), [n1, n2] each."
     )
     return kernel_fn

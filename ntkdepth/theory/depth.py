@@ -12,60 +12,21 @@ Here:
 - :func:`proposition5_step`: one step of Proposition 5.
 - :func:`limit_matrix`, :func:`limit_eigenvalues`: Theorem 2's limit
   ``(3/4) I + (1/4) 1 1^T`` and its spectrum.
-- :func:`lemma1_one_minus_rho`: Lemma 1's ``1 - rho_L ~ 9 pi^2 / (2 L^2)``.
-- :func:`fit_decay`, :func:`predicted_log_law`: the rate of ``Thetabar^L -> 1/4``.
-- :func:`decay_onset_depth`, :func:`fit_onset_law`, :func:`corollary1_profile`:
-  Corollary 1, the depth from which that decay is visible.
+- :func:`lemma1_one_minus_rho`, :func:`lemma1_ratio`: Lemma 1's ``1 - rho_L ~ 9 pi^2 / (2 L^2)``;
+  :func:`iterations_to_reach`: how many layers bring ``1 - rho`` below a threshold.
+- :func:`fit_decay`, :func:`fit_decays_past_onset`, :func:`decay_fit_table`,
+  :func:`predicted_log_law`: the rate of ``Thetabar^L -> 1/4``.
+- :func:`decay_onset_depth`, :func:`fit_onset_law`, :func:`continuum_onset`,
+  :func:`corollary1_profile`: Corollary 1, the depth from which that decay is visible.
 
-The rate (the paper's expression was lost in extraction; this is what the
-recursion gives and what the toolkit measures). Write ``theta_l = arccos rho_l``.
-Expanding ``1 - f(cos t) = t^2/2 - t^3/(3 pi) - t^4/24 + O(t^5)`` gives
-``theta_{l+1} = theta_l - theta_l^2/(3 pi) - theta_l^3/(18 pi^2) + O(theta^4)``, so
-
-    1/theta_{l+1} = 1/theta_l + 1/(3 pi) + theta_l/(6 pi^2) + O(theta_l^2),
-    1/theta_L     = L/(3 pi) + log(L)/(2 pi) + C(rho_1) + o(1),
-
-hence ``theta_L = 3 pi / L - O(log L / L^2)`` (Lemma 1: ``1 - rho_L ~ 9 pi^2/(2 L^2)``)
-and ``f'(rho_L) = 1 - theta_L/pi = 1 - 3/L + O(log L / L^2)``. With
-``e_L = Thetabar^L - 1/4``, Proposition 5 becomes
-
-    (L + 1) e_{L+1} = L f'(rho_L) e_L + 3/4 - L theta_L/(4 pi) - (1 - rho_{L+1})
-                    = (L - 3) e_L + (9/8) log(L)/L + (9 pi C/4)/L + O(log^2 L / L^2).
-
-The homogeneous part decays like ``L^-4``; the forcing gives
-
-    e_L = (a log L + b) / L + O(log^2 L / L^2),   a = 3/8,   b = 3 pi C(rho_1)/4 - 1/8:
-
-a rate ``O(log L / L)`` whose leading coefficient ``3/8`` is the same for every
-pair, and whose offset ``b`` carries the pair (``b ~ 3 pi / (4 theta_1)`` as
-``rho_1 -> 1``). Measured with :func:`fit_decay` over depths ``1e4..1e6`` for
-``rho_1`` from -1 to 0.999 (``ntkdepth run fig2 --preset paper``): ``a`` =
-0.3741..0.3753, ``b`` within 0.011 of ``3 pi C/4 - 1/8`` (``C`` read off the
-trace by :func:`predicted_log_law`), relative residuals at most 1.8e-4; the
-best plain power laws ``c L^-p`` have ``p`` = 0.921..0.993, an artefact of the
-window, and residuals up to 1.2e-2 (for pairs near 1, where ``b >> a log L``,
-the two laws are hard to tell apart: 3.5e-5 against 6.5e-5 at ``rho_1 = 0.999``).
-In the sense of the paper's Definition 7 the convergence is "logarithmic":
-``|e_{L+1}| / |e_L| = 1 - p_eff(L)/L -> 1``, with the local exponent
-``p_eff(L) = -d log|e_L| / d log L = 1 - a/(a log L + b) -> 1`` only slowly
-(0.93 at ``L = 1e6`` for ``rho_1 = -1``).
-
-Corollary 1 (onset of the decay). For ``rho_1`` close to 1, ``theta_1`` is
-small and the recursion is, to leading order, the continuum equation
-``d(L Thetabar)/dL = 1 - 3 L Thetabar / (L + l_0)`` with ``l_0 = 3 pi / theta_1``,
-solved by :func:`corollary1_profile`:
-
-    Thetabar^L ~ (y + 1)(y^2 + 1) / (4 y^3),    y = 1 + (L - 1) theta_1 / (3 pi).
-
-The deviation starts at its peak 3/4 and halves at ``y* = 1.4463``, the real root of
-``3 y^3 - 2 y^2 - 2 y - 2 = 0``: the onset depth (defined in
-:func:`decay_onset_depth`) is ``L_onset ~ 3 pi (y* - 1) / theta_1 = 4.206 / theta_1
-~ 2.974 (1 - rho_1)^(-1/2)``. Beyond it, ``e_L ~ l_0 / (4 L)``: the ``log L / L``
-law of every pair, with an offset proportional to ``1 / theta_1``. Measured
-(``fig2 --preset paper``): ``theta_1 L_onset = 4.2066`` at ``1 - rho_1 = 1e-8``,
-and a least-squares fit over ``1 - rho_1 = 1e-8..1e-3`` gives
-``L_onset = 3.005 (1 - rho_1)^-0.4994`` (the small excess over 2.974 and 1/2
-is the ``O(theta_1)`` correction, which the fit absorbs).
+The rate of ``Thetabar^L -> 1/4`` (docs/depth.md#the-rate): with ``e_L =
+Thetabar^L - 1/4``, ``e_L = (a log L + b) / L + O(log^2 L / L^2)`` with ``a =
+3/8`` for every pair and an offset ``b = 3 pi C(rho_1)/4 - 1/8`` that carries
+the pair; the convergence is "logarithmic" in the sense of the paper's
+Definition 7 (docs/depth.md#logarithmic-convergence). The onset of that decay
+(Corollary 1, docs/depth.md#the-onset-of-the-decay) is at ``L_onset ~ 4.206 /
+theta_1 ~ 2.974 (1 - rho_1)^(-1/2)``. ``ntkdepth run fig2`` fits both laws on
+the traces and reports the fitted constants beside these values.
 """
 
 from __future__ import annotations
@@ -96,13 +57,18 @@ __all__ = [
     "limit_matrix",
     "limit_eigenvalues",
     "lemma1_one_minus_rho",
+    "lemma1_ratio",
+    "iterations_to_reach",
     "DecayFit",
     "fit_decay",
+    "fit_decays_past_onset",
+    "decay_fit_table",
     "predicted_log_law",
     "OnsetDepth",
     "decay_onset_depth",
     "OnsetLaw",
     "fit_onset_law",
+    "continuum_onset",
     "corollary1_profile",
 ]
 
@@ -217,6 +183,35 @@ def lemma1_one_minus_rho(L):
     return LEMMA1_CONSTANT / L**2
 
 
+def lemma1_ratio(layers, one_minus_rho) -> np.ndarray:
+    """``L^2 (1 - rho_L) / (9 pi^2 / 2)``, which tends to 1 (Lemma 1).
+
+    Args:
+      layers: ``[m]`` depths.
+      one_minus_rho: ``[m, k]`` ``1 - rho_L`` of ``k`` pairs at those depths.
+
+    Returns:
+      ``[m, k]`` numpy array.
+    """
+    L = np.asarray(layers)
+    return L[:, None] ** 2 * np.asarray(one_minus_rho) / LEMMA1_CONSTANT
+
+
+def iterations_to_reach(one_minus_rho, threshold: float) -> np.ndarray:
+    """Per pair, the number of applications of f until ``1 - rho < threshold`` (-1 if never).
+
+    Args:
+      one_minus_rho: ``[L, k]`` ``1 - rho_l`` at layers ``l = 1..L`` (row ``l - 1``
+        holds ``f^(l-1)(rho_1)``) of ``k`` pairs.
+
+    Returns:
+      ``[k]`` integers.
+    """
+    below = np.asarray(one_minus_rho) < threshold
+    first = np.argmax(below, axis=0)
+    return np.where(below.any(axis=0), first, -1)
+
+
 # --------------------------------------------------------------------------
 # The rate of Thetabar^L -> 1/4.
 
@@ -324,6 +319,59 @@ def fit_decay(layers, deviation, *, window: tuple[float, float] | None = None) -
         better="log" if rms(rel_log) < rms(rel_pow) else "power",
         local_exponent=local_exponent, step_ratio=step_ratio, step_ratio_depth=int(L0),
     )
+
+
+def fit_decays_past_onset(
+    layers, deviation, rho1, onset, predicted_b, *, fit_decades: float, after_onset: float
+) -> list[dict]:
+    """:func:`fit_decay` for each pair, over the deepest decades and past the pair's onset.
+
+    Pair ``j`` is fitted over the depths from ``max(L_max / 10**fit_decades,
+    after_onset * onset[j])`` to ``L_max = max(layers)``; a pair whose window is
+    shorter than half a decade (or whose onset is infinite) is not fitted.
+
+    Args:
+      layers: ``[m]`` increasing depths.
+      deviation: ``[m, k]`` ``Thetabar^L - 1/4`` of ``k`` pairs at those depths.
+      rho1, onset, predicted_b: ``[k]`` the pairs' starting correlations, onset
+        depths (:func:`decay_onset_depth`) and predicted offsets ``b``
+        (:func:`predicted_log_law`).
+      fit_decades, after_onset: the window, as above.
+
+    Returns:
+      one dictionary per pair: ``rho1``, ``onset``, ``predicted_a`` (3/8),
+      ``predicted_b`` and ``fit`` (:meth:`DecayFit.as_dict`, or ``None`` with
+      the reason in ``skipped``).
+    """
+    L = np.asarray(layers)
+    depth = L[-1]
+    fits = []
+    for j, r in enumerate(np.asarray(rho1)):
+        lo = max(depth / 10**fit_decades, after_onset * onset[j])
+        entry = {"rho1": float(r), "onset": float(onset[j]),
+                 "predicted_a": LOG_LAW_SLOPE, "predicted_b": float(predicted_b[j])}
+        if not np.isfinite(lo) or lo > depth / math.sqrt(10):
+            entry["fit"] = None
+            entry["skipped"] = (f"less than half a decade between {after_onset:g} x onset and "
+                                f"depth {depth}")
+        else:
+            entry["fit"] = fit_decay(L, deviation[:, j], window=(lo, depth)).as_dict()
+        fits.append(entry)
+    return fits
+
+
+def decay_fit_table(fits: list[dict]) -> tuple[list[str], list[list]]:
+    """``(columns, rows)``: the records of :func:`fit_decays_past_onset`, one row per pair
+    (the cells of a pair not fitted left empty)."""
+    keys = ["log_a", "log_b", "predicted_b", "log_max_rel", "log_rms_rel", "power_c", "power_p",
+            "power_max_rel", "power_rms_rel", "better", "local_exponent", "step_ratio"]
+    rows = []
+    for f in fits:
+        g = {**(f["fit"] or {}), "predicted_b": f["predicted_b"]}
+        rows.append([f["rho1"], f["onset"], *g.get("window", (None, None)), *(g.get(k) for k in keys)])
+    columns = ["rho1", "onset_depth", "window_min", "window_max", *keys[:-2], "local_exponent_at_L",
+               "step_ratio_at_L"]
+    return columns, rows
 
 
 def predicted_log_law(one_minus_rho, layers) -> dict[str, np.ndarray]:
@@ -515,6 +563,16 @@ def fit_onset_law(one_minus_rho1, onset, *, max_one_minus_rho: float = 1e-2) -> 
         n_points=int(m.sum()), range_one_minus_rho=(float(xm.min()), float(xm.max())),
         theta_onset=float(theta * ym[k]), sqrt_onset=float(math.sqrt(xm[k]) * ym[k]),
     )
+
+
+def continuum_onset(one_minus_rho1):
+    """The onset depth of the continuum limit, ``ONSET_THETA_CONSTANT / theta_1`` with
+    ``theta_1 = 2 arcsin(sqrt((1 - rho_1) / 2))`` (docs/depth.md#the-onset-of-the-decay).
+
+    Takes ``[m]`` values ``1 - rho_1`` (for precision near 1); returns ``[m]`` floats.
+    """
+    return np.array([ONSET_THETA_CONSTANT / (2 * math.asin(math.sqrt(x / 2)))
+                     for x in np.asarray(one_minus_rho1, dtype=np.float64).ravel()])
 
 
 def corollary1_profile(L, one_minus_rho1):

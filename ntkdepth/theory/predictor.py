@@ -222,6 +222,9 @@ class GradientFlowPredictor:
         Fortran-contiguous float64 array) instead of a copy: memory is then the
         kernel plus one ``[n, n]`` matrix. The first factorization consumes the
         kernel, so ask for finite times (or the spectrum) before ``t = inf``.
+
+    ``GradientFlowPredictor.from_spec(spec, x_train, y_train)`` builds it from
+    a :class:`ntkdepth.models.NetworkSpec` instead of a kernel.
     """
 
     def __init__(self, k_train, y_train, *, learning_rate: float = 1.0, rtol: float | None = None,
@@ -265,6 +268,42 @@ class GradientFlowPredictor:
         self._overwrite = owned or (bool(overwrite_k) and self._k.flags.writeable)
         self._eig: _Eigen | None = None
         self._chol: np.ndarray | None = None
+        self.spec = self._kernel_fn = self._x_train = None  # set by from_spec
+
+    @classmethod
+    def from_spec(cls, spec, x_train, y_train, *, learning_rate: float = 1.0, rtol: float | None = None,
+                  dtype="float64") -> GradientFlowPredictor:
+        """The predictor of the infinite-width network ``spec`` trained on ``(x_train, y_train)``.
+
+        ``k_train = spec.kernel_fn()(x_train, get="ntk")`` (``[n, n]``, in
+        ``dtype``, float64 by default), so the kernel is the limit of the
+        NTK of ``spec.model(...)`` by construction. :meth:`predict_at` then
+        predicts at new inputs without a kernel argument. ``spec``: a
+        :class:`ntkdepth.models.NetworkSpec` with an infinite-width NTK (ReLU,
+        ``"ntk"`` parameterization); ``x_train``: ``[n, n0]``.
+        """
+        from ntkdepth.models.spec import NetworkSpec
+
+        if not isinstance(spec, NetworkSpec):
+            raise TypeError(f"spec must be a NetworkSpec; got {type(spec).__name__}")
+        kernel_fn = spec.kernel_fn(dtype=dtype)
+        pred = cls(np.array(kernel_fn(x_train, get="ntk"), dtype=np.float64), y_train,
+                   learning_rate=learning_rate, rtol=rtol)
+        pred.spec, pred._kernel_fn, pred._x_train = spec, kernel_fn, x_train
+        return pred
+
+    def predict_at(self, t, x_test, f0_train=None, f0_test=None) -> np.ndarray:
+        """:meth:`predict` at inputs ``x_test`` ``[m, n0]``, for a predictor made by :meth:`from_spec`.
+
+        ``Theta(x_test, X)`` comes from the spec's kernel function.
+        """
+        if self._kernel_fn is None:
+            raise ValueError(
+                "predict_at needs the network that made the kernel: build the predictor with "
+                "GradientFlowPredictor.from_spec(spec, x_train, y_train), or pass Theta(x, X) to predict"
+            )
+        k = np.asarray(self._kernel_fn(x_test, self._x_train, get="ntk"), dtype=np.float64)
+        return self.predict(t, k, f0_train, f0_test)
 
     @staticmethod
     def _check_kernel(k) -> tuple[np.ndarray, float, float]:

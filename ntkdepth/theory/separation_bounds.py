@@ -26,8 +26,10 @@ where ``I_x(a, b)`` is the regularized incomplete beta function (SciPy's
 ``betainc``; SciPy is a dependency of JAX). For ``d = 3``, ``F_3(delta) = (1 - cos delta)/2``;
 for ``d = 2`` the angle is uniform, ``F_2(delta) = delta/pi``.
 
-Besides the bound, this module estimates the same probabilities by Monte Carlo.
-The separation of a given dataset (smallest pairwise angle, largest ``|cos|``)
+Besides the bound, this module estimates the same probabilities by Monte Carlo
+(:func:`monte_carlo_close_pair`), chooses the angles at which to compare the two
+(:func:`delta_grid`), and compares them cell by cell (:func:`compare_with_monte_carlo`,
+:func:`comparison_statistics`). The separation of a given dataset (smallest pairwise angle, largest ``|cos|``)
 is measured by :mod:`ntkdepth.data.pairs`.
 """
 
@@ -40,6 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.special import beta, betainc, betaincc
+from scipy.stats import binom
 
 from ntkdepth.data.pairs import colinear_angles, pair_angles
 
@@ -52,6 +55,11 @@ __all__ = [
     "union_bound_near_colinear",
     "MonteCarloSeparation",
     "monte_carlo_close_pair",
+    "delta_grid",
+    "Z_EXCESS",
+    "P_EXCESS",
+    "compare_with_monte_carlo",
+    "comparison_statistics",
 ]
 
 
@@ -288,14 +296,133 @@ def monte_carlo_close_pair(
         raise ValueError(f"trials must be a positive integer; got {trials!r}")
     delta = np.atleast_1d(_check_angles("delta", delta))
     min_angle, min_colinear = _sample_separations(int(n), d, int(trials), rng, max_bytes)
-    count_close = np.sum(min_angle[None, :] < delta[:, None], axis=1)
-    count_colinear = np.sum(min_colinear[None, :] < delta[:, None], axis=1)
-    p_close = count_close / trials
-    p_colinear = count_colinear / trials
+    count_close, p_close, se_close = _frequencies(min_angle, delta)
+    count_colinear, p_colinear, se_colinear = _frequencies(min_colinear, delta)
     return MonteCarloSeparation(
         n=int(n), d=d, trials=int(trials), delta=delta,
         count_close=count_close, count_colinear=count_colinear,
-        p_close=p_close, se_close=np.sqrt(p_close * (1 - p_close) / trials),
-        p_colinear=p_colinear, se_colinear=np.sqrt(p_colinear * (1 - p_colinear) / trials),
+        p_close=p_close, se_close=se_close, p_colinear=p_colinear, se_colinear=se_colinear,
         min_angle=min_angle, min_colinear_angle=min_colinear,
     )
+
+
+def _frequencies(separations: np.ndarray, delta: np.ndarray):
+    """Per ``delta``: the count of trials whose separation is below it, its fraction, and the
+    binomial standard error of that fraction."""
+    trials = separations.size
+    count = np.sum(separations[None, :] < delta[:, None], axis=1)
+    p = count / trials
+    return count, p, np.sqrt(p * (1 - p) / trials)
+
+
+# --------------------------------------------------------------------------- the bound against Monte Carlo
+
+#: "Beyond sampling error": a Monte Carlo frequency more than this many standard errors above the bound.
+Z_EXCESS = 4.0
+#: The one-sided tail of ``Z_EXCESS`` standard normal deviations, the level of the exact binomial test.
+P_EXCESS = 3.167e-5
+
+
+def delta_grid(n: int, d: int, bound_min: float, bound_max: float, count: int) -> np.ndarray:
+    """Angles at which the close-pair union bound takes ``count`` log-spaced values in
+    ``[bound_min, bound_max]``, plus those where it is 1/2 and 1 (the near-colinear bound,
+    twice as large, is then 1 and 2), capped at pi/2 (where the near-colinear event is certain)."""
+    pairs = n * (n - 1) / 2
+    targets = np.geomspace(bound_min, bound_max, count)
+    targets = np.union1d(targets, [t for t in (0.5, 1.0) if bound_min < t < bound_max])
+    targets = targets / pairs
+    delta = angle_quantile(np.minimum(targets, 0.5), d)
+    return np.unique(np.minimum(delta, math.pi / 2))
+
+
+def compare_with_monte_carlo(n: int, d: int, delta, min_angle, min_colinear_angle) -> list[dict]:
+    """Both union bounds against their Monte Carlo frequencies, one record per event and angle.
+
+    Args:
+      n, d: ``n`` points on ``S^{d-1}``.
+      delta: ``[k]`` angles.
+      min_angle, min_colinear_angle: ``[T]`` per trial, the smallest pairwise angle and the
+        smallest angle to colinearity (:class:`MonteCarloSeparation`).
+
+    Returns:
+      records with ``event`` (``"close"`` or ``"colinear"``), ``n``, ``d``, ``delta``, the bound
+      (``bound_raw``, ``bound`` clipped at 1, ``poisson = 1 - exp(-bound_raw)``), the frequency
+      ``mc`` with its standard error ``mc_se``, hit count ``mc_count`` and ``trials``,
+      ``exceeds_4se`` (``mc > bound + Z_EXCESS mc_se``) and ``binom_p_value``, the exact
+      one-sided test of "true probability <= bound": ``P(Bin(T, bound) >= count)``.
+    """
+    delta = np.asarray(delta, dtype=np.float64)
+    rows = []
+    for event, bound_fn, sample in (("close", union_bound_close_pair, np.asarray(min_angle)),
+                                    ("colinear", union_bound_near_colinear, np.asarray(min_colinear_angle))):
+        trials = sample.size
+        bound = bound_fn(n, d, delta)
+        count, p, se = _frequencies(sample, delta)
+        p_value = np.where(count > 0, binom.sf(count - 1, trials, bound.clipped), 1.0)
+        for k in range(delta.size):
+            rows.append({
+                "event": event, "n": n, "d": d, "delta": float(delta[k]),
+                "bound_raw": float(bound.raw[k]), "bound": float(bound.clipped[k]),
+                "poisson": float(-np.expm1(-bound.raw[k])),
+                "mc": float(p[k]), "mc_se": float(se[k]), "mc_count": int(count[k]),
+                "trials": int(trials),
+                "exceeds_4se": bool(p[k] > bound.clipped[k] + Z_EXCESS * se[k]),
+                "binom_p_value": float(p_value[k]),
+            })
+    return rows
+
+
+def comparison_statistics(rows: list[dict]) -> dict:
+    """What the records of :func:`compare_with_monte_carlo` say about the bound, pooled.
+
+    ``exceed_4se`` and ``exceed_exact`` count the cells where the frequency exceeds the bound
+    beyond sampling error (by ``Z_EXCESS`` standard errors, or by the exact test at level
+    ``P_EXCESS``). ``tight``: over the cells with a raw bound at most 0.01, the pooled ratio
+    ``sum(count) / sum(trials * bound)`` with its Poisson standard error, and the range of the
+    per-cell ratios with at least 10 hits. ``near_one``: per (event, n, d), the cell whose raw
+    bound is closest to 1 (within a factor 1.5), its frequency against the bound and the Poisson
+    value. ``vacuous_*``: the cells with a raw bound of 1 or more.
+    """
+    small = [r for r in rows if r["bound_raw"] <= 0.01]
+    hits = sum(r["mc_count"] for r in small)
+    allowed = sum(r["trials"] * r["bound"] for r in small)
+    per_cell = [r["mc"] / r["bound"] for r in small if r["mc_count"] >= 10]
+    near_one = {}
+    for r in rows:
+        if 1 / 1.5 <= r["bound_raw"] <= 1.5:
+            key = (r["event"], r["n"], r["d"])
+            if key not in near_one or abs(math.log(r["bound_raw"])) < abs(math.log(near_one[key]["bound_raw"])):
+                near_one[key] = r
+    near = list(near_one.values())
+    vacuous = [r for r in rows if r["bound_raw"] >= 1]
+
+    def mean(values):
+        return float(np.mean(values)) if values else float("nan")
+
+    return {
+        "cells": len(rows),
+        "exceed_4se": sum(r["exceeds_4se"] for r in rows),
+        "exceed_exact": sum(r["binom_p_value"] < P_EXCESS for r in rows),
+        "min_binom_p_value": min(r["binom_p_value"] for r in rows),
+        "largest_excess_in_se": max(((r["mc"] - r["bound"]) / r["mc_se"] for r in rows if r["mc_se"] > 0),
+                                    default=float("nan")),
+        "tight": {
+            "cells": len(small),
+            "hits": int(hits),
+            "pooled_ratio": hits / allowed if allowed > 0 else float("nan"),
+            "pooled_ratio_se": math.sqrt(hits) / allowed if allowed > 0 else float("nan"),
+            "cells_with_10_hits": len(per_cell),
+            "per_cell_min": float(np.min(per_cell)) if per_cell else float("nan"),
+            "per_cell_max": float(np.max(per_cell)) if per_cell else float("nan"),
+        },
+        "near_one": {
+            "cells": len(near),
+            "bound_raw_mean": mean([r["bound_raw"] for r in near]),
+            "mc_mean": mean([r["mc"] for r in near]),
+            "mc_min": float(np.min([r["mc"] for r in near])) if near else float("nan"),
+            "mc_max": float(np.max([r["mc"] for r in near])) if near else float("nan"),
+            "poisson_mean": mean([r["poisson"] for r in near]),
+        },
+        "vacuous_cells": len(vacuous),
+        "vacuous_mc_min": float(min((r["mc"] for r in vacuous), default=float("nan"))),
+    }

@@ -24,22 +24,8 @@ from ntkdepth.training.sweep import (
 )
 
 __all__ = [
-    "LOSSES",
-    "FullBatchData",
-    "PairData",
-    "Trainer",
-    "TrainingDiverged",
-    "TrainSpec",
-    "NonFiniteDataError",
-    "feature_record",
-    "loss_fn",
-    "make_optimizer",
-    "record_steps_grid",
-    "MemoryEstimate",
-    "SweepRun",
-    "WidthTooLargeError",
-    "available_memory",
-    "check_memory",
-    "estimate_memory",
-    "run_width_sweep",
+    "LOSSES", "FullBatchData", "PairData", "Trainer", "TrainingDiverged", "TrainSpec",
+    "NonFiniteDataError", "feature_record", "loss_fn", "make_optimizer", "record_steps_grid",
+    "MemoryEstimate", "SweepRun", "WidthTooLargeError", "available_memory", "check_memory",
+    "estimate_memory", "run_width_sweep",
 ]

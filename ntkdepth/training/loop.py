@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ntkdepth.grids import log_grid
 from ntkdepth.models.functional import FunctionalModel
 
 __all__ = [
@@ -352,5 +353,4 @@ def record_steps_grid(steps: int, n: int) -> tuple[int, ...]:
     """``n`` recorded steps, log-spaced from 1 to ``steps``, plus 0."""
     if n <= 1:
         return (0, steps)
-    grid = np.unique(np.round(np.geomspace(1, steps, n)).astype(int))
-    return tuple(sorted({0, *grid.tolist(), steps}))
+    return tuple(sorted({0, *log_grid(steps, n).tolist(), steps}))

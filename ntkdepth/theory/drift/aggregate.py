@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import numpy as np
@@ -25,7 +24,13 @@ from ntkdepth.theory.drift.validation import (
     check_weights,
 )
 
+if TYPE_CHECKING:
+    from ntkdepth.models.spec import NetworkSpec
+
 __all__ = ["drift_norm_prediction", "drift_prediction"]
+
+# The keywords that describe the network and the training problem, shared by the predictions.
+PROBLEM_KEYWORDS = ("spec", "depth", "W_std", "b_std", "out_std", "f0_train", "loss_weights")
 
 
 class Problem(NamedTuple):
@@ -44,10 +49,10 @@ class Problem(NamedTuple):
     unit_nngp: np.ndarray | None  # Sigma^{L-1} over (x_eval, x_train), for per-unit statistics
 
 
-def setup(x_train, y_train, x_eval, times, depth, W_std, b_std, out_std, f0_train, loss_weights,
-           with_eval_nngp=False) -> Problem:
+def setup(x_train, y_train, x_eval, times, *, spec=None, depth=None, W_std=None, b_std=None, out_std=None,
+          f0_train=None, loss_weights=None, with_eval_nngp=False) -> Problem:
     """The checked arguments and the kernels of a drift problem (arguments of :func:`drift_prediction`)."""
-    depth, s, b, s_out = check_network(depth, W_std, b_std, out_std)
+    depth, s, b, s_out = check_network(depth, W_std, b_std, out_std, spec)
     try:
         x_train, x_eval = check_inputs(x_train, x_eval, b_std=b)
     except ValueError as err:  # name the arguments as the caller knows them
@@ -78,9 +83,10 @@ def drift_prediction(
     x_eval: ArrayLike,
     times: ArrayLike,
     *,
-    depth: int,
-    W_std: float = math.sqrt(2.0),
-    b_std: float = 0.0,
+    spec: NetworkSpec | None = None,
+    depth: int | None = None,
+    W_std: float | None = None,
+    b_std: float | None = None,
     out_std: float | None = None,
     f0_train: ArrayLike | None = None,
     loss_weights: ArrayLike | None = None,
@@ -91,7 +97,8 @@ def drift_prediction(
     The network is that of ``docs/networks.md``: ReLU, ``depth`` weight layers at NTK
     parameterization, weight scale ``W_std`` in layers ``1..depth-1`` and
     ``out_std`` in the last, bias scale ``b_std`` everywhere, all parameters
-    ``N(0, 1)``. It is trained by gradient flow on
+    ``N(0, 1)``; given either as ``spec`` or as the keywords ``depth``,
+    ``W_std``, ``b_std``, ``out_std``. It is trained by gradient flow on
     ``1/2 sum_j w_j |f(x_j) - y_j|^2`` for time ``t`` (gradient descent with a
     small learning rate ``eta`` for ``t / eta`` steps). ``m`` is the last
     hidden layer unless ``layer`` says otherwise.
@@ -103,8 +110,10 @@ def drift_prediction(
         training set or not).
       times: a time or ``[T]`` times ``>= 0`` (``t = 0`` gives exactly 0;
         ``np.inf`` needs an invertible weighted kernel).
+      spec: a :class:`ntkdepth.models.NetworkSpec` (ReLU, ``"ntk"``
+        parameterization, ``depth >= 2``) in place of the four keywords below.
       depth: ``L >= 2`` weight layers (``L - 1`` hidden layers).
-      W_std, b_std: weight and bias scales ``s`` and ``b``.
+      W_std, b_std: weight and bias scales ``s`` (default ``sqrt(2)``) and ``b`` (default 0).
       out_std: the last layer's weight scale ``s_out`` (default ``W_std``).
       f0_train: ``[N]`` or ``[N, K]`` network outputs at initialization on
         ``x_train``: the prediction conditioned on them. ``None`` averages over
@@ -118,12 +127,14 @@ def drift_prediction(
 
     Raises:
       ValueError: NaN/inf or mismatched shapes, negative times or weights,
-        ``depth < 2``, bad scales or ``layer``; :class:`SingularKernelError` for
+        ``depth < 2``, bad scales or ``layer``, a spec together with the
+        keywords or a spec of another activation or parameterization; :class:`SingularKernelError` for
         ``t = inf`` with a singular kernel.
 
     Cost: ``O(depth * n_eval * N^2 * T)``, in chunks of evaluation points.
     """
-    prob = setup(x_train, y_train, x_eval, times, depth, W_std, b_std, out_std, f0_train, loss_weights)
+    prob = setup(x_train, y_train, x_eval, times, spec=spec, depth=depth, W_std=W_std, b_std=b_std,
+                 out_std=out_std, f0_train=f0_train, loss_weights=loss_weights)
     m = check_layer(layer, prob.depth)
     if prob.kern is None:
         return np.zeros((len(prob.times), prob.x_eval.shape[0]))
@@ -137,9 +148,9 @@ def drift_norm_prediction(
 ) -> np.ndarray:
     """``[T, n_eval]``: the square root of :func:`drift_prediction`.
 
-    Takes the same arguments (``network``: its keyword arguments ``depth``,
-    ``W_std``, ``b_std``, ``out_std``, ``f0_train``, ``loss_weights``,
-    ``layer``). Conditioned on ``f0_train`` this is the limit of
+    Takes the same arguments (``network``: its keyword arguments ``spec``,
+    ``depth``, ``W_std``, ``b_std``, ``out_std``, ``f0_train``,
+    ``loss_weights``, ``layer``). Conditioned on ``f0_train`` this is the limit of
     ``|a^m_t(x) - a^m_0(x)|``; averaged over initializations it is the root
     mean square.
     """

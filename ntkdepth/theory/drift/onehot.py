@@ -27,12 +27,9 @@ def onehot_drift_prediction(
     eval_tokens: ArrayLike,
     times: ArrayLike,
     *,
-    depth: int = 3,
-    W_std: float = math.sqrt(2.0),
-    b_std: float = 0.0,
-    out_std: float | None = None,
     input_scale: float | None = None,
     f0: ArrayLike | None = None,
+    **network,
 ) -> np.ndarray:
     """:func:`drift_prediction` for one-hot token inputs trained on skip-gram pairs.
 
@@ -61,7 +58,9 @@ def onehot_drift_prediction(
         target ``Q_c``; rows summing to 1 is not required).
       eval_tokens: ``[n_eval]`` token indices in ``0..V-1``.
       times: a time or ``[T]`` times ``>= 0``.
-      depth, W_std, b_std, out_std: as in :func:`drift_prediction`.
+      network: ``spec`` (a :class:`ntkdepth.models.NetworkSpec`) or the
+        keywords ``depth`` (default 3), ``W_std``, ``b_std``, ``out_std``, as
+        in :func:`drift_prediction`.
       input_scale: the norm of a one-hot input (default ``sqrt(V)``).
       f0: ``[V, V]`` the network's outputs at initialization (row c for token
         c), or ``None`` to average over initializations.
@@ -69,7 +68,13 @@ def onehot_drift_prediction(
     Returns:
       ``[T, n_eval]`` float64 predicted ``|a^{L-1}_t(x_u) - a^{L-1}_0(x_u)|^2``.
     """
-    depth, s, b, s_out = check_network(depth, W_std, b_std, out_std)
+    unknown = sorted(set(network) - {"spec", "depth", "W_std", "b_std", "out_std"})
+    if unknown:
+        raise TypeError(f"onehot_drift_prediction got unknown keyword(s) {unknown}; the network is "
+                        "spec= or depth=, W_std=, b_std=, out_std=")
+    if network.get("spec") is None:
+        network.setdefault("depth", 3)
+    depth, s, b, s_out = check_network(**network, purpose="the one-hot drift prediction")
     p = np.asarray(center_freq, dtype=np.float64)
     if p.ndim != 1 or p.size < 2:
         raise ValueError(f"center_freq must be a [V] vector with V >= 2; got shape {p.shape}")

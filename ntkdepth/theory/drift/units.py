@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ntkdepth.theory.drift.aggregate import setup
+from ntkdepth.theory.drift.aggregate import PROBLEM_KEYWORDS, setup
 from ntkdepth.theory.drift.kernels import (
     CHUNK_ENTRIES,
     layer_drifts,
@@ -132,15 +132,10 @@ def per_unit_drift_statistics(
     x_eval: ArrayLike,
     times: ArrayLike,
     *,
-    depth: int,
-    W_std: float = math.sqrt(2.0),
-    b_std: float = 0.0,
-    out_std: float | None = None,
-    f0_train: ArrayLike | None = None,
-    loss_weights: ArrayLike | None = None,
     num_samples: int = 4096,
     num_init_samples: int = 256,
     seed: int = 0,
+    **problem,
 ) -> UnitDriftStatistics:
     """Limit law of ``sqrt(n) |a_{t,i}(x) - a_{0,i}(x)|`` over the units of the last hidden layer.
 
@@ -159,9 +154,11 @@ def per_unit_drift_statistics(
     residuals are random too: ``num_init_samples`` draws of ``f_0(X)`` share
     the samples, and their spread dominates the Monte Carlo error (about
     ``sqrt(2 / (K num_init_samples))`` relative on ``second_moment``); given
-    ``f0_train`` the error is that of the sign patterns alone. Arguments as in
-    :func:`drift_prediction`; ``second_moment``, the mean of the squared drift
-    over units, estimates the aggregate.
+    ``f0_train`` the error is that of the sign patterns alone. ``problem``:
+    the keyword arguments of :func:`drift_prediction` that describe the
+    network and the loss (``spec`` or ``depth``, ``W_std``, ``b_std``,
+    ``out_std``; ``f0_train``, ``loss_weights``). ``second_moment``, the mean
+    of the squared drift over units, estimates the aggregate.
 
     Returns:
       :class:`UnitDriftStatistics`.
@@ -171,8 +168,11 @@ def per_unit_drift_statistics(
     for value, name in ((num_samples, "num_samples"), (num_init_samples, "num_init_samples")):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    prob = setup(x_train, y_train, x_eval, times, depth, W_std, b_std, out_std, f0_train, loss_weights,
-                  with_eval_nngp=True)
+    unknown = sorted(set(problem) - set(PROBLEM_KEYWORDS))
+    if unknown:
+        raise TypeError(f"per_unit_drift_statistics got unknown keyword(s) {unknown}; "
+                        f"it takes {', '.join(PROBLEM_KEYWORDS)}, num_samples, num_init_samples, seed")
+    prob = setup(x_train, y_train, x_eval, times, with_eval_nngp=True, **problem)
     n_times, n_eval = len(prob.times), prob.x_eval.shape[0]
     if prob.kern is None:
         z = np.zeros((n_times, n_eval))

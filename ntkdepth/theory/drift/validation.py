@@ -6,6 +6,8 @@ arrays, Python numbers) or raises ``ValueError`` naming the argument.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ntkdepth.kernels.validation import check_hyperparameters
@@ -60,10 +62,25 @@ def check_weights(loss_weights, n: int, name: str = "loss_weights") -> np.ndarra
     return w
 
 
-
-def check_network(depth, W_std, b_std, out_std) -> tuple[int, float, float, float]:
+def check_network(depth=None, W_std=None, b_std=None, out_std=None, spec=None, *,
+                  purpose: str = "the drift prediction") -> tuple[int, float, float, float]:
     """``(depth, s, b, s_out)`` of the network: ``depth >= 2`` weight layers, scales ``W_std > 0``,
-    ``b_std >= 0`` and ``out_std > 0`` (``None``: ``W_std``)."""
+    ``b_std >= 0`` and ``out_std > 0``.
+
+    The network comes either from ``spec`` (a :class:`ntkdepth.models.NetworkSpec`
+    of a ReLU network at NTK parameterization) or from the keywords, never both;
+    in the keyword form ``W_std`` defaults to ``sqrt(2)``, ``b_std`` to 0 and
+    ``out_std`` to ``W_std`` (``None`` for each).
+    """
+    if spec is not None:
+        from ntkdepth.models.spec import network_arguments  # only a caller holding a spec pays for it
+
+        depth, W_std, b_std, out_std = network_arguments(
+            spec, depth=depth, W_std=W_std, b_std=b_std, out_std=out_std, purpose=purpose)
+    elif depth is None:
+        raise ValueError(f"{purpose} needs the network: pass spec=NetworkSpec(...) or depth=")
+    W_std = math.sqrt(2.0) if W_std is None else W_std
+    b_std = 0.0 if b_std is None else b_std
     depth = check_depth(depth)
     check_hyperparameters(W_std, b_std)
     s = check_scale(W_std, "W_std")

@@ -1,0 +1,258 @@
+"""One description of a fully-connected network: the finite model, its analytic kernels, its stax layers.
+
+A :class:`NetworkSpec` holds what shapes the network of docs/networks.md apart
+from its widths: the depth ``L`` (weight layers), the weight scale ``W_std``
+of layers ``1 .. L-1``, the output layer's scale ``out_std``, the bias scale
+``b_std``, the parameterization and the activation. From it come
+
+- :meth:`NetworkSpec.model`: the Flax NNX :class:`ntkdepth.models.MLP` with
+  ``L - 1`` hidden layers of one width;
+- :meth:`NetworkSpec.kernel_fn`: the infinite-width kernels ``Sigma^L`` (NNGP)
+  and ``Theta^L`` (NTK) of that network's output, through
+  :func:`ntkdepth.kernels.relu_kernel_fn`;
+- :meth:`NetworkSpec.stax`: the same network as neural-tangents ``stax`` layers,
+  through :func:`ntkdepth.kernels.stax_mlp`;
+
+so that a finite network and its limit are described once and agree by
+construction. Where one of the three cannot represent a setting, it raises a
+``ValueError`` naming the setting and what to use instead.
+
+The output scale enters the kernels of the last layer only
+(docs/networks.md#one-description-networkspec): with ``r = out_std / W_std``,
+
+    Sigma_out = r^2 (Sigma^L - b_std^2) + b_std^2,
+    Theta_out = r^2 (Theta^L - b_std^2) + b_std^2,
+
+where ``Sigma^L`` and ``Theta^L`` are the kernels of the network whose last
+layer has scale ``W_std``.
+
+Usage::
+
+    from ntkdepth.models import NetworkSpec
+    spec = NetworkSpec(depth=3, W_std=2**0.5, b_std=0.1)
+    net = spec.model(in_dim=8, width=512, out_dim=1, rngs=0)
+    k = spec.kernel_fn()(x, get="ntk")          # [n, n], the limit of net's NTK
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+
+from ntkdepth.models.mlp import ACTIVATIONS, PARAMETERIZATIONS
+
+__all__ = ["NetworkSpec", "network_arguments"]
+
+def _integer(value, name: str, low: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    return int(value)
+
+
+def _scale(value, name: str, positive: bool) -> float:
+    low = "> 0" if positive else ">= 0"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number {low}; got {value!r}") from None
+    if isinstance(value, (bool, np.bool_)) or not math.isfinite(number) or (
+        number <= 0 if positive else number < 0
+    ):
+        raise ValueError(f"{name} must be a finite number {low}; got {value!r}")
+    return number
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """A fully-connected network apart from its widths (docs/networks.md).
+
+    Attributes:
+      depth: ``L``, the number of weight layers (``L - 1`` hidden layers); an
+        integer >= 1.
+      W_std: weight scale ``s`` of layers ``1 .. L-1``, finite and > 0.
+      b_std: bias scale of every layer, finite and >= 0 (0: no biases).
+      out_std: weight scale of the output layer ``L``, finite and > 0;
+        ``None`` (the default) stands for ``W_std`` and is stored as its value.
+      parameterization: ``"ntk"`` (the paper's), ``"standard"`` or ``"mup"``.
+      activation: ``"relu"`` (the only one with analytic kernels here),
+        ``"erf"``, ``"tanh"`` or ``"identity"``.
+
+    Instances are immutable, hashable and compare by value; :meth:`replace`
+    returns a checked copy with some fields changed, and
+    ``dataclasses.asdict(spec)`` a plain dict of the six fields.
+    """
+
+    depth: int
+    W_std: float = math.sqrt(2.0)
+    b_std: float = 0.0
+    out_std: float | None = None
+    parameterization: str = "ntk"
+    activation: str = "relu"
+
+    def __post_init__(self):
+        depth = _integer(self.depth, "depth", 1)
+        W_std = _scale(self.W_std, "W_std", positive=True)
+        b_std = _scale(self.b_std, "b_std", positive=False)
+        out_std = W_std if self.out_std is None else _scale(self.out_std, "out_std", positive=True)
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"unknown parameterization {self.parameterization!r}; choose one of {PARAMETERIZATIONS}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {tuple(ACTIVATIONS)}")
+        for name, value in (("depth", depth), ("W_std", W_std), ("b_std", b_std), ("out_std", out_std)):
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes) -> NetworkSpec:
+        """A copy with ``changes`` applied (and checked), e.g. ``spec.replace(depth=5)``."""
+        if "W_std" in changes and "out_std" not in changes and self.out_std == self.W_std:
+            changes["out_std"] = None  # an output scale that followed W_std keeps following it
+        return dataclasses.replace(self, **changes)
+
+    # -- the finite network ---------------------------------------------------
+
+    def model(self, in_dim: int, width: int, out_dim: int = 1, *, rngs, tokens: bool = False,
+              **options):
+        """The Flax NNX :class:`ntkdepth.models.MLP` of this spec at hidden width ``width``.
+
+        ``MLP(in_dim, [width] * (depth - 1), out_dim, ...)`` with the spec's
+        scales, parameterization and activation. ``rngs``: an ``nnx.Rngs`` or
+        an int seed. ``tokens``: integer token inputs in ``[0, in_dim)``.
+        ``options``: the other keywords of ``MLP`` (``input_scale``,
+        ``base_width``, ``param_dtype``, ``precision``); the spec's own fields
+        cannot be overridden here (use :meth:`replace`).
+
+        ``model(x) -> (f [b, out_dim], features [b, width])``.
+        """
+        if self.depth < 2:
+            raise ValueError(
+                "NetworkSpec.model needs depth >= 2 (an MLP has at least one hidden layer); depth=1 "
+                "is the linear model, whose kernels NetworkSpec.kernel_fn() gives"
+            )
+        fixed = {f.name for f in dataclasses.fields(self)} & set(options)
+        if fixed:
+            raise TypeError(
+                f"{sorted(fixed)} belong to the spec: use spec.replace(...) instead of passing them "
+                "to NetworkSpec.model"
+            )
+        from ntkdepth.models.mlp import MLP
+
+        width = _integer(width, "width", 1)
+        return MLP(
+            in_dim, [width] * (self.depth - 1), out_dim,
+            parameterization=self.parameterization, W_std=self.W_std, b_std=self.b_std,
+            out_std=self.out_std, activation=self.activation, tokens=tokens, rngs=rngs, **options,
+        )
+
+    # -- the infinite-width kernels ---------------------------------------------
+
+    def _require_relu(self, what: str) -> None:
+        if self.activation != "relu":
+            raise ValueError(
+                f"{what} exists for activation='relu' only; got activation={self.activation!r}. Use "
+                "activation='relu', or estimate the kernel of the finite network by Monte Carlo "
+                "(ntkdepth.empirical.empirical_ntk over seeds of spec.model(...))"
+            )
+
+    def kernel_fn(self, *, dtype=None, method: str = "auto"):
+        """The analytic kernels of the network's output, in neural-tangents' call style.
+
+        Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=...)``:
+        with a string ``get`` one ``[n1, n2]`` kernel, with a tuple a named
+        tuple of them (fields of :data:`ntkdepth.kernels.KERNEL_FIELDS`).
+        ``nngp`` is the limit of the output's covariance at initialization and
+        ``ntk`` the limit of the network's empirical NTK as every hidden width
+        grows. ``dtype`` and ``method`` as in
+        :func:`ntkdepth.kernels.relu_kernel_trace`.
+
+        Raises ``ValueError`` for an activation other than ReLU, for muP (its
+        output kernels vanish as the width grows; at ``base_width`` the network
+        is ``spec.replace(parameterization="ntk")``), and, when the call asks
+        for an NTK field, for the standard parameterization (its NTK grows with
+        the width: ``spec.stax(width)`` gives it at a width); for ``rho`` or
+        ``ntk_normalized`` when ``out_std != W_std`` with a bias.
+        """
+        self._require_relu("the analytic kernel")
+        if self.parameterization == "mup":
+            raise ValueError(
+                "a muP network has no infinite-width kernel: its output multiplier "
+                "out_std * sqrt(base_width) / width sends the output's covariance to 0 as the width "
+                "grows. At width = base_width it is the NTK network: use "
+                "spec.replace(parameterization='ntk').kernel_fn()"
+            )
+        from ntkdepth.kernels.relu import relu_kernel_fn
+
+        inner = relu_kernel_fn(self.depth, self.W_std, self.b_std, out_std=self.out_std, dtype=dtype,
+                               method=method)
+        if self.parameterization == "ntk":
+            return inner
+        default_dtype = dtype
+
+        def kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=default_dtype):
+            fields = (get,) if isinstance(get, str) else tuple(get)
+            if {"ntk", "ntk_normalized"} & set(fields):
+                raise ValueError(
+                    "at standard parameterization the NTK grows with the width and has no "
+                    "infinite-width limit: ask for get='nngp' (the same as at NTK parameterization), "
+                    "use spec.stax(width) for the NTK at a given width, or "
+                    "spec.replace(parameterization='ntk')"
+                )
+            return inner(x1, x2, get, dtype=dtype)
+
+        kernel_fn.__doc__ = inner.__doc__
+        return kernel_fn
+
+    def stax(self, width: int, out_dim: int = 1):
+        """The network as neural-tangents layers: ``(init_fn, apply_fn, kernel_fn)``.
+
+        Through :func:`ntkdepth.kernels.stax_mlp`: ``depth - 1`` hidden ReLU
+        layers of ``width`` units and a readout of ``out_dim`` units with scale
+        ``out_std``. At NTK parameterization its ``kernel_fn`` equals
+        :meth:`kernel_fn`; at standard parameterization its NTK is that of
+        the finite-width network (Sohl-Dickstein et al. 2020) and depends on
+        ``width``. muP and activations other than ReLU raise ``ValueError``.
+        """
+        self._require_relu("NetworkSpec.stax")
+        if self.parameterization == "mup":
+            raise ValueError(
+                "neural-tangents' stax has no muP parameterization; use parameterization='ntk' or "
+                "'standard'"
+            )
+        from ntkdepth.kernels.nt_bridge import stax_mlp
+
+        return stax_mlp(self.depth, width, W_std=self.W_std, b_std=self.b_std,
+                        parameterization=self.parameterization, out_dim=out_dim, out_std=self.out_std)
+
+
+def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None,
+                      purpose: str) -> tuple[int, float, float, float | None]:
+    """``(depth, W_std, b_std, out_std)`` from a spec or from the keyword form, never both.
+
+    For the theory of ReLU networks at NTK parameterization (``purpose`` names
+    it in errors). Without ``spec`` the keywords are returned as given, with
+    ``W_std`` defaulting to ``sqrt(2)`` and ``b_std`` to 0 (``out_std`` stays
+    ``None``: the caller's default, ``W_std``); ``depth`` is then required.
+    """
+    given = [name for name, value in (("depth", depth), ("W_std", W_std), ("b_std", b_std),
+                                       ("out_std", out_std)) if value is not None]
+    if spec is None:
+        if depth is None:
+            raise ValueError(f"{purpose} needs the network: pass spec=NetworkSpec(...) or depth=")
+        return depth, math.sqrt(2.0) if W_std is None else W_std, 0.0 if b_std is None else b_std, out_std
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"spec must be a NetworkSpec; got {type(spec).__name__}")
+    if given:
+        raise ValueError(
+            f"{purpose}: pass the network either as spec= or as {', '.join(g + '=' for g in given)}, not both "
+            "(spec.replace(...) changes a field)"
+        )
+    if spec.activation != "relu" or spec.parameterization != "ntk":
+        raise ValueError(
+            f"{purpose} is the theory of ReLU networks at NTK parameterization; got "
+            f"activation={spec.activation!r}, parameterization={spec.parameterization!r} "
+            "(spec.replace(activation='relu', parameterization='ntk'))"
+        )
+    return spec.depth, spec.W_std, spec.b_std, spec.out_std
