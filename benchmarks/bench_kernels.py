@@ -33,10 +33,12 @@ of dimension 784, kernels of ``x`` with itself:
    (``getrusage(RUSAGE_CHILDREN)``); a 256 x 256 sample of entries is checked
    against ``relu_ntk`` of the same inputs.
 
-Timing: a warm-up call (which compiles; for the incremental strategy a short
-chain that compiles the same functions), then the median of ``--repeats``
-timed calls (fewer where one call takes longer than ``--budget`` seconds),
-each ended by ``jax.block_until_ready``. Ratios: ``nt/ours`` is
+Timing: a warm-up call each (which compiles; for the incremental strategy a
+short chain that compiles the same functions), then ``--repeats`` rounds
+(fewer where the calls take longer than ``--budget`` seconds each) in which
+the Gram matrix, ntkdepth and neural-tangents run once each, in turn, so that
+a shared machine's changing load falls on all three alike; the medians, each
+call ended by ``jax.block_until_ready``. Ratios: ``nt/ours`` is
 neural-tangents' time over ntkdepth's (above 1: ntkdepth is faster),
 ``ours/Gram`` ntkdepth's over the Gram matrix's. The targets printed beside
 them apply on a CPU to the bias-free rows: ``nt/ours >= 2`` at L = 10 and
@@ -99,24 +101,35 @@ def _progress(msg):
     print(f"  [{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def timed(label, fn, repeats, budget, warmup=None):
-    """``{"first_call_s", "median_s", "times_s"}`` and the last output.
+def timed_together(label, fns, repeats, budget, warmups=None):
+    """``({name: record}, {name: last output})`` for functions timed round by round.
 
-    ``warmup`` (default ``fn``) is called once first (it compiles); then
-    ``fn`` up to ``repeats`` times, stopping early once ``budget`` seconds are
-    spent (at least one timed call).
+    Each function gets a warm-up call (``warmups[name]``, default itself: it
+    compiles); then up to ``repeats`` rounds in which each runs once, in turn,
+    stopping early once the rounds have taken ``budget`` seconds per function
+    (at least one round). Interleaving lets a shared machine's changing load
+    fall on all of them alike. A record: ``{"first_call_s", "median_s", "times_s"}``.
     """
-    t0 = time.perf_counter()
-    out = _ready((warmup or fn)())
-    first = time.perf_counter() - t0
-    times = []
-    while len(times) < repeats and (not times or sum(times) < budget):
-        del out
+    warmups = warmups or {}
+    outs, first = {}, {}
+    for name, fn in fns.items():
         t0 = time.perf_counter()
-        out = _ready(fn())
-        times.append(time.perf_counter() - t0)
-    _progress(f"{label}: first {first:.3f} s, timed " + " ".join(f"{t:.3f}" for t in times))
-    return {"first_call_s": first, "median_s": statistics.median(times), "times_s": times}, out
+        outs[name] = _ready(warmups.get(name, fn)())
+        first[name] = time.perf_counter() - t0
+    times = {name: [] for name in fns}
+    while not times[next(iter(fns))] or (
+            len(times[next(iter(fns))]) < repeats and sum(map(sum, times.values())) < budget * len(fns)):
+        for name, fn in fns.items():
+            outs[name] = None
+            t0 = time.perf_counter()
+            outs[name] = _ready(fn())
+            times[name].append(time.perf_counter() - t0)
+    for name in fns:
+        _progress(f"{label} {name}: first {first[name]:.3f} s, timed "
+                  + " ".join(f"{t:.3f}" for t in times[name]))
+    recs = {name: {"first_call_s": first[name], "median_s": statistics.median(times[name]),
+                   "times_s": times[name]} for name in fns}
+    return recs, outs
 
 
 def offdiag_err(ours, theirs):
@@ -225,18 +238,19 @@ def one_depth(x_all, cases, repeats, budget):
             for n, depth in cases:
                 label = f"{dtype} b={b_std} n={n} L={depth}"
                 x = jnp.asarray(x_all[:n], dtype=dtype)
-                rec_g, _ = timed(f"{label} Gram", lambda: gram(x), repeats, budget)
-                rec_o, ours = timed(f"{label} ntkdepth",
-                                    lambda: relu_ntk(x, depth=depth, b_std=b_std), repeats, budget)
-                ours = np.asarray(ours)
+                fns = {"gram": lambda: gram(x), "ntkdepth": lambda: relu_ntk(x, depth=depth, b_std=b_std)}
+                warmups = {}
                 if depth <= NT_JIT_MAX_DEPTH:
                     strategy, fn = "jit", nt_jitted(depth, b_std)
-                    rec_t, theirs = timed(f"{label} nt", lambda: fn(x), repeats, budget)
-                    del fn
+                    fns["nt"] = lambda: fn(x)
                 else:
                     strategy = "incremental"
-                    rec_t, theirs = timed(f"{label} nt", lambda: chain(x, depth), repeats,
-                                          budget, warmup=lambda: chain(x, 2))
+                    fns["nt"] = lambda: chain(x, depth)
+                    warmups["nt"] = lambda: chain(x, 2)
+                recs, outs = timed_together(label, fns, repeats, budget, warmups)
+                rec_g, rec_o, rec_t = recs["gram"], recs["ntkdepth"], recs["nt"]
+                ours, theirs = np.asarray(outs["ntkdepth"]), outs["nt"]
+                del fns, outs
                 err = offdiag_err(ours, theirs)
                 del theirs
                 sq = np.sum(np.asarray(x, np.float64) ** 2, axis=1)
@@ -262,13 +276,14 @@ def every_depth(x_all, n, max_depth, repeats, budget):
             label = f"{dtype} b={b_std} n={n} L=1..{max_depth}"
             x = jnp.asarray(x_all[:n], dtype=dtype)
             chain = nt_incremental(b_std)
-            rec_g, _ = timed(f"{label} Gram", lambda: gram(x), repeats, budget)
-            rec_o, ours = timed(
-                f"{label} ntkdepth",
-                lambda: relu_kernel_trace(x, depth=max_depth, b_std=b_std, get=("ntk",)).ntk,
-                repeats, budget)
-            rec_t, theirs = timed(f"{label} nt", lambda: chain(x, max_depth, every=True),
-                                  repeats, budget, warmup=lambda: chain(x, 2, every=True))
+            recs, outs = timed_together(label, {
+                "gram": lambda: gram(x),
+                "ntkdepth": lambda: relu_kernel_trace(x, depth=max_depth, b_std=b_std, get=("ntk",)).ntk,
+                "nt": lambda: chain(x, max_depth, every=True),
+            }, repeats, budget, {"nt": lambda: chain(x, 2, every=True)})
+            rec_g, rec_o, rec_t = recs["gram"], recs["ntkdepth"], recs["nt"]
+            ours, theirs = outs["ntkdepth"], outs["nt"]
+            del outs
             check = sorted({1, 2, max_depth // 3, max_depth})
             ours_np = {l: np.asarray(ours[l - 1]) for l in check}
             err = max(offdiag_err(ours_np[l], theirs[l - 1]) for l in check)

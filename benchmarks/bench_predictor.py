@@ -15,14 +15,19 @@ Run from the repository root::
    ``ntkdepth.kernels.nt_bridge``; its learning rate is ours times ``y.size``):
    the first call (which factorizes the kernel: our in-place tridiagonal
    eigendecomposition, neural-tangents' ``eigh``), the median of the further
-   calls, and ``t = inf`` on a fresh predictor (Cholesky in both). Beside them,
-   the same prediction contracted with ``np.einsum`` without BLAS (the
-   predictor's earlier code), from the same eigendecomposition.
+   calls (both given the test kernel as the same JAX array), and ``t = inf``
+   on a fresh predictor (Cholesky in both). Beside them,
+   the same prediction from the same eigenvectors through NumPy's BLAS
+   (``numpy``) and contracted with ``np.einsum`` without BLAS (``einsum``):
+   the predictor's two earlier implementations. The further calls of
+   ntkdepth, neural-tangents and ``numpy`` are interleaved, round by round.
 2. **Empirical NTK** (float32) of an ``ntkdepth.models.MLP`` (64 inputs, two
    hidden layers of 256, 10 outputs): ``empirical_ntk`` against a plain
    ``vmap(jacrev)`` Jacobian contraction, the earlier block-pair
    implementation (a Jacobian per pair of blocks) at the small n only, and
-   ``mlp_ntk`` (the layer-structured kernel).
+   ``mlp_ntk`` (the layer-structured kernel); ``empirical_ntk``,
+   ``vmap(jacrev)`` and ``mlp_ntk`` interleaved, round by round, after a
+   compiling call each.
 
 Ratios are the other's time over ntkdepth's (above 1: ntkdepth is faster);
 every call ends with ``jax.block_until_ready``. Timings on a shared machine are
@@ -32,6 +37,7 @@ noisy: compare the ratios of one run, not absolute times across runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -75,6 +81,33 @@ def timed(label, fn, repeats):
     return first, med, out
 
 
+def interleaved(label, fns, repeats):
+    """Medians of ``repeats`` rounds in which every function of ``fns`` runs once, in turn.
+
+    Interleaving keeps a shared machine's changing load from favouring one side.
+    """
+    times = {name: [] for name in fns}
+    outs = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            outs.pop(name, None)
+            t0 = time.perf_counter()
+            outs[name] = _ready(fn())
+            times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    _progress(f"{label}: " + ", ".join(f"{name} {t:.4f} s" for name, t in med.items()))
+    return med, outs
+
+
+def _numpy_predict(v, lam, y, k_test, times):
+    """The same products through NumPy's BLAS (the predictor's earlier code), from the same eigenvectors."""
+    n, k = y.shape
+    p = -np.expm1(-times[:, None] * lam[None, :]) / lam[None, :]
+    z = v.T @ y
+    coeff = (v @ (p.T[:, :, None] * z[:, None, :]).reshape(n, -1)).reshape(n, -1, k).transpose(1, 0, 2)
+    return (k_test @ coeff.transpose(1, 0, 2).reshape(n, -1)).reshape(-1, len(times), k).transpose(1, 0, 2)
+
+
 def _einsum_predict(v, lam, y, k_test, times):
     """The earlier contraction: ``np.einsum`` of ``V diag(p_t) V^T Y``, then ``K(x, X)``, no BLAS."""
     p = -np.expm1(-times[:, None] * lam[None, :]) / lam[None, :]
@@ -90,13 +123,19 @@ def bench_predict(n, m, repeats, rng):
         k = np.asarray(relu_ntk(x, depth=3))
         k_test = np.asarray(relu_ntk(x_test, x, depth=3))
         y = rng.normal(size=(n, 10))
-        ours = GradientFlowPredictor(k, y)
-        f_ours, t_ours, out_ours = timed(f"n={n} ntkdepth predict", lambda: ours.predict(TIMES, k_test), repeats)
         kj, yj, kt = jnp.asarray(k), jnp.asarray(y), jnp.asarray(k_test)
+        ours = GradientFlowPredictor(k, y)
+        f_ours, _, _ = timed(f"n={n} ntkdepth predict", lambda: ours.predict(TIMES, kt), 0)
         theirs = nt_bridge.predict.gradient_descent_mse(kj, yj, learning_rate=y.size)
-        f_nt, t_nt, out_nt = timed(f"n={n} neural-tangents predict",
-                                   lambda: theirs(TIMES, None, 0.0, kt), repeats)
-        v, lam = ours.eigenvectors, ours.eigenvalues
+        f_nt, _, _ = timed(f"n={n} neural-tangents predict", lambda: theirs(TIMES, None, 0.0, kt), 0)
+        v, lam = np.array(ours.eigenvectors, order="F"), ours.eigenvalues
+        med, outs = interleaved(f"n={n} predict, interleaved", {
+            "ntkdepth": lambda: ours.predict(TIMES, kt),
+            "neural_tangents": lambda: theirs(TIMES, None, 0.0, kt),
+            "numpy": lambda: _numpy_predict(v, lam, y, k_test, TIMES),
+        }, max(repeats, 5))
+        t_ours, t_nt, t_numpy = med["ntkdepth"], med["neural_tangents"], med["numpy"]
+        out_ours, out_nt = outs["ntkdepth"], outs["neural_tangents"]
         _, t_einsum, out_einsum = timed(f"n={n} einsum contraction", lambda: _einsum_predict(v, lam, y, k_test, TIMES),
                                         max(1, repeats // 2))
         inf_ours, _, out_inf = timed(f"n={n} ntkdepth t=inf (Cholesky)",
@@ -108,9 +147,10 @@ def bench_predict(n, m, repeats, rng):
         return {
             "n": n, "m": m, "K": 10, "times": len(TIMES),
             "first_call_s": {"ntkdepth": f_ours, "neural_tangents": f_nt},
-            "predict_s": {"ntkdepth": t_ours, "neural_tangents": t_nt, "einsum": t_einsum},
+            "predict_s": {"ntkdepth": t_ours, "neural_tangents": t_nt, "numpy_blas": t_numpy, "einsum": t_einsum},
             "t_inf_s": {"ntkdepth": inf_ours, "neural_tangents": inf_nt},
             "ratio_predict_nt_over_ours": t_nt / t_ours,
+            "ratio_predict_numpy_blas_over_ours": t_numpy / t_ours,
             "ratio_predict_einsum_over_ours": t_einsum / t_ours,
             "ratio_first_call_nt_over_ours": f_nt / f_ours,
             "ratio_t_inf_nt_over_ours": inf_nt / inf_ours,
@@ -142,13 +182,18 @@ def _old_empirical_ntk(apply_fn, params, x, block_size=16):
 
 def _vmap_jacrev_ntk(apply_fn, params, x):
     """The plain alternative: every Jacobian at once by ``vmap(jacrev)``, contracted over parameters."""
+    return _vmap_jacrev_fn(apply_fn)(params, x)
+
+
+@functools.lru_cache(maxsize=4)
+def _vmap_jacrev_fn(apply_fn):
     @jax.jit
-    def ntk(x):
+    def ntk(params, x):
         jac = jax.vmap(jax.jacrev(lambda p, xi: apply_fn(p, xi[None])[0]), in_axes=(None, 0))(params, x)
         flat = jnp.concatenate([a.reshape(x.shape[0], -1) for a in jax.tree_util.tree_leaves(jac)], axis=1)
         return flat @ flat.T / jax.tree_util.tree_leaves(jac)[0].shape[1]
 
-    return ntk(x)
+    return ntk
 
 
 def bench_empirical(sizes, old_max, repeats, rng):
@@ -157,9 +202,12 @@ def bench_empirical(sizes, old_max, repeats, rng):
     rows = []
     for n in sizes:
         x = jnp.asarray(rng.normal(size=(n, 64)), jnp.float32)
-        _, t_ours, k_ours = timed(f"n={n} empirical_ntk", lambda: empirical_ntk(net, x1=x), repeats)
-        _, t_plain, k_plain = timed(f"n={n} vmap(jacrev)", lambda: _vmap_jacrev_ntk(fm.output, fm.params, x), repeats)
-        _, t_mlp, k_mlp = timed(f"n={n} mlp_ntk", lambda: mlp_ntk(net, x), repeats)
+        fns = {"ours": lambda: empirical_ntk(net, x1=x), "plain": lambda: _vmap_jacrev_ntk(fm.output, fm.params, x),
+               "mlp_ntk": lambda: mlp_ntk(net, x)}
+        for fn in fns.values():
+            _ready(fn())  # compiles
+        med, outs = interleaved(f"n={n} empirical NTK, interleaved", fns, max(repeats, 5))
+        (t_ours, k_ours), (t_plain, k_plain), (t_mlp, k_mlp) = ((med[k], outs[k]) for k in fns)
         row = {"n": n, "empirical_ntk_s": t_ours, "vmap_jacrev_s": t_plain, "mlp_ntk_s": t_mlp,
                "ratio_vmap_jacrev_over_ours": t_plain / t_ours, "ratio_ours_over_mlp_ntk": t_ours / t_mlp,
                "max_rel_diff_vs_mlp_ntk": float(np.max(np.abs(np.asarray(k_ours) - np.asarray(k_mlp)))
@@ -194,11 +242,11 @@ def main(argv=None):
 
     print(f"\nPredictions: depth-3 NTK on S^783, K = 10, m = {args.m} test points, {len(TIMES)} times, "
           "float64 (ratios: other / ntkdepth)")
-    print(f"{'n':>6} {'predict ours':>13} {'vs NT':>7} {'vs einsum':>10} {'1st call ours':>14} {'vs NT':>7} "
+    print(f"{'n':>6} {'predict ours':>13} {'vs NT':>7} {'vs numpy':>9} {'vs einsum':>10} {'1st call ours':>14} {'vs NT':>7} "
           f"{'t=inf ours':>11} {'vs NT':>7} {'|diff| NT':>10}")
     for r in predict:
         print(f"{r['n']:>6} {r['predict_s']['ntkdepth']:>12.4f}s {r['ratio_predict_nt_over_ours']:>7.2f} "
-              f"{r['ratio_predict_einsum_over_ours']:>10.1f} {r['first_call_s']['ntkdepth']:>13.2f}s "
+              f"{r['ratio_predict_numpy_blas_over_ours']:>9.2f} {r['ratio_predict_einsum_over_ours']:>10.1f} {r['first_call_s']['ntkdepth']:>13.2f}s "
               f"{r['ratio_first_call_nt_over_ours']:>7.2f} {r['t_inf_s']['ntkdepth']:>10.2f}s "
               f"{r['ratio_t_inf_nt_over_ours']:>7.2f} {r['max_abs_diff_vs_nt_over_max']:>10.1e}")
     print("\nEmpirical NTK: MLP 64 -> 256 -> 256 -> 10, float32 (ratios: other / ntkdepth; mlp_ntk: ours / it)")

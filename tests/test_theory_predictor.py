@@ -151,6 +151,25 @@ def test_in_place_factorizations_equal_the_eigendecomposition(larger, overwrite)
     assert np.array_equal(k, p["k"]) != overwrite
 
 
+def test_predictions_are_float64_whatever_jax_x64_mode(rng):
+    # No x64 fixture: the predictor's compiled products must stay float64 (float32 would be ~1e-7 off).
+    a = rng.normal(size=(150, 200))
+    k, k_test = a @ a.T / 200, rng.normal(size=(6, 200)) @ a.T / 200
+    y = rng.normal(size=(150, 3))
+    pred = GradientFlowPredictor(k, y)
+    times = np.array([0.5, 4.0, np.inf])
+    zero = np.zeros_like(y)
+    for _ in range(2):  # the second call reuses V^T Y
+        got, got_train = pred.predict(times[:2], k_test), pred.predict_train(times[:2])
+        for i, t in enumerate(times[:2]):
+            want, coeff = _reference(k, k_test, y, zero, np.zeros((6, 3)), t)
+            np.testing.assert_allclose(got[i], want, rtol=1e-11, atol=1e-12 * np.abs(want).max())
+            np.testing.assert_allclose(got_train[i], k @ coeff, rtol=1e-11, atol=1e-12 * np.abs(y).max())
+    assert got.dtype == np.float64 and got.flags.writeable
+    want, _ = _reference(k, k_test, y, zero, np.zeros((6, 3)), np.inf)
+    np.testing.assert_allclose(pred.predict(times, k_test)[2], want, rtol=1e-9, atol=1e-10 * np.abs(want).max())
+
+
 def test_t_infinity_by_cholesky_equals_the_eigendecomposition(larger):
     p = larger
     want, _ = _reference(p["k"], p["k_test"], p["y"], p["f0"], p["f0_test"], np.inf)
@@ -223,10 +242,12 @@ def test_symmetry_and_definiteness_are_checked_within_rounding(rng):
 def test_nan_and_broadcast_only_shapes_are_named(problem):
     p = problem
     pred = GradientFlowPredictor(p["k"], p["y"])
-    bad = p["k_test"].copy()
-    bad[1, 2] = np.nan
-    with pytest.raises(ValueError, match="k_test_train contains NaN"):
-        pred.predict(1.0, bad)
+    for value in (np.nan, -np.inf):
+        bad = p["k_test"].copy()
+        bad[1, 2] = value
+        for t in (1.0, [0.5, np.inf]):
+            with pytest.raises(ValueError, match="k_test_train contains NaN"):
+                pred.predict(t, bad)
     f0 = p["f0"].copy()
     f0[0, 0] = np.nan
     with pytest.raises(ValueError, match="f0_train contains NaN"):

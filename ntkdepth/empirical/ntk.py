@@ -4,7 +4,7 @@ Two ways to compute the empirical NTK:
 
 - :func:`empirical_ntk_fn` works for any ``apply_fn(params, x)``: it computes
   each input's Jacobian once (``vmap(jacrev)``, ``block_size`` inputs at a time)
-  and multiplies them (BLAS), holding at most ``memory_bytes`` of Jacobians
+  and multiplies them parameter leaf by parameter leaf (BLAS), holding at most ``memory_bytes`` of Jacobians
   (beyond that, panels of ``x1`` against recomputed blocks of ``x2``).
 - :func:`mlp_ntk` uses the structure of a fully-connected network: a weight
   layer ``h^l = m_l a^{l-1} W^l + c_l b^l`` contributes
@@ -52,7 +52,8 @@ def empirical_ntk_fn(apply_fn: ApplyFn, block_size: int | None = None, memory_by
     inputs per compiled call (default: all of them in one compiled program when
     their Jacobians fit in ``memory_bytes``, else as many as fill a quarter of it),
     and the kernel is the matrix product
-    ``J(x1) J(x2)^T / k`` (BLAS), averaged over the ``k`` outputs.
+    ``J(x1) J(x2)^T / k`` (BLAS; a sum of one product per parameter leaf, so
+    that the Jacobians are never concatenated), averaged over the ``k`` outputs.
 
     Every Jacobian is computed once when those of ``x1`` and ``x2`` fit in
     ``memory_bytes``. Otherwise ``x1`` is taken in panels that fill half of it,
@@ -77,23 +78,26 @@ def _build_ntk_fn(apply_fn: ApplyFn, block_size: int | None, memory_bytes: int) 
 
     @jax.jit
     def jacobians(params, xb):
-        """``[b, k * P]``: the flattened Jacobians of a block of inputs."""
+        """The Jacobians of a block of inputs, one ``[b, k * size]`` matrix per parameter leaf."""
         jac = jax.vmap(jax.jacrev(one), in_axes=(None, 0))(params, xb)  # leaves [b, k, *shape]
-        leaves = jax.tree_util.tree_leaves(jac)
-        return jnp.concatenate([leaf.reshape(xb.shape[0], -1) for leaf in leaves], axis=1)
+        return tuple(leaf.reshape(xb.shape[0], -1) for leaf in jax.tree_util.tree_leaves(jac))
+
+    def contract(j1, j2):
+        # Leaf by leaf: the Jacobians are never concatenated (a copy as large as all of them).
+        return sum(jnp.matmul(a, b.T, precision="highest") for a, b in zip(j1, j2))
 
     @jax.jit
     def fused_same(params, x):
         j = jacobians(params, x)
-        return jnp.matmul(j, j.T, precision="highest")
+        return contract(j, j)
 
     @jax.jit
     def fused_pair(params, x1, x2):
-        return jnp.matmul(jacobians(params, x1), jacobians(params, x2).T, precision="highest")
+        return contract(jacobians(params, x1), jacobians(params, x2))
 
     @jax.jit
     def product(j1, j2, k):
-        return jnp.matmul(j1, j2.T, precision="highest") / k
+        return contract(j1, j2) / k
 
     def parts(params, x, block_size):
         """The Jacobians of ``x`` in blocks of equal size (the last one padded)."""
@@ -106,7 +110,10 @@ def _build_ntk_fn(apply_fn: ApplyFn, block_size: int | None, memory_bytes: int) 
 
     def blocked(params, x, block_size):
         got = parts(params, x, block_size)
-        return jnp.concatenate(got, axis=0)[:x.shape[0]] if len(got) > 1 else got[0][:x.shape[0]]
+        n = x.shape[0]
+        if len(got) == 1:
+            return tuple(leaf[:n] for leaf in got[0])
+        return tuple(jnp.concatenate(leaves, axis=0)[:n] for leaves in zip(*got))
 
     def call(params, x1, x2=None):
         x1 = jnp.asarray(x1)

@@ -261,7 +261,7 @@ def _interp_impl(x1, x2, W_std, b_std, tables, *, layers, get, bias, emin, n_pos
 
 def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
     """The requested fields from layer one and the tables: one elementwise pass per layer."""
-    from ntkdepth.kernels.angles import angle_from_correlation
+    from ntkdepth.kernels.angles import angle_from_correlation, sine_from_correlation
     from ntkdepth.kernels.relu import _recursion, _times
 
     half_w2 = W_std * W_std / 2.0
@@ -305,8 +305,8 @@ def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
         elif layer == 2:
             # One step of the layer loop itself (closed forms, no table).
             t1 = angle_from_correlation(rho)
-            second = _recursion(one, omr1, t1, jnp.sin(t1), W_std, b_std, jnp.zeros(2, jnp.int32),
-                                n_out=1, get=get, bias=bias, every_layer=False, unroll=1,
+            second = _recursion(one, omr1, t1, sine_from_correlation(rho), W_std, b_std,
+                                jnp.zeros(2, jnp.int32), n_out=1, get=get, bias=bias, every_layer=False, unroll=1,
                                 on_cpu=True)
             for name in get:
                 put(name, second[name][0])

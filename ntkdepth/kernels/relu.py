@@ -48,6 +48,7 @@ from ntkdepth.kernels.angles import (
     angle_from_correlation,
     angle_from_omr,
     one_minus_arccos_kernel,
+    sine_from_correlation,
     t_minus_sin_t_series,
 )
 from ntkdepth.kernels.validation import (
@@ -296,8 +297,9 @@ def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, un
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
     one = _layer_one(x1, x2, W_std, b_std, bias)
     t1 = angle_from_correlation(one.rho)
-    return _recursion(one, 1.0 - one.rho, t1, jnp.sin(t1), W_std, b_std, slot, n_out=n_out,
-                      get=get, bias=bias, every_layer=every_layer, unroll=unroll, on_cpu=on_cpu)
+    return _recursion(one, 1.0 - one.rho, t1, sine_from_correlation(one.rho), W_std, b_std, slot,
+                      n_out=n_out, get=get, bias=bias, every_layer=every_layer, unroll=unroll,
+                      on_cpu=on_cpu)
 
 
 def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get, bias,

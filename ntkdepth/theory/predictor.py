@@ -20,7 +20,10 @@ Two factorizations, each computed on first use (docs/predictor.md):
   reflectors overwrite the kernel), ``T = S diag(lambda) S^T`` (``stemr``), and
   ``V = Q S`` formed in the storage of ``S`` (the reflectors applied 64 at a
   time as matrix products). Memory: the kernel plus one ``[n, n]`` matrix.
-  Predictions are then two matrix products with ``V``.
+  ``V`` is then held as a CPU JAX array (sharing the memory of ``S`` where
+  its alignment allows, else one copy while the kernel's storage is already
+  released), and predictions are compiled float64 matrix products with it
+  (XLA), ``V^T Y`` computed once per set of targets.
 - **t = inf**: ``Theta^{-1} r`` by Cholesky (``n^3 / 3`` operations, in the
   kernel's storage or one copy), unless the eigendecomposition is already at
   hand, which then serves ``t = inf`` as well.
@@ -40,6 +43,8 @@ square-root sensitivity near correlation 1, so their rounding can reach
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 from scipy.linalg import lapack
@@ -102,15 +107,80 @@ class _Eigen:
         n = a.shape[0]
         self.n = n
         if n == 1:
-            self.w, self.vectors = a[0].copy(), np.ones((1, 1))
-            return
+            self.w, v = a[0].copy(), np.ones((1, 1))
+        else:
+            self.w, v = self._factorize(a)
+        del a  # the reflectors: the kernel's storage (or its copy) is released here
+        with jax.enable_x64(True):
+            # V^T is C-contiguous: no copy when its buffer is aligned for XLA, else one.
+            self.vt = jax.device_put(v.T, _CPU())
+        del v
+        self.vectors = np.asarray(self.vt).T  # read-only view of the JAX buffer
+        self.z_targets = None  # V^T Y for the predictor's own targets, on first use
+
+    @staticmethod
+    def _factorize(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = a.shape[0]
         lwork, info = lapack.dsytrd_lwork(n, lower=1)
         a, d, e, tau, info = lapack.dsytrd(a, lower=1, lwork=int(lwork), overwrite_a=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"tridiagonal reduction failed (LAPACK dsytrd info = {info})")
         w, s = scipy.linalg.eigh_tridiagonal(d, e, lapack_driver="stemr", check_finite=False)
-        self.w = w
-        self.vectors = _apply_q(a, tau, np.asfortranarray(s))  # V = Q S, in the storage of S
+        return w, _apply_q(a, tau, np.asfortranarray(s))  # V = Q S, in the storage of S
+
+
+def _CPU():
+    return jax.devices("cpu")[0]
+
+
+def _on_cpu(a) -> bool:
+    """A JAX array held on the CPU alone (passed to the compiled products as it is)."""
+    return isinstance(a, jax.Array) and all(d.platform == "cpu" for d in a.devices())
+
+
+def _x64(fn):
+    """``fn`` jitted, called in x64 mode (the products stay float64 whatever JAX's setting)."""
+    jitted = jax.jit(fn)
+
+    def call(*args):
+        with jax.enable_x64(True):
+            return jitted(*args)
+
+    return call
+
+
+@_x64
+def _vt_dot(vt, r):
+    """``[n, c]``: ``V^T r``."""
+    return vt @ r
+
+
+def _spectral_rows(vt, p, z):
+    """``[T * K, n]``: ``(V diag(p_t) z)^T`` for the rows ``p_t`` of ``p [T, n]``, ``z [n, K]``.
+
+    Formed as ``X^T V^T`` with ``V^T`` in row-major order (XLA's CPU matrix
+    product is faster on it than on ``V`` read transposed).
+    """
+    n = z.shape[0]
+    return (p[:, None, :] * z.T[None, :, :]).reshape(-1, n) @ vt
+
+
+@_x64
+def _spectral_apply(vt, p, z):
+    """``[T * K, n]``: ``(V diag(p_t) z)^T``, rows ``(t, k)`` (:func:`_spectral_rows`)."""
+    return _spectral_rows(vt, p, z)
+
+
+@_x64
+def _spectral_predict(vt, p, z, k_test):
+    """``[m, T * K]``: ``k_test V diag(p_t) z``, ``k_test [m, n]``, columns ``(t, k)``."""
+    return jax.lax.dot_general(k_test.astype(vt.dtype), _spectral_rows(vt, p, z), (((1,), (1,)), ((), ())))
+
+
+@_x64
+def _spectral_matrix(vt, p):
+    """``[n, n]``: ``V diag(p) V^T``."""
+    return (vt.T * p) @ vt
 
 
 def _apply_q(a: np.ndarray, tau: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -333,12 +403,21 @@ class GradientFlowPredictor:
             self._chol = c
         return self._chol
 
+    def _project(self, residual: np.ndarray) -> jax.Array:
+        """``[n, K]``: ``V^T r``, kept for the predictor's own targets (``residual is self.y``)."""
+        eig = self._spectral()
+        if residual is not self.y:
+            return _vt_dot(eig.vt, residual)
+        if eig.z_targets is None:
+            eig.z_targets = _vt_dot(eig.vt, residual)
+        return eig.z_targets
+
     def _solve(self, r: np.ndarray) -> np.ndarray:
         """``K^{-1} r`` for ``r [n, c]``: from the spectrum if computed, else by Cholesky."""
         if self._eig is not None:
             self._check_invertible()
-            v = self._eig.vectors
-            return v @ ((v.T @ r) / self._eig.w[:, None])
+            eig = self._eig
+            return np.array(_spectral_apply(eig.vt, 1.0 / eig.w[None, :], self._project(r)).T)
         c = self._cholesky()
         x, info = lapack.dpotrs(c, np.asfortranarray(r), lower=1)
         return x
@@ -355,8 +434,8 @@ class GradientFlowPredictor:
     def projection(self, t) -> np.ndarray:
         """``P_t`` as a ``[n, n]`` matrix (or ``[T, n, n]`` for an array of times)."""
         p = self.projection_eigenvalues(t)
-        v = self.eigenvectors
-        mats = np.stack([(v * pi) @ v.T for pi in p])
+        vt = self._spectral().vt
+        mats = np.stack([np.asarray(_spectral_matrix(vt, pi)) for pi in p])
         return mats[0] if np.ndim(t) == 0 else mats
 
     def projection_norm(self, t) -> np.ndarray | float:
@@ -375,10 +454,9 @@ class GradientFlowPredictor:
         finite = np.isfinite(times)
         if finite.any():
             eig = self._spectral()
-            z = eig.vectors.T @ residual  # [n, K]
             p = projection_spectrum(eig.w, times[finite], self.eta)  # [Tf, n]
-            scaled = p.T[:, :, None] * z[:, None, :]  # [n, Tf, K]
-            out[finite] = (eig.vectors @ scaled.reshape(n, -1)).reshape(n, -1, k).transpose(1, 0, 2)
+            moved = _spectral_apply(eig.vt, p, self._project(residual))  # [Tf * K, n]
+            out[finite] = np.asarray(moved).reshape(-1, k, n).transpose(0, 2, 1)
         if not finite.all():
             out[~finite] = self._solve(residual)
         return out
@@ -392,10 +470,10 @@ class GradientFlowPredictor:
         finite = np.isfinite(times)
         if finite.any():
             eig = self._spectral()
-            z = eig.vectors.T @ (self.y - f0)
-            growth = -np.expm1(-self.eta * times[finite][None, :] * eig.w[:, None])  # [n, Tf]
-            moved = eig.vectors @ (growth[:, :, None] * z[:, None, :]).reshape(n, -1)
-            out[finite] = f0 + moved.reshape(n, -1, k).transpose(1, 0, 2)
+            residual = self.y if f0_train is None else self.y - f0
+            growth = -np.expm1(-self.eta * times[finite][:, None] * eig.w[None, :])  # [Tf, n]
+            moved = np.asarray(_spectral_apply(eig.vt, growth, self._project(residual)))  # [Tf * K, n]
+            out[finite] = f0 + moved.reshape(-1, k, n).transpose(0, 2, 1)
         if not finite.all():
             # Interpolation, once the kernel is known to be invertible.
             if self._eig is not None:
@@ -419,16 +497,32 @@ class GradientFlowPredictor:
         """
         if (f0_train is None) != (f0_test is None):
             raise ValueError("give both f0_train and f0_test, or neither (the mean predictor)")
-        k = np.asarray(k_test_train, dtype=np.float64)
-        if k.ndim != 2 or k.shape[1] != self.n:
-            raise ValueError(f"k_test_train must be [m, {self.n}]; got {k.shape}")
-        if not np.all(np.isfinite(k)):
-            raise ValueError("k_test_train contains NaN or inf; compute the kernel again (in float64)")
-        f0t = None if f0_test is None else self._targets_like(f0_test, "f0_test", k.shape[0])
-        _, scalar = _as_times(t)
-        coeff = self.coefficients(t, f0_train)  # [T, n, K]
-        T, n, kk = coeff.shape
-        out = (k @ coeff.transpose(1, 0, 2).reshape(n, T * kk)).reshape(-1, T, kk).transpose(1, 0, 2)
+        times, scalar = _as_times(t)
+        shape = np.shape(k_test_train)
+        if len(shape) != 2 or shape[1] != self.n:
+            raise ValueError(f"k_test_train must be [m, {self.n}]; got {shape}")
+        bad_k = "k_test_train contains NaN or inf; compute the kernel again (in float64)"
+        f0t = None if f0_test is None else self._targets_like(f0_test, "f0_test", shape[0])
+        if np.isfinite(times).all():
+            # One compiled program: k_test V diag(p_t) V^T r (V^T r kept for the targets).
+            residual = self.y if f0_train is None else self.y - self._targets_like(f0_train, "f0_train", self.n)
+            k = k_test_train if _on_cpu(k_test_train) else np.asarray(k_test_train, dtype=np.float64)
+            eig = self._spectral()
+            p = projection_spectrum(eig.w, times, self.eta)  # [T, n]
+            kk = residual.shape[1]
+            out = np.array(_spectral_predict(eig.vt, p, self._project(residual), k))
+            # A NaN or inf in k_test reaches every output of its row (the coefficients are finite):
+            # the [m, n] kernel is read again only then.
+            if not np.all(np.isfinite(out)) and not np.all(np.isfinite(np.asarray(k_test_train))):
+                raise ValueError(bad_k)
+            out = out.reshape(-1, len(times), kk).transpose(1, 0, 2)
+        else:
+            k = np.asarray(k_test_train, dtype=np.float64)
+            if not np.all(np.isfinite(k)):
+                raise ValueError(bad_k)
+            coeff = self.coefficients(t, f0_train)  # [T, n, K]
+            T, n, kk = coeff.shape
+            out = (k @ coeff.transpose(1, 0, 2).reshape(n, T * kk)).reshape(-1, T, kk).transpose(1, 0, 2)
         if f0t is not None:
             out = out + f0t
         return self._shape(out, scalar)
