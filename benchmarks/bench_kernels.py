@@ -60,7 +60,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -74,6 +73,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkdepth.kernels import nt_bridge, relu_kernel_trace, relu_ntk, stax_mlp, tiled_kernel
+from ntkdepth.runs import OutputFolder
+from ntkdepth.runs import environment as run_environment
 
 TOL64 = 1e-10
 WIDTH = 512  # any width: the infinite-width kernel does not depend on it
@@ -151,44 +152,14 @@ def diag_err(ours, depth, sq_norms):
 
 
 def environment():
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    import jaxlib
-
-    nt = nt_bridge.load()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-    def git(*cmd):
-        try:
-            return subprocess.run(["git", "-C", root, *cmd], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
+    """The run's environment (ntkdepth.runs.environment) with neural-tangents' version and relu.py's hash."""
     import ntkdepth.kernels.relu as relu_module
 
     with open(relu_module.__file__, "rb") as f:
         relu_sha = hashlib.sha256(f.read()).hexdigest()[:12]
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "neural_tangents": getattr(nt, "__version__", "?"),
-        "numpy": np.__version__,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "thread_env": {k: os.environ[k] for k in ("XLA_FLAGS", "OPENBLAS_NUM_THREADS",
-                                                   "OMP_NUM_THREADS") if k in os.environ},
-        "loadavg_start": os.getloadavg()[0],
-        "ntkdepth_commit": git("rev-parse", "--short", "HEAD") or "?",
-        "ntkdepth_kernels_modified": bool(git("status", "--porcelain", "--", "ntkdepth/kernels")),
-        "relu_py_sha256": relu_sha,
-    }
+    nt = nt_bridge.load()
+    return {**run_environment(), "neural_tangents": getattr(nt, "__version__", "?"),
+            "relu_py_sha256": relu_sha}
 
 
 # --------------------------------------------------------------------------
@@ -420,7 +391,7 @@ def report(env, results):
     lines = [
         f"python {env['python']} on {env['platform']}",
         f"ntkdepth {env['ntkdepth_commit']}"
-        + (" (uncommitted kernel changes)" if env["ntkdepth_kernels_modified"] else "")
+        + (" (uncommitted changes to ntkdepth/)" if env["ntkdepth_modified"] else "")
         + f", relu.py sha256 {env['relu_py_sha256']}",
         f"jax {env['jax']}, jaxlib {env['jaxlib']}, neural-tangents {env['neural_tangents']}, "
         f"numpy {env['numpy']}; backend {env['backend']}, devices {env['devices']}",
@@ -504,10 +475,14 @@ def main(argv=None):
 
     record = {"quick": args.quick, "repeats": repeats, "sections": sections,
               "environment": env, **results, "total_s": total, "pass": ok}
-    outs = [args.out] if args.out else []
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        OutputFolder(os.path.dirname(os.path.abspath(args.out))).write_json(os.path.basename(args.out), record)
+        print(f"wrote {args.out}")
     if args.results_dir:
+        folder = OutputFolder(args.results_dir)
         os.makedirs(args.results_dir, exist_ok=True)
-        outs.append(os.path.join(args.results_dir, args.results_name + ".json"))
+        folder.write_json(args.results_name + ".json", record)
         md = [f"# {args.results_name}", "", "```", *head, "```", ""]
         if rows:
             md += [md_table(rows), "",
@@ -518,12 +493,8 @@ def main(argv=None):
         if "tiled" in results:
             md += ["## tiled", "", *[f"- {ln}" for ln in tiled_lines(results["tiled"])], ""]
         md.append(f"total benchmark time: {total:.1f} s")
-        with open(os.path.join(args.results_dir, args.results_name + ".md"), "w") as f:
-            f.write("\n".join(md) + "\n")
-    for path in outs:
-        with open(path, "w") as f:
-            json.dump(record, f, indent=2)
-        print(f"wrote {path}")
+        folder.write_text(args.results_name + ".md", "\n".join(md) + "\n")
+        print(f"wrote {args.results_dir}/{args.results_name}.json and .md")
     return 0 if ok else 1
 
 

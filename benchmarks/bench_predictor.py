@@ -38,11 +38,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +51,7 @@ from ntkdepth.data import sample_sphere
 from ntkdepth.empirical import empirical_ntk, mlp_ntk
 from ntkdepth.kernels import nt_bridge, relu_ntk
 from ntkdepth.models import MLP, functional
+from ntkdepth.runs import OutputFolder, environment
 from ntkdepth.theory import GradientFlowPredictor
 
 TIMES = np.array([0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0])
@@ -256,11 +256,11 @@ def main(argv=None):
         old = f"{r['ratio_earlier_over_ours']:>11.1f}" if "earlier_s" in r else f"{'-':>11}"
         print(f"{r['n']:>6} {r['empirical_ntk_s']:>13.3f}s {r['ratio_vmap_jacrev_over_ours']:>16.2f} {old} "
               f"{r['ratio_ours_over_mlp_ntk']:>13.1f} {r['max_rel_diff_vs_mlp_ntk']:>15.1e}")
-    result = {"predict": predict, "empirical_ntk": empirical, "jax": jax.__version__,
-              "numpy": np.__version__, "machine": platform.machine(), "processor": platform.processor()}
+    result = {"predict": predict, "empirical_ntk": empirical, "environment": environment()}
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+        out = Path(args.out).resolve()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        OutputFolder(out.parent).write_json(out.name, result)
     return result
 
 

@@ -43,7 +43,7 @@ from ntkdepth.storage import (
     write_text,
 )
 
-__all__ = ["OutputFolder", "RunDir"]
+__all__ = ["OutputFolder", "RunDir", "environment"]
 
 _STAGE_KEY = "__settings_hash__"
 # What a run writes besides the files it names in config.json ("outputs").
@@ -161,7 +161,7 @@ class RunDir(OutputFolder):
             "config_hash": self.config_hash,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "finished": None,
-            "environment": _environment(),
+            "environment": environment(),
         }
         self._write_json("config.json", self._record)
 
@@ -260,13 +260,41 @@ def _format_cell(v):
     return v
 
 
-def _environment() -> dict[str, Any]:
-    import jax
+def environment() -> dict[str, Any]:
+    """Where a run or a benchmark ran: versions, devices, CPUs, load, the checkout's commit."""
+    import subprocess
 
+    import jax
+    import jaxlib
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*cmd) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(root), *cmd], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") if (root / ".git").exists() else ""
     return {
         "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
         "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "numpy": np.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
-        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "thread_env": {k: os.environ[k] for k in ("XLA_FLAGS", "OPENBLAS_NUM_THREADS",
+                                                   "OMP_NUM_THREADS") if k in os.environ},
+        "loadavg_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "ntkdepth_commit": commit or None,
+        "ntkdepth_modified": bool(git("status", "--porcelain", "--", "ntkdepth")) if commit else None,
     }
