@@ -3,7 +3,7 @@
 An experiment computes and reports in two steps (``ntkdepth/experiments.py``)::
 
     def run(config, out: RunDir) -> dict          # computes; returns the results
-    def report(config, results, out) -> dict      # writes CSV, figures, summary.md
+    def report(config, results, out) -> dict      # writes figures and summary.md
 
 :func:`run_experiment` calls ``run``, stores the results as ``results.json``
 and hands ``report`` the results *as read back from that file* (NumPy arrays
