@@ -8,16 +8,20 @@ from ntkdepth.kernels import nt_bridge, relu_ntk
 from ntkdepth.theory import GradientFlowPredictor, SingularKernelError
 
 
+def _problem(rng, n, m, dim, depth, outputs, f0_scale):
+    """NTK regression data: ``n`` training and ``m`` test points on the sphere, targets and ``f0``."""
+    x, x_test = sample_sphere(rng, n, dim), sample_sphere(rng, m, dim)
+    k = np.asarray(relu_ntk(x, depth=depth))
+    k_test = np.asarray(relu_ntk(x_test, x, depth=depth))
+    y = rng.normal(size=(n, outputs))
+    f0 = rng.normal(size=(n, outputs)) * f0_scale
+    f0_test = rng.normal(size=(m, outputs)) * f0_scale
+    return dict(k=k, k_test=k_test, y=y, f0=f0, f0_test=f0_test)
+
+
 @pytest.fixture
 def problem(x64, rng):
-    x = sample_sphere(rng, 12, 5)
-    x_test = sample_sphere(rng, 4, 5)
-    k = np.asarray(relu_ntk(x, depth=4))
-    k_test = np.asarray(relu_ntk(x_test, x, depth=4))
-    y = rng.normal(size=(12, 3))
-    f0 = rng.normal(size=(12, 3)) * 0.3
-    f0_test = rng.normal(size=(4, 3)) * 0.3
-    return dict(k=k, k_test=k_test, y=y, f0=f0, f0_test=f0_test)
+    return _problem(rng, 12, 4, dim=5, depth=4, outputs=3, f0_scale=0.3)
 
 
 @pytest.mark.parametrize("lr", [1.0, 0.3])
@@ -113,12 +117,7 @@ def test_bad_input_is_named(args, match):
 @pytest.fixture
 def larger(x64, rng):
     # 150 points: three blocks of Householder reflectors, the last one partial.
-    x = sample_sphere(rng, 150, 8)
-    x_test = sample_sphere(rng, 7, 8)
-    k = np.asarray(relu_ntk(x, depth=3))
-    k_test = np.asarray(relu_ntk(x_test, x, depth=3))
-    return dict(k=k, k_test=k_test, y=rng.normal(size=(150, 4)), f0=rng.normal(size=(150, 4)) * 0.2,
-                f0_test=rng.normal(size=(7, 4)) * 0.2)
+    return _problem(rng, 150, 7, dim=8, depth=3, outputs=4, f0_scale=0.2)
 
 
 def _reference(k, k_test, y, f0, f0_test, t):
