@@ -1,6 +1,8 @@
 """The analytic kernel core against mpmath, neural-tangents, closed forms and finite differences."""
 
+import json
 import math
+import pathlib
 import subprocess
 import sys
 
@@ -90,6 +92,22 @@ def test_trace_agrees_with_neural_tangents_depths_1_to_20(x64, rng, w2, b_std):
             t = w2 / 2 * t + q
         assert rel_err(trace.nngp_diag1[depth - 1], q) < 1e-12
         assert rel_err(trace.ntk_diag1[depth - 1], t) < 1e-12
+
+
+def test_bias_free_layer_loop_matches_the_40_digit_oracle_to_depth_1e6(x64):
+    # The layer map in the angle (docs/kernels.md#the-layer-map-in-the-angle): one rounding
+    # a layer in the angle, and Theta's update as an increment, keep depth 10^6 within 1e-13.
+    oracle = json.loads((pathlib.Path(__file__).parent / "data" / "deep_oracle.json").read_text())
+    layers = [l for l in oracle["layers"] if l >= 100]
+    picked = [k for k, r in enumerate(oracle["rho1"]) if -0.95 < r < 0.995]
+    rho1 = np.array([oracle["rho1"][k] for k in picked])
+    x = np.vstack([[1.0, 0.0], np.stack([rho1, np.sqrt(1.0 - rho1**2)], axis=1)])
+    got = relu_kernel_trace(x, depth=max(layers), layers=layers, method="loop",
+                            get=("rho", "ntk_normalized"))
+    for field in ("rho", "ntk_normalized"):
+        ref = np.array([[oracle["values"][k][field][oracle["layers"].index(l)] for k in picked]
+                        for l in layers])
+        assert rel_err(np.asarray(getattr(got, field))[:, 0, 1:], ref, floor=1e-6) < 1e-13, field
 
 
 @pytest.mark.parametrize("w2,b_std", [(2.0, 0.0), (1.0, 0.3), (3.0, 0.5)])
@@ -279,9 +297,15 @@ def test_accelerator_loop_variant_gives_the_same_kernels(x64, rng, monkeypatch):
     x = rng.normal(size=(5, 3))
     ref = relu_kernel_trace(x, depth=30, layers=[30, 2, 11], b_std=0.2)
     ref_all = correlation_trace(np.array([-0.5, 0.3]), depth=50, layers=[50, 1])
+    # Every layer (a stacked scan): without bias, and with one.
+    ref_every = [relu_kernel_trace(x, depth=13, b_std=b, method="loop") for b in (0.0, 0.2)]
     monkeypatch.setattr(relu_module, "_loop_options", lambda: (8, False))
     got = relu_kernel_trace(x, depth=30, layers=[30, 2, 11], b_std=0.2)
     got_all = correlation_trace(np.array([-0.5, 0.3]), depth=50, layers=[50, 1])
+    got_every = [relu_kernel_trace(x, depth=13, b_std=b, method="loop") for b in (0.0, 0.2)]
     for field in ("nngp", "ntk", "rho", "ntk_normalized", "nngp_dot"):
         np.testing.assert_allclose(getattr(got, field), getattr(ref, field), rtol=1e-13, atol=1e-15)
+        for a, b in zip(got_every, ref_every):
+            assert getattr(a, field).shape == (13, 5, 5)
+            np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(got_all.ntk_normalized, ref_all.ntk_normalized, rtol=1e-13)

@@ -51,6 +51,10 @@ from ntkdepth.kernels.angles import (
     sine_from_correlation,
     t_minus_sin_t_series,
 )
+from ntkdepth.kernels.layer_map import (
+    next_angle,
+    one_minus_correlation_map_of_angle,
+)
 from ntkdepth.kernels.validation import (
     check_depth_and_layers,
     check_finite,
@@ -414,6 +418,25 @@ def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, ge
             new["sdot"] = half_w2 * fprime
         return new, log_s
 
+    keep_omr = "rho" in get or "_omr" in get
+
+    def advance_angle(st, layer):
+        """Without bias, from layer 2 on: the layer map of the angle (module layer_map)."""
+        t = st["angle"]
+        fprime = (jnp.pi - t) / jnp.pi
+        omr = one_minus_correlation_map_of_angle(t)
+        j = 1.0 - omr
+        # Theta f' + J as Theta plus an increment: f' = 1 - t/pi rounded to a
+        # float near 1 would lose t/pi's digits, the same way at every layer.
+        new = dict(angle=next_angle(t), theta=st["theta"] + (j - st["theta"] * (t / jnp.pi)))
+        if keep_omr:
+            new["omr"] = jnp.clip(omr, 0.0, 1.0)
+        if "nngp" in get:
+            new["sigma"] = j
+        if "nngp_dot" in get:
+            new["sdot"] = half_w2 * fprime
+        return new, layer.astype(dtype) * log_c
+
     depth = slot.shape[0]
     layer1 = jnp.ones((), jnp.int32)
     first = values(state, jnp.zeros((), dtype), layer1)
@@ -422,17 +445,42 @@ def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, ge
     state, log_s2 = advance(state, t1, sin_t1, layer1)
     second = values(state, log_s2, layer1 + 1)
 
-    def step(st, layer):
-        return advance(st, angle_from_omr(st["omr"]), _sin_from_omr(st["omr"]), layer)
+    if bias:
+        def step(st, layer):
+            return advance(st, angle_from_omr(st["omr"]), _sin_from_omr(st["omr"]), layer)
+    else:
+        # Layers >= 2 have angles in [0, pi/2]: the loop carries the angle itself.
+        state = dict(state, angle=angle_from_omr(state["omr"]))
+        if not keep_omr:
+            del state["omr"]
+        step = advance_angle
 
     layers_left = jnp.arange(2, depth, dtype=jnp.int32)  # producing layers 3..depth
-    if every_layer:
+    if every_layer and not on_cpu:
+        # An accelerator's conditional costs a host round trip per layer; its memory is fast.
         def dense_step(st, layer):
             new, log_s = step(st, layer)
             return new, values(new, log_s, layer + 1)
 
         _, rest = jax.lax.scan(dense_step, state, layers_left, unroll=unroll)
         return {k: jnp.concatenate([first[k][None], second[k][None], rest[k]]) for k in first}
+    if every_layer:
+        # On a CPU the scan's stacked outputs are the result itself (no copy into a
+        # larger array): its first two iterations hand out layers 1 and 2 unchanged.
+        early = {k: jnp.stack([first[k], second[k]]) for k in first}
+
+        def dense_step(st, k):
+            def given(st):
+                return st, {name: v[k] for name, v in early.items()}
+
+            def computed(st):
+                new, log_s = step(st, k)
+                return new, values(new, log_s, k + 1)
+
+            return jax.lax.cond(k < 2, given, computed, st)
+
+        _, out = jax.lax.scan(dense_step, state, jnp.arange(depth, dtype=jnp.int32), unroll=unroll)
+        return out
 
     if n_out == 1:
         # One layer, the last: no buffers, no conditionals, only the state in the loop.
