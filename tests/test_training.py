@@ -146,6 +146,34 @@ def _tiny_sweep_setup():
     return make_model, data, spec, jnp.arange(5)
 
 
+def test_a_seed_group_draws_each_seeds_initial_network_in_one_vmapped_call():
+    from flax import nnx
+
+    from ntkdepth.training.parallel import Layout
+
+    make_model, data, spec, ev = _tiny_sweep_setup()
+    seeds = [3, 0, 11]
+    expected = [jax.tree_util.tree_leaves(nnx.split(make_model(8, s))[1]) for s in seeds]
+    calls = []
+
+    def counted(width, seed):
+        calls.append(seed)
+        return make_model(width, seed)
+
+    def needs_an_int(width, seed):  # a make_model that cannot take the vmapped seed
+        return make_model(width, int(seed))
+
+    for build, n_calls in ((counted, 1), (needs_an_int, None)):
+        group = SeedGroup(build, 8, len(seeds), data, spec, ev, Layout(len(seeds), 1, 1))
+        calls.clear()
+        leaves = jax.tree_util.tree_leaves(group.init_params(seeds))
+        for k in range(len(seeds)):
+            for got, want in zip(leaves, expected[k]):
+                np.testing.assert_array_equal(np.asarray(got)[k], np.asarray(want))
+        if n_calls is not None:
+            assert len(calls) == n_calls  # traced once for all seeds
+
+
 def test_an_interrupted_sweep_resumes_and_gives_the_same_numbers(tmp_path, monkeypatch):
     make_model, data, spec, ev = _tiny_sweep_setup()
     full = run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "full",
