@@ -252,6 +252,12 @@ def run_width_sweep(
     ``checkpoint_interval_s`` seconds have passed since the last one, so fast
     runs are not slowed down by writing their parameters.
 
+    ``make_model(width, seed)`` passes ``seed`` on as the network's ``rngs``:
+    to build a group's networks in one vmapped call it is also given
+    ``nnx.Rngs(params=jax.random.key(seed))``, the stream an integer seed
+    makes (a ``make_model`` that needs the integer itself is called seed by
+    seed).
+
     ``final_measures(initial_model, trained_model)`` (optional) measures
     anything else on a finished run, e.g. its empirical NTK before and after
     training; its arrays are stored with the run (``SweepRun.extra``).
