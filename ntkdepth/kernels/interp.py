@@ -16,11 +16,12 @@ with ``v = sqrt((1 - |rho_1|) / 2)`` (``sin(theta_1 / 2)`` for ``rho_1 >= 0``,
 ``Q_l``, ``T_l`` the rescaled diagonals. ``R_l``, ``B_l`` and ``F_l`` are
 smooth in ``v`` on each side of ``rho_1 = 0``. They are computed once per call
 by the layer loop itself (:func:`ntkdepth.kernels.relu._recursion`) at the
-Chebyshev points of a piecewise mesh in ``v`` (octaves, halved, down to
-``2^-20`` at depth 10^6, where deep iterates vary on the scale ``1/l``; eight
-equal panels for ``rho_1 < 0``), at a cost ``O(depth * nodes)`` that does not
-depend on the number of inputs. Any ``[n1, n2]`` kernel then costs one Gram
-matrix and one elementwise pass whose cost does not depend on the depth.
+Chebyshev points of a piecewise mesh in ``v`` (octaves split in eight, down to
+``2^-22`` at depth 10^6, where deep iterates vary on the scale ``1/l``; sixteen
+equal panels for ``rho_1 < 0``; degree 8 on each), at a cost
+``O(depth * nodes)`` that does not depend on the number of inputs. Any
+``[n1, n2]`` kernel then costs one Gram matrix and one elementwise pass whose
+cost does not depend on the depth.
 
 The tables are cached in memory, keyed by the layers, the dtype, the fields and,
 with a bias, the weight and bias scales and the common squared norm.
@@ -39,10 +40,10 @@ import numpy as np
 __all__ = ["DEGREE", "InterpTables", "interp_correlation", "interp_tables", "interp_trace", "mesh"]
 
 #: Degree of the Chebyshev interpolant on each panel.
-DEGREE = 12
+DEGREE = 8
 _N = DEGREE + 1
-_SUB = 2  # panels per octave of v
-_NEG_PANELS = 8  # equal panels of v for rho_1 < 0
+_SUB = 8  # panels per octave of v
+_NEG_PANELS = 16  # equal panels of v for rho_1 < 0
 _VMAX = math.sqrt(0.5)  # v at rho_1 = 0
 
 
@@ -56,8 +57,8 @@ class Mesh(NamedTuple):
 
 
 def mesh(max_layer: int) -> Mesh:
-    """The panels for layers up to ``max_layer``: octaves of ``v`` down to ``~1 / max_layer``."""
-    emin = min(-2, math.floor(math.log2(1.0 / max_layer)))
+    """The panels for layers up to ``max_layer``: octaves of ``v`` down to ``~1 / (4 max_layer)``."""
+    emin = min(-2, math.floor(math.log2(1.0 / max_layer)) - 2)
     lo, hi = [0.0], [2.0**emin]
     for e in range(emin + 1, 1):  # v in [2^(e-1), 2^e)
         base = 2.0 ** (e - 1)
