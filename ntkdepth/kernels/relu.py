@@ -318,15 +318,17 @@ def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, ge
     ``Theta``. Without bias (``b_std`` known to be 0) the state is that of
     unit-norm inputs at ``W_std^2 = 2``, whose diagonals are 1 and ``l``, and the
     outputs are scaled by ``sqrt(Sigma^1(x,x) Sigma^1(x',x')) (W_std^2/2)^(l-1)``
-    at the end: the loop carries only ``1 - rho`` and ``Theta`` (and ``Sigma``,
-    ``Sigmadot`` when asked for). With ``every_layer`` (layers 1..depth in
-    order) the scan stacks its outputs directly; with one layer it keeps no
-    buffer at all; otherwise it writes the requested layers into buffers and
-    skips the others.
+    at the end: the loop carries only the angle and ``Theta`` (and ``1 - rho``,
+    ``Sigma``, ``Sigmadot`` when asked for). With ``every_layer`` (layers
+    1..depth in order) the scan's stacked outputs are the result; with one
+    layer it keeps no buffer at all; otherwise it writes the requested layers
+    into buffers and skips the others.
 
-    From layer 2 on, correlations are >= 0 and the angle and its sine follow
-    accurately from ``1 - rho`` alone, so the scan carries only ``1 - rho``;
-    layer 1 (any correlation in [-1, 1]) is stepped outside it.
+    Layer 1 (any correlation in [-1, 1]) is stepped outside the scan. From
+    layer 2 on, correlations are >= 0: with a bias the angle and its sine
+    follow accurately from ``1 - rho`` alone, so the scan carries ``1 - rho``
+    (docs/kernels.md#stable-angle-form); without bias the next layer is a
+    polynomial map of the angle (docs/kernels.md#the-layer-map-in-the-angle).
 
     Besides :data:`KERNEL_FIELDS`, ``get`` may hold the internal field ``_omr``
     (``1 - rho_l``, with ``_q``/``_T``, the rescaled diagonals of ``x1``, and
