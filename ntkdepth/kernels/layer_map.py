@@ -3,15 +3,15 @@
 See docs/kernels.md#the-layer-map-in-the-angle.
 
 From layer 2 on, every angle ``t_l`` lies in ``[0, pi/2]`` and the next layer
-depends on it alone:
+depends on it alone: with ``J(t) = (sin t + (pi - t) cos t) / pi`` (the
+correlation ``rho_{l+1}``),
 
-    J(t)     = (sin t + (pi - t) cos t) / pi        (the correlation rho_{l+1})
     1 - J(t) = t^2 M(t)
     t_{l+1}  = arccos J(t) = t + t^2 K(t)
 
-``K``, ``J`` and ``M`` are analytic on ``[0, pi/2]``; their Chebyshev series in
+``K`` and ``M`` are analytic on ``[0, pi/2]``; their Chebyshev series in
 ``s = 4 t / pi - 1`` (coefficients below, from a 50-digit evaluation; the test
-suite recomputes them) reach float64 rounding with 22, 17 and 15 terms, and are
+suite recomputes them) reach float64 rounding with 22 and 15 terms, and are
 evaluated by Horner's rule in ``s``. A layer then costs about 40 multiply-adds
 and no square root, division or arcsine. The new angle is the old one plus a
 correction smaller by ``t / (3 pi)`` (one rounding a layer, not the series'
@@ -27,8 +27,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["K_COEFFICIENTS", "J_COEFFICIENTS", "M_COEFFICIENTS", "next_angle", "correlation_map_of_angle",
-           "one_minus_correlation_map_of_angle"]
+__all__ = ["K_COEFFICIENTS", "M_COEFFICIENTS", "next_angle", "one_minus_correlation_map_of_angle"]
 
 #: Chebyshev coefficients of ``K(t) = (arccos(J(t)) - t) / t^2`` on ``t in [0, pi/2]`` (``K(0) = -1/(3 pi)``).
 K_COEFFICIENTS = (
@@ -39,14 +38,6 @@ K_COEFFICIENTS = (
     -2.093897154684646e-15, -1.1628258759816434e-16, 1.697664705395041e-17, 7.380560436182055e-18,
     8.84931843224655e-19, 2.4466509363784413e-20,
 )
-#: Chebyshev coefficients of ``J(t) = (sin t + (pi - t) cos t) / pi`` on ``t in [0, pi/2]``.
-J_COEFFICIENTS = (
-    0.707533698593683, -0.3593322889435893, -0.04813294169872086, 0.018701442724667502,
-    -0.0002516159724024052, -0.00021525736009451755, 5.830709493975804e-06, 1.0494674018676492e-06,
-    -2.8610631656064597e-08, -2.801186571989319e-09, 7.05808541391274e-11, 4.7017958902676006e-12,
-    -1.0767207709507369e-13, -5.413144410913281e-15, 1.1261219801411107e-16, 4.536766794113728e-18,
-    -8.6153057547036e-20,
-)
 #: Chebyshev coefficients of ``M(t) = (1 - J(t)) / t^2`` on ``t in [0, pi/2]``.
 M_COEFFICIENTS = (
     0.39233662339336306, -0.11332934498235656, -0.004188323055727628, 0.0014759814997016146,
@@ -55,7 +46,7 @@ M_COEFFICIENTS = (
     -6.073667429015676e-16, -3.145864417321817e-17, 4.805810492291085e-19,
 )
 
-_SMALLEST_VALUE = 0.25  # every series stays above this on [0, pi/2] (J >= 1/pi, M >= 0.27; K's error enters t_{l+1} times t^2)
+_SMALLEST_VALUE = 0.25  # M >= 0.27 on [0, pi/2]; K's error enters t_{l+1} times t^2
 
 
 @functools.lru_cache(maxsize=None)
@@ -86,11 +77,6 @@ def _series(coefficients, t):
 def next_angle(t):
     """``t_{l+1} = arccos J(t_l)`` for angles ``t_l in [0, pi/2]``."""
     return t + t * t * _series(K_COEFFICIENTS, t)
-
-
-def correlation_map_of_angle(t):
-    """``J(t) = rho_{l+1}`` for angles ``t_l in [0, pi/2]``."""
-    return _series(J_COEFFICIENTS, t)
 
 
 def one_minus_correlation_map_of_angle(t):

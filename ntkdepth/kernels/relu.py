@@ -425,7 +425,6 @@ def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, ge
     def advance_angle(st, layer):
         """Without bias, from layer 2 on: the layer map of the angle (module layer_map)."""
         t = st["angle"]
-        fprime = (jnp.pi - t) / jnp.pi
         omr = one_minus_correlation_map_of_angle(t)
         j = 1.0 - omr
         # Theta f' + J as Theta plus an increment: f' = 1 - t/pi rounded to a
@@ -436,7 +435,7 @@ def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, ge
         if "nngp" in get:
             new["sigma"] = j
         if "nngp_dot" in get:
-            new["sdot"] = half_w2 * fprime
+            new["sdot"] = half_w2 * ((jnp.pi - t) / jnp.pi)
         return new, layer.astype(dtype) * log_c
 
     depth = slot.shape[0]
