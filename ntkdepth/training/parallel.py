@@ -283,26 +283,24 @@ class SeedGroup:
     def init_params(self, seeds: Sequence[int]):
         """The stacked initial parameters ``[g, ...]`` of ``seeds``, laid out on the mesh.
 
-        A network that fits on one device is initialized there seed by seed
-        (the same arrays as a single run's) and then distributed; one that
-        does not is initialized in place by a compiled function whose outputs
-        are already sharded (the same numbers: JAX's random numbers do not
-        depend on where they are drawn).
+        Every seed gets the same arrays as a single run of it
+        (:meth:`_stacked_initial_params`). A network that fits on one device
+        is initialized there and then distributed; one that does not is
+        initialized in place by a compiled function whose outputs are already
+        sharded (the same numbers: JAX's random numbers do not depend on where
+        they are drawn).
         """
         seeds = [int(s) for s in seeds]
         if len(seeds) != self.n_seeds:
             raise ValueError(f"this group trains {self.n_seeds} seeds; got {len(seeds)}")
         if self.layout.fits_one_device:
             return jax.device_put(self._stacked_initial_params(seeds), self.param_shardings)
-
-        def init():
-            states = [nnx.split(self.make_model(self.width, s))[1] for s in seeds]
-            return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
-
-        return jax.jit(init, out_shardings=self.param_shardings)()
+        return jax.jit(lambda: self._stacked_initial_params(seeds),
+                       out_shardings=self.param_shardings)()
 
     def _stacked_initial_params(self, seeds: list[int]):
-        """``[g, ...]`` initial parameters of ``seeds`` on the default device.
+        """``[g, ...]`` initial parameters of ``seeds`` (on the default device, or as traced
+        inside ``jit``).
 
         One vmapped call of ``make_model(width, nnx.Rngs(params=jax.random.key(seed)))``
         (the stream an integer seed gives, so the same numbers) builds them all
