@@ -96,6 +96,40 @@ def test_auto_picks_the_interpolated_path_and_it_agrees(x64, rng):
     assert rel_err(auto, loop, 1e-13) < 1e-12
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("depth", [10, 1000, 10**6])
+def test_panel_location_from_the_bits_of_v_matches_the_mesh(dtype, depth):
+    # The panel and local variable read off v's exponent and mantissa bits,
+    # against the panels [lo, hi] built one by one by mesh().
+    from ntkdepth.kernels import interp
+
+    with jax.enable_x64(dtype == "float64"):
+        m = interp.mesh(depth)
+        dt = np.dtype(dtype)
+        vmax = np.sqrt(dt.type(0.5))
+        edges = np.concatenate([m.lo, m.hi, (m.lo + m.hi) / 2]).astype(dt)
+        v = np.concatenate([edges, np.nextafter(edges, dt.type(0)), np.nextafter(edges, dt.type(1)),
+                            np.geomspace(1e-300 if dtype == "float64" else 1e-44, 1e-3, 200).astype(dt),
+                            np.linspace(0, vmax, 1001, dtype=dt), [0, vmax]])
+        v = np.unique(v[(v >= 0) & (v <= vmax)])
+        for positive in (True, False):
+            base, u = interp._locate(jnp.asarray(v), jnp.full(v.shape, positive), m.emin, m.n_pos)
+            idx = np.asarray(base).astype(np.int64) // interp._N
+            u = np.asarray(u, np.float64)
+            assert np.all((idx < m.n_pos) == positive)
+            lo, hi = m.lo[idx], m.hi[idx]
+            eps = np.finfo(dt).eps
+            # Equal panels for rho_1 < 0: a v within rounding of a panel's end may fall either side.
+            slack = 0 if positive else 4 * eps * hi
+            assert np.all((v >= lo - slack) & (v <= hi + slack)), v[(v < lo - slack) | (v > hi + slack)][:5]
+            expect = np.clip(2 * (v.astype(np.float64) - lo) / (hi - lo) - 1, -1, 1)
+            err = np.abs(u - expect)
+            if positive:  # exact above the lowest panel: a power-of-two scale of v - lo
+                assert np.max(err[idx > 0]) <= 2 * np.finfo(np.float64).eps
+            # Elsewhere a rounding of v itself: a few ulps of the panel's end.
+            assert np.max(err * (hi - lo) / 2 / hi) <= 4 * eps
+
+
 def test_float32_interp_is_within_a_few_ulps_of_the_float32_loop(rng):
     x = rng.normal(size=(9, 7)).astype(np.float32)
     a = relu_kernel_trace(x, depth=300, layers=[300, 20, 3], method="interp")

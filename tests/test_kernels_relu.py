@@ -247,6 +247,8 @@ def test_gradient_across_two_input_sets_at_a_shared_point_is_finite(x64, rng):
         (dict(x1=[[1.0, np.nan]]), "NaN at index"),
         (dict(x1=[[1.0, np.inf]]), "infinite"),
         (dict(x1=[[1.0, 2.0], [0.0, 0.0]]), r"x1\[1\] is the zero vector"),
+        (dict(x1=[[1.0, 2.0]], x2=[[2.0, 1.0], [np.nan, 1.0]]), r"x2 contains NaN at index \(1, 0\)"),
+        (dict(x1=[[1.0, 2.0]], x2=[[2.0, 1.0], [0.0, 0.0]]), r"x2\[1\] is the zero vector"),
         (dict(x1=[[1.0, 2.0]], x2=[[1.0, 2.0, 3.0]]), "feature dimensions differ"),
         (dict(x1=[[1.0, 2.0]], depth=0), "depth must be >= 1"),
         (dict(x1=[[1.0, 2.0]], W_std=0.0), "W_std must be"),

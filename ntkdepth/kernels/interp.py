@@ -42,7 +42,8 @@ __all__ = ["DEGREE", "InterpTables", "interp_correlation", "interp_tables", "int
 #: Degree of the Chebyshev interpolant on each panel.
 DEGREE = 8
 _N = DEGREE + 1
-_SUB = 8  # panels per octave of v
+_SUB_BITS = 3
+_SUB = 2**_SUB_BITS  # panels per octave of v
 _NEG_PANELS = 16  # equal panels of v for rho_1 < 0
 _VMAX = math.sqrt(0.5)  # v at rho_1 = 0
 
@@ -56,6 +57,7 @@ class Mesh(NamedTuple):
     n_pos: int
 
 
+@lru_cache(maxsize=64)
 def mesh(max_layer: int) -> Mesh:
     """The panels for layers up to ``max_layer``: octaves of ``v`` down to ``~1 / (4 max_layer)``."""
     emin = min(-2, math.floor(math.log2(1.0 / max_layer)) - 2)
@@ -64,9 +66,9 @@ def mesh(max_layer: int) -> Mesh:
         base = 2.0 ** (e - 1)
         for k in range(_SUB):
             a = base * (1 + k / _SUB)
-            if a < _VMAX:
+            if a < _VMAX:  # the last panel reaches past v = _VMAX: its width stays a power of two
                 lo.append(a)
-                hi.append(min(base * (1 + (k + 1) / _SUB), _VMAX))
+                hi.append(base * (1 + (k + 1) / _SUB))
     n_pos = len(lo)
     width = _VMAX / _NEG_PANELS
     lo += [k * width for k in range(_NEG_PANELS)]
@@ -104,15 +106,12 @@ def _nodes(m: Mesh) -> dict[str, np.ndarray]:
 class InterpTables(NamedTuple):
     """Chebyshev coefficients of the kernels' univariate maps at the requested layers.
 
-    ``lo``, ``iscale``: ``[P]`` panel starts and ``2 / width``. ``R``, ``B``,
-    ``F``: ``[m, P * N]`` coefficients of ``R_l``, ``B_l``, ``F_l`` for each
+    ``R``, ``B``, ``F``: ``[m, P * N]`` coefficients of ``R_l``, ``B_l``, ``F_l`` for each
     requested layer (rows of layers 1, and of layer 2 for ``F``, are unused),
     or ``None`` when no requested field needs them. ``q``, ``T``, ``log_s``:
     ``[m]`` the rescaled diagonals and ``log S_l`` of the node run (with a bias).
     """
 
-    lo: jax.Array
-    iscale: jax.Array
     R: jax.Array | None
     B: jax.Array | None
     F: jax.Array | None
@@ -184,7 +183,7 @@ def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
     B = table(out["ntk_normalized"]) if needs[1] else None
     F = table(out["nngp_dot"] / as_dtype(w2 / 2.0)) if needs[2] else None
     return InterpTables(
-        lo=as_dtype(m.lo), iscale=as_dtype(2.0 / (m.hi - m.lo)), R=R, B=B, F=F,
+        R=R, B=B, F=F,
         q=out["_q"][:, 0], T=out["_T"][:, 0], log_s=out["_log_s"],
     )
 
@@ -222,16 +221,37 @@ def _half_chord_jvp(primals, tangents):
     return v, jnp.where(v > 0, a_dot / (4.0 * safe), 0.0)
 
 
-def _locate(v, positive, emin: int, n_pos: int, lo, iscale):
-    """Panel index ``[n1, n2]`` (times ``N``) and the local variable ``u in [-1, 1]``."""
-    mant, expo = jnp.frexp(jax.lax.stop_gradient(v))  # v = mant 2^expo, mant in [0.5, 1)
-    sub = jnp.floor((2.0 * mant - 1.0) * _SUB).astype(jnp.int32)
-    idx_pos = jnp.where(expo <= emin, 0, 1 + (expo - emin - 1) * _SUB + sub)
-    idx_pos = jnp.clip(idx_pos, 0, n_pos - 1)
-    k_neg = jnp.floor(jax.lax.stop_gradient(v) * (_NEG_PANELS / _VMAX)).astype(jnp.int32)
-    idx = jnp.where(positive, idx_pos, n_pos + jnp.clip(k_neg, 0, _NEG_PANELS - 1))
-    u = jnp.clip((v - lo[idx]) * iscale[idx] - 1.0, -1.0, 1.0)
-    return idx * _N, u
+def _locate(v, positive, emin: int, n_pos: int):
+    """Panel index ``[n1, n2]`` (times ``N``) and the local variable ``u in [-1, 1]``.
+
+    For ``rho_1 >= 0`` the panels are eighths of octaves of ``v``, so the
+    floating-point bits of ``v`` name its panel: the exponent and the top three
+    mantissa bits. The panel's start is ``v`` with the other mantissa bits
+    cleared and ``2 / width`` is a power of two, so ``u`` is exact. Below
+    ``2^emin`` there is one panel ``[0, 2^emin]``; for ``rho_1 < 0``, equal panels.
+    """
+    info = jnp.finfo(v.dtype)
+    int_type = jnp.int64 if info.bits == 64 else jnp.int32
+    mant_bits, exp_bias = info.nmant, info.maxexp - 1
+    shift = mant_bits - _SUB_BITS
+    w = jax.lax.stop_gradient(v)
+    bits = jax.lax.bitcast_convert_type(w, int_type)
+    key = bits >> shift  # biased exponent * 8 + the top three mantissa bits
+    idx_pos = jnp.clip(key - ((exp_bias + emin) * _SUB - 1), 0, n_pos - 1)
+    start = jax.lax.bitcast_convert_type(bits & ~((1 << shift) - 1), v.dtype)
+    # 2 / width = 2^(exp_bias - E + 4) for the biased exponent E of v.
+    two_over = jax.lax.bitcast_convert_type((2 * exp_bias + _SUB_BITS + 1 - (key >> _SUB_BITS)) << mant_bits,
+                                            v.dtype)
+    lowest = idx_pos == 0
+    start = jnp.where(lowest, 0.0, start)
+    two_over = jnp.where(lowest, 2.0 ** (1 - emin), two_over)
+    s_neg = w * (_NEG_PANELS / _VMAX)
+    k_neg = jnp.clip(jnp.floor(s_neg), 0, _NEG_PANELS - 1)
+    idx = jnp.where(positive, idx_pos.astype(jnp.int32), n_pos + k_neg.astype(jnp.int32))
+    start = jnp.where(positive, start, k_neg * (_VMAX / _NEG_PANELS))
+    two_over = jnp.where(positive, two_over, 2.0 * _NEG_PANELS / _VMAX)
+    u = jnp.clip((v - start) * two_over - 1.0, -1.0, 1.0)
+    return (idx * _N).astype(jnp.uint32), u
 
 
 def _clenshaw(coef, base, u):
@@ -248,16 +268,17 @@ def _clenshaw(coef, base, u):
     return c(0) + u * b1 - b2
 
 
-@partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos"))
-def _interp_impl(x1, x2, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
+@partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos", "squeeze"))
+def _interp_impl(x1, x2, W_std, b_std, tables, *, layers, get, bias, emin, n_pos, squeeze=False):
     from ntkdepth.kernels.relu import _layer_one
 
     dtype = x1.dtype
     W_std = jnp.asarray(W_std, dtype)
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
     one = _layer_one(x1, x2, W_std, b_std, bias)
-    return _interp_core(one, W_std, b_std, tables, layers=layers, get=get, bias=bias, emin=emin,
-                        n_pos=n_pos)
+    out = _interp_core(one, W_std, b_std, tables, layers=layers, get=get, bias=bias, emin=emin,
+                       n_pos=n_pos)
+    return {k: v[0] for k, v in out.items()} if squeeze else out
 
 
 def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
@@ -271,7 +292,7 @@ def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
     positive = rho >= 0
     v = half_chord(1.0 - jnp.abs(rho))
     same = (v == 0) & positive  # identical directions: the maps are exactly 1 there
-    base, u = _locate(v, positive, emin, n_pos, tables.lo, tables.iscale)
+    base, u = _locate(v, positive, emin, n_pos)
     # Materialized once: otherwise XLA recomputes them inside every gather of the series.
     base, u = jax.lax.optimization_barrier((base, u))
     outs = {f: [] for f in get}
@@ -337,18 +358,22 @@ def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
 
 
 def interp_trace(x1, x2, W_std, b_std, *, layers: tuple[int, ...], get: tuple[str, ...],
-                 bias_setting=None) -> dict:
+                 bias_setting=None, squeeze: bool = False) -> dict:
     """The requested fields at ``layers`` by the interpolated path (inputs already validated).
 
     ``x1 [n1, n0]``, ``x2 [n2, n0]`` of one floating dtype; ``bias_setting`` as
     in :func:`interp_tables`. Returns a dict of ``[m, n1, n2]`` fields and
-    ``[m, n]`` diagonals, as the layer loop does.
+    ``[m, n]`` diagonals, as the layer loop does; with ``squeeze`` (one
+    layer) ``[n1, n2]`` and ``[n]``.
     """
+    from ntkdepth.kernels.relu import _scalar
+
     tables = interp_tables(layers, x1.dtype, get, bias_setting)
     m = mesh(max(layers))
     return _interp_impl(
-        x1, x2, jnp.asarray(W_std, x1.dtype), jnp.asarray(b_std, x1.dtype), tables,
+        x1, x2, _scalar(W_std, x1.dtype), _scalar(b_std, x1.dtype), tables,
         layers=layers, get=get, bias=bias_setting is not None, emin=m.emin, n_pos=m.n_pos,
+        squeeze=squeeze,
     )
 
 

@@ -280,6 +280,13 @@ def _layer_one(x1, x2, W_std, b_std, bias: bool) -> LayerOne:
     return LayerOne(rho, q1, q2, log_g1, log_g2)
 
 
+def _scalar(value, dtype):
+    """A scale as a jit argument: a NumPy scalar when concrete (no dispatch), else as given."""
+    if isinstance(value, jax.Array):
+        return value.astype(dtype) if value.dtype != dtype else value
+    return np.asarray(value, dtype)
+
+
 def _times(value, factor):
     """``value * factor``, and 0 where ``value`` is 0 (even if ``factor`` overflowed to inf)."""
     return jnp.where(value == 0, jnp.zeros_like(value), value * factor)
@@ -293,17 +300,22 @@ def _log_c(w2_half_log, b2, bias):
     return w2_half_log
 
 
-@partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer", "unroll", "on_cpu"))
-def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, unroll, on_cpu):
-    """Runs layers 1..depth (``depth = len(slot)``) on inputs, keeping ``n_out`` of them."""
+@partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer", "unroll", "on_cpu", "squeeze"))
+def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, unroll, on_cpu,
+                squeeze=False):
+    """Runs layers 1..depth (``depth = len(slot)``) on inputs, keeping ``n_out`` of them.
+
+    With ``squeeze`` (``n_out == 1``) the fields come without the layer axis.
+    """
     dtype = x1.dtype
     W_std = jnp.asarray(W_std, dtype)
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
     one = _layer_one(x1, x2, W_std, b_std, bias)
     t1 = angle_from_correlation(one.rho)
-    return _recursion(one, 1.0 - one.rho, t1, sine_from_correlation(one.rho), W_std, b_std, slot,
-                      n_out=n_out, get=get, bias=bias, every_layer=every_layer, unroll=unroll,
-                      on_cpu=on_cpu)
+    out = _recursion(one, 1.0 - one.rho, t1, sine_from_correlation(one.rho), W_std, b_std, slot,
+                     n_out=n_out, get=get, bias=bias, every_layer=every_layer, unroll=unroll,
+                     on_cpu=on_cpu)
+    return {k: v[0] for k, v in out.items()} if squeeze else out
 
 
 def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get, bias,
@@ -643,8 +655,21 @@ def relu_kernel_trace(
     Differentiable with respect to ``x1``, ``x2``, ``W_std`` and ``b_std``;
     gradients are finite everywhere (including identical and antipodal points).
     """
+    out = _kernel_dict(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=layers, get=get,
+                       dtype=dtype, method=method)
+    out = {f: out.get(f) for f in KernelTrace._fields if f != "layers"}
+    return KernelTrace(layers=check_depth_and_layers(depth, layers), **out)
+
+
+def _kernel_dict(x1, x2, *, depth, W_std, b_std, layers, get, dtype, method, squeeze=False) -> dict:
+    """:func:`relu_kernel_trace`'s fields as a dict; with ``squeeze`` (one layer) ``[n1, n2]`` each.
+
+    Dropping the layer axis inside the compiled function keeps the result's
+    buffer: outside it, ``trace.ntk[0]`` would copy the whole kernel.
+    """
     fields = _fields(get)
     layer_array = check_depth_and_layers(depth, layers)
+    squeeze = squeeze and len(layer_array) == 1
     dt = resolve_dtype(dtype, x1, x2)
     with precision(dt, x1, x2, W_std, b_std):
         x1, x2 = check_inputs(x1, x2, b_std=b_std, dtype=dt)
@@ -660,19 +685,16 @@ def relu_kernel_trace(
         if _use_interp(method, setting, layer_array, x1.shape[0] * x2.shape[0]):
             from ntkdepth.kernels.interp import interp_trace
 
-            out = interp_trace(x1, x2, W_std, b_std, layers=tuple(int(l) for l in layer_array),
-                               get=ordered, bias_setting=setting)
-        else:
-            unroll, on_cpu = _loop_options()
-            out = _trace_impl(
-                x1, x2, jnp.asarray(W_std, dt), jnp.asarray(b_std, dt),
-                jnp.asarray(_slots(layer_array, deepest)), n_out=len(layer_array),
-                get=ordered, bias=bias,
-                every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))),
-                unroll=unroll, on_cpu=on_cpu,
-            )
-    out = {f: out.get(f) for f in KernelTrace._fields if f != "layers"}
-    return KernelTrace(layers=layer_array, **out)
+            return interp_trace(x1, x2, W_std, b_std, layers=tuple(int(l) for l in layer_array),
+                                get=ordered, bias_setting=setting, squeeze=squeeze)
+        unroll, on_cpu = _loop_options()
+        return _trace_impl(
+            x1, x2, _scalar(W_std, dt), _scalar(b_std, dt),
+            jnp.asarray(_slots(layer_array, deepest)), n_out=len(layer_array),
+            get=ordered, bias=bias,
+            every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))),
+            unroll=unroll, on_cpu=on_cpu, squeeze=squeeze,
+        )
 
 
 def relu_ntk(x1, x2=None, *, depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0,
@@ -681,8 +703,8 @@ def relu_ntk(x1, x2=None, *, depth: int, W_std: float = math.sqrt(2.0), b_std: f
 
     ``dtype`` and ``method`` as in :func:`relu_kernel_trace`.
     """
-    return relu_kernel_trace(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth],
-                             get="ntk", dtype=dtype, method=method).ntk[0]
+    return _kernel_dict(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get="ntk",
+                        dtype=dtype, method=method, squeeze=True)["ntk"]
 
 
 def relu_nngp(x1, x2=None, *, depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0,
@@ -691,8 +713,8 @@ def relu_nngp(x1, x2=None, *, depth: int, W_std: float = math.sqrt(2.0), b_std: 
 
     ``dtype`` and ``method`` as in :func:`relu_kernel_trace`.
     """
-    return relu_kernel_trace(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth],
-                             get="nngp", dtype=dtype, method=method).nngp[0]
+    return _kernel_dict(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get="nngp",
+                        dtype=dtype, method=method, squeeze=True)["nngp"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -735,9 +757,9 @@ def relu_kernel_fn(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0
                 f"{ratios} of a network with out_std != W_std and a bias are not available: "
                 "ask for 'nngp' and 'ntk' and normalize them"
             )
-        tr = relu_kernel_trace(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth],
-                               get=fields, dtype=dtype, method=method)
-        values = [getattr(tr, f)[0] for f in fields]
+        out = _kernel_dict(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth],
+                           get=fields, dtype=dtype, method=method, squeeze=True)
+        values = [out[f] for f in fields]
         if ratio2 != 1.0:
             with precision(values[0].dtype, *values):  # float64 stays float64 outside x64 mode
                 values = [ratio2 * (v - b2) + b2 if f in ("nngp", "ntk") and b2 else

@@ -88,9 +88,8 @@ def precision(dtype, *values):
 
 
 def _as_float_matrix(x, name: str, dtype=None) -> jax.Array:
-    if dtype is not None:
-        x = jnp.asarray(x, dtype=dtype)
-    x = jnp.asarray(x)
+    if not (isinstance(x, jax.Array) and (dtype is None or x.dtype == dtype)):
+        x = jnp.asarray(x) if dtype is None else jnp.asarray(x, dtype=dtype)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
     if x.ndim != 2:
@@ -113,11 +112,22 @@ def check_inputs(x1, x2, *, b_std, dtype=None) -> tuple[jax.Array, jax.Array]:
             f"feature dimensions differ: x1 has {x1.shape[1]} features, x2 has {x2.shape[1]}"
         )
     dtype = jnp.promote_types(x1.dtype, x2.dtype)
-    x1, x2 = x1.astype(dtype), x2.astype(dtype)
-    for x, name in ((x1, "x1"), (x2, "x2")):
-        check_finite(x, name)
-        if _is_concrete(x) and _is_concrete(b_std) and float(b_std) == 0.0:
-            zero = np.flatnonzero(~np.any(np.asarray(x) != 0, axis=1))
+    same = x2 is x1
+    x1, x2 = (x if x.dtype == dtype else x.astype(dtype) for x in (x1, x2))
+    without_bias = _is_concrete(b_std) and float(b_std) == 0.0
+    for x, name in ((x1, "x1"),) if same else ((x1, "x1"), (x2, "x2")):
+        if not _is_concrete(x):
+            continue
+        a = np.asarray(x)
+        # One pass for the common case: every squared row norm finite (so is
+        # every entry) and, without bias, > 0 (no zero row). Overflow or
+        # underflow of a square only sends the check to the exact tests below.
+        squares = np.einsum("ij,ij->i", a, a)
+        if np.all(np.isfinite(squares)) and (not without_bias or np.all(squares > 0)):
+            continue
+        check_finite(a, name)
+        if without_bias:
+            zero = np.flatnonzero(~np.any(a != 0, axis=1))
             if zero.size:
                 raise ValueError(
                     f"{name}[{zero[0]}] is the zero vector: with b_std == 0 its correlation "
