@@ -44,7 +44,8 @@ def test_correlation_trace_matches_40_digit_recursion_to_depth_1e5(x64, deep_ora
         for field in ("rho", "fprime", "ntk_normalized", "one_minus_rho"):
             got = np.asarray(getattr(trace, field))[:, k]
             floor = 1e-300 if field == "one_minus_rho" else 1e-6
-            assert rel_err(got, ref[field], floor) < 1e-10, (r, field, got, ref[field])
+            # The layer map keeps it within 1e-14 (the stable angle form alone: 1.1e-11).
+            assert rel_err(got, ref[field], floor) < 1e-13, (r, field, got, ref[field])
 
 
 def test_naive_float64_recursion_fails_where_the_trace_succeeds(deep_oracle):

@@ -783,32 +783,44 @@ def relu_kernel_fn(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0
 
 @partial(jax.jit, static_argnames=("n_out", "unroll", "on_cpu"))
 def _correlation_impl(rho1, slot, *, n_out, unroll, on_cpu):
+    """Layers 1..depth from ``rho_1``: layer 2 by the stable angle form, then the layer map.
+
+    The state is that of unit-norm inputs at ``W_std^2 = 2``: the angle,
+    ``1 - rho`` and ``Theta^l = l Thetabar^l``, stepped as in the bias-free
+    layer loop (:func:`_recursion`), so both give the same numbers.
+    """
     dtype = rho1.dtype
     rho1 = jnp.clip(rho1, -1.0, 1.0)
-    t = angle_from_correlation(rho1)
-    state = (t, 1.0 - rho1, jnp.sin(t), rho1)  # angle, 1 - rho, sin(angle), Thetabar^1 = rho_1
+    t1, omr1 = angle_from_correlation(rho1), 1.0 - rho1
 
-    def values(st):
-        t, omr, _, tb = st
-        return dict(rho=1.0 - omr, one_minus_rho=omr, fprime=(jnp.pi - t) / jnp.pi, ntk_normalized=tb)
+    def values(t, omr, theta, layer):
+        return dict(rho=1.0 - omr, one_minus_rho=omr, fprime=(jnp.pi - t) / jnp.pi,
+                    ntk_normalized=theta / layer)
 
-    buffers = {k: jnp.zeros((n_out + 1,) + rho1.shape, dtype) for k in values(state)}
-    buffers = _write(buffers, lambda: values(state), slot[0], n_out, on_cpu)
-
-    def step(carry, xs):
-        (t, omr, sin_t, tb), buffers = carry
-        s, layer = xs
-        ell = layer.astype(dtype)
-        omr_n = _one_minus_j(t, omr, sin_t)
-        fprime = (jnp.pi - t) / jnp.pi
-        # Proposition 5: Thetabar^{L+1} = (L f'(rho_L) Thetabar^L + f(rho_L)) / (L + 1).
-        tb_n = (ell * fprime * tb + (1.0 - omr_n)) / (ell + 1.0)
-        new = (angle_from_omr(omr_n), omr_n, _sin_from_omr(omr_n), tb_n)
-        return (new, _write(buffers, lambda: values(new), s, n_out, on_cpu)), None
-
+    buffers = {k: jnp.zeros((n_out + 1,) + rho1.shape, dtype) for k in CorrelationTrace._fields[1:]}
+    buffers = _write(buffers, lambda: values(t1, omr1, rho1, 1.0), slot[0], n_out, on_cpu)
     depth = slot.shape[0]
-    xs = (slot[1:], jnp.arange(1, depth, dtype=jnp.int32))
-    (_, buffers), _ = jax.lax.scan(step, (state, buffers), xs, unroll=unroll)
+    if depth > 1:
+        # Layer 2 from any rho_1 in [-1, 1]; its angle lies in [0, pi/2].
+        one_minus_j = _one_minus_j(t1, omr1, sine_from_correlation(rho1))
+        omr2 = jnp.clip(one_minus_j, 0.0, 1.0)
+        # Theta^1 f'(rho_1) + J; rounding of pi can push 1 - J a few ulps above 1 at t = pi.
+        theta2 = rho1 * ((jnp.pi - t1) / jnp.pi) + jnp.maximum(1.0 - one_minus_j, 0.0)
+        t2 = angle_from_omr(omr2)
+        buffers = _write(buffers, lambda: values(t2, omr2, theta2, 2.0), slot[1], n_out, on_cpu)
+
+        def step(carry, xs):
+            (t, theta), buffers = carry
+            s, layer = xs  # layer -> layer + 1
+            omr = one_minus_correlation_map_of_angle(t)
+            # Theta f' + J as Theta plus an increment, as in the layer loop.
+            theta = theta + ((1.0 - omr) - theta * (t / jnp.pi))
+            t = next_angle(t)
+            new_values = lambda: values(t, jnp.clip(omr, 0.0, 1.0), theta, (layer + 1).astype(dtype))
+            return ((t, theta), _write(buffers, new_values, s, n_out, on_cpu)), None
+
+        xs = (slot[2:], jnp.arange(2, depth, dtype=jnp.int32))
+        (_, buffers), _ = jax.lax.scan(step, ((t2, theta2), buffers), xs, unroll=unroll)
     return {k: v[:n_out] for k, v in buffers.items()}
 
 
