@@ -379,25 +379,15 @@ def interp_trace(x1, x2, W_std, b_std, *, layers: tuple[int, ...], get: tuple[st
 
 @partial(jax.jit, static_argnames=("layers", "emin", "n_pos"))
 def _correlation_impl(rho, tables, *, layers, emin, n_pos):
-    from ntkdepth.kernels.angles import angle_from_correlation, angle_from_omr
-    from ntkdepth.kernels.relu import LayerOne
+    from ntkdepth.kernels.relu import _correlation_fields, _unit_layer_one
 
     dtype = rho.dtype
-    shape = rho.shape
-    flat = rho.reshape(1, -1)
-    unit = jnp.ones((1,), dtype)
-    zero = jnp.zeros((1,), dtype)
-    one = LayerOne(rho=flat, q1=unit, q2=unit, log_g1=zero, log_g2=zero)
+    one = _unit_layer_one(rho)
     out = _interp_core(one, jnp.asarray(math.sqrt(2.0), dtype), jnp.zeros((), dtype), tables,
                        layers=layers, get=("ntk_normalized", "_omr"), bias=False, emin=emin,
                        n_pos=n_pos)
-    omr = out["_omr"]
-    # f'(rho_l) from the angle; at layer 1 from rho_1 itself (accurate near -1).
-    angle = jnp.stack([angle_from_correlation(flat) if layer == 1 else angle_from_omr(omr[i])
-                       for i, layer in enumerate(layers)])
-    fields = dict(rho=1.0 - omr, one_minus_rho=omr, fprime=(jnp.pi - angle) / jnp.pi,
-                  ntk_normalized=out["ntk_normalized"])
-    return {k: v.reshape((len(layers),) + shape) for k, v in fields.items()}
+    return _correlation_fields(one, out, tuple(i for i, layer in enumerate(layers) if layer == 1),
+                               rho.shape)
 
 
 def interp_correlation(rho, *, layers: tuple[int, ...]) -> dict:

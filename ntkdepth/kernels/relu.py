@@ -781,47 +781,39 @@ def relu_kernel_fn(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0
 # The correlation-space trace (sphere, W_std^2 = 2, no bias).
 
 
-@partial(jax.jit, static_argnames=("n_out", "unroll", "on_cpu"))
-def _correlation_impl(rho1, slot, *, n_out, unroll, on_cpu):
-    """Layers 1..depth from ``rho_1``: layer 2 by the stable angle form, then the layer map.
+def _unit_layer_one(rho) -> LayerOne:
+    """Layer one of unit-norm inputs whose correlations are ``rho`` (any shape, as ``[1, size]``)."""
+    unit, zero = jnp.ones((1,), rho.dtype), jnp.zeros((1,), rho.dtype)
+    return LayerOne(rho=rho.reshape(1, -1), q1=unit, q2=unit, log_g1=zero, log_g2=zero)
 
-    The state is that of unit-norm inputs at ``W_std^2 = 2``: the angle,
-    ``1 - rho`` and ``Theta^l = l Thetabar^l``, stepped as in the bias-free
-    layer loop (:func:`_recursion`), so both give the same numbers.
+
+def _correlation_fields(one: LayerOne, out: dict, ones: tuple[int, ...], shape) -> dict:
+    """:class:`CorrelationTrace`'s fields, ``[m, *shape]``, from a bias-free run of ``one``.
+
+    ``out``: the run's ``ntk_normalized`` and ``_omr`` (``[m, 1, size]``);
+    ``ones``: the rows that are layer 1, whose ``f'`` comes from ``rho_1`` itself
+    (accurate near -1), the others' from the angle of ``1 - rho_l``.
     """
+    omr = out["_omr"]
+    angle = angle_from_omr(omr)  # one elementwise pass over every row, however many
+    if ones:
+        angle = angle.at[jnp.asarray(ones)].set(angle_from_correlation(one.rho))
+    fields = dict(rho=1.0 - omr, one_minus_rho=omr, fprime=(jnp.pi - angle) / jnp.pi,
+                  ntk_normalized=out["ntk_normalized"])
+    return {k: v.reshape((omr.shape[0],) + tuple(shape)) for k, v in fields.items()}
+
+
+@partial(jax.jit, static_argnames=("n_out", "ones", "every_layer", "unroll", "on_cpu"))
+def _correlation_impl(rho1, slot, *, n_out, ones, every_layer, unroll, on_cpu):
+    """Layers 1..depth from ``rho_1``: the bias-free layer loop (:func:`_recursion`) run on
+    unit-norm inputs at ``W_std^2 = 2``, so both give the same numbers."""
     dtype = rho1.dtype
-    rho1 = jnp.clip(rho1, -1.0, 1.0)
-    t1, omr1 = angle_from_correlation(rho1), 1.0 - rho1
-
-    def values(t, omr, theta, layer):
-        return dict(rho=1.0 - omr, one_minus_rho=omr, fprime=(jnp.pi - t) / jnp.pi,
-                    ntk_normalized=theta / layer)
-
-    buffers = {k: jnp.zeros((n_out + 1,) + rho1.shape, dtype) for k in CorrelationTrace._fields[1:]}
-    buffers = _write(buffers, lambda: values(t1, omr1, rho1, 1.0), slot[0], n_out, on_cpu)
-    depth = slot.shape[0]
-    if depth > 1:
-        # Layer 2 from any rho_1 in [-1, 1]; its angle lies in [0, pi/2].
-        one_minus_j = _one_minus_j(t1, omr1, sine_from_correlation(rho1))
-        omr2 = jnp.clip(one_minus_j, 0.0, 1.0)
-        # Theta^1 f'(rho_1) + J; rounding of pi can push 1 - J a few ulps above 1 at t = pi.
-        theta2 = rho1 * ((jnp.pi - t1) / jnp.pi) + jnp.maximum(1.0 - one_minus_j, 0.0)
-        t2 = angle_from_omr(omr2)
-        buffers = _write(buffers, lambda: values(t2, omr2, theta2, 2.0), slot[1], n_out, on_cpu)
-
-        def step(carry, xs):
-            (t, theta), buffers = carry
-            s, layer = xs  # layer -> layer + 1
-            omr = one_minus_correlation_map_of_angle(t)
-            # Theta f' + J as Theta plus an increment, as in the layer loop.
-            theta = theta + ((1.0 - omr) - theta * (t / jnp.pi))
-            t = next_angle(t)
-            new_values = lambda: values(t, jnp.clip(omr, 0.0, 1.0), theta, (layer + 1).astype(dtype))
-            return ((t, theta), _write(buffers, new_values, s, n_out, on_cpu)), None
-
-        xs = (slot[2:], jnp.arange(2, depth, dtype=jnp.int32))
-        (_, buffers), _ = jax.lax.scan(step, ((t2, theta2), buffers), xs, unroll=unroll)
-    return {k: v[:n_out] for k, v in buffers.items()}
+    one = _unit_layer_one(jnp.clip(rho1, -1.0, 1.0))
+    out = _recursion(one, 1.0 - one.rho, angle_from_correlation(one.rho),
+                     sine_from_correlation(one.rho), jnp.asarray(math.sqrt(2.0), dtype),
+                     jnp.zeros((), dtype), slot, n_out=n_out, get=("ntk_normalized", "_omr"),
+                     bias=False, every_layer=every_layer, unroll=unroll, on_cpu=on_cpu)
+    return _correlation_fields(one, out, ones, rho1.shape)
 
 
 def correlation_trace(
@@ -865,6 +857,8 @@ def correlation_trace(
             return CorrelationTrace(layers=layer_array, **out)
         out = _correlation_impl(
             rho, jnp.asarray(_slots(layer_array, deepest)), n_out=len(layer_array),
+            ones=tuple(int(i) for i in np.flatnonzero(layer_array == 1)),
+            every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))),
             **dict(zip(("unroll", "on_cpu"), _loop_options())),
         )
     return CorrelationTrace(layers=layer_array, **out)
