@@ -56,14 +56,29 @@ class Config(with_defaults(SweepSettings, seeds=2)):
     steps: int = setting(1000, help="SGD steps", min=1)
     n_eval: int = setting(64, help="evaluation tokens (random, fixed) whose features are measured", min=2)
     mup_base_width: int = setting(256, help="muP's reference width (where it equals the NTK network)", min=1)
+    seeds_by_width: list[int] = setting(
+        [], min=1, min_len=0,
+        help="seeds at each width, aligned with widths, e.g. [3, 3, 2, 1] (empty: `seeds` at every width)")
     fit_min_width: int = setting(0, help="exponents are fitted over the widths >= this (0: all), the asymptotic range",
                                  min=0)
+
+
+    def check(self):
+        if self.seeds_by_width and len(self.seeds_by_width) != len(self.widths):
+            raise ValueError(f"seeds_by_width has {len(self.seeds_by_width)} entries for {len(self.widths)} widths "
+                             f"{self.widths}: give one number of seeds per width, e.g. seeds_by_width="
+                             f"{[self.seeds] * len(self.widths)}")
+
+    def seeds_at(self) -> dict[int, list[int]]:
+        """The seeds of each width: ``seeds_by_width`` where given, else ``seeds`` everywhere."""
+        counts = self.seeds_by_width or [self.seeds] * len(self.widths)
+        return {w: [self.seed + s for s in range(k)] for w, k in zip(self.widths, counts)}
 
 
 def run(config: Config, out: RunDir) -> dict:
     import jax.numpy as jnp
 
-    from ntkdepth.data.text8 import Vocabulary, load_text8, pair_statistics, skipgram_pairs
+    from ntkdepth.data.text8 import Vocabulary, load_text8, pair_statistics, skipgram_pairs, text8_record
     from ntkdepth.empirical import drift_curves, final_drift
     from ntkdepth.models import NetworkSpec
     from ntkdepth.theory import onehot_drift_measures
@@ -72,6 +87,9 @@ def run(config: Config, out: RunDir) -> dict:
     words = load_text8(config.text8_path or None, max_words=config.max_words or None)
     vocab = Vocabulary.build(words, config.vocab_size)
     pairs = skipgram_pairs(vocab.encode(words), config.window)
+    data_record = {**text8_record(config.text8_path or None, len(words)), "distinct_words": len(set(words)),
+                   "vocabulary": config.vocab_size, "pairs": int(len(pairs))}
+    out.record_data("text8", data_record)
     p, q = pair_statistics(pairs, config.vocab_size)
     V = config.vocab_size
     input_scale = V**0.5 if config.onehot_norm == "sqrt-vocab" else 1.0
@@ -80,7 +98,7 @@ def run(config: Config, out: RunDir) -> dict:
     training = TrainSpec(steps=config.steps, learning_rate=config.learning_rate, loss="mse",
                          batch_size=config.batch_size, record_steps=record_steps_grid(config.steps, config.n_records),
                          center_output=config.center_output, divergence_factor=config.divergence_factor)
-    seeds, widths, data = config.network_seeds(), config.widths, PairData.create(pairs, seed=config.seed)
+    seeds, widths, data = config.seeds_at(), config.widths, PairData.create(pairs, seed=config.seed)
 
     # Two hidden layers; the kernel column is the NTK network's limit.
     network, sweeps = NetworkSpec(depth=3, W_std=config.W_std, b_std=config.b_std), {}
@@ -91,7 +109,7 @@ def run(config: Config, out: RunDir) -> dict:
 
         # Every setting shapes the runs but the lists of widths and row groups and the
         # number of seeds (one run is one width and seed) and the fit's range.
-        identity = out.settings(exclude=("widths", "seeds", "parameterizations", "fit_min_width"),
+        identity = out.settings(exclude=("widths", "seeds", "seeds_by_width", "parameterizations", "fit_min_width"),
                                 parameterization=par)
         print(f"table1: {par} networks, widths {widths}, seeds {seeds}")
         sweeps[par] = run_width_sweep(make_model, data, training, jnp.asarray(eval_tokens), widths,
@@ -108,7 +126,8 @@ def run(config: Config, out: RunDir) -> dict:
         "vocabulary": {"size": V, "pairs": int(len(pairs)), "words": len(words),
                        "most_frequent": list(vocab.words[:10])},
         "eval_tokens": eval_tokens, "steps": steps,
-        "final_loss": {par: {str(w): float(np.mean([sweeps[par][(w, s)].loss[-1] for s in seeds]))
+        "data": data_record, "seeds_by_width": [len(seeds[w]) for w in widths],
+        "final_loss": {par: {str(w): float(np.mean([sweeps[par][(w, s)].loss[-1] for s in seeds[w]]))
                              for w in widths} for par in config.parameterizations},
         "table": stats, "exponents": fits,
         "kernel_prediction": {
@@ -240,6 +259,23 @@ def _plot_steps(out, config, results):
     save_figure(out, fig, "table1_steps.png", "The drift measures and the loss along training (mean over seeds)")
 
 
+def _seed_counts(config, results) -> str:
+    counts = results.get("seeds_by_width") or [config.seeds] * len(config.widths)
+    if len(set(counts)) == 1:
+        return f"{counts[0]} seed(s) per width"
+    return "seeds per width: " + ", ".join(f"{k} at n = {w:,}" for w, k in zip(config.widths, counts))
+
+
+def _data_line(results) -> str:
+    """Which text the run read, as recorded in its results."""
+    d = results.get("data")
+    if not d:
+        return "Data: not recorded by this run."
+    return (f"Data: `{d['path']}` ({d['bytes']:,} bytes, MD5 {d['md5']}), {d['kind']}; "
+            f"{d['words_used']:,} words used ({d['distinct_words']:,} distinct), vocabulary of the "
+            f"{d['vocabulary']:,} most frequent, {d['pairs']:,} skip-gram pairs.")
+
+
 def _summary(config, results) -> str:
     widths, stats, fits = config.widths, results["table"], results["exponents"]
     wl = str(widths[-1])
@@ -251,7 +287,9 @@ def _summary(config, results) -> str:
         f"(window {config.window}), SGD with batch {config.batch_size}, learning rate {config.learning_rate}, "
         f"{config.steps} steps, MSE loss"
         f"{' on the centered network f_theta - f_theta0' if config.center_output else ''}; "
-        f"{config.seeds} seed(s), {config.n_eval} evaluation tokens.",
+        f"{_seed_counts(config, results)}, {config.n_eval} evaluation tokens.",
+        "",
+        _data_line(results),
         "",
         _markdown(config, results),
         "",

@@ -165,6 +165,12 @@ class RunDir(OutputFolder):
         }
         self._write_json("config.json", self._record)
 
+    def record_data(self, name: str, record: dict[str, Any]) -> None:
+        """Names the data the run read in ``config.json`` under ``data[name]``: files with their MD5
+        and what was used (words, images, splits, vocabulary)."""
+        self._record.setdefault("data", {})[name] = jsonable(record)
+        self._write_json("config.json", self._record)
+
     def _recover(self) -> None:
         """Completes or undoes a swap that a killed process left half done."""
         if self._previous.exists():

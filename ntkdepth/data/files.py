@@ -26,6 +26,7 @@ __all__ = [
     "DATA_ENV",
     "data_roots",
     "download",
+    "file_record",
     "md5sum",
     "new_dirs_removed_on_error",
     "shared_data_dir",
@@ -72,6 +73,12 @@ def md5sum(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_record(path: str | Path) -> dict:
+    """What a run read from ``path``: ``{"path": resolved path, "bytes": size, "md5": digest}``."""
+    path = Path(path).resolve()
+    return {"path": str(path), "bytes": path.stat().st_size, "md5": md5sum(path)}
 
 
 @contextlib.contextmanager

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkdepth.data.files import (DATA_ENV, data_roots, download, md5sum, new_dirs_removed_on_error,
-                                 user_data_dir)
+from ntkdepth.data.files import (DATA_ENV, data_roots, download, file_record, md5sum,
+                                 new_dirs_removed_on_error, user_data_dir)
 
 __all__ = [
     "TEXT8_URL",
@@ -29,6 +29,7 @@ __all__ = [
     "default_text8_path",
     "fetch_text8",
     "load_text8",
+    "text8_record",
     "pair_statistics",
     "skipgram_pairs",
 ]
@@ -36,6 +37,7 @@ __all__ = [
 TEXT8_URL = "http://mattmahoney.net/dc/text8.zip"
 TEXT8_MD5 = "f26f94c5209bc6159618bad4a559ff81"
 TEXT8_BYTES = 31_344_016
+TEXT8_CHARACTERS = 100_000_000  # the unzipped file: the first 10^8 characters of the dump
 _SAMPLE = Path("text8") / "text8-enwiki-sample"
 
 
@@ -122,6 +124,25 @@ def load_text8(path: str | Path | None = None, max_words: int | None = None) -> 
     if not words:
         raise ValueError(f"{path} holds no words")
     return words[:max_words] if max_words else words
+
+
+def text8_record(path: str | Path | None, words_used: int) -> dict:
+    """What a text8 run read: the file (path, bytes, MD5), what it is, and how many words were used.
+
+    ``kind`` says whether the file is the official ``text8.zip`` (its MD5),
+    a plain file of the official length (10^8 characters), or another text
+    in text8 format, e.g. an excerpt: results on an excerpt are not results
+    on text8.
+    """
+    path = default_text8_path() if path is None else Path(path)
+    record = file_record(path)
+    if record["md5"] == TEXT8_MD5:
+        kind = "the official text8.zip (MD5 checked)"
+    elif not zipfile.is_zipfile(path) and record["bytes"] == TEXT8_CHARACTERS:
+        kind = "a plain text8 file of the official length (10^8 characters)"
+    else:
+        kind = "a text in text8 format that is not the official text8 (an excerpt or another corpus)"
+    return {**record, "kind": kind, "official": not kind.startswith("a text"), "words_used": int(words_used)}
 
 
 @dataclass(frozen=True)

@@ -63,12 +63,17 @@ def feature_record(a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
     }
 
 
-def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int]) -> dict:
+def _seeds_of(seeds, width) -> Sequence[int]:
+    return seeds[width] if isinstance(seeds, Mapping) else seeds
+
+
+def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int] | Mapping[int, Sequence[int]]) -> dict:
     """Each of :data:`DRIFT_MEASURES` after training: ``{measure: {width: {"mean", "sd"}}}``.
 
     ``runs[(width, seed)]`` holds the records of :func:`feature_record` as
     ``stats`` (``[R, n_eval]`` each, ``gram`` ``[R, n_eval, n_eval]``; a
-    :class:`~ntkdepth.training.SweepRun`). Mean and sample s.d. pool the last
+    :class:`~ntkdepth.training.SweepRun`); ``seeds`` are those of every width,
+    or a mapping from each width to its seeds. Mean and sample s.d. pool the last
     record's values over the evaluation inputs and the seeds; the inner-product
     change pools ``|gram_T - gram_0|`` over the pairs of distinct inputs.
     A measure that is NaN or infinite (the zero vector as initial features, say)
@@ -77,7 +82,7 @@ def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int]) -> d
     table = {m: {} for m in DRIFT_MEASURES}
     for w in widths:
         pooled = {m: [] for m in DRIFT_MEASURES}
-        for s in seeds:
+        for s in _seeds_of(seeds, w):
             stats = runs[(w, s)].stats
             for m in ("aggregate", "per_neuron_mean", "per_neuron_max", "relative"):
                 pooled[m].append(stats[m][-1])
@@ -96,7 +101,7 @@ def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int]) -> d
     return table
 
 
-def drift_curves(runs: Mapping, widths: Sequence[int], seeds: Sequence[int]) -> dict:
+def drift_curves(runs: Mapping, widths: Sequence[int], seeds: Sequence[int] | Mapping[int, Sequence[int]]) -> dict:
     """The per-input measures and the loss along training: ``{width: {measure: [R]}}``.
 
     For the ``runs[(width, seed)]`` of :func:`final_drift`: ``aggregate``,
@@ -105,5 +110,5 @@ def drift_curves(runs: Mapping, widths: Sequence[int], seeds: Sequence[int]) -> 
     steps; ``loss`` averaged over the seeds.
     """
     measures = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative")
-    return {w: {**{m: np.mean([runs[(w, s)].stats[m].mean(1) for s in seeds], 0) for m in measures},
-                "loss": np.mean([runs[(w, s)].loss for s in seeds], 0)} for w in widths}
+    return {w: {**{m: np.mean([runs[(w, s)].stats[m].mean(1) for s in _seeds_of(seeds, w)], 0) for m in measures},
+                "loss": np.mean([runs[(w, s)].loss for s in _seeds_of(seeds, w)], 0)} for w in widths}

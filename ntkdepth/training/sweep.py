@@ -37,7 +37,7 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,7 +228,7 @@ def run_width_sweep(
     spec: TrainSpec,
     eval_inputs,
     widths: Sequence[int],
-    seeds: Sequence[int],
+    seeds: Sequence[int] | Mapping[int, Sequence[int]],
     workdir: str | Path,
     *,
     keep_features: bool = False,
@@ -243,7 +243,9 @@ def run_width_sweep(
     """Trains ``make_model(width, seed)`` for every width and seed; returns the runs by ``(width, seed)``.
 
     ``data`` is a :class:`FullBatchData` or :class:`PairData`; ``eval_inputs``
-    are the inputs whose outputs and features are recorded. The SGD stream of
+    are the inputs whose outputs and features are recorded. ``seeds`` are the
+    seeds of every width, or a mapping from each width to its own seeds (fewer
+    where a width is costly). The SGD stream of
     a run depends only on its seed. The seeds of a width train together on
     every device (:func:`~ntkdepth.training.parallel.plan_layout` lays them
     out; every width is planned against the devices' memory before the first
@@ -286,6 +288,7 @@ def run_width_sweep(
     n_eval = eval_inputs.shape[0]
     batch = spec.batch_size or (data.x.shape[0] if hasattr(data, "x") else 1)
 
+    seeds_of = {w: list(seeds[w] if isinstance(seeds, Mapping) else seeds) for w in widths}
     # Refuse what will not fit, even split over every device, before training anything.
     estimates = {}
     for w in sorted(set(widths)):
@@ -293,11 +296,11 @@ def run_width_sweep(
         abstract = nnx.eval_shape(lambda w=w: make_model(w, 0))
         estimates[w] = estimate_memory(abstract.in_dim, abstract.hidden, abstract.out_dim,
                                        batch_size=batch, n_eval=n_eval, momentum=spec.momentum > 0)
-        plan_layout(len(seeds), w, estimates[w].bytes, fraction=memory_fraction)
+        plan_layout(len(seeds_of[w]), w, estimates[w].bytes, fraction=memory_fraction)
 
     shared = sweep_settings(data, spec, eval_inputs, keep_features=keep_features,
                             final_measures=final_measures, settings=settings)
-    jobs = [(w, s) for w in widths for s in seeds]
+    jobs = [(w, s) for w in widths for s in seeds_of[w]]
     done: dict[tuple[int, int], SweepRun] = {}
     todo = []
     keys = {}
