@@ -72,7 +72,7 @@ def test_standard_and_mup_are_the_ntk_network_at_initialization(x64, rng):
         (dict(hidden=[]), "at least one hidden layer"),
         (dict(hidden=[4, 0]), "positive width"),
         (dict(parameterization="mean_field"), "unknown parameterization"),
-        (dict(activation="gelu"), "unknown activation"),
+        (dict(activation="gelo"), "unknown activation"),
         (dict(W_std=0.0), "positive"),
         (dict(b_std=-1.0), "b_std"),
     ],

@@ -1,5 +1,7 @@
-"""Analytic kernels of deep ReLU networks and the bridge to neural-tangents.
+"""Analytic kernels of deep networks and the bridge to neural-tangents.
 
+- :func:`kernel_trace`, :func:`kernel_fn`: the same for any elementwise activation
+  (:class:`Activation`, :func:`activation`; docs/activations.md).
 - :func:`relu_kernel_trace`: ``Sigma^l``, ``Sigmadot^l``, ``Theta^l``, ``rho_l`` and
   ``Thetabar^l`` at every requested depth (docs/kernels.md): by the layer loop, or
   at the cost of one Gram matrix at any depth by the interpolated path.
@@ -10,6 +12,7 @@
 - :func:`stax_mlp`: the same network as neural-tangents ``stax`` layers.
 """
 
+from ntkdepth.kernels.activations import ACTIVATION_NAMES, Activation, activation
 from ntkdepth.kernels.nt_bridge import stax_mlp
 from ntkdepth.kernels.relu import (
     FLOAT32_MAX_DEPTH,
@@ -25,8 +28,11 @@ from ntkdepth.kernels.relu import (
     relu_ntk,
 )
 from ntkdepth.kernels.tiled import tiled_kernel
+from ntkdepth.kernels.trace import kernel_fn, kernel_trace
 
 __all__ = [
+    "ACTIVATION_NAMES",
+    "Activation",
     "FLOAT32_MAX_DEPTH",
     "KERNEL_FIELDS",
     "CorrelationTrace",
@@ -34,6 +40,9 @@ __all__ = [
     "correlation_map",
     "correlation_map_derivative",
     "correlation_trace",
+    "activation",
+    "kernel_fn",
+    "kernel_trace",
     "relu_kernel_fn",
     "relu_kernel_trace",
     "relu_nngp",

@@ -191,15 +191,20 @@ def stax_mlp(
     parameterization: str = "ntk",
     out_dim: int = 1,
     out_std: float | None = None,
+    activation="relu",
 ):
-    """The paper's ReLU MLP as neural-tangents layers: ``(init_fn, apply_fn, kernel_fn)``.
+    """The paper's MLP as neural-tangents layers: ``(init_fn, apply_fn, kernel_fn)``.
 
-    ``depth`` weight layers (``depth - 1`` hidden ReLU layers of ``width``
-    units, then a linear readout of ``out_dim`` units), weights ``N(0, W_std^2)``
+    ``depth`` weight layers (``depth - 1`` hidden layers of ``width`` units with
+    neural-tangents' own layer for ``activation`` (ReLU by default; a name or an
+    :class:`ntkdepth.kernels.Activation`), then a linear readout of ``out_dim``
+    units), weights ``N(0, W_std^2)``
     and biases ``N(0, b_std^2)`` in the given ``parameterization`` (``"ntk"``,
     the paper's, or ``"standard"``). With ``b_std == 0`` the layers have no
     bias parameters at all. ``kernel_fn`` is the infinite-width limit and
-    agrees with :func:`ntkdepth.kernels.relu_kernel_trace`.
+    agrees with :func:`ntkdepth.kernels.kernel_trace`. An activation that
+    neural-tangents has no closed-form layer for (tanh, silu, softplus, a
+    custom function) is a ``ValueError`` pointing to ntkdepth's own kernels.
 
     ``depth``, ``width`` and ``out_dim`` are integers >= 1 (Python or NumPy),
     ``W_std`` and ``out_std`` finite numbers > 0, ``b_std`` a finite number >= 0; anything
@@ -222,13 +227,16 @@ def stax_mlp(
         raise ValueError(
             f"parameterization must be 'ntk' or 'standard'; got {parameterization!r}"
         )
+    from ntkdepth.kernels.activations import activation as as_activation
+
+    nonlinearity = as_activation(activation).stax  # the ValueError comes before any layer is built
     stax = load().stax
     bias = None if b_std == 0 else b_std
     hidden = []
     for _ in range(depth - 1):
         hidden += [
             stax.Dense(width, W_std=W_std, b_std=bias, parameterization=parameterization),
-            stax.Relu(),
+            nonlinearity(),
         ]
     readout = stax.Dense(out_dim, W_std=out_std, b_std=bias, parameterization=parameterization)
     return stax.serial(*hidden, readout)

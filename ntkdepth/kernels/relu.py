@@ -98,6 +98,8 @@ class KernelTrace(NamedTuple):
       ntk_normalized: ``Thetabar^l(x1, x2)`` (Definition 4).
       nngp_diag1, nngp_diag2: ``Sigma^l(x, x)`` for the rows / columns.
       ntk_diag1, ntk_diag2: ``Theta^l(x, x)`` for the rows / columns.
+      error_bound: for an activation without a closed form, the relative tail of its Hermite
+        expansion per layer (docs/activations.md#accuracy); ``None`` where only rounding errs.
     """
 
     layers: np.ndarray
@@ -110,6 +112,7 @@ class KernelTrace(NamedTuple):
     nngp_diag2: jax.Array | None
     ntk_diag1: jax.Array | None
     ntk_diag2: jax.Array | None
+    error_bound: float | None = None
 
 
 class CorrelationTrace(NamedTuple):
@@ -657,7 +660,7 @@ def relu_kernel_trace(
     """
     out = _kernel_dict(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=layers, get=get,
                        dtype=dtype, method=method)
-    out = {f: out.get(f) for f in KernelTrace._fields if f != "layers"}
+    out = {f: out.get(f) for f in KernelTrace._fields if f not in ("layers", "error_bound")}
     return KernelTrace(layers=check_depth_and_layers(depth, layers), **out)
 
 
@@ -717,6 +720,35 @@ def relu_nngp(x1, x2=None, *, depth: int, W_std: float = math.sqrt(2.0), b_std: 
                         dtype=dtype, method=method, squeeze=True)["nngp"]
 
 
+def output_scale_ratio(out_std, W_std) -> float:
+    """``(out_std / W_std)^2``, the last layer's rescaling (1 for ``out_std=None``); checks ``out_std``."""
+    if out_std is not None and not (isinstance(out_std, (int, float, np.floating, np.integer))
+                                    and math.isfinite(out_std) and out_std > 0):
+        raise ValueError(f"out_std must be a finite number > 0 (or None: W_std); got {out_std!r}")
+    return 1.0 if out_std is None else (float(out_std) / float(W_std)) ** 2
+
+
+def check_output_scale_fields(fields, ratio2: float, b2: float) -> None:
+    """Refuses ``rho``/``ntk_normalized`` where an output scale with a bias changes them."""
+    ratios = sorted({"rho", "ntk_normalized"} & set(fields))
+    if ratio2 != 1.0 and b2 > 0 and ratios:
+        raise ValueError(
+            f"{ratios} of a network with out_std != W_std and a bias are not available: "
+            "ask for 'nngp' and 'ntk' and normalize them"
+        )
+
+
+def rescale_output_layer(values: list, fields, ratio2: float, b2: float) -> list:
+    """The last layer's kernels at scale ``out_std``: ``Sigma, Theta -> r^2 (K - b^2) + b^2``,
+    ``Sigmadot -> r^2 Sigmadot`` (docs/networks.md#one-description-networkspec)."""
+    if ratio2 == 1.0:
+        return values
+    with precision(values[0].dtype, *values):  # float64 stays float64 outside x64 mode
+        return [ratio2 * (v - b2) + b2 if f in ("nngp", "ntk") and b2 else
+                ratio2 * v if f in ("nngp", "ntk", "nngp_dot") else v
+                for f, v in zip(fields, values)]
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels_tuple(fields: tuple[str, ...]):
     return collections.namedtuple("Kernels", fields)
@@ -742,29 +774,16 @@ def relu_kernel_fn(depth: int, W_std: float = math.sqrt(2.0), b_std: float = 0.0
     """
     check_depth_and_layers(depth, [depth])
     check_hyperparameters(W_std, b_std)
-    if out_std is not None and not (isinstance(out_std, (int, float, np.floating, np.integer))
-                                    and math.isfinite(out_std) and out_std > 0):
-        raise ValueError(f"out_std must be a finite number > 0 (or None: W_std); got {out_std!r}")
-    ratio2 = 1.0 if out_std is None else (float(out_std) / float(W_std)) ** 2
+    ratio2 = output_scale_ratio(out_std, W_std)
     b2 = float(b_std) ** 2
     default_dtype = dtype
 
     def kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=default_dtype):
         fields = _fields(get)
-        ratios = sorted({"rho", "ntk_normalized"} & set(fields))
-        if ratio2 != 1.0 and b2 > 0 and ratios:
-            raise ValueError(
-                f"{ratios} of a network with out_std != W_std and a bias are not available: "
-                "ask for 'nngp' and 'ntk' and normalize them"
-            )
+        check_output_scale_fields(fields, ratio2, b2)
         out = _kernel_dict(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=[depth],
                            get=fields, dtype=dtype, method=method, squeeze=True)
-        values = [out[f] for f in fields]
-        if ratio2 != 1.0:
-            with precision(values[0].dtype, *values):  # float64 stays float64 outside x64 mode
-                values = [ratio2 * (v - b2) + b2 if f in ("nngp", "ntk") and b2 else
-                          ratio2 * v if f in ("nngp", "ntk", "nngp_dot") else v
-                          for f, v in zip(fields, values)]
+        values = rescale_output_layer([out[f] for f in fields], fields, ratio2, b2)
         if isinstance(get, str):
             return values[0]
         return _kernels_tuple(fields)(*values)

@@ -37,7 +37,7 @@ from one forward pass, so features are read from the pass that trains.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -45,16 +45,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ntkdepth.kernels.activations import ACTIVATION_NAMES, Activation
+from ntkdepth.kernels.activations import activation as as_activation
+
 __all__ = ["MLP", "PARAMETERIZATIONS", "ACTIVATIONS"]
 
 PARAMETERIZATIONS = ("ntk", "standard", "mup")
 
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": jax.nn.relu,
-    "erf": jax.scipy.special.erf,
-    "tanh": jnp.tanh,
-    "identity": lambda h: h,
-}
+#: The activations known by name (ntkdepth.kernels.ACTIVATION_NAMES); an Activation object (with
+#: parameters, e.g. ``activation("leaky_relu", slope=0.2)``) or a function is accepted as well.
+ACTIVATIONS = ACTIVATION_NAMES
 
 
 class Dense(nnx.Module):
@@ -115,7 +115,8 @@ class MLP(nnx.Module):
       W_std: ``sigma_w`` of every layer but the last.
       b_std: ``sigma_b`` (0: no biases, the paper's setting).
       out_std: ``sigma_w`` of the output layer (default ``W_std``).
-      activation: ``"relu"`` (default), ``"erf"``, ``"tanh"`` or ``"identity"``.
+      activation: a name of :data:`ACTIVATIONS` (default ``"relu"``), an
+        :class:`~ntkdepth.kernels.Activation` or an elementwise JAX function.
       tokens: inputs are integer token ids ``[b]`` in ``[0, in_dim)`` (embedding lookup).
       input_scale: the one-hot vector of a token is ``input_scale * e_c``.
       base_width: muP's reference width (where it equals the NTK network).
@@ -138,7 +139,7 @@ class MLP(nnx.Module):
         W_std: float = 2.0**0.5,
         b_std: float = 0.0,
         out_std: float | None = None,
-        activation: str = "relu",
+        activation: str | Activation = "relu",
         tokens: bool = False,
         input_scale: float = 1.0,
         base_width: int = 256,
@@ -161,8 +162,7 @@ class MLP(nnx.Module):
             raise ValueError(
                 f"unknown parameterization {parameterization!r}; choose one of {PARAMETERIZATIONS}"
             )
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {tuple(ACTIVATIONS)}")
+        as_activation(activation)  # an unknown name is an error naming the known ones
         out_std = W_std if out_std is None else out_std
         if not (W_std > 0 and out_std > 0):
             raise ValueError(f"W_std and out_std must be positive; got {W_std}, {out_std}")
@@ -246,7 +246,7 @@ class MLP(nnx.Module):
 
     def forward(self, x: jax.Array, perturbations: Sequence[jax.Array] | None = None):
         """``(f(x), [x, a^1(x), ..., a^{L-1}(x)])``: the output and what each weight layer reads."""
-        phi = ACTIVATIONS[self.activation]
+        phi = as_activation(self.activation)
         h = self.first_layer(x)
         if perturbations is not None:
             h = h + perturbations[0]

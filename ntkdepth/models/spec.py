@@ -9,7 +9,7 @@ of layers ``1 .. L-1``, the output layer's scale ``out_std``, the bias scale
   ``L - 1`` hidden layers of one width;
 - :meth:`NetworkSpec.kernel_fn`: the infinite-width kernels ``Sigma^L`` (NNGP)
   and ``Theta^L`` (NTK) of that network's output, through
-  :func:`ntkdepth.kernels.relu_kernel_fn`;
+  :func:`ntkdepth.kernels.kernel_fn` (any activation);
 - :meth:`NetworkSpec.stax`: the same network as neural-tangents ``stax`` layers,
   through :func:`ntkdepth.kernels.stax_mlp`;
 
@@ -42,7 +42,9 @@ import numbers
 
 import numpy as np
 
-from ntkdepth.models.mlp import ACTIVATIONS, PARAMETERIZATIONS
+from ntkdepth.kernels.activations import Activation
+from ntkdepth.kernels.activations import activation as as_activation
+from ntkdepth.models.mlp import PARAMETERIZATIONS
 
 __all__ = ["NetworkSpec", "network_arguments"]
 
@@ -77,8 +79,9 @@ class NetworkSpec:
       out_std: weight scale of the output layer ``L``, finite and > 0;
         ``None`` (the default) stands for ``W_std`` and is stored as its value.
       parameterization: ``"ntk"`` (the paper's), ``"standard"`` or ``"mup"``.
-      activation: ``"relu"`` (the only one with analytic kernels here),
-        ``"erf"``, ``"tanh"`` or ``"identity"``.
+      activation: a name of :data:`ntkdepth.kernels.ACTIVATION_NAMES` (default
+        ``"relu"``) or an :class:`~ntkdepth.kernels.Activation` with its parameters
+        (``activation("leaky_relu", slope=0.2)``); every one has exact kernels.
 
     Instances are immutable, hashable and compare by value; :meth:`replace`
     returns a checked copy with some fields changed, and
@@ -90,7 +93,7 @@ class NetworkSpec:
     b_std: float = 0.0
     out_std: float | None = None
     parameterization: str = "ntk"
-    activation: str = "relu"
+    activation: str | Activation = "relu"
 
     def __post_init__(self):
         depth = _integer(self.depth, "depth", 1)
@@ -101,8 +104,10 @@ class NetworkSpec:
             raise ValueError(
                 f"unknown parameterization {self.parameterization!r}; choose one of {PARAMETERIZATIONS}"
             )
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; choose one of {tuple(ACTIVATIONS)}")
+        if isinstance(self.activation, str) or isinstance(self.activation, Activation):
+            as_activation(self.activation)  # an unknown name is an error naming the known ones
+        else:
+            raise ValueError(f"activation must be a name or an ntkdepth.kernels.Activation; got {self.activation!r}")
         for name, value in (("depth", depth), ("W_std", W_std), ("b_std", b_std), ("out_std", out_std)):
             object.__setattr__(self, name, value)
 
@@ -149,14 +154,6 @@ class NetworkSpec:
 
     # -- the infinite-width kernels ---------------------------------------------
 
-    def _require_relu(self, what: str) -> None:
-        if self.activation != "relu":
-            raise ValueError(
-                f"{what} exists for activation='relu' only; got activation={self.activation!r}. Use "
-                "activation='relu', or estimate the kernel of the finite network by Monte Carlo "
-                "(ntkdepth.empirical.empirical_ntk over seeds of spec.model(...))"
-            )
-
     def kernel_fn(self, *, dtype=None, method: str = "auto"):
         """The analytic kernels of the network's output, in neural-tangents' call style.
 
@@ -168,14 +165,13 @@ class NetworkSpec:
         grows. ``dtype`` and ``method`` as in
         :func:`ntkdepth.kernels.relu_kernel_trace`.
 
-        Raises ``ValueError`` for an activation other than ReLU, for muP (its
+        Raises ``ValueError`` for muP (its
         output kernels vanish as the width grows; at ``base_width`` the network
         is ``spec.replace(parameterization="ntk")``), and, when the call asks
         for an NTK field, for the standard parameterization (its NTK grows with
         the width: ``spec.stax(width)`` gives it at a width); for ``rho`` or
         ``ntk_normalized`` when ``out_std != W_std`` with a bias.
         """
-        self._require_relu("the analytic kernel")
         if self.parameterization == "mup":
             raise ValueError(
                 "a muP network has no infinite-width kernel: its output multiplier "
@@ -183,10 +179,10 @@ class NetworkSpec:
                 "grows. At width = base_width it is the NTK network: use "
                 "spec.replace(parameterization='ntk').kernel_fn()"
             )
-        from ntkdepth.kernels.relu import relu_kernel_fn
+        from ntkdepth.kernels.trace import kernel_fn as activation_kernel_fn
 
-        inner = relu_kernel_fn(self.depth, self.W_std, self.b_std, out_std=self.out_std, dtype=dtype,
-                               method=method)
+        inner = activation_kernel_fn(self.depth, self.activation, self.W_std, self.b_std, out_std=self.out_std,
+                                     dtype=dtype, method=method)
         if self.parameterization == "ntk":
             return inner
         default_dtype = dtype
@@ -208,14 +204,16 @@ class NetworkSpec:
     def stax(self, width: int, out_dim: int = 1):
         """The network as neural-tangents layers: ``(init_fn, apply_fn, kernel_fn)``.
 
-        Through :func:`ntkdepth.kernels.stax_mlp`: ``depth - 1`` hidden ReLU
-        layers of ``width`` units and a readout of ``out_dim`` units with scale
-        ``out_std``. At NTK parameterization its ``kernel_fn`` equals
-        :meth:`kernel_fn`; at standard parameterization its NTK is that of
-        the finite-width network (Sohl-Dickstein et al. 2020) and depends on
-        ``width``. muP and activations other than ReLU raise ``ValueError``.
+        Through :func:`ntkdepth.kernels.stax_mlp`: ``depth - 1`` hidden layers
+        of ``width`` units with neural-tangents' own layer for the activation,
+        and a readout of ``out_dim`` units with scale ``out_std``. At NTK
+        parameterization its ``kernel_fn`` equals :meth:`kernel_fn`; at
+        standard parameterization its NTK is that of the finite-width network
+        (Sohl-Dickstein et al. 2020) and depends on ``width``. muP raises
+        ``ValueError``, and so does an activation neural-tangents has no layer
+        for (tanh, silu, softplus, a custom function): its kernels are
+        :meth:`kernel_fn`'s.
         """
-        self._require_relu("NetworkSpec.stax")
         if self.parameterization == "mup":
             raise ValueError(
                 "neural-tangents' stax has no muP parameterization; use parameterization='ntk' or "
@@ -224,7 +222,8 @@ class NetworkSpec:
         from ntkdepth.kernels.nt_bridge import stax_mlp
 
         return stax_mlp(self.depth, width, W_std=self.W_std, b_std=self.b_std,
-                        parameterization=self.parameterization, out_dim=out_dim, out_std=self.out_std)
+                        parameterization=self.parameterization, out_dim=out_dim, out_std=self.out_std,
+                        activation=self.activation)
 
 
 def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None,

@@ -1,0 +1,346 @@
+"""The layer recursion for any activation, in normalized form (docs/activations.md#the-normalized-recursion).
+
+The loop carries the correlation ``rho``, the normalized NTK ``Thetabar`` and, per input, the logarithms
+of the diagonals ``Sigma^l(x, x)`` and ``Theta^l(x, x)``; every step is a convex combination, so no
+value leaves ``[-1, 1]`` and no raw kernel over- or underflows inside the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkdepth.kernels.activations import Activation
+from ntkdepth.kernels.gaussian import MehlerPlan, hermite_table
+
+__all__ = ["LayerRows", "layer_slots", "loop_options", "normalized_loop", "plan_for_inputs", "write_slot"]
+
+
+def layer_slots(layers: np.ndarray, depth: int) -> np.ndarray:
+    """``slot[l - 1]`` = position of layer l in the output, or ``m`` (a scratch slot)."""
+    slot = np.full(depth, len(layers), dtype=np.int32)
+    slot[layers - 1] = np.arange(len(layers), dtype=np.int32)
+    return slot
+
+
+def write_slot(buffers: dict, values_fn, s, n_out: int, on_cpu: bool) -> dict:
+    """Stores ``values_fn()`` at slot ``s`` (slot ``n_out`` is scratch, for unrequested layers).
+
+    On a CPU a ``lax.cond`` skips unrequested layers; on an accelerator a conditional costs a host
+    round trip per layer, far more than an unconditional write to the scratch slot.
+    """
+
+    def store(bufs):
+        values = values_fn()
+        return {k: jax.lax.dynamic_update_index_in_dim(b, values[k], s, 0) for k, b in bufs.items()}
+
+    if not on_cpu:
+        return store(buffers)
+    return jax.lax.cond(s < n_out, store, lambda bufs: bufs, buffers)
+
+
+def loop_options() -> tuple[int, bool]:
+    """``(unroll, on_cpu)``: layers per iteration of the compiled loop (8 on an accelerator, where
+    each iteration costs a launch and a host round trip; 1 on a CPU), and the backend."""
+    on_cpu = jax.default_backend() == "cpu"
+    return (1 if on_cpu else 8), on_cpu
+
+
+class LayerRows(NamedTuple):
+    """Per input at one layer: ``lq = log Sigma^l(x, x)`` and ``lt = log Theta^l(x, x)`` (``[n]``)."""
+
+    lq: jax.Array
+    lt: jax.Array
+
+
+def _second_moment_numpy(fn, q: np.ndarray, nodes: int = 256) -> np.ndarray:
+    z, sqrt_w, _ = hermite_table(nodes, 0)
+    values = np.asarray(fn(np.sqrt(q)[:, None] * z), np.float64)
+    return (values * values) @ (sqrt_w * sqrt_w)
+
+
+def plan_for_inputs(act: Activation, lq1: np.ndarray, W_std: float, b_std: float, depth: int,
+                    dtype) -> MehlerPlan | None:
+    """The Hermite plan of ``act`` for every variance a ``depth``-layer run from ``lq1`` meets.
+
+    The diagonal recursion ``q <- W^2 m(q) + b^2`` is run in float64 for a few inputs spanning the
+    range of ``Sigma^1(x, x)`` (it is monotone in ``q`` for the built-in activations), until it
+    settles; the plan covers every variance seen.
+    """
+    if act.closed_form:
+        return None
+    q = np.exp(np.quantile(np.asarray(lq1, np.float64), np.linspace(0.0, 1.0, 9)))
+    fn = act._numpy_fn()
+    w2, b2 = float(W_std) ** 2, float(b_std) ** 2
+    seen = [q]
+    for _ in range(depth - 1):
+        new = w2 * _second_moment_numpy(fn, q) + b2
+        seen.append(new)
+        if not np.all(np.isfinite(new)):
+            break
+        if np.allclose(new, q, rtol=1e-14, atol=0.0):
+            break
+        q = new
+    seen = np.concatenate(seen)
+    seen = seen[np.isfinite(seen)]
+    picks = np.unique(np.quantile(seen, [0.0, 0.5, 0.9, 1.0])) if seen.size else seen
+    return act.plan(picks, dtype)
+
+
+@partial(jax.jit, static_argnames=("act", "plan", "n_out", "get", "bias", "every_layer", "unroll", "on_cpu",
+                                   "squeeze"))
+def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, *, act: Activation, plan, n_out: int, get: tuple,
+                    bias: bool, every_layer: bool, unroll: int, on_cpu: bool, squeeze: bool = False):
+    """Layers 1..depth (``depth = len(slot)``) from layer 1, keeping the ``n_out`` requested ones.
+
+    ``rho1 [n1, n2]``: the first layer's correlations; ``lq1 [n1]``, ``lq2 [n2]``: the logarithms of
+    ``Sigma^1(x, x)``. Returns the fields of ``get`` (of ``KERNEL_FIELDS``) as ``[n_out, n1, n2]``
+    and the diagonals as ``[n_out, n]``; with ``squeeze`` (one layer) without the layer axis.
+    """
+    dtype = rho1.dtype
+    lw2 = 2.0 * jnp.log(jnp.asarray(W_std, dtype))
+    lb2 = 2.0 * jnp.log(jnp.asarray(b_std, dtype)) if bias else None
+    passes_ntk = act.passes_gradient
+
+    def values(st):
+        out = {}
+        if "rho" in get:
+            out["rho"] = st["rho"]
+        if "ntk_normalized" in get:
+            out["ntk_normalized"] = st["tbar"]
+        if "nngp" in get:
+            g1, g2 = jnp.exp(0.5 * st["lq1"]), jnp.exp(0.5 * st["lq2"])
+            out.update(nngp=_times(st["rho"], g1[:, None] * g2[None, :]), nngp_diag1=g1 * g1,
+                       nngp_diag2=g2 * g2)
+        if "ntk" in get:
+            h1, h2 = jnp.exp(0.5 * st["lt1"]), jnp.exp(0.5 * st["lt2"])
+            out.update(ntk=_times(st["tbar"], h1[:, None] * h2[None, :]), ntk_diag1=h1 * h1,
+                       ntk_diag2=h2 * h2)
+        if "nngp_dot" in get:
+            out["nngp_dot"] = st["sdot"]
+        if "_rows" in get:  # the diagonals of x1 in logarithms (for the tabulated path)
+            out.update(_lq=st["lq1"], _lt=st["lt1"], _lsd=st["lsd1"])
+        return out
+
+    def advance(st):
+        r1, r2 = act.rows(st["lq1"], plan), act.rows(st["lq2"], plan)
+        kappa, delta = act.correlations({k: v[:, None] for k, v in r1.items()},
+                                        {k: v[None, :] for k, v in r2.items()}, st["rho"])
+        new = {}
+        rows = []
+        for r, lq, lt in ((r1, st["lq1"], st["lt1"]), (r2, st["lq2"], st["lt2"])):
+            lsig = lw2 + r["lm"]  # log W^2 m(q): Sigma^{l+1}(x, x) before the bias
+            lqn = jnp.logaddexp(lsig, lb2) if bias else lsig
+            u = jnp.exp(0.5 * (lsig - lqn))
+            v = jnp.exp(0.5 * (lb2 - lqn)) if bias else None
+            if passes_ntk:
+                lsd = lw2 + r["lmd"]  # log Sigmadot^{l+1}(x, x)
+                ltn = jnp.logaddexp(lt + lsd, lqn)
+                rr, ss = jnp.exp(0.5 * (lt + lsd - ltn)), jnp.exp(0.5 * (lqn - ltn))
+            else:
+                lsd, ltn, rr, ss = None, lqn, None, None
+            rows.append((lqn, ltn, u, v, rr, ss, lsd))
+        (lq1n, lt1n, u1, v1, rr1, ss1, lsd1), (lq2n, lt2n, u2, v2, rr2, ss2, lsd2) = rows
+        rho = u1[:, None] * u2[None, :] * kappa
+        if bias:
+            rho = rho + v1[:, None] * v2[None, :]
+        rho = jnp.clip(rho, -1.0, 1.0)
+        if passes_ntk:
+            tbar = rr1[:, None] * rr2[None, :] * delta * st["tbar"] + ss1[:, None] * ss2[None, :] * rho
+        else:
+            tbar = rho
+        new.update(rho=rho, tbar=jnp.clip(tbar, -1.0, 1.0), lq1=lq1n, lq2=lq2n, lt1=lt1n, lt2=lt2n)
+        if "_rows" in get:
+            new["lsd1"] = lsd1 if passes_ntk else jnp.full_like(lq1n, -jnp.inf)
+        if "nngp_dot" in get:
+            if passes_ntk:
+                d1, d2 = jnp.exp(0.5 * lsd1), jnp.exp(0.5 * lsd2)
+                new["sdot"] = _times(delta, d1[:, None] * d2[None, :])
+            else:
+                new["sdot"] = jnp.zeros_like(rho)
+        return new
+
+    state = dict(rho=rho1, tbar=rho1, lq1=lq1, lq2=lq2, lt1=lq1, lt2=lq2)
+    if "_rows" in get:
+        state["lsd1"] = jnp.full_like(lq1, -jnp.inf)
+    if "nngp_dot" in get:
+        state["sdot"] = jnp.zeros_like(rho1)
+    depth = slot.shape[0]
+    first = values(state)
+    if depth == 1:
+        out = {k: v[None] for k, v in first.items()}
+    elif every_layer:
+        def dense_step(st, _):
+            new = advance(st)
+            return new, values(new)
+
+        _, rest = jax.lax.scan(dense_step, state, None, length=depth - 1, unroll=unroll)
+        out = {k: jnp.concatenate([first[k][None], rest[k]]) for k in first}
+    elif n_out == 1:
+        final, _ = jax.lax.scan(lambda st, _: (advance(st), None), state, None, length=depth - 1,
+                                unroll=unroll)
+        out = {k: v[None] for k, v in values(final).items()}
+    else:
+        buffers = {k: jnp.zeros((n_out + 1,) + jnp.shape(v), dtype) for k, v in first.items()}
+        buffers = write_slot(buffers, lambda: first, slot[0], n_out, on_cpu)
+
+        def sparse_step(carry, s):
+            st, bufs = carry
+            new = advance(st)
+            return (new, write_slot(bufs, lambda: values(new), s, n_out, on_cpu)), None
+
+        (_, buffers), _ = jax.lax.scan(sparse_step, (state, buffers), slot[1:], unroll=unroll)
+        out = {k: v[:n_out] for k, v in buffers.items()}
+    return {k: v[0] for k, v in out.items()} if squeeze else out
+
+
+def _times(value, factor):
+    """``value * factor``, and 0 where ``value`` is 0 (even if ``factor`` overflowed to inf)."""
+    return jnp.where(value == 0, jnp.zeros_like(value), value * factor)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tabulated path: every layer's maps as functions of rho_1, at Gram-matrix cost.
+
+
+class Tables(NamedTuple):
+    """Chebyshev coefficients of the maps at the requested layers, from one run over the mesh's nodes.
+
+    ``rho``, ``tbar``, ``delta``: ``[m, P * N]`` coefficients of ``rho_l`` (as ``(1 - rho_l) / (1 - rho_1)``
+    on the panels with ``rho_1 >= 1/2``), ``Thetabar^l`` and the derivative kernel's correlation
+    (``None`` where not needed); ``ends``: ``[m, 3]`` their values at ``rho_1 = -1``; ``lq``, ``lt``,
+    ``lsd``: ``[m]`` the diagonals' logarithms for the common ``Sigma^1(x, x)`` of the node run.
+    """
+
+    rho: jax.Array | None
+    tbar: jax.Array | None
+    delta: jax.Array | None
+    ends: jax.Array
+    lq: jax.Array
+    lt: jax.Array
+    lsd: jax.Array
+
+
+def _ratio_panels(mesh) -> int:
+    """Panels of the positive side lying within ``rho_1 >= 1/2`` (``v <= 1/2``), tabulated as ratios."""
+    return int(np.sum(mesh.hi[: mesh.n_side] <= 0.5))
+
+
+def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layers: tuple[int, ...], dtype,
+             emin: int, needs: tuple[bool, bool, bool]) -> Tables:
+    """Runs the normalized loop on the nodes of :func:`symmetric_mesh` (``emin``) and ``rho_1 = -1``
+    at the common ``log Sigma^1(x, x) = lq`` and fits the interpolants (needs: ``rho``, ``tbar``,
+    ``delta``)."""
+    from ntkdepth.kernels.interpolant import chebyshev_coefficients, symmetric_mesh
+
+    mesh = symmetric_mesh(emin)
+    rho_nodes, omr_nodes = mesh.nodes()
+    rho1 = jnp.asarray(np.concatenate([rho_nodes, [-1.0]]), dtype)[None, :]
+    layer_array = np.asarray(layers)
+    depth = int(layer_array.max())
+    bias = b_std != 0.0
+    unroll, on_cpu = loop_options()
+    get = ("rho", "ntk_normalized", "_rows") + (("nngp_dot",) if needs[2] else ())
+    lq_arr = jnp.full((1,), lq, dtype)
+    out = normalized_loop(rho1, lq_arr, lq_arr, np.asarray(W_std, dtype), np.asarray(b_std, dtype),
+                          jnp.asarray(layer_slots(layer_array, depth)), act=act, plan=plan,
+                          n_out=len(layer_array), get=get, bias=bias, every_layer=False, unroll=unroll,
+                          on_cpu=on_cpu)
+    n_panels = len(mesh.lo)
+    n_ratio = _ratio_panels(mesh)
+    omr1 = jnp.asarray(omr_nodes, dtype)
+    rho_l = out["rho"][:, 0, :-1]
+    ratio_mask = jnp.asarray(np.repeat(np.arange(n_panels) < n_ratio, 9), bool)
+    rho_form = jnp.where(ratio_mask, (1.0 - rho_l) / omr1, rho_l)
+    sdot = out.get("nngp_dot")
+    lsd = out["_lsd"][:, 0]
+    delta = None
+    if needs[2]:
+        d = jnp.exp(lsd)[:, None]
+        delta_all = jnp.where(d > 0, sdot[:, 0, :] / jnp.where(d > 0, d, 1.0), 0.0)
+    ends = jnp.stack([out["rho"][:, 0, -1], out["ntk_normalized"][:, 0, -1],
+                      delta_all[:, -1] if needs[2] else jnp.zeros_like(lsd)], -1)
+    if needs[2]:
+        delta = chebyshev_coefficients(delta_all[:, :-1], n_panels)
+    return Tables(
+        rho=chebyshev_coefficients(rho_form, n_panels) if needs[0] else None,
+        tbar=chebyshev_coefficients(out["ntk_normalized"][:, 0, :-1], n_panels) if needs[1] else None,
+        delta=delta, ends=ends, lq=out["_lq"][:, 0], lt=out["_lt"][:, 0], lsd=lsd,
+    )
+
+
+@partial(jax.jit, static_argnames=("layers", "get", "emin", "n_side", "n_ratio", "degree", "squeeze"))
+def tabulated_fields(rho1, lq1, lq2, tables: Tables, *, layers: tuple[int, ...], get: tuple, emin: int,
+                     n_side: int, n_ratio: int, degree, squeeze: bool = False) -> dict:
+    """The fields of ``get`` at ``layers`` from the first layer (``rho1 [n1, n2]``, ``lq1 [n1]``,
+    ``lq2 [n2]``) and the tables: one elementwise pass per layer.
+
+    With ``degree`` (a homogeneous activation without bias) the tables were made at ``Sigma^1 = 1``
+    and each input's diagonals follow from its own ``Sigma^1(x, x)``; otherwise every input has the
+    tables' diagonals.
+    """
+    from ntkdepth.kernels.interpolant import clenshaw, locate
+
+    positive = rho1 >= 0
+    a = 1.0 - jnp.abs(rho1)
+    v = jnp.sqrt(0.5 * a)
+    same = (a == 0) & positive
+    antipodal = (a == 0) & ~positive
+    base, u = locate(v, positive, emin, n_side)
+    base, u = jax.lax.optimization_barrier((base, u))
+    in_ratio = base < n_ratio * 9
+    outs = {f: [] for f in get}
+    for i, layer in enumerate(layers):
+        if degree is None:
+            lqa, lqb = jnp.full_like(lq1, tables.lq[i]), jnp.full_like(lq2, tables.lq[i])
+            sd_a, sd_b = jnp.full_like(lq1, tables.lsd[i]), jnp.full_like(lq2, tables.lsd[i])
+        else:
+            k = float(degree)
+            grow = k ** (layer - 1)
+            dgrow = (k - 1.0) * k ** (layer - 2) if layer >= 2 else 0.0
+
+            def scaled(lq, g):
+                return jnp.where(lq == 0, 0.0, g * lq)
+
+            lqa, lqb = tables.lq[i] + scaled(lq1, grow), tables.lq[i] + scaled(lq2, grow)
+            sd_a, sd_b = tables.lsd[i] + scaled(lq1, dgrow), tables.lsd[i] + scaled(lq2, dgrow)
+        tau = tables.lt[i] - tables.lq[i]
+        lta, ltb = lqa + tau, lqb + tau
+        if layer == 1:
+            rho_l, tbar, delta = rho1, rho1, jnp.zeros_like(rho1)
+        else:
+            rho_l = tbar = delta = None
+            if "rho" in get or "nngp" in get:
+                y = clenshaw(tables.rho[i], base, u)
+                rho_l = jnp.where(in_ratio, 1.0 - a * y, y)
+                rho_l = jnp.clip(jnp.where(same, 1.0, jnp.where(antipodal, tables.ends[i, 0], rho_l)), -1.0, 1.0)
+            if "ntk" in get or "ntk_normalized" in get:
+                tbar = clenshaw(tables.tbar[i], base, u)
+                tbar = jnp.clip(jnp.where(same, 1.0, jnp.where(antipodal, tables.ends[i, 1], tbar)), -1.0, 1.0)
+            if "nngp_dot" in get:
+                delta = clenshaw(tables.delta[i], base, u)
+                delta = jnp.where(same, 1.0, jnp.where(antipodal, tables.ends[i, 2], delta))
+        if "rho" in get:
+            outs["rho"].append(rho_l)
+        if "ntk_normalized" in get:
+            outs["ntk_normalized"].append(tbar)
+        if "nngp" in get:
+            g1, g2 = jnp.exp(0.5 * lqa), jnp.exp(0.5 * lqb)
+            outs["nngp"].append(_times(rho_l, g1[:, None] * g2[None, :]))
+            outs.setdefault("nngp_diag1", []).append(g1 * g1)
+            outs.setdefault("nngp_diag2", []).append(g2 * g2)
+        if "ntk" in get:
+            h1, h2 = jnp.exp(0.5 * lta), jnp.exp(0.5 * ltb)
+            outs["ntk"].append(_times(tbar, h1[:, None] * h2[None, :]))
+            outs.setdefault("ntk_diag1", []).append(h1 * h1)
+            outs.setdefault("ntk_diag2", []).append(h2 * h2)
+        if "nngp_dot" in get:
+            d1, d2 = jnp.exp(0.5 * sd_a), jnp.exp(0.5 * sd_b)
+            outs["nngp_dot"].append(jnp.zeros_like(rho1) if layer == 1 else _times(delta, d1[:, None] * d2[None, :]))
+    result = {k: jnp.stack(v) for k, v in outs.items()}
+    return {k: v[0] for k, v in result.items()} if squeeze else result

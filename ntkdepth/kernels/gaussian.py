@@ -1,0 +1,177 @@
+"""Gaussian expectations of activations without a closed form, by their Hermite expansion.
+
+For ``u = sqrt(q1) z1`` and ``v = sqrt(q2) (rho z1 + sqrt(1 - rho^2) z2)`` (Mehler's formula)
+
+    E[phi(u) phi(v)]   = sum_k a_k(q1) a_k(q2) rho^k,
+    E[phi'(u) phi'(v)] = sum_k k a_k(q1) a_k(q2) rho^(k-1) / sqrt(q1 q2)     (Price's theorem),
+
+with ``a_k(q) = E[phi(sqrt(q) z) He_k(z)] / sqrt(k!)``. The coefficients come from Gauss-Hermite
+quadrature and the number of terms from their computed tail (docs/activations.md#hermite-expansion).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "MAX_TERMS",
+    "MehlerPlan",
+    "hermite_coefficients",
+    "hermite_table",
+    "mehler_correlations",
+    "plan_terms",
+    "row_expansion",
+]
+
+#: The most Hermite terms a kernel call uses (beyond, the expansion's tail is reported, not met).
+MAX_TERMS = 2048
+_TERM_STEP = 32  # term counts are rounded up to a multiple of this (fewer compilations)
+
+
+class MehlerPlan(NamedTuple):
+    """How many Hermite terms (``terms``, the degree ``K``) and quadrature nodes (``nodes``) a call uses,
+    and the relative tail of the expansion they leave (``tail``, the error bound per evaluation)."""
+
+    terms: int
+    nodes: int
+    tail: float
+
+
+def _nodes_for(terms: int) -> int:
+    # Gauss-Hermite with N nodes integrates polynomials of degree 2N - 1 exactly; phi(sqrt(q) z) He_K(z)
+    # needs the degree K of He_K plus what resolves phi itself.
+    return 2 * terms + 64
+
+
+@functools.lru_cache(maxsize=16)
+def hermite_table(nodes: int, terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(z [N], sqrt_w [N], H [N, K + 1])``: Gauss-Hermite nodes for ``E[f(z)]``, ``z ~ N(0, 1)``,
+    the square roots of their weights, and ``H[a, k] = sqrt(w_a) He_k(z_a) / sqrt(k!)`` (float64).
+
+    The normalized Hermite functions are built by their three-term recurrence from ``sqrt(w_a)``,
+    so that no value overflows at the outer nodes.
+    """
+    from scipy.special import roots_hermitenorm
+
+    z, w = roots_hermitenorm(nodes)
+    sqrt_w = np.sqrt(w / math.sqrt(2.0 * math.pi))
+    H = np.empty((nodes, terms + 1))
+    H[:, 0] = sqrt_w
+    if terms >= 1:
+        H[:, 1] = z * sqrt_w
+    for k in range(1, terms):
+        H[:, k + 1] = (z * H[:, k] - math.sqrt(k) * H[:, k - 1]) / math.sqrt(k + 1)
+    return z, sqrt_w, H
+
+
+def hermite_coefficients(fn: Callable, q, terms: int, nodes: int | None = None) -> np.ndarray:
+    """``[..., K + 1]``: ``a_k(q) = E[fn(sqrt(q) z) He_k(z)] / sqrt(k!)`` for each ``q`` (NumPy float64)."""
+    nodes = _nodes_for(terms) if nodes is None else nodes
+    z, sqrt_w, H = hermite_table(nodes, terms)
+    q = np.asarray(q, np.float64)
+    values = np.asarray(fn(np.sqrt(q)[..., None] * z), np.float64) * sqrt_w
+    return values @ H
+
+
+def _tails(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Relative tails ``sum_{j > k} a_j^2 / sum_j a_j^2`` and the same with weights ``j``, for every ``k``."""
+    k = np.arange(a.shape[-1])
+    sq = a * a
+    total, dtotal = sq.sum(-1, keepdims=True), (k * sq).sum(-1, keepdims=True)
+    after = np.cumsum(sq[..., ::-1], -1)[..., ::-1]
+    dafter = np.cumsum((k * sq)[..., ::-1], -1)[..., ::-1]
+    pad = np.zeros(a.shape[:-1] + (1,))
+    tail = np.concatenate([after[..., 1:], pad], -1) / np.where(total > 0, total, 1.0)
+    dtail = np.concatenate([dafter[..., 1:], pad], -1) / np.where(dtotal > 0, dtotal, 1.0)
+    return tail, dtail
+
+
+def plan_terms(fn: Callable, q_values, tol: float, max_terms: int = MAX_TERMS) -> MehlerPlan:
+    """The fewest terms (a multiple of 32) whose relative tails stay below ``tol`` for every ``q``.
+
+    The tails of both series (``E[phi phi]`` and, through Price's theorem, ``E[phi' phi']``) are
+    read off the coefficients computed to ``max_terms``; at most ``max_terms`` are used, and the
+    plan's ``tail`` is what they leave.
+    """
+    q = np.unique(np.asarray(q_values, np.float64).ravel())
+    q = q[np.isfinite(q) & (q > 0)]
+    if q.size == 0:
+        return MehlerPlan(_TERM_STEP, _nodes_for(_TERM_STEP), 0.0)
+    a = hermite_coefficients(fn, q, max_terms)
+    tail, dtail = _tails(a)
+    worst = np.maximum(tail, dtail).max(0)  # [K_max + 1]
+    ok = np.flatnonzero(worst <= tol)
+    terms = int(ok[0]) if ok.size else max_terms
+    terms = min(max_terms, max(_TERM_STEP, -(-terms // _TERM_STEP) * _TERM_STEP))
+    return MehlerPlan(terms, _nodes_for(terms), float(worst[terms]) if terms < worst.size else 0.0)
+
+
+def row_expansion(fn: Callable, dfn: Callable, lq: jax.Array, plan: MehlerPlan) -> dict:
+    """Per input: the normalized coefficients and second moments at ``q = exp(lq)`` (``[n]``).
+
+    Returns ``alpha [n, K + 1]`` (``a_k / sqrt(sum_k a_k^2)``), ``dnorm [n]``
+    (``sqrt(sum_k k alpha_k^2)``), ``lm [n] = log E[phi(sqrt(q) z)^2]`` and
+    ``lmd [n] = log E[phi'(sqrt(q) z)^2]`` (the last two by the quadrature itself).
+    """
+    z, sqrt_w, H = hermite_table(plan.nodes, plan.terms)
+    dtype = lq.dtype
+    z, sqrt_w, H = (jnp.asarray(v, dtype) for v in (z, sqrt_w, H))
+    x = jnp.exp(0.5 * lq)[..., None] * z
+    f = fn(x) * sqrt_w
+    d = dfn(x) * sqrt_w
+    a = jnp.matmul(f, H, precision=jax.lax.Precision.HIGHEST)
+    norm2 = jnp.sum(a * a, -1)
+    alpha = a / jnp.sqrt(jnp.where(norm2 > 0, norm2, 1.0))[..., None]
+    k = jnp.arange(plan.terms + 1, dtype=dtype)
+    dnorm = jnp.sqrt(jnp.sum(k * alpha * alpha, -1))
+    return dict(alpha=alpha, dnorm=dnorm, lm=jnp.log(jnp.sum(f * f, -1)), lmd=jnp.log(jnp.sum(d * d, -1)))
+
+
+def mehler_correlations(r1: dict, r2: dict, rho: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(kappa, delta)``, shaped like ``rho``: the correlations of ``phi(u), phi(v)`` and of ``phi'(u), phi'(v)``.
+
+    ``kappa = sum_k alpha_k beta_k rho^k`` and ``delta = sum_k k alpha_k beta_k rho^(k-1) / (|alpha|_d |beta|_d)``,
+    both by one Horner pass over the terms (``r1``, ``r2`` from :func:`row_expansion`).
+    """
+    a, b = r1["alpha"], r2["alpha"]  # [..., K + 1], broadcasting against rho
+    K = a.shape[-1] - 1
+    block = 16
+
+    def horner(k_hi, acc, dacc, steps):
+        for s in range(steps):
+            k = k_hi - s
+            c = a[..., k] * b[..., k]
+            dacc = dacc * rho + acc
+            acc = acc * rho + c
+        return acc, dacc
+
+    # acc = sum_{j >= k} c_j rho^(j - k); dacc its derivative in rho.
+    acc = a[..., K] * b[..., K] * jnp.ones_like(rho)
+    dacc = jnp.zeros_like(rho)
+    top = K - 1
+    head = top % block + 1 if top >= 0 else 0
+    acc, dacc = horner(top, acc, dacc, head)
+    n_blocks = (top + 1 - head) // block
+    if n_blocks:
+        def body(i, carry):
+            k_hi = top - head - i * block
+            acc, dacc = carry
+            for s in range(block):
+                k = k_hi - s
+                c = (jax.lax.dynamic_index_in_dim(a, k, a.ndim - 1, keepdims=False)
+                     * jax.lax.dynamic_index_in_dim(b, k, b.ndim - 1, keepdims=False))
+                dacc = dacc * rho + acc
+                acc = acc * rho + c
+            return acc, dacc
+
+        acc, dacc = jax.lax.fori_loop(0, n_blocks, body, (acc, dacc))
+    dn = r1["dnorm"] * r2["dnorm"]
+    delta = jnp.where(dn > 0, dacc / jnp.where(dn > 0, dn, 1.0), 0.0)
+    return acc, delta

@@ -1,0 +1,246 @@
+"""Kernels of deep networks with any elementwise activation: ``kernel_trace`` and ``kernel_fn``.
+
+ReLU runs on its own engine (:mod:`ntkdepth.kernels.relu`); every other activation on the normalized
+recursion of :mod:`ntkdepth.kernels.engine` with the expectations of
+:mod:`ntkdepth.kernels.activations` (docs/activations.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from ntkdepth.kernels.activations import ABRelu, Activation, activation as as_activation
+from ntkdepth.kernels.engine import (
+    layer_slots,
+    loop_options,
+    normalized_loop,
+    plan_for_inputs,
+    tabulate,
+    tabulated_fields,
+)
+from ntkdepth.kernels.relu import (
+    KERNEL_FIELDS,
+    KernelTrace,
+    _check_bias_scale,
+    _fields,
+    _kernel_dict,
+    _kernels_tuple,
+    _layer_one,
+    check_output_scale_fields,
+    output_scale_ratio,
+    relu_kernel_fn,
+    rescale_output_layer,
+    _scalar,
+    _warn_float32_depth,
+)
+from ntkdepth.kernels.validation import (
+    check_depth_and_layers,
+    check_hyperparameters,
+    check_inputs,
+    precision,
+    resolve_dtype,
+)
+
+__all__ = ["kernel_fn", "kernel_trace"]
+
+
+def _is_relu(act: Activation) -> bool:
+    return isinstance(act, ABRelu) and (act.a, act.b) == (0.0, 1.0)
+
+
+def kernel_trace(
+    x1: jax.Array,
+    x2: jax.Array | None = None,
+    *,
+    depth: int,
+    activation="relu",
+    W_std: float = math.sqrt(2.0),
+    b_std: float = 0.0,
+    layers: Sequence[int] | None = None,
+    get: str | Sequence[str] = KERNEL_FIELDS,
+    dtype=None,
+    method: str = "auto",
+) -> KernelTrace:
+    """Kernels of a network with ``activation`` at every requested depth.
+
+    The network and the record are those of :func:`ntkdepth.kernels.relu_kernel_trace`
+    (``Sigma^1 = W_std^2 <x, x'> / n0 + b_std^2``, docs/kernels.md#the-recursion); ``activation`` is a
+    name of :data:`ntkdepth.kernels.ACTIVATION_NAMES`, an :class:`~ntkdepth.kernels.Activation`
+    (``activation("leaky_relu", slope=0.2)``), or a JAX function (its derivative by ``jax.grad``).
+
+    Args:
+      x1: ``[n1, n0]`` inputs; x2: ``[n2, n0]`` or ``None`` for ``x1``.
+      depth: the deepest network, ``>= 1``; layers: the depths to return (default all).
+      get: one of :data:`~ntkdepth.kernels.KERNEL_FIELDS` or several.
+      dtype: ``"float32"`` or ``"float64"`` (default: the inputs').
+      method: ``"auto"``, ``"loop"`` or ``"interp"`` (ReLU's interpolated path; other activations
+        run the layer loop).
+
+    Returns:
+      A :class:`~ntkdepth.kernels.KernelTrace` of ``[len(layers), n1, n2]`` fields; its
+      ``error_bound`` is the relative tail of the Hermite expansion per layer for an activation
+      without a closed form (``None`` otherwise: rounding only; docs/activations.md#accuracy).
+    """
+    act = as_activation(activation)
+    if _is_relu(act):
+        out = _kernel_dict(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=layers, get=get,
+                           dtype=dtype, method=method)
+        out = {f: out.get(f) for f in KernelTrace._fields if f not in ("layers", "error_bound")}
+        return KernelTrace(layers=check_depth_and_layers(depth, layers), **out)
+    out, bound = _generic(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, layers=layers, get=get,
+                          dtype=dtype, method=method)
+    out = {f: out.get(f) for f in KernelTrace._fields if f not in ("layers", "error_bound")}
+    return KernelTrace(layers=check_depth_and_layers(depth, layers), error_bound=bound, **out)
+
+
+def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype, method, squeeze=False):
+    """The fields of ``get`` by the normalized loop, and the expansion's tail (or ``None``)."""
+    if method not in ("auto", "loop", "interp"):
+        raise ValueError(f"method must be 'auto', 'interp' or 'loop'; got {method!r}")
+    fields = _fields(get)
+    layer_array = check_depth_and_layers(depth, layers)
+    squeeze = squeeze and len(layer_array) == 1
+    dt = resolve_dtype(dtype, x1, x2)
+    with precision(dt, x1, x2, W_std, b_std):
+        x1, x2 = check_inputs(x1, x2, b_std=b_std, dtype=dt)
+        check_hyperparameters(W_std, b_std, dtype=dt)
+        deepest = int(layer_array.max())
+        _warn_float32_depth(dt, deepest, "kernel_trace")
+        bias = isinstance(b_std, jax.core.Tracer) or float(b_std) != 0.0
+        if bias:
+            _check_bias_scale(x1, x2, W_std, b_std, dt)
+        w, b = _scalar(W_std, dt), _scalar(b_std, dt)
+        one = _layer_one(x1, x2, jax.numpy.asarray(w), jax.numpy.asarray(b), bias)
+        lq1, lq2 = 2.0 * one.log_g1, 2.0 * one.log_g2
+        plan = None
+        if not act.closed_form:
+            traced = any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std))
+            if traced:
+                from ntkdepth.kernels.gaussian import MehlerPlan, _nodes_for
+
+                plan = MehlerPlan(256, _nodes_for(256), float("nan"))
+            else:
+                plan = plan_for_inputs(act, np.concatenate([np.asarray(lq1), np.asarray(lq2)]),
+                                       float(W_std), float(b_std), deepest, dt)
+        ordered = tuple(f for f in KERNEL_FIELDS if f in fields)
+        tabulate_at = _tabulation_setting(act, one, lq1, lq2, bias, dt)
+        if _use_tables(method, tabulate_at, act, plan, layer_array, one.rho.shape):
+            out = _tabulated(act, plan, float(W_std), float(b_std), tabulate_at, one.rho, lq1, lq2, layer_array,
+                             ordered, dt, squeeze)
+            return out, (None if plan is None else plan.tail)
+        unroll, on_cpu = loop_options()
+        out = normalized_loop(
+            one.rho, lq1, lq2, w, b, jax.numpy.asarray(layer_slots(layer_array, deepest)), act=act, plan=plan,
+            n_out=len(layer_array), get=ordered, bias=bias,
+            every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))), unroll=unroll,
+            on_cpu=on_cpu, squeeze=squeeze,
+        )
+    return out, (None if plan is None else plan.tail)
+
+
+def _tabulation_setting(act, one, lq1, lq2, bias, dtype):
+    """``(lq, emin)`` where the maps are functions of ``rho_1`` alone, else ``None``.
+
+    They are for a homogeneous activation without bias (tabulated at ``Sigma^1 = 1``) and for any
+    activation when every input has the same ``Sigma^1(x, x)`` (tabulated at that value). ``emin``
+    puts the mesh's smallest panel below the closest pair of inputs (concrete values only).
+    """
+    if any(isinstance(v, jax.core.Tracer) for v in (one.rho, lq1, lq2)):
+        return None
+    lqs = np.concatenate([np.asarray(lq1, np.float64), np.asarray(lq2, np.float64)])
+    if act.degree is not None and not bias:
+        lq = 0.0
+    elif np.all(np.isfinite(lqs)) and lqs.max() - lqs.min() <= 8 * np.finfo(dtype).eps * max(1.0, abs(lqs.max())):
+        lq = float(lqs[0])
+    else:
+        return None
+    a = 1.0 - np.abs(np.asarray(one.rho, np.float64))
+    positive = a[a > 0]
+    v_min = math.sqrt(0.5 * positive.min()) if positive.size else 0.5
+    floor = np.finfo(dtype).minexp + 2
+    emin = max(floor, min(-3, 4 * math.floor((math.floor(math.log2(v_min)) - 1) / 4)))
+    return lq, emin
+
+
+def _use_tables(method, setting, act, plan, layer_array, shape) -> bool:
+    """The tabulated path where it applies and its cost (a run over the mesh's nodes, then one pass
+    per requested layer) is below half the layer loop's (every layer over every pair)."""
+    if method == "loop":
+        return False
+    if setting is None:
+        if method == "interp":
+            raise ValueError(
+                "method='interp' needs inputs of one norm (every Sigma^1(x, x) equal), or a positively "
+                "homogeneous activation without bias, with concrete (not traced) values; use method='loop' or 'auto'")
+        return False
+    if method == "interp":
+        return True
+    from ntkdepth.kernels.interpolant import N, symmetric_mesh
+
+    deepest = int(layer_array.max())
+    pairs = int(np.prod(shape))
+    nodes = len(symmetric_mesh(setting[1]).lo) * N + 1
+    per_layer = 1.0 if plan is None else plan.terms / 8.0
+    loop = deepest * pairs * per_layer
+    tables = deepest * nodes * per_layer + pairs * len(layer_array) * 2.0
+    return tables < 0.5 * loop
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_tables(act, plan, W_std, b_std, lq, layers, dtype_name, emin, needs):
+    with jax.ensure_compile_time_eval():
+        return tabulate(act, plan, W_std, b_std, lq, layers, np.dtype(dtype_name), emin, needs)
+
+
+def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fields, dtype, squeeze):
+    from ntkdepth.kernels.engine import _ratio_panels
+    from ntkdepth.kernels.interpolant import symmetric_mesh
+
+    lq, emin = setting
+    needs = ("rho" in fields or "nngp" in fields, "ntk" in fields or "ntk_normalized" in fields,
+             "nngp_dot" in fields)
+    layers = tuple(int(l) for l in layer_array)
+    tables = _cached_tables(act, plan, W_std, b_std, lq, layers, np.dtype(dtype).name, emin, needs)
+    mesh = symmetric_mesh(emin)
+    degree = act.degree if (act.degree is not None and b_std == 0.0) else None
+    return tabulated_fields(rho1, lq1, lq2, tables, layers=layers, get=fields, emin=emin, n_side=mesh.n_side,
+                            n_ratio=_ratio_panels(mesh), degree=degree, squeeze=squeeze)
+
+
+def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,
+              out_std: float | None = None, dtype=None, method: str = "auto"):
+    """The kernel function of one network with ``activation``, in neural-tangents' call style.
+
+    Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=...)``: with a string ``get``
+    that ``[n1, n2]`` kernel, with a tuple a named tuple of them in the order asked
+    (:func:`kernel_trace` at the last layer alone). ``out_std`` (default ``W_std``) is the last
+    layer's weight scale, applied as in :func:`ntkdepth.kernels.relu_kernel_fn`
+    (docs/networks.md#one-description-networkspec).
+    """
+    act = as_activation(activation)
+    if _is_relu(act):
+        return relu_kernel_fn(depth, W_std, b_std, out_std=out_std, dtype=dtype, method=method)
+    check_depth_and_layers(depth, [depth])
+    check_hyperparameters(W_std, b_std)
+    ratio2 = output_scale_ratio(out_std, W_std)
+    b2 = float(b_std) ** 2
+    default_dtype = dtype
+
+    def fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=default_dtype):
+        fields = _fields(get)
+        check_output_scale_fields(fields, ratio2, b2)
+        out, _ = _generic(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get=fields,
+                          dtype=dtype, method=method, squeeze=True)
+        values = rescale_output_layer([out[f] for f in fields], fields, ratio2, b2)
+        if isinstance(get, str):
+            return values[0]
+        return _kernels_tuple(fields)(*values)
+
+    fn.__doc__ = (f"Kernels of a depth-{depth} network with activation {act.label} (W_std={W_std}, "
+                  f"b_std={b_std}): kernel_fn(x1, x2=None, get=('nngp', 'ntk'), *, dtype=None), [n1, n2] each.")
+    return fn
