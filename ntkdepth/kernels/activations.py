@@ -296,8 +296,13 @@ class Sign(_Homogeneous):
         return 1.0, 0.0
 
     def _pair(self, rho):
-        # (2/pi) asin(rho) = 1 - 2 arccos(rho) / pi, computed without the cancellation at small rho.
-        return (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(rho, -1.0, 1.0)), jnp.zeros_like(rho)
+        # (2/pi) asin(rho) = 1 - 2 arccos(rho) / pi: the arcsine keeps small correlations' digits, the
+        # angle (from 1 - |rho|) keeps +-1 exact, where the map's slope is infinite.
+        rho = jnp.clip(rho, -1.0, 1.0)
+        near_one = 1.0 - 2.0 * angle_from_correlation(jnp.abs(rho)) / jnp.pi
+        small = jnp.abs(rho) < 0.5
+        kappa = jnp.where(small, (2.0 / jnp.pi) * jnp.arcsin(jnp.where(small, rho, 0.0)), jnp.sign(rho) * near_one)
+        return kappa, jnp.zeros_like(rho)
 
     def stax(self):
         from ntkdepth.kernels.nt_bridge import stax

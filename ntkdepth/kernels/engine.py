@@ -131,6 +131,10 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, *, act: Activation, plan
         r1, r2 = act.rows(st["lq1"], plan), act.rows(st["lq2"], plan)
         kappa, delta = act.correlations({k: v[:, None] for k, v in r1.items()},
                                         {k: v[None, :] for k, v in r2.items()}, st["rho"])
+        # Equal variances at correlation 1 are one variable twice: both correlations are exactly 1
+        # (a series or a ratio would round them).
+        same = (st["rho"] == 1.0) & (st["lq1"][:, None] == st["lq2"][None, :])
+        kappa, delta = jnp.where(same, 1.0, kappa), jnp.where(same, 1.0, delta)
         new = {}
         rows = []
         for r, lq, lt in ((r1, st["lq1"], st["lt1"]), (r2, st["lq2"], st["lt2"])):
@@ -146,15 +150,12 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, *, act: Activation, plan
                 lsd, ltn, rr, ss = None, lqn, None, None
             rows.append((lqn, ltn, u, v, rr, ss, lsd))
         (lq1n, lt1n, u1, v1, rr1, ss1, lsd1), (lq2n, lt2n, u2, v2, rr2, ss2, lsd2) = rows
-        rho = u1[:, None] * u2[None, :] * kappa
-        if bias:
-            rho = rho + v1[:, None] * v2[None, :]
-        rho = jnp.clip(rho, -1.0, 1.0)
+        rho = _convex(u1, u2, kappa, v1, v2, jnp.ones_like(kappa) if bias else None)
         if passes_ntk:
-            tbar = rr1[:, None] * rr2[None, :] * delta * st["tbar"] + ss1[:, None] * ss2[None, :] * rho
+            tbar = _convex(rr1, rr2, delta * st["tbar"], ss1, ss2, rho)
         else:
             tbar = rho
-        new.update(rho=rho, tbar=jnp.clip(tbar, -1.0, 1.0), lq1=lq1n, lq2=lq2n, lt1=lt1n, lt2=lt2n)
+        new.update(rho=rho, tbar=tbar, lq1=lq1n, lq2=lq2n, lt1=lt1n, lt2=lt2n)
         if "_rows" in get:
             new["lsd1"] = lsd1 if passes_ntk else jnp.full_like(lq1n, -jnp.inf)
         if "nngp_dot" in get:
@@ -197,6 +198,23 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, *, act: Activation, plan
         (_, buffers), _ = jax.lax.scan(sparse_step, (state, buffers), slot[1:], unroll=unroll)
         out = {k: v[:n_out] for k, v in buffers.items()}
     return {k: v[0] for k, v in out.items()} if squeeze else out
+
+
+def _convex(a1, a2, x, c1, c2, y):
+    """``a a' x + c c' y`` for rows with ``a^2 + c^2 = 1`` (``c``, ``y`` may be ``None``: 0), in ``[-1, 1]``.
+
+    Where the result is near 1 it is formed as ``1 - (a a' (1 - x) + c c' (1 - y) + ((a - a')^2 +
+    (c - c')^2) / 2)``, a sum of small terms, so that identical inputs keep exactly 1 and nearly
+    identical ones keep ``1 - result`` to absolute rounding, whatever the rounding of ``a^2 + c^2``.
+    """
+    aa = a1[:, None] * a2[None, :]
+    direct = aa * x
+    gap = aa * (1.0 - x) + 0.5 * jnp.square(a1[:, None] - a2[None, :])
+    if c1 is not None:
+        cc = c1[:, None] * c2[None, :]
+        direct = direct + cc * y
+        gap = gap + cc * (1.0 - y) + 0.5 * jnp.square(c1[:, None] - c2[None, :])
+    return jnp.clip(jnp.where(direct > 0.5, 1.0 - gap, direct), -1.0, 1.0)
 
 
 def _times(value, factor):

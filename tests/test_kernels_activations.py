@@ -1,0 +1,211 @@
+"""Kernels for every activation: neural-tangents' closed forms, mpmath references, the tabulated path,
+user functions, gradients, and finite networks."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntkdepth.kernels import ACTIVATION_NAMES, activation, kernel_fn, kernel_trace
+from ntkdepth.kernels.engine import layer_slots, normalized_loop
+
+ORACLE = Path(__file__).resolve().parent / "data" / "activation_oracle.json"
+
+CLOSED_FORMS = [
+    ("leaky_relu", {"slope": 0.2}), ("abrelu", {"a": -0.4, "b": 1.3}), ("abs", {}), ("identity", {}),
+    ("relu_power", {"power": 2}), ("relu_power", {"power": 3}), ("step", {}), ("sign", {}),
+    ("erf", {}), ("erf", {"a": 1.3, "b": 0.7, "c": 0.2}), ("gelu", {}), ("sin", {}), ("cos", {"b": 0.8}),
+]
+
+
+def _stax_kernels(act, depth, W, b, x1, x2):
+    from ntkdepth.kernels.nt_bridge import stax
+
+    layers = []
+    for _ in range(depth - 1):
+        layers += [stax.Dense(1, W_std=W, b_std=b), act.stax()]
+    layers.append(stax.Dense(1, W_std=W, b_std=b))
+    return stax.serial(*layers)[2](x1, x2, ("nngp", "ntk"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,params", CLOSED_FORMS, ids=[f"{n}{p or ''}" for n, p in CLOSED_FORMS])
+def test_closed_forms_agree_with_neural_tangents(x64, rng, name, params):
+    """Float64, with bias, depths 1 to 20: within 1e-12 of neural-tangents' own layers, wherever those
+    are numbers (its RectifiedMonomial turns to NaN a few layers deep, where the kernels of a power
+    above 1 overflow anyway)."""
+    act = activation(name, **params)
+    x1, x2 = rng.normal(size=(5, 4)), 1.3 * rng.normal(size=(3, 4))
+    # neural-tangents' RectifiedMonomial differentiates inside its layer (slow) and overflows to NaN
+    # where a power above 1 makes the kernels overflow anyway: three layers of it.
+    depths = [1, 2, 3] if act.degree not in (None, 0, 1) else [1, 2, 3, 5, 10, 20]
+    trace = kernel_trace(x1, x2, depth=max(depths), layers=depths, activation=act, W_std=1.3, b_std=0.4,
+                         get=("nngp", "ntk"))
+    compared = 0
+    for i, depth in enumerate(depths):
+        theirs = _stax_kernels(act, depth, 1.3, 0.4, x1, x2)
+        for ours, ref in ((trace.nngp[i], theirs.nngp), (trace.ntk[i], theirs.ntk)):
+            ours, ref = np.asarray(ours), np.asarray(ref)
+            if not np.all(np.isfinite(ref)):
+                continue
+            assert np.all(np.isfinite(ours)), (depth, name)
+            compared += 1
+            assert np.max(np.abs(ours - ref)) <= 1e-12 * np.max(np.abs(ref)), (depth, name)
+    assert compared >= 4
+
+
+def test_every_activation_name_is_an_activation_with_exact_diagonals(rng):
+    """Every name makes an activation; float32 kernels keep identical inputs at correlation 1 (even
+    the sign's, whose correlation map has an infinite slope there)."""
+    for name in ACTIVATION_NAMES:
+        act = activation(name)
+        assert act.label.split("(")[0] in (name, "relu", "swish", "silu", "step", "abs", "leaky_relu", "cos",
+                                           "relu_power"), name
+    assert activation("swish") == activation("silu") and activation("abs") == activation("abrelu", a=-1.0)
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    for name in ("sign", "softplus"):
+        rho = np.asarray(kernel_trace(x, depth=4, activation=name, W_std=1.1, b_std=0.1, get="rho").rho)
+        np.testing.assert_array_equal(np.diagonal(rho, axis1=1, axis2=2), 1.0, err_msg=name)
+
+
+def _oracle():
+    if not ORACLE.exists():
+        pytest.skip("tests/data/activation_oracle.json not generated")
+    return json.loads(ORACLE.read_text())
+
+
+def test_hermite_expansion_matches_two_dimensional_quadrature(x64):
+    """One layer's E[phi phi] and E[phi' phi'] against 25-digit mpmath quadrature, rho within 1e-10 of 1."""
+    for case in _oracle()["expectations"]:
+        act = activation(case["activation"])
+        q1, q2 = case["q1"], case["q2"]
+        omr = float(case["one_minus_rho"])
+        plan = act.plan(np.array([q1, q2]), np.float64)
+        r1, r2 = act.rows(jnp.log(jnp.array([q1])), plan), act.rows(jnp.log(jnp.array([q2])), plan)
+        kappa, delta = act.correlations(r1, r2, jnp.array([1.0 - omr]))
+        phi_phi = float(kappa[0]) * math.sqrt(math.exp(float(r1["lm"][0]) + float(r2["lm"][0])))
+        dphi = float(delta[0]) * math.sqrt(math.exp(float(r1["lmd"][0]) + float(r2["lmd"][0])))
+        for got, want in ((phi_phi, float(case["phi_phi"])), (dphi, float(case["dphi_dphi"]))):
+            assert abs(got - want) <= 1e-13 * abs(want), (case, got, want)
+
+
+def test_deep_recursion_matches_mpmath_to_depth_1000(x64):
+    """rho_l and Thetabar^l at the variance fixed point, depths up to 1,000: within 1e-12 relative."""
+    for case in _oracle()["recursions"]:
+        act = activation(case["activation"])
+        q = float(case["q_star"])
+        rho1 = float(case["rho_1"])
+        layers = np.array(sorted(int(k) for k in case["layers"]))
+        plan = act.plan(np.array([q]), np.float64)
+        lq = jnp.log(jnp.array([q]))
+        out = normalized_loop(jnp.array([[rho1]]), lq, lq, case["W_std"], case["b_std"],
+                              jnp.asarray(layer_slots(layers, int(layers.max()))), act=act, plan=plan,
+                              n_out=len(layers), get=("rho", "ntk_normalized"), bias=True, every_layer=False,
+                              unroll=1, on_cpu=True)
+        for i, layer in enumerate(layers):
+            want_rho, want_tbar = (float(v) for v in case["layers"][str(layer)])
+            for got, want in ((float(out["rho"][i, 0, 0]), want_rho),
+                              (float(out["ntk_normalized"][i, 0, 0]), want_tbar)):
+                assert abs(got - want) <= 1e-12 * abs(want), (case["activation"], rho1, layer, got, want)
+
+
+def _sphere(rng, n, d, radius=None):
+    x = rng.normal(size=(n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x * (math.sqrt(d) if radius is None else radius)
+
+
+@pytest.mark.parametrize("name,W,b", [("erf", 1.5, 0.2), ("tanh", 1.2, 0.1), ("gelu", 1.4, 0.3),
+                                      ("leaky_relu", 1.3, 0.0), ("sign", 1.0, 0.0)])
+def test_tabulated_path_agrees_with_the_layer_loop(x64, rng, name, W, b):
+    """Inputs of one norm (or a homogeneous activation without bias): the interpolant is the loop."""
+    x = _sphere(rng, 24, 5)
+    x = np.vstack([x, x[:1], -x[1:2]])  # identical and antipodal pairs
+    if b == 0.0:
+        x = x * rng.uniform(0.5, 2.0, size=(len(x), 1))  # homogeneous: any norms
+    layers = [1, 2, 3, 20]
+    loop = kernel_trace(x, depth=20, layers=layers, activation=name, W_std=W, b_std=b, method="loop")
+    tab = kernel_trace(x, depth=20, layers=layers, activation=name, W_std=W, b_std=b, method="interp")
+    for f in ("nngp", "nngp_dot", "ntk", "rho", "ntk_normalized"):
+        a, c = np.asarray(getattr(loop, f)), np.asarray(getattr(tab, f))
+        assert np.max(np.abs(a - c)) <= 1e-11 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - c)))
+
+
+def test_tabulated_path_refuses_inputs_of_several_norms_with_a_bias(rng):
+    x = rng.normal(size=(6, 3))
+    with pytest.raises(ValueError, match="method='interp' needs inputs of one norm"):
+        kernel_trace(x, depth=5, activation="tanh", b_std=0.1, method="interp")
+
+
+def test_a_user_function_goes_through_the_hermite_expansion(x64, rng):
+    """erf passed as a function equals erf's closed form; tanh as a function equals the built-in."""
+    x1, x2 = rng.normal(size=(4, 3)), rng.normal(size=(3, 3))
+    for fn, name in ((jax.scipy.special.erf, "erf"), (jnp.tanh, "tanh")):
+        ours = kernel_trace(x1, x2, depth=6, layers=[2, 6], activation=fn, W_std=1.4, b_std=0.2)
+        ref = kernel_trace(x1, x2, depth=6, layers=[2, 6], activation=name, W_std=1.4, b_std=0.2)
+        assert ours.error_bound is not None and ours.error_bound < 1e-15
+        for f in ("nngp", "ntk", "nngp_dot"):
+            a, c = np.asarray(getattr(ours, f)), np.asarray(getattr(ref, f))
+            assert np.max(np.abs(a - c)) <= 1e-12 * np.max(np.abs(c)), (name, f)
+
+
+def test_gradients_match_finite_differences(x64, rng):
+    x1, x2 = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    for name in ("erf", "tanh"):
+        def f(x):
+            return jnp.sum(kernel_trace(x, x2, depth=3, layers=[3], activation=name, W_std=1.3, b_std=0.2,
+                                        get="ntk_normalized", method="loop").ntk_normalized)
+
+        g = np.asarray(jax.grad(f)(jnp.asarray(x1)))
+        h = 1e-6
+        e = np.zeros_like(x1)
+        e[1, 2] = h
+        fd = (float(f(jnp.asarray(x1 + e))) - float(f(jnp.asarray(x1 - e)))) / (2 * h)
+        assert abs(g[1, 2] - fd) <= 1e-7 * max(1.0, abs(fd)), (name, g[1, 2], fd)
+
+
+def test_kernel_fn_applies_the_output_scale(x64, rng):
+    x = rng.normal(size=(4, 3))
+    k = kernel_fn(3, "erf", 1.2, 0.3, out_std=0.7)(x, get=("nngp", "ntk"))
+    base = kernel_trace(x, depth=3, layers=[3], activation="erf", W_std=1.2, b_std=0.3)
+    r2, b2 = (0.7 / 1.2) ** 2, 0.09
+    np.testing.assert_allclose(k.nngp, r2 * (np.asarray(base.nngp[0]) - b2) + b2, rtol=1e-13)
+    np.testing.assert_allclose(k.ntk, r2 * (np.asarray(base.ntk[0]) - b2) + b2, rtol=1e-13)
+
+
+def test_bad_activations_are_named():
+    with pytest.raises(ValueError, match="unknown activation 'tanhh' .did you mean 'tanh'"):
+        activation("tanhh")
+    with pytest.raises(ValueError, match="leaky_relu.*unexpected keyword"):
+        activation("leaky_relu", alpha=0.1)
+    with pytest.raises(ValueError, match="power must be an integer in 0..8"):
+        activation("relu_power", power=2.5)
+    with pytest.raises(ValueError, match="a and b must be nonzero"):
+        activation("erf", a=0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tanh", "gelu"])
+def test_finite_networks_empirical_ntk_converges_to_the_kernel(x64, rng, name):
+    """The empirical NTK of a width-n network at initialization, averaged over seeds, is the kernel;
+    its spread over seeds shrinks like n^-1/2."""
+    from ntkdepth.empirical import empirical_ntk
+    from ntkdepth.models import NetworkSpec
+
+    spec = NetworkSpec(depth=3, W_std=1.4, b_std=0.2, activation=name)
+    x = rng.normal(size=(4, 3))
+    exact = np.asarray(spec.kernel_fn()(x, get="ntk"))
+    errors = []
+    for width in (256, 1024):
+        ks = np.stack([np.asarray(empirical_ntk(spec.model(3, width, 1, rngs=s, param_dtype=jnp.float64), x1=x))
+                       for s in range(6)])
+        errors.append(np.sqrt(np.mean((ks - exact) ** 2)))
+        se = ks.std(0) / math.sqrt(len(ks))
+        assert np.all(np.abs(ks.mean(0) - exact) <= 5 * se + 1e-9), name
+    assert 1.4 <= errors[0] / errors[1] <= 2.9  # n^-1/2 over a factor 4 in width: 2
