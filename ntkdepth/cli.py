@@ -1,7 +1,7 @@
 """The ``ntkdepth`` command: list the experiments, run one with a preset, fetch data.
 
     ntkdepth list
-    ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR] [--distributed]
+    ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR] [--force] [--distributed]
     ntkdepth show NAME              # the settings of an experiment and their presets
     ntkdepth report DIR             # redraw a finished run's tables, figures, summary
     ntkdepth data fetch mnist|text8 [--dir DIR]
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ntkdepth.config import ConfigError, describe, parse_overrides, to_dict
+from ntkdepth.config import ConfigError, describe, parse_overrides, shorten, to_dict
 
 __all__ = ["main"]
 
@@ -60,14 +60,24 @@ def _cmd_run(args) -> int:
         initialize_distributed()
         if not is_writer():  # process 0 writes the outputs; sweeps share its folder
             out = Path(tempfile.mkdtemp(prefix="ntkdepth-process-"))
-    _check_output_folder(out, "--out" if args.out else "the default output folder")
-    run_dir = RunDir(out, experiment=exp.name, preset=args.preset, config=to_dict(config))
-    print(f"ntkdepth run {exp.name} --preset {args.preset} -> {out}/", flush=True)
+    run_dir = RunDir(out, experiment=exp.name, preset=args.preset, config=to_dict(config),
+                     force=args.force, what="--out" if args.out else "the default output folder")
+    args.written = run_dir.final  # where a full disk is reported
+    print(f"ntkdepth run {exp.name} --preset {args.preset} -> {shorten(str(out), 200)}/", flush=True)
     start = time.perf_counter()
-    headline = run_experiment(exp.module, config, run_dir)
-    run_dir.finish()  # a folder holding another run keeps it until this one is complete
+    cwd = os.getcwd()
+    try:
+        headline = run_experiment(exp.module, config, run_dir)
+        run_dir.finish()  # a folder holding another run keeps it until this one is complete
+    except BaseException:
+        run_dir.abandon()  # a run that computed nothing leaves nothing behind
+        raise
+    if run_dir.replaced and Path(cwd).is_relative_to(run_dir.final):
+        print(f"note: the run replaced the folder {run_dir.final} as a whole; a shell inside it sees the "
+              f"new run after `cd {run_dir.final}`")
+        os.chdir(run_dir.final)
     elapsed = time.perf_counter() - start
-    print(f"done in {elapsed:.1f} s; outputs in {out}/")
+    print(f"done in {elapsed:.1f} s; outputs in {shorten(str(out), 200)}/")
     for key, value in (headline or {}).items():
         print(f"  {key}: {value}")
     return 0
@@ -81,24 +91,6 @@ def _cmd_report(args) -> int:
     for key, value in headline.items():
         print(f"  {key}: {value}")
     return 0
-
-
-def _check_output_folder(out: Path, what: str) -> None:
-    """Refuses an output folder that is a file, lies under a file, or cannot be written."""
-    for p in [out, *out.parents]:
-        if p.exists():
-            if not p.is_dir():
-                where = "is" if p == out else f"lies under {p}, which is"
-                raise ConfigError(f"{what} {out} {where} a file, not a folder; choose a folder")
-            break
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise ConfigError(
-            f"{what} {out} cannot be written ({err.strerror or err}); choose a writable folder"
-        ) from None
 
 
 def _cmd_data_fetch(args) -> int:
@@ -140,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("name")
     run.add_argument("--preset", default="cpu", help="smoke, cpu or paper (default: cpu)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
-    run.add_argument("--out", help="output directory (default: runs/NAME/PRESET)")
+    run.add_argument("--out", help="output directory (default: runs/NAME/PRESET); it may hold a run, "
+                                   "nothing else")
+    run.add_argument("--force", action="store_true",
+                     help="replace a run of another experiment or preset that --out holds")
     run.add_argument("--distributed", action="store_true",
                      help="one of several processes: jax.distributed.initialize() (see the README)")
     run.set_defaults(fn=_cmd_run)

@@ -21,12 +21,22 @@ from typing import Any
 
 __all__ = [
     "ConfigError", "setting", "from_mapping", "load_preset", "parse_overrides", "to_dict",
-    "dataset_setting", "mnist_dir_setting", "mnist_split_setting", "with_defaults",
+    "dataset_setting", "mnist_dir_setting", "mnist_split_setting", "shorten", "with_defaults",
 ]
 
 
 class ConfigError(ValueError):
     """A configuration that does not fit its experiment's schema."""
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """``text`` itself, or where longer than ``limit`` its start and end around the number of
+    characters left out: values quoted in messages stay readable whatever their length."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 30, 10)
+    head, tail = text[: keep * 2 // 3], text[len(text) - keep // 3:]
+    return f"{head}...[{len(text) - len(head) - len(tail):,} characters]...{tail}"
 
 
 def setting(

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ntkdepth.config import ConfigError, from_mapping
-from ntkdepth.runs import OutputFolder
+from ntkdepth.runs import FinishedRun
 from ntkdepth.storage import jsonable, read_json
 
 __all__ = ["table", "table_records", "table_column", "as_numbers", "claim", "run_experiment", "report_results", "redraw"]
@@ -110,4 +110,4 @@ def redraw(folder: Path | str) -> dict:
     experiment = get(record["experiment"])
     module = experiment.module
     config = from_mapping(module.Config, record["config"])
-    return report_results(module, config, results, OutputFolder(folder))
+    return report_results(module, config, results, FinishedRun(folder, record))
