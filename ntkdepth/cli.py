@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ntkdepth.storage import DiskFullError
+
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
@@ -174,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as err:
+        if err.errno == errno.ENOSPC:
+            if not isinstance(err, DiskFullError):  # written by a library (a checkpoint, say)
+                err = DiskFullError(err.filename or getattr(args, "written", None) or ".")
+            print(f"ntkdepth: error: {err.strerror}; free some space and run the same command again "
+                  "(what was finished is kept)", file=sys.stderr)
+            return 2
         if args.fn is not _cmd_data_fetch:
             raise
         # A failed download: no network, a wrong checksum, a full disk. The fetch

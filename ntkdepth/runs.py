@@ -232,7 +232,8 @@ class OutputFolder:
         for row in rows:
             writer.writerow([_format_cell(v) for v in row])
         text = buf.getvalue()
-        return self._write(name, lambda path: atomic_write(path, lambda tmp: tmp.write_text(text, newline="")))
+        return self._write(name, lambda path: atomic_write(path, lambda tmp: tmp.write_text(text, newline=""),
+                                                           len(text.encode())))
 
     def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
         fmt = Path(name).suffix.lstrip(".") or None

@@ -8,8 +8,10 @@ fails after its k-th write, or is killed (SIGKILL) after it, for output folders 
 byte-identical. The issue's own cases run the real fig3.
 """
 
+import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from ntkdepth import storage
 from ntkdepth.cli import main
 from ntkdepth.runs import RunDir
 
@@ -373,3 +376,52 @@ def test_redrawing_a_run_lists_a_new_output_and_never_overwrites_a_foreign_file(
     with pytest.raises(Exception, match="mine.txt was not written by the run"):
         folder.write_text("mine.txt", "drawn")
     assert (out / "mine.txt").read_text() == "mine"
+
+
+# A full disk: one line naming the file, the bytes needed and free; nothing finished is lost.
+
+
+def _disk_full(tmp):
+    raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+
+def test_a_full_disk_writing_a_stage_is_one_line_and_keeps_the_previous_run(tmp_path, monkeypatch, capsys):
+    import ntkdepth.runs as runs
+
+    out = tmp_path / "fig4"
+    assert main(["run", "fig4", "--preset", "smoke", "--out", str(out)]) == 0
+    before = _tree(tmp_path)
+
+    def full(path, arrays):  # writes part of the file, then finds the disk full
+        return storage.atomic_write(path, lambda tmp: (tmp.write_bytes(b"PK"), _disk_full(tmp)), size=4321)
+
+    monkeypatch.setattr(runs, "save_npz", full)
+    code, err = _run(["run", "fig4", "--preset", "smoke", "--out", str(out), "--set", "depth=20"], capsys)
+    stage = tmp_path / ".fig4.partial" / "stages" / "trace.npz"
+    assert code == 2
+    m = re.fullmatch(r"ntkdepth: error: no space left on the device writing (\S+): it needs 4,321 bytes, "
+                     r"([\d,]+) bytes are free there; free some space and run the same command again "
+                     r"\(what was finished is kept\)\n", err)
+    assert m and m[1] == str(stage)  # the free bytes as measured then (others write to this disk too)
+    assert int(m[2].replace(",", "")) == pytest.approx(shutil.disk_usage(tmp_path).free, rel=0.01)
+    # The previous run whole, no temporary file, no partial folder (nothing was computed).
+    assert _tree(tmp_path) == before
+    monkeypatch.undo()
+    assert main(["run", "fig4", "--preset", "smoke", "--out", str(out), "--set", "depth=20"]) == 0
+
+
+def test_a_full_disk_in_a_library_write_names_the_path_and_keeps_the_finished_stage(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "fig4"
+
+    def full(self, text):  # e.g. a checkpoint library: a plain OSError
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "summary.md"))
+
+    monkeypatch.setattr(RunDir, "write_summary", full)
+    code, err = _run(["run", "fig4", "--preset", "smoke", "--out", str(out)], capsys)
+    assert code == 2 and f"no space left on the device writing {out / 'summary.md'}: " in err
+    assert "bytes are free there" in err and "needs" not in err
+    stage = out / "stages" / "trace.npz"
+    finished = stage.stat().st_mtime_ns
+    monkeypatch.undo()
+    assert main(["run", "fig4", "--preset", "smoke", "--out", str(out)]) == 0
+    assert stage.stat().st_mtime_ns == finished  # the stage finished before the disk filled is reused
