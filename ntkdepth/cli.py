@@ -122,17 +122,36 @@ def _cmd_data_where(args) -> int:
     return 0
 
 
+def _presets_help() -> str:
+    from ntkdepth.experiments import PRESETS, discover
+
+    extra: dict[str, list[str]] = {}
+    try:
+        for name, exp in discover().items():
+            for preset in exp.presets[len(PRESETS):]:
+                extra.setdefault(preset, []).append(name)
+    except (ConfigError, FileNotFoundError):  # a broken script is named when it is run
+        pass
+    own = "; ".join(f"{p} ({', '.join(names)})" for p, names in sorted(extra.items()))
+    return (f"{', '.join(PRESETS)} (default: cpu)" + (f"; some experiments have their own: {own}" if own else "")
+            + "; ntkdepth list shows each experiment's")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntkdepth", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from ntkdepth import __version__
+
+    parser = argparse.ArgumentParser(prog="ntkdepth", description=__doc__.split("\n")[0].replace("``", ""))
+    parser.add_argument("--version", action="version", version=f"ntkdepth {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("list", help="list the experiments and their presets").set_defaults(fn=_cmd_list)
     show = sub.add_parser("show", help="an experiment's settings and preset values")
     show.add_argument("name")
     show.set_defaults(fn=_cmd_show)
     run = sub.add_parser("run", help="run an experiment")
     run.add_argument("name")
-    run.add_argument("--preset", default="cpu", help="smoke, cpu or paper (default: cpu)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
+    run.add_argument("--preset", default="cpu", help=_presets_help())
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override one setting; a list is written like widths=[64,256]")
     run.add_argument("--out", help="output directory (default: runs/NAME/PRESET); it may hold a run, "
                                    "nothing else")
     run.add_argument("--force", action="store_true",
@@ -163,14 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ntkdepth.data.files import DataError
     from ntkdepth.storage import DiskFullError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `ntkdepth` alone: what it does and its commands
+        parser.print_help()
+        return 0
     try:
         return args.fn(args)
-    except (ConfigError, FileNotFoundError, MemoryError, FloatingPointError) as err:
-        # Settings, missing data, a width that does not fit, a diverging run: the
-        # message says what to change; a traceback would not help.
+    except (ConfigError, DataError, FileNotFoundError, MemoryError, FloatingPointError) as err:
+        # Settings, missing or unusable data, a width that does not fit, a diverging
+        # run: the message says what to change; a traceback would not help.
         print(f"ntkdepth: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
@@ -182,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
                 err = DiskFullError(err.filename or getattr(args, "written", None) or ".")
             print(f"ntkdepth: error: {err.strerror}; free some space and run the same command again "
                   "(what was finished is kept)", file=sys.stderr)
+            return 2
+        if err.errno == errno.ENAMETOOLONG:
+            print(f"ntkdepth: error: the path {shorten(str(err.filename), 200)} is too long for the file "
+                  "system; choose a shorter one", file=sys.stderr)
             return 2
         if args.fn is not _cmd_data_fetch:
             raise

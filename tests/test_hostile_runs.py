@@ -18,6 +18,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ntkdepth import storage
@@ -425,3 +426,185 @@ def test_a_full_disk_in_a_library_write_names_the_path_and_keeps_the_finished_st
     monkeypatch.undo()
     assert main(["run", "fig4", "--preset", "smoke", "--out", str(out)]) == 0
     assert stage.stat().st_mtime_ns == finished  # the stage finished before the disk filled is reused
+
+
+# Inputs a careless user gives: each one clear line, exit status 2.
+
+
+def test_report_on_a_missing_path_or_json_of_the_wrong_shape(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert _run(["report", str(missing)], capsys) == (2, f"ntkdepth: error: {missing} does not exist; name the "
+                                                         "output folder of a finished run\n")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text("{}")
+    for text in ("{}", "[1, 2]", '{"experiment": 3, "config": {}}'):
+        (folder / "config.json").write_text(text)
+        code, err = _run(["report", str(folder)], capsys)
+        assert code == 2 and f"{folder}/config.json is not the record of a run" in err
+    (folder / "config.json").write_text('{"experiment": "fig4", "config": {}}')
+    for text in ("[1, 2]", "3"):
+        (folder / "results.json").write_text(text)
+        code, err = _run(["report", str(folder)], capsys)
+        assert code == 2 and "results.json holds a" in err and "not the results of a run" in err
+    (folder / "results.json").write_text('{"tables": {}}')
+    code, err = _run(["report", str(folder)], capsys)
+    assert code == 2 and "results.json does not hold the results of fig4 as this version writes them" in err
+    assert "run the experiment into" in err
+
+
+@pytest.mark.slow
+def test_table1_with_width_1_gives_advice_the_command_line_can_follow(tmp_path, capsys):
+    from datasets import text8_path
+
+    from ntkdepth.config import parse_overrides
+    from ntkdepth.experiments import get
+
+    if text8_path() is None:
+        pytest.skip("no text8 file")
+    code, err = _run(["run", "table1", "--preset", "smoke", "--set", "widths=[1]", "--out", str(tmp_path / "t")],
+                     capsys)
+    assert code == 2 and "width 1, seed 0" in err and "Leave width 1 out" in err
+    advice = re.findall(r"--set (\S+)", err)
+    assert advice == ["widths=[64,256]"]
+    config = get("table1").config("smoke", parse_overrides(advice))
+    assert config.widths == [64, 256]
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["run", "table1", "--preset", "smoke", "--set", "steps=99999999999999999999999"],
+     ["steps: 99999999999999999999999 is beyond the 64-bit integers"]),
+    (["run", "table1", "--preset", "smoke", "--set", "widths=64"],
+     ["widths: expected a list of int, written like widths=[64,256], got 64"]),
+    (["run", "fig44"], ["unknown experiment 'fig44' (did you mean 'fig4'?)"]),
+    (["run", "Fig4"], ["unknown experiment 'Fig4' (did you mean 'fig4'?)"]),
+    (["run", "fig4", "--preset", "smok"], ["no preset 'smok' (did you mean 'smoke'?)"]),
+    (["run", "fig4", "--preset", "smoke", "--set", "widht=3"],
+     ["unknown key(s) ['widht']; experiment 'fig4' has: ['W_std'"]),
+])
+def test_newcomers_mistakes_are_named_with_what_to_write(argv, words, tmp_path, capsys):
+    code, err = _run([*argv, "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and all(w in err for w in words), err
+    assert "Config has" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["9" * 100_000, "a" * 100_000, "[" + "1," * 50_000 + "]", "'" + "x" * 100_000])
+def test_a_100000_character_value_is_not_echoed_whole(value, tmp_path, capsys):
+    for key in ("depth", "dataset", "nokey" * 20_000):
+        code, err = _run(["run", "fig4", "--preset", "smoke", "--set", f"{key}={value}", "--out", str(tmp_path)],
+                         capsys)
+        assert code == 2 and len(err) < 1500, (key[:10], len(err))
+        assert "characters]" in err
+
+
+def test_a_path_of_5000_characters_is_one_line(tmp_path, capsys):
+    long = str(tmp_path / ("t" * 5000))
+    code, err = _run(["run", "table1", "--preset", "smoke", "--set", f"text8_path='{long}'",
+                      "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "too long for the file system" in err and len(err) < 1000
+    code, err = _run(["report", long], capsys)
+    assert code == 2 and len(err) < 1000
+
+
+def _text8_files(tmp_path):
+    words = "anarchism originated as a term of abuse first used against early working class radicals " * 40
+    plain = tmp_path / "text8"
+    plain.write_text(words)
+    import gzip
+    import zipfile
+
+    (tmp_path / "text8.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "two").write_text("hello world")
+    with zipfile.ZipFile(tmp_path / "text8.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(plain, "text8")
+    data = (tmp_path / "text8.zip").read_bytes()
+    (tmp_path / "cut.zip").write_bytes(data[: len(data) // 2])
+    (tmp_path / "folder").mkdir()
+
+
+@pytest.mark.parametrize("name,words", [
+    ("text8.gz", ["is a gzip file", "unpack it first (gunzip)"]),
+    ("empty", ["is empty (0 bytes), not a text8 file", "ntkdepth data fetch text8"]),
+    ("two", ["vocab_size 50 exceeds the 2 distinct words", "--set vocab_size=2"]),
+    ("cut.zip", ["is a truncated or damaged zip", "ntkdepth data fetch text8"]),
+    ("folder", ["is a folder, not a text8 file: name the file itself"]),
+])
+def test_a_text8_path_that_is_not_text8_is_named(name, words, tmp_path, capsys):
+    _text8_files(tmp_path)
+    out = tmp_path / "out"
+    code, err = _run(["run", "table1", "--preset", "smoke", "--set", f"text8_path='{tmp_path / name}'",
+                      "--out", str(out)], capsys)
+    assert code == 2 and str(tmp_path / name) in err and all(w in err for w in words), err
+    assert not out.exists()
+
+
+def _mnist_folders(tmp_path):
+    """Folders ``raw`` and ``gz`` holding a made-up test split, uncompressed and gzipped."""
+    from test_data_mnist import write_split
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 255, size=(30, 28, 28), dtype=np.uint8)
+    for name, gz in (("raw", False), ("gz", True)):
+        (tmp_path / name).mkdir()
+        write_split(tmp_path / name, "test", images, rng.integers(0, 10, 30, dtype=np.uint8), gz=gz)
+
+
+def test_a_damaged_mnist_file_is_named(tmp_path, capsys):
+    _mnist_folders(tmp_path)
+    images_file = tmp_path / "gz" / "t10k-images-idx3-ubyte.gz"
+    images_file.write_bytes(images_file.read_bytes()[:100])
+    code, err = _run(["run", "fig5", "--preset", "smoke", "--set", f"data_dir='{tmp_path / 'gz'}'",
+                      "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and f"{images_file}: corrupt gzip data" in err and not (tmp_path / "out").exists()
+
+
+def test_a_sweep_on_huge_targets_blames_the_data_and_a_file_as_workdir_is_named(tmp_path):
+    import jax.numpy as jnp
+
+    from ntkdepth.models import MLP
+    from ntkdepth.training import FullBatchData, NonFiniteDataError, TrainSpec, run_width_sweep
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    spec = TrainSpec(steps=4, learning_rate=0.1, record_steps=(2,))
+
+    def make(w, s):
+        return MLP(3, [w], 1, rngs=s)
+
+    def sweep(xs, ys, workdir):
+        data = FullBatchData(jnp.asarray(x * xs, jnp.float32), jnp.full((16, 1), ys, jnp.float32))
+        return run_width_sweep(make, data, spec, data.x, [8], [0], workdir, progress=False)
+
+    with pytest.raises(NonFiniteDataError, match=r"targets 'y' reach 1e\+30: their squares exceed float32's "
+                                                 r"largest number .*rescale the targets") as info:
+        sweep(1.0, 1e30, tmp_path / "a")
+    assert "Lower the learning rate" not in str(info.value)
+    for xs, ys in ((1.0, 1e18), (1e30, 1.0)):  # finite targets, but a loss float32 cannot follow
+        with pytest.raises(NonFiniteDataError, match=r"the cause is the data: the loss of the untrained "
+                                                     r"network is already .*rescale the inputs or targets"):
+            sweep(xs, ys, tmp_path / f"b{xs}")
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    for workdir in (a_file, a_file / "sub"):
+        with pytest.raises(NotADirectoryError, match=f"the sweep's folder {workdir} .*a file, not a folder"):
+            sweep(1.0, 1.0, workdir)
+    assert a_file.read_text() == "mine"
+
+
+def test_the_command_line_as_a_newcomer_uses_it(capsys):
+    from ntkdepth import __version__
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ntkdepth") and "run" in out and "report" in out and "``" not in out
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"ntkdepth {__version__}\n"
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = capsys.readouterr().out
+    assert "``" not in help_text and "widths=[64,256]" in help_text and "--force" in help_text
+    flat = " ".join(help_text.split())
+    assert "n8000 (table2)" in flat and "paper-cpu (table1)" in flat
