@@ -608,3 +608,18 @@ def test_the_command_line_as_a_newcomer_uses_it(capsys):
     assert "``" not in help_text and "widths=[64,256]" in help_text and "--force" in help_text
     flat = " ".join(help_text.split())
     assert "n8000 (table2)" in flat and "paper-cpu (table1)" in flat
+
+
+# The data a run read, on record.
+
+
+def test_mnist_files_that_are_not_the_official_ones_are_recorded_as_such(tmp_path):
+    from ntkdepth.data.mnist import mnist_record
+
+    _mnist_folders(tmp_path)
+    record = mnist_record(tmp_path / "raw", "test", 30, [5, 5])
+    assert not record["official"] and record["draws"] == [5, 5] and record["splits_in_folder"] == ["test"]
+    assert "t10k-images-idx3-ubyte is uncompressed, which has no published checksum" in record["kind"]
+    assert [Path(f["path"]).name for f in record["files"]] == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    record = mnist_record(tmp_path / "gz", "test", 30, [5])
+    assert not record["official"] and "has MD5" in record["kind"] and "not the official 9fb629c4" in record["kind"]

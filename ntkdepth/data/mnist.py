@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ntkdepth.data.files import (DATA_ENV, DataError, data_roots, download, md5sum,
+from ntkdepth.data.files import (DATA_ENV, DataError, data_roots, download, file_record, md5sum,
                                  new_dirs_removed_on_error, user_data_dir)
 from ntkdepth.data.pairs import closest_pair
 
@@ -48,7 +48,9 @@ __all__ = [
     "fetch_mnist",
     "load_mnist",
     "mnist_dir",
+    "mnist_data_line",
     "mnist_on_sphere",
+    "mnist_record",
     "read_idx",
     "resolve_split",
     "sample_on_sphere",
@@ -379,6 +381,52 @@ def fetch_mnist(
                 path.unlink(missing_ok=True)
             raise
     return paths
+
+
+def mnist_record(data_dir: str | os.PathLike | None, split: str, split_images: int,
+                 draws: Sequence[int]) -> dict:
+    """What a run read of MNIST, for its ``config.json`` and results: the split's image and label
+    files (path, bytes, MD5, and whether they are the official ones), the split, how many images
+    it holds, and the size of each uniform draw the run made from it (``draws``).
+
+    Only the official ``.gz`` files have published checksums (:data:`MNIST_MD5`); an
+    uncompressed file or one with another MD5 is recorded as not official.
+    """
+    directory = mnist_dir(data_dir)
+    paths, missing = _split_files(directory, split)
+    if missing:
+        raise MnistNotFoundError(f"the MNIST {split!r} split is missing from {directory}: no {' or '.join(missing)}")
+    files, notes = [], []
+    for path in paths:
+        record = file_record(path)
+        official = MNIST_MD5.get(path.name) == record["md5"]
+        files.append({**record, "official": official})
+        if not official:
+            notes.append(f"{path.name} has MD5 {record['md5']}, not the official {MNIST_MD5[path.name]}"
+                         if path.name in MNIST_MD5 else
+                         f"{path.name} is uncompressed, which has no published checksum to check it against")
+    official = not notes
+    return {
+        "dataset": "MNIST", "directory": str(directory.resolve()), "split": split,
+        "split_images": int(split_images), "splits_in_folder": available_splits(directory),
+        "files": files, "official": official,
+        "kind": "the official MNIST files (MD5 checked)" if official else
+                "not the official MNIST files as published: " + "; ".join(notes),
+        "draws": [int(d) for d in draws],
+    }
+
+
+def mnist_data_line(record: dict | None) -> str:
+    """One line of a summary naming the MNIST files a run read (a :func:`mnist_record`)."""
+    if not record:
+        return "Data: not recorded by this run."
+    files = ", ".join(f"`{f['path']}` ({f['bytes']:,} bytes, MD5 {f['md5']})" for f in record["files"])
+    draws = record["draws"]
+    sizes = sorted(set(draws))
+    drawn = (f"{len(draws)} uniform draw(s) of {sizes[0]:,} images" if len(sizes) == 1 else
+             f"{len(draws)} uniform draws of {', '.join(f'{d:,}' for d in sizes)} images")
+    return (f"Data: the MNIST {record['split']} split ({record['split_images']:,} images; splits in the folder: "
+            f"{', '.join(record['splits_in_folder'])}), files {files}: {record['kind']}; {drawn}.")
 
 
 # --------------------------------------------------------------------------- on the sphere

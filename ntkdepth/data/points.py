@@ -26,10 +26,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ntkdepth.data.files import DataError
-from ntkdepth.data.mnist import load_mnist, mnist_dir, resolve_split, sample_on_sphere
+from ntkdepth.data.mnist import load_mnist, mnist_dir, mnist_record, resolve_split, sample_on_sphere
 from ntkdepth.data.sphere import canonical_projection, sample_cube, sample_sphere
 
-__all__ = ["DATASETS", "PointSource", "Points", "load_points", "point_source"]
+__all__ = ["DATASETS", "PointSource", "Points", "load_points", "point_source", "points_record"]
 
 DATASETS = ("sphere", "cube", "mnist")
 
@@ -90,6 +90,14 @@ def point_source(name: str, *, dim: int | None = None, data_dir: str | os.PathLi
     if dim is None:
         raise ValueError(f"dataset {name!r} needs its dimension: pass dim")
     return PointSource(name, int(dim), None, None, None)
+
+
+def points_record(source: PointSource, draws) -> dict | None:
+    """What a run read from ``source`` making draws of the sizes ``draws``: MNIST's
+    :func:`~ntkdepth.data.mnist.mnist_record`; None for points drawn at random (no file)."""
+    if source.name != "mnist":
+        return None
+    return mnist_record(source.directory, source.split, source.size, draws)
 
 
 @functools.lru_cache(maxsize=2)
