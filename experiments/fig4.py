@@ -25,6 +25,8 @@ import numpy as np
 
 from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import DATASETS, load_points
+from ntkdepth.data.mnist import mnist_data_line
+from ntkdepth.data.points import points_record
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.plotting import PairGroup, depth_panels, pair_values
 from ntkdepth.reporting import table, table_records
@@ -55,6 +57,9 @@ def run(config: Config, out: RunDir) -> dict:
     # The last point drawn is x*: held out of the data, distinct from every point in it.
     sample = load_points(config.dataset, config.n + 1, config.seed, dim=config.dim,
                          data_dir=config.data_dir, split=config.split)
+    data = points_record(sample.source, [config.n + 1])
+    if data:
+        out.record_data("mnist", data)
     n = config.n
     inside = [(i, j) for i in range(n) for j in range(i + 1, n)]
     with_star = [(i, n) for i in range(n)]
@@ -92,6 +97,7 @@ def run(config: Config, out: RunDir) -> dict:
     results["source"] = {"name": sample.source.name, "dim": sample.source.dim,
                          "split": getattr(sample.source, "split", None)}
     results["residual_band"] = residual_band
+    results["data"] = data
     results["tables"] = {
         "depth_stats.csv": table(["group", "quantity", "depth", "min", "q10", "median", "q90", "max"],
                                  stats_rows),
@@ -254,6 +260,8 @@ def _summary(config, results, figure) -> str:
         f"correlations rho_1 over all {results['pairs_inside'] + results['pairs_with_x_star']} pairs: "
         f"{init['min']:.3f} to {init['max']:.3f} (median {init['median']:.3f})."
     )
+    if source["name"] == "mnist":
+        lines += ["", mnist_data_line(results.get("data"))]
     digit_head = " same digit | other digits |" if by_digit else ""
     lines += [
         "",

@@ -22,6 +22,8 @@ import numpy as np
 
 from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_points, point_source
+from ntkdepth.data.mnist import mnist_data_line
+from ntkdepth.data.points import points_record
 from ntkdepth.grids import log_grid
 from ntkdepth.reporting import table
 from ntkdepth.runs import RunDir
@@ -61,6 +63,9 @@ def run(config: Config, out: RunDir) -> dict:
     mnist = config.dataset == "mnist"
     source = point_source(config.dataset, dim=config.dim, data_dir=config.data_dir, split=config.split,
                           need=max(config.ns) + (config.n_test if mnist else 0))
+    data = points_record(source, [n + config.n_test for n in config.ns])
+    if data:
+        out.record_data("mnist", data)
     depths = log_grid(config.max_depth, config.n_depths)
     rng = np.random.default_rng(config.seed)
     scans = {}
@@ -81,7 +86,7 @@ def run(config: Config, out: RunDir) -> dict:
             rows.append([n, int(d), s["lambda_min"][k], *s["projection_norm"][k], s["projection_norm_inf"][k]]
                         + ([float(np.min(s["gap"][k]))] if mnist else []))
     limit = {t: (1 - np.exp(-0.75 * t)) / 0.75 for t in config.times}
-    results = {"data_dir": str(source.directory), "split": source.split} if mnist else {}
+    results = {"data_dir": str(source.directory), "split": source.split, "data": data} if mnist else {}
     results |= {
         "dataset": source.name, "dim": source.dim, "depths": depths,
         "limit_norm": {f"{t:g}": v for t, v in limit.items()} | {"inf": 4 / 3},
@@ -171,7 +176,7 @@ def _summary(config, results, figure) -> str:
         + (f" The last column: the smallest, over {config.n_test} held-out images x, of "
            "max_i abs(Thetabar^L(x, x_i) - 1/4)." if mnist else "")
     )
-    lines = head + [
+    lines = head + ["", mnist_data_line(results.get("data"))] * mnist + [
         "",
         "| n | depth | lambda_min | " + " | ".join(f"norm P_{t:g}" for t in config.times)
         + " | norm P_inf |" + (" held-out gap |" if mnist else ""),

@@ -20,6 +20,8 @@ import numpy as np
 
 from ntkdepth.config import dataset_setting, mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_points, point_source
+from ntkdepth.data.mnist import mnist_data_line
+from ntkdepth.data.points import points_record
 from ntkdepth.grids import log_grid
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.reporting import table, table_records
@@ -55,6 +57,9 @@ def run(config: Config, out: RunDir) -> dict:
         depths = np.arange(1, config.max_depth + 1)
     lam, correlations = {}, []
     jobs = [(n, s) for n in config.ns for s in range(config.seeds)]
+    data = points_record(source, [n for n, _ in jobs])
+    if data:
+        out.record_data("mnist", data)
     for n, s in tqdm(jobs, desc=f"fig7 draws ({config.dataset})", unit="set"):
         def compute(n=n, s=s):
             x = load_points(source.name, n, [config.seed, s, n], dim=source.dim,
@@ -78,7 +83,7 @@ def run(config: Config, out: RunDir) -> dict:
         for k, d in enumerate(depths):
             rows.append([n, int(d), v[:, k].mean(), v[:, k].min(), v[:, k].max()])
     col = {int(d): k for k, d in enumerate(depths)}
-    results = {"data_dir": str(source.directory), "split": source.split} if source.name == "mnist" else {}
+    results = {"data_dir": str(source.directory), "split": source.split, "data": data} if data else {}
     results |= {
         "dataset": source.name, "dim": source.dim, "depths": depths,
         "lambda_min_mean": {str(n): {str(d): float(v[:, col[d]].mean()) for d in _marks(depths)}
@@ -151,6 +156,7 @@ def _summary(config, results, figure) -> str:
         f"{what}; n in {config.ns}, depths 1..{config.max_depth}, {config.seeds} draw(s) per n "
         "(mean shown).",
         "",
+        *([mnist_data_line(results.get("data")), ""] if results["dataset"] == "mnist" else []),
         "| n | " + " | ".join(f"L = {d}" for d in marks) + " |",
         "|---|" + "---|" * len(marks),
     ]

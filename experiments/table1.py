@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ntkdepth.config import setting, with_defaults
+from ntkdepth.config import ConfigError, setting, with_defaults
 from ntkdepth.empirical import DRIFT_MEASURES as MEASURES
 from ntkdepth.plotting import pyplot, save_figure, width_scaling_panel
 from ntkdepth.reporting import claim, table
@@ -78,13 +78,21 @@ class Config(with_defaults(SweepSettings, seeds=2)):
 def run(config: Config, out: RunDir) -> dict:
     import jax.numpy as jnp
 
-    from ntkdepth.data.text8 import Vocabulary, load_text8, pair_statistics, skipgram_pairs, text8_record
+    from ntkdepth.data.text8 import (Vocabulary, default_text8_path, load_text8, pair_statistics, skipgram_pairs,
+                                     text8_record)
     from ntkdepth.empirical import drift_curves, final_drift
+    from ntkdepth.empirical.drift import UndefinedDriftError
     from ntkdepth.models import NetworkSpec
     from ntkdepth.theory import onehot_drift_measures
     from ntkdepth.training import PairData, TrainSpec, record_steps_grid, run_width_sweep
 
     words = load_text8(config.text8_path or None, max_words=config.max_words or None)
+    distinct = len(set(words))
+    if distinct < config.vocab_size:
+        raise ConfigError(f"vocab_size {config.vocab_size} exceeds the {distinct:,} distinct words read from "
+                          f"{config.text8_path or default_text8_path()}: set vocab_size "
+                          f"to at most {distinct} (--set vocab_size={distinct}), or name a larger text "
+                          "with text8_path")
     vocab = Vocabulary.build(words, config.vocab_size)
     pairs = skipgram_pairs(vocab.encode(words), config.window)
     data_record = {**text8_record(config.text8_path or None, len(words)), "distinct_words": len(set(words)),
@@ -115,7 +123,10 @@ def run(config: Config, out: RunDir) -> dict:
         sweeps[par] = run_width_sweep(make_model, data, training, jnp.asarray(eval_tokens), widths,
                                       seeds, out.cache_dir(f"sweep-{par}", identity))
 
-    stats = {par: final_drift(runs, widths, seeds) for par, runs in sweeps.items()}
+    try:
+        stats = {par: final_drift(runs, widths, seeds) for par, runs in sweeps.items()}
+    except UndefinedDriftError as err:
+        raise ConfigError(_too_narrow(config, err)) from None
     fits = _fits(config, stats)
     stats = {par: {m: {str(w): v for w, v in t.items()} for m, t in s.items()} for par, s in stats.items()}
     steps = np.asarray(training.records)
@@ -257,6 +268,19 @@ def _plot_steps(out, config, results):
             if col == 0:
                 ax.legend(fontsize=7)
     save_figure(out, fig, "table1_steps.png", "The drift measures and the loss along training (mean over seeds)")
+
+
+def _too_narrow(config, err) -> str:
+    """Why width ``err.width`` has no drift, and the command-line change that leaves it out."""
+    keep = [k for k, w in enumerate(config.widths) if w != err.width]
+    widths = [config.widths[k] for k in keep] or [64, 256]
+    change = f"--set widths=[{','.join(map(str, widths))}]"
+    if config.seeds_by_width and keep:
+        change += f" --set seeds_by_width=[{','.join(str(config.seeds_by_width[k]) for k in keep)}]"
+    return (f"width {err.width}, seed {err.seed}: an evaluation token's features at initialization are "
+            "the zero vector (every unit of the last hidden layer inactive), so its drift relative to "
+            f"them is undefined; a network this narrow cannot be measured. Leave width {err.width} out, "
+            f"e.g. {change} (the widths already trained are reused)")
 
 
 def _seed_counts(config, results) -> str:

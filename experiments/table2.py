@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting
+from ntkdepth.data.mnist import mnist_data_line
 from ntkdepth.metrics import confusion_matrix, predicted_classes
 from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
@@ -47,6 +48,8 @@ def run(config: Config, out: RunDir) -> dict:
     from tqdm import tqdm
 
     data = config.load()
+    record = data.record(config.subsets)
+    out.record_data("mnist", record)
     depths = sorted(set(config.depths) | {config.depth})
     times = config.stopping_times()
     d_table = depths.index(config.depth)
@@ -81,7 +84,7 @@ def run(config: Config, out: RunDir) -> dict:
     sweep_rows = [[depth, time, *[_nanmean(sweep[m][:, d, t]) for m in METRICS], _nanmean(val_mse[:, d, t])]
                   for d, depth in enumerate(depths) for t, time in enumerate(times)]
     return {
-        "data_dir": data.directory, "split": data.split,
+        "data_dir": data.directory, "split": data.split, "data": record,
         "n_train": config.n_train, "n_val": config.n_val, "n_test": config.n_test,
         "subsets": config.subsets, "depth": config.depth, "depths": depths, "times": times,
         "table": {method: {m: dict(zip(("mean", "std"), _mean_sd(v)), per_subset=v) for m, v in per.items()}
@@ -248,6 +251,8 @@ def _summary(config, results, depths, times, mean_acc, best_acc, best_mse) -> st
         "error rate: fraction of held-out images whose largest output is not their digit; accuracy = "
         "1 - error rate; macro F1: the mean of the 10 per-digit F1 scores. Mean (standard deviation "
         "across subsets).",
+        "",
+        mnist_data_line(results.get("data")),
         "",
         "| method | MSE | error rate | accuracy | macro F1 |",
         "|---|---|---|---|---|",

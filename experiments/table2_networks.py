@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting
+from ntkdepth.data.mnist import mnist_data_line
 from ntkdepth.plotting import width_axis
 from ntkdepth.reporting import table
 from ntkdepth.runs import RunDir
@@ -56,6 +57,8 @@ class Config(RegressionSettings):
 
 def run(config: Config, out: RunDir) -> dict:
     data = config.load()
+    record = data.record(config.subsets)
+    out.record_data("mnist", record)
     times = config.stopping_times()
     print(f"  networks: widths {config.widths} x {config.seeds} seed(s) on {config.subsets} subset(s), "
           f"depth {config.depth}", flush=True)
@@ -76,7 +79,7 @@ def run(config: Config, out: RunDir) -> dict:
             return {"time_index": k, "steps": steps, "capped": capped, "learning_rate": lr, "outputs": outputs, **check}
 
         nets.append(out.stage(f"networks_subset{s}", compute))
-    return _results(config, data, times, kernels, nets)
+    return {**_results(config, data, times, kernels, nets), "data": record}
 
 
 def _results(config, data, times, kernels, net) -> dict:
@@ -228,6 +231,8 @@ def _summary(config, results) -> str:
         f"subset(s) of table2's draws (seed {config.seed}), each of {config.n_train} training, {config.n_val} "
         f"validation and {config.n_test} held-out images. The normalized NTK's mean predictor at depth "
         f"{config.depth} chooses its stopping time on validation; the networks train for the same time.",
+        "",
+        mnist_data_line(results.get("data")),
         "",
         "| method | MSE | error rate | accuracy | macro F1 |",
         "|---|---|---|---|---|",

@@ -1,7 +1,7 @@
 """The ``ntkdepth`` command: list the experiments, run one with a preset, fetch data.
 
     ntkdepth list
-    ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR] [--distributed]
+    ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR] [--force] [--distributed]
     ntkdepth show NAME              # the settings of an experiment and their presets
     ntkdepth report DIR             # redraw a finished run's tables, figures, summary
     ntkdepth data fetch mnist|text8 [--dir DIR]
@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ntkdepth.config import ConfigError, describe, parse_overrides, to_dict
+from ntkdepth.config import ConfigError, describe, parse_overrides, shorten, to_dict
 
 __all__ = ["main"]
 
@@ -60,14 +61,24 @@ def _cmd_run(args) -> int:
         initialize_distributed()
         if not is_writer():  # process 0 writes the outputs; sweeps share its folder
             out = Path(tempfile.mkdtemp(prefix="ntkdepth-process-"))
-    _check_output_folder(out, "--out" if args.out else "the default output folder")
-    run_dir = RunDir(out, experiment=exp.name, preset=args.preset, config=to_dict(config))
-    print(f"ntkdepth run {exp.name} --preset {args.preset} -> {out}/", flush=True)
+    run_dir = RunDir(out, experiment=exp.name, preset=args.preset, config=to_dict(config),
+                     force=args.force, what="--out" if args.out else "the default output folder")
+    args.written = run_dir.final  # where a full disk is reported
+    print(f"ntkdepth run {exp.name} --preset {args.preset} -> {shorten(str(out), 200)}/", flush=True)
     start = time.perf_counter()
-    headline = run_experiment(exp.module, config, run_dir)
-    run_dir.finish()  # a folder holding another run keeps it until this one is complete
+    cwd = os.getcwd()
+    try:
+        headline = run_experiment(exp.module, config, run_dir)
+        run_dir.finish()  # a folder holding another run keeps it until this one is complete
+    except BaseException:
+        run_dir.abandon()  # a run that computed nothing leaves nothing behind
+        raise
+    if run_dir.replaced and Path(cwd).is_relative_to(run_dir.final):
+        print(f"note: the run replaced the folder {run_dir.final} as a whole; a shell inside it sees the "
+              f"new run after `cd {run_dir.final}`")
+        os.chdir(run_dir.final)
     elapsed = time.perf_counter() - start
-    print(f"done in {elapsed:.1f} s; outputs in {out}/")
+    print(f"done in {elapsed:.1f} s; outputs in {shorten(str(out), 200)}/")
     for key, value in (headline or {}).items():
         print(f"  {key}: {value}")
     return 0
@@ -81,24 +92,6 @@ def _cmd_report(args) -> int:
     for key, value in headline.items():
         print(f"  {key}: {value}")
     return 0
-
-
-def _check_output_folder(out: Path, what: str) -> None:
-    """Refuses an output folder that is a file, lies under a file, or cannot be written."""
-    for p in [out, *out.parents]:
-        if p.exists():
-            if not p.is_dir():
-                where = "is" if p == out else f"lies under {p}, which is"
-                raise ConfigError(f"{what} {out} {where} a file, not a folder; choose a folder")
-            break
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as err:
-        raise ConfigError(
-            f"{what} {out} cannot be written ({err.strerror or err}); choose a writable folder"
-        ) from None
 
 
 def _cmd_data_fetch(args) -> int:
@@ -129,18 +122,40 @@ def _cmd_data_where(args) -> int:
     return 0
 
 
+def _presets_help() -> str:
+    from ntkdepth.experiments import PRESETS, discover
+
+    extra: dict[str, list[str]] = {}
+    try:
+        for name, exp in discover().items():
+            for preset in exp.presets[len(PRESETS):]:
+                extra.setdefault(preset, []).append(name)
+    except (ConfigError, FileNotFoundError):  # a broken script is named when it is run
+        pass
+    own = "; ".join(f"{p} ({', '.join(names)})" for p, names in sorted(extra.items()))
+    return (f"{', '.join(PRESETS)} (default: cpu)" + (f"; some experiments have their own: {own}" if own else "")
+            + "; ntkdepth list shows each experiment's")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntkdepth", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from ntkdepth import __version__
+
+    parser = argparse.ArgumentParser(prog="ntkdepth", description=__doc__.split("\n")[0].replace("``", ""))
+    parser.add_argument("--version", action="version", version=f"ntkdepth {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("list", help="list the experiments and their presets").set_defaults(fn=_cmd_list)
     show = sub.add_parser("show", help="an experiment's settings and preset values")
     show.add_argument("name")
     show.set_defaults(fn=_cmd_show)
     run = sub.add_parser("run", help="run an experiment")
     run.add_argument("name")
-    run.add_argument("--preset", default="cpu", help="smoke, cpu or paper (default: cpu)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
-    run.add_argument("--out", help="output directory (default: runs/NAME/PRESET)")
+    run.add_argument("--preset", default="cpu", help=_presets_help())
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override one setting; a list is written like widths=[64,256]")
+    run.add_argument("--out", help="output directory (default: runs/NAME/PRESET); it may hold a run, "
+                                   "nothing else")
+    run.add_argument("--force", action="store_true",
+                     help="replace a run of another experiment or preset that --out holds")
     run.add_argument("--distributed", action="store_true",
                      help="one of several processes: jax.distributed.initialize() (see the README)")
     run.set_defaults(fn=_cmd_run)
@@ -167,18 +182,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from ntkdepth.data.files import DataError
+    from ntkdepth.storage import DiskFullError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `ntkdepth` alone: what it does and its commands
+        parser.print_help()
+        return 0
     try:
         return args.fn(args)
-    except (ConfigError, FileNotFoundError, MemoryError, FloatingPointError) as err:
-        # Settings, missing data, a width that does not fit, a diverging run: the
-        # message says what to change; a traceback would not help.
+    except (ConfigError, DataError, FileNotFoundError, MemoryError, FloatingPointError) as err:
+        # Settings, missing or unusable data, a width that does not fit, a diverging
+        # run: the message says what to change; a traceback would not help.
         print(f"ntkdepth: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
     except OSError as err:
+        if err.errno == errno.ENOSPC:
+            if not isinstance(err, DiskFullError):  # written by a library (a checkpoint, say)
+                err = DiskFullError(err.filename or getattr(args, "written", None) or ".")
+            print(f"ntkdepth: error: {err.strerror}; free some space and run the same command again "
+                  "(what was finished is kept)", file=sys.stderr)
+            return 2
+        if err.errno == errno.ENAMETOOLONG:
+            print(f"ntkdepth: error: the path {shorten(str(err.filename), 200)} is too long for the file "
+                  "system; choose a shorter one", file=sys.stderr)
+            return 2
         if args.fn is not _cmd_data_fetch:
             raise
         # A failed download: no network, a wrong checksum, a full disk. The fetch

@@ -21,12 +21,31 @@ from typing import Any
 
 __all__ = [
     "ConfigError", "setting", "from_mapping", "load_preset", "parse_overrides", "to_dict",
-    "dataset_setting", "mnist_dir_setting", "mnist_split_setting", "with_defaults",
+    "dataset_setting", "mnist_dir_setting", "mnist_split_setting", "shorten", "with_defaults",
 ]
+
+# The integers a setting may hold: NumPy and JAX compute with 64-bit integers at most.
+_INT_RANGE = (-(2**63), 2**63 - 1)
+# How a list is written after --set, by the type of its elements.
+_LIST_EXAMPLES = {int: "[64,256]", float: "[0.1,1.0]", str: "['a','b']", bool: "[true,false]"}
 
 
 class ConfigError(ValueError):
     """A configuration that does not fit its experiment's schema."""
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """``text`` itself, or where longer than ``limit`` its start and end around the number of
+    characters left out: values quoted in messages stay readable whatever their length."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 30, 10)
+    head, tail = text[: keep * 2 // 3], text[len(text) - keep // 3:]
+    return f"{head}...[{len(text) - len(head) - len(tail):,} characters]...{tail}"
+
+
+def _shown(value: Any) -> str:
+    return shorten(repr(value))
 
 
 def setting(
@@ -68,7 +87,9 @@ def _coerce(key: str, value: Any, tp) -> Any:
     if origin in (list, tuple):
         (item_tp,) = typing.get_args(tp)[:1]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list of {_type_name(item_tp)}, got {value!r}")
+            example = _LIST_EXAMPLES.get(item_tp, "[...]")
+            raise ConfigError(f"{key}: expected a list of {_type_name(item_tp)}, written like "
+                              f"{key.split('[')[0]}={example}, got {_shown(value)}")
         return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -78,21 +99,25 @@ def _coerce(key: str, value: Any, tp) -> Any:
         return _coerce(key, value, inner[0])
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {_shown(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {_shown(value)}")
+        if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+            shown = shorten(str(value)) if value.bit_length() < 10_000 else f"an integer of {value.bit_length():,} bits"
+            raise ConfigError(f"{key}: {shown} is beyond the 64-bit integers "
+                              f"({_INT_RANGE[0]:,} to {_INT_RANGE[1]:,}) that computations hold")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {_shown(value)}")
         if not math.isfinite(value):
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{key}: expected a finite number, got {_shown(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {_shown(value)}")
         return value
     raise ConfigError(f"{key}: unsupported type {tp}")
 
@@ -110,8 +135,8 @@ def _check_range(key: str, value: Any, meta: dict) -> None:
                 if v in seen:
                     why = f" ({distinct})" if isinstance(distinct, str) else ""
                     raise ConfigError(
-                        f"{key}: {v!r} appears more than once in {value}; the values must be "
-                        f"distinct{why}"
+                        f"{key}: {_shown(v)} appears more than once in {shorten(str(value))}; the "
+                        f"values must be distinct{why}"
                     )
                 seen.add(v)
     values = value if isinstance(value, list) else [value]
@@ -123,7 +148,7 @@ def _check_range(key: str, value: Any, meta: dict) -> None:
         if meta.get("max") is not None and v > meta["max"]:
             raise ConfigError(f"{key}: {v} is above the maximum {meta['max']}")
         if meta.get("choices") is not None and v not in meta["choices"]:
-            raise ConfigError(f"{key}: {v!r} is not one of {list(meta['choices'])}")
+            raise ConfigError(f"{key}: {_shown(v)} is not one of {list(meta['choices'])}")
 
 
 def from_mapping(
@@ -132,11 +157,13 @@ def from_mapping(
     *,
     source: str = "config",
     sources: dict[str, str] | None = None,
+    what: str = "the experiment",
 ):
     """Builds ``schema`` from ``values``; unspecified keys take their defaults.
 
     Errors start with where the value came from: ``sources[key]`` if given
-    (e.g. ``"--set"`` for a key set on the command line), else ``source``.
+    (e.g. ``"--set"`` for a key set on the command line), else ``source``;
+    ``what`` names the schema's owner (``"experiment 'fig4'"``).
     """
     sources = sources or {}
     fields = {f.name: f for f in dataclasses.fields(schema)}
@@ -144,7 +171,8 @@ def from_mapping(
     if unknown:
         origin = sorted({sources.get(k, source) for k in unknown})
         raise ConfigError(
-            f"{', '.join(origin)}: unknown key(s) {unknown}; {schema.__name__} has: {sorted(fields)}"
+            f"{', '.join(origin)}: unknown key(s) {[shorten(k, 60) for k in unknown]}; {what} has: "
+            f"{sorted(fields)}"
         )
     hints = typing.get_type_hints(schema)
     kwargs = {}
@@ -162,7 +190,7 @@ def from_mapping(
             try:
                 _check_range(name, default, f.metadata)
             except ConfigError as err:
-                raise ConfigError(f"{schema.__name__} default: {err}") from None
+                raise ConfigError(f"the default of {what}: {err}") from None
     config = schema(**kwargs)
     check = getattr(config, "check", None)
     if check is not None:
@@ -180,15 +208,19 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
+            raise ConfigError(f"--set expects key=value, got {_shown(pair)}")
         try:
             out[key] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             out[key] = raw  # a bare string
+        except ValueError:  # an integer of more digits than Python converts
+            raise ConfigError(f"--set {shorten(key, 60)}={shorten(raw)}: an integer of {len(raw.strip()):,} "
+                              "digits is beyond any setting; give a smaller number") from None
     return out
 
 
-def load_preset(schema: type, path: Path, overrides: dict[str, Any] | None = None):
+def load_preset(schema: type, path: Path, overrides: dict[str, Any] | None = None,
+                what: str = "the experiment"):
     """Reads a preset file, applies ``overrides``, and validates the result.
 
     An error in an override names ``--set key=...`` (the command line), one in
@@ -203,9 +235,10 @@ def load_preset(schema: type, path: Path, overrides: dict[str, Any] | None = Non
     overrides = dict(overrides or {})
     sources = {k: str(path) for k in values}
     values.update(overrides)
-    sources.update({k: f"--set {k}={_toml_value(v)}" for k, v in overrides.items()})
-    source = str(path) if not overrides else f"{path} with --set {', '.join(overrides)}"
-    return from_mapping(schema, values, source=source, sources=sources)
+    sources.update({k: f"--set {shorten(k, 60)}={shorten(_toml_value(v))}" for k, v in overrides.items()})
+    keys = ", ".join(shorten(k, 60) for k in overrides)
+    source = str(path) if not overrides else f"{path} with --set {shorten(keys, 200)}"
+    return from_mapping(schema, values, source=source, sources=sources, what=what)
 
 
 def _toml_value(value: Any) -> str:

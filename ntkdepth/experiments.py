@@ -31,7 +31,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from ntkdepth.config import ConfigError, load_preset, with_defaults
+from ntkdepth.config import ConfigError, load_preset, shorten, with_defaults
 
 __all__ = ["Experiment", "project_dirs", "discover", "get", "variant", "PRESETS"]
 
@@ -81,9 +81,10 @@ class Experiment:
         path = self.configs_dir / self.name / f"{preset}.toml"
         if not path.exists():
             raise ConfigError(
-                f"experiment {self.name!r} has no preset {preset!r}; presets: {self.presets}"
+                f"experiment {self.name!r} has no preset {shorten(repr(preset))}"
+                f"{_did_you_mean(preset, self.presets)}; presets: {self.presets}"
             )
-        return load_preset(self.module.Config, path, overrides)
+        return load_preset(self.module.Config, path, overrides, what=f"experiment {self.name!r}")
 
 
 def _module_name(path: Path) -> str:
@@ -145,10 +146,20 @@ def discover() -> dict[str, Experiment]:
     return found
 
 
+def _did_you_mean(name: str, known) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``known`` (case ignored), or nothing."""
+    import difflib
+
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+
+
 def get(name: str) -> Experiment:
     experiments = discover()
     if name not in experiments:
-        raise ConfigError(f"unknown experiment {name!r}; experiments: {sorted(experiments)}")
+        raise ConfigError(f"unknown experiment {shorten(repr(name))}{_did_you_mean(name, experiments)}; "
+                          f"experiments: {sorted(experiments)}")
     return experiments[name]
 
 

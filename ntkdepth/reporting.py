@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ntkdepth.config import ConfigError, from_mapping
-from ntkdepth.runs import OutputFolder
+from ntkdepth.config import ConfigError, from_mapping, shorten
+from ntkdepth.runs import FinishedRun
 from ntkdepth.storage import jsonable, read_json
 
 __all__ = ["table", "table_records", "table_column", "as_numbers", "claim", "run_experiment", "report_results", "redraw"]
@@ -102,12 +102,31 @@ def redraw(folder: Path | str) -> dict:
     from ntkdepth.experiments import get
 
     folder = Path(folder)
+    shown = shorten(str(folder), 200)
+    if not folder.exists():
+        raise ConfigError(f"{shown} does not exist; name the output folder of a finished run")
+    if not folder.is_dir():
+        raise ConfigError(f"{shown} is a file; name the output folder of a finished run")
     for name in ("config.json", "results.json"):
         if not (folder / name).is_file():
-            raise ConfigError(f"{folder} has no {name}: not the folder of a finished run")
-    record = read_json(folder / "config.json", f"run the experiment into {folder} again")
-    results = read_json(folder / "results.json", f"run the experiment into {folder} again")
+            raise ConfigError(f"{shown} has no {name}: not the folder of a finished run")
+    again = f"run the experiment into {shown} again"
+    record = read_json(folder / "config.json", again)
+    results = read_json(folder / "results.json", again)
+    if not (isinstance(record, dict) and isinstance(record.get("experiment"), str)
+            and isinstance(record.get("config"), dict)):
+        raise ConfigError(f"{shown}/config.json is not the record of a run (it names no experiment and "
+                          f"its settings); {again}")
+    if not isinstance(results, dict):
+        raise ConfigError(f"{shown}/results.json holds a {type(results).__name__}, not the results of a "
+                          f"run; {again}")
     experiment = get(record["experiment"])
     module = experiment.module
-    config = from_mapping(module.Config, record["config"])
-    return report_results(module, config, results, OutputFolder(folder))
+    config = from_mapping(module.Config, record["config"], source=f"{shown}/config.json",
+                          what=f"experiment {experiment.name!r}")
+    try:
+        return report_results(module, config, results, FinishedRun(folder, record))
+    except (KeyError, IndexError, TypeError, AttributeError) as err:
+        # The report reads only results.json: a shape it does not know came from elsewhere.
+        raise ConfigError(f"{shown}/results.json does not hold the results of {experiment.name} as this "
+                          f"version writes them ({type(err).__name__}: {shorten(str(err))}); {again}") from None

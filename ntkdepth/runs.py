@@ -8,29 +8,40 @@ when that hash is not the run's, so a run that is interrupted and started
 again with the same config and output directory recomputes nothing it
 finished.
 
-A folder never mixes two runs. A run whose output folder holds another run
-(a ``config.json`` with other settings) is built in the sibling folder
-``.NAME.partial`` and swapped in by :meth:`RunDir.finish` once it is
-complete: until then the previous run stays as it was, and a failed run
-leaves it untouched. Work kept across settings (``cache/``, e.g. a width
-sweep's finished runs, named by their own settings) is shared with the new
-run. Every file is written whole or not at all (:mod:`ntkdepth.storage`).
+A run touches only what a run wrote. ``config.json`` lists the run's
+entries (``entries``), each added before it is first written; an output
+folder holding anything else is refused with the list of those entries, and
+one holding a run of another experiment or preset is replaced only when
+asked (``force``). A run whose output folder holds a run of other settings
+is built in the sibling folder ``.NAME.partial`` and swapped in by
+:meth:`RunDir.finish` once it is complete: until then the previous run
+stays as it was, and a failed run leaves it untouched. Work kept across
+settings (``cache/``, e.g. a width sweep's finished runs, named by their own
+settings) is shared with the new run. Nothing is created before the run
+writes its first file, and a run that fails before it has computed anything
+removes what it created (:meth:`RunDir.abandon`). Every file is written
+whole or not at all (:mod:`ntkdepth.storage`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
+import errno
 import io
 import os
 import platform
+import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ntkdepth.config import ConfigError, shorten
 from ntkdepth.storage import (
     DamagedFileError,
     _notify,
@@ -43,21 +54,120 @@ from ntkdepth.storage import (
     write_text,
 )
 
-__all__ = ["OutputFolder", "RunDir", "environment"]
+__all__ = ["FinishedRun", "OutputFolder", "RunDir", "environment", "resolve_folder"]
 
 _STAGE_KEY = "__settings_hash__"
-# What a run writes besides the files it names in config.json ("outputs").
-_RUN_ENTRIES = ("config.json", "stages", "cache")
-_RUN_SUFFIXES = (".json", ".csv", ".png", ".md", ".npz", ".tmp")
+_RECORD = "config.json"
+# The entries of a run recorded before config.json listed them: the folders any run may hold
+# (its outputs, listed when it finished, are added).
+_UNLISTED_RUN_ENTRIES = (_RECORD, "stages", "cache")
 
 
-def _read_config(path: Path):
-    """The config.json of a run folder, or None where there is none or it is unreadable."""
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _is_temporary_of(name: str, entries: set[str]) -> bool:
+    """Whether ``name`` is the temporary file that :func:`~ntkdepth.storage.atomic_write` leaves
+    of one of ``entries`` when the process is killed in the middle of a write."""
+    m = re.fullmatch(r"\.(.+)\.\d+\.tmp(\.[^/]*)?", name)
+    return bool(m) and m.group(1) in entries
+
+
+def _listed(record: dict | None) -> set[str]:
+    """The entries of a run folder that its record (config.json) names as the run's."""
+    if record is None:
+        return set()
+    entries = record.get("entries")
+    if not isinstance(entries, list):  # recorded before the entries were listed
+        outputs = record.get("outputs")
+        entries = [*_UNLISTED_RUN_ENTRIES, *(o.split("/")[0] for o in outputs or () if isinstance(o, str))]
+    return {e for e in entries if isinstance(e, str) and e not in ("", ".", "..") and "/" not in e} | {_RECORD}
+
+
+def _read_record(folder: Path) -> tuple[dict | None, bool]:
+    """``(record, foreign)``: the run record in ``folder/config.json`` (None where there is none),
+    and whether a config.json is there that is not a run's record."""
+    path = folder / _RECORD
+    if path.is_symlink() or path.exists() and not path.is_file():
+        return None, True
     try:
-        data = read_json(path / "config.json")
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return data if isinstance(data, dict) else None
+        data = read_json(path, f"so which entries of {folder} a run wrote is unknown; if the folder "
+                               "holds nothing of yours, delete it and run again, else choose another folder")
+    except FileNotFoundError as err:
+        if isinstance(err, DamagedFileError):
+            raise
+        return None, False
+    ours = isinstance(data, dict) and isinstance(data.get("experiment"), str) and "config_hash" in data
+    return (data, False) if ours else (None, True)
+
+
+def _inspect(folder: Path) -> tuple[dict | None, list[str]]:
+    """``(record, foreign)``: the run record of ``folder`` and its entries that no run listed
+    (sorted; folders end in ``/``). A folder that does not exist has neither."""
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return None, []
+    record, foreign_record = _read_record(folder)
+    listed = _listed(record)
+    foreign = []
+    for name in names:
+        path = folder / name
+        ours = (name in listed and not (name == _RECORD and foreign_record)
+                or _is_temporary_of(name, listed | {_RECORD}))
+        if not ours or path.is_symlink():  # a run writes no links
+            foreign.append(name + "/" if path.is_dir() and not path.is_symlink() else name)
+    return record, foreign
+
+
+def _entry_list(entries: list[str], limit: int = 12) -> str:
+    shown = ", ".join(shorten(e, 80) for e in entries[:limit])
+    return shown + (f" and {len(entries) - limit} more" if len(entries) > limit else "")
+
+
+def _foreign_error(where: str, foreign: list[str], remedy: str) -> ConfigError:
+    n = len(foreign)
+    return ConfigError(f"{where} holds {n} entr{'y' if n == 1 else 'ies'} that no ntkdepth run wrote "
+                       f"({_entry_list(foreign)}); a run replaces only what runs wrote: {remedy}")
+
+
+def resolve_folder(path: Path | str, what: str = "the output folder") -> Path:
+    """``path`` as an absolute path without ``.``, ``..`` or links; :class:`ConfigError` where it
+    names a file, lies under one, is the root, or is too long for the file system."""
+    given = shorten(str(path), 200)
+    try:
+        folder = Path(path).expanduser().resolve()
+        for p in [folder, *folder.parents]:
+            if p.exists():
+                if not p.is_dir():
+                    where = "is" if p == folder else f"lies under {p}, which is"
+                    raise ConfigError(f"{what} {given} {where} a file, not a folder; choose a folder")
+                break
+    except RuntimeError as err:  # a loop of symbolic links
+        raise ConfigError(f"{what} {given} cannot be resolved ({err}); choose another folder") from None
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            raise ConfigError(
+                f"{what} {given} is too long for the file system ({len(str(path)):,} characters; a "
+                "name may have at most 255 bytes): choose a shorter path") from None
+        raise ConfigError(f"{what} {given} cannot be used ({err.strerror or err}); choose another "
+                          "folder") from None
+    if folder.parent == folder:
+        raise ConfigError(f"{what} {given} is the root of the file system; choose a folder of its own")
+    return folder
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Refuses ``folder`` (or, where it does not exist yet, the folder it would be made in) when
+    no file can be created there; creates nothing that stays."""
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{what} cannot be written ({err.strerror or err}); choose a writable "
+                          "folder") from None
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -85,10 +195,24 @@ class OutputFolder:
         self.path = self.final = Path(path)
         self._outputs: set[str] = set()
 
+    def _claim(self, entry: str) -> None:
+        """Called before the entry ``entry`` of the folder is written (a file or a folder)."""
+
+    def _stored(self, entry: str) -> None:
+        """Called once a file of the entry ``entry`` is written whole."""
+
     def _write_json(self, name: str, data: Any) -> Path:
         import json
 
         return write_text(self.path / name, json.dumps(jsonable(data), indent=2) + "\n")
+
+    def _write(self, name: str, write: Callable[[Path], Path]) -> Path:
+        self._outputs.add(name)
+        entry = Path(name).parts[0]
+        self._claim(entry)
+        path = write(self.path / name)
+        self._stored(entry)
+        return path
 
     def file(self, name: str) -> Path:
         """Where the run's file ``name`` is once the run is finished (for messages and headlines)."""
@@ -96,12 +220,10 @@ class OutputFolder:
         return self.final / name
 
     def write_text(self, name: str, text: str) -> Path:
-        self._outputs.add(name)
-        return write_text(self.path / name, text)
+        return self._write(name, lambda path: write_text(path, text))
 
     def write_json(self, name: str, data: Any) -> Path:
-        self._outputs.add(name)
-        return self._write_json(name, data)
+        return self._write(name, lambda path: self._write_json(name, data))
 
     def write_csv(self, name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
         buf = io.StringIO(newline="")
@@ -109,18 +231,38 @@ class OutputFolder:
         writer.writerow(header)
         for row in rows:
             writer.writerow([_format_cell(v) for v in row])
-        self._outputs.add(name)
-        return atomic_write(self.path / name, lambda tmp: tmp.write_text(buf.getvalue(), newline=""))
+        text = buf.getvalue()
+        return self._write(name, lambda path: atomic_write(path, lambda tmp: tmp.write_text(text, newline=""),
+                                                           len(text.encode())))
 
     def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
-        self._outputs.add(name)
         fmt = Path(name).suffix.lstrip(".") or None
-        return atomic_write(self.path / name,
-                            lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt))
+        return self._write(name, lambda path: atomic_write(
+            path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt)))
 
     def write_summary(self, text: str) -> Path:
-        self._outputs.add("summary.md")
-        return write_text(self.path / "summary.md", text.rstrip() + "\n")
+        return self._write("summary.md", lambda path: write_text(path, text.rstrip() + "\n"))
+
+
+class FinishedRun(OutputFolder):
+    """A finished run's folder, its outputs redrawn: a file its ``config.json`` does not list yet
+    is added to the list before it is written, and one that no run wrote is never overwritten."""
+
+    def __init__(self, path: Path | str, record: dict[str, Any]):
+        super().__init__(path)
+        self._record = record
+        self._entries = _listed(record)
+
+    def _claim(self, entry: str) -> None:
+        if entry in self._entries:
+            return
+        if os.path.lexists(self.path / entry):
+            raise ConfigError(f"{self.path / entry} was not written by the run in {self.path}: move it "
+                              "out of the folder and redraw again")
+        self._entries.add(entry)
+        self._record["entries"] = sorted(self._entries)
+        self._record["outputs"] = sorted({*self._record.get("outputs", ()), *self._outputs})
+        self._write_json(_RECORD, self._record)
 
 
 class RunDir(OutputFolder):
@@ -128,79 +270,179 @@ class RunDir(OutputFolder):
 
     ``path`` is where the outputs are written while the run goes on: the
     output folder itself, or its sibling ``.NAME.partial`` where the output
-    folder holds another run; :meth:`finish` moves them to ``final``.
+    folder holds a run of other settings; :meth:`finish` moves them to
+    ``final``. The folder is resolved first (``.``, ``..``, links) and
+    refused (:class:`~ntkdepth.config.ConfigError`) where it holds entries
+    that no run listed, or a run of another experiment or preset unless
+    ``force``; ``what`` names it in messages (e.g. ``"--out"``). Nothing is
+    created before the run writes its first file.
     """
 
-    def __init__(self, path: Path | str, *, experiment: str, preset: str, config: dict[str, Any]):
-        self.final = Path(path)
+    def __init__(self, path: Path | str, *, experiment: str, preset: str, config: dict[str, Any],
+                 force: bool = False, what: str = "the output folder"):
+        self.final = resolve_folder(path, what)
+        given = shorten(str(path), 200)
+        self._where = f"{what} {given}" + ("" if given == str(self.final) else f" ({self.final})")
         self.experiment = experiment
         self.config = config
         self.config_hash = settings_hash({"experiment": experiment, "config": config})
-        self._partial = self.final.parent / f".{self.final.name}.partial"
-        self._previous = self.final.parent / f".{self.final.name}.previous"
-        self._recover()
-        previous = _read_config(self.final)
-        if previous is not None and previous.get("config_hash") != self.config_hash:
-            # The folder holds another run: build this one beside it, swap when complete.
-            held = _read_config(self._partial)
-            if held is None or held.get("config_hash") != self.config_hash:
-                shutil.rmtree(self._partial, ignore_errors=True)
-            self._partial.mkdir(parents=True, exist_ok=True)
-            if (self.final / "cache").is_dir():
-                _link_tree(self.final / "cache", self._partial / "cache")
-            self.path = self._partial
-        else:
-            shutil.rmtree(self._partial, ignore_errors=True)  # a run of other settings, unfinished
-            self.path = self.final
-            self.path.mkdir(parents=True, exist_ok=True)
+        self._partial = self.final.with_name(f".{self.final.name}.partial")
+        self._previous = self.final.with_name(f".{self.final.name}.previous")
         self._outputs = set()
+        self._recover()
+        record, foreign = _inspect(self.final)
+        if foreign:
+            raise _foreign_error(self._where, foreign, "choose an empty or new folder, or move those "
+                                 "entries out of it")
+        in_place = record is None or record.get("config_hash") == self.config_hash
+        base = record
+        if not in_place:
+            theirs = (record.get("experiment"), record.get("preset"))
+            if theirs != (experiment, preset) and not force:
+                state = "finished" if record.get("finished") else "unfinished"
+                raise ConfigError(
+                    f"{self._where} holds a {state} run of {theirs[0]} (preset {theirs[1]}), not of "
+                    f"{experiment} (preset {preset}); replacing it needs --force, or choose another folder")
+            if os.path.lexists(self._partial) and not self._partial.is_dir():
+                raise ConfigError(f"{self._partial}, where a run into {self._where} is built until it is "
+                                  "complete, is a file; move it away")
+            held, stray = _inspect(self._partial)
+            if stray:
+                raise _foreign_error(self._partial, stray, f"a run into {self._where} is built there "
+                                     "until it is complete; move those entries out of it")
+            base = held if held is not None and held.get("config_hash") == self.config_hash else None
+        self.path = self.final if in_place else self._partial
+        _check_writable(self.path if in_place else self.final.parent, self._where)
+        self._entries = _listed(base)
+        self._resume = base is not None  # the folder written to holds this run, unfinished or not
+        try:
+            self._before = (self.path / _RECORD).read_bytes() if base is not None else None
+        except OSError:
+            self._before = None
+        self._begun = False
+        self.replaced = False  # whether finish() put a new folder in the place of the old one
+        self._made: list[Path] = []  # folders this process created, outermost first
+        self._new_caches: list[Path] = []
+        self._wrote: set[str] = set()  # entries this process began to write
+        self._kept: set[str] = set()  # those of which it wrote a file whole (config.json aside)
         self._record = {
             "experiment": experiment,
             "preset": preset,
             "config": config,
             "config_hash": self.config_hash,
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "started": _now(),
             "finished": None,
             "environment": environment(),
         }
-        self._write_json("config.json", self._record)
+
+    def _save_record(self) -> None:
+        self._record["entries"] = sorted(self._entries)
+        self._write_json(_RECORD, self._record)
+
+    def _begin(self) -> None:
+        """Creates the folder the run is written to and its config.json, once."""
+        if self._begun:
+            return
+        if os.path.lexists(self._partial) and (self.path == self.final or not self._resume):
+            self._remove_unfinished(self._partial)  # a run of other settings that never finished
+        self._made = [p for p in [self.path, *self.path.parents] if not p.exists()][::-1]
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.path == self._partial and (self.final / "cache").is_dir():
+            _link_tree(self.final / "cache", self._partial / "cache")
+            self._entries.add("cache")
+        # Every run writes these (ntkdepth.reporting): listed at once, not each at its first write.
+        self._entries |= {_RECORD, "results.json", "summary.md"}
+        self._begun = True
+        self._save_record()
+
+    def _remove_unfinished(self, folder: Path) -> None:
+        record, foreign = _inspect(folder)
+        if record is None or foreign:
+            return  # not a run's folder alone: left as it is
+        shutil.rmtree(folder)
+
+    def _stored(self, entry: str) -> None:
+        self._kept.add(entry)
+
+    def _claim(self, entry: str) -> None:
+        self._begin()
+        self._wrote.add(entry)
+        if entry not in self._entries:
+            self._entries.add(entry)
+            self._save_record()
 
     def record_data(self, name: str, record: dict[str, Any]) -> None:
         """Names the data the run read in ``config.json`` under ``data[name]``: files with their MD5
         and what was used (words, images, splits, vocabulary)."""
         self._record.setdefault("data", {})[name] = jsonable(record)
-        self._write_json("config.json", self._record)
+        if self._begun:
+            self._save_record()
 
     def _recover(self) -> None:
         """Completes or undoes a swap that a killed process left half done."""
-        if self._previous.exists():
-            if self.final.is_dir() and not any(self.final.iterdir()):
-                self.final.rmdir()  # made empty by a check that the folder can be written
-            if self.final.exists():
-                shutil.rmtree(self._previous)
-            else:
-                self._previous.rename(self.final)
+        if not os.path.lexists(self._previous):
+            return
+        if self.final.is_dir() and not self.final.is_symlink() and not any(self.final.iterdir()):
+            self.final.rmdir()  # an empty folder made in its place
+        if not os.path.lexists(self.final):
+            self._previous.rename(self.final)
+            return
+        record, foreign = _inspect(self._previous)
+        if record is None or foreign:
+            raise _foreign_error(self._previous, foreign or ["no config.json"], "it is left from a run that "
+                                 f"replaced {self._where}; move what is yours out of it and delete it")
+        shutil.rmtree(self._previous)
 
     def finish(self) -> Path:
         """Marks the run complete and, if it was built beside the output folder, swaps it in."""
-        self._record["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._begin()
+        self._record["finished"] = _now()
         self._record["outputs"] = sorted(self._outputs)
-        self._write_json("config.json", self._record)
+        self._save_record()
         if self.path != self.final:
-            old = _read_config(self.final) or {}
-            known = set(old.get("outputs", ())) | set(_RUN_ENTRIES)
-            for entry in self.final.iterdir():
-                # Anything that is not the previous run's output stays in the folder.
-                ours = entry.name in known or (
-                    "outputs" not in old and entry.is_file() and entry.suffix in _RUN_SUFFIXES)
-                if not ours and not (self.path / entry.name).exists():
-                    entry.rename(self.path / entry.name)
-            self.final.rename(self._previous)
-            _notify(self._previous)  # a write point: a process killed here is recovered by _recover
-            self.path.rename(self.final)
-            shutil.rmtree(self._previous)
+            _, foreign = _inspect(self.final)
+            if foreign:
+                raise _foreign_error(self._where, foreign, f"the new run is complete in {self.path} and was "
+                                     "not swapped in; move those entries out of the folder and run the same "
+                                     "command again (the finished run is reused)")
+            self.replaced = os.path.lexists(self.final)
+            if self.replaced:
+                self.final.rename(self._previous)
+                _notify(self._previous)  # a write point: a process killed here is recovered by _recover
+                self.path.rename(self.final)
+                shutil.rmtree(self._previous)
+            else:
+                self.path.rename(self.final)
             self.path = self.final
         return self.final
+
+    def abandon(self) -> None:
+        """After a failure: removes what the run created if it computed nothing.
+
+        A stage, an output or a finished piece of a cache is kept (a new run
+        resumes from it); a run that wrote nothing else leaves the folders as
+        it found them: no config.json, no folder it made.
+        """
+        if not self._begun:
+            return
+        with contextlib.suppress(OSError):
+            for d in self._new_caches:
+                if d.is_dir() and {p.name for p in d.iterdir()} <= {"identity.json"}:
+                    shutil.rmtree(d)
+            if self._kept or any(d.exists() for d in self._new_caches):
+                return
+            if self.path == self._partial and not self._resume:
+                shutil.rmtree(self._partial)
+                return
+            if self._before is None:
+                (self.path / _RECORD).unlink(missing_ok=True)
+            else:
+                atomic_write(self.path / _RECORD, lambda tmp: tmp.write_bytes(self._before))
+            cache = self.path / "cache"
+            if "cache" in self._wrote and cache.is_dir() and not any(cache.iterdir()):
+                cache.rmdir()
+            for d in reversed(self._made):
+                d.rmdir()
 
     def settings(self, exclude: Iterable[str] = (), **extra) -> dict[str, Any]:
         """The run's config without the keys ``exclude`` and with ``extra``: what shapes a cached thing.
@@ -227,7 +469,10 @@ class RunDir(OutputFolder):
         import json
 
         digest = settings_hash(identity)
+        self._claim("cache")
         path = self.path / "cache" / f"{name}-{digest}"
+        if not path.exists():
+            self._new_caches.append(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = path / "identity.json"
         if meta.exists():
@@ -246,8 +491,7 @@ class RunDir(OutputFolder):
         settings is recomputed, one that cannot be read raises
         :class:`~ntkdepth.storage.DamagedFileError`.
         """
-        stages = self.path / "stages"
-        p = stages / f"{name}.npz"
+        p = self.path / "stages" / f"{name}.npz"
         if p.exists():
             arrays = load_npz(p)
             if str(arrays.pop(_STAGE_KEY, "")) == self.config_hash:
@@ -255,8 +499,10 @@ class RunDir(OutputFolder):
         arrays = {k: np.asarray(v) for k, v in compute().items()}
         if _STAGE_KEY in arrays:
             raise ValueError(f"a stage may not hold an array named {_STAGE_KEY!r}")
-        stages.mkdir(exist_ok=True)
+        self._claim("stages")
+        p.parent.mkdir(exist_ok=True)
         save_npz(p, {**arrays, _STAGE_KEY: np.asarray(self.config_hash)})
+        self._stored("stages")
         return arrays
 
 

@@ -12,9 +12,11 @@ the file and what to do.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from ntkdepth.config import shorten
+
 __all__ = [
     "DamagedFileError",
+    "DiskFullError",
     "atomic_write",
     "jsonable",
     "load_npz",
@@ -42,6 +47,20 @@ class DamagedFileError(FileNotFoundError):
     def __init__(self, path: Path | str, detail: str, remedy: str = "delete it and run again"):
         self.path = Path(path)
         super().__init__(f"{self.path} is damaged or incomplete ({detail}); {remedy}")
+
+
+class DiskFullError(OSError):
+    """A write that found no space left on its device (``errno.ENOSPC``), naming the file, the bytes
+    it needed (``needed``, None where unknown) and those free."""
+
+    def __init__(self, path: Path | str, needed: int | None = None):
+        self.path = Path(path)
+        self.needed = needed
+        folder = next((p for p in [self.path, *self.path.parents] if p.is_dir()), Path("."))
+        self.free = shutil.disk_usage(folder).free
+        need = f"it needs {needed:,} bytes, " if needed else ""
+        super().__init__(errno.ENOSPC, f"no space left on the device writing {shorten(str(self.path), 200)}: {need}"
+                                       f"{self.free:,} bytes are free there")
 
 
 def jsonable(obj):
@@ -85,13 +104,21 @@ def _notify(path: Path) -> None:
         hook(path)
 
 
-def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
-    """Calls ``write(tmp)`` on a temporary path beside ``path``, then renames it to ``path``."""
+def atomic_write(path: Path | str, write: Callable[[Path], None], size: int | None = None) -> Path:
+    """Calls ``write(tmp)`` on a temporary path beside ``path``, then renames it to ``path``.
+
+    A full disk raises :class:`DiskFullError` (``size``: the bytes the file needs,
+    where known); ``path`` keeps what it held.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno != errno.ENOSPC or isinstance(err, DiskFullError):
+            raise
+        raise DiskFullError(path, size) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -100,7 +127,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
 
 
 def write_text(path: Path | str, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    return atomic_write(path, lambda tmp: tmp.write_text(text), len(text.encode()))
 
 
 def save_npz(path: Path | str, arrays: dict[str, Any]) -> Path:
@@ -108,7 +135,8 @@ def save_npz(path: Path | str, arrays: dict[str, Any]) -> Path:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
-    return atomic_write(path, write)
+    size = sum(np.asarray(a).nbytes for a in arrays.values())  # the data, without the zip's headers
+    return atomic_write(path, write, size)
 
 
 def load_npz(path: Path | str, remedy: str = "delete it and run again") -> dict[str, np.ndarray]:

@@ -24,19 +24,28 @@ def _snapshot(out):
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-def test_stages_carry_their_settings_without_config_json(tmp_path):
-    """With config.json gone, seed 1 must not reuse seed 0's stages."""
+def test_stages_carry_their_settings_whatever_config_json_says(tmp_path, capsys):
+    """A config.json claiming seed 1 over seed 0's stages: the stages are not reused."""
     out, fresh = tmp_path / "fig4", tmp_path / "fresh"
     assert main(["run", "fig4", "--preset", "smoke", "--out", str(out)]) == 0
     seed0 = _arrays(out / "stages" / "trace.npz")
-    (out / "config.json").unlink()
-    assert main(["run", "fig4", "--preset", "smoke", "--out", str(out), "--set", "seed=1"]) == 0
     assert main(["run", "fig4", "--preset", "smoke", "--out", str(fresh), "--set", "seed=1"]) == 0
+    (out / "config.json").write_bytes((fresh / "config.json").read_bytes())
+    assert main(["run", "fig4", "--preset", "smoke", "--out", str(out), "--set", "seed=1"]) == 0
     seed1 = _arrays(out / "stages" / "trace.npz")
     assert not np.array_equal(seed1["rho"], seed0["rho"])
     for k, v in _arrays(fresh / "stages" / "trace.npz").items():
         np.testing.assert_array_equal(seed1[k], v)
     assert _results(out) == _results(fresh)
+    # Without config.json nothing tells the run's files from others': the folder is refused.
+    (out / "config.json").unlink()
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(["run", "fig4", "--preset", "smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds 6 entries that no ntkdepth run wrote (depth_stats.csv, fig4.png" in err
+    assert "stages/" in err and "choose an empty or new folder" in err
+    assert _snapshot(out) == before
 
 
 class Injected(RuntimeError):
@@ -47,6 +56,12 @@ def test_a_failed_rerun_with_new_settings_leaves_the_previous_run_whole(tmp_path
     out = tmp_path / "fig4"
     assert main(["run", "fig4", "--preset", "smoke", "--out", str(out)]) == 0
     (out / "notes.txt").write_text("mine")
+    before = _snapshot(out)
+    # A file the run did not write: the folder is refused, nothing touched.
+    assert main(["run", "fig4", "--preset", "smoke", "--out", str(out), "--set", "depth=20"]) == 2
+    assert "holds 1 entry that no ntkdepth run wrote (notes.txt)" in capsys.readouterr().err
+    assert _snapshot(out) == before
+    (out / "notes.txt").unlink()
     before = _snapshot(out)
 
     def failing(self, text):
@@ -67,7 +82,6 @@ def test_a_failed_rerun_with_new_settings_leaves_the_previous_run_whole(tmp_path
     assert (out / "stages" / "trace.npz").stat().st_mtime_ns == stage_time
     assert np.load(out / "stages" / "trace.npz")["rho"].shape[0] == 20
     assert _results(out)["depth"] == 20
-    assert (out / "notes.txt").read_text() == "mine"  # not the run's: kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig4"]
     printed = capsys.readouterr().out
     assert f"outputs in {out}/" in printed and ".partial" not in printed
@@ -86,10 +100,17 @@ def test_a_swap_cut_short_is_completed_or_undone(tmp_path):
     assert not (tmp_path / ".run.previous").exists()
 
 
-def test_a_damaged_config_json_is_replaced_by_the_new_run(tmp_path):
+def test_a_damaged_config_json_is_named_and_nothing_replaced(tmp_path):
+    """A run folder's config.json lists what the run wrote: unreadable, the folder is left alone."""
     out = tmp_path / "run"
     RunDir(out, experiment="x", preset="smoke", config={"a": 1}).finish()
     (out / "config.json").write_text('{"experiment": "x", "conf')
+    before = _snapshot(out)
+    with pytest.raises(DamagedFileError, match=r"config.json is damaged or incomplete .*which entries of .*"
+                                               r"a run wrote is unknown.*delete it and run again"):
+        RunDir(out, experiment="x", preset="smoke", config={"a": 2})
+    assert _snapshot(out) == before
+    (out / "config.json").unlink()
     run = RunDir(out, experiment="x", preset="smoke", config={"a": 2})
     stage = run.stage("s", lambda: {"v": np.arange(3)})
     run.finish()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 __all__ = [
     "DATA_ENV",
+    "DataError",
     "data_roots",
     "download",
     "file_record",
@@ -34,6 +35,11 @@ __all__ = [
 ]
 
 DATA_ENV = "NTKDEPTH_DATA"
+
+
+class DataError(ValueError):
+    """Data that cannot serve a run: a file in another format, damaged or cut short, or holding
+    too little for the settings. The message names the file and what to do."""
 
 
 def user_data_dir() -> Path:

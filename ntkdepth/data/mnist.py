@@ -34,8 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ntkdepth.data.files import (DATA_ENV, data_roots, download, md5sum, new_dirs_removed_on_error,
-                                 user_data_dir)
+from ntkdepth.data.files import (DATA_ENV, DataError, data_roots, download, file_record, md5sum,
+                                 new_dirs_removed_on_error, user_data_dir)
 from ntkdepth.data.pairs import closest_pair
 
 __all__ = [
@@ -48,7 +48,9 @@ __all__ = [
     "fetch_mnist",
     "load_mnist",
     "mnist_dir",
+    "mnist_data_line",
     "mnist_on_sphere",
+    "mnist_record",
     "read_idx",
     "resolve_split",
     "sample_on_sphere",
@@ -106,7 +108,7 @@ def _read_bytes(path: Path) -> bytes:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:
         # BadGzipFile is an OSError; a cut-off stream raises EOFError.
-        raise ValueError(f"{path}: corrupt gzip data ({err})") from None
+        raise DataError(f"{path}: corrupt gzip data ({err})") from None
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -122,7 +124,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
       FileNotFoundError: no file at ``path``.
-      ValueError: corrupt gzip data, a bad magic number or type code, a header
+      DataError (a ValueError): corrupt gzip data, a bad magic number or type code, a header
         cut short, or a payload shorter (truncated) or longer (trailing bytes)
         than the product of the sizes; the message names the file.
     """
@@ -131,19 +133,19 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise FileNotFoundError(f"no IDX file at {path}")
     data = _read_bytes(path)
     if len(data) < 4:
-        raise ValueError(f"{path}: {len(data)} bytes is too short for an IDX header (4-byte magic number)")
+        raise DataError(f"{path}: {len(data)} bytes is too short for an IDX header (4-byte magic number)")
     zero, code, ndim = struct.unpack(">HBB", data[:4])
     magic = int.from_bytes(data[:4], "big")
     if zero != 0 or code not in _IDX_DTYPES:
-        raise ValueError(
+        raise DataError(
             f"{path}: bad IDX magic number 0x{magic:08x}: expected 0x0000TTDD with type code TT in "
             f"{[hex(c) for c in _IDX_DTYPES]} (not an IDX file, or a gzip file that lost its header)"
         )
     if ndim == 0:
-        raise ValueError(f"{path}: IDX magic number 0x{magic:08x} declares 0 dimensions")
+        raise DataError(f"{path}: IDX magic number 0x{magic:08x} declares 0 dimensions")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(
+        raise DataError(
             f"{path}: truncated IDX header: {ndim} dimension sizes need {header} bytes, the file has "
             f"{len(data)}"
         )
@@ -152,12 +154,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     expected = math.prod(dims) * dtype.itemsize  # Python integers: no overflow for any header
     payload = len(data) - header
     if payload < expected:
-        raise ValueError(
+        raise DataError(
             f"{path}: truncated: shape {list(dims)} of {dtype.name} needs {expected} data bytes, "
             f"the file has {payload}"
         )
     if payload > expected:
-        raise ValueError(
+        raise DataError(
             f"{path}: {payload - expected} bytes beyond the data of shape {list(dims)} "
             f"({expected} bytes): not a well-formed IDX file"
         )
@@ -264,7 +266,7 @@ def load_mnist(
       MnistNotFoundError: the split's files are not in the folder; the message
         names the missing files, the splits that are there, where it looked
         and how to fetch.
-      ValueError: a corrupt file (see :func:`read_idx`), images that are not
+      DataError (a ValueError): a corrupt file (see :func:`read_idx`), images that are not
         ``[n, rows, cols]`` uint8, labels that are not ``[n]`` uint8 digits, or
         different numbers of images and labels.
     """
@@ -281,19 +283,19 @@ def load_mnist(
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(
+        raise DataError(
             f"{images_path}: expected uint8 images [n, rows, cols]; got {images.dtype} {list(images.shape)}"
         )
     if labels.ndim != 1 or labels.dtype != np.uint8:
-        raise ValueError(f"{labels_path}: expected uint8 labels [n]; got {labels.dtype} {list(labels.shape)}")
+        raise DataError(f"{labels_path}: expected uint8 labels [n]; got {labels.dtype} {list(labels.shape)}")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(
+        raise DataError(
             f"MNIST {split!r} split in {directory}: {images.shape[0]} images but {labels.shape[0]} labels "
             f"({images_path.name}, {labels_path.name})"
         )
     if labels.size and labels.max() > 9:
         bad = int(np.flatnonzero(labels > 9)[0])
-        raise ValueError(f"{labels_path}: label {labels[bad]} at index {bad} is not a digit 0..9")
+        raise DataError(f"{labels_path}: label {labels[bad]} at index {bad} is not a digit 0..9")
     return images, labels
 
 
@@ -301,7 +303,7 @@ def verify_mnist(data_dir: str | os.PathLike | None = None, split: str = "test")
     """Checks the ``.gz`` files of ``split`` against :data:`MNIST_MD5`; returns ``{name: md5}``.
 
     Uncompressed files have no published checksum and are not checked.
-    Raises ``ValueError`` naming a file whose checksum differs and
+    Raises :class:`~ntkdepth.data.files.DataError` naming a file whose checksum differs and
     :class:`MnistNotFoundError` when the split has no ``.gz`` file.
     """
     _check_split_name(split)
@@ -313,7 +315,7 @@ def verify_mnist(data_dir: str | os.PathLike | None = None, split: str = "test")
             continue
         sums[path.name] = md5sum(path)
         if sums[path.name] != MNIST_MD5[path.name]:
-            raise ValueError(
+            raise DataError(
                 f"{path}: MD5 {sums[path.name]} differs from the official {MNIST_MD5[path.name]} "
                 "(a corrupt or partial download: delete it and fetch again)"
             )
@@ -379,6 +381,52 @@ def fetch_mnist(
                 path.unlink(missing_ok=True)
             raise
     return paths
+
+
+def mnist_record(data_dir: str | os.PathLike | None, split: str, split_images: int,
+                 draws: Sequence[int]) -> dict:
+    """What a run read of MNIST, for its ``config.json`` and results: the split's image and label
+    files (path, bytes, MD5, and whether they are the official ones), the split, how many images
+    it holds, and the size of each uniform draw the run made from it (``draws``).
+
+    Only the official ``.gz`` files have published checksums (:data:`MNIST_MD5`); an
+    uncompressed file or one with another MD5 is recorded as not official.
+    """
+    directory = mnist_dir(data_dir)
+    paths, missing = _split_files(directory, split)
+    if missing:
+        raise MnistNotFoundError(f"the MNIST {split!r} split is missing from {directory}: no {' or '.join(missing)}")
+    files, notes = [], []
+    for path in paths:
+        record = file_record(path)
+        official = MNIST_MD5.get(path.name) == record["md5"]
+        files.append({**record, "official": official})
+        if not official:
+            notes.append(f"{path.name} has MD5 {record['md5']}, not the official {MNIST_MD5[path.name]}"
+                         if path.name in MNIST_MD5 else
+                         f"{path.name} is uncompressed, which has no published checksum to check it against")
+    official = not notes
+    return {
+        "dataset": "MNIST", "directory": str(directory.resolve()), "split": split,
+        "split_images": int(split_images), "splits_in_folder": available_splits(directory),
+        "files": files, "official": official,
+        "kind": "the official MNIST files (MD5 checked)" if official else
+                "not the official MNIST files as published: " + "; ".join(notes),
+        "draws": [int(d) for d in draws],
+    }
+
+
+def mnist_data_line(record: dict | None) -> str:
+    """One line of a summary naming the MNIST files a run read (a :func:`mnist_record`)."""
+    if not record:
+        return "Data: not recorded by this run."
+    files = ", ".join(f"`{f['path']}` ({f['bytes']:,} bytes, MD5 {f['md5']})" for f in record["files"])
+    draws = record["draws"]
+    sizes = sorted(set(draws))
+    drawn = (f"{len(draws)} uniform draw(s) of {sizes[0]:,} images" if len(sizes) == 1 else
+             f"{len(draws)} uniform draws of {', '.join(f'{d:,}' for d in sizes)} images")
+    return (f"Data: the MNIST {record['split']} split ({record['split_images']:,} images; splits in the folder: "
+            f"{', '.join(record['splits_in_folder'])}), files {files}: {record['kind']}; {drawn}.")
 
 
 # --------------------------------------------------------------------------- on the sphere

@@ -25,10 +25,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ntkdepth.data.mnist import load_mnist, mnist_dir, resolve_split, sample_on_sphere
+from ntkdepth.data.files import DataError
+from ntkdepth.data.mnist import load_mnist, mnist_dir, mnist_record, resolve_split, sample_on_sphere
 from ntkdepth.data.sphere import canonical_projection, sample_cube, sample_sphere
 
-__all__ = ["DATASETS", "PointSource", "Points", "load_points", "point_source"]
+__all__ = ["DATASETS", "PointSource", "Points", "load_points", "point_source", "points_record"]
 
 DATASETS = ("sphere", "cube", "mnist")
 
@@ -74,7 +75,7 @@ def point_source(name: str, *, dim: int | None = None, data_dir: str | os.PathLi
 
     ``dim`` is required for ``"sphere"`` and ``"cube"`` and ignored for MNIST
     (784). With ``need > 0`` a dataset holding fewer points raises
-    ``ValueError`` naming both numbers.
+    :class:`~ntkdepth.data.files.DataError` (a ``ValueError``) naming both numbers.
     """
     _check_name(name)
     if name == "mnist":
@@ -83,12 +84,20 @@ def point_source(name: str, *, dim: int | None = None, data_dir: str | os.PathLi
         images, _ = _mnist(directory, split)
         source = PointSource(name, int(np.prod(images.shape[1:])), len(images), directory, split)
         if need > source.size:
-            raise ValueError(f"{need} points requested, but the {split} split in {directory} holds "
-                             f"{source.size} images")
+            raise DataError(f"{need} points requested, but the {split} split in {directory} holds "
+                            f"{source.size} images: ask for fewer")
         return source
     if dim is None:
         raise ValueError(f"dataset {name!r} needs its dimension: pass dim")
     return PointSource(name, int(dim), None, None, None)
+
+
+def points_record(source: PointSource, draws) -> dict | None:
+    """What a run read from ``source`` making draws of the sizes ``draws``: MNIST's
+    :func:`~ntkdepth.data.mnist.mnist_record`; None for points drawn at random (no file)."""
+    if source.name != "mnist":
+        return None
+    return mnist_record(source.directory, source.split, source.size, draws)
 
 
 @functools.lru_cache(maxsize=2)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkdepth.data.files import (DATA_ENV, data_roots, download, file_record, md5sum,
+from ntkdepth.data.files import (DATA_ENV, DataError, data_roots, download, file_record, md5sum,
                                  new_dirs_removed_on_error, user_data_dir)
 
 __all__ = [
@@ -100,29 +100,41 @@ def load_text8(path: str | Path | None = None, max_words: int | None = None) -> 
     and spaces mean the file is not in text8 format: an error.
     """
     path = default_text8_path() if path is None else Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a text8 file: name the file itself (text8 or text8.zip)")
     if not path.is_file():
         raise FileNotFoundError(f"text8 file {path} does not exist")
+    refetch = "download the official one with `ntkdepth data fetch text8`"
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if not magic:
+        raise DataError(f"{path} is empty (0 bytes), not a text8 file; {refetch}")
+    if magic[:2] == b"\x1f\x8b":
+        raise DataError(f"{path} is a gzip file; text8 is read as the plain file or as the official "
+                        "text8.zip: unpack it first (gunzip)")
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if not n.endswith("/")]
-            if not names:
-                raise ValueError(f"{path} is a zip with no file in it")
-            name = "text8" if "text8" in names else names[0]
-            try:
-                raw = zf.read(name)
-            except (zipfile.BadZipFile, OSError) as e:
-                raise ValueError(f"{path} is a corrupt zip: {e}") from e
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if not n.endswith("/")]
+                if not names:
+                    raise DataError(f"{path} is a zip with no file in it; {refetch}")
+                raw = zf.read("text8" if "text8" in names else names[0])
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise DataError(f"{path} is a damaged zip ({e}); {refetch}") from None
+    elif magic == b"PK\x03\x04":
+        raise DataError(f"{path} is a truncated or damaged zip (its table of contents at the end is "
+                        f"missing); {refetch}")
     else:
         raw = path.read_bytes()
     bad = raw.translate(None, b"abcdefghijklmnopqrstuvwxyz \n")
     if bad:
-        raise ValueError(
+        raise DataError(
             f"{path} is not in text8 format: it holds {len(bad)} characters other than a-z and "
             f"spaces (first: {bad[:10]!r})"
         )
     words = raw.decode("ascii").split()
     if not words:
-        raise ValueError(f"{path} holds no words")
+        raise DataError(f"{path} holds no words, only spaces; {refetch}")
     return words[:max_words] if max_words else words
 
 
@@ -158,7 +170,7 @@ class Vocabulary:
             raise ValueError(f"a vocabulary needs at least 2 words; got size {size}")
         counter = Counter(words)
         if size > len(counter):
-            raise ValueError(f"vocabulary size {size} exceeds the {len(counter)} distinct words of the corpus")
+            raise DataError(f"vocabulary size {size} exceeds the {len(counter)} distinct words of the corpus")
         ranked = sorted(counter.items(), key=lambda wc: (-wc[1], wc[0]))[:size]
         return cls(tuple(w for w, _ in ranked), np.array([c for _, c in ranked], np.int64))
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ntkdepth.stats.summary import mean_sd
 
-__all__ = ["DRIFT_MEASURES", "drift_curves", "feature_record", "final_drift"]
+__all__ = ["DRIFT_MEASURES", "UndefinedDriftError", "drift_curves", "feature_record", "final_drift"]
 
 # The measures of :func:`final_drift`, with their labels.
 DRIFT_MEASURES = {
@@ -63,6 +63,14 @@ def feature_record(a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
     }
 
 
+class UndefinedDriftError(ValueError):
+    """A drift measure that is NaN or infinite; ``width`` and ``seed`` name the run."""
+
+    def __init__(self, message: str, width: int, seed: int):
+        super().__init__(message)
+        self.width, self.seed = width, seed
+
+
 def _seeds_of(seeds, width) -> Sequence[int]:
     return seeds[width] if isinstance(seeds, Mapping) else seeds
 
@@ -77,7 +85,7 @@ def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int] | Map
     record's values over the evaluation inputs and the seeds; the inner-product
     change pools ``|gram_T - gram_0|`` over the pairs of distinct inputs.
     A measure that is NaN or infinite (the zero vector as initial features, say)
-    is an error naming the run.
+    raises :class:`UndefinedDriftError` naming the run.
     """
     table = {m: {} for m in DRIFT_MEASURES}
     for w in widths:
@@ -90,10 +98,10 @@ def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int] | Map
             pooled["inner_product"].append(np.abs(g[-1] - g[0])[~np.eye(g.shape[-1], dtype=bool)])
             for m, values in pooled.items():
                 if not np.all(np.isfinite(values[-1])):
-                    raise ValueError(
+                    raise UndefinedDriftError(
                         f"the {m} drift of width {w}, seed {s} is NaN or infinite (an evaluation "
                         "input whose initial features are the zero vector, every unit inactive, "
-                        "has no relative drift): choose other evaluation inputs"
+                        "has no relative drift): choose other evaluation inputs", w, s
                     )
         for m, values in pooled.items():
             mean, sd = mean_sd(np.concatenate(values).astype(np.float64))

@@ -31,6 +31,8 @@ import numpy as np
 
 from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import load_mnist, mnist_dir, resolve_split, sample_on_sphere
+from ntkdepth.data.mnist import mnist_record
+from ntkdepth.data.files import DataError
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.metrics import accuracy, macro_f1, misclassification_rate, mse, one_hot, predicted_classes
 from ntkdepth.theory.predictor import GradientFlowPredictor, SingularKernelError
@@ -100,8 +102,9 @@ class RegressionSettings:
         images, labels = load_mnist(self.data_dir, split)
         need = self.n_train + self.n_val + self.n_test
         if need > len(images):
-            raise ValueError(
-                f"n_train + n_val + n_test = {need} exceeds the {len(images)} images of the {split} split"
+            raise DataError(
+                f"n_train + n_val + n_test = {need} exceeds the {len(images)} images of the {split} split: "
+                "lower them"
             )
         return MnistSubsets(str(mnist_dir(self.data_dir)), split, images, labels, self)
 
@@ -114,6 +117,11 @@ class MnistSubsets(NamedTuple):
     images: np.ndarray
     labels: np.ndarray
     settings: RegressionSettings
+
+    def record(self, subsets: int) -> dict:
+        """What drawing ``subsets`` subsets reads (:func:`~ntkdepth.data.mnist.mnist_record`)."""
+        c = self.settings
+        return mnist_record(self.directory, self.split, len(self.images), [c.n_train + c.n_val + c.n_test] * subsets)
 
     def draw(self, s: int) -> Subset:
         """Subset ``s`` (:func:`draw_subset` with the settings' sizes and seed)."""

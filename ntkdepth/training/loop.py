@@ -60,7 +60,8 @@ class TrainingDiverged(FloatingPointError):
 
 
 class NonFiniteDataError(FloatingPointError, ValueError):
-    """Training data holding NaN or inf: a fault of the data, not of the optimizer."""
+    """Training data holding NaN or inf, or values too large for float32 arithmetic: a fault of the
+    data, not of the optimizer."""
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,12 @@ class Trainer:
     def _diverged(self, state: dict, step: int, loss: float):
         spec = self.spec
         lr = spec.learning_rate * self.lr_multiplier
+        if not state["loss0"] <= _SQUARE_LIMIT:  # inf, NaN, or beyond what float32 steps can follow
+            raise NonFiniteDataError(
+                f"training stopped at step {step} (batch loss {loss:.4g}), but the cause is the data: the loss "
+                f"of the untrained network is already {state['loss0']:.4g}, before any step (the data's "
+                f"{_data_scale(self.data)}), too large for float32 arithmetic whatever the learning rate; "
+                "rescale the inputs or targets (e.g. to unit scale)")
         what = (f"the batch loss is {loss} at step {step}" if not np.isfinite(loss) else
                 f"the batch loss reached {loss:.4g} at step {step}, "
                 f"{loss / state['loss0']:.3g} times its initial {state['loss0']:.4g} "
@@ -327,6 +334,27 @@ def _check_finite_data(data) -> None:
                 f"(first at index {where}): fix or drop those entries of the data; training on "
                 "them cannot give finite losses whatever the learning rate"
             )
+        largest = float(np.max(np.abs(a))) if a.size else 0.0
+        if name == "y" and largest > _SQUARE_LIMIT:
+            raise NonFiniteDataError(
+                f"the training data's targets 'y' reach {largest:.3g}: their squares exceed float32's largest "
+                f"number ({np.finfo(np.float32).max:.3g}), so the loss is inf before any step, whatever "
+                "the learning rate; rescale the targets (e.g. to unit scale)"
+            )
+
+
+# Targets beyond this overflow float32 in the squared error.
+_SQUARE_LIMIT = float(np.sqrt(np.finfo(np.float32).max))
+
+
+def _data_scale(data) -> str:
+    """The largest magnitude of each floating-point field of ``data``, for messages."""
+    parts = []
+    for name in getattr(type(data), "_fields", ()):
+        value = getattr(data, name)
+        if np.issubdtype(getattr(value, "dtype", np.dtype(object)), np.floating) and np.size(value):
+            parts.append(f"largest |{name}| {float(np.max(np.abs(np.asarray(value)))):.3g}")
+    return ", ".join(parts) or "its values"
 
 
 def record_steps_grid(steps: int, n: int) -> tuple[int, ...]:

@@ -366,7 +366,9 @@ class SeedGroup:
         if n:
             if self._advance is None:
                 self._compile_advance(state)
-            bound = jax.device_put(np.asarray(state["loss_bound"], np.float32), self.by_seed)
+            # Above float32's largest number a bound is inf (a loss there is not finite anyway).
+            top = np.finfo(np.float32).max
+            bound = jax.device_put(np.minimum(state["loss_bound"], top).astype(np.float32), self.by_seed)
             params, opt_state, key, first_bad, bad_loss = self._advance(
                 state["params"], state["opt_state"], state["key"], state["offsets"], bound,
                 jnp.asarray(n, jnp.int32))

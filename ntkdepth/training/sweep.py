@@ -282,6 +282,11 @@ def run_width_sweep(
 
     # Every process works in process 0's folder (shared between hosts).
     workdir = Path(same_on_every_process(str(Path(workdir).resolve())))
+    for p in [workdir, *workdir.parents]:
+        if p.exists() and not p.is_dir():
+            where = "is" if p == workdir else f"lies under {p}, which is"
+            raise NotADirectoryError(f"the sweep's folder {workdir} {where} a file, not a folder; name a folder "
+                                     "(it is created where missing)")
     if is_writer():
         (workdir / "runs").mkdir(parents=True, exist_ok=True)
     eval_inputs = jnp.asarray(eval_inputs)
