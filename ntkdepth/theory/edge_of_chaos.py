@@ -238,7 +238,8 @@ class DepthLimit(NamedTuple):
 def ntk_depth_limit(activation, W_std: float, b_std: float) -> DepthLimit:
     """The depth limit of ``Thetabar^L(x, x')`` for ``x != x'`` and how it is approached.
 
-    Ordered phase: 1 (every input looks alike), geometrically with ratio ``chi_1``. Chaotic phase:
+    Ordered phase: 1 (every input looks alike), geometrically with ratio ``chi_1`` (``sqrt(chi_1)``
+    for the kinked homogeneous activations, whose ``1 - delta`` is ``O(sqrt(1 - rho))``). Chaotic phase:
     0 (the NTK becomes diagonal), geometrically with ratio ``max(chi_c, 1) / chi_1``. Edge of chaos
     with ``c* = 1``: ``1 / (1 + gamma)``, ``gamma = lim l (1 - delta(rho_l))``: 1/3 when the
     correlation map is twice differentiable at 1 (smooth activations), 1/4 for the kinked
@@ -265,7 +266,10 @@ def ntk_depth_limit(activation, W_std: float, b_std: float) -> DepthLimit:
         return DepthLimit(phase, math.nan, "the variance dies out and the network becomes linear: the "
                           "limit depends on the inputs", math.nan)
     if phase == "ordered":
-        return DepthLimit(phase, 1.0, "geometric", chi1)
+        # 1 - Thetabar follows 1 - delta(rho_l): ~ (1 - rho_l) ~ chi_1^l for a smooth map, but
+        # ~ sqrt(1 - rho_l) ~ chi_1^(l/2) where the derivative has a kink (ReLU-like).
+        kinked = act.degree == 1
+        return DepthLimit(phase, 1.0, "geometric", math.sqrt(chi1) if kinked else chi1)
     if phase == "chaotic":
         return DepthLimit(phase, 0.0, "geometric", max(chic, 1.0) / chi1)
     return DepthLimit(phase, 0.25 if act.degree == 1 else 1.0 / 3.0, "log L / L", math.nan)
