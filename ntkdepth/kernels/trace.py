@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ntkdepth.kernels.activations import ABRelu, Activation, activation as as_activation
@@ -125,8 +126,11 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
 
                 plan = MehlerPlan(256, _nodes_for(256), float("nan"))
             else:
-                plan = plan_for_inputs(act, np.concatenate([np.asarray(lq1), np.asarray(lq2)]),
-                                       float(W_std), float(b_std), deepest, dt)
+                lqs = np.concatenate([np.asarray(lq1, np.float64), np.asarray(lq2, np.float64)])
+                # Plans depend on the inputs through the range of Sigma^1(x, x) alone: cached by it.
+                span = tuple(float(np.format_float_positional(v, precision=6, unique=False, fractional=False))
+                             for v in np.quantile(lqs, np.linspace(0.0, 1.0, 9)))
+                plan = _cached_plan(act, span, float(W_std), float(b_std), deepest, np.dtype(dt).name)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields)
         tabulate_at = _tabulation_setting(act, one, lq1, lq2, bias, dt)
         if _use_tables(method, tabulate_at, act, plan, layer_array, one.rho.shape):
@@ -159,12 +163,17 @@ def _tabulation_setting(act, one, lq1, lq2, bias, dtype):
         lq = float(lqs[0])
     else:
         return None
-    a = 1.0 - np.abs(np.asarray(one.rho, np.float64))
-    positive = a[a > 0]
-    v_min = math.sqrt(0.5 * positive.min()) if positive.size else 0.5
+    a_min = float(_smallest_gap(one.rho))  # the closest pair (0 < 1 - |rho_1|), reduced on the device
+    v_min = math.sqrt(0.5 * a_min) if math.isfinite(a_min) else 0.5
     floor = np.finfo(dtype).minexp + 2
     emin = max(floor, min(-3, 4 * math.floor((math.floor(math.log2(v_min)) - 1) / 4)))
     return lq, emin
+
+
+@jax.jit
+def _smallest_gap(rho):
+    a = 1.0 - jnp.abs(rho)
+    return jnp.min(jnp.where(a > 0, a, jnp.inf))
 
 
 def _use_tables(method, setting, act, plan, layer_array, shape) -> bool:
@@ -189,6 +198,11 @@ def _use_tables(method, setting, act, plan, layer_array, shape) -> bool:
     loop = deepest * pairs * per_layer
     tables = deepest * nodes * per_layer + pairs * len(layer_array) * 2.0
     return tables < 0.5 * loop
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_plan(act, span, W_std, b_std, depth, dtype_name):
+    return plan_for_inputs(act, np.asarray(span), W_std, b_std, depth, np.dtype(dtype_name))
 
 
 @functools.lru_cache(maxsize=32)
