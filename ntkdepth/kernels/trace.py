@@ -66,6 +66,7 @@ def kernel_trace(
     get: str | Sequence[str] = KERNEL_FIELDS,
     dtype=None,
     method: str = "auto",
+    residual: float | None = None,
 ) -> KernelTrace:
     """Kernels of a network with ``activation`` at every requested depth.
 
@@ -79,8 +80,10 @@ def kernel_trace(
       depth: the deepest network, ``>= 1``; layers: the depths to return (default all).
       get: one of :data:`~ntkdepth.kernels.KERNEL_FIELDS` or several.
       dtype: ``"float32"`` or ``"float64"`` (default: the inputs').
-      method: ``"auto"``, ``"loop"`` or ``"interp"`` (ReLU's interpolated path; other activations
-        run the layer loop).
+      method: ``"auto"``, ``"loop"`` or ``"interp"`` (the tabulated path, at Gram-matrix cost for
+        inputs of one norm or a homogeneous activation without bias).
+      residual: ``alpha`` of a residual network, ``h^{l+1} = h^l + alpha (W phi(h^l) + b)`` after the
+        first layer (docs/residual.md); ``None``: the plain network. The fields are those of ``h^l``.
 
     Returns:
       A :class:`~ntkdepth.kernels.KernelTrace` of ``[len(layers), n1, n2]`` fields; its
@@ -88,18 +91,33 @@ def kernel_trace(
       without a closed form (``None`` otherwise: rounding only; docs/activations.md#accuracy).
     """
     act = as_activation(activation)
-    if _is_relu(act):
+    alpha = _check_residual(residual)
+    if _is_relu(act) and alpha is None:
         out = _kernel_dict(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=layers, get=get,
                            dtype=dtype, method=method)
         out = {f: out.get(f) for f in KernelTrace._fields if f not in ("layers", "error_bound")}
         return KernelTrace(layers=check_depth_and_layers(depth, layers), **out)
     out, bound = _generic(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, layers=layers, get=get,
-                          dtype=dtype, method=method)
+                          dtype=dtype, method=method, alpha=alpha)
     out = {f: out.get(f) for f in KernelTrace._fields if f not in ("layers", "error_bound")}
     return KernelTrace(layers=check_depth_and_layers(depth, layers), error_bound=bound, **out)
 
 
-def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype, method, squeeze=False):
+def _check_residual(residual) -> float | None:
+    """``alpha`` as a float, or ``None`` for the plain network; a clear error for anything else."""
+    if residual is None:
+        return None
+    try:
+        alpha = float(residual)
+    except (TypeError, ValueError):
+        raise ValueError(f"residual must be a number alpha > 0 (or None); got {residual!r}") from None
+    if isinstance(residual, bool) or not math.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"residual must be a finite number alpha > 0 (or None); got {residual!r}")
+    return alpha
+
+
+def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype, method, squeeze=False,
+             alpha=None):
     """The fields of ``get`` by the normalized loop, and the expansion's tail (or ``None``)."""
     if method not in ("auto", "loop", "interp"):
         raise ValueError(f"method must be 'auto', 'interp' or 'loop'; got {method!r}")
@@ -132,32 +150,33 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
                              for v in np.quantile(lqs, np.linspace(0.0, 1.0, 9)))
                 plan = _cached_plan(act, span, float(W_std), float(b_std), deepest, np.dtype(dt).name)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields)
-        tabulate_at = _tabulation_setting(act, one, lq1, lq2, bias, dt)
+        tabulate_at = _tabulation_setting(act, one, lq1, lq2, bias, dt, residual=alpha is not None)
         if _use_tables(method, tabulate_at, act, plan, layer_array, one.rho.shape):
             out = _tabulated(act, plan, float(W_std), float(b_std), tabulate_at, one.rho, lq1, lq2, layer_array,
-                             ordered, dt, squeeze)
+                             ordered, dt, squeeze, alpha)
             return out, (None if plan is None else plan.tail)
         unroll, on_cpu = loop_options()
         out = normalized_loop(
             one.rho, lq1, lq2, w, b, jax.numpy.asarray(layer_slots(layer_array, deepest)), act=act, plan=plan,
             n_out=len(layer_array), get=ordered, bias=bias,
             every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))), unroll=unroll,
-            on_cpu=on_cpu, squeeze=squeeze,
+            on_cpu=on_cpu, squeeze=squeeze, alpha=alpha, residual=alpha is not None,
         )
     return out, (None if plan is None else plan.tail)
 
 
-def _tabulation_setting(act, one, lq1, lq2, bias, dtype):
+def _tabulation_setting(act, one, lq1, lq2, bias, dtype, residual=False):
     """``(lq, emin)`` where the maps are functions of ``rho_1`` alone, else ``None``.
 
-    They are for a homogeneous activation without bias (tabulated at ``Sigma^1 = 1``) and for any
+    They are for a homogeneous activation without bias (tabulated at ``Sigma^1 = 1``; of degree 1 in a
+    residual network, whose skip connection mixes the powers of other degrees) and for any
     activation when every input has the same ``Sigma^1(x, x)`` (tabulated at that value). ``emin``
     puts the mesh's smallest panel below the closest pair of inputs (concrete values only).
     """
     if any(isinstance(v, jax.core.Tracer) for v in (one.rho, lq1, lq2)):
         return None
     lqs = np.concatenate([np.asarray(lq1, np.float64), np.asarray(lq2, np.float64)])
-    if act.degree is not None and not bias:
+    if act.degree is not None and not bias and (act.degree == 1 or not residual):
         lq = 0.0
     elif np.all(np.isfinite(lqs)) and lqs.max() - lqs.min() <= 8 * np.finfo(dtype).eps * max(1.0, abs(lqs.max())):
         lq = float(lqs[0])
@@ -206,12 +225,12 @@ def _cached_plan(act, span, W_std, b_std, depth, dtype_name):
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_tables(act, plan, W_std, b_std, lq, layers, dtype_name, emin, needs):
+def _cached_tables(act, plan, W_std, b_std, lq, layers, dtype_name, emin, needs, alpha):
     with jax.ensure_compile_time_eval():
-        return tabulate(act, plan, W_std, b_std, lq, layers, np.dtype(dtype_name), emin, needs)
+        return tabulate(act, plan, W_std, b_std, lq, layers, np.dtype(dtype_name), emin, needs, alpha=alpha)
 
 
-def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fields, dtype, squeeze):
+def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fields, dtype, squeeze, alpha=None):
     from ntkdepth.kernels.engine import _ratio_panels
     from ntkdepth.kernels.interpolant import symmetric_mesh
 
@@ -219,7 +238,7 @@ def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fi
     needs = ("rho" in fields or "nngp" in fields, "ntk" in fields or "ntk_normalized" in fields,
              "nngp_dot" in fields)
     layers = tuple(int(l) for l in layer_array)
-    tables = _cached_tables(act, plan, W_std, b_std, lq, layers, np.dtype(dtype).name, emin, needs)
+    tables = _cached_tables(act, plan, W_std, b_std, lq, layers, np.dtype(dtype).name, emin, needs, alpha)
     mesh = symmetric_mesh(emin)
     degree = act.degree if (act.degree is not None and b_std == 0.0) else None
     return tabulated_fields(rho1, lq1, lq2, tables, layers=layers, get=fields, emin=emin, n_side=mesh.n_side,
@@ -227,7 +246,7 @@ def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fi
 
 
 def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,
-              out_std: float | None = None, dtype=None, method: str = "auto"):
+              out_std: float | None = None, dtype=None, method: str = "auto", residual: float | None = None):
     """The kernel function of one network with ``activation``, in neural-tangents' call style.
 
     Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=...)``: with a string ``get``
@@ -237,7 +256,8 @@ def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_st
     (docs/networks.md#one-description-networkspec).
     """
     act = as_activation(activation)
-    if _is_relu(act):
+    alpha = _check_residual(residual)
+    if _is_relu(act) and alpha is None:
         return relu_kernel_fn(depth, W_std, b_std, out_std=out_std, dtype=dtype, method=method)
     check_depth_and_layers(depth, [depth])
     check_hyperparameters(W_std, b_std)
@@ -249,7 +269,7 @@ def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_st
         fields = _fields(get)
         check_output_scale_fields(fields, ratio2, b2)
         out, _ = _generic(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get=fields,
-                          dtype=dtype, method=method, squeeze=True)
+                          dtype=dtype, method=method, squeeze=True, alpha=alpha)
         values = rescale_output_layer([out[f] for f in fields], fields, ratio2, b2)
         if isinstance(get, str):
             return values[0]
