@@ -164,13 +164,52 @@ def empirical_ntk(apply_fn_or_model, params=None, x1=None, x2=None, block_size: 
     """``[n1, n2]`` empirical NTK (:func:`empirical_ntk_fn`).
 
     ``empirical_ntk(apply_fn, params, x1, x2)`` for a function, or
-    ``empirical_ntk(model, x1=x1, x2=x2)`` for a Flax NNX model returning
-    ``(f, features)`` (such as :class:`ntkdepth.models.MLP`).
+    ``empirical_ntk(model, x1, x2)`` (positionally or by name) for a Flax NNX
+    model returning ``(f, features)`` (such as :class:`ntkdepth.models.MLP`),
+    which carries its own parameters. Inputs are checked first: ``[n, ...]``
+    with ``n >= 1``, and for an MLP ``[n, in_dim]`` (token ids ``[n]``).
     """
     if isinstance(apply_fn_or_model, FunctionalModel) or _is_nnx(apply_fn_or_model):
+        if params is not None:  # empirical_ntk(model, x1[, x2]): the model has its parameters
+            if x2 is not None:
+                raise ValueError("empirical_ntk(model, x1, x2) takes at most two input sets; a model "
+                                 "carries its own parameters (pass no params)")
+            x1, x2 = params, x1
+        if x1 is None:
+            raise ValueError("empirical_ntk(model, x1, x2=None) needs the inputs x1")
         fm = _as_functional(apply_fn_or_model)
+        net = fm.model()
+        for x, name in ((x1, "x1"), (x2, "x2")):
+            if x is not None:
+                _check_model_inputs(net, x, name)
         return empirical_ntk_fn(_model_output(fm.graphdef), block_size, memory_bytes)(fm.params, x1, x2)
+    if x1 is None:
+        raise ValueError("empirical_ntk(apply_fn, params, x1, x2=None) needs the inputs x1")
+    for x, name in ((x1, "x1"), (x2, "x2")):
+        if x is not None:
+            _check_batch(x, name)
     return empirical_ntk_fn(apply_fn_or_model, block_size, memory_bytes)(params, x1, x2)
+
+
+def _check_batch(x, name):
+    """Any network's inputs: a batch ``[n, ...]`` of ``n >= 1`` finite real inputs."""
+    import numpy as np
+
+    a = np.asarray(x)
+    if a.ndim == 0 or a.shape[0] == 0 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty batch of inputs [n, ...]; got shape {a.shape}")
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise ValueError(f"{name} is complex ({a.dtype}); pass real inputs")
+    if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} holds NaN or inf values")
+
+
+def _check_model_inputs(net, x, name):
+    """A model's inputs: :func:`_check_inputs` where the model states its input size."""
+    if hasattr(net, "in_dim") and hasattr(net, "tokens"):
+        _check_inputs(net, x, name)
+    else:
+        _check_batch(x, name)
 
 
 def _is_nnx(obj) -> bool:
@@ -265,11 +304,18 @@ def _check_inputs(net, x, name):
     if net.tokens:
         if not np.issubdtype(x.dtype, np.integer) or x.ndim != 1:
             raise ValueError(f"{name} must be integer token ids [n]; got {x.dtype} {x.shape}")
-        if x.size and (x.min() < 0 or x.max() >= net.in_dim):
+        if x.size == 0:
+            raise ValueError(f"{name} is empty: pass at least one token id")
+        if x.min() < 0 or x.max() >= net.in_dim:
             raise ValueError(f"{name} holds token ids outside [0, {net.in_dim})")
         return
     if x.ndim != 2 or x.shape[1] != net.in_dim:
-        raise ValueError(f"{name} must have shape [n, {net.in_dim}]; got {x.shape}")
+        raise ValueError(f"{name} must have shape [n, {net.in_dim}] (the network's input size); "
+                         f"got {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {x.shape}): pass at least one input")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise ValueError(f"{name} is complex ({x.dtype}); pass real inputs")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} holds NaN or inf values")
 

@@ -35,6 +35,7 @@ __all__ = [
     "angle_from_omr",
     "angle_from_correlation",
     "one_minus_arccos_kernel",
+    "quotient",
     "sine_from_correlation",
     "t_minus_sin_t",
     "t_minus_sin_t_series",
@@ -133,3 +134,21 @@ def one_minus_arccos_kernel(t: jax.Array) -> jax.Array:
     """
     s = jnp.sin(0.5 * t)
     return ((jnp.pi - t) * 2.0 * s * s + t_minus_sin_t(t)) / jnp.pi
+
+
+@jax.custom_jvp
+def quotient(x: jax.Array, y: jax.Array) -> jax.Array:
+    """``x / y`` whose derivative never squares ``y``.
+
+    JAX differentiates a division as ``dx / y - x dy / y^2``; ``y^2`` overflows
+    (or underflows) where ``y`` is a raw kernel beyond ``1e19`` (or below
+    ``1e-19``) in float32 and that term is lost. Here it is ``(dx - (x / y) dy) / y``.
+    """
+    return x / y
+
+
+@quotient.defjvp
+def _quotient_jvp(primals, tangents):
+    (x, y), (dx, dy) = primals, tangents
+    q = x / y
+    return q, (dx - q * dy) / y

@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkdepth.kernels.scaling import power_of_two
+
 __all__ = ["DEGREE", "InterpTables", "interp_correlation", "interp_tables", "interp_trace", "mesh"]
 
 #: Degree of the Chebyshev interpolant on each panel.
@@ -166,7 +168,8 @@ def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
     qv = as_dtype(np.array([q]))
     omr1 = as_dtype(nodes["omr1"])[None, :]
     log_g = 0.5 * jnp.log(qv)
-    one = LayerOne(rho=1.0 - omr1, q1=qv, q2=qv, log_g1=log_g, log_g2=log_g)
+    one = LayerOne(rho=1.0 - omr1, q1=qv, q2=qv, log_g1=log_g, log_g2=log_g,
+                   b_std=as_dtype(math.sqrt(b2)))
     out = _node_run(
         one, omr1, as_dtype(nodes["t1"])[None, :],
         as_dtype(nodes["sin_t1"])[None, :], as_dtype(math.sqrt(w2)), as_dtype(math.sqrt(b2)),
@@ -269,20 +272,26 @@ def _clenshaw(coef, base, u):
 
 
 @partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos", "squeeze"))
-def _interp_impl(x1, x2, W_std, b_std, tables, *, layers, get, bias, emin, n_pos, squeeze=False):
+def _interp_impl(x1, x2, W_std, b_std, tables, rescale=None, *, layers, get, bias, emin, n_pos,
+                 squeeze=False):
     from ntkdepth.kernels.relu import _layer_one
 
     dtype = x1.dtype
     W_std = jnp.asarray(W_std, dtype)
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
-    one = _layer_one(x1, x2, W_std, b_std, bias)
-    out = _interp_core(one, W_std, b_std, tables, layers=layers, get=get, bias=bias, emin=emin,
-                       n_pos=n_pos)
+    one = _layer_one(x1, x2, W_std, b_std, bias, rescale)
+    out = _interp_core(one, W_std, tables, layers=layers, get=get, bias=bias, emin=emin,
+                       n_pos=n_pos, host_exp=rescale if bias else None)
     return {k: v[0] for k, v in out.items()} if squeeze else out
 
 
-def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
-    """The requested fields from layer one and the tables: one elementwise pass per layer."""
+def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp=None):
+    """The requested fields from layer one and the tables: one elementwise pass per layer.
+
+    ``host_exp``: with a bias, the ``k`` of the factor ``2^k`` by which
+    :mod:`ntkdepth.kernels.scaling` multiplied the inputs (the tables belong
+    to those inputs; their raw kernels are divided by ``4^k``).
+    """
     from ntkdepth.kernels.angles import angle_from_correlation, sine_from_correlation
     from ntkdepth.kernels.relu import _recursion, _times
 
@@ -297,6 +306,11 @@ def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
     base, u = jax.lax.optimization_barrier((base, u))
     outs = {f: [] for f in get}
     diag = {k: [] for k in ("nngp_diag1", "nngp_diag2", "ntk_diag1", "ntk_diag2")}
+    if bias and host_exp is not None:
+        info = jnp.finfo(rho.dtype)
+        unscale = power_of_two(jnp.clip(-host_exp, info.minexp, info.maxexp - 1), rho.dtype)
+    else:
+        unscale = 1.0
 
     def put(name, value):
         if name in outs:
@@ -306,8 +320,8 @@ def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
         # sqrt(Sigma^l(x, x)) and sqrt(Theta^l(x, x)) for each row.
         if bias:
             log_half_s = 0.5 * (tables.log_s[i] if layer > 1 else 0.0)
-            sq = jnp.exp(log_half_s) * jnp.sqrt(tables.q[i])
-            st = jnp.exp(log_half_s) * jnp.sqrt(tables.T[i])
+            sq = jnp.exp(log_half_s) * jnp.sqrt(tables.q[i]) * unscale
+            st = jnp.exp(log_half_s) * jnp.sqrt(tables.T[i]) * unscale
             g = ((jnp.full_like(one.q1, sq), jnp.full_like(one.q2, sq)),
                  (jnp.full_like(one.q1, st), jnp.full_like(one.q2, st)))
         else:
@@ -327,7 +341,7 @@ def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
         elif layer == 2:
             # One step of the layer loop itself (closed forms, no table).
             t1 = angle_from_correlation(rho)
-            second = _recursion(one, omr1, t1, sine_from_correlation(rho), W_std, b_std,
+            second = _recursion(one, omr1, t1, sine_from_correlation(rho), W_std, one.b_std,
                                 jnp.zeros(2, jnp.int32), n_out=1, get=get, bias=bias, every_layer=False, unroll=1,
                                 on_cpu=True)
             for name in get:
@@ -358,20 +372,20 @@ def _interp_core(one, W_std, b_std, tables, *, layers, get, bias, emin, n_pos):
 
 
 def interp_trace(x1, x2, W_std, b_std, *, layers: tuple[int, ...], get: tuple[str, ...],
-                 bias_setting=None, squeeze: bool = False) -> dict:
+                 bias_setting=None, squeeze: bool = False, rescale=None) -> dict:
     """The requested fields at ``layers`` by the interpolated path (inputs already validated).
 
     ``x1 [n1, n0]``, ``x2 [n2, n0]`` of one floating dtype; ``bias_setting`` as
-    in :func:`interp_tables`. Returns a dict of ``[m, n1, n2]`` fields and
-    ``[m, n]`` diagonals, as the layer loop does; with ``squeeze`` (one
-    layer) ``[n1, n2]`` and ``[n]``.
+    in :func:`interp_tables`; ``rescale`` as for the layer loop's layer one.
+    Returns a dict of ``[m, n1, n2]`` fields and ``[m, n]`` diagonals, as the
+    layer loop does; with ``squeeze`` (one layer) ``[n1, n2]`` and ``[n]``.
     """
     from ntkdepth.kernels.relu import _scalar
 
     tables = interp_tables(layers, x1.dtype, get, bias_setting)
     m = mesh(max(layers))
     return _interp_impl(
-        x1, x2, _scalar(W_std, x1.dtype), _scalar(b_std, x1.dtype), tables,
+        x1, x2, _scalar(W_std, x1.dtype), _scalar(b_std, x1.dtype), tables, rescale,
         layers=layers, get=get, bias=bias_setting is not None, emin=m.emin, n_pos=m.n_pos,
         squeeze=squeeze,
     )
@@ -383,9 +397,8 @@ def _correlation_impl(rho, tables, *, layers, emin, n_pos):
 
     dtype = rho.dtype
     one = _unit_layer_one(rho)
-    out = _interp_core(one, jnp.asarray(math.sqrt(2.0), dtype), jnp.zeros((), dtype), tables,
-                       layers=layers, get=("ntk_normalized", "_omr"), bias=False, emin=emin,
-                       n_pos=n_pos)
+    out = _interp_core(one, jnp.asarray(math.sqrt(2.0), dtype), tables, layers=layers,
+                       get=("ntk_normalized", "_omr"), bias=False, emin=emin, n_pos=n_pos)
     return _correlation_fields(one, out, tuple(i for i, layer in enumerate(layers) if layer == 1),
                                rho.shape)
 

@@ -46,17 +46,21 @@ import numpy as np
 
 from ntkdepth.kernels.angles import (
     angle_from_correlation,
+    quotient,
     angle_from_omr,
     one_minus_arccos_kernel,
     sine_from_correlation,
     t_minus_sin_t_series,
 )
+from ntkdepth.kernels.scaling import power_of_two, rescale_tiny_inputs
 from ntkdepth.kernels.layer_map import (
     next_angle,
     one_minus_correlation_map_of_angle,
 )
 from ntkdepth.kernels.validation import (
     check_depth_and_layers,
+    check_fields,
+    check_real,
     check_finite,
     check_hyperparameters,
     check_inputs,
@@ -222,9 +226,12 @@ class LayerOne(NamedTuple):
     """Layer 1 of the recursion, shared by every path of the kernel functions.
 
     ``rho [n1, n2]``: the correlation, snapped to exactly +-1 within a few ulps
-    of +-1. ``q1 [n1]``, ``q2 [n2]``: ``Sigma^1(x, x)`` (``inf``/``0`` where the
-    dtype's range is exceeded). ``log_g1 [n1]``, ``log_g2 [n2]``:
-    ``log sqrt(Sigma^1(x, x))`` computed without overflow.
+    of +-1. ``q1 [n1]``, ``q2 [n2]``: ``Sigma^1(x, x)``, with a bias divided by
+    ``4^scale_exp`` so that the largest is of order 1 (docs/kernels.md#biases).
+    ``log_g1 [n1]``, ``log_g2 [n2]``: without bias, ``log sqrt(Sigma^1(x, x))``
+    computed without overflow. ``b_std``: the bias in the units of ``q1``
+    (``b_std / 2^scale_exp``); ``scale_exp``: the integer exponent such that
+    every raw kernel is the recursion's value times ``4^scale_exp``.
     """
 
     rho: jax.Array
@@ -232,11 +239,20 @@ class LayerOne(NamedTuple):
     q2: jax.Array
     log_g1: jax.Array
     log_g2: jax.Array
+    b_std: jax.Array | float = 0.0
+    scale_exp: jax.Array | int = 0
 
 
 def _unit_rows(x):
-    """``(x / |x|, |x|, log |x|)`` row by row, without overflow or underflow of ``|x|^2``."""
-    m = jnp.max(jnp.abs(x), axis=-1)
+    """``(x / |x|, |x|, log |x|)`` row by row, without overflow or underflow of ``|x|^2``.
+
+    Each row is divided by its largest entry ``m`` first. The results do not
+    depend on ``m`` (any positive constant gives the same values), so its
+    derivative is left out: through ``x / m`` it would bring ``x / m^2``,
+    which overflows or underflows for norms beyond ``1e19`` or below ``1e-19``
+    in float32 (``1e154``, ``1e-154`` in float64).
+    """
+    m = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=-1))
     m_safe = jnp.where(m > 0, m, 1.0)
     y = x / m_safe[:, None]
     r = jnp.sqrt(jnp.sum(y * y, axis=-1))
@@ -244,13 +260,19 @@ def _unit_rows(x):
     return y / r_safe[:, None], m * r, jnp.log(m_safe) + jnp.log(r_safe)
 
 
-def _layer_one(x1, x2, W_std, b_std, bias: bool) -> LayerOne:
+def _layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None) -> LayerOne:
     """Layer 1 from the inputs (docs/kernels.md, "The first layer").
 
     The correlation comes from the Gram matrix of the unit-normalized inputs,
     ``rho = <u, u'> a a' + beta beta'`` with ``a = 1 / sqrt(1 + b^2 / s^2)``,
     ``beta = 1 / sqrt(1 + s^2 / b^2)`` and ``s = W_std |x| / sqrt(n0)`` (through
     ``hypot``), so that neither huge nor tiny norms or scales reach a square.
+    With a bias, ``s`` and ``b`` are then divided by the power of two that
+    brings the largest ``sqrt(Sigma^1(x, x))`` into ``[0.5, 1)``: the
+    recursion's state (and its derivatives) stay of order 1 at any scale.
+    ``rescale``: ``None``, or what :func:`ntkdepth.kernels.scaling.rescale_tiny_inputs`
+    did to the inputs (``(log1, log2)`` without bias, the exponent ``k`` of the
+    common factor ``2^k`` with one).
     """
     dtype = x1.dtype
     n0 = x1.shape[-1]
@@ -260,18 +282,30 @@ def _layer_one(x1, x2, W_std, b_std, bias: bool) -> LayerOne:
     w_over = W_std / math.sqrt(n0)
     s1, s2 = w_over * norm1, w_over * norm2  # sqrt(W^2 |x|^2 / n0)
     if bias:
-        h1, h2 = jnp.hypot(s1, b_std), jnp.hypot(s2, b_std)  # sqrt(Sigma^1(x, x))
+        # Everything from here on, derivatives included, in units of 2^e: the
+        # quotients below would otherwise square numbers of the inputs' scale.
+        largest = jnp.maximum(jnp.max(jnp.hypot(s1, b_std)), jnp.max(jnp.hypot(s2, b_std)))
+        info = jnp.finfo(dtype)
+        _, e = jnp.frexp(jax.lax.stop_gradient(largest))
+        e = jnp.clip(e, info.minexp + 2, info.maxexp - 2)
+        kappa = power_of_two(-e, dtype)  # exact
+        s1, s2, b_std = s1 * kappa, s2 * kappa, b_std * kappa
+        h1, h2 = jnp.hypot(s1, b_std), jnp.hypot(s2, b_std)  # sqrt(Sigma^1(x, x)) / 2^e
         a1, a2 = s1 / h1, s2 / h2
         beta1, beta2 = b_std / h1, b_std / h2
         rho = cos * (a1[:, None] * a2[None, :]) + beta1[:, None] * beta2[None, :]
         b2 = b_std * b_std
         q1, q2 = s1 * s1 + b2, s2 * s2 + b2
         log_g1, log_g2 = 0.5 * jnp.log(q1), 0.5 * jnp.log(q2)
+        scale_exp = e - (0 if rescale is None else rescale)
     else:
         rho = cos
         q1, q2 = s1 * s1, s2 * s2
         log_w = jnp.log(W_std) - 0.5 * math.log(n0)
         log_g1, log_g2 = log_w + log_norm1, log_w + log_norm2
+        if rescale is not None:
+            log_g1, log_g2 = log_g1 + rescale[0], log_g2 + rescale[1]
+        b_std, scale_exp = jnp.zeros((), dtype), 0
     rho = jnp.clip(rho, -1.0, 1.0)
     # A correlation read off a Gram matrix is only known to ~sqrt(n0) ulps, and
     # Sigmadot depends on the angle, ~sqrt(1 - |rho|) near +-1: an identical
@@ -280,7 +314,18 @@ def _layer_one(x1, x2, W_std, b_std, bias: bool) -> LayerOne:
     # +-1 are taken to be exactly +-1.
     snap = 4.0 * math.sqrt(n0 + 1) * jnp.finfo(dtype).eps
     rho = jnp.where(1.0 - jnp.abs(rho) <= snap, jnp.sign(rho), rho)
-    return LayerOne(rho, q1, q2, log_g1, log_g2)
+    return LayerOne(rho, q1, q2, log_g1, log_g2, b_std, scale_exp)
+
+
+def _times_pow4(value, exponent):
+    """``value * 4^exponent``, exact (two multiplications by a power of two).
+
+    ``exponent`` is clipped to the dtype's normal exponents: beyond them the
+    result is 0 or ``inf`` whatever the rest of the product.
+    """
+    info = jnp.finfo(value.dtype)
+    p = power_of_two(jnp.clip(exponent, info.minexp, info.maxexp - 1), value.dtype)
+    return value * p * p
 
 
 def _scalar(value, dtype):
@@ -304,18 +349,19 @@ def _log_c(w2_half_log, b2, bias):
 
 
 @partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer", "unroll", "on_cpu", "squeeze"))
-def _trace_impl(x1, x2, W_std, b_std, slot, *, n_out, get, bias, every_layer, unroll, on_cpu,
-                squeeze=False):
+def _trace_impl(x1, x2, W_std, b_std, slot, rescale=None, *, n_out, get, bias, every_layer, unroll,
+                on_cpu, squeeze=False):
     """Runs layers 1..depth (``depth = len(slot)``) on inputs, keeping ``n_out`` of them.
 
-    With ``squeeze`` (``n_out == 1``) the fields come without the layer axis.
+    With ``squeeze`` (``n_out == 1``) the fields come without the layer axis;
+    ``rescale`` as for :func:`_layer_one`.
     """
     dtype = x1.dtype
     W_std = jnp.asarray(W_std, dtype)
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
-    one = _layer_one(x1, x2, W_std, b_std, bias)
+    one = _layer_one(x1, x2, W_std, b_std, bias, rescale)
     t1 = angle_from_correlation(one.rho)
-    out = _recursion(one, 1.0 - one.rho, t1, sine_from_correlation(one.rho), W_std, b_std, slot,
+    out = _recursion(one, 1.0 - one.rho, t1, sine_from_correlation(one.rho), W_std, one.b_std, slot,
                      n_out=n_out, get=get, bias=bias, every_layer=every_layer, unroll=unroll,
                      on_cpu=on_cpu)
     return {k: v[0] for k, v in out.items()} if squeeze else out
@@ -368,7 +414,7 @@ def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, ge
     def values(st, log_s, layer):
         out = {}
         if bias:
-            scale = jnp.exp(log_s)
+            scale = _times_pow4(jnp.exp(log_s), one.scale_exp)
             if "nngp" in get:
                 out.update(nngp=st["sigma"] * scale, nngp_diag1=st["q1"] * scale,
                            nngp_diag2=st["q2"] * scale)
@@ -376,8 +422,8 @@ def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, ge
                 out.update(ntk=st["theta"] * scale, ntk_diag1=st["T1"] * scale,
                            ntk_diag2=st["T2"] * scale)
             if "ntk_normalized" in get:
-                out["ntk_normalized"] = st["theta"] / (
-                    jnp.sqrt(st["T1"])[:, None] * jnp.sqrt(st["T2"])[None, :]
+                out["ntk_normalized"] = quotient(
+                    st["theta"], jnp.sqrt(st["T1"])[:, None] * jnp.sqrt(st["T2"])[None, :]
                 )
             if "_omr" in get:
                 out.update(_q=st["q1"], _T=st["T1"], _log_s=log_s)
@@ -420,7 +466,8 @@ def _recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, ge
             # 1 - rho_{l+1} as a sum of non-negative terms, using
             #   Q - sqrt(A A') - b^2 = b^2 (sqrt A - sqrt A')^2 / (Q + sqrt(A A') + b^2).
             da = jnp.sqrt(a1)[:, None] - jnp.sqrt(a2)[None, :]
-            omr = (b2_s * da * da / (big_q + sqrt_aa + b2_s) + sqrt_aa * one_minus_j) / big_q
+            omr = quotient(quotient(b2_s * da * da, big_q + sqrt_aa + b2_s) + sqrt_aa * one_minus_j,
+                           big_q)
             sigma = sqrt_aa * j + b2_s
             new = dict(
                 omr=jnp.clip(omr, 0.0, 1.0), theta=st["theta"] * ratio * fprime + sigma,
@@ -538,36 +585,66 @@ def _warn_float32_depth(dtype, depth: int, name: str) -> None:
         )
 
 
-def _interp_setting(x1, x2, W_std, b_std, bias: bool, dtype):
-    """``None`` (no bias), ``(W^2, b^2, q)`` (bias, every input of one norm) or ``False`` (neither)."""
+def _row_norms(x1, x2) -> np.ndarray | None:
+    """``[n1 + n2]`` the norms of the rows of ``x1`` and ``x2`` in float64 (``None`` if traced)."""
+    if any(isinstance(v, jax.core.Tracer) for v in (x1, x2)):
+        return None
+    return np.concatenate([np.linalg.norm(np.asarray(x, np.float64), axis=1) for x in (x1, x2)])
+
+
+def _interp_setting(norms, n0: int, W_std, b_std, bias: bool, dtype):
+    """``None`` (no bias), ``(W^2, b^2, q)`` (bias, every input of one norm) or ``False`` (neither).
+
+    ``norms``: :func:`_row_norms` of the inputs (``None`` if traced).
+    """
     if not bias:
         return None
-    if any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std)):
+    if norms is None or any(isinstance(v, jax.core.Tracer) for v in (W_std, b_std)):
         return False
     w2, b2 = float(W_std) ** 2, float(b_std) ** 2
-    n0 = x1.shape[-1]
-    sq = np.concatenate([np.sum(np.square(np.asarray(x, np.float64)), axis=1) for x in (x1, x2)])
-    q = w2 / n0 * sq + b2
+    q = np.hypot(math.sqrt(w2 / n0) * norms, math.sqrt(b2)) ** 2
     if not np.all(np.isfinite(q)) or q.max() - q.min() > 8 * np.finfo(dtype).eps * q.max():
         return False
     return (w2, b2, float(q[0]))
 
 
-def _check_bias_scale(x1, x2, W_std, b_std, dtype) -> None:
-    """With a bias, ``Sigma^1(x, x)`` must be finite in ``dtype`` (concrete values only)."""
-    if any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std)):
+def _into_normal_range(x1, x2, W_std, b_std, bias: bool, dtype, norms):
+    """``(x1, x2, b_std, rescale)``: inputs XLA will not flush to zero (module scaling).
+
+    ``rescale`` is ``None`` (nothing changed) or the argument of
+    :func:`_layer_one` that undoes the rescaling on output. Traced values pass
+    unchanged (their values are not known here). ``norms``: :func:`_row_norms`
+    of the inputs (with a bias), scaled along.
+    """
+    traced = (x1, x2, W_std, b_std) if bias else (x1, x2)
+    if any(isinstance(v, jax.core.Tracer) for v in traced):
+        return x1, x2, b_std, None, norms
+    r = rescale_tiny_inputs(x1, x2, W_std, b_std, bias=bias, dtype=dtype, norms=norms)
+    if r is None:
+        return x1, x2, b_std, None, norms
+    y1 = jnp.asarray(r.x1)
+    y2 = y1 if r.x2 is r.x1 else jnp.asarray(r.x2)
+    if bias:
+        return y1, y2, r.b_std, np.asarray(r.exponent, np.int32), np.ldexp(norms, r.exponent)
+    return y1, y2, b_std, (jnp.asarray(r.log1, dtype), jnp.asarray(r.log2, dtype)), norms
+
+
+def _check_bias_scale(norms, n1: int, n0: int, W_std, b_std, dtype) -> None:
+    """With a bias, ``Sigma^1(x, x)`` must be finite in ``dtype`` (concrete values only).
+
+    ``norms``: :func:`_row_norms` of the inputs.
+    """
+    if norms is None or any(isinstance(v, jax.core.Tracer) for v in (W_std, b_std)):
         return
-    n0 = x1.shape[-1]
-    for x, name in ((x1, "x1"), (x2, "x2")):
-        norms = np.linalg.norm(np.asarray(x, np.float64), axis=1)
-        q = float(W_std) ** 2 / n0 * norms**2 + float(b_std) ** 2
-        if np.any(q > float(np.finfo(dtype).max)):
-            i = int(np.argmax(q))
-            raise ValueError(
-                f"{name}[{i}]: Sigma^1(x, x) = {q[i]:.3g} overflows {np.dtype(dtype).name} "
-                f"(with a bias the kernels are not rescaled); pass dtype='float64' or rescale "
-                f"the inputs or W_std"
-            )
+    q = float(W_std) ** 2 / n0 * norms**2 + float(b_std) ** 2
+    if np.any(q > float(np.finfo(dtype).max)):
+        i = int(np.argmax(q))
+        name, row = ("x1", i) if i < n1 else ("x2", i - n1)
+        raise ValueError(
+            f"{name}[{row}]: Sigma^1(x, x) = {q[i]:.3g} overflows {np.dtype(dtype).name} "
+            f"(with a bias the raw kernels are of that size); pass dtype='float64' or rescale "
+            f"the inputs or W_std"
+        )
 
 
 def _use_interp(method, setting, layer_array, n_pairs) -> bool:
@@ -591,11 +668,7 @@ def _use_interp(method, setting, layer_array, n_pairs) -> bool:
 
 def _fields(get) -> tuple[str, ...]:
     """``get`` as a tuple of known field names (a single name is allowed)."""
-    fields = (get,) if isinstance(get, str) else tuple(get)
-    unknown = sorted(set(fields) - set(KERNEL_FIELDS))
-    if unknown or not fields:
-        raise ValueError(f"get={get!r}: unknown field(s) {unknown}; choose from {KERNEL_FIELDS}")
-    return fields
+    return check_fields(get, KERNEL_FIELDS)
 
 
 def relu_kernel_trace(
@@ -674,26 +747,29 @@ def _kernel_dict(x1, x2, *, depth, W_std, b_std, layers, get, dtype, method, squ
     layer_array = check_depth_and_layers(depth, layers)
     squeeze = squeeze and len(layer_array) == 1
     dt = resolve_dtype(dtype, x1, x2)
+    check_hyperparameters(W_std, b_std, dtype=dt)
     with precision(dt, x1, x2, W_std, b_std):
         x1, x2 = check_inputs(x1, x2, b_std=b_std, dtype=dt)
-        check_hyperparameters(W_std, b_std, dtype=dt)
         deepest = int(layer_array.max())
         _warn_float32_depth(dt, deepest, "relu_kernel_trace")
         # Without a bias (b_std a concrete 0) the recursion takes a shorter path.
         bias = isinstance(b_std, jax.core.Tracer) or float(b_std) != 0.0
+        norms = _row_norms(x1, x2) if bias else None
         if bias:
-            _check_bias_scale(x1, x2, W_std, b_std, dt)
+            _check_bias_scale(norms, x1.shape[0], x1.shape[1], W_std, b_std, dt)
+        x1, x2, b_std, rescale, norms = _into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields)
-        setting = _interp_setting(x1, x2, W_std, b_std, bias, dt)
+        setting = _interp_setting(norms, x1.shape[1], W_std, b_std, bias, dt)
         if _use_interp(method, setting, layer_array, x1.shape[0] * x2.shape[0]):
             from ntkdepth.kernels.interp import interp_trace
 
             return interp_trace(x1, x2, W_std, b_std, layers=tuple(int(l) for l in layer_array),
-                                get=ordered, bias_setting=setting, squeeze=squeeze)
+                                get=ordered, bias_setting=setting, squeeze=squeeze,
+                                rescale=rescale)
         unroll, on_cpu = _loop_options()
         return _trace_impl(
             x1, x2, _scalar(W_std, dt), _scalar(b_std, dt),
-            jnp.asarray(_slots(layer_array, deepest)), n_out=len(layer_array),
+            jnp.asarray(_slots(layer_array, deepest)), rescale, n_out=len(layer_array),
             get=ordered, bias=bias,
             every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))),
             unroll=unroll, on_cpu=on_cpu, squeeze=squeeze,
@@ -860,6 +936,7 @@ def correlation_trace(
     layer_array = check_depth_and_layers(depth, layers)
     dt = resolve_dtype(dtype, rho)
     with precision(dt, rho):
+        check_real(rho, "rho")
         rho = jnp.asarray(rho, dtype=dt)
         check_finite(rho, "rho")
         if not isinstance(rho, jax.core.Tracer):

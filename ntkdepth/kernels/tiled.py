@@ -30,12 +30,15 @@ are independent:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import shutil
+import warnings
+import zlib
 from collections.abc import Sequence
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -43,17 +46,21 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ntkdepth.kernels.relu import KERNEL_FIELDS, relu_kernel_trace
+from ntkdepth.kernels.relu import FLOAT32_MAX_DEPTH, KERNEL_FIELDS, relu_kernel_trace
 from ntkdepth.kernels.validation import (
     check_depth_and_layers,
+    check_fields,
     check_finite,
     check_hyperparameters,
+    check_real,
+    precision,
+    resolve_dtype,
 )
 
 __all__ = ["tiled_kernel", "RECORD_SUFFIX"]
 
 RECORD_SUFFIX = ".tiles.json"
-_FORMAT = "ntkdepth.tiled_kernel/1"
+_FORMAT = "ntkdepth.tiled_kernel/2"  # /2: a checksum per finished tile
 
 
 # --------------------------------------------------------------------------
@@ -61,20 +68,13 @@ _FORMAT = "ntkdepth.tiled_kernel/1"
 
 
 def _host_matrix(x, name: str) -> np.ndarray:
+    check_real(x, name)
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"{name} must be a [n, n0] matrix of inputs; got shape {x.shape}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {x.shape})")
     return x
-
-
-def _compute_dtype(*arrays) -> np.dtype:
-    """The dtype the kernel functions compute in: float32 unless 64-bit JAX is on."""
-    dt = np.result_type(*(a.dtype for a in arrays))
-    if not np.issubdtype(dt, np.floating):
-        dt = np.dtype(jnp.result_type(float))
-    return np.dtype(jax.dtypes.canonicalize_dtype(dt))
 
 
 def _check_rows(x: np.ndarray, name: str, b_std) -> None:
@@ -96,19 +96,18 @@ def _digest(x: np.ndarray) -> str:
 
 
 def _field(get) -> str:
-    if isinstance(get, str):
-        name = get
-    else:
-        get = tuple(get)
-        if len(get) != 1:
-            raise ValueError(
-                f"get={get!r}: a tiled kernel holds one field; call once per field "
-                f"(one of {KERNEL_FIELDS})"
-            )
-        name = get[0]
-    if name not in KERNEL_FIELDS:
-        raise ValueError(f"get={name!r}: unknown field; choose one of {KERNEL_FIELDS}")
-    return name
+    fields = check_fields(get, KERNEL_FIELDS)
+    if len(fields) != 1:
+        raise ValueError(
+            f"get={get!r}: a tiled kernel holds one field; call once per field "
+            f"(one of {KERNEL_FIELDS})"
+        )
+    return fields[0]
+
+
+def _tile_digest(data: np.ndarray) -> str:
+    """The checksum of a tile's ``[m, rows, cols]`` values (CRC-32 of its C-order bytes)."""
+    return f"{zlib.crc32(memoryview(np.ascontiguousarray(data)).cast('B')):08x}"
 
 
 # --------------------------------------------------------------------------
@@ -141,15 +140,25 @@ class _FileSink:
         self.path, self.offset, self.dtype = path, offset, dtype
         self.m, self.n1, self.n2 = m, n1, n2
 
+    def _band(self, k: int, r0: int, rows: int, mode: str) -> np.memmap:
+        start = self.offset + (k * self.n1 + r0) * self.n2 * self.dtype.itemsize
+        return np.memmap(self.path, dtype=self.dtype, mode=mode, offset=start, shape=(rows, self.n2))
+
     def write(self, r0: int, c0: int, data: np.ndarray) -> None:
-        rows = data.shape[1]
         for k in range(self.m):
-            start = self.offset + (k * self.n1 + r0) * self.n2 * self.dtype.itemsize
-            band = np.memmap(self.path, dtype=self.dtype, mode="r+", offset=start,
-                             shape=(rows, self.n2))
+            band = self._band(k, r0, data.shape[1], "r+")
             band[:, c0:c0 + data.shape[2]] = data[k]
             band.flush()
             del band
+
+    def read(self, r0: int, c0: int, rows: int, cols: int) -> np.ndarray:
+        """``[m, rows, cols]`` values from the file."""
+        out = np.empty((self.m, rows, cols), self.dtype)
+        for k in range(self.m):
+            band = self._band(k, r0, rows, "r")
+            out[k] = band[:, c0:c0 + cols]
+            del band
+        return out
 
     def flush(self) -> None:
         pass
@@ -172,36 +181,102 @@ def _remedy(path: str, record: str) -> str:
     return f"delete {path} and {record} (or choose another output path) to start over"
 
 
-def _read_record(record: str, path: str) -> dict:
+_FORMATS = ("ntkdepth.tiled_kernel/1", _FORMAT)  # /1 records carry no checksums
+
+
+def _read_record(record: str, path: str, grid: set | None = None) -> dict:
+    """The record, ``done`` as ``{(i0, j0): checksum or None}``; refused if any tile is off ``grid``."""
     try:
         with open(record) as f:
             rec = json.load(f)
-        if rec.get("format") != _FORMAT or not isinstance(rec.get("settings"), dict):
+        if rec.get("format") not in _FORMATS or not isinstance(rec.get("settings"), dict):
             raise ValueError(f"not a {_FORMAT} record")
-        rec["done"] = [tuple(int(v) for v in t) for t in rec["done"]]
-        if any(len(t) != 2 for t in rec["done"]):
-            raise ValueError("malformed tile list")
-        return rec
+        done = {}
+        for t in rec["done"]:
+            if len(t) not in (2, 3) or (len(t) == 3) != (rec["format"] == _FORMAT):
+                raise ValueError("malformed tile list")
+            done[(int(t[0]), int(t[1]))] = str(t[2]) if len(t) == 3 and t[2] is not None else None
+        rec["done"] = done
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(
             f"the tile record {record} is unreadable or corrupt ({e}); the tiles of {path} "
             f"cannot be trusted: {_remedy(path, record)}"
         ) from None
+    if grid is not None:
+        off = sorted(set(done) - grid)
+        if off:
+            raise ValueError(
+                f"the tile record {record} names tile {off[0]} (row, column of its first entry), "
+                f"which is not a tile of this kernel's grid ({len(off)} such tiles): the record "
+                f"does not describe {path}; {_remedy(path, record)}"
+            )
+    return rec
 
 
-def _write_record(record: str, settings: dict, done: list, complete: bool) -> None:
+def _disk_error(err: OSError, path: str, needed: int) -> OSError:
+    """An error naming ``path``, the bytes it needs and those free on its file system."""
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        free = -1
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OSError(err.errno, f"no space left for {path}: it needs {needed:,} bytes and "
+                                  f"{free:,} are free; free some space or choose another folder "
+                                  f"(finished tiles are kept)")
+    return OSError(err.errno, f"cannot write {path} ({err.strerror}); choose a folder you can "
+                              f"write to")
+
+
+def _write_record(record: str, settings: dict, done: dict, complete: bool) -> None:
     """Replaces the record atomically: a temporary file, fsync'ed, then renamed over it."""
     tmp = f"{record}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump({"format": _FORMAT, "settings": settings, "complete": complete,
-                   "done": [list(t) for t in sorted(done)]}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, record)
+    text = json.dumps({"format": _FORMAT, "settings": settings, "complete": complete,
+                       "done": [[i, j, done[(i, j)]] for i, j in sorted(done)]})
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, record)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise _disk_error(e, record, len(text)) from None
 
 
-def _check_existing(path: str, record: str, settings: dict, shape: tuple, dtype: np.dtype):
-    """Validates what is on disk; returns the finished tiles (empty: create the file anew)."""
+def _create_file(path: str, shape: tuple, dtype: np.dtype) -> None:
+    """Creates the ``.npy`` file with every block allocated, so that a full disk is an error here.
+
+    A sparse file would fail later, when a memory-mapped write finds no block:
+    the process would die of SIGBUS.
+    """
+    size = 0
+    try:
+        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+        size = os.path.getsize(path)
+        _allocate(path, size)
+    except OSError as e:
+        needed = size or math.prod(shape) * dtype.itemsize
+        if os.path.exists(path):
+            os.remove(path)
+        raise _disk_error(e, path, needed) from None
+
+
+def _allocate(path: str, size: int) -> None:
+    """Reserves every block of ``path`` (a no-op where they already are)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _check_existing(path: str, record: str, settings: dict, shape: tuple, dtype: np.dtype,
+                    grid: set):
+    """Validates what is on disk; returns the finished tiles ``{(i0, j0): checksum}`` (empty: create anew)."""
     has_file, has_record = os.path.exists(path), os.path.exists(record)
     if has_file and not has_record:
         raise ValueError(
@@ -209,7 +284,7 @@ def _check_existing(path: str, record: str, settings: dict, shape: tuple, dtype:
             f"kernel, and it will not be overwritten; delete it or choose another output path"
         )
     if not has_record:
-        return set()
+        return {}
     rec = _read_record(record, path)
     if rec["settings"] != settings:
         diff = sorted(k for k in set(settings) | set(rec["settings"])
@@ -222,8 +297,9 @@ def _check_existing(path: str, record: str, settings: dict, shape: tuple, dtype:
             f"{path} holds a kernel computed with other settings ({shown}); resume with the "
             f"same inputs and settings, or {_remedy(path, record)}"
         )
+    rec = _read_record(record, path, grid)
     if not has_file or not rec["done"]:
-        return set()  # nothing written yet: the file is (re)created
+        return {}  # nothing written yet: the file is (re)created
     try:
         fshape, fdtype, fortran, offset = _npy_layout(path)
     except (OSError, ValueError) as e:
@@ -241,7 +317,38 @@ def _check_existing(path: str, record: str, settings: dict, shape: tuple, dtype:
             f"{path} is truncated or damaged: {size} bytes where its header implies "
             f"{expected}: {_remedy(path, record)}"
         )
-    return set(rec["done"])
+    return rec["done"]
+
+
+def _stored_digest(sink: _FileSink, i0: int, j0: int, block: int, symmetric: bool):
+    """The checksum of tile ``(i0, j0)`` as the file holds it, or ``None`` if its mirror differs."""
+    rows, cols = min(block, sink.n1 - i0), min(block, sink.n2 - j0)
+    data = sink.read(i0, j0, rows, cols)
+    digest = _tile_digest(data)
+    if symmetric and i0 != j0:
+        mirror = np.swapaxes(sink.read(j0, i0, cols, rows), 1, 2)
+        if _tile_digest(mirror) != digest:
+            return None
+    return digest
+
+
+def _verify(sink: _FileSink, done: dict, block: int, symmetric: bool, path: str,
+            record: str) -> dict:
+    """Checks every finished tile against its checksum; ``done`` with the missing ones filled in."""
+    damaged = []
+    out = {}
+    for (i0, j0), digest in sorted(done.items()):
+        got = _stored_digest(sink, i0, j0, block, symmetric)
+        if got is None or digest is not None and got != digest:
+            damaged.append((i0, j0))
+        out[(i0, j0)] = got
+    if damaged:
+        raise ValueError(
+            f"{path} is damaged: {len(damaged)} finished tile(s) no longer match the checksum in "
+            f"{record} (first at row {damaged[0][0]}, column {damaged[0][1]}); "
+            f"{_remedy(path, record)}"
+        )
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -252,8 +359,12 @@ def _tile_fn(spec: dict):
     """``(a [r, n0], b [c, n0]) -> [m, r, c]``: one field at the requested layers."""
 
     def fn(a, b):
-        tr = relu_kernel_trace(a, b, depth=spec["depth"], W_std=spec["W_std"],
-                               b_std=spec["b_std"], layers=spec["layers"], get=(spec["field"],))
+        with warnings.catch_warnings():
+            # tiled_kernel warns once about a deep float32 kernel, not once per tile.
+            warnings.filterwarnings("ignore", message=".*float32 at depth", category=UserWarning)
+            tr = relu_kernel_trace(a, b, depth=spec["depth"], W_std=spec["W_std"],
+                                   b_std=spec["b_std"], layers=spec["layers"],
+                                   get=(spec["field"],), dtype=spec["dtype"])
         return getattr(tr, spec["field"])
 
     return fn
@@ -341,6 +452,8 @@ def tiled_kernel(
     out: str | os.PathLike | np.ndarray | None = None,
     mesh: Mesh | None = None,
     progress: bool = True,
+    dtype=None,
+    verify: bool | None = None,
 ) -> np.ndarray:
     """One kernel field of a ReLU network, ``[n1, n2]`` (or ``[len(layers), n1, n2]``), tile by tile.
 
@@ -375,18 +488,31 @@ def tiled_kernel(
         ``jax.distributed.initialize()`` with several processes, a mesh of all
         devices of all processes.
       progress: show a tqdm bar of tiles (process 0 only).
+      dtype: ``"float32"`` or ``"float64"``, as for
+        :func:`ntkdepth.kernels.relu_kernel_trace` (default: the inputs'
+        dtype, NumPy's for NumPy arrays; half precision is computed in
+        float32); the kernel is computed and stored in it.
+      verify: check finished tiles of an existing ``.npy`` against the
+        checksums in its record. ``None`` (default): when resuming an
+        unfinished file; ``True``: also for a complete file (reading it
+        whole); ``False``: never.
 
     Returns:
-      The kernel in the inputs' floating dtype as JAX computes it (float32
-      unless 64-bit JAX is enabled): ``out`` itself, a new array, or a
-      read-only ``np.memmap`` of the ``.npy`` file.
+      The kernel in ``dtype``: ``out`` itself, a new array, or a read-only
+      ``np.memmap`` of the ``.npy`` file.
 
     Raises:
       ValueError: bad inputs or settings (as the kernel functions), an output
-        array of the wrong shape or dtype, a ``block_size`` that does not
-        split over the mesh, or an output file that cannot be resumed: written
-        with other settings, a corrupt record, a truncated file, or a file
-        without a record. The message names the file and the remedy.
+        array of the wrong shape or dtype or read-only, a ``mesh`` that is not
+        a :class:`jax.sharding.Mesh`, a ``block_size`` that does not split over
+        the mesh, or an output file that cannot be resumed: written with other
+        settings, a corrupt record or one naming a tile off the grid, a
+        truncated file, a finished tile whose checksum does not match, or a
+        file without a record. The message names the file and the remedy.
+      OSError: the output's folder is missing or not writable, or its disk is
+        full (the message names the path, the bytes needed and free; the
+        ``.npy`` is allocated whole before the first tile, so a full disk
+        stops the call there, and finished tiles are kept).
     """
     field = _field(get)
     x1 = _host_matrix(x1, "x1")
@@ -396,11 +522,19 @@ def tiled_kernel(
         raise ValueError(
             f"feature dimensions differ: x1 has {x1.shape[1]} features, x2 has {x2.shape[1]}"
         )
-    check_hyperparameters(W_std, b_std)
+    dtype = np.dtype(resolve_dtype(dtype, x1, x2))
+    check_hyperparameters(W_std, b_std, dtype=dtype)
     layer_array = check_depth_and_layers(depth, [depth] if layers is None else layers)
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
             or block_size < 1:
         raise ValueError(f"block_size must be an integer >= 1; got {block_size!r}")
+    if mesh is not None and not isinstance(mesh, Mesh):
+        raise ValueError(
+            f"mesh must be a jax.sharding.Mesh or None; got {mesh!r}: for all local devices "
+            f"pass jax.sharding.Mesh(np.array(jax.devices()), ('d',))"
+        )
+    if verify not in (None, True, False):
+        raise ValueError(f"verify must be None, True or False; got {verify!r}")
     if mesh is None and jax.process_count() > 1:
         mesh = Mesh(np.asarray(jax.devices()), ("devices",))
     # No tile larger than the kernel needs (a multiple of the mesh's size).
@@ -411,7 +545,6 @@ def tiled_kernel(
             f"block_size={block} does not split over the mesh's {mesh.size} devices; "
             f"use a multiple of {mesh.size} (e.g. {mesh.size * max(1, block // mesh.size)})"
         )
-    dtype = _compute_dtype(x1, x2)
     _check_rows(x1, "x1", b_std)
     if not symmetric:
         _check_rows(x2, "x2", b_std)
@@ -419,7 +552,7 @@ def tiled_kernel(
     n1, n2, m = x1.shape[0], x2.shape[0], len(layer_array)
     shape = (n1, n2) if layers is None else (m, n1, n2)
     spec = dict(depth=int(depth), W_std=float(W_std), b_std=float(b_std),
-                layers=[int(v) for v in layer_array], field=field)
+                layers=[int(v) for v in layer_array], field=field, dtype=dtype.name)
     tiles = [(i, j) for i in range(0, n1, block) for j in range(0, n2, block)
              if not symmetric or j >= i]
     multi = jax.process_count() > 1
@@ -436,15 +569,20 @@ def tiled_kernel(
     elif isinstance(out, np.ndarray):
         if out.shape != shape or out.dtype != dtype:
             raise ValueError(f"out is a {out.dtype} array of shape {out.shape}; the kernel is "
-                             f"{dtype} {shape}")
+                             f"{dtype} {shape} (np.empty({shape}, np.{dtype.name}))")
         if not out.flags.c_contiguous:
             raise ValueError("out must be C-contiguous (e.g. np.empty(shape, dtype))")
+        if not out.flags.writeable:
+            raise ValueError("out is a read-only array; pass a writeable one (e.g. "
+                             "np.empty(shape, dtype)), or a .npy path")
         sink = _ArraySink(out, m)
     else:
         path = os.fspath(out)
         if not path.endswith(".npy"):
             raise ValueError(f"out={path!r}: the output file must end in .npy")
-    done: set = set()
+        _check_folder(path)
+    _warn_deep_float32(dtype, int(layer_array.max()))
+    done: dict = {}
     if path is not None:
         record = path + RECORD_SUFFIX
         settings = dict(
@@ -460,23 +598,35 @@ def tiled_kernel(
             multihost_utils.assert_equal(digest, "tiled_kernel: the processes' inputs differ")
         # Every process validates what is on disk (the same shared files), so a
         # refusal is raised everywhere; process 0 then creates what is missing.
-        done = _check_existing(path, record, settings, shape, dtype)
+        done = _check_existing(path, record, settings, shape, dtype, set(tiles))
         if lead and not done:
-            _write_record(record, settings, [], False)
-            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+            _write_record(record, settings, {}, False)
+            try:
+                _create_file(path, shape, dtype)
+            except OSError:
+                os.remove(record)  # nothing was finished: leave nothing behind
+                raise
+        elif lead:
+            try:
+                _allocate(path, os.path.getsize(path))
+            except OSError as e:
+                raise _disk_error(e, path, os.path.getsize(path)) from None
         if multi:
             multihost_utils.sync_global_devices("ntkdepth.tiled_kernel: file ready")
-            done = set(_read_record(record, path)["done"])
+            done = _read_record(record, path, set(tiles))["done"]
         _, _, _, offset = _npy_layout(path)
         sink = _FileSink(path, offset, dtype, m, n1, n2)
+        complete = len(done) == len(tiles)
+        if done and (verify or verify is None and not complete):
+            done = _verify(sink, done, block, symmetric, path, record)
 
-    compute = _LocalTiles(spec) if mesh is None else _MeshTiles(spec, mesh, block, dtype)
     todo = [t for t in tiles if t not in done]
     from tqdm.auto import tqdm  # only here: ntkdepth.kernels imports with jax and numpy alone
 
     bar = tqdm(total=len(tiles), initial=len(tiles) - len(todo), unit="tile",
                desc=f"{field} tiles of {block}", disable=not progress or not lead)
-    with bar:
+    with bar, precision(dtype):
+        compute = _LocalTiles(spec) if mesh is None else _MeshTiles(spec, mesh, block, dtype)
         for i0, j0 in todo:
             for r, data in _compute_tile(compute, x1, x2, i0, j0, block, dtype):
                 rows = min(data.shape[1], n1 - i0 - r)
@@ -490,12 +640,45 @@ def tiled_kernel(
             if path is not None:
                 if multi:
                     multihost_utils.sync_global_devices(f"ntkdepth.tiled_kernel: {i0} {j0}")
-                done.add((i0, j0))
                 if lead:
-                    _write_record(record, settings, sorted(done), len(done) == len(tiles))
+                    done[(i0, j0)] = _stored_digest(sink, i0, j0, block, symmetric)
+                    _write_record(record, settings, done, len(done) == len(tiles))
+                else:
+                    done[(i0, j0)] = None
             bar.update(1)
     if path is None:
         return sink.result
-    if lead and todo == [] and not _read_record(record, path)["complete"]:
-        _write_record(record, settings, sorted(done), True)
+    if lead and (todo == [] and not _read_record(record, path)["complete"]
+                 or any(v is None for v in done.values())):
+        _write_record(record, settings, done, len(done) == len(tiles))
     return np.load(path, mmap_mode="r")
+
+
+def _check_folder(path: str) -> None:
+    """The folder of an output file must exist and be writable (the message names ``path``)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"out={path!r}: {folder} is a file, not a folder; choose another path"
+        )
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            errno.ENOENT, f"out={path!r}: the folder {folder} does not exist; create it first or "
+                          f"choose another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(
+            errno.EACCES, f"out={path!r}: the folder {folder} is not writable; choose a folder "
+                          f"you can write to"
+        )
+
+
+def _warn_deep_float32(dtype: np.dtype, deepest: int) -> None:
+    """One warning per call (the tiles' own calls are silenced), advising ``dtype='float64'``."""
+    if dtype == np.float32 and deepest > FLOAT32_MAX_DEPTH:
+        warnings.warn(
+            f"tiled_kernel: float32 at depth {deepest} loses digits (rounding accumulates over "
+            f"the layers; docs/kernels.md#precision-per-call); pass dtype='float64' (or float64 "
+            f"inputs)",
+            stacklevel=3,
+        )

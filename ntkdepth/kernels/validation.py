@@ -17,6 +17,8 @@ __all__ = [
     "check_inputs",
     "check_hyperparameters",
     "check_depth_and_layers",
+    "check_fields",
+    "check_real",
     "check_finite",
     "precision",
     "resolve_dtype",
@@ -87,7 +89,18 @@ def precision(dtype, *values):
         yield
 
 
+def check_real(x, name: str) -> None:
+    """Raises ``ValueError`` if ``x`` holds complex numbers (a cast would drop their imaginary parts)."""
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(
+            f"{name} is complex ({np.dtype(dtype).name}); the kernels are defined for real "
+            f"inputs: pass its real part ({name}.real) or a real representation explicitly"
+        )
+
+
 def _as_float_matrix(x, name: str, dtype=None) -> jax.Array:
+    check_real(x, name)
     if not (isinstance(x, jax.Array) and (dtype is None or x.dtype == dtype)):
         x = jnp.asarray(x) if dtype is None else jnp.asarray(x, dtype=dtype)
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -136,23 +149,45 @@ def check_inputs(x1, x2, *, b_std, dtype=None) -> tuple[jax.Array, jax.Array]:
     return x1, x2
 
 
-def check_hyperparameters(W_std, b_std, dtype=None) -> None:
-    """``W_std > 0`` and ``b_std >= 0``, both finite.
+def _scale_value(value, name: str) -> float | None:
+    """``float(value)`` for a real scalar (``None`` if traced); a clear error for anything else."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+        raise ValueError(f"{name} must be a real number; got {value!r}")
+    shape = np.shape(value)
+    if shape != ():
+        raise ValueError(
+            f"{name} must be a single number; got an array of shape {shape}: call once per value"
+        )
+    dtype = value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise ValueError(f"{name} must be a real number; got {value!r} ({np.dtype(dtype).name})")
+    return float(np.asarray(value)) if _is_concrete(value) else None
 
-    With a bias and a ``dtype``, ``W_std^2`` and ``b_std^2`` must also be finite
-    in that dtype (without bias any finite ``W_std`` works).
+
+def check_hyperparameters(W_std, b_std, dtype=None) -> None:
+    """``W_std > 0`` and ``b_std >= 0``, both finite real scalars.
+
+    With a ``dtype``, ``W_std`` must be a normal number of it (XLA flushes
+    smaller ones to 0); with a bias also ``W_std^2`` and ``b_std^2`` must be
+    finite in that dtype (without bias any finite ``W_std`` works).
     """
-    if _is_concrete(W_std):
-        w = float(np.asarray(W_std))
+    w = _scale_value(W_std, "W_std")
+    b = _scale_value(b_std, "b_std")
+    if w is not None:
         if not np.isfinite(w) or w <= 0:
             raise ValueError(f"W_std must be a finite number > 0; got {w}")
-    if _is_concrete(b_std):
-        b = float(np.asarray(b_std))
+        if dtype is not None and w < float(np.finfo(dtype).tiny):
+            raise ValueError(
+                f"W_std={w:g} is below the smallest normal {np.dtype(dtype).name} "
+                f"({float(np.finfo(dtype).tiny):.3g}), which the computation flushes to 0; "
+                f"pass dtype='float64' (or a larger W_std)"
+            )
+    if b is not None:
         if not np.isfinite(b) or b < 0:
             raise ValueError(f"b_std must be a finite number >= 0; got {b}")
-        if dtype is not None and b > 0 and _is_concrete(W_std):
+        if dtype is not None and b > 0 and w is not None:
             big = float(np.finfo(dtype).max)
-            for name, v in (("W_std", float(np.asarray(W_std))), ("b_std", b)):
+            for name, v in (("W_std", w), ("b_std", b)):
                 if v * v > big:
                     raise ValueError(
                         f"{name}={v:g}: with a bias, {name}^2 must be finite in "
@@ -179,3 +214,26 @@ def check_depth_and_layers(depth, layers: Sequence[int] | None) -> np.ndarray:
     if np.unique(arr).size != arr.size:
         raise ValueError(f"layers must be distinct; got {arr.tolist()}")
     return arr.astype(np.int64)
+
+
+def check_fields(get, known: tuple[str, ...]) -> tuple[str, ...]:
+    """``get`` (one field name, or a list or tuple of distinct ones) as a tuple of names in ``known``."""
+    hint = f"pass one of {known} or a tuple of them, e.g. get=({known[0]!r}, {known[-1]!r})"
+    if isinstance(get, str):
+        fields = (get,)
+    elif isinstance(get, (list, tuple)):
+        fields = tuple(get)
+    else:
+        raise ValueError(f"get={get!r} ({type(get).__name__}) is not a field name or a tuple of them: {hint}")
+    if not fields:
+        raise ValueError(f"get={get!r} asks for no field: {hint}")
+    wrong = [f for f in fields if not isinstance(f, str)]
+    if wrong:
+        raise ValueError(f"get={get!r}: {wrong[0]!r} is not a field name: {hint}")
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ValueError(f"get={get!r}: unknown field(s) {unknown}; choose from {known}")
+    twice = sorted({f for f in fields if fields.count(f) > 1})
+    if twice:
+        raise ValueError(f"get={get!r} names {twice} more than once; name each field once")
+    return fields

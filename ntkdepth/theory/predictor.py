@@ -60,12 +60,36 @@ class SingularKernelError(ValueError):
 
 
 def _as_times(t) -> tuple[np.ndarray, bool]:
-    arr = np.asarray(t, dtype=np.float64)
-    scalar = arr.ndim == 0
-    arr = np.atleast_1d(arr)
-    if arr.ndim != 1 or np.any(np.isnan(arr)) or np.any(arr < 0):
-        raise ValueError(f"times must be a time or a 1-d array of times >= 0 (np.inf allowed); got {t!r}")
-    return arr, scalar
+    _check_real(t, "t")
+    try:
+        arr = np.asarray(t, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim > 1 or arr.size == 0 or np.any(np.isnan(arr)) or np.any(arr < 0):
+        raise ValueError(f"times must be a time or a non-empty 1-d array of times >= 0 "
+                         f"(np.inf allowed); got {t!r}")
+    return np.atleast_1d(arr), arr.ndim == 0
+
+
+def _check_real(x, name: str) -> None:
+    """Complex arrays are refused: a cast to float64 would drop their imaginary parts."""
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"{name} is complex ({np.dtype(dtype).name}); the predictor works with "
+                         f"real kernels and targets: pass {name}.real explicitly if that is meant")
+
+
+def _learning_rate(value) -> float:
+    """The learning rate as a float: one finite real number > 0."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or np.shape(value) != () or not (
+            np.issubdtype(np.asarray(value).dtype, np.integer)
+            or np.issubdtype(np.asarray(value).dtype, np.floating)):
+        raise ValueError(f"learning_rate must be one finite number > 0 (a float such as 0.1); "
+                         f"got {value!r}")
+    eta = float(value)
+    if not eta > 0 or not np.isfinite(eta):
+        raise ValueError(f"learning_rate must be a finite number > 0; got {eta}")
+    return eta
 
 
 def _eps(dtype) -> float:
@@ -230,6 +254,9 @@ class GradientFlowPredictor:
     def __init__(self, k_train, y_train, *, learning_rate: float = 1.0, rtol: float | None = None,
                  overwrite_k: bool = False):
         k_in = k_train if isinstance(k_train, np.ndarray) else np.asarray(k_train)
+        _check_real(k_in, "k_train")
+        _check_real(y_train, "y_train")
+        eta = _learning_rate(learning_rate)
         if k_in.ndim != 2 or k_in.shape[0] != k_in.shape[1] or k_in.shape[0] == 0:
             raise ValueError(f"k_train must be a square [n, n] matrix with n >= 1; got shape {k_in.shape}")
         self.eps = _eps(k_in.dtype)
@@ -249,11 +276,9 @@ class GradientFlowPredictor:
             raise ValueError(f"y_train must be [n] or [n, K] with n = {n}; got {np.shape(y_train)}")
         if not np.all(np.isfinite(y)):
             raise ValueError("y_train contains NaN or inf")
-        if not learning_rate > 0 or not np.isfinite(learning_rate):
-            raise ValueError(f"learning_rate must be a finite number > 0; got {learning_rate}")
         if rtol is not None and not 0 <= rtol < 1:
             raise ValueError(f"rtol must be in [0, 1) or None (n * eps); got {rtol}")
-        self.eta = float(learning_rate)
+        self.eta = eta
         self.y = y
         self.rtol = float(rtol) if rtol is not None else n * self.eps
         # The kernel in Fortran order (a C-contiguous symmetric K is its own transpose).
@@ -498,6 +523,7 @@ class GradientFlowPredictor:
         if (f0_train is None) != (f0_test is None):
             raise ValueError("give both f0_train and f0_test, or neither (the mean predictor)")
         times, scalar = _as_times(t)
+        _check_real(k_test_train, "k_test_train")
         shape = np.shape(k_test_train)
         if len(shape) != 2 or shape[1] != self.n:
             raise ValueError(f"k_test_train must be [m, {self.n}]; got {shape}")
@@ -528,6 +554,7 @@ class GradientFlowPredictor:
         return self._shape(out, scalar)
 
     def _targets_like(self, f0, name, rows):
+        _check_real(f0, name)
         f0 = np.asarray(f0, dtype=np.float64)
         f0 = f0[:, None] if f0.ndim == 1 else f0
         want = (rows, self.y.shape[1])
