@@ -30,8 +30,10 @@ from ntkdepth.kernels.relu import (
     _check_bias_scale,
     _fields,
     _kernel_dict,
+    _into_normal_range,
     _kernels_tuple,
     _layer_one,
+    _row_norms,
     check_output_scale_fields,
     output_scale_ratio,
     relu_kernel_fn,
@@ -103,6 +105,18 @@ def kernel_trace(
     return KernelTrace(layers=check_depth_and_layers(depth, layers), error_bound=bound, **out)
 
 
+def _log_diagonals(one, bias: bool):
+    """``log Sigma^1(x, x)`` of each input (``[n1]``, ``[n2]``), in absolute units.
+
+    The first layer's numbers with a bias are in units of ``4^scale_exp`` (docs/kernels.md#biases);
+    the activations' expectations need the variances themselves.
+    """
+    if not bias:
+        return 2.0 * one.log_g1, 2.0 * one.log_g2
+    shift = (2.0 * math.log(2.0)) * jnp.asarray(one.scale_exp, one.q1.dtype)
+    return jnp.log(one.q1) + shift, jnp.log(one.q2) + shift
+
+
 def _check_residual(residual) -> float | None:
     """``alpha`` as a float, or ``None`` for the plain network; a clear error for anything else."""
     if residual is None:
@@ -131,11 +145,13 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
         deepest = int(layer_array.max())
         _warn_float32_depth(dt, deepest, "kernel_trace")
         bias = isinstance(b_std, jax.core.Tracer) or float(b_std) != 0.0
+        norms = _row_norms(x1, x2) if bias else None
         if bias:
-            _check_bias_scale(x1, x2, W_std, b_std, dt)
+            _check_bias_scale(norms, x1.shape[0], x1.shape[1], W_std, b_std, dt)
+        x1, x2, b_in, rescale, norms = _into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
         w, b = _scalar(W_std, dt), _scalar(b_std, dt)
-        one = _layer_one(x1, x2, jax.numpy.asarray(w), jax.numpy.asarray(b), bias)
-        lq1, lq2 = 2.0 * one.log_g1, 2.0 * one.log_g2
+        one = _layer_one(x1, x2, jnp.asarray(w), jnp.asarray(_scalar(b_in, dt)), bias, rescale)
+        lq1, lq2 = _log_diagonals(one, bias)
         plan = None
         if not act.closed_form:
             traced = any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std))
