@@ -55,7 +55,7 @@ def _cmd_run(args) -> int:
     exp = get(args.name)
     config = exp.config(args.preset, parse_overrides(args.set or []))
     out = Path(args.out) if args.out else Path("runs") / exp.name / args.preset
-    if args.distributed:  # one process of several (README, "Several hosts")
+    if args.distributed:  # one process of several (docs/distributed.md)
         from ntkdepth.training.parallel import initialize_distributed, is_writer
 
         initialize_distributed()
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="replace a run of another experiment or preset that --out holds")
     run.add_argument("--distributed", action="store_true",
-                     help="one of several processes: jax.distributed.initialize() (see the README)")
+                     help="one of several processes: jax.distributed.initialize() (see docs/distributed.md)")
     run.set_defaults(fn=_cmd_run)
     report = sub.add_parser(
         "report", help="redraw a finished run's tables, figures and summary from its results.json"
