@@ -1,13 +1,5 @@
-"""The ``ntkdepth`` command: list the experiments, run one with a preset, fetch data.
-
-    ntkdepth list
-    ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR] [--force] [--distributed]
-    ntkdepth show NAME              # the settings of an experiment and their presets
-    ntkdepth report DIR             # redraw a finished run's tables, figures, summary
-    ntkdepth data fetch mnist|text8 [--dir DIR]
-    ntkdepth data where             # where datasets are looked for and fetched to
-
-``python -m ntkdepth`` is the same command.
+"""The ``ntkdepth`` command (also ``python -m ntkdepth``): list, show, run and redraw experiments,
+fetch data (``ntkdepth --help``; docs/experiments.md).
 """
 
 from __future__ import annotations

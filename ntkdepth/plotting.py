@@ -1,11 +1,5 @@
-"""Figures shared by experiments: kernel quantities of pairs of inputs against depth.
-
-Figures 4 and 5 of the paper (section 6.4) plot, for pairs inside a dataset
-and pairs between the dataset and an extra point ``x*``, the correlation
-``rho_l``, the derivative kernel ``Sigmadot^l`` and the normalized NTK
-``Thetabar^l`` against depth ``l``: one panel per quantity, a band of the
-10%-90% quantiles over all pairs of a group, and a few pairs as curves.
-matplotlib is imported only when a figure is drawn.
+"""Figures shared by the experiments: panels of pairs' kernels against depth, depth and width axes,
+the projection-norm and ``lambda_min`` panels. matplotlib is imported only when a figure is drawn.
 """
 
 from __future__ import annotations
