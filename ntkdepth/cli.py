@@ -1,5 +1,6 @@
-"""The ``ntkdepth`` command (also ``python -m ntkdepth``): list, show, run and redraw experiments,
-fetch data (``ntkdepth --help``; docs/experiments.md).
+"""The ``ntkdepth`` command: list, show, run and redraw experiments, and fetch their data.
+
+``python -m ntkdepth`` is the same command (docs/experiments.md).
 """
 
 from __future__ import annotations
