@@ -62,9 +62,12 @@ def _round_trip(results: dict) -> dict:
 
 def report_results(module, config, results: dict, out) -> dict:
     """Writes the tables of ``results`` as CSV, then the experiment's own report; its headline."""
+    from ntkdepth.plotting import style
+
     for name, t in (results.get("tables") or {}).items():
         out.write_csv(name, t["columns"], t["rows"])
-    return module.report(config, results, out) or {}
+    with style():
+        return module.report(config, results, out) or {}
 
 
 def run_experiment(module, config, out) -> dict:
