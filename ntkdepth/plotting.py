@@ -14,8 +14,8 @@ __all__ = ["STYLE", "PairGroup", "depth_axis", "depth_panels", "label_axes", "la
            "legend_below", "pair_values", "plain_log_ticks", "projection_norm_panels", "pyplot", "save_figure",
            "sequential_colors", "style", "width_axis", "width_scaling_panel"]
 
-#: The figures' house style: text that stays legible when a figure is shrunk to page width, and
-#: margins that keep reference lines off the frame. Applied by :func:`style`.
+#: The matplotlib settings of every figure, applied by :func:`style`. Text stays legible when a
+#: figure is shrunk to page width, and margins keep reference lines off the frame.
 STYLE = {
     "font.size": 11,
     "axes.titlesize": 11.5,
