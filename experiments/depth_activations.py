@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting
-from ntkdepth.plotting import pyplot, save_figure
+from ntkdepth.plotting import depth_axis, pyplot, save_figure
 from ntkdepth.reporting import as_numbers, claim, table
 from ntkdepth.runs import RunDir
 
@@ -169,35 +169,48 @@ def report(config: Config, results: dict, out) -> dict:
 
 
 def _plot_depth(out, config, results):
+    from matplotlib.lines import Line2D
+
     plt = pyplot()
     names = list(results["settings"])
     depths = np.array(results["depths"], float)
-    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 7.0), squeeze=False)
+    # One row per activation: the normalized NTK and the correlation side by side.
+    fig, axes = plt.subplots(len(names), 2, figsize=(10.5, 3.5 * len(names) + 0.3), squeeze=False)
     colors = {"ordered": "C0", "edge": "k", "chaotic": "C3"}
-    for col, name in enumerate(names):
+    styles = ["-", "--", "-.", ":"]
+    for row, name in enumerate(names):
+        ax, ax_rho = axes[row]
         for phase in PHASES:
             s = results["settings"][name][phase]
             c = results["curves"][name][phase]
             tbar = np.array(c["ntk_normalized"])
             rho = np.array(c["rho"])
-            label = f"{phase} (W²={s['W'] ** 2:.2f}, {s['phase']})"
-            ax = axes[0, col]
+            label = f"{phase}: $\\sigma_w^2 = {s['W'] ** 2:.2f}$" + ("" if s["phase"] == phase else f" (phase: {s['phase']})")
             for i in range(tbar.shape[1]):
-                ax.plot(depths, tbar[:, i], "-", color=colors[phase], lw=1.1, alpha=0.8,
+                ls = styles[i % len(styles)]
+                ax.plot(depths, tbar[:, i], ls=ls, color=colors[phase], lw=1.3, alpha=0.85,
                         label=label if i == 0 else None)
+                ax_rho.plot(depths, np.maximum(1.0 - rho[:, i], 1e-17), ls=ls, color=colors[phase], lw=1.3,
+                            alpha=0.85)
             if s["limit"] is not None and math.isfinite(s["limit"]):
                 ax.axhline(s["limit"], color=colors[phase], ls=":", lw=1)
-            ax = axes[1, col]
-            for i in range(rho.shape[1]):
-                ax.plot(depths, np.maximum(1.0 - rho[:, i], 1e-17), "-", color=colors[phase], lw=1.1, alpha=0.8)
-        axes[0, col].set(xscale="log", ylim=(-0.05, 1.05), xlabel="depth L", ylabel="normalized NTK Θ̄ᴸ(x, x')",
-                         title=f"{name}: Θ̄ᴸ (dotted: theory's limit)")
-        axes[0, col].legend(fontsize=7, loc="lower left")
-        axes[1, col].set(xscale="log", yscale="log", xlabel="depth L", ylabel="1 − ρᴸ(x, x')",
-                         title=f"{name}: correlation")
+        ax.set(xscale="log", ylim=(-0.05, 1.05), xlabel="depth $L$", ylabel=r"$\bar\Theta^L(x, x')$",
+               title=f"{name}: normalized NTK")
+        ax_rho.set(xscale="log", yscale="log", xlabel="depth $L$", ylabel=r"$1 - \rho_L(x, x')$",
+                   title=f"{name}: correlation")
+        ax_rho.legend(*ax.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.02, 0.5),
+                      title=f"{name}: the weight scales")
+        for a_ in (ax, ax_rho):
+            depth_axis(a_, depths)
+            a_.grid(alpha=0.3)
+    starts = results["starts"]
+    handles = [Line2D([], [], color="0.3", ls=styles[i % len(styles)], lw=1.3) for i in range(len(starts))]
+    labels = [f"$\\rho_1 = {r:g}$" for r in starts]
+    handles.append(Line2D([], [], color="0.3", ls=":", lw=1))
+    labels.append("dotted: the theory's limit of $\\bar\\Theta^L$")
     save_figure(out, fig, "depth_activations.png",
-                f"Depth for every activation, b_std = {config.b_std}: {len(results['starts'])} input pairs "
-                f"(ρ₁ = {', '.join(f'{r:g}' for r in results['starts'])}) in each of three phases")
+                f"Depth for every activation, $\\sigma_b = {config.b_std:g}$: input pairs in three settings "
+                "of the weight scale", legend=(handles, labels, len(handles)))
 
 
 def _plot_phases(out, config, results):
@@ -206,23 +219,27 @@ def _plot_phases(out, config, results):
     plt = pyplot()
     d = results["phase_diagram"]
     names = list(results["settings"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False)
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols + 1.2, 3.7 * nrows + 0.5), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
     w2, b2 = np.array(d["w2"]), np.array(d["b2"])
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes.flat, names):
         xi = np.array(d[f"{name}_xi_c"], float)
         xi = np.where(np.isfinite(xi), xi, np.nan)
         mesh = ax.pcolormesh(w2, b2, np.clip(xi, 0.5, 1e3), shading="nearest", cmap="viridis",
                              norm=matplotlib.colors.LogNorm(0.5, 1e3))
         ax.plot(np.array(d[f"{name}_edge_w2"], float), np.array(d["edge_b2"]), "-", color="C1", lw=2.5,
-                label="edge of chaos χ₁ = 1")
-        ax.set(xlabel="W_std²", ylabel="b_std²", title=f"{name}: depth scale ξ_c", xlim=(w2.min(), w2.max()),
-               ylim=(b2.min(), b2.max()))
-        ax.legend(fontsize=7, loc="upper left")
-    cax = fig.add_axes([0.915, 0.17, 0.012, 0.62])
-    fig.colorbar(mesh, cax=cax, label="ξ_c in layers (white: infinite)")
+                label=r"edge of chaos $\chi_1 = 1$")
+        ax.set(xlabel=r"$\sigma_w^2$", ylabel=r"$\sigma_b^2$", title=f"{name}: depth scale $\\xi_c$",
+               xlim=(w2.min(), w2.max()), ylim=(b2.min(), b2.max()))
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), label=r"$\xi_c$ in layers (white: infinite)", shrink=0.9)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
     save_figure(out, fig, "depth_activations_phases.png",
-                "Phase diagrams: correlation depth scale over (W_std², b_std²) with the edge of chaos",
-                rect=(0, 0, 0.9, 0.95))
+                r"Phase diagrams: the correlation depth scale $\xi_c$ over $(\sigma_w^2, \sigma_b^2)$",
+                legend=(handles, labels, 1))
 
 
 def _summary(config, results) -> str:

@@ -126,37 +126,43 @@ def _plot(out, config, results):
     plt = pyplot()
     w = np.array(config.widths, float)
     fits = results["gap_exponents"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    fig, axes = plt.subplots(2, 2, figsize=(11.5, 9.2))
+    axes = axes.ravel()
     ax = axes[0]
     for i, d in enumerate(config.depths):
         r = [_ratio(results, d, x) for x in config.widths]
         ax.errorbar(w * (1 + 0.03 * i), [v["train"] for v in r], yerr=[v["se"] for v in r], fmt="o-", capsize=3,
-                    color=f"C{i}", label=f"L = {d} (training inputs)")
+                    color=f"C{i}", label=f"$L = {d}$, training inputs")
         if config.n_test:
-            ax.plot(w * (1 + 0.03 * i), [v["test"] for v in r], "s", mfc="none", color=f"C{i}",
-                    label=f"L = {d} (held-out inputs)")
+            ax.plot(w * (1 + 0.03 * i), [v["test"] for v in r], "s", ms=7, mfc="none", color=f"C{i}",
+                    label=f"$L = {d}$, held-out inputs")
     ax.axhline(1.0, color="k", lw=0.8)
     width_axis(ax, w)
-    ax.set(xlabel="width n", ylabel="measured / predicted drift",
+    ax.set(xlabel="width $n$", ylabel="measured / predicted drift",
            title="drift of the last hidden layer against its limit")
-    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    # The fourth slot holds this panel's legend (it would cover the points).
+    axes[3].axis("off")
+    axes[3].legend(*ax.get_legend_handles_labels(), loc="center",
+                   title=r"upper left: mean $\pm$ s.e. over seeds;" "\nheld-out: mean (points shifted apart)")
 
     ax = axes[1]
     gap = {d: [abs(1 - np.mean(results["ratios_per_seed"][str(d)][str(x)]["train"])) for x in config.widths]
            for d in config.depths}
     width_scaling_panel(ax, w, {f"L = {d}": (gap[d], None, fits.get(str(d)), f"C{i}")
                                 for i, d in enumerate(config.depths)},
-                        ylabel="|1 - measured / predicted|", title="convergence (n^(-1/2) expected)")
-    ax.legend(fontsize=7)
+                        ylabel="|1 - measured / predicted|", title="convergence ($n^{-1/2}$ expected)")
+    ax.legend()
 
     ax = axes[2]
     wl = config.widths[-1]
     for i, d in enumerate(config.depths):
         curve = results["curves_at_largest_width"][str(d)]
-        ax.plot(results["times"], curve["predicted"], "-", color=f"C{i}", label=f"L = {d} predicted")
-        ax.plot(results["times"], curve["measured"], "o", color=f"C{i}", label=f"L = {d} measured (n = {wl})")
-    ax.set(xlabel="time t", ylabel="RMS over training inputs of |a_t - a_0|", title="drift over training")
-    ax.legend(fontsize=7)
+        ax.plot(results["times"], curve["predicted"], "-", color=f"C{i}", label=f"$L = {d}$ predicted")
+        ax.plot(results["times"], curve["measured"], "o", color=f"C{i}", label=f"$L = {d}$ measured ($n = {wl}$)")
+    ax.set(xlabel="time $t$", ylabel=r"$\|a_t - a_0\|$, RMS over training inputs", title="drift over training")
+    ax.legend()
+    ax.grid(alpha=0.3)
     save_figure(out, fig, "drift_theory.png", "Last-hidden-layer drift against its infinite-width prediction")
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from ntkdepth.config import setting
 from ntkdepth.grids import trace_depths
 from ntkdepth.kernels import correlation_trace
-from ntkdepth.plotting import label_axes, pyplot, save_figure
+from ntkdepth.plotting import depth_axis, label_axes, pyplot, save_figure, sequential_colors
 from ntkdepth.reporting import claim, table, table_column
 from ntkdepth.runs import RunDir
 from ntkdepth.theory.depth import (
@@ -176,46 +176,51 @@ def _plot(out, config, results):
     tb, dev = (table_column(trace, c).reshape(len(fits), len(L)).T for c in ("thetabar", "thetabar_minus_quarter"))
     omr_grid, onset_depth = table_column(onset, "one_minus_rho1"), table_column(onset, "onset_depth")
     plt = pyplot()
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 4.8))
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(fits)))
+    fig, axes = plt.subplots(2, 2, figsize=(11.5, 9.0))
+    (ax1, ax2), (ax3, key) = axes
+    colors = sequential_colors(len(fits))
     for j, f in enumerate(fits):
         label = rf"$\rho_1 = {f['rho1']:g}$"
-        ax1.plot(L, tb[:, j], color=colors[j], lw=1.3, label=label)
-        ax2.loglog(L, np.abs(dev[:, j]), color=colors[j], lw=1.3, label=label)
+        ax1.plot(L, tb[:, j], color=colors[j], lw=1.5, label=label)
+        ax2.loglog(L, np.abs(dev[:, j]), color=colors[j], lw=1.5)
     fitted = [f["fit"] for f in fits if f["fit"]]
     for i, g in enumerate(fitted):
         Lw = np.geomspace(*g["window"], 50)
-        ax2.loglog(Lw, g["log_a"] * np.log(Lw) / Lw + g["log_b"] / Lw, color="k", lw=1.0, ls="--",
+        ax2.loglog(Lw, g["log_a"] * np.log(Lw) / Lw + g["log_b"] / Lw, color="tab:orange", lw=1.5, ls=(0, (3, 2)),
                    label=r"fit $(a\log L + b)/L$ over its window" if i == 0 else None)
     # Corollary 1's continuum profile for the pair closest to 1.
     top = max(f["rho1"] for f in fits)
     if 0.9 <= top < 1.0:
-        ax1.plot(L, corollary1_profile(L, 1.0 - top), color="tab:red", lw=1.4,
+        ax1.plot(L, corollary1_profile(L, 1.0 - top), color="tab:red", lw=1.6,
                  ls=(0, (2, 2)), label=rf"continuum profile, $\rho_1={top:g}$")
-    ax1.axhline(0.25, color="k", lw=1, ls=":", label="limit 1/4")
-    ax1.set_xscale("log")
-    label_axes(ax1, r"depth $L$", r"$\bar\Theta^{L}(x, x')$",
-               r"normalized NTK $\bar\Theta^{L}(x,x')$ against depth",
-               legend_size=7, legend_loc="lower right", grid="both")
-    a_txt = (f"; fitted $a$ = {min(g['log_a'] for g in fitted):.4f}.."
-             f"{max(g['log_a'] for g in fitted):.4f} (theory 3/8)") if fitted else ""
+    ax1.axhline(0.25, color="k", lw=1.2, ls=":", label="limit 1/4")
+    depth_axis(ax1, L)
+    ax1.set(xlabel=r"depth $L$", ylabel=r"$\bar\Theta^{L}(x, x')$", title=r"normalized NTK against depth")
+    ax1.grid(alpha=0.3)
+    a_txt = (f"fitted $a$ = {min(g['log_a'] for g in fitted):.4f}..{max(g['log_a'] for g in fitted):.4f} "
+             "(theory 3/8)") if fitted else "no pair fitted"
     ax2.set_ylim(bottom=max(np.abs(dev).min() / 2, 1e-12))
-    label_axes(ax2, r"depth $L$", r"$|\bar\Theta^{L}(x, x') - 1/4|$",
-               r"distance to the limit (dips: $\bar\Theta^{L}$ crosses 1/4)" + a_txt,
-               title_size=9, legend_size=7, legend_loc="lower left", grid="both")
+    depth_axis(ax2, L)
+    ax2.set(xlabel=r"depth $L$", ylabel=r"$|\bar\Theta^{L}(x, x') - 1/4|$",
+            title="distance to the limit (dips: crossings of 1/4)\n" + a_txt)
+    ax2.grid(alpha=0.3)
 
     finite = np.isfinite(onset_depth)
-    ax3.loglog(omr_grid[finite], onset_depth[finite], "o", ms=3.5, color="tab:blue",
+    ax3.loglog(omr_grid[finite], onset_depth[finite], "o", ms=4, color="tab:blue",
                label=r"onset depth $L_{\rm onset}(\rho_1)$")
     xs = np.geomspace(*law.range_one_minus_rho, 50)
-    ax3.loglog(xs, law(xs), color="k", lw=1.2, label=rf"fit ${law.C:.3f}\,(1-\rho_1)^{{-{law.q:.4f}}}$")
+    ax3.loglog(xs, law(xs), color="k", lw=1.3, label=rf"fit ${law.C:.3f}\,(1-\rho_1)^{{-{law.q:.4f}}}$")
     xt = np.geomspace(omr_grid.min(), omr_grid.max(), 100)
-    ax3.loglog(xt, ONSET_CONSTANT * xt**-0.5, color="tab:red", lw=1, ls="--",
+    ax3.loglog(xt, ONSET_CONSTANT * xt**-0.5, color="tab:red", lw=1.2, ls="--",
                label=rf"continuum ${ONSET_CONSTANT:.3f}\,(1-\rho_1)^{{-1/2}}$")
     ax3.axvspan(*law.range_one_minus_rho, color="0.85", alpha=0.5, lw=0, label="fit range")
     label_axes(ax3, r"$1 - \rho_1$", r"$L_{\rm onset}$",
-               r"Corollary 1: depth where $|\bar\Theta^{L} - 1/4|$ has halved from its peak",
-               title_size=10, legend_size=7, legend_loc="upper right", grid="both")
+               "Corollary 1: depth where the distance\nhas halved from its peak", legend_loc="upper right")
+    # The fourth slot holds the legend of the first two panels.
+    key.axis("off")
+    handles, labels = ax1.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    key.legend(handles + h2, labels + l2, loc="center", title="the pairs, in both upper panels")
     save_figure(out, fig, "fig2.png", r"Figure 2: ReLU NTK on the sphere, $\sigma_w^2 = 2$, no bias, "
                 f"depths 1..{config.depth:,}")
 

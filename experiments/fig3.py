@@ -22,7 +22,7 @@ import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.kernels import correlation_map, correlation_map_derivative, correlation_trace
-from ntkdepth.plotting import label_axes, pyplot, save_figure
+from ntkdepth.plotting import depth_axis, label_axes, pyplot, save_figure, sequential_colors
 from ntkdepth.reporting import claim, table, table_column
 from ntkdepth.runs import RunDir
 from ntkdepth.theory.depth import LEMMA1_CONSTANT, iterations_to_reach
@@ -138,7 +138,7 @@ def _plot(out, config, results):
                 for c in ("rho", "one_minus_rho"))
     layers = np.arange(1, config.iterations + 1)
     plt = pyplot()
-    fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(20, 4.8))
+    fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(11.5, 10))
 
     ax1.plot(grid, f, color="tab:blue", lw=1.8, label=r"$f(\rho)$")
     ax1.plot(grid, grid, color="k", lw=0.8, ls="--", label=r"diagonal $f(\rho) = \rho$")
@@ -157,16 +157,17 @@ def _plot(out, config, results):
     ax1.set_xlim(-1.05, 1.05)
     ax1.set_ylim(-1.05, 1.05)
     ax1.set_aspect("equal")
-    label_axes(ax1, r"$\rho$", r"$f(\rho)$", r"correlation map $f$ (Definition 5)",
-               legend_size=7, legend_loc="lower right")
+    label_axes(ax1, r"$\rho$", r"$f(\rho)$", r"correlation map $f$ (Definition 5)", legend_loc="lower right")
 
     ax2.plot(grid, fp, color="tab:blue", lw=1.8, label=r"$f'(\rho) = (\pi - \arccos\rho)/\pi$")
     ax2.axhline(1.0, color="k", lw=0.8, ls=":", label=r"$f'(1) = 1$")
     ax2.plot([1], [1], "o", color="k", ms=6)
+    for ax in (ax1, ax2):
+        ax.set_xticks(np.linspace(-1.0, 1.0, 5))
     label_axes(ax2, r"$\rho$", r"$f'(\rho) = \dot\Sigma^{\ell+1}$", r"derivative $f'$",
                legend_loc="upper left")
 
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(config.starts)))
+    colors = sequential_colors(len(config.starts))
     for j, r1 in enumerate(config.starts):
         ax3.plot(layers, rho[:, j], "o-", ms=2.5, lw=1, color=colors[j], label=rf"$\rho_1 = {r1:g}$")
         ax4.loglog(layers, omr[:, j], "o-", ms=2.5, lw=1, color=colors[j], label=rf"$\rho_1 = {r1:g}$")
@@ -174,12 +175,14 @@ def _plot(out, config, results):
     label_axes(ax3, r"layer $\ell$", r"$\rho_\ell = f^{\circ(\ell-1)}(\rho_1)$",
                r"iterates $\rho_{\ell+1} = f(\rho_\ell)$", legend_loc="lower right")
 
+    depth_axis(ax3, layers)
     ax4.loglog(layers, LEMMA1_CONSTANT / layers**2.0, color="k", lw=1, ls="--",
                label=r"Lemma 1: $9\pi^2 / (2\ell^2)$")
     ax4.axhline(config.count_threshold, color="tab:red", lw=0.8, ls=":",
                 label=rf"$1 - \rho = {config.count_threshold:g}$")
+    depth_axis(ax4, layers)
     label_axes(ax4, r"layer $\ell$", r"$1 - \rho_\ell$", r"distance to the fixed point",
-               legend_loc="upper right", grid="both")
+               legend_loc="upper right")
     save_figure(out, fig, "fig3.png", r"Figure 3: the ReLU correlation map on the sphere ($\sigma_w^2 = 2$, no bias)")
 
 

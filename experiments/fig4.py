@@ -207,27 +207,25 @@ def _plot(out, config, results) -> str:
     colors = {"inside": "tab:blue", "with_x_star": "tab:red"}
     labels = {"inside": r"pairs $(x_i, x_j)$ in $X$", "with_x_star": r"pairs $(x_i, x^*)$"}
     styles = {"inside": "-", "with_x_star": "--"}
+    totals = {"inside": results["pairs_inside"], "with_x_star": results["pairs_with_x_star"]}
     limits = {"rho": 1.0, "sigmadot": config.W_std**2 / 2, "thetabar": 0.25}
     layers, bands = _bands(results, config.max_curves)
-    titles = {"rho": r"$\rho_\ell$", "sigmadot": r"$\dot\Sigma^{\ell}$", "thetabar": r"$\bar\Theta^{\ell}$"}
+    titles = {"rho": "correlation", "sigmadot": "derivative kernel", "thetabar": "normalized NTK"}
+    ylabels = {"rho": r"$\rho_\ell$", "sigmadot": r"$\dot\Sigma^{\ell}$", "thetabar": r"$\bar\Theta^{\ell}$",
+               "residual": r"$|\bar\Theta^{\ell} - 1/4|$"}
     panels = {q: (titles[q], bands[q]) for q in titles}
-    legend_loc = {"rho": "lower right", "sigmadot": "lower right", "thetabar": "lower right",
-                  "residual": "lower left"}
     if source["name"] == "mnist":
-        # Thetabar and its distance to 1/4 start high and end low on MNIST: their upper right
-        # corners are empty.
-        legend_loc["thetabar"] = legend_loc["residual"] = "upper right"
         title = (f"{figure}: {config.n} MNIST images ({source['split']} split) on $S^{{783}}$ and a "
                  r"held-out image $x^*$, ReLU, ")
     else:
         title = f"{figure}: {config.n} points on $S^{{{source['dim'] - 1}}}$ ({source['name']}) and $x^*$, ReLU, "
     if config.b_std == 0:
         # The approach to the limit 1/4, visible over decades only on a log axis.
-        panels["residual"] = (r"$|\bar\Theta^{\ell} - 1/4|$", bands["residual"])
+        panels["residual"] = ("distance to the limit 1/4", bands["residual"])
     fig = depth_panels(
         layers, panels,
-        [PairGroup(g, labels[g], colors[g], styles[g]) for g in ("inside", "with_x_star")],
-        limits=limits if config.b_std == 0 else None, log_y=("residual",), legend_loc=legend_loc,
+        [PairGroup(g, labels[g], colors[g], styles[g], totals[g]) for g in ("inside", "with_x_star")],
+        limits=limits if config.b_std == 0 else None, log_y=("residual",), ylabels=ylabels,
         title=title + f"$\\sigma_w^2={config.W_std**2:g}$, $\\sigma_b={config.b_std:g}$",
     )
     out.save_figure(fig, file)

@@ -23,7 +23,7 @@ import numpy as np
 from ntkdepth.config import setting
 from ntkdepth.data import load_points, min_pairwise_angle
 from ntkdepth.grids import log_grid
-from ntkdepth.plotting import label_axes, pyplot, save_figure, width_axis
+from ntkdepth.plotting import label_axes, plain_log_ticks, pyplot, save_figure, width_axis
 from ntkdepth.reporting import as_numbers, claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import PowerLaw, fit_power_law
@@ -135,11 +135,11 @@ def _plot(out, config, per_n, scaling):
             label=rf"first stable depth ($\lambda_{{\min}} \geq {config.min_lambda:g}$)")
     width_axis(ax, config.ns)  # ticks at the sizes measured
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("dataset size $n$")
     ax.set_ylabel("depth $L$")
     ax.set_title("depths where the deep NTK predictor is stable and expressive")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2)
     ax2.plot(ns, get("delta"), "o", color="k", label=r"measured $\delta_n$ (mean over datasets)")
     if np.isfinite(scaling["fitted_exponent"]):
         law = PowerLaw(scaling["fitted_exponent"], scaling["fitted_constant"], np.nan)
@@ -147,9 +147,11 @@ def _plot(out, config, per_n, scaling):
                  label=rf"fit $\propto n^{{{law.exponent:.3f}}}$ (theory $n^{{{-2 / (config.dim - 1):.3f}}}$)")
     width_axis(ax2, config.ns)
     ax2.set_yscale("log")
+    plain_log_ticks(ax2.yaxis)
     label_axes(ax2, "dataset size $n$", r"separation $\delta_n$ (smallest angle)",
                f"separation of $n$ uniform points on $S^{{{config.dim - 1}}}$", grid="both")
-    save_figure(out, fig, "fig8.png", "Figure 8: Theorem 3's depth bound and the Goldilocks zone")
+    save_figure(out, fig, "fig8.png", "Figure 8: Theorem 3's depth bound and the Goldilocks zone",
+                legend=(*ax.get_legend_handles_labels(), 2))
 
 
 def _summary(config, per_n, slope) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting
-from ntkdepth.plotting import pyplot, save_figure
+from ntkdepth.plotting import pyplot, save_figure, sequential_colors
 from ntkdepth.reporting import as_numbers, claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.theory.separation_bounds import (
@@ -117,14 +117,15 @@ def _plot(out, config, rows):
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
-    events = (("close", r"some pair at angle $<\delta$"),
-              ("colinear", r"some pair with $|\langle x_i,x_j\rangle| > \cos\delta$"))
+    events = (("close", r"some pair at angle $<\delta$", "a close pair"),
+              ("colinear", r"some pair with $|\langle x_i,x_j\rangle| > \cos\delta$", "a near-colinear pair"))
     dims = list(config.dims)
-    fig, axes = plt.subplots(2, len(dims), figsize=(3.9 * len(dims) + 0.6, 7.6), squeeze=False)
-    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(config.n)))
+    # One row per dimension, the two events side by side: the figure stays two panels wide.
+    fig, axes = plt.subplots(len(dims), 2, figsize=(10.5, 3.5 * len(dims) + 0.4), squeeze=False)
+    colors = sequential_colors(len(config.n))
     floor = 0.3 * config.bound_min
-    for row, (event, title) in enumerate(events):
-        for col, d in enumerate(dims):
+    for col, (event, title, short) in enumerate(events):
+        for row, d in enumerate(dims):
             ax = axes[row, col]
             for color, n in zip(colors, config.n):
                 sel = [r for r in rows if r["event"] == event and r["n"] == n and r["d"] == d]
@@ -155,32 +156,27 @@ def _plot(out, config, rows):
             ax.set_yscale("log")
             ax.set_ylim(floor, 1.6)
             ax.grid(alpha=0.3, which="both")
-            if row == 0:
-                ax.set_title(f"$d = {d}$  (points on $S^{{{d - 1}}}$)")
-            if row == 1:
+            ax.set_title(f"{short}, $d = {d}$ (points on $S^{{{d - 1}}}$)")
+            if row == len(dims) - 1:
                 ax.set_xlabel(r"angle $\delta$ (rad)")
-            if col == 0:
-                ax.set_ylabel(f"P({title})", fontsize=9)
+            ax.set_ylabel(f"P({title})", fontsize=10)
     handles = [
         Line2D([], [], color=c, lw=1.6, label=f"$n = {n}$") for c, n in zip(colors, config.n)
     ]
     handles += [
         Line2D([], [], color="k", lw=1.6,
-               label=r"union bound, clipped at 1 (top: $\binom{n}{2} F_d(\delta)$, "
-               r"bottom: twice that)"),
+               label=r"union bound, clipped at 1 (left: $\binom{n}{2} F_d(\delta)$, "
+               r"right: twice that)"),
         Line2D([], [], color="k", lw=0.9, ls=":", label=r"Poisson $1 - e^{-\mathrm{bound}}$"),
         Line2D([], [], color="k", marker="o", ls="", ms=4, label=r"Monte Carlo $\pm 2$ s.e."),
         Line2D([], [], color="k", marker="v", mfc="none", ls="", ms=5,
                label=r"Monte Carlo: no hit (at $3/T$)"),
     ]
-    wide = len(dims) >= 3
-    ncol = len(handles) if wide else (len(handles) + 1) // 2
-    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8.5, frameon=False)
     save_figure(out, fig, "prop7.png",
-                "Proposition 7: union bound vs Monte Carlo, uniform points on the sphere "
-                "(top: close pair, bottom: near-colinear pair; "
-                f"T = {', '.join(map(str, config.trials))} trials)",
-                rect=(0, 0.05 if wide else 0.09, 1, 0.97), fontsize=11)
+                "Proposition 7: union bound vs Monte Carlo for uniform points on the sphere\n"
+                f"(Monte Carlo: T = {', '.join(map(str, config.trials))} trials for n = "
+                f"{', '.join(map(str, config.n))})",
+                legend=(handles, [h.get_label() for h in handles], 3))
 
 
 def _summary(config, stats) -> str:

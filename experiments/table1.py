@@ -24,7 +24,7 @@ import numpy as np
 
 from ntkdepth.config import ConfigError, setting, with_defaults
 from ntkdepth.empirical import DRIFT_MEASURES as MEASURES
-from ntkdepth.plotting import pyplot, save_figure, width_scaling_panel
+from ntkdepth.plotting import depth_axis, pyplot, save_figure, sequential_colors, width_scaling_panel
 from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import power_law_fits
@@ -224,50 +224,67 @@ def _markdown(config, results) -> str:
             "n^{-1/2} times the limit law's mean and expected maximum.\n\n" + "\n".join(md) + "\n")
 
 
+# The measures and parameterizations as the figures name them, typeset.
+TITLES = {"aggregate": r"aggregate $\|a_T(x) - a_0(x)\|_2$",
+          "per_neuron_mean": r"per-neuron $|a_{T,i}(x) - a_{0,i}(x)|$, mean over $i$",
+          "per_neuron_max": r"per-neuron $|a_{T,i}(x) - a_{0,i}(x)|$, max over $i$",
+          "relative": r"relative $\|a_T(x) - a_0(x)\|_2 \,/\, \|a_0(x)\|_2$",
+          "inner_product": r"inner products $|\langle a_T(x), a_T(x')\rangle - \langle a_0(x), a_0(x')\rangle| / n$",
+          "loss": "training loss"}
+PARAMETERIZATION_NAMES = {"ntk": "NTK", "mup": "muP", "standard": "standard"}
+
+
 def _plot_scaling(out, config, results):
     plt = pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(15.6, 8.4))  # a panel for each of the five measures
+    fig, axes = plt.subplots(3, 2, figsize=(11.5, 12.6))  # a panel for each of the five measures
     axes[-1, -1].set_visible(False)
     w = np.array(config.widths, float)
     colors = {"ntk": "C0", "mup": "C3", "standard": "C2"}
     kernel = results["kernel_prediction"]
     predicted = {"aggregate": [kernel["aggregate_mean_over_eval_tokens"]] * len(w), **kernel["at_width"]}
-    for ax, (m, label) in zip(axes.ravel(), MEASURES.items()):
-        width_scaling_panel(ax, w, {par: (_at_widths(by_measure[m], config, "mean"),
-                                          _at_widths(by_measure[m], config, "sd"),
-                                          results["exponents"].get(par, {}).get(m), colors.get(par))
+    for ax, m in zip(axes.ravel(), MEASURES):
+        width_scaling_panel(ax, w, {PARAMETERIZATION_NAMES.get(par, par): (
+                                        _at_widths(by_measure[m], config, "mean"),
+                                        _at_widths(by_measure[m], config, "sd"),
+                                        results["exponents"].get(par, {}).get(m), colors.get(par))
                                     for par, by_measure in results["table"].items()},
-                            ylabel=SHORT_LABELS[m], title=label, title_size=9)
+                            ylabel=SHORT_LABELS[m], title=TITLES[m])
         if m in predicted and "ntk" in results["table"]:
             ax.plot(w, predicted[m], "k--", lw=1.2, label="kernel prediction (NTK)")
-        ax.legend(fontsize=8)
-    save_figure(out, fig, "table1_scaling.png", "Last-hidden-layer drift after training against width (mean ± s.d.)")
+        ax.legend()
+    save_figure(out, fig, "table1_scaling.png", "Last-hidden-layer drift after training against width "
+                r"(mean $\pm$ s.d. over evaluation tokens and seeds)")
 
 
 def _plot_steps(out, config, results):
-    import matplotlib.ticker
+    from matplotlib.lines import Line2D
 
     plt = pyplot()
     curves = results["curves"]
     steps = np.array(results["steps"])
     keys = ("aggregate", "per_neuron_mean", "relative", "loss")
-    fig, axes = plt.subplots(len(curves), len(keys), figsize=(4.2 * len(keys), 3.4 * len(curves)), squeeze=False)
-    cmap = plt.get_cmap("viridis")
-    for row, (par, by_width) in enumerate(curves.items()):
-        for col, k in enumerate(keys):
+    # One row per measure, the parameterizations side by side.
+    fig, axes = plt.subplots(len(keys), len(curves), figsize=(5.4 * len(curves), 3.4 * len(keys)), squeeze=False)
+    colors = sequential_colors(len(config.widths))
+    for col, (par, by_width) in enumerate(curves.items()):
+        for row, k in enumerate(keys):
             ax = axes[row, col]
-            for i, w in enumerate(config.widths):
-                ax.plot(steps[1:], by_width[str(w)][k][1:], "o-", ms=3,
-                        color=cmap(i / max(1, len(config.widths) - 1)), label=f"n = {w}")
+            for c, w in zip(colors, config.widths):
+                ax.plot(steps[1:], by_width[str(w)][k][1:], "o-", ms=3, color=c)
             if par == "ntk" and k == "aggregate":
-                ax.plot(steps[1:], results["kernel_prediction"]["aggregate_over_steps"][1:], "k--", lw=1.2,
-                        label="kernel (n = inf)")
-            ax.set(xscale="log", yscale="log", xlabel="SGD step", ylabel=SHORT_LABELS[k])
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.set_title(f"{par}: {MEASURES.get(k, SHORT_LABELS[k])}", fontsize=9)
-            if col == 0:
-                ax.legend(fontsize=7)
-    save_figure(out, fig, "table1_steps.png", "The drift measures and the loss along training (mean over seeds)")
+                ax.plot(steps[1:], results["kernel_prediction"]["aggregate_over_steps"][1:], "k--", lw=1.2)
+            ax.set(xscale="log", yscale="log", ylabel=SHORT_LABELS[k])
+            depth_axis(ax, steps[1:])
+            ax.set_xlabel("SGD step")
+            ax.set_title(f"{PARAMETERIZATION_NAMES.get(par, par)}: {TITLES[k]}")
+            ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=c, marker="o", ms=3) for c in colors]
+    labels = [f"$n = {w:,}$" for w in config.widths]
+    if "ntk" in curves:
+        handles.append(Line2D([], [], color="k", ls="--", lw=1.2))
+        labels.append(r"kernel ($n = \infty$, NTK)")
+    save_figure(out, fig, "table1_steps.png", "The drift measures and the loss along training (mean over seeds)",
+                legend=(handles, labels, min(4, len(handles))))
 
 
 def _too_narrow(config, err) -> str:

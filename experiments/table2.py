@@ -173,7 +173,7 @@ def _plot_sweep(out, config, split, depths, times, mean_acc, mean_mse, best_acc,
             if np.isfinite(v):
                 r, g, b, _ = im.cmap(im.norm(v))
                 color = "w" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "k"
-                ax.text(t, d, fmt.format(v), ha="center", va="center", fontsize=7, color=color)
+                ax.text(t, d, fmt.format(v), ha="center", va="center", fontsize=8, color=color)
             else:
                 ax.text(t, d, "singular", ha="center", va="center", fontsize=7)
         ax.add_patch(Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, ec="red", lw=2))
@@ -182,11 +182,11 @@ def _plot_sweep(out, config, split, depths, times, mean_acc, mean_mse, best_acc,
         ax.set_yticks(range(len(depths)), [str(d) for d in depths])
         ax.set_xlabel(r"stopping time $t$ (kernel $\bar\Theta^L$)")
         ax.set_ylabel("depth $L$")
-        ax.set_title(f"{title}\nbox: best; circle: t chosen on validation", fontsize=10)
+        ax.set_title(f"{title}\nbox: best; circle: $t$ chosen on validation")
         fig.colorbar(im, ax=ax, shrink=0.85, extend=extend)
     fig.suptitle(
         f"NTK regression on MNIST ({split} split): {config.n_train} training images, mean over "
-        f"{config.subsets} subsets of {config.n_test} held-out images"
+        f"{config.subsets} subset{'s' if config.subsets > 1 else ''} of {config.n_test} held-out images"
     )
     fig.tight_layout()
     out.save_figure(fig, "table2_sweep.png")
@@ -204,13 +204,13 @@ def _plot_confusion(out, config, cm):
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for (i, j), c in np.ndenumerate(cm):
         if c:
-            ax.text(j, i, str(c), ha="center", va="center", fontsize=7, color="w" if rates[i, j] > 0.5 else "k")
+            ax.text(j, i, str(c), ha="center", va="center", fontsize=8, color="w" if rates[i, j] > 0.5 else "k")
     ax.set_xticks(range(NUM_CLASSES))
     ax.set_yticks(range(NUM_CLASSES))
     ax.set_xlabel("predicted digit")
     ax.set_ylabel("true digit")
-    ax.set_title(f"depth {config.depth}, early stopping: counts over {config.subsets} subsets\n"
-                 "(color: fraction of the true digit)", fontsize=10)
+    ax.set_title(f"depth {config.depth}, early stopping: counts over {config.subsets} "
+                 f"subset{'s' if config.subsets > 1 else ''}\n(color: fraction of the true digit)")
     fig.colorbar(im, ax=ax, shrink=0.85)
     fig.tight_layout()
     out.save_figure(fig, "table2_confusion.png")

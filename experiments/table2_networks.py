@@ -176,7 +176,9 @@ def _plot(out, config, info):
 
     widths = np.asarray(info["widths"], dtype=np.float64)
     metrics = {m: np.asarray(v, dtype=np.float64) for m, v in info["metrics_per_run"].items()}  # [S, W, K]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, grid = plt.subplots(2, 2, figsize=(11.5, 8.6))
+    grid[1, 1].set_visible(False)
+    axes = grid.ravel()[:3]
     for ax, m, label in ((axes[0], "accuracy", "test accuracy"), (axes[1], "mse", "test MSE (outputs vs one-hot)")):
         per = metrics[m].transpose(1, 0, 2).reshape(len(widths), -1)  # [W, S K]
         mean = per.mean(axis=1)
@@ -186,27 +188,29 @@ def _plot(out, config, info):
         ax.axhline(k_mean, color="k", ls="--", label="kernel predictor, same t")
         if k_sd > 0:
             ax.axhspan(k_mean - k_sd, k_mean + k_sd, color="k", alpha=0.08)
-        ax.set_title(label, fontsize=10)
+        ax.set_title(label)
+        ax.set_ylabel(label.split(" (")[0])
     ax = axes[2]
     per = np.asarray(info["relative_output_distance_per_run"], dtype=np.float64).transpose(1, 0, 2).reshape(len(widths), -1)
     for i, w in enumerate(widths):
         ax.plot(np.full(per.shape[1], w), per[i], ".", color="0.6", ms=4)
-    ax.plot(widths, per.mean(axis=1), "o-", label="mean over subsets x seeds")
+    ax.plot(widths, per.mean(axis=1), "o-", label=r"mean over subsets $\times$ seeds (grey: each)")
     if info["fit"] is not None:
         f = info["fit"]
         grid = np.geomspace(widths.min(), widths.max(), 50)
-        ax.plot(grid, f["prefactor"] * grid ** f["exponent"], "r--", label="fit: n^(" + _fit_text(f, "{:.2f}") + ")")
+        ax.plot(grid, f["prefactor"] * grid ** f["exponent"], "r--", label="fit: $n^{" + _fit_text(f, "{:.2f}") + "}$")
     ax.set_yscale("log")
-    ax.set_title("|f_net - mu_t| / |mu_t| on held-out images\n(kernel predictor: 0)", fontsize=10)
+    ax.set_title("distance to the kernel predictor on held-out images\n(the kernel predictor itself: 0)")
+    ax.set_ylabel(r"$\|f_{\rm net} - \mu_t\| \,/\, \|\mu_t\|$")
     for ax in axes:
         width_axis(ax, widths)
-        ax.set_xlabel("width n")
-        ax.legend(fontsize=8)
+        ax.set_xlabel("width $n$")
+        ax.legend()
+        ax.grid(alpha=0.3)
     fig.suptitle(
-        f"Centered ReLU networks of depth {config.depth} (NTK parameterization) vs the NTK predictor, "
-        f"{config.n_train} training images, t = {_times_text(info['t'])}"
+        f"Centered ReLU networks of depth {config.depth} (NTK parameterization) against the NTK predictor,\n"
+        f"{config.n_train} training images, $t$ = {_times_text(info['t'])}"
         + (" (capped by max_steps)" if any(info["capped"]) else " (chosen on validation)"),
-        fontsize=11,
     )
     fig.tight_layout()
     out.save_figure(fig, "table2_networks.png")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ntkdepth.config import setting, with_defaults
-from ntkdepth.plotting import pyplot, save_figure, width_scaling_panel
+from ntkdepth.plotting import pyplot, save_figure, sequential_colors, width_scaling_panel
 from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import mean_sd, power_law_fits
@@ -37,6 +37,14 @@ ERRORS = {
     "ntk_change": "NTK after training vs at init",
     "outputs_train": "outputs at T vs predictor (train)",
     "outputs_test": "outputs at T vs predictor (test)",
+}
+# The same, typeset for the figure.
+ERROR_LABELS = {
+    "ntk_init": r"empirical NTK at init vs $\Theta^L$",
+    "features_init": "feature kernel at init vs its limit",
+    "ntk_change": "NTK after training vs at init",
+    "outputs_train": "outputs at $T$ vs predictor (train)",
+    "outputs_test": "outputs at $T$ vs predictor (test)",
 }
 
 
@@ -174,42 +182,44 @@ def _per_width(by_width, config, i=0):
 def _plot(out, config, results):
     plt = pyplot()
     w = np.array(config.widths, float)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
-    ax = axes[0]
+    fig, ((ax, ax_out), (ax_drift, key)) = plt.subplots(2, 2, figsize=(11.5, 9.2))
     errors, fits = results["relative_errors"], results["exponents"]
     width_scaling_panel(ax, w, {label: (_per_width(errors[k], config), _per_width(errors[k], config, 1), fits.get(k),
-                                        f"C{i}") for i, (k, label) in enumerate(ERRORS.items())},
+                                        f"C{i}") for i, (k, label) in enumerate(ERROR_LABELS.items())},
                         ylabel="relative Frobenius error", title="finite width against the analytic kernel")
-    ax.legend(fontsize=7)
+    # The fourth slot holds the legend of the first panel, which would cover its points.
+    key.axis("off")
+    key.legend(*ax.get_legend_handles_labels(), loc="center",
+               title=r"mean $\pm$ s.d. over seeds; fitted slope in $n$")
 
-    ax = axes[1]
-    cmap = plt.get_cmap("viridis")
-    for i, x in enumerate(config.widths):
+    colors = sequential_colors(len(config.widths))
+    for c, x in zip(colors, config.widths):
         curves = results["first_seed_test_output"][str(x)]
-        c = cmap(i / max(1, len(config.widths) - 1))
-        ax.plot(results["times"], curves["predictor"], "-", color=c, lw=1)
-        ax.plot(results["times"], curves["network"], "o", color=c, ms=4, label=f"n = {x}")
-    ax.set(xlabel="time t", ylabel="f_t(x) at the first test input",
-           title=f"outputs along training (seed {config.seed}): network (dots), predictor (lines)")
-    ax.legend(fontsize=7)
+        ax_out.plot(results["times"], curves["predictor"], "-", color=c, lw=1.2)
+        ax_out.plot(results["times"], curves["network"], "o", color=c, ms=4, label=f"$n = {x}$")
+    ax_out.set(xlabel="time $t$", ylabel="$f_t(x)$ at the first test input",
+               title=f"outputs along training (seed {config.seed}):\nnetwork (dots), kernel predictor (lines)")
+    ax_out.legend(ncol=2)
+    ax_out.grid(alpha=0.3)
 
-    ax = axes[2]
     s = w**-0.5
     drift = results["aggregate_drift"]
-    ax.errorbar(s, _per_width(drift, config), yerr=_per_width(drift, config, 1), fmt="o", capsize=3,
-                label="measured (mean ± s.d. over seeds)")
+    ax_drift.errorbar(s, _per_width(drift, config), yerr=_per_width(drift, config, 1), fmt="o", capsize=3,
+                      label=r"measured (mean $\pm$ s.d. over seeds)")
     extrap = results["drift_extrapolation"]
     if extrap:
         grid = np.linspace(0, s.max() * 1.05, 50)
-        ax.plot(grid, extrap["intercept"] + extrap["slope_in_inverse_sqrt_width"] * grid, "--",
-                label=f"fit D_inf + c/sqrt(n): D_inf = {extrap['intercept']:.3f}")
+        ax_drift.plot(grid, extrap["intercept"] + extrap["slope_in_inverse_sqrt_width"] * grid, "--",
+                      label=rf"fit $D_\infty + c/\sqrt{{n}}$: $D_\infty$ = {extrap['intercept']:.3f}")
     pred_inf = _predicted_drift(results)
     if np.isfinite(pred_inf):
-        ax.axhline(pred_inf, color="k", ls=":", label=f"kernel prediction (mean over runs' f_0): {pred_inf:.3f}")
-    ax.set_xlim(left=0)
-    ax.set(xlabel="n^(-1/2)", ylabel="|a_T(x) - a_0(x)|_2 (mean over inputs)",
-           title="aggregate drift of the last hidden layer")
-    ax.legend(fontsize=7)
+        ax_drift.axhline(pred_inf, color="k", ls=":",
+                         label=f"kernel prediction (mean over runs' $f_0$): {pred_inf:.3f}")
+    ax_drift.set_xlim(left=0)
+    ax_drift.set(xlabel="$n^{-1/2}$", ylabel=r"$\|a_T(x) - a_0(x)\|_2$ (mean over inputs)",
+                 title="aggregate drift of the last hidden layer")
+    ax_drift.legend(loc="upper left")
+    ax_drift.grid(alpha=0.3)
     save_figure(out, fig, "width_vs_kernel.png", f"Networks of depth {config.depth} against their infinite-width limit")
 
 

@@ -1,16 +1,8 @@
 """ntkdepth: wide and deep neural networks through their neural tangent kernel.
 
-Exact infinite-width kernels at any depth (:mod:`ntkdepth.kernels`), the
-empirical kernels of finite networks (:mod:`ntkdepth.empirical`), and the
-experiments of "Revisiting the Neural Tangent Kernel: the role of large width
-and depth" (``ntkdepth run NAME``).
-
-A network is described once by :class:`ntkdepth.NetworkSpec` (the home of
-the class is :mod:`ntkdepth.models.spec`), which gives its Flax model, its
-analytic kernels and its neural-tangents layers.
-
-Importing ntkdepth changes no global JAX setting: float64 is requested per
-call, with ``with jax.enable_x64(True):``.
+Exact infinite-width kernels at any depth (:mod:`ntkdepth.kernels`) and finite Flax networks
+(:mod:`ntkdepth.models`), described together by one :class:`NetworkSpec`; the experiments run as
+``ntkdepth run NAME``. Importing it changes no JAX setting (docs/library.md#the-environment).
 """
 
 __version__ = "0.1.0"

@@ -1,13 +1,6 @@
-"""The ``ntkdepth`` command: list the experiments, run one with a preset, fetch data.
+"""The ``ntkdepth`` command: list, show, run and redraw experiments, and fetch their data.
 
-    ntkdepth list
-    ntkdepth run NAME [--preset smoke|cpu|paper] [--set key=value ...] [--out DIR] [--force] [--distributed]
-    ntkdepth show NAME              # the settings of an experiment and their presets
-    ntkdepth report DIR             # redraw a finished run's tables, figures, summary
-    ntkdepth data fetch mnist|text8 [--dir DIR]
-    ntkdepth data where             # where datasets are looked for and fetched to
-
-``python -m ntkdepth`` is the same command.
+``python -m ntkdepth`` is the same command (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -55,7 +48,7 @@ def _cmd_run(args) -> int:
     exp = get(args.name)
     config = exp.config(args.preset, parse_overrides(args.set or []))
     out = Path(args.out) if args.out else Path("runs") / exp.name / args.preset
-    if args.distributed:  # one process of several (README, "Several hosts")
+    if args.distributed:  # one process of several (docs/distributed.md)
         from ntkdepth.training.parallel import initialize_distributed, is_writer
 
         initialize_distributed()
@@ -157,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="replace a run of another experiment or preset that --out holds")
     run.add_argument("--distributed", action="store_true",
-                     help="one of several processes: jax.distributed.initialize() (see the README)")
+                     help="one of several processes: jax.distributed.initialize() (see docs/distributed.md)")
     run.set_defaults(fn=_cmd_run)
     report = sub.add_parser(
         "report", help="redraw a finished run's tables, figures and summary from its results.json"

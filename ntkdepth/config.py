@@ -1,12 +1,6 @@
-"""Experiment configurations: typed dataclasses, TOML presets, validated on load.
-
-Each experiment declares a frozen dataclass whose fields are its settings,
-with :func:`setting` attaching a range or a set of choices. Presets live in
-``configs/<experiment>/<preset>.toml``; ``--set key=value`` on the command
-line overrides single keys. Unknown keys, wrong types, NaN or infinite
-numbers, non-integers where an integer is wanted, empty lists and
-out-of-range values are errors that name the key, where the value came from
-(the preset file or ``--set`` on the command line) and what is allowed.
+"""Experiment settings: frozen dataclasses whose fields are declared with :func:`setting`, TOML
+presets and ``--set`` overrides, every bad value refused with the key, its source and what is
+allowed (docs/contributing.md#adding-an-experiment).
 """
 
 from __future__ import annotations

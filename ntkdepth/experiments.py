@@ -1,24 +1,7 @@
-"""Finds and runs the experiment scripts in ``experiments/`` with presets from ``configs/``.
+"""Finds the experiment scripts in ``experiments/`` and their presets in ``configs/``.
 
-An experiment script defines::
-
-    NAME: str                      # what `ntkdepth run NAME` calls it
-    DESCRIPTION: str               # one line for `ntkdepth list`
-    Config: type                   # a frozen dataclass of its settings (ntkdepth.config)
-    def run(config, out: RunDir) -> dict   # computes; returns the results (records, arrays)
-    def report(config, results, out) -> dict   # writes figures and summary.md; headline numbers
-
-and its presets are ``configs/NAME/{smoke,cpu,paper}.toml``. ``run`` may
-keep expensive stages in ``out`` (``out.stage``) but writes no table, figure
-or summary: ``report`` writes those from the results alone, as stored in
-``results.json``, so that ``ntkdepth report FOLDER`` redraws a finished run
-(:mod:`ntkdepth.reporting`). A script may run another experiment under its
-own name with other defaults:
-``Config, run, report = variant("fig4", dataset="mnist")`` (see :func:`variant`).
-
-``NAME`` and ``DESCRIPTION`` must be plain string literals: they are read
-from each script's syntax tree without running it, so that listing the
-experiments imports none of them and running one imports only that one.
+A script defines ``NAME`` and ``DESCRIPTION`` (plain string literals, read without importing it),
+``Config``, ``run`` and ``report`` (docs/contributing.md#adding-an-experiment).
 """
 
 from __future__ import annotations
@@ -174,7 +157,7 @@ def variant(base: str, **defaults) -> tuple[type, Callable, Callable]:
         Config, run, report = variant("fig4", dataset="mnist", n=50)
 
     The settings keep their help and bounds; a name that is not a setting of
-    ``base`` raises :class:`ConfigError`.
+    ``base`` raises :class:`~ntkdepth.config.ConfigError`.
     """
     module = get(base).module
     config = with_defaults(module.Config, what=f"experiment {base!r}", **defaults)

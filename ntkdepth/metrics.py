@@ -1,11 +1,5 @@
-"""Classification and regression metrics for kernel and network predictions (paper, Appendix D, Table 2).
-
-Table 2 reports, on MNIST, the average error of the outputs, the accuracy and
-the F1 score of NTK regression on one-hot targets. Here: the mean squared
-error of the outputs against the targets, the accuracy and misclassification
-rate of the predicted classes (the largest output), the confusion matrix and
-the macro-averaged F1 score. Plain NumPy, no state; every function takes
-integer class labels (or, for :func:`mse`, arrays of outputs and targets).
+"""Metrics of kernel and network predictions (paper, Appendix D, Table 2): MSE, accuracy and error
+rate, the confusion matrix and macro F1, in plain NumPy.
 """
 
 from __future__ import annotations

@@ -1,22 +1,6 @@
-"""Reporting: an experiment's tables, figures and summary, written from its results alone.
-
-An experiment computes and reports in two steps (``ntkdepth/experiments.py``)::
-
-    def run(config, out: RunDir) -> dict          # computes; returns the results
-    def report(config, results, out) -> dict      # writes figures and summary.md
-
-:func:`run_experiment` calls ``run``, stores the results as ``results.json``
-and hands ``report`` the results *as read back from that file* (NumPy arrays
-become lists, tuples lists, dictionary keys strings, inf and NaN the strings
-``"inf"``/``"nan"``). A report therefore sees exactly what :func:`redraw`
-sees later, so ``ntkdepth report FOLDER`` redraws a finished run's outputs,
-byte for byte, from its ``config.json`` and ``results.json``: after a change
-to a figure or a summary, no number is recomputed.
-
-Tables travel inside the results: ``results["tables"]`` maps a CSV file name
-to :func:`table` ``(columns, rows)``, and each is written as that CSV file
-before ``report`` runs. A summary's findings are computed from the results
-(each claim checked against the numbers it quotes); :func:`claim` writes one.
+"""An experiment's tables, figures and summary, written from its results alone: ``report`` reads the
+results as stored in ``results.json``, so ``ntkdepth report FOLDER`` redraws a finished run
+without recomputing (docs/contributing.md#adding-an-experiment).
 """
 
 from __future__ import annotations
@@ -78,9 +62,12 @@ def _round_trip(results: dict) -> dict:
 
 def report_results(module, config, results: dict, out) -> dict:
     """Writes the tables of ``results`` as CSV, then the experiment's own report; its headline."""
+    from ntkdepth.plotting import style
+
     for name, t in (results.get("tables") or {}).items():
         out.write_csv(name, t["columns"], t["rows"])
-    return module.report(config, results, out) or {}
+    with style():
+        return module.report(config, results, out) or {}
 
 
 def run_experiment(module, config, out) -> dict:

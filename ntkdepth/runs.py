@@ -1,26 +1,5 @@
-"""An experiment's output directory: everything a run made, in one place.
-
-``RunDir`` writes the resolved config (``config.json``), machine-readable
-results (``results.json``, CSV tables), figures (PNG) and a short
-``summary.md``. Expensive stages are stored under ``stages/`` as ``.npz``
-files, each carrying the hash of the settings that made it and recomputed
-when that hash is not the run's, so a run that is interrupted and started
-again with the same config and output directory recomputes nothing it
-finished.
-
-A run touches only what a run wrote. ``config.json`` lists the run's
-entries (``entries``), each added before it is first written; an output
-folder holding anything else is refused with the list of those entries, and
-one holding a run of another experiment or preset is replaced only when
-asked (``force``). A run whose output folder holds a run of other settings
-is built in the sibling folder ``.NAME.partial`` and swapped in by
-:meth:`RunDir.finish` once it is complete: until then the previous run
-stays as it was, and a failed run leaves it untouched. Work kept across
-settings (``cache/``, e.g. a width sweep's finished runs, named by their own
-settings) is shared with the new run. Nothing is created before the run
-writes its first file, and a run that fails before it has computed anything
-removes what it created (:meth:`RunDir.abandon`). Every file is written
-whole or not at all (:mod:`ntkdepth.storage`).
+"""An experiment's output folder: everything a run made in one place, stages kept for resuming, and
+nothing touched that no run wrote (README.md, "Experiments").
 """
 
 from __future__ import annotations
@@ -133,7 +112,7 @@ def _foreign_error(where: str, foreign: list[str], remedy: str) -> ConfigError:
 
 
 def resolve_folder(path: Path | str, what: str = "the output folder") -> Path:
-    """``path`` as an absolute path without ``.``, ``..`` or links; :class:`ConfigError` where it
+    """``path`` as an absolute path without ``.``, ``..`` or links; :class:`~ntkdepth.config.ConfigError` where it
     names a file, lies under one, is the root, or is too long for the file system."""
     given = shorten(str(path), 200)
     try:

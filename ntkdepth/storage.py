@@ -1,13 +1,5 @@
-"""Files that hold results: settings hashes, atomic writes, and reads that name a damaged file.
-
-Everything ntkdepth keeps between runs (an experiment's stages, a sweep's
-finished runs, checkpoints) carries the hash of the settings that shaped it
-(:func:`settings_hash`) and is checked against it when read again. Files are
-written whole or not at all (:func:`atomic_write`: a temporary file in the
-same folder, then a rename), so an interrupted process leaves either the
-previous file or the new one. A file that cannot be read anyway (truncated by
-a full disk, damaged by a copy) raises :class:`DamagedFileError`, which names
-the file and what to do.
+"""Files that hold results: settings hashes, files written whole or not at all, and reads that name a
+damaged file and say what to do.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""The documentation: every reference resolves inside the repository, and the README's code runs.
+"""The documentation: every reference resolves inside the repository, and every page's code runs.
 
 - Every ``docs/NAME.md`` cited in the code (optionally with ``#anchor`` or a quoted
   section name after it) is a file of ``docs/`` with that heading.
-- Every relative link in ``docs/*.md`` and ``README.md`` reaches a file and heading.
+- Every relative link in ``README.md``, ``docs/*.md`` and ``benchmarks/README.md`` reaches a
+  file and heading.
 - Every result of the paper that the code names ("Theorem 2", "Definition 5") is
   listed in ``docs/README.md``, which says where it is stated.
 - No file cites pages that are not in the repository (``MATH.md``, ``DRIFT.md``).
-- Every ``python`` code block of ``README.md`` runs as written, each in a fresh
+- Every ``python`` code block of those pages runs as written, each in a fresh
   namespace. A block preceded by ``<!-- not-run: REASON -->`` is skipped with
   that reason.
 """
@@ -40,7 +41,7 @@ def _code_files() -> list[Path]:
 
 
 def _markdown_files() -> list[Path]:
-    return sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
+    return [ROOT / "README.md"] + sorted(DOCS.glob("*.md")) + [ROOT / "benchmarks" / "README.md"]
 
 
 def slugify(heading: str) -> str:
@@ -111,7 +112,7 @@ def test_slugify_matches_github():
 
 def test_docs_references_in_code_resolve():
     bad, seen = [], 0
-    for path in _code_files() + [ROOT / "README.md"]:
+    for path in _code_files() + [ROOT / "README.md", ROOT / "benchmarks" / "README.md"]:
         text = path.read_text(encoding="utf-8")
         for m in _DOC_REF.finditer(text):
             seen += 1
@@ -163,7 +164,7 @@ def test_every_cited_paper_result_is_stated_in_docs():
     listed = {f"{kind} {num}" for kind, num in re.findall(r"^\| (\w+) (\d+) \|", index, re.M)}
     assert {"Theorem 2", "Definition 4", "Proposition 7"} <= listed
     missing = {}
-    for path in _code_files() + [ROOT / "README.md"]:
+    for path in _code_files() + [ROOT / "README.md", ROOT / "benchmarks" / "README.md"]:
         text = path.read_text(encoding="utf-8")
         for m in _RESULT.finditer(text):
             key = f"{m.group(1)} {m.group(2)}"
@@ -198,7 +199,7 @@ def test_code_cites_nothing_outside_the_repository():
 
 
 # --------------------------------------------------------------------------
-# The README's code blocks.
+# The pages' code blocks.
 
 # A fenced block, possibly indented inside a list item (closed at the same indentation).
 _FENCE = re.compile(
@@ -208,9 +209,9 @@ _FENCE = re.compile(
 _NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>.*?)\s*-->\s*$")
 
 
-def readme_blocks() -> list[tuple[int, str, str | None]]:
-    """``(line, code, reason_not_run)`` for every ``python`` block of README.md."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def python_blocks(path: Path) -> list[tuple[int, str, str | None]]:
+    """``(line, code, reason_not_run)`` for every ``python`` block of the Markdown page ``path``."""
+    text = path.read_text(encoding="utf-8")
     blocks = []
     for m in _FENCE.finditer(text):
         if m.group("lang") not in ("python", "py"):
@@ -225,20 +226,28 @@ def readme_blocks() -> list[tuple[int, str, str | None]]:
     return blocks
 
 
-_BLOCKS = readme_blocks()
+_BLOCKS = [(str(path.relative_to(ROOT)), *block) for path in _markdown_files() for block in python_blocks(path)]
 
 
-def test_readme_has_python_blocks():
-    assert len(_BLOCKS) >= 2
+def test_block_finder_reads_indented_blocks_and_not_run_markers(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("text\n\n- item:\n\n  ```python\n  x = 1\n    y = 2\n  ```\n\n"
+                    "<!-- not-run: needs a cluster -->\n```py\nz = 3\n```\n\n```sh\nls\n```\n")
+    assert python_blocks(page) == [(5, "x = 1\n  y = 2", None), (11, "z = 3", "needs a cluster")]
 
 
-@pytest.mark.parametrize("line,code,reason", _BLOCKS, ids=[f"README.md:{b[0]}" for b in _BLOCKS])
-def test_readme_block_runs(line, code, reason, tmp_path, monkeypatch):
+def test_readme_and_guides_have_python_blocks():
+    pages = {page for page, *_ in _BLOCKS}
+    assert {"README.md", "docs/library.md", "docs/distributed.md", "docs/contributing.md"} <= pages
+
+
+@pytest.mark.parametrize("page,line,code,reason", _BLOCKS, ids=[f"{b[0]}:{b[1]}" for b in _BLOCKS])
+def test_page_block_runs(page, line, code, reason, tmp_path, monkeypatch):
     if reason is not None:
-        pytest.skip(f"README.md:{line} is marked not-run: {reason}")
+        pytest.skip(f"{page}:{line} is marked not-run: {reason}")
     monkeypatch.chdir(tmp_path)  # whatever a snippet writes stays out of the checkout
-    namespace = {"__name__": "__readme__"}
+    namespace = {"__name__": "__docs__"}
     try:
-        exec(compile(code, f"README.md:{line}", "exec"), namespace)
+        exec(compile(code, f"{page}:{line}", "exec", dont_inherit=True), namespace)
     except NameError as err:
-        pytest.fail(f"README.md:{line}: the snippet uses an undefined name: {err}")
+        pytest.fail(f"{page}:{line}: the snippet uses an undefined name: {err}")

@@ -1,13 +1,5 @@
-"""Where datasets live, and downloads that never leave a partial file behind.
-
-Datasets have one home, the user data directory (:func:`user_data_dir`):
-``$NTKDEPTH_DATA`` if set, else a per-user cache folder following the
-platform's convention (``$XDG_CACHE_HOME/ntkdepth`` or ``~/.cache/ntkdepth``
-on Linux, ``~/Library/Caches/ntkdepth`` on macOS,
-``%LOCALAPPDATA%\\ntkdepth\\Cache`` on Windows). ``ntkdepth data fetch NAME``
-downloads into it. A folder ``shared/data`` beside the repository's checkout
-(:func:`shared_data_dir`) is read when present, as a fallback, and never
-written to.
+"""Where datasets live (the user data directory, and ``../shared/data`` read as a fallback) and
+downloads that never leave a partial file behind (docs/experiments.md#data).
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
-"""MNIST: IDX files on disk, their checksums, and images as points on the sphere (paper, section 6.4).
-
-The paper repeats its depth experiments on MNIST (Figure 5, Appendix D's
-Table 2): each 28 x 28 image is flattened to a vector of ``R^784`` and
-normalized onto the sphere ``S^783``, and data points are drawn uniformly
-without replacement so that no two of them are colinear (the NTK Gram matrix
-of distinct points on the sphere is invertible; docs/predictor.md#invertibility).
-
-The files are the official IDX files (LeCun et al.), gzipped or not::
-
-    train-images-idx3-ubyte[.gz]  train-labels-idx1-ubyte[.gz]   the "train" split (60,000)
-    t10k-images-idx3-ubyte[.gz]   t10k-labels-idx1-ubyte[.gz]    the "test" split (10,000)
-
-A folder holding only one split works for that split. The folder is found
-by :func:`mnist_dir`: an explicit path, else the ``mnist/`` folder of the
-user data directory (``$NTKDEPTH_DATA``, else a per-user cache; see
-:mod:`ntkdepth.data.files`) or, failing that, of the read-only fallback
-``../shared/data``. :func:`fetch_mnist` (``ntkdepth data fetch mnist``)
-downloads the official ``.gz`` files into the user data directory and checks
-their MD5 checksums.
+"""MNIST: the official IDX files, their checksums, and images as points on ``S^783`` (paper,
+section 6.4), drawn without replacement so that no two are colinear
+(docs/predictor.md#invertibility); where the files are read from: docs/experiments.md#data.
 """
 
 from __future__ import annotations
@@ -124,8 +107,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
       FileNotFoundError: no file at ``path``.
-      DataError (a ValueError): corrupt gzip data, a bad magic number or type code, a header
-        cut short, or a payload shorter (truncated) or longer (trailing bytes)
+      ~ntkdepth.data.files.DataError: a ``ValueError``: corrupt gzip data, a bad magic number or
+        type code, a header cut short, or a payload shorter (truncated) or longer (trailing bytes)
         than the product of the sizes; the message names the file.
     """
     path = Path(path)
@@ -266,8 +249,8 @@ def load_mnist(
       MnistNotFoundError: the split's files are not in the folder; the message
         names the missing files, the splits that are there, where it looked
         and how to fetch.
-      DataError (a ValueError): a corrupt file (see :func:`read_idx`), images that are not
-        ``[n, rows, cols]`` uint8, labels that are not ``[n]`` uint8 digits, or
+      ~ntkdepth.data.files.DataError: a ``ValueError``: a corrupt file (see :func:`read_idx`),
+        images that are not ``[n, rows, cols]`` uint8, labels that are not ``[n]`` uint8 digits, or
         different numbers of images and labels.
     """
     split = resolve_split(data_dir, split)
@@ -300,7 +283,7 @@ def load_mnist(
 
 
 def verify_mnist(data_dir: str | os.PathLike | None = None, split: str = "test") -> dict[str, str]:
-    """Checks the ``.gz`` files of ``split`` against :data:`MNIST_MD5`; returns ``{name: md5}``.
+    """Checks the ``.gz`` files of ``split`` against :data:`~ntkdepth.data.mnist.MNIST_MD5`; returns ``{name: md5}``.
 
     Uncompressed files have no published checksum and are not checked.
     Raises :class:`~ntkdepth.data.files.DataError` naming a file whose checksum differs and
@@ -338,7 +321,7 @@ def fetch_mnist(
     (``$NTKDEPTH_DATA``, else the per-user cache; never the read-only
     fallback). Files already there with the right checksum are kept; others
     are downloaded from the first mirror that serves them with the right
-    checksum (``mirrors``, default :data:`MNIST_MIRRORS`; see
+    checksum (``mirrors``, default :data:`~ntkdepth.data.mnist.MNIST_MIRRORS`; see
     :func:`ntkdepth.data.files.download`: a temporary file in
     the folder, checked, then renamed). When a file cannot be fetched, the
     files fetched by this call and the folders it created are removed again:
@@ -389,7 +372,7 @@ def mnist_record(data_dir: str | os.PathLike | None, split: str, split_images: i
     files (path, bytes, MD5, and whether they are the official ones), the split, how many images
     it holds, and the size of each uniform draw the run made from it (``draws``).
 
-    Only the official ``.gz`` files have published checksums (:data:`MNIST_MD5`); an
+    Only the official ``.gz`` files have published checksums (:data:`~ntkdepth.data.mnist.MNIST_MD5`); an
     uncompressed file or one with another MD5 is recorded as not official.
     """
     directory = mnist_dir(data_dir)

@@ -1,11 +1,5 @@
-"""Pair geometry of a dataset: angles between points and its separation.
-
-Theorem 3 needs the data to be *separated*: no two points closer than an angle
-``delta`` (and, for ``|<x_i, x_j>|``, none closer than ``delta`` to
-antipodal; ``docs/separation.md``). These functions measure it for any
-``[n, d]`` array of points, accurately also for nearly identical rows:
-:func:`pair_angles`, :func:`closest_pair`, :func:`min_pairwise_angle` (the
-separation ``delta``) and :func:`max_abs_cosine` (the near-colinearity).
+"""Pair geometry of a dataset: angles between its points and its separation ``delta``, accurate
+also for nearly identical rows (docs/separation.md#measuring-separation).
 """
 
 from __future__ import annotations

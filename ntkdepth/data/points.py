@@ -1,19 +1,6 @@
-"""One entry point for the data of the depth experiments: points on the sphere, in the cube, or MNIST.
-
-``load_points(name, n, seed, ...)`` draws ``n`` points (plus ``held_out``
-more, disjoint from them) of one dataset:
-
-- ``"sphere"``: uniform on ``S^{d-1}`` (``dim = d``);
-- ``"cube"``: uniform in ``[-1, 1]^d``, projected onto the sphere by
-  :func:`canonical_projection` unless ``on_sphere=False``;
-- ``"mnist"``: images of one MNIST split drawn uniformly without replacement,
-  flattened and normalized onto ``S^783`` (:func:`sample_on_sphere`), read
-  from ``data_dir`` (see :func:`mnist_dir`).
-
-``seed`` is anything :func:`numpy.random.default_rng` takes (an integer, a
-list of integers, or a generator, which is then advanced), so a draw is
-reproducible from its seed. :func:`point_source` resolves a dataset without
-drawing from it (the folder and split of MNIST, the number of points there).
+"""One entry point for the depth experiments' data: :func:`load_points` draws points on the sphere,
+in the cube (projected onto the sphere) or MNIST images, with held-out ones, reproducibly from a
+seed.
 """
 
 from __future__ import annotations

@@ -1,12 +1,5 @@
-"""Points on the unit sphere ``S^{d-1}`` and the canonical projection onto it (docs/separation.md).
-
-The paper's depth analysis (section 6) takes inputs on the sphere: the ReLU
-NTK of distinct points there is invertible. Data elsewhere is projected
-canonically, ``x -> x / |x|``, which is valid when no input is zero and no two
-inputs are colinear (positively or negatively: ``x`` and ``-x`` map to
-antipodal points, ``x`` and ``2x`` to the same one).
-The inverse stereographic projection (Definition 6; docs/separation.md) maps ``R^d`` into
-``S^d``, one dimension up, and keeps every pair of distinct points apart.
+"""Points on the unit sphere ``S^{d-1}``, the canonical projection onto it and the inverse
+stereographic projection (Definition 6; docs/separation.md).
 """
 
 from __future__ import annotations

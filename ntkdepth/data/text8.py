@@ -1,13 +1,5 @@
-"""text8 (Mahoney's cleaned English Wikipedia) as skip-gram pairs over a vocabulary (paper, section 5).
-
-text8 is one line of lowercase words ``a``-``z`` separated by single spaces.
-:func:`load_text8` reads it as the plain file or as the official
-``text8.zip``; :func:`fetch_text8` (``ntkdepth data fetch text8``) downloads
-the zip into the user data directory and checks its MD5.
-:class:`Vocabulary` keeps the ``V`` most frequent words and
-:func:`skipgram_pairs` yields ``(center, context)`` token-id pairs within a
-window, the word2vec training set of Yang & Hu (2021) that the paper's Table 1
-uses with one-hot inputs.
+"""text8 as skip-gram pairs over a vocabulary, the training set of the paper's Table 1 (section 5):
+the plain file or ``text8.zip``, fetched and MD5-checked (docs/experiments.md#data).
 """
 
 from __future__ import annotations

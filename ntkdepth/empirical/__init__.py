@@ -1,11 +1,6 @@
-"""Empirical kernels of finite networks.
-
-The empirical NTK of a network ``f(params, x)`` is
-``Theta_hat(x, x') = sum_p  d f(x)/d p  d f(x')/d p`` (Jacot et al., 2018): at
-NTK parameterization it converges to the analytic ``Theta^L`` as the widths
-grow (docs/kernels.md#finite-width). neural-tangents' own empirical kernels do not
-import on current JAX; these replace them. The feature kernel of the last
-hidden layer and the drift measures of docs/drift.md#measured-drift are here too.
+"""Empirical kernels of finite networks, which tend to ``Theta^L`` as the widths grow
+(docs/kernels.md#finite-width), and the drift of their last hidden layer
+(docs/drift.md#measured-drift).
 """
 
 from ntkdepth.empirical.drift import DRIFT_MEASURES, drift_curves, feature_record, final_drift

@@ -1,20 +1,5 @@
-"""How far the last hidden layer moves in training (docs/drift.md#measured-drift; the paper's Table 1).
-
-For features ``a_0(x)``, ``a_t(x)`` in ``R^n`` of the last hidden layer at
-initialization and after training:
-
-    aggregate  D(x)   = |a_t(x) - a_0(x)|_2                   (O(1) at NTK parameterization)
-    per-neuron d_i(x) = |a_{t,i}(x) - a_{0,i}(x)|             (O(n^{-1/2}); mean and max over i)
-    relative          = D(x) / |a_0(x)|_2                     (O(n^{-1/2}))
-
-and, for Proposition 4, the change of the normalized inner products
-``<a_t(x), a_t(x')> / n - <a_0(x), a_0(x')> / n`` (the difference of the
-records' ``gram`` at step t and at step 0).
-
-:func:`feature_record` measures one step on the device (the training loop
-records it at every recorded step); :func:`final_drift` reduces the records
-of a width sweep to the mean and s.d. of each measure after training, and
-:func:`drift_curves` to its mean at every recorded step.
+"""How far the last hidden layer moves in training: aggregate, per-unit, relative and inner-product
+drift (docs/drift.md#measured-drift; the paper's Table 1 and Proposition 4).
 """
 
 from __future__ import annotations
@@ -29,7 +14,7 @@ from ntkdepth.stats.summary import mean_sd
 
 __all__ = ["DRIFT_MEASURES", "UndefinedDriftError", "drift_curves", "feature_record", "final_drift"]
 
-# The measures of :func:`final_drift`, with their labels.
+#: The measures of :func:`final_drift`, with their labels.
 DRIFT_MEASURES = {
     "aggregate": "aggregate |a_T(x) - a_0(x)|_2",
     "per_neuron_mean": "per-neuron |a_T,i(x) - a_0,i(x)| (mean over i)",
@@ -85,7 +70,7 @@ def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int] | Map
     record's values over the evaluation inputs and the seeds; the inner-product
     change pools ``|gram_T - gram_0|`` over the pairs of distinct inputs.
     A measure that is NaN or infinite (the zero vector as initial features, say)
-    raises :class:`UndefinedDriftError` naming the run.
+    raises :class:`~ntkdepth.empirical.drift.UndefinedDriftError` naming the run.
     """
     table = {m: {} for m in DRIFT_MEASURES}
     for w in widths:

@@ -1,23 +1,6 @@
-"""The empirical NTK ``J(x1) J(x2)^T`` and the feature kernel of finite networks.
-
-Two ways to compute the empirical NTK:
-
-- :func:`empirical_ntk_fn` works for any ``apply_fn(params, x)``: it computes
-  each input's Jacobian once (``vmap(jacrev)``, ``block_size`` inputs at a time)
-  and multiplies them parameter leaf by parameter leaf (BLAS), holding at most ``memory_bytes`` of Jacobians
-  (beyond that, panels of ``x1`` against recomputed blocks of ``x2``).
-- :func:`mlp_ntk` uses the structure of a fully-connected network: a weight
-  layer ``h^l = m_l a^{l-1} W^l + c_l b^l`` contributes
-  ``m_l^2 <a^{l-1}(x1), a^{l-1}(x2)> <delta^l(x1), delta^l(x2)> + c_l^2 <delta^l(x1), delta^l(x2)>``
-  with ``delta^l = d f / d h^l``. One forward and one backward pass per input
-  and output give the exact kernel at a cost of a few Gram matrices: a
-  10,000-wide network's NTK on hundreds of inputs takes seconds and
-  ``O(n * width)`` memory.
-
-Kernels are averaged over the ``k`` outputs (the trace of the ``[k, k]`` block
-divided by ``k``, as neural-tangents' ``trace_axes=(-1,)``); for a network
-whose ``k`` outputs share their hidden layers this is the scalar kernel whose
-limit is ``Theta^L`` (docs/kernels.md#finite-width).
+"""The empirical NTK ``J(x1) J(x2)^T`` and the feature kernel of finite networks: any network by its
+Jacobians (:func:`empirical_ntk_fn`), the MLP exactly from its layers (:func:`mlp_ntk`;
+docs/kernels.md#finite-width).
 """
 
 from __future__ import annotations

@@ -1,37 +1,5 @@
-"""Fully-connected networks at NTK, standard and muP parameterizations (docs/networks.md).
-
-The paper's network (Jacot et al. 2018; neural-tangents' ``parameterization='ntk'``)::
-
-    h^1     = W_std / sqrt(n_0) * W^1 x      + b_std * b^1
-    h^{l+1} = W_std / sqrt(n_l) * W^{l+1} a^l + b_std * b^{l+1},   a^l = phi(h^l)
-    f       = out_std / sqrt(n_{L-1}) * W^L a^{L-1} + b_std * b^L,   W, b ~ N(0, 1)
-
-Its infinite-width limit is the analytic kernel of :mod:`ntkdepth.kernels`
-(``relu_kernel_trace(x, depth=L, W_std=W_std, b_std=b_std)``).
-
-- ``"standard"``: the same network at initialization, with the scale moved into
-  the weights (``W ~ N(0, W_std^2 / n_l)``, ``b ~ N(0, b_std^2)``, no multiplier).
-  Gradient descent then moves weights ``n_l`` times faster than at NTK
-  parameterization with the same learning rate.
-- ``"mup"``: the maximal-update (mean-field) foil of Yang & Hu (2021), written in
-  the NTK form: hidden layers as at NTK parameterization, the output multiplier
-  ``out_std * sqrt(base_width) / n_{L-1}`` instead of ``out_std / sqrt(n_{L-1})``
-  and every learning rate multiplied by ``n_{L-1} / base_width``
-  (:meth:`MLP.learning_rate_multiplier`). At ``n = base_width`` it is the NTK
-  network; as ``n`` grows each unit of the last hidden layer moves by O(1)
-  instead of O(n^{-1/2}).
-
-Token inputs (``vocab_size``): token ``c`` stands for the one-hot vector
-``input_scale * e_c`` in ``R^V``, and the first layer reads column ``c`` of
-``W^1`` (an embedding lookup), so no ``[batch, V]`` one-hot matrix is ever
-formed; the result equals the dense layer applied to that vector. Ids must lie
-in ``[0, V)``: on concrete arrays an id outside is an error naming it; inside
-``jax.jit`` (or any trace) ids cannot be checked, and an id outside gives a
-row of NaN in every output and feature (never another token's row), so a
-traced caller that cannot guarantee its ids should check them beforehand.
-
-The model returns ``(f(x), a^{L-1}(x))``: the output and the last hidden layer
-from one forward pass, so features are read from the pass that trains.
+"""Fully-connected Flax NNX networks at NTK, standard and muP parameterization, with token inputs
+(docs/networks.md); a network returns its output and its last hidden layer from one pass.
 """
 
 from __future__ import annotations
@@ -115,7 +83,7 @@ class MLP(nnx.Module):
       W_std: ``sigma_w`` of every layer but the last.
       b_std: ``sigma_b`` (0: no biases, the paper's setting).
       out_std: ``sigma_w`` of the output layer (default ``W_std``).
-      activation: a name of :data:`ACTIVATIONS` (default ``"relu"``), an
+      activation: a name of :data:`ntkdepth.kernels.ACTIVATION_NAMES` (default ``"relu"``), an
         :class:`~ntkdepth.kernels.Activation` or an elementwise JAX function.
       tokens: inputs are integer token ids ``[b]`` in ``[0, in_dim)`` (embedding lookup).
       input_scale: the one-hot vector of a token is ``input_scale * e_c``.

@@ -1,37 +1,5 @@
-"""One description of a fully-connected network: the finite model, its analytic kernels, its stax layers.
-
-A :class:`NetworkSpec` holds what shapes the network of docs/networks.md apart
-from its widths: the depth ``L`` (weight layers), the weight scale ``W_std``
-of layers ``1 .. L-1``, the output layer's scale ``out_std``, the bias scale
-``b_std``, the parameterization and the activation. From it come
-
-- :meth:`NetworkSpec.model`: the Flax NNX :class:`ntkdepth.models.MLP` with
-  ``L - 1`` hidden layers of one width;
-- :meth:`NetworkSpec.kernel_fn`: the infinite-width kernels ``Sigma^L`` (NNGP)
-  and ``Theta^L`` (NTK) of that network's output, through
-  :func:`ntkdepth.kernels.kernel_fn` (any activation);
-- :meth:`NetworkSpec.stax`: the same network as neural-tangents ``stax`` layers,
-  through :func:`ntkdepth.kernels.stax_mlp`;
-
-so that a finite network and its limit are described once and agree by
-construction. Where one of the three cannot represent a setting, it raises a
-``ValueError`` naming the setting and what to use instead.
-
-The output scale enters the kernels of the last layer only
-(docs/networks.md#one-description-networkspec): with ``r = out_std / W_std``,
-
-    Sigma_out = r^2 (Sigma^L - b_std^2) + b_std^2,
-    Theta_out = r^2 (Theta^L - b_std^2) + b_std^2,
-
-where ``Sigma^L`` and ``Theta^L`` are the kernels of the network whose last
-layer has scale ``W_std``.
-
-Usage::
-
-    from ntkdepth.models import NetworkSpec
-    spec = NetworkSpec(depth=3, W_std=2**0.5, b_std=0.1)
-    net = spec.model(in_dim=8, width=512, out_dim=1, rngs=0)
-    k = spec.kernel_fn()(x, get="ntk")          # [n, n], the limit of net's NTK
+"""One description of a fully-connected network, :class:`NetworkSpec`: its Flax model, its
+infinite-width kernels and its neural-tangents layers (docs/networks.md#one-description-networkspec).
 """
 
 from __future__ import annotations

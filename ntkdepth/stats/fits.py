@@ -1,11 +1,5 @@
-"""Curve fits used across the library and the experiments.
-
-* :func:`fit_power_law`: ``y = c x^p`` by least squares on log-log axes, with
-  the standard error of ``p``; :func:`power_law_fits` applies it to several
-  series measured at the same ``x`` (the scaling exponents of the drift and
-  finite-width tables).
-* :func:`fit_log_law`: ``y = (a log L + b) / L`` by Gauss-Newton on the log
-  scale (the depth decay of ``|Thetabar^L - 1/4|``, ``docs/depth.md``).
+"""Curve fits: power laws ``y = c x^p`` on log-log axes (exponents in width) and the depth law
+``y = (a log L + b) / L`` on the log scale (docs/depth.md#the-rate).
 """
 
 from __future__ import annotations

@@ -1,32 +1,5 @@
-"""The depth axis of the paper (section 6; docs/depth.md): limits and measured rates.
-
-Setting: inputs on the sphere, ReLU, ``W_std^2 = 2``, no bias, so that every
-layer keeps a unit diagonal, ``rho_{l+1} = f(rho_l)`` (Definition 5) and the
-normalized NTK ``Thetabar^L = Theta^L / L`` obeys Proposition 5,
-
-    Thetabar^{L+1} = (L f'(rho_L) Thetabar^L + f(rho_L)) / (L + 1).
-
-Here:
-
-- :func:`normalize_kernel`: Definition 4 for any kernel matrix.
-- :func:`proposition5_step`: one step of Proposition 5.
-- :func:`limit_matrix`, :func:`limit_eigenvalues`: Theorem 2's limit
-  ``(3/4) I + (1/4) 1 1^T`` and its spectrum.
-- :func:`lemma1_one_minus_rho`, :func:`lemma1_ratio`: Lemma 1's ``1 - rho_L ~ 9 pi^2 / (2 L^2)``;
-  :func:`iterations_to_reach`: how many layers bring ``1 - rho`` below a threshold.
-- :func:`fit_decay`, :func:`fit_decays_past_onset`, :func:`decay_fit_table`,
-  :func:`predicted_log_law`: the rate of ``Thetabar^L -> 1/4``.
-- :func:`decay_onset_depth`, :func:`fit_onset_law`, :func:`continuum_onset`,
-  :func:`corollary1_profile`: Corollary 1, the depth from which that decay is visible.
-
-The rate of ``Thetabar^L -> 1/4`` (docs/depth.md#the-rate): with ``e_L =
-Thetabar^L - 1/4``, ``e_L = (a log L + b) / L + O(log^2 L / L^2)`` with ``a =
-3/8`` for every pair and an offset ``b = 3 pi C(rho_1)/4 - 1/8`` that carries
-the pair; the convergence is "logarithmic" in the sense of the paper's
-Definition 7 (docs/depth.md#logarithmic-convergence). The onset of that decay
-(Corollary 1, docs/depth.md#the-onset-of-the-decay) is at ``L_onset ~ 4.206 /
-theta_1 ~ 2.974 (1 - rho_1)^(-1/2)``. ``ntkdepth run fig2`` fits both laws on
-the traces and reports the fitted constants beside these values.
+"""The depth axis of the paper (section 6): the normalized recursion, the limit 1/4, the rate
+``(3/8 log L + b)/L`` and the onset of the decay (Lemma 1, Theorem 2, Corollary 1; docs/depth.md).
 """
 
 from __future__ import annotations
@@ -441,7 +414,7 @@ def decay_onset_depth(
     lies past ``L = 1``, so the onset there marks the end of a short hump
     rather than a long plateau.
 
-    Exact to the layer: one float64 pass of :func:`correlation_trace` over a
+    Exact to the layer: one float64 pass of :func:`~ntkdepth.kernels.correlation_trace` over a
     grid (every layer up to ``dense_until``, then steps of ``ratio``) brackets
     the crossing, a second pass over the bracketed layers finds it. The peak
     is located on the grid (exact when it lies below ``dense_until``).

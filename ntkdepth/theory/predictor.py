@@ -1,44 +1,7 @@
-"""The gradient-flow predictor of a kernel (Propositions 3 and 6; docs/predictor.md).
-
-Gradient flow on ``1/2 sum_i |f(x_i) - y_i|^2`` with a constant kernel
-``Theta`` and learning rate ``eta`` gives (Remark 1: no ``1/n`` in the
-exponent)
-
-    f_t(x) = f_0(x) + Theta(x, X) P_t (Y - f_0(X)),
-    P_t    = Theta(X, X)^{-1} (I - exp(-eta t Theta(X, X))),
-
-and, with ``f_0`` averaged over initializations, the mean predictor
-``mu_t(x) = Theta(x, X) P_t Y``. With ``Theta = V diag(lambda) V^T``, ``P_t``
-has eigenvalues ``(1 - exp(-eta t lambda)) / lambda <= min(eta t, 1 / lambda)``,
-computed with ``expm1`` so that tiny eigenvalues give ``eta t`` rather than 0/0.
-No inverse is ever formed.
-
-Two factorizations, each computed on first use (docs/predictor.md):
-
-- **finite times**: the eigendecomposition in the kernel's own storage:
-  ``Theta = Q T Q^T`` (Householder tridiagonalization, LAPACK ``sytrd``, whose
-  reflectors overwrite the kernel), ``T = S diag(lambda) S^T`` (``stemr``), and
-  ``V = Q S`` formed in the storage of ``S`` (the reflectors applied 64 at a
-  time as matrix products). Memory: the kernel plus one ``[n, n]`` matrix.
-  ``V`` is then held as a CPU JAX array (sharing the memory of ``S`` where
-  its alignment allows, else one copy while the kernel's storage is already
-  released), and predictions are compiled float64 matrix products with it
-  (XLA), ``V^T Y`` computed once per set of targets.
-- **t = inf**: ``Theta^{-1} r`` by Cholesky (``n^3 / 3`` operations, in the
-  kernel's storage or one copy), unless the eigendecomposition is already at
-  hand, which then serves ``t = inf`` as well.
-
-Precision: the kernel is computed in float64 whatever its dtype, but its
-rounding is that of its dtype (``eps``). A kernel counts as singular when
-``lambda_min <= n eps lambda_max`` (from the spectrum), or when Cholesky fails
-or its reciprocal condition number (1-norm, estimated by LAPACK ``pocon``; for a
-symmetric matrix the 1-norm condition number is at least ``lambda_max / lambda_min``)
-is ``<= n eps``; ``t = inf``
-then raises :class:`SingularKernelError`. Symmetry is checked to
-``sqrt(eps) max |K|`` and positive semi-definiteness to
-``max(n eps, sqrt(eps)) lambda_max``: the arc-cosine maps of ReLU kernels have a
-square-root sensitivity near correlation 1, so their rounding can reach
-``sqrt(eps)``.
+"""The gradient-flow predictor of a fixed kernel and its projection operator ``P_t`` (Propositions 3
+and 6; docs/predictor.md#the-predictor): finite times from an eigendecomposition in place,
+``t = inf`` by Cholesky, singularity judged at the kernel's rounding
+(docs/predictor.md#computing-it-at-scale).
 """
 
 from __future__ import annotations

@@ -1,36 +1,5 @@
-"""Separation of random data on the sphere: Proposition 7 and Example 2 of the paper.
-
-Theorem 3 needs the data to be *separated*: no two points closer than an angle
-``delta`` (and, for ``|<x_i, x_j>|``, none closer than ``delta`` to antipodal).
-For points drawn uniformly on ``S^{d-1}`` this holds with high probability
-(docs/separation.md#the-union-bound). The angle ``theta`` between two independent uniform
-points on ``S^{d-1}`` has the density (Cai, Fan & Jiang 2013, "Distributions of
-angles in random packing on spheres", JMLR 14, Lemma 12)::
-
-    p_d(theta) = Gamma(d/2) / ( sqrt(pi) Gamma((d-1)/2) ) * sin^{d-2}(theta),   theta in [0, pi]
-
-and a union bound over the ``n(n-1)/2`` pairs gives Proposition 7::
-
-    P( min_{i<j} angle(x_i, x_j) < delta )          <=  n(n-1)/2 * F_d(delta)
-    P( max_{i<j} |<x_i, x_j>| > cos delta )          <=  n(n-1)/2 * 2 F_d(delta)     (delta <= pi/2)
-
-with ``F_d(delta) = P(theta < delta)``. Since ``cos(theta)^2 ~ Beta(1/2, (d-1)/2)``
-and the law of ``cos(theta)`` is symmetric,
-
-    F_d(delta) = 1/2 I_{sin^2 delta}( (d-1)/2, 1/2 )          for delta <= pi/2,
-    F_d(delta) = 1 - 1/2 I_{sin^2 delta}( (d-1)/2, 1/2 )      for delta >  pi/2,
-               = 1/2 (1 - I_{cos^2 delta}(1/2, (d-1)/2))      (near pi/2, delta <= pi/2)
-               = 1/2 (1 + I_{cos^2 delta}(1/2, (d-1)/2))      (near pi/2, delta >  pi/2)
-
-where ``I_x(a, b)`` is the regularized incomplete beta function (SciPy's
-``betainc``; SciPy is a dependency of JAX). For ``d = 3``, ``F_3(delta) = (1 - cos delta)/2``;
-for ``d = 2`` the angle is uniform, ``F_2(delta) = delta/pi``.
-
-Besides the bound, this module estimates the same probabilities by Monte Carlo
-(:func:`monte_carlo_close_pair`), chooses the angles at which to compare the two
-(:func:`delta_grid`), and compares them cell by cell (:func:`compare_with_monte_carlo`,
-:func:`comparison_statistics`). The separation of a given dataset (smallest pairwise angle, largest ``|cos|``)
-is measured by :mod:`ntkdepth.data.pairs`.
+"""Separation of random points on the sphere: the law of their angle, Proposition 7's union bound
+(Example 2), its Monte Carlo check and their comparison (docs/separation.md#the-union-bound).
 """
 
 from __future__ import annotations
@@ -251,8 +220,7 @@ def _closest_pairs_fn():
 
 def _sample_separations(n: int, d: int, trials: int, rng: np.random.Generator, max_bytes: int):
     # The Gram matrices of a batch go through one jitted XLA einsum: NumPy's stacked
-    # matmul calls OpenBLAS once per trial, which is 10-100x slower on a loaded
-    # 2-core machine (thread contention on medium-sized products).
+    # matmul calls OpenBLAS once per trial, whose threads contend on medium-sized products.
     jax, closest = _closest_pairs_fn()
     per_trial = 8 * n * (3 * n + 2 * d)
     batch_max = int(max(1, min(trials, max_bytes // per_trial)))
@@ -286,7 +254,7 @@ def monte_carlo_close_pair(
     ``min(angle, pi - angle)``; for every ``delta`` the estimates are the fractions
     of trials below ``delta``. Trials run in vectorized batches holding at most
     about ``max_bytes`` of arrays. The smallest angle of each trial is located
-    with the Gram matrix and then recomputed accurately (:func:`pair_angles`).
+    with the Gram matrix and then recomputed accurately (:func:`~ntkdepth.data.pair_angles`).
     """
     d = _check_dim(d)
     _pairs(n)

@@ -1,21 +1,5 @@
-"""Theorem 3 as tools: stability and expressivity of the deep NTK predictor, depth by depth.
-
-As a dataset grows its points get closer, ``lambda_min(Thetabar^L(X, X))``
-drops and the projection operator ``P_t`` of the predictor
-(docs/predictor.md#the-projection-operator) can blow up; as depth grows, ``Thetabar^L`` drifts to the
-data-independent limit ``(3/4) I + (1/4) 1 1^T`` (Theorem 2) and predictions
-at a test point ``x`` lose their dependence on ``x``. Theorem 3 scales the
-depth with the separation of the data and stops early so that both stay
-under control. This module measures the two sides on a given dataset:
-
-- stability: ``lambda_min(Thetabar^L)`` and ``|P_t|`` (spectral norm) for
-  bounded stopping times and at ``t = inf`` (``1 / lambda_min``);
-- expressivity: for test points ``x`` near training points, the gap
-  ``max_i |Thetabar^L(x, x_i) - 1/4|``, which tends to 0 with depth;
-
-and reports the range of depths where the predictor is both stable
-(``lambda_min >= min_lambda``) and expressive (every test point's gap
-``>= min_gap``): the "Goldilocks" zone.
+"""Theorem 3 on a given dataset: ``lambda_min(Thetabar^L)``, ``|P_t|`` and the expressivity gap
+depth by depth, and the Goldilocks range of depths (docs/predictor.md#stability-and-expressivity).
 """
 
 from __future__ import annotations
@@ -84,7 +68,7 @@ def depth_scan(
     """Stability and expressivity of the normalized-NTK predictor at each depth.
 
     Inputs on the sphere, ``W_std^2 = 2``, no bias (the paper's section 6).
-    One pass of :func:`relu_kernel_trace` over ``[x_train; x_test]`` gives
+    One pass of :func:`~ntkdepth.kernels.relu_kernel_trace` over ``[x_train; x_test]`` gives
     ``Thetabar^L`` at every depth; one ``eigvalsh`` per depth gives the rest.
     """
     x_train = np.asarray(x_train, dtype=np.float64)

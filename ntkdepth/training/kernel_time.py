@@ -1,17 +1,5 @@
-"""Finite networks trained for a time of the normalized NTK's gradient flow (paper, Appendix D).
-
-ReLU networks of depth L at NTK parameterization (W_std^2 = 2, no bias:
-``ntkdepth.models.NetworkSpec(depth=L)``) train by full-batch gradient descent, centered
-(f_theta - f_theta0, whose infinite-width limit is the mean kernel predictor
-with f_0 = 0; ``ntkdepth.theory.regression``). The network sees unit inputs
-of R^p scaled to the sphere of radius sqrt(p), where Sigma^1(x, x) = W_std^2 = 2
-and Theta^L(x, x) = 2L for every input (:func:`network_kernel_check`), so
-Theta^L = 2L Thetabar^L and gradient flow on Theta^L for the time t / (2L) is
-the normalized kernel's flow for the time t
-(docs/predictor.md#matching-a-network-to-the-normalized-kernel).
-:func:`network_time` picks the time and number of steps of
-``dt = step_fraction / lambda_max(Thetabar^L)`` each; :func:`train_networks`
-trains the networks of a width sweep for it.
+"""Finite networks trained for a time of the normalized NTK's gradient flow, Table 2's networks
+(paper, Appendix D; docs/predictor.md#matching-a-network-to-the-normalized-kernel).
 """
 
 from __future__ import annotations

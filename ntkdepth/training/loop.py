@@ -1,23 +1,6 @@
-"""Training a finite network with optax: full-batch gradient descent or SGD, MSE or cross-entropy.
-
-The paper's loss is the Euclidean one (docs/predictor.md#training-steps). With the batch
-loss ``(1/B) sum_b |f(x_b) - y_b|^2 / 2`` and learning rate ``eta``, ``s`` steps
-of full-batch gradient descent on ``N`` points follow the gradient flow of
-``sum_j |f(x_j) - y_j|^2 / 2`` for the time ``t = eta * s / N``; SGD on
-pairs drawn with replacement follows it in expectation (:class:`PairData`).
-
-The steps between two recorded points run inside one compiled
-``lax.fori_loop``: no host synchronisation in the loop. At each recorded step
-the loss, the outputs and the last hidden layer on fixed evaluation inputs
-are taken, and the drift of the features from step 0 is reduced on the
-device (:func:`ntkdepth.empirical.feature_record`).
-
-``center_output`` trains ``f_theta(x) - f_theta0(x)`` (Chizat et al. 2019): the
-same NTK and the same features, but the residual starts at ``-y`` instead of
-``f_0(X) - y``. With many outputs the random ``f_0`` otherwise dominates the
-residual, and with it how far the features move. The initial outputs on the
-training inputs (for token inputs: on the whole vocabulary) are computed once
-and subtracted.
+"""Training one finite network with optax: full-batch gradient descent or SGD, MSE or cross-entropy,
+optionally centred, the steps between records in one compiled loop
+(docs/predictor.md#training-steps).
 """
 
 from __future__ import annotations
@@ -99,7 +82,7 @@ class TrainSpec:
 
     @property
     def records(self) -> tuple[int, ...]:
-        """The recorded steps: always 0 and the last step."""
+        """The recorded steps, always including 0 and the last step."""
         return tuple(sorted({0, self.steps, *self.record_steps}))
 
 

@@ -1,34 +1,6 @@
-"""Width sweeps over a device mesh: seeds trained together, hidden layers split over devices.
-
-A width sweep trains the same network at several widths, each with several
-independent seeds. The seeds of one width share every shape, so they are
-stacked along a leading axis and trained by one compiled loop
-(``jax.vmap`` of :class:`~ntkdepth.training.loop.Trainer`'s step). The devices
-(``jax.devices()``: every device of every process after
-``jax.distributed.initialize()``) form a two-axis ``jax.sharding.Mesh``
-``[seed_shards, hidden_shards]`` with axes ``"seeds"`` and ``"hidden"``:
-
-- the seed axis of every array is split over ``"seeds"`` (no communication:
-  the seeds are independent);
-- the hidden dimension of the weight matrices is split over ``"hidden"``:
-  the first layer's ``W^1 [n_0, n_1]`` by columns, the second's
-  ``W^2 [n_1, n_2]`` by rows, alternating further down, and the output
-  layer by rows (:func:`param_partition_specs`). XLA's SPMD partitioner
-  inserts the all-reduces the products need.
-
-:func:`plan_layout` picks, for one width, how many seeds run together
-(``group``, all of them unless memory is short), the largest seed axis that
-divides both the group and the device count, and gives the remaining devices
-to the hidden axis. Every width therefore runs on every device; one device
-gives the plain vmapped loop, and a width too large for one device is split
-over the hidden axis instead of refused. Nothing here depends on the number
-of devices or processes: the same code runs on one CPU, one GPU, eight GPUs
-or several hosts.
-
-The measured quantities (loss, outputs, features, drift statistics) come back
-replicated, so every process holds them; files are written by process 0
-(:func:`is_writer`). Orbax checkpoints the sharded state as it is, each
-process writing its own shards, and restores it into the current layout.
+"""Width sweeps over a device mesh: the seeds of a width trained together, the seed axis and the
+hidden units split over every device of every process
+(docs/distributed.md#width-sweeps-on-several-devices-and-hosts).
 """
 
 from __future__ import annotations
@@ -231,7 +203,7 @@ class SeedGroup:
     """``g`` networks ``make_model(width, seed)`` of different seeds, trained together on a mesh.
 
     Compiled once per width and group size; :meth:`init_state` takes the
-    group's seeds. The state is the single-network :class:`Trainer` state
+    group's seeds. The state is the single-network :class:`~ntkdepth.training.Trainer` state
     with a leading seed axis ``[g, ...]`` on every array. ``measure`` and ``drift`` return
     host arrays with that leading axis. A seed's network, SGD stream and
     numbers are those of a single-network run of the same seed (to float32
@@ -283,8 +255,8 @@ class SeedGroup:
     def init_params(self, seeds: Sequence[int]):
         """The stacked initial parameters ``[g, ...]`` of ``seeds``, laid out on the mesh.
 
-        Every seed gets the same arrays as a single run of it
-        (:meth:`_stacked_initial_params`). A network that fits on one device
+        Every seed gets the same arrays as a single run of it (one vmapped
+        initialization of the group). A network that fits on one device
         is initialized there and then distributed; one that does not is
         initialized in place by a compiled function whose outputs are already
         sharded (the same numbers: JAX's random numbers do not depend on where
@@ -337,7 +309,7 @@ class SeedGroup:
         return {**state, "loss0": loss0, "loss_bound": bound}
 
     def diverged(self, state: dict, i: int, step: int, loss: float):
-        """Raises :class:`TrainingDiverged` for the group's ``i``-th seed, naming width and seed."""
+        """Raises :class:`~ntkdepth.training.TrainingDiverged` for the group's ``i``-th seed, naming width and seed."""
         try:
             self.trainer._diverged({"loss0": float(state["loss0"][i])}, step, loss)
         except TrainingDiverged as err:
@@ -355,7 +327,7 @@ class SeedGroup:
     def run_until(self, state: dict, stop: int) -> dict:
         """``state`` advanced to step ``stop`` in one compiled loop.
 
-        Raises :class:`TrainingDiverged` (naming the width and the seed) if a
+        Raises :class:`~ntkdepth.training.TrainingDiverged` (naming the width and the seed) if a
         seed's batch loss on the way is NaN, inf, or above its bound
         (``spec.divergence_factor`` times its initial loss,
         :meth:`with_initial_loss`).

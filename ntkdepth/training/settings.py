@@ -1,22 +1,6 @@
-"""The settings every width sweep shares, as bases of an experiment's ``Config``.
-
-An experiment that trains networks over widths and seeds derives its
-``Config`` (``ntkdepth/config.py``) from one of these, changing the defaults
-it needs with :func:`~ntkdepth.config.with_defaults`, and adds its own
-settings after them::
-
-    @dataclass(frozen=True)
-    class Config(with_defaults(GradientFlowSettings, n_records=10)):
-        depth: int = setting(3, help="L, weight layers", min=2, max=20)
-
-- :class:`SweepSettings`: the widths, the seeds, the network's scales, the
-  recorded steps and the divergence guard;
-- :class:`GradientFlowSettings`: those and full-batch gradient descent on
-  ``n_train`` points of the sphere of radius ``sqrt(dim)`` (so that
-  ``Sigma^1(x, x) = W_std^2``) for a time ``time`` in steps of ``dt``
-  (docs/predictor.md#training-steps), with ``n_test`` held-out points.
-
-A run's caches are keyed by the values of its settings, never by their order.
+"""The settings every width sweep shares, :class:`SweepSettings` and :class:`GradientFlowSettings`:
+bases of an experiment's ``Config``, whose defaults it changes with
+:func:`~ntkdepth.config.with_defaults`.
 """
 
 from __future__ import annotations

@@ -1,34 +1,5 @@
-"""Width sweeps: the same network trained at many widths and seeds, resumable (paper, section 5).
-
-:func:`run_width_sweep` trains one network per ``(width, seed)`` and records,
-at chosen steps, the loss, the outputs on fixed evaluation inputs and the
-drift of the last hidden layer from initialization (:func:`ntkdepth.empirical.feature_record`).
-It is built for long runs:
-
-- a finished ``(width, seed)`` run is stored in ``workdir/runs/`` and never
-  recomputed for the same settings: its file is named by :func:`run_key`, a
-  hash of everything that shapes the run (the :class:`TrainSpec`, the data
-  and evaluation inputs, the network's structure and static settings, its
-  width and seed, and the caller's ``settings``), and carries that hash and
-  the settings inside, checked when it is read. Other settings get other
-  files; adding a width trains only that width;
-- the seeds of a width are trained together, on every device there is
-  (:mod:`ntkdepth.training.parallel`: vmapped seeds, the seed axis and the
-  hidden dimension split over a device mesh), with the numbers of runs
-  trained one at a time; several processes (``jax.distributed``) share one
-  folder, whose files process 0 writes;
-- a group of seeds in progress is checkpointed with orbax in
-  ``workdir/checkpoints/`` at every recorded step (and every
-  ``checkpoint_every`` steps), in a folder named by its runs' keys
-  (:func:`group_checkpoint_dir`), so an interrupted sweep resumes from the
-  last checkpoint of the same settings, on any number of devices;
-- a training loss that diverges stops the sweep with
-  :class:`~ntkdepth.training.loop.TrainingDiverged`, naming the width, seed,
-  step and loss;
-- a width whose estimated memory exceeds what the devices have, even split
-  over all of them, is refused before anything is trained
-  (:func:`~ntkdepth.training.parallel.plan_layout`);
-- a progress bar counts steps over the whole sweep.
+"""Width sweeps: one network trained at many widths and seeds (paper, section 5), resumed where it
+stopped, refused before training where a width will not fit (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -266,7 +237,7 @@ def run_width_sweep(
 
     ``settings`` (JSON-able) names whatever else shapes a run that the sweep
     cannot see in its arguments, e.g. what ``final_measures`` computes: it
-    enters every run's key (:func:`run_key`). A stored run or checkpoint is
+    enters every run's key (``run_key``). A stored run or checkpoint is
     reused only under the same key.
     """
     from tqdm import tqdm

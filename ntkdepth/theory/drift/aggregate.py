@@ -128,7 +128,7 @@ def drift_prediction(
     Raises:
       ValueError: NaN/inf or mismatched shapes, negative times or weights,
         ``depth < 2``, bad scales or ``layer``, a spec together with the
-        keywords or a spec of another activation or parameterization; :class:`SingularKernelError` for
+        keywords or a spec of another activation or parameterization; :class:`~ntkdepth.theory.SingularKernelError` for
         ``t = inf`` with a singular kernel.
 
     Cost: ``O(depth * n_eval * N^2 * T)``, in chunks of evaluation points.

@@ -44,7 +44,7 @@ def residual_integral_map(
 
     Raises:
       ValueError: a kernel that is not square, symmetric and finite, bad weights
-        or times; :class:`SingularKernelError` for ``t = inf`` with a singular ``A``.
+        or times; :class:`~ntkdepth.theory.SingularKernelError` for ``t = inf`` with a singular ``A``.
     """
     k = np.asarray(theta_train, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] != k.shape[1]:

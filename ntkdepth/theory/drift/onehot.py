@@ -170,7 +170,7 @@ def onehot_drift_measures(center_freq: ArrayLike, context_dist: ArrayLike, eval_
     gradient flow with loss weights ``p`` and targets ``Q`` for the times
     ``times``, from ``f_0 = 0`` if ``centered`` (the network ``f_theta - f_theta0``)
     else averaged over initializations. The per-unit law
-    (:func:`~ntkdepth.theory.drift.per_unit_drift_statistics`) is estimated
+    (:func:`~ntkdepth.theory.per_unit_drift_statistics`) is estimated
     at the last time on the first ``unit_tokens`` evaluation tokens. Computed
     in float64. ``network``: ``spec`` (a :class:`ntkdepth.models.NetworkSpec`)
     or the keywords ``depth`` (default 3), ``W_std``, ``b_std``, ``out_std``.
