@@ -42,7 +42,10 @@ def main() -> None:
                                      b_std=config["b_std"], input_scale=scale,
                                      f0=np.zeros((V, V)) if centered else None)
     predicted = float(np.sqrt(np.maximum(d2[0], 0)).mean())
-    measured = {w: v["mean"] for w, v in results["table"]["ntk"]["aggregate"].items()}
+    # The run's means at its widths: an array aligned with them, or (runs written before) keyed by width.
+    aggregate = results["table"]["ntk"]["aggregate"]
+    means = aggregate["mean"] if "mean" in aggregate else [aggregate[str(w)]["mean"] for w in config["widths"]]
+    measured = {str(w): m for w, m in zip(config["widths"], means)}
     out = {
         "time": t,
         "centered": centered,

@@ -93,16 +93,23 @@ def run(config: Config, out: RunDir) -> dict:
     rows = [[d, w, np.mean(v["train"]), standard_error(v["train"]),
              np.mean(v["test"]) if v["test"] else "", standard_error(v["test"]) if v["test"] else ""]
             for d, by_width in ratios.items() for w, v in by_width.items()]
+    fits = power_law_fits(config.widths, {
+        d: [abs(1 - np.mean(ratios[d][w]["train"])) for w in config.widths] for d in config.depths})
+    per_seed = {k: np.array([[ratios[d][w][k] for w in config.widths] for d in config.depths])
+                for k in ("train", "test")}  # [depth, width, seed]
     return {
+        # [depth, width], as config.depths and config.widths: mean (s.e.) over seeds.
         "ratio_measured_over_predicted": {
-            d: {w: {"train": float(np.mean(v["train"])), "se": standard_error(v["train"]),
-                    "test": float(np.mean(v["test"])) if v["test"] else None} for w, v in by_width.items()}
-            for d, by_width in ratios.items()},
-        "gap_exponents": power_law_fits(config.widths, {
-            d: [abs(1 - np.mean(ratios[d][w]["train"])) for w in config.widths] for d in config.depths}),
+            "train": np.array([[np.mean(ratios[d][w]["train"]) for w in config.widths] for d in config.depths]),
+            "se": np.array([[standard_error(ratios[d][w]["train"]) for w in config.widths] for d in config.depths]),
+            "test": np.array([[np.mean(ratios[d][w]["test"]) for w in config.widths] for d in config.depths])
+            if config.n_test else None},
+        "gap_exponents": [fits.get(d) for d in config.depths],  # None where |1 - ratio| reaches 0
         "times": times,
-        "ratios_per_seed": ratios,
-        "curves_at_largest_width": curves,
+        "ratios_per_seed": {k: v if k == "train" or config.n_test else None for k, v in per_seed.items()},
+        # [depth, record] at the largest width.
+        "curves_at_largest_width": {k: np.stack([curves[d][k] for d in config.depths])
+                                    for k in ("measured", "predicted")},
         "tables": {"drift_ratio.csv": table(["depth", "width", "ratio_train", "se_train", "ratio_test", "se_test"],
                                             rows)},
     }
@@ -112,14 +119,17 @@ def report(config: Config, results: dict, out) -> dict:
     _plot(out, config, results)
     out.write_summary(_summary(config, results))
     wl = config.widths[-1]
-    head = {f"ratio at n = {wl}, L = {d}": round(_ratio(results, d, wl)["train"], 4) for d in config.depths}
-    head.update({f"gap exponent L = {d}": round(f["exponent"], 3) for d, f in results["gap_exponents"].items()})
+    head = {f"ratio at n = {wl}, L = {d}": round(_ratio(results, i, -1)["train"], 4) for i, d in enumerate(config.depths)}
+    head.update({f"gap exponent L = {d}": round(f["exponent"], 3)
+                 for d, f in zip(config.depths, results["gap_exponents"]) if f})
     return head
 
 
-def _ratio(results, depth, width) -> dict:
-    """``{"train", "se", "test"}``: measured / predicted at depth and width, mean (s.e.) over seeds."""
-    return results["ratio_measured_over_predicted"][str(depth)][str(width)]
+def _ratio(results, i: int, j: int) -> dict:
+    """``{"train", "se", "test"}``: measured / predicted at the ``i``-th depth and ``j``-th width, mean
+    (s.e.) over seeds."""
+    r = results["ratio_measured_over_predicted"]
+    return {k: None if r[k] is None else r[k][i][j] for k in ("train", "se", "test")}
 
 
 def _plot(out, config, results):
@@ -130,7 +140,7 @@ def _plot(out, config, results):
     axes = axes.ravel()
     ax = axes[0]
     for i, d in enumerate(config.depths):
-        r = [_ratio(results, d, x) for x in config.widths]
+        r = [_ratio(results, i, j) for j in range(len(config.widths))]
         ax.errorbar(w * (1 + 0.03 * i), [v["train"] for v in r], yerr=[v["se"] for v in r], fmt="o-", capsize=3,
                     color=f"C{i}", label=f"$L = {d}$, training inputs")
         if config.n_test:
@@ -147,19 +157,18 @@ def _plot(out, config, results):
                    title=r"upper left: mean $\pm$ s.e. over seeds;" "\nheld-out: mean (points shifted apart)")
 
     ax = axes[1]
-    gap = {d: [abs(1 - np.mean(results["ratios_per_seed"][str(d)][str(x)]["train"])) for x in config.widths]
-           for d in config.depths}
-    width_scaling_panel(ax, w, {f"L = {d}": (gap[d], None, fits.get(str(d)), f"C{i}")
+    gap = [[abs(1 - np.mean(seeds)) for seeds in by_width] for by_width in results["ratios_per_seed"]["train"]]
+    width_scaling_panel(ax, w, {f"L = {d}": (gap[i], None, fits[i], f"C{i}")
                                 for i, d in enumerate(config.depths)},
                         ylabel="|1 - measured / predicted|", title="convergence ($n^{-1/2}$ expected)")
     ax.legend()
 
     ax = axes[2]
     wl = config.widths[-1]
+    curves = results["curves_at_largest_width"]
     for i, d in enumerate(config.depths):
-        curve = results["curves_at_largest_width"][str(d)]
-        ax.plot(results["times"], curve["predicted"], "-", color=f"C{i}", label=f"$L = {d}$ predicted")
-        ax.plot(results["times"], curve["measured"], "o", color=f"C{i}", label=f"$L = {d}$ measured ($n = {wl}$)")
+        ax.plot(results["times"], curves["predicted"][i], "-", color=f"C{i}", label=f"$L = {d}$ predicted")
+        ax.plot(results["times"], curves["measured"][i], "o", color=f"C{i}", label=f"$L = {d}$ measured ($n = {wl}$)")
     ax.set(xlabel="time $t$", ylabel=r"$\|a_t - a_0\|$, RMS over training inputs", title="drift over training")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -181,14 +190,14 @@ def _summary(config, results):
         "| depth | " + " | ".join(f"n = {w}" for w in config.widths) + " | gap exponent |",
         "|---" * (len(config.widths) + 2) + "|",
     ]
-    for d in config.depths:
-        f = fits.get(str(d))
+    for i, (d, f) in enumerate(zip(config.depths, fits)):
         lines.append(f"| {d} | " + " | ".join(
-            f"{_ratio(results, d, w)['train']:.4f} ± {_ratio(results, d, w)['se']:.4f}" for w in config.widths)
+            f"{_ratio(results, i, j)['train']:.4f} ± {_ratio(results, i, j)['se']:.4f}"
+            for j in range(len(config.widths)))
             + f" | {'' if f is None else format(f['exponent'], '+.2f')} |")
     lines += ["", "## Finding", ""]
-    for d in config.depths:
-        f, r = fits.get(str(d)), _ratio(results, d, wl)
+    for i, (d, f) in enumerate(zip(config.depths, fits)):
+        r = _ratio(results, i, -1)
         test = f", held-out inputs {r['test']:.4f}" if r["test"] is not None else ""
         lines.append(
             f"- L = {d}: ratio {r['train']:.4f} at n = {wl}{test}"

@@ -30,7 +30,7 @@ from ntkdepth.config import setting
 from ntkdepth.grids import trace_depths
 from ntkdepth.kernels import correlation_trace
 from ntkdepth.plotting import depth_axis, label_axes, pyplot, save_figure, sequential_colors
-from ntkdepth.reporting import claim, table, table_column
+from ntkdepth.reporting import as_numbers, claim, table, table_column
 from ntkdepth.runs import RunDir
 from ntkdepth.theory.depth import (
     LOG_LAW_SLOPE,
@@ -38,13 +38,13 @@ from ntkdepth.theory.depth import (
     ONSET_THETA_CONSTANT,
     OnsetLaw,
     continuum_onset,
-    corollary1_profile,
+    continuum_profile,
     decay_fit_table,
     decay_onset_depth,
     fit_decays_past_onset,
     fit_onset_law,
-    lemma1_ratio,
     predicted_log_law,
+    rho_decay_ratio,
 )
 
 NAME = "fig2"
@@ -115,7 +115,7 @@ def run(config: Config, out: RunDir) -> dict:
     L = tr["layers"]
     tb, omr = tr["thetabar"], tr["one_minus_rho"]
     dev = tb - 0.25
-    lemma = lemma1_ratio(L, omr)  # -> 1
+    decay_ratio = rho_decay_ratio(L, omr)  # -> 1
     predicted = predicted_log_law(omr, L)
     fits = fit_decays_past_onset(L, dev, rho1, on["pair_onset"], predicted["b"],
                                  fit_decades=config.fit_decades, after_onset=config.fit_after_onset)
@@ -123,9 +123,15 @@ def run(config: Config, out: RunDir) -> dict:
 
     at_depth = [{"depth": int(L[k]), "thetabar": tb[k], "thetabar_minus_quarter": dev[k],
                  "L_times_deviation": L[k] * dev[k], "one_minus_rho": omr[k],
-                 "L2_one_minus_rho_over_9pi2_2": lemma[k]}
+                 "L2_one_minus_rho_over_9pi2_2": decay_ratio[k]}
                 for k, ell in enumerate(L) if ell in {10**p for p in range(8)} or ell == config.depth]
-    return {
+    # [depth, pair] at the sampled depths, the pairs as config.correlations.
+    trace = {"depths": L, "thetabar": tb, "thetabar_minus_quarter": dev, "one_minus_rho": omr,
+             "L2_one_minus_rho_over_9pi2_2": decay_ratio, "fprime": tr["fprime"]}
+    # [onset_points] each, along 1 - rho_1.
+    onset = {"one_minus_rho1": omr_grid, "onset_depth": on["onset"], "peak_depth": on["peak_depth"].astype(int),
+             "peak_deviation": on["peak_dev"], "fitted_law": law(omr_grid), "continuum_prediction": continuum_onset(omr_grid)}
+    results = {
         "depth": config.depth,
         "correlations": rho1,
         "theory": {
@@ -138,20 +144,20 @@ def run(config: Config, out: RunDir) -> dict:
         "decay_fits": fits,
         "onset_law": law.as_dict(),
         "at_depth": at_depth,
-        "tables": {
-            "thetabar.csv": table(
-                ["rho1", "depth", "thetabar", "thetabar_minus_quarter", "one_minus_rho",
-                 "L2_one_minus_rho_over_9pi2_2", "fprime"],
-                [[float(r), int(ell), tb[k, j], dev[k, j], omr[k, j], lemma[k, j], tr["fprime"][k, j]]
-                 for j, r in enumerate(rho1) for k, ell in enumerate(L)]),
-            "onset.csv": table(
-                ["one_minus_rho1", "rho1", "onset_depth", "peak_depth", "peak_deviation",
-                 "fitted_law", "continuum_prediction"],
-                zip(omr_grid, 1.0 - omr_grid, on["onset"], on["peak_depth"].astype(int), on["peak_dev"],
-                    law(omr_grid), continuum_onset(omr_grid))),
-            "fits.csv": table(*decay_fit_table(fits)),
-        },
+        "trace": trace,
+        "onset": onset,
     }
+    results["tables"] = {
+        "thetabar.csv": table(
+            ["rho1", "depth", *(k for k in trace if k != "depths")],
+            [[float(r), int(ell), *(trace[k][i, j] for k in trace if k != "depths")]
+             for j, r in enumerate(rho1) for i, ell in enumerate(L)]),
+        "onset.csv": table(
+            ["one_minus_rho1", "rho1", *(k for k in onset if k != "one_minus_rho1")],
+            zip(omr_grid, 1.0 - omr_grid, *(onset[k] for k in onset if k != "one_minus_rho1"))),
+        "fits.csv": table(*decay_fit_table(fits)),
+    }
+    return results
 
 
 def report(config: Config, results: dict, out) -> dict:
@@ -159,9 +165,9 @@ def report(config: Config, results: dict, out) -> dict:
     _plot(out, config, results)
     out.write_summary(_summary(config, results))
     a = [f["fit"]["log_a"] for f in results["decay_fits"] if f["fit"]]
-    lemma, dev = (np.asarray(last[k]) for k in ("L2_one_minus_rho_over_9pi2_2", "thetabar_minus_quarter"))
+    decay_ratio, dev = (np.asarray(last[k]) for k in ("L2_one_minus_rho_over_9pi2_2", "thetabar_minus_quarter"))
     return {
-        f"L^2 (1 - rho_L) / (9 pi^2/2) at L={config.depth}": f"{lemma.min():.5f}..{lemma.max():.5f}",
+        f"L^2 (1 - rho_L) / (9 pi^2/2) at L={config.depth}": f"{decay_ratio.min():.5f}..{decay_ratio.max():.5f}",
         f"max |Thetabar - 1/4| at L={config.depth}": f"{np.abs(dev).max():.3e}",
         "onset law": f"{law['C']:.3f} (1 - rho_1)^-{law['q']:.4f}",
         "figure": str(out.file("fig2.png")),
@@ -171,10 +177,10 @@ def report(config: Config, results: dict, out) -> dict:
 def _plot(out, config, results):
     fits = results["decay_fits"]
     law = OnsetLaw(**results["onset_law"])
-    trace, onset = results["tables"]["thetabar.csv"], results["tables"]["onset.csv"]
-    L = np.unique(table_column(trace, "depth"))
-    tb, dev = (table_column(trace, c).reshape(len(fits), len(L)).T for c in ("thetabar", "thetabar_minus_quarter"))
-    omr_grid, onset_depth = table_column(onset, "one_minus_rho1"), table_column(onset, "onset_depth")
+    trace, onset = results["trace"], as_numbers(results["onset"])
+    L = np.asarray(trace["depths"], dtype=np.float64)
+    tb, dev = (np.asarray(trace[c]) for c in ("thetabar", "thetabar_minus_quarter"))  # [depth, pair]
+    omr_grid, onset_depth = (np.asarray(onset[c], dtype=np.float64) for c in ("one_minus_rho1", "onset_depth"))
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11.5, 9.0))
     (ax1, ax2), (ax3, key) = axes
@@ -191,7 +197,7 @@ def _plot(out, config, results):
     # Corollary 1's continuum profile for the pair closest to 1.
     top = max(f["rho1"] for f in fits)
     if 0.9 <= top < 1.0:
-        ax1.plot(L, corollary1_profile(L, 1.0 - top), color="tab:red", lw=1.6,
+        ax1.plot(L, continuum_profile(L, 1.0 - top), color="tab:red", lw=1.6,
                  ls=(0, (2, 2)), label=rf"continuum profile, $\rho_1={top:g}$")
     ax1.axhline(0.25, color="k", lw=1.2, ls=":", label="limit 1/4")
     depth_axis(ax1, L)

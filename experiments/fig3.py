@@ -25,7 +25,7 @@ from ntkdepth.kernels import correlation_map, correlation_map_derivative, correl
 from ntkdepth.plotting import depth_axis, label_axes, pyplot, save_figure, sequential_colors
 from ntkdepth.reporting import claim, table, table_column
 from ntkdepth.runs import RunDir
-from ntkdepth.theory.depth import LEMMA1_CONSTANT, iterations_to_reach
+from ntkdepth.theory.depth import RHO_DECAY_CONSTANT, iterations_to_reach, one_minus_rho_asymptote, rho_decay_ratio
 
 NAME = "fig3"
 DESCRIPTION = "the ReLU correlation map f, its fixed point 1 and its iterates rho_l = f^(l-1)(rho_1)"
@@ -93,49 +93,56 @@ def run(config: Config, out: RunDir) -> dict:
         "argmin of f(rho) - rho on [-1, 1) (grid)": float(grid[inner][np.argmin(gap[inner])]),
         "fixed points on the grid": [float(x) for x in grid[np.abs(gap) <= 1e-15]],
     }
-    return {
+    iterates = {"rho": a["iter_rho"].T, "one_minus_rho": a["iter_omr"].T}  # [start, layer], as config.starts
+    results = {
         "checks": checks,
-        "iterations_to_threshold": [
-            {"rho1": float(r), "iterations": int(c), "threshold": config.count_threshold,
-             "lemma1_estimate": math.sqrt(LEMMA1_CONSTANT / config.count_threshold) - 1}
-            for r, c in zip(config.count_starts, counts)
-        ],
-        "at_last_layer": {
+        "map": {"rho": grid, "f": f, "fprime": fp, "f_minus_rho": gap},  # [grid_points] each
+        "iterates": iterates,
+        # Iterations from each of config.count_starts; 1 - rho ~ 9 pi^2 / (2 l^2) alone reaches the
+        # threshold after sqrt(9 pi^2 / (2 threshold)) - 1 of them.
+        "iterations_to_threshold": {"iterations": counts, "threshold": config.count_threshold,
+                                    "asymptote_estimate": math.sqrt(RHO_DECAY_CONSTANT / config.count_threshold) - 1},
+        "at_last_layer": {  # [start] each, as config.starts
             "layer": config.iterations,
-            "one_minus_rho": {f"{r:g}": a["iter_omr"][-1, j] for j, r in enumerate(config.starts)},
-            "L2_one_minus_rho_over_9pi2_2": {
-                f"{r:g}": config.iterations**2 * a["iter_omr"][-1, j] / LEMMA1_CONSTANT
-                for j, r in enumerate(config.starts)
-            },
+            "one_minus_rho": iterates["one_minus_rho"][:, -1],
+            "L2_one_minus_rho_over_9pi2_2": rho_decay_ratio([config.iterations], iterates["one_minus_rho"][:, -1])[0],
         },
         "cobweb": a["cobweb"].T,  # [start, step]: rho_1 .. rho_(steps + 1)
-        "tables": {
-            "map.csv": table(["rho", "f", "fprime", "f_minus_rho"], zip(grid, f, fp, gap)),
-            "iterates.csv": table(
-                ["rho1", "layer", "rho", "one_minus_rho", "lemma1_one_minus_rho"],
-                [[float(r), int(ell), a["iter_rho"][k, j], a["iter_omr"][k, j], LEMMA1_CONSTANT / ell**2]
-                 for j, r in enumerate(config.starts) for k, ell in enumerate(layers)]),
-        },
+    }
+    results["tables"] = _tables(config, results)
+    return results
+
+
+def _tables(config, results) -> dict:
+    """``map.csv`` (f, f' and f - rho on the grid) and ``iterates.csv`` (rho_l of every start), from
+    the results' arrays."""
+    m, it = results["map"], results["iterates"]
+    layers = np.arange(1, config.iterations + 1)
+    asymptote = one_minus_rho_asymptote(layers)
+    return {
+        "map.csv": table(["rho", "f", "fprime", "f_minus_rho"], zip(m["rho"], m["f"], m["fprime"], m["f_minus_rho"])),
+        "iterates.csv": table(
+            ["rho1", "layer", "rho", "one_minus_rho", "one_minus_rho_asymptote"],
+            [[float(r), int(ell), it["rho"][j, k], it["one_minus_rho"][j, k], asymptote[k]]
+             for j, r in enumerate(config.starts) for k, ell in enumerate(layers)]),
     }
 
 
 def report(config: Config, results: dict, out) -> dict:
-    checks, count_table = results["checks"], results["iterations_to_threshold"]
+    checks, counts = results["checks"], results["iterations_to_threshold"]
     _plot(out, config, results)
-    out.write_summary(_summary(config, checks, count_table, results["at_last_layer"]))
+    out.write_summary(_summary(config, checks, counts, results["at_last_layer"]))
     return {
         "f(-1), f(1), f'(1)": ", ".join(f"{checks[k]:.3g}" for k in ("f(-1)", "f(1)", "f'(1)")),
         f"iterations to 1 - rho < {config.count_threshold:g}":
-            ", ".join(f"{c['iterations']} from {c['rho1']:g}" for c in count_table),
+            ", ".join(f"{c} from {r:g}" for c, r in zip(counts["iterations"], config.count_starts)),
         "figure": str(out.file("fig3.png")),
     }
 
 
 def _plot(out, config, results):
-    grid, f, fp = (table_column(results["tables"]["map.csv"], c) for c in ("rho", "f", "fprime"))
-    # The iterates, one start after another: [layer, start].
-    rho, omr = (table_column(results["tables"]["iterates.csv"], c).reshape(len(config.starts), -1).T
-                for c in ("rho", "one_minus_rho"))
+    grid, f, fp = (np.asarray(results["map"][c]) for c in ("rho", "f", "fprime"))
+    rho, omr = (np.asarray(results["iterates"][c]).T for c in ("rho", "one_minus_rho"))  # [layer, start]
     layers = np.arange(1, config.iterations + 1)
     plt = pyplot()
     fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(11.5, 10))
@@ -176,7 +183,7 @@ def _plot(out, config, results):
                r"iterates $\rho_{\ell+1} = f(\rho_\ell)$", legend_loc="lower right")
 
     depth_axis(ax3, layers)
-    ax4.loglog(layers, LEMMA1_CONSTANT / layers**2.0, color="k", lw=1, ls="--",
+    ax4.loglog(layers, one_minus_rho_asymptote(layers), color="k", lw=1, ls="--",
                label=r"Lemma 1: $9\pi^2 / (2\ell^2)$")
     ax4.axhline(config.count_threshold, color="tab:red", lw=0.8, ls=":",
                 label=rf"$1 - \rho = {config.count_threshold:g}$")
@@ -186,11 +193,10 @@ def _plot(out, config, results):
     save_figure(out, fig, "fig3.png", r"Figure 3: the ReLU correlation map on the sphere ($\sigma_w^2 = 2$, no bias)")
 
 
-def _summary(config, checks, count_table, last) -> str:
-    counts = "; ".join(
-        f"{c['iterations']} from rho = {c['rho1']:g}" if c["iterations"] >= 0
-        else f"not within {config.count_max_depth} layers from rho = {c['rho1']:g}"
-        for c in count_table
+def _summary(config, checks, counts, last) -> str:
+    reached = "; ".join(
+        f"{c} from rho = {r:g}" if c >= 0 else f"not within {config.count_max_depth} layers from rho = {r:g}"
+        for c, r in zip(counts["iterations"], config.count_starts)
     )
     l2 = last["L2_one_minus_rho_over_9pi2_2"]
     lines = [
@@ -209,10 +215,10 @@ def _summary(config, checks, count_table, last) -> str:
         "## Finding",
         "",
         _finding(checks)
-        + f"Iterations to reach 1 - rho < {config.count_threshold:g}: {counts} "
+        + f"Iterations to reach 1 - rho < {config.count_threshold:g}: {reached} "
         f"(Lemma 1's 9 pi^2 / (2 l^2) alone predicts about "
-        f"{count_table[0]['lemma1_estimate']:.0f}). At l = {last['layer']}, l^2 (1 - rho_l) is "
-        f"{min(l2.values()):.3f}..{max(l2.values()):.3f} times 9 pi^2 / 2.",
+        f"{counts['asymptote_estimate']:.0f}). At l = {last['layer']}, l^2 (1 - rho_l) is "
+        f"{min(l2):.3f}..{max(l2):.3f} times 9 pi^2 / 2.",
         "",
         "Files: fig3.png; map.csv (f, f' and f - rho on the grid); iterates.csv (rho_l for every "
         "start and layer); results.json.",

@@ -29,11 +29,17 @@ from ntkdepth.data.mnist import mnist_data_line
 from ntkdepth.data.points import points_record
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.plotting import PairGroup, depth_panels, pair_values
-from ntkdepth.reporting import table, table_records
+from ntkdepth.reporting import table
 from ntkdepth.runs import RunDir
+from ntkdepth.theory.depth import one_minus_rho_asymptote
 
 NAME = "fig4"
 DESCRIPTION = "rho_l, Sigmadot^l and Thetabar^l against depth for pairs of points on the sphere"
+
+# The quantiles over each group's pairs at every depth (the bands span the 10% and 90% ones), and
+# their columns in depth_stats.csv.
+QUANTILES = (0.0, 0.1, 0.5, 0.9, 1.0)
+QUANTILE_COLUMNS = ("min", "q10", "median", "q90", "max")
 
 
 @dataclass(frozen=True)
@@ -74,36 +80,41 @@ def run(config: Config, out: RunDir) -> dict:
 
     print(f"  tracing {n + 1} {_what(sample.source)} through depths 1..{config.depth}", flush=True)
     arrays = out.stage("trace", compute)
-    layers = np.arange(1, config.depth + 1)
     traces = {"rho": arrays["rho"], "sigmadot": arrays["nngp_dot"], "thetabar": arrays["ntk_normalized"]}
     groups = {"inside": inside, "with_x_star": with_star}
-
-    stats_rows, residual_band = [], {}
-    for group, pairs in groups.items():
-        for name, trace in traces.items():
-            q = np.quantile(pair_values(trace, pairs), [0.0, 0.1, 0.5, 0.9, 1.0], axis=1)
-            for k, ell in enumerate(layers):
-                stats_rows.append([group, name, int(ell), *q[:, k]])
-        residual = np.abs(pair_values(traces["thetabar"], pairs) - 0.25)
-        residual_band[group] = dict(zip(("q10", "q90"), np.quantile(residual, [0.1, 0.9], axis=1)))
-    curve_rows = []
-    for group, pairs in groups.items():
-        for i, j in pairs[: config.max_curves]:
-            for k, ell in enumerate(layers):
-                curve_rows.append([group, i, "x*" if j == n else j, int(ell)]
-                                  + [float(trace[k, i, j]) for trace in traces.values()])
+    # Per group: the quantiles over all its pairs ([Q, L] per quantity), the |Thetabar - 1/4| band
+    # ([L] each), and the first max_curves pairs drawn one by one ([c, L] per quantity).
+    quantiles = {g: {name: np.quantile(pair_values(trace, pairs), QUANTILES, axis=1)
+                     for name, trace in traces.items()} for g, pairs in groups.items()}
+    residual_band = {g: dict(zip(("q10", "q90"), np.quantile(np.abs(pair_values(traces["thetabar"], pairs) - 0.25),
+                                                             [0.1, 0.9], axis=1)))
+                     for g, pairs in groups.items()}
+    curves = {g: {"pairs": np.array(pairs[: config.max_curves]),
+                  **{name: pair_values(trace, pairs[: config.max_curves]).T for name, trace in traces.items()}}
+              for g, pairs in groups.items()}
 
     results = _results(config, sample, np.array(inside + with_star), arrays)
     results["source"] = {"name": sample.source.name, "dim": sample.source.dim,
                          "split": getattr(sample.source, "split", None)}
-    results["residual_band"] = residual_band
-    results["data"] = data
-    results["tables"] = {
-        "depth_stats.csv": table(["group", "quantity", "depth", "min", "q10", "median", "q90", "max"],
-                                 stats_rows),
+    results |= {"quantile_levels": QUANTILES, "quantiles": quantiles, "residual_band": residual_band,
+                "curves": curves, "data": data}
+    results["tables"] = _tables(config, quantiles, curves)
+    return results
+
+
+def _tables(config, quantiles: dict, curves: dict) -> dict:
+    """``depth_stats.csv`` (the quantiles of every group and quantity at every depth) and
+    ``pairs.csv`` (the pairs drawn one by one, at every depth), from the results' arrays."""
+    layers = range(1, config.depth + 1)
+    stats_rows = [[group, name, ell, *q[:, k]] for group, by_name in quantiles.items()
+                  for name, q in by_name.items() for k, ell in enumerate(layers)]
+    curve_rows = [[group, int(i), "x*" if j == config.n else int(j), ell]
+                  + [float(c[name][p, k]) for name in ("rho", "sigmadot", "thetabar")]
+                  for group, c in curves.items() for p, (i, j) in enumerate(c["pairs"]) for k, ell in enumerate(layers)]
+    return {
+        "depth_stats.csv": table(["group", "quantity", "depth", *QUANTILE_COLUMNS], stats_rows),
         "pairs.csv": table(["group", "i", "j", "depth", "rho", "sigmadot", "thetabar"], curve_rows),
     }
-    return results
 
 
 def report(config: Config, results: dict, out) -> dict:
@@ -112,7 +123,7 @@ def report(config: Config, results: dict, out) -> dict:
     last = results["at_depth"][-1]
     return {
         f"median 1 - rho at L={last['depth']}": f"{last['median_one_minus_rho']:.3e} "
-        f"(9 pi^2 / 2L^2 = {last['lemma1_one_minus_rho']:.3e})",
+        f"(9 pi^2 / 2L^2 = {last['one_minus_rho_asymptote']:.3e})",
         f"max |Thetabar - 1/4| at L={last['depth']}": f"{last['max_abs_thetabar_minus_quarter']:.3e}",
         "figure": str(out.file(figure)),
     }
@@ -122,25 +133,13 @@ def _what(source) -> str:
     return f"MNIST images ({source.split} split)" if source.name == "mnist" else "points"
 
 
-def _bands(results: dict, max_curves: int) -> tuple[np.ndarray, dict]:
-    """The depths and ``quantity -> group -> (q10 [D], q90 [D], curves [D, c])`` of the results' tables."""
-    stats = table_records(results["tables"]["depth_stats.csv"])
-    layers = np.array(sorted({r["depth"] for r in stats}))
-    bands: dict = {}
-    for r in stats:
-        bands.setdefault(r["quantity"], {}).setdefault(r["group"], ([], []))
-        lo, hi = bands[r["quantity"]][r["group"]]
-        lo.append(r["q10"])
-        hi.append(r["q90"])
-    curves: dict = {}
-    for r in table_records(results["tables"]["pairs.csv"]):
-        pair = curves.setdefault(r["group"], {}).setdefault((r["i"], r["j"]), {})
-        for q in ("rho", "sigmadot", "thetabar"):
-            pair.setdefault(q, []).append(r[q])
-    out = {q: {g: (lo, hi, np.array([c[q] for c in curves.get(g, {}).values()][:max_curves],
-                                    dtype=np.float64).reshape(-1, len(layers)).T)
-               for g, (lo, hi) in groups.items()}
-           for q, groups in bands.items()}
+def _bands(results: dict) -> tuple[np.ndarray, dict]:
+    """The depths ``[L]`` and ``quantity -> group -> (q10 [L], q90 [L], curves [L, c])`` of the results."""
+    layers = np.arange(1, results["depth"] + 1)
+    lo, hi = (results["quantile_levels"].index(q) for q in (0.1, 0.9))
+    out = {name: {g: (np.asarray(q[name])[lo], np.asarray(q[name])[hi], np.asarray(results["curves"][g][name]).T)
+                  for g, q in results["quantiles"].items()}
+           for name in ("rho", "sigmadot", "thetabar")}
     out["residual"] = {
         g: (band["q10"], band["q90"], np.abs(out["thetabar"][g][2] - 0.25))
         for g, band in results["residual_band"].items()
@@ -164,7 +163,7 @@ def _results(config, sample, all_pairs, arrays) -> dict:
         row = {
             "depth": ell,
             "median_one_minus_rho": float(np.median(1.0 - rho[ell - 1])),
-            "lemma1_one_minus_rho": 9 * math.pi**2 / (2 * ell**2),
+            "one_minus_rho_asymptote": float(one_minus_rho_asymptote(ell)),
             "median_sigmadot": float(np.median(sigmadot[ell - 1])),
             "median_thetabar": float(np.median(tb)),
         }
@@ -209,7 +208,7 @@ def _plot(out, config, results) -> str:
     styles = {"inside": "-", "with_x_star": "--"}
     totals = {"inside": results["pairs_inside"], "with_x_star": results["pairs_with_x_star"]}
     limits = {"rho": 1.0, "sigmadot": config.W_std**2 / 2, "thetabar": 0.25}
-    layers, bands = _bands(results, config.max_curves)
+    layers, bands = _bands(results)
     titles = {"rho": "correlation", "sigmadot": "derivative kernel", "thetabar": "normalized NTK"}
     ylabels = {"rho": r"$\rho_\ell$", "sigmadot": r"$\dot\Sigma^{\ell}$", "thetabar": r"$\bar\Theta^{\ell}$",
                "residual": r"$|\bar\Theta^{\ell} - 1/4|$"}
@@ -275,7 +274,7 @@ def _summary(config, results, figure) -> str:
         digits = (f" {fmt(row['median_thetabar_same_digit'], '.5f')} "
                   f"| {fmt(row['median_thetabar_other_digit'], '.5f')} |") if by_digit else ""
         lines.append(
-            f"| {row['depth']} | {row['median_one_minus_rho']:.3e} | {row['lemma1_one_minus_rho']:.3e} "
+            f"| {row['depth']} | {row['median_one_minus_rho']:.3e} | {row['one_minus_rho_asymptote']:.3e} "
             f"| {'n/a' if row['depth'] == 1 else format(row['median_sigmadot'], '.6f')} "
             f"| {row['median_thetabar']:.5f} |{digits} {row['max_abs_thetabar_minus_quarter']:.3e} |"
         )
@@ -289,7 +288,7 @@ def _finding(config, results) -> str:
     """The summary's finding, every claim in it checked against the numbers it quotes."""
     table = results["at_depth"]
     first, last = table[0], table[-1]
-    ratio = last["median_one_minus_rho"] / last["lemma1_one_minus_rho"]
+    ratio = last["median_one_minus_rho"] / last["one_minus_rho_asymptote"]
     dev_1, dev_l = first["max_abs_thetabar_minus_quarter"], last["max_abs_thetabar_minus_quarter"]
     peak = results["median_thetabar_peak"]
     text = (

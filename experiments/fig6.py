@@ -85,19 +85,17 @@ def run(config: Config, out: RunDir) -> dict:
         for k, d in enumerate(depths):
             rows.append([n, int(d), s["lambda_min"][k], *s["projection_norm"][k], s["projection_norm_inf"][k]]
                         + ([float(np.min(s["gap"][k]))] if mnist else []))
-    limit = {t: (1 - np.exp(-0.75 * t)) / 0.75 for t in config.times}
     results = {"data_dir": str(source.directory), "split": source.split, "data": data} if mnist else {}
     results |= {
         "dataset": source.name, "dim": source.dim, "depths": depths,
-        "limit_norm": {f"{t:g}": v for t, v in limit.items()} | {"inf": 4 / 3},
-        "per_n": {
-            str(n): {
-                "lambda_min": s["lambda_min"],
-                "norm_P_t": {f"{t:g}": s["projection_norm"][:, i] for i, t in enumerate(config.times)},
-                "norm_P_inf": s["projection_norm_inf"],
-            } | ({"min_gap_held_out": np.min(s["gap"], axis=1)} if mnist else {})
-            for n, s in scans.items()
-        },
+        # |P_t| of the limit (3/4) I + (1/4) 1 1^T at each of config.times, and at t = inf.
+        "limit_norm": np.array([(1 - np.exp(-0.75 * t)) / 0.75 for t in config.times]), "limit_norm_inf": 4 / 3,
+        # [n, depth] ([n, depth, time] for norm_P_t), n as config.ns and times as config.times.
+        "lambda_min": np.stack([scans[n]["lambda_min"] for n in config.ns]),
+        "norm_P_t": np.stack([scans[n]["projection_norm"] for n in config.ns]),
+        "norm_P_inf": np.stack([scans[n]["projection_norm_inf"] for n in config.ns]),
+    } | ({"min_gap_held_out": np.stack([np.min(scans[n]["gap"], axis=1) for n in config.ns])} if mnist else {})
+    results |= {
         "tables": {"projection_norm.csv": table(
             ["n", "depth", "lambda_min", *[f"norm_P_t={t:g}" for t in config.times], "norm_P_inf"]
             + (["min_gap_held_out"] if mnist else []), rows)},
@@ -119,18 +117,14 @@ def report(config: Config, results: dict, out) -> dict:
 def _scans(config, results) -> tuple[np.ndarray, dict]:
     """The depths ``[D]`` and, per n, ``lambda_min [D]``, ``projection_norm [D, times]``,
     ``projection_norm_inf [D]`` and (MNIST) ``gap [D]``, the held-out images' smallest gap."""
-    def floats(v):  # inf and NaN come back from results.json as strings
-        return np.asarray(v, dtype=np.float64)
+    def floats(key):  # inf and NaN come back from results.json as strings
+        return np.asarray(results[key], dtype=np.float64)
 
-    scans = {}
-    for n in config.ns:
-        s = results["per_n"][str(n)]
-        scans[n] = {"lambda_min": floats(s["lambda_min"]),
-                    "projection_norm": floats([s["norm_P_t"][f"{t:g}"] for t in config.times]).T,
-                    "projection_norm_inf": floats(s["norm_P_inf"])}
-        if "min_gap_held_out" in s:
-            scans[n]["gap"] = floats(s["min_gap_held_out"])
-    return np.asarray(results["depths"]), scans
+    names = {"lambda_min": "lambda_min", "projection_norm": "norm_P_t", "projection_norm_inf": "norm_P_inf",
+             "gap": "min_gap_held_out"}
+    arrays = {name: floats(key) for name, key in names.items() if key in results}
+    return np.asarray(results["depths"]), {n: {name: a[i] for name, a in arrays.items()}
+                                           for i, n in enumerate(config.ns)}
 
 
 def _plot(out, config, results) -> str:
@@ -146,7 +140,7 @@ def _plot(out, config, results) -> str:
         file, panel = "fig6.png", lambda n: f"$n = {n}$ points on $S^{{{results['dim'] - 1}}}$"
         title = "Figure 6: norm of the projection operator"
     depths, scans = _scans(config, results)
-    limit = {t: results["limit_norm"][f"{t:g}"] for t in config.times}
+    limit = dict(zip(config.times, results["limit_norm"]))
     fig = projection_norm_panels(depths, scans, config.times, limit, panel, title + " against depth")
     out.save_figure(fig, file)
     plt.close(fig)

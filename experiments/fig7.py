@@ -24,7 +24,7 @@ from ntkdepth.data.mnist import mnist_data_line
 from ntkdepth.data.points import points_record
 from ntkdepth.grids import log_grid
 from ntkdepth.kernels import relu_kernel_trace
-from ntkdepth.reporting import table, table_records
+from ntkdepth.reporting import table
 from ntkdepth.runs import RunDir
 
 NAME = "fig7"
@@ -77,17 +77,16 @@ def run(config: Config, out: RunDir) -> dict:
         lam[(n, s)] = stage["lambda_min"]
         correlations.append(float(stage["median_correlation"]))
 
-    per_n = {n: np.stack([lam[(n, s)] for s in range(config.seeds)]) for n in config.ns}
-    rows = []
-    for n, v in per_n.items():
-        for k, d in enumerate(depths):
-            rows.append([n, int(d), v[:, k].mean(), v[:, k].min(), v[:, k].max()])
-    col = {int(d): k for k, d in enumerate(depths)}
+    # Over the draws of each n, at each depth: [n, depth], n as config.ns.
+    draws = [np.stack([lam[(n, s)] for s in range(config.seeds)]) for n in config.ns]
+    over_draws = {stat: np.array([[getattr(v[:, k], stat)() for k in range(len(depths))] for v in draws])
+                  for stat in ("mean", "min", "max")}
+    rows = [[n, int(d), *(over_draws[stat][i, k] for stat in over_draws)]
+            for i, n in enumerate(config.ns) for k, d in enumerate(depths)]
     results = {"data_dir": str(source.directory), "split": source.split, "data": data} if data else {}
     results |= {
         "dataset": source.name, "dim": source.dim, "depths": depths,
-        "lambda_min_mean": {str(n): {str(d): float(v[:, col[d]].mean()) for d in _marks(depths)}
-                            for n, v in per_n.items()},
+        "lambda_min": over_draws,
         "limit": 0.75,
         "median_correlation_depth1": float(np.median(correlations)),
         "n_greater_than_d": [n for n in config.ns if n > source.dim],
@@ -99,11 +98,11 @@ def run(config: Config, out: RunDir) -> dict:
 def report(config: Config, results: dict, out) -> dict:
     figure = _plot(out, config, results)
     out.write_summary(_summary(config, results, figure))
-    n = config.ns[-1]
-    marks = _marks(results["depths"])
+    depths, curves = _curves(config, results)
+    n, marks = config.ns[-1], _marks(depths)
     return {
         f"lambda_min at depths {marks} (n={n})":
-            " / ".join(f"{results['lambda_min_mean'][str(n)][str(d)]:.3g}" for d in marks),
+            " / ".join(f"{curves[n][0][k]:.3g}" for k in _at(depths, marks)),
         "figure": str(out.file(figure)),
     }
 
@@ -113,13 +112,15 @@ def _marks(depths) -> list[int]:
     return [d for d in (1, 2, 3, 5, 10, 20, 50, 100, 1000) if d in depths]
 
 
-def _curves(results) -> tuple[np.ndarray, dict]:
+def _at(depths, marks) -> list[int]:
+    """The indices of ``marks`` in ``depths``."""
+    return [list(depths).index(d) for d in marks]
+
+
+def _curves(config, results) -> tuple[np.ndarray, dict]:
     """The depths ``[D]`` and ``n -> (mean, min, max)`` of lambda_min over the draws, each ``[D]``."""
-    depths = np.asarray(results["depths"])
-    rows = {}
-    for r in table_records(results["tables"]["lambda_min.csv"]):
-        rows.setdefault(int(r["n"]), []).append((r["mean"], r["min"], r["max"]))
-    return depths, {n: tuple(np.asarray(v, dtype=np.float64).T) for n, v in rows.items()}
+    stats = [np.asarray(results["lambda_min"][stat], dtype=np.float64) for stat in ("mean", "min", "max")]
+    return np.asarray(results["depths"]), {n: tuple(s[i] for s in stats) for i, n in enumerate(config.ns)}
 
 
 def _plot(out, config, results) -> str:
@@ -132,7 +133,7 @@ def _plot(out, config, results) -> str:
         title, tail = f"Figure 7 on MNIST ({results['split']} split, on $S^{{783}}$): ", ""
     else:
         file, title, tail = "fig7.png", "Figure 7: ", f", points on $S^{{{results['dim'] - 1}}}$"
-    depths, curves = _curves(results)
+    depths, curves = _curves(config, results)
     fig = lambda_min_panels(
         depths, curves, "log scale (depths where it is 0 up to rounding omitted)",
         title + "smallest eigenvalue of the normalized NTK" + tail, band=config.seeds > 1,
@@ -149,7 +150,8 @@ def _summary(config, results, figure) -> str:
                 f"without replacement and normalized onto S^{results['dim'] - 1}")
     else:
         title, what = "Figure 7", f"Points uniform on S^{results['dim'] - 1}"
-    marks = _marks(results["depths"])
+    depths, curves = _curves(config, results)
+    marks = _marks(depths)
     lines = [
         f"# {title}: smallest eigenvalue of the normalized NTK against depth",
         "",
@@ -161,15 +163,14 @@ def _summary(config, results, figure) -> str:
         "|---|" + "---|" * len(marks),
     ]
     for n in config.ns:
-        lines.append(f"| {n} | " + " | ".join(f"{results['lambda_min_mean'][str(n)][str(d)]:.3g}"
-                                              for d in marks) + " |")
+        lines.append(f"| {n} | " + " | ".join(f"{curves[n][0][k]:.3g}" for k in _at(depths, marks)) + " |")
     lines += ["", _finding(config, results), "", f"Files: {figure}, lambda_min.csv, results.json."]
     return "\n".join(lines)
 
 
 def _finding(config, results) -> str:
     """The summary's finding, every claim in it checked against the numbers it quotes."""
-    depths, curves = _curves(results)
+    depths, curves = _curves(config, results)
     mean = {n: curves[n][0] for n in config.ns}
     marks = _marks(depths)
     n = config.ns[-1]

@@ -89,30 +89,29 @@ def run(config: Config, out: RunDir) -> dict:
     header = ["n", "seed", "delta", "depth_bound", "first_stable", "last_expressive",
               "goldilocks_first", "goldilocks_last", "lambda_min_deepest", "max_depth_scanned"]
     values = np.array(rows, dtype=np.float64)
-    per_n = {}
-    for n in config.ns:
-        sel = values[values[:, 0] == n]
-        per_n[n] = {h: float(np.nanmean(sel[:, i])) for i, h in enumerate(header) if i >= 2}
+    # Each measure's mean over the datasets of each n: [n], as config.ns.
+    per_n = {h: np.array([float(np.nanmean(values[values[:, 0] == n][:, i])) for n in config.ns])
+             for i, h in enumerate(header) if i >= 2}
     # The separation's scaling with n: delta_n ~ c n^(-2/(d-1)).
     ns = np.array(config.ns, dtype=np.float64)
-    law = fit_power_law(ns, [per_n[n]["delta"] for n in config.ns]) if len(ns) > 1 else None
+    law = fit_power_law(ns, per_n["delta"]) if len(ns) > 1 else None
     return {
-        "per_n": {str(n): v for n, v in per_n.items()},
+        "per_n": per_n,
         "delta_scaling": {"fitted_exponent": law.exponent if law else np.nan,
                           "theory_exponent": -2 / (config.dim - 1),
                           "fitted_constant": law.prefactor if law else np.nan},
-        "bound_times_delta": {str(n): per_n[n]["depth_bound"] * per_n[n]["delta"] for n in config.ns},
+        "bound_times_delta": per_n["depth_bound"] * per_n["delta"],
         "thresholds": {"min_lambda": config.min_lambda, "min_gap": config.min_gap},
         "tables": {"goldilocks.csv": table(header, rows)},
     }
 
 
 def report(config: Config, results: dict, out) -> dict:
-    per_n = as_numbers(results["per_n"])
+    per_n = {k: np.asarray(v, dtype=np.float64) for k, v in as_numbers(results["per_n"]).items()}
     scaling = as_numbers(results["delta_scaling"])
     _plot(out, config, per_n, scaling)
     out.write_summary(_summary(config, per_n, scaling["fitted_exponent"]))
-    last = per_n[str(config.ns[-1])]
+    last = {k: v[-1] for k, v in per_n.items()}
     return {
         f"delta, bound, Goldilocks range at n={config.ns[-1]}":
             f"{last['delta']:.3g}, {last['depth_bound']:.0f}, "
@@ -123,7 +122,7 @@ def report(config: Config, results: dict, out) -> dict:
 
 def _plot(out, config, per_n, scaling):
     ns = np.array(config.ns, dtype=np.float64)
-    get = lambda key: np.array([per_n[str(n)][key] for n in config.ns])
+    get = per_n.get
     fig, (ax, ax2) = pyplot().subplots(1, 2, figsize=(12, 4.5))
     ax.fill_between(ns, get("goldilocks_first"), get("goldilocks_last"), color="gold", alpha=0.45,
                     label="Goldilocks zone (stable and expressive)")
@@ -165,14 +164,15 @@ def _summary(config, per_n, slope) -> str:
         "| n | delta_n | depth bound | bound x delta_n | first stable | last expressive | Goldilocks range |",
         "|---|---|---|---|---|---|---|",
     ]
-    for n, v in per_n.items():
+    at = [{k: v[i] for k, v in per_n.items()} for i in range(len(config.ns))]  # each n's measures
+    for n, v in zip(config.ns, at):
         lines.append(
             f"| {n} | {v['delta']:.4f} | {v['depth_bound']:.1f} | {v['depth_bound'] * v['delta']:.2f} "
             f"| {v['first_stable']:.1f} | {v['last_expressive']:.1f} "
             f"| {v['goldilocks_first']:.1f}..{v['goldilocks_last']:.1f} |"
         )
-    a, b = per_n[str(config.ns[0])], per_n[str(config.ns[-1])]
-    products = [v["depth_bound"] * v["delta"] for v in per_n.values()]
+    a, b = at[0], at[-1]
+    products = per_n["depth_bound"] * per_n["delta"]
     width = lambda v: v["goldilocks_last"] / v["goldilocks_first"]
     lines += [
         "",

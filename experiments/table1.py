@@ -128,7 +128,6 @@ def run(config: Config, out: RunDir) -> dict:
     except UndefinedDriftError as err:
         raise ConfigError(_too_narrow(config, err)) from None
     fits = _fits(config, stats)
-    stats = {par: {m: {str(w): v for w, v in t.items()} for m, t in s.items()} for par, s in stats.items()}
     steps = np.asarray(training.records)
     kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
         p, q, eval_tokens, steps * config.learning_rate, widths, spec=network, input_scale=input_scale,
@@ -138,8 +137,9 @@ def run(config: Config, out: RunDir) -> dict:
                        "most_frequent": list(vocab.words[:10])},
         "eval_tokens": eval_tokens, "steps": steps,
         "data": data_record, "seeds_by_width": [len(seeds[w]) for w in widths],
-        "final_loss": {par: {str(w): float(np.mean([sweeps[par][(w, s)].loss[-1] for s in seeds[w]]))
-                             for w in widths} for par in config.parameterizations},
+        # Every per-width value is an array aligned with config.widths.
+        "final_loss": {par: np.array([float(np.mean([sweeps[par][(w, s)].loss[-1] for s in seeds[w]]))
+                                      for w in widths]) for par in config.parameterizations},
         "table": stats, "exponents": fits,
         "kernel_prediction": {
             "aggregate_mean_over_eval_tokens": float(kernel["aggregate"][-1].mean()),
@@ -156,9 +156,11 @@ def run(config: Config, out: RunDir) -> dict:
 
 
 def report(config: Config, results: dict, out) -> dict:
+    results = _aligned_with_widths(config, results)
     out.write_text("table1.md", _markdown(config, results))
     _plot_scaling(out, config, results)
-    _plot_steps(out, config, results)
+    if results.get("curves"):
+        _plot_steps(out, config, results)
     out.write_summary(_summary(config, results))
     fits = results["exponents"]
     return {**{f"{par} {m} exponent": round(fits[par][m]["exponent"], 3) for par in config.parameterizations
@@ -172,49 +174,72 @@ def _fits(config, stats) -> dict:
         return {}
     fitted = [x for x in config.widths if x >= config.fit_min_width]
     fitted = fitted if len(fitted) >= 2 else list(config.widths)
+    at = [config.widths.index(x) for x in fitted]
     return {par: {m: {**f, "widths": fitted} for m, f in power_law_fits(
-        np.array(fitted, float), {m: [by_width[x]["mean"] for x in fitted] for m, by_width in by_measure.items()}
+        np.array(fitted, float), {m: np.asarray(t["mean"])[at] for m, t in by_measure.items()}
     ).items()} for par, by_measure in stats.items()}
 
 
+def _aligned_with_widths(config, results: dict) -> dict:
+    """``results`` with every per-width value an array aligned with ``config.widths``.
+
+    Runs written before their results held such arrays keyed their values by
+    ``str(width)`` (and the earliest ones kept no curves, no kernel prediction
+    and no fitted range): the same numbers are laid out afresh, and what a run
+    did not keep stays out of its report.
+    """
+    table = results["table"]
+    if all("mean" in t for by_measure in table.values() for t in by_measure.values()):
+        return results
+    keys = [str(w) for w in config.widths]
+    aligned = {
+        **results,
+        "table": {par: {m: {k: [by_width[w][k] for w in keys] for k in ("mean", "sd")}
+                        for m, by_width in by_measure.items()} for par, by_measure in table.items()},
+        "final_loss": {par: [by_width[w] for w in keys] for par, by_width in results["final_loss"].items()},
+        "exponents": {par: {m: {"widths": list(config.widths), **f} for m, f in fits.items()}
+                      for par, fits in results["exponents"].items()},
+        "kernel_prediction": results.get("kernel_prediction"),
+    }
+    if results.get("curves"):
+        aligned["curves"] = {par: {k: [by_width[w][k] for w in keys] for k in by_width[keys[0]]}
+                             for par, by_width in results["curves"].items()}
+    return aligned
+
+
 def _rows(config, results):
-    """``(par, measure, label, cells, kernel at n = inf, exponent, kernel at each width)`` of the table."""
-    kernel = results["kernel_prediction"]
-    at_width, agg = kernel["at_width"], kernel["aggregate_mean_over_eval_tokens"]
+    """``(par, measure, label, mean [W], sd [W], kernel at n = inf, exponent, kernel at each width)``."""
+    kernel = results["kernel_prediction"] or {}
+    at_width, agg = kernel.get("at_width", {}), kernel.get("aggregate_mean_over_eval_tokens")
     for par, by_measure in results["table"].items():
         for m, label in MEASURES.items():
-            cells = [by_measure[m][str(w)] for w in config.widths]
+            mean, sd = (np.asarray(by_measure[m][k], dtype=np.float64) for k in ("mean", "sd"))
             exp = results["exponents"].get(par, {}).get(m, {}).get("exponent")
             ntk = par == "ntk"
             inf = agg if ntk and m == "aggregate" else None
-            yield par, m, label, cells, inf, exp, at_width.get(m) if ntk else None
+            yield par, m, label, mean, sd, inf, exp, at_width.get(m) if ntk else None
 
 
 def _csv(config, results) -> dict:
     rows = []
-    for par, m, _, cells, inf, exp, pred in _rows(config, results):
-        rows.append([par, m, *[c["mean"] for c in cells], "" if inf is None else inf, "" if exp is None else exp])
-        rows.append([par, m + "_sd", *[c["sd"] for c in cells], "", ""])
+    for par, m, _, mean, sd, inf, exp, pred in _rows(config, results):
+        rows.append([par, m, *mean, "" if inf is None else inf, "" if exp is None else exp])
+        rows.append([par, m + "_sd", *sd, "", ""])
         if pred is not None:
             rows.append([par, m + "_kernel", *pred, 0.0, -0.5])
     header = ["parameterization", "measure", *[f"n = {w}" for w in config.widths], "n = inf (kernel)", "exponent"]
     return table(header, rows)
 
 
-def _at_widths(by_width, config, key) -> np.ndarray:
-    """``[W]``: ``by_width[width][key]`` over the widths (keys read back from JSON)."""
-    return np.array([by_width[str(w)][key] for w in config.widths])
-
-
 def _markdown(config, results) -> str:
     widths = config.widths
     md = ["| measure | " + " | ".join(f"n = {w:,}" for w in widths) + " | kernel (n = infinity) | fitted exponent |",
           "|---" * (len(widths) + 3) + "|"]
-    for par, m, label, cells, inf, exp, pred in _rows(config, results):
+    for par, m, label, mean, sd, inf, exp, pred in _rows(config, results):
         if m == next(iter(MEASURES)):
             md.append(f"| **{par.upper() if par != 'mup' else 'muP'}** |" + " |" * (len(widths) + 2))
         md.append(f"| {label.replace('|', chr(92) + '|')} | "
-                  + " | ".join(f"{c['mean']:.4g} ({c['sd']:.2g})" for c in cells)
+                  + " | ".join(f"{mu:.4g} ({s:.2g})" for mu, s in zip(mean, sd))
                   + f" | {'' if inf is None else format(inf, '.4g')} | {'' if exp is None else format(exp, '+.3f')} |")
         if pred is not None:
             md.append("| ↳ kernel prediction at width n | " + " | ".join(f"{v:.4g}" for v in pred) + " | 0 | -0.5 |")
@@ -241,11 +266,11 @@ def _plot_scaling(out, config, results):
     w = np.array(config.widths, float)
     colors = {"ntk": "C0", "mup": "C3", "standard": "C2"}
     kernel = results["kernel_prediction"]
-    predicted = {"aggregate": [kernel["aggregate_mean_over_eval_tokens"]] * len(w), **kernel["at_width"]}
+    predicted = {} if not kernel else {"aggregate": [kernel["aggregate_mean_over_eval_tokens"]] * len(w),
+                                       **kernel.get("at_width", {})}
     for ax, m in zip(axes.ravel(), MEASURES):
         width_scaling_panel(ax, w, {PARAMETERIZATION_NAMES.get(par, par): (
-                                        _at_widths(by_measure[m], config, "mean"),
-                                        _at_widths(by_measure[m], config, "sd"),
+                                        np.asarray(by_measure[m]["mean"]), np.asarray(by_measure[m]["sd"]),
                                         results["exponents"].get(par, {}).get(m), colors.get(par))
                                     for par, by_measure in results["table"].items()},
                             ylabel=SHORT_LABELS[m], title=TITLES[m])
@@ -266,11 +291,11 @@ def _plot_steps(out, config, results):
     # One row per measure, the parameterizations side by side.
     fig, axes = plt.subplots(len(keys), len(curves), figsize=(5.4 * len(curves), 3.4 * len(keys)), squeeze=False)
     colors = sequential_colors(len(config.widths))
-    for col, (par, by_width) in enumerate(curves.items()):
+    for col, (par, by_measure) in enumerate(curves.items()):
         for row, k in enumerate(keys):
             ax = axes[row, col]
-            for c, w in zip(colors, config.widths):
-                ax.plot(steps[1:], by_width[str(w)][k][1:], "o-", ms=3, color=c)
+            for i, c in enumerate(colors):
+                ax.plot(steps[1:], by_measure[k][i][1:], "o-", ms=3, color=c)
             if par == "ntk" and k == "aggregate":
                 ax.plot(steps[1:], results["kernel_prediction"]["aggregate_over_steps"][1:], "k--", lw=1.2)
             ax.set(xscale="log", yscale="log", ylabel=SHORT_LABELS[k])
@@ -317,9 +342,90 @@ def _data_line(results) -> str:
             f"{d['vocabulary']:,} most frequent, {d['pairs']:,} skip-gram pairs.")
 
 
+def _name(par: str) -> str:
+    return PARAMETERIZATION_NAMES.get(par, par)
+
+
+def _paper_table(config, results) -> list[str]:
+    """The paper's two rows (aggregate and individual-neuron drift) at the two largest widths."""
+    stats, widths = results["table"], config.widths
+    cols = [(par, k) for par in stats for k in range(max(0, len(widths) - 2), len(widths))]
+    kernel = results["kernel_prediction"] or {}
+    head = "| drift of the last hidden layer | " + " | ".join(f"{_name(par)}, n = {widths[k]:,}" for par, k in cols) + " |"
+    md = [f"## As in the paper's Table 1 (n = {', '.join(f'{widths[k]:,}' for k in sorted({k for _, k in cols}))})",
+          "", "Mean (s.d.) over evaluation tokens and seeds after training; the kernel's prediction of the NTK "
+          "network's drift (same gradient-flow time) beside it.", "", head, "|---" * (len(cols) + 1) + "|"]
+    for m, label in (("aggregate", r"aggregate \|a_T(x) - a_0(x)\|_2"),
+                     ("per_neuron_mean", r"individual neuron \|a_T,i(x) - a_0,i(x)\|, mean over i")):
+        md.append(f"| {label} | " + " | ".join(
+            f"{stats[par][m]['mean'][k]:.4g} ({stats[par][m]['sd'][k]:.2g})" for par, k in cols) + " |")
+        if kernel and "ntk" in stats:
+            pred = ([kernel["aggregate_mean_over_eval_tokens"]] * len(widths) if m == "aggregate"
+                    else kernel["per_neuron_mean_times_sqrt_n"] / np.sqrt(np.asarray(widths, float)))
+            md.append("| ↳ kernel prediction | " + " | ".join(
+                f"{pred[k]:.4g}" if par == "ntk" else "" for par, k in cols) + " |")
+    return md + [""]
+
+
+def _kernel_ratios(results) -> dict:
+    """Measured over predicted drift of the NTK network at every width, and ``|1 - ratio|``'s power law.
+
+    Returns ``{measure: {"ratio": [W], "exponent": float | None, "widths": [...]}}`` for the
+    aggregate drift and the mean per-neuron drift (the power law fitted over the widths ``>=
+    results["fit_min_width"]``; empty without an NTK row or a kernel prediction).
+    """
+    from ntkdepth.stats import fit_power_law
+
+    kernel, stats = results.get("kernel_prediction"), results["table"].get("ntk")
+    if not kernel or not stats:
+        return {}
+    widths = np.asarray(results["widths"], float)
+    preds = {"aggregate": np.full(len(widths), kernel["aggregate_mean_over_eval_tokens"]),
+             "per_neuron_mean": kernel["per_neuron_mean_times_sqrt_n"] / np.sqrt(widths)}
+    fitted = widths >= results.get("fit_min_width", 0)
+    fitted = fitted if fitted.sum() >= 2 else np.ones_like(fitted)
+    out = {}
+    for m, pred in preds.items():
+        ratio = np.asarray(stats[m]["mean"], float) / pred
+        gap = np.abs(1.0 - ratio)[fitted]
+        exponent = None
+        if gap.size >= 2 and np.all(gap > 0):
+            exponent = float(fit_power_law(widths[fitted], gap).exponent)
+        out[m] = {"ratio": ratio, "exponent": exponent, "widths": widths[fitted].astype(int).tolist()}
+    return out
+
+
+def _against_kernel(config, results) -> list[str]:
+    ratios = _kernel_ratios({**results, "widths": config.widths, "fit_min_width": config.fit_min_width})
+    if not ratios:
+        return []
+    md = ["## The NTK network against its kernel", "",
+          "| measured / predicted | " + " | ".join(f"n = {w:,}" for w in config.widths)
+          + " | exponent of abs(1 - ratio) in n |", "|---" * (len(config.widths) + 2) + "|"]
+    span = ""
+    labels = {"aggregate": "aggregate drift", "per_neuron_mean": "mean per-neuron drift"}
+    for m, r in ratios.items():
+        exp = "" if r["exponent"] is None else f"{r['exponent']:+.2f}"
+        span = f"{r['widths'][0]:,}..{r['widths'][-1]:,}"
+        md.append(f"| {labels[m]} | " + " | ".join(f"{v:.3f}" for v in r["ratio"]) + f" | {exp} |")
+    agg = ratios.get("aggregate")
+    if agg is not None:
+        wl, last = config.widths[-1], agg["ratio"][-1]
+        verdict = ""
+        if agg["exponent"] is not None:
+            verdict = " " + claim(agg["exponent"] < -0.25,
+                                  f"Its gap to 1 shrinks with width (exponent {agg['exponent']:+.2f} over "
+                                  f"n = {span}; -1/2 expected)",
+                                  f"Its gap to 1 does not shrink like n^-1/2 over n = {span} (exponent "
+                                  f"{agg['exponent']:+.2f})") + "."
+        md += ["", f"At n = {wl:,} the aggregate drift is {last:.3f} times the kernel's prediction."
+               + verdict]
+    return md + [""]
+
+
 def _summary(config, results) -> str:
     widths, stats, fits = config.widths, results["table"], results["exponents"]
-    wl = str(widths[-1])
+    wl = widths[-1]
     lines = [
         "# Table 1: last-hidden-layer drift against width (text8)",
         "",
@@ -332,6 +438,10 @@ def _summary(config, results) -> str:
         "",
         _data_line(results),
         "",
+        *_paper_table(config, results),
+        *_against_kernel(config, results),
+        "## Every measure and width",
+        "",
         _markdown(config, results),
         "",
         "## Finding",
@@ -341,7 +451,7 @@ def _summary(config, results) -> str:
         f = fits.get(par, {})
         parts = [f"{m.replace('_', ' ')} {f[m]['exponent']:+.3f}"
                  + (f" ± {f[m]['stderr']:.3f}" if f[m]["stderr"] else "") for m in MEASURES if m in f]
-        agg, pn = (_at_widths(stats[par][m], config, "mean") for m in ("aggregate", "per_neuron_mean"))
+        agg, pn = (np.asarray(stats[par][m]["mean"]) for m in ("aggregate", "per_neuron_mean"))
         lines.append(
             f"- **{par}**: fitted exponents in n: " + ", ".join(parts) + ". "
             f"Aggregate drift {agg[0]:.3g} at n = {widths[0]} and {agg[-1]:.3g} at n = {widths[-1]}; "
@@ -365,18 +475,18 @@ def _summary(config, results) -> str:
             + claim(pnx > 0, "unlike the NTK network, its units move more, not less, as it widens.",
                     "at these widths its units still move less as it widens.")
         )
-    if "ntk" in stats:
-        kernel = results["kernel_prediction"]
-        agg_inf, measured = kernel["aggregate_mean_over_eval_tokens"], stats["ntk"]["aggregate"][wl]["mean"]
+    kernel = results["kernel_prediction"]
+    if "ntk" in stats and kernel:
+        agg_inf, measured = kernel["aggregate_mean_over_eval_tokens"], stats["ntk"]["aggregate"]["mean"][-1]
         lines.append(
             f"- The kernel predicts the NTK network's aggregate drift at infinite width: {agg_inf:.4g} "
             f"(mean over the evaluation tokens); measured {measured:.4g} at n = {wl} "
             f"(ratio {measured / agg_inf:.3f}). Predicted mean per-neuron drift "
             f"{kernel['per_neuron_mean_times_sqrt_n']:.4g} / sqrt(n), measured "
-            f"{stats['ntk']['per_neuron_mean'][wl]['mean'] * np.sqrt(widths[-1]):.4g} / sqrt(n) at n = {wl}."
+            f"{stats['ntk']['per_neuron_mean']['mean'][-1] * np.sqrt(widths[-1]):.4g} / sqrt(n) at n = {wl}."
         )
     lines.append("- Final training loss at the largest width: "
-                 + ", ".join(f"{par} {by_width[wl]:.4g}" for par, by_width in results["final_loss"].items()) + ".")
+                 + ", ".join(f"{par} {loss[-1]:.4g}" for par, loss in results["final_loss"].items()) + ".")
     lines += ["", "Files: table1.md / table1.csv (the table), table1_scaling.png (measures against "
               "width with fitted slopes), table1_steps.png (measures and loss over training)."]
     return "\n".join(lines)

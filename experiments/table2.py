@@ -19,11 +19,12 @@ import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.data.mnist import mnist_data_line
+from ntkdepth.experiment_settings import RegressionSettings
 from ntkdepth.metrics import confusion_matrix, predicted_classes
-from ntkdepth.reporting import claim, table
+from ntkdepth.reporting import claim, table, time_label
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import mean_sd
-from ntkdepth.theory.regression import METRICS, RegressionSettings, evaluate, subset_regression, time_label
+from ntkdepth.theory.regression import METRICS, evaluate, subset_regression
 
 NAME = "table2"
 DESCRIPTION = "NTK regression on MNIST with early stopping: error, accuracy, macro F1; depth x time sweep"
@@ -66,12 +67,12 @@ def run(config: Config, out: RunDir) -> dict:
     chosen = np.stack([st["chosen_time_index"] for st in stages])  # [S, D]
     # Early stopping at every depth: each subset stopped at its validation-chosen time.
     early = {m: np.take_along_axis(sweep[m], chosen[:, :, None], axis=2)[:, :, 0] for m in METRICS}  # [S, D]
-    theorem3 = [evaluate(st["test_outputs_theorem3"], st["y_test"]) for st in stages]
+    stopped = [evaluate(st["test_outputs_t_stop"], st["y_test"]) for st in stages]
     # The table: one row per method, each metric per subset at the table's depth ([S] arrays).
     rows = {
         "ntk_early_stopping": {m: early[m][:, d_table] for m in METRICS},
         "ntk_t_inf": {m: sweep[m][:, d_table, -1] for m in METRICS},
-        "ntk_theorem3_time": {m: np.array([float(ev[m]) for ev in theorem3]) for m in METRICS},
+        "ntk_theorem3_time": {m: np.array([float(ev[m]) for ev in stopped]) for m in METRICS},
     }
     mean_acc = _nanmean(sweep["accuracy"], axis=0)  # [D, T]
     mean_mse = _nanmean(sweep["mse"], axis=0)
@@ -90,15 +91,15 @@ def run(config: Config, out: RunDir) -> dict:
         "table": {method: {m: dict(zip(("mean", "std"), _mean_sd(v)), per_subset=v) for m, v in per.items()}
                   for method, per in rows.items()},
         "chosen_times": [times[k] for k in chosen[:, d_table]],
-        "theorem3_times": [float(st["t_theorem3"]) for st in stages],
-        "lambda_min_at_depth": {str(d): float(np.mean(lam[:, k])) for k, d in enumerate(depths)},
+        "theorem3_times": [float(st["t_stop"]) for st in stages],
+        "lambda_min_at_depth": np.array([np.mean(lam[:, k]) for k in range(len(depths))]),  # [D], as depths
         "lambda_min_per_subset": lam,
         "sweep_mean": {m: _nanmean(sweep[m], axis=0) for m in METRICS},
         "best_accuracy": {"depth": depths[best_acc[0]], "t": times[best_acc[1]], "accuracy": float(mean_acc[best_acc]),
                           "cell": best_acc},
         "best_mse": {"depth": depths[best_mse[0]], "t": times[best_mse[1]], "mse": float(mean_mse[best_mse]),
                      "cell": best_mse},
-        "validation_choice_per_depth": {str(d): times[int(val_choice[k])] for k, d in enumerate(depths)},
+        "validation_choice_per_depth": np.array([times[int(k)] for k in val_choice]),  # [D], as depths
         "validation_choice_index": val_choice,
         "early_stopping_per_depth": {m: np.mean(early[m], axis=0) for m in METRICS},
         "early_stopping_per_subset": early,
@@ -238,7 +239,7 @@ def _summary(config, results, depths, times, mean_acc, best_acc, best_mse) -> st
     rows = {method: {m: _floats(v["per_subset"]) for m, v in per.items()} for method, per in results["table"].items()}
     lam = _floats(results["lambda_min_per_subset"])  # [S, D]
     early = {m: _floats(v) for m, v in results["early_stopping_per_subset"].items()}  # [S, D]
-    chosen_times, t_theorem3 = _floats(results["chosen_times"]), _floats(results["theorem3_times"])
+    chosen_times, t_stop = _floats(results["chosen_times"]), _floats(results["theorem3_times"])
     d_table = depths.index(config.depth)
     lines = [
         "# Table 2: NTK regression on MNIST with early stopping",
@@ -260,7 +261,7 @@ def _summary(config, results, depths, times, mean_acc, best_acc, best_mse) -> st
           f"| {_fmt(per['accuracy'], '.4f')} | {_fmt(per['macro_f1'], '.4f')} |" for method, per in rows.items()],
         "",
         f"Stopping times chosen on validation: {', '.join(time_label(t) for t in chosen_times)}; "
-        f"Theorem 3's 1/lambda_min: {', '.join(f'{t:.3g}' for t in t_theorem3)} "
+        f"Theorem 3's 1/lambda_min: {', '.join(f'{t:.3g}' for t in t_stop)} "
         f"(lambda_min(Thetabar^{config.depth}) = {np.mean(lam[:, d_table]):.3g} on average).",
         "",
         "Sweep (mean test accuracy over subsets; rows: depth, columns: stopping time; last column: "
@@ -272,7 +273,7 @@ def _summary(config, results, depths, times, mean_acc, best_acc, best_mse) -> st
           + " | ".join("singular" if not np.isfinite(v) else f"{v:.3f}" for v in mean_acc[d])
           + f" | {np.mean(early['accuracy'][:, d]):.3f} |" for d, depth in enumerate(depths)],
         "",
-        _finding(config, rows, depths, times, lam, early, mean_acc, t_theorem3, results, best_acc, best_mse),
+        _finding(config, rows, depths, times, lam, early, mean_acc, t_stop, results, best_acc, best_mse),
         "",
         "Files: table2.csv (per-subset metrics of each method), sweep.csv (depth x time, means over "
         "subsets), table2_sweep.png (heatmaps of test accuracy and MSE), table2_confusion.png (confusion "
@@ -281,8 +282,8 @@ def _summary(config, results, depths, times, mean_acc, best_acc, best_mse) -> st
     return "\n".join(lines)
 
 
-def _finding(config, rows, depths, times, lam, early, mean_acc, t_theorem3, results, best_acc, best_mse) -> str:
-    es, inf, th3 = rows["ntk_early_stopping"], rows["ntk_t_inf"], rows["ntk_theorem3_time"]
+def _finding(config, rows, depths, times, lam, early, mean_acc, t_stop, results, best_acc, best_mse) -> str:
+    es, inf, stop = rows["ntk_early_stopping"], rows["ntk_t_inf"], rows["ntk_theorem3_time"]
     es_acc = np.mean(early["accuracy"], axis=0)  # [D]
     peak, deepest = int(np.argmax(es_acc)), len(depths) - 1
     text = (
@@ -291,8 +292,8 @@ def _finding(config, rows, depths, times, lam, early, mean_acc, t_theorem3, resu
         f"over subsets), macro F1 {np.mean(es['macro_f1']):.4f} and MSE {np.mean(es['mse']):.4f} when stopped "
         f"at the time chosen on validation; t = inf gives accuracy "
         + (f"{np.mean(inf['accuracy']):.4f}" if np.all(np.isfinite(inf["accuracy"])) else "n/a (singular)")
-        + (f" and Theorem 3's t = 1/lambda_min (about {np.mean(t_theorem3):.3g}) "
-           f"{np.mean(th3['accuracy']):.4f}" if np.all(np.isfinite(th3["accuracy"])) else "")
+        + (f" and Theorem 3's t = 1/lambda_min (about {np.mean(t_stop):.3g}) "
+           f"{np.mean(stop['accuracy']):.4f}" if np.all(np.isfinite(stop["accuracy"])) else "")
         + "."
     )
     if depths[0] == 1 and len(depths) > 1:

@@ -25,11 +25,12 @@ import numpy as np
 
 from ntkdepth.config import setting
 from ntkdepth.data.mnist import mnist_data_line
+from ntkdepth.experiment_settings import RegressionSettings
 from ntkdepth.plotting import width_axis
-from ntkdepth.reporting import table
+from ntkdepth.reporting import table, time_label
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import fit_power_law, mean_sd
-from ntkdepth.theory.regression import METRICS, RegressionSettings, evaluate, subset_regression, time_label
+from ntkdepth.theory.regression import METRICS, evaluate, subset_regression
 from ntkdepth.training.kernel_time import network_kernel_check, network_time, train_networks
 
 NAME = "table2-networks"
@@ -120,8 +121,9 @@ def _results(config, data, times, kernels, net) -> dict:
         "lambda_max_thetabar": [float(n["lambda_max"]) for n in net],
         "theta_diagonal_max_error": max(float(n["diag_error"]) for n in net),
         "theta_over_2L_thetabar_max_error": max(float(n["ratio_error"]) for n in net),
-        "metrics": {m: {str(w): dict(zip(("mean", "std"), mean_sd(metrics[m][:, i].ravel())))
-                        for i, w in enumerate(widths)} for m in METRICS},
+        # [W] each, as widths: over subsets x initializations.
+        "metrics": {m: dict(zip(("mean", "std"), np.array([mean_sd(metrics[m][:, i].ravel())
+                                                            for i in range(len(widths))]).T)) for m in METRICS},
         "metrics_per_run": metrics,
         "kernel_at_same_time": {m: dict(zip(("mean", "std"), mean_sd(kernel[m]))) for m in METRICS},
         "kernel_at_same_time_per_subset": kernel,
@@ -217,8 +219,10 @@ def _plot(out, config, info):
     plt.close(fig)
 
 
-def _cell(ms: dict) -> str:
-    return f"{ms['mean']:.4f} ({ms['std']:.4f})"
+def _cell(ms: dict, i: int | None = None) -> str:
+    """``mean (std)``; with ``i``, of the ``i``-th width."""
+    mean, std = (ms[k] if i is None else ms[k][i] for k in ("mean", "std"))
+    return f"{mean:.4f} ({std:.4f})"
 
 
 def _summary(config, results) -> str:
@@ -259,7 +263,7 @@ def _summary(config, results) -> str:
         "",
         "| width n | accuracy | MSE | macro F1 | relative distance of outputs to the kernel predictor |",
         "|---|---|---|---|---|",
-        *[f"| {w} | {_cell(m['accuracy'][str(w)])} | {_cell(m['mse'][str(w)])} | {_cell(m['macro_f1'][str(w)])} "
+        *[f"| {w} | {_cell(m['accuracy'], i)} | {_cell(m['mse'], i)} | {_cell(m['macro_f1'], i)} "
           f"| {_cell(info['relative_output_distance'][i])} |" for i, w in enumerate(widths)],
     ]
     kt = info["kernel_at_same_time"]
@@ -269,9 +273,9 @@ def _summary(config, results) -> str:
     d0, d1 = info["relative_output_distance"][0]["mean"], info["relative_output_distance"][-1]["mean"]
     text = (
         f"Finding (finite networks): trained for the same time t = {t_text} on the same images, "
-        f"networks of width {widths[0]} reach accuracy {acc[str(widths[0])]['mean']:.4f} "
-        f"({acc[str(widths[0])]['mean'] - k_acc:+.4f} from the kernel's {k_acc:.4f}) and of width {widths[-1]} "
-        f"{acc[str(widths[-1])]['mean']:.4f} ({acc[str(widths[-1])]['mean'] - k_acc:+.4f}); their held-out outputs "
+        f"networks of width {widths[0]} reach accuracy {acc['mean'][0]:.4f} "
+        f"({acc['mean'][0] - k_acc:+.4f} from the kernel's {k_acc:.4f}) and of width {widths[-1]} "
+        f"{acc['mean'][-1]:.4f} ({acc['mean'][-1] - k_acc:+.4f}); their held-out outputs "
         f"differ from the kernel predictor's by {d0:.3g} and {d1:.3g} (relative, mean over runs)"
     )
     if info["fit"] is not None:

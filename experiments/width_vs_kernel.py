@@ -23,7 +23,7 @@ import numpy as np
 
 from ntkdepth.config import setting, with_defaults
 from ntkdepth.plotting import pyplot, save_figure, sequential_colors, width_scaling_panel
-from ntkdepth.reporting import claim, table
+from ntkdepth.reporting import as_numbers, claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import mean_sd, power_law_fits
 from ntkdepth.training.settings import GradientFlowSettings
@@ -140,16 +140,24 @@ def run(config: Config, out: RunDir) -> dict:
                          "measured_over_predicted": float(np.mean(np.array(d) / np.array(dp)))}
 
     rows = [[w, *[errors[k][w][0] for k in ERRORS], drift[w][0], drift[w][1]] for w in config.widths]
+    def mean_and_sd(by_width):
+        """``{"mean": [W], "sd": [W]}`` over seeds, aligned with config.widths, as every per-width value."""
+        return dict(zip(("mean", "sd"), np.array([by_width[w] for w in config.widths]).T))
+
+    drift = mean_and_sd(drift)
     return {
-        "relative_errors": errors,
+        "relative_errors": {k: mean_and_sd(errors[k]) for k in ERRORS},
         "exponents": power_law_fits(config.widths, {k: [errors[k][w][0] for w in config.widths] for k in ERRORS}),
         "aggregate_drift": drift,
-        "drift_extrapolation": _extrapolate(config, drift),
-        "drift_kernel_prediction": drift_pred,
+        "drift_extrapolation": _extrapolate(config, drift["mean"]),
+        "drift_kernel_prediction": {k: np.array([drift_pred[w][k] for w in config.widths])
+                                    for k in ("predicted_mean", "measured_over_predicted")},
         "times": times,
         "learning_rate": training.learning_rate,
         "steps": training.steps,
-        "first_seed_test_output": trajectory,  # [R] each: the first test input's f_t, network and predictor
+        # [W, R]: the first test input's f_t, network and predictor, first seed.
+        "first_seed_test_output": {k: np.stack([trajectory[w][k] for w in config.widths])
+                                   for k in ("network", "predictor")},
         "tables": {"width_vs_kernel.csv": table(["width", *ERRORS, "drift_mean", "drift_sd"], rows)},
     }
 
@@ -164,19 +172,14 @@ def report(config: Config, results: dict, out) -> dict:
 
 
 def _extrapolate(config, drift):
-    """``D(n) = D_inf + c n^{-1/2}``, least squares over the widths."""
+    """``D(n) = D_inf + c n^{-1/2}``, least squares over the widths (``drift``: ``[W]``)."""
     if len(config.widths) < 2:
         return {}
     s = np.array(config.widths, float) ** -0.5
-    d = np.array([drift[w][0] for w in config.widths])
+    d = np.asarray(drift)
     A = np.stack([np.ones_like(s), s], 1)
     coef, *_ = np.linalg.lstsq(A, d, rcond=None)
     return {"intercept": float(coef[0]), "slope_in_inverse_sqrt_width": float(coef[1])}
-
-
-def _per_width(by_width, config, i=0):
-    """``[W]``: entry ``i`` (0: mean, 1: s.d.) of ``by_width[width]`` over the widths."""
-    return np.array([by_width[str(w)][i] for w in config.widths])
 
 
 def _plot(out, config, results):
@@ -184,7 +187,7 @@ def _plot(out, config, results):
     w = np.array(config.widths, float)
     fig, ((ax, ax_out), (ax_drift, key)) = plt.subplots(2, 2, figsize=(11.5, 9.2))
     errors, fits = results["relative_errors"], results["exponents"]
-    width_scaling_panel(ax, w, {label: (_per_width(errors[k], config), _per_width(errors[k], config, 1), fits.get(k),
+    width_scaling_panel(ax, w, {label: (np.asarray(errors[k]["mean"]), np.asarray(errors[k]["sd"]), fits.get(k),
                                         f"C{i}") for i, (k, label) in enumerate(ERROR_LABELS.items())},
                         ylabel="relative Frobenius error", title="finite width against the analytic kernel")
     # The fourth slot holds the legend of the first panel, which would cover its points.
@@ -193,10 +196,10 @@ def _plot(out, config, results):
                title=r"mean $\pm$ s.d. over seeds; fitted slope in $n$")
 
     colors = sequential_colors(len(config.widths))
-    for c, x in zip(colors, config.widths):
-        curves = results["first_seed_test_output"][str(x)]
-        ax_out.plot(results["times"], curves["predictor"], "-", color=c, lw=1.2)
-        ax_out.plot(results["times"], curves["network"], "o", color=c, ms=4, label=f"$n = {x}$")
+    curves = results["first_seed_test_output"]
+    for i, (c, x) in enumerate(zip(colors, config.widths)):
+        ax_out.plot(results["times"], curves["predictor"][i], "-", color=c, lw=1.2)
+        ax_out.plot(results["times"], curves["network"][i], "o", color=c, ms=4, label=f"$n = {x}$")
     ax_out.set(xlabel="time $t$", ylabel="$f_t(x)$ at the first test input",
                title=f"outputs along training (seed {config.seed}):\nnetwork (dots), kernel predictor (lines)")
     ax_out.legend(ncol=2)
@@ -204,7 +207,7 @@ def _plot(out, config, results):
 
     s = w**-0.5
     drift = results["aggregate_drift"]
-    ax_drift.errorbar(s, _per_width(drift, config), yerr=_per_width(drift, config, 1), fmt="o", capsize=3,
+    ax_drift.errorbar(s, np.asarray(drift["mean"]), yerr=np.asarray(drift["sd"]), fmt="o", capsize=3,
                       label=r"measured (mean $\pm$ s.d. over seeds)")
     extrap = results["drift_extrapolation"]
     if extrap:
@@ -225,13 +228,13 @@ def _plot(out, config, results):
 
 def _predicted_drift(results) -> float:
     """The kernel's drift prediction given each run's f_0, averaged over the widths."""
-    return float(np.mean([float(v["predicted_mean"]) for v in results["drift_kernel_prediction"].values()]))
+    return float(np.mean(np.asarray(as_numbers(results["drift_kernel_prediction"]["predicted_mean"]), dtype=np.float64)))
 
 
 def _summary(config, results):
     wl, wh = config.widths[0], config.widths[-1]
     errors, fits, extrap = results["relative_errors"], results["exponents"], results["drift_extrapolation"]
-    drift = _per_width(results["aggregate_drift"], config)
+    drift = np.asarray(results["aggregate_drift"]["mean"])
     lines = [
         "# Finite networks against the analytic kernel",
         "",
@@ -244,14 +247,14 @@ def _summary(config, results):
     ]
     for k, label in ERRORS.items():
         f = fits.get(k)
-        lines.append(f"| {label} | " + " | ".join(f"{errors[k][str(w)][0]:.3g}" for w in config.widths)
+        lines.append(f"| {label} | " + " | ".join(f"{v:.3g}" for v in errors[k]["mean"])
                      + f" | {'' if f is None else format(f['exponent'], '+.3f')} |")
     lines.append("| aggregate drift (norm of a_T - a_0) | " + " | ".join(f"{v:.3g}" for v in drift) + " | |")
     lines += ["", "## Finding", ""]
     if fits:
         lines.append("- Measured exponents in n (n^{-1/2} expected for each): "
                      + ", ".join(f"{ERRORS[k]} {v['exponent']:+.2f}" for k, v in fits.items()) + ".")
-    at = {k: errors[k][str(wh)][0] for k in ERRORS}
+    at = {k: errors[k]["mean"][-1] for k in ERRORS}
     lines.append(
         f"- At n = {wh}: NTK at init within {at['ntk_init']:.2%} of Theta^{config.depth}, "
         f"features within {at['features_init']:.2%}, the NTK moved by {at['ntk_change']:.2%} in training, "
@@ -272,7 +275,7 @@ def _summary(config, results):
         lines.append(
             "- The kernel's prediction of the drift given each network's f_0 (docs/drift.md) averages "
             f"{_predicted_drift(results):.3g}; measured / predicted, mean over seeds: "
-            + ", ".join(f"{float(pred[str(w)]['measured_over_predicted']):.3f} (n = {w})" for w in config.widths) + "."
+            + ", ".join(f"{float(v):.3f} (n = {w})" for v, w in zip(pred["measured_over_predicted"], config.widths)) + "."
         )
     else:
         lines.append(f"- The drift's kernel prediction (docs/drift.md) is implemented for ReLU; not computed for "

@@ -49,7 +49,7 @@ def _cmd_run(args) -> int:
     config = exp.config(args.preset, parse_overrides(args.set or []))
     out = Path(args.out) if args.out else Path("runs") / exp.name / args.preset
     if args.distributed:  # one process of several (docs/distributed.md)
-        from ntkdepth.training.parallel import initialize_distributed, is_writer
+        from ntkdepth.training.distributed import initialize_distributed, is_writer
 
         initialize_distributed()
         if not is_writer():  # process 0 writes the outputs; sweeps share its folder

@@ -16,7 +16,8 @@ from ntkdepth.config import ConfigError, from_mapping, shorten
 from ntkdepth.runs import FinishedRun
 from ntkdepth.storage import jsonable, read_json
 
-__all__ = ["table", "table_records", "table_column", "as_numbers", "claim", "run_experiment", "report_results", "redraw"]
+__all__ = ["table", "table_records", "table_column", "as_numbers", "claim", "time_label", "run_experiment",
+           "report_results", "redraw"]
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict:
@@ -52,6 +53,13 @@ def as_numbers(obj):
 def claim(holds: bool, true: str, false: str) -> str:
     """``true`` where the numbers show it, else ``false``: a finding that follows its numbers."""
     return true if holds else false
+
+
+def time_label(t: float, tex: bool = False) -> str:
+    """A stopping time as written in tables: ``inf`` (or TeX's infinity) for ``t = inf``."""
+    if np.isinf(t):
+        return r"$\infty$" if tex else "inf"
+    return f"{t:g}"
 
 
 def _round_trip(results: dict) -> dict:

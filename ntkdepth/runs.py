@@ -23,13 +23,14 @@ import numpy as np
 from ntkdepth.config import ConfigError, shorten
 from ntkdepth.storage import (
     DamagedFileError,
-    _notify,
     atomic_write,
     jsonable,
     load_npz,
+    notify_write,
     read_json,
     save_npz,
     settings_hash,
+    write_json,
     write_text,
 )
 
@@ -181,9 +182,7 @@ class OutputFolder:
         """Called once a file of the entry ``entry`` is written whole."""
 
     def _write_json(self, name: str, data: Any) -> Path:
-        import json
-
-        return write_text(self.path / name, json.dumps(jsonable(data), indent=2) + "\n")
+        return write_json(self.path / name, data)
 
     def _write(self, name: str, write: Callable[[Path], Path]) -> Path:
         self._outputs.add(name)
@@ -387,7 +386,7 @@ class RunDir(OutputFolder):
             self.replaced = os.path.lexists(self.final)
             if self.replaced:
                 self.final.rename(self._previous)
-                _notify(self._previous)  # a write point: a process killed here is recovered by _recover
+                notify_write(self._previous)  # a write point: a process killed here is recovered by _recover
                 self.path.rename(self.final)
                 shutil.rmtree(self._previous)
             else:
@@ -445,8 +444,6 @@ class RunDir(OutputFolder):
         sweep trains only the new width. The folder is named by the hash of
         ``identity`` and holds it in ``identity.json``, checked on reuse.
         """
-        import json
-
         digest = settings_hash(identity)
         self._claim("cache")
         path = self.path / "cache" / f"{name}-{digest}"
@@ -460,7 +457,7 @@ class RunDir(OutputFolder):
                 raise DamagedFileError(meta, f"it describes other settings than its folder's name "
                                        f"{digest}", f"delete the folder {path} and run again")
         else:
-            write_text(meta, json.dumps(jsonable(identity), indent=2, sort_keys=True) + "\n")
+            write_json(meta, identity, sort_keys=True)
         return path
 
     def stage(self, name: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

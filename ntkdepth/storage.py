@@ -21,16 +21,22 @@ from ntkdepth.config import shorten
 __all__ = [
     "DamagedFileError",
     "DiskFullError",
+    "array_digest",
     "atomic_write",
     "jsonable",
     "load_npz",
+    "notify_write",
     "read_json",
     "save_npz",
     "settings_hash",
+    "write_hooks",
+    "write_json",
+    "write_text",
 ]
 
-# Hooks called after each file a run writes; the fault-injection tests use them.
-_write_hooks: list[Callable[[Path], None]] = []
+#: Callables given the path of each file written (:func:`notify_write`): the points where a process
+#: killed must leave its folder recoverable. The fault-injection tests kill or fail there.
+write_hooks: list[Callable[[Path], None]] = []
 
 
 class DamagedFileError(FileNotFoundError):
@@ -81,31 +87,39 @@ def settings_hash(settings: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def array_digest(*arrays) -> str:
-    """A digest of the shapes, dtypes and bytes of ``arrays``."""
+def array_digest(*arrays, length: int | None = 16) -> str:
+    """A SHA-256 hex digest of the dtypes, shapes and bytes of ``arrays``: its first ``length``
+    characters (all 64 for ``None``)."""
     h = hashlib.sha256()
     for a in arrays:
         a = np.ascontiguousarray(np.asarray(a))
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.data if a.size else b"")
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:length]
 
 
-def _notify(path: Path) -> None:
-    for hook in list(_write_hooks):
+def notify_write(path: Path) -> None:
+    """Calls every one of :data:`write_hooks` with ``path``: a file or folder was just put in place."""
+    for hook in list(write_hooks):
         hook(path)
 
 
-def atomic_write(path: Path | str, write: Callable[[Path], None], size: int | None = None) -> Path:
+def atomic_write(path: Path | str, write: Callable[[Path], None], size: int | None = None, *,
+                 sync: bool = False) -> Path:
     """Calls ``write(tmp)`` on a temporary path beside ``path``, then renames it to ``path``.
 
     A full disk raises :class:`DiskFullError` (``size``: the bytes the file needs,
-    where known); ``path`` keeps what it held.
+    where known); ``path`` keeps what it held. With ``sync`` the file's bytes reach
+    the disk before the rename (``fsync``), so that a machine that loses power keeps
+    the old file or the new one, never an empty one.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
+        if sync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as err:
         if err.errno != errno.ENOSPC or isinstance(err, DiskFullError):
@@ -114,12 +128,19 @@ def atomic_write(path: Path | str, write: Callable[[Path], None], size: int | No
     finally:
         if tmp.exists():
             tmp.unlink()
-    _notify(path)
+    notify_write(path)
     return path
 
 
-def write_text(path: Path | str, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text), len(text.encode()))
+def write_text(path: Path | str, text: str, *, sync: bool = False) -> Path:
+    """Writes ``text`` to ``path`` whole or not at all (:func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text), len(text.encode()), sync=sync)
+
+
+def write_json(path: Path | str, value: Any, *, indent: int | None = 2, sort_keys: bool = False,
+               sync: bool = False) -> Path:
+    """Writes ``value`` (anything :func:`jsonable` takes) as JSON to ``path``, whole or not at all."""
+    return write_text(path, json.dumps(jsonable(value), indent=indent, sort_keys=sort_keys) + "\n", sync=sync)
 
 
 def save_npz(path: Path | str, arrays: dict[str, Any]) -> Path:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ntkdepth.empirical import (
+    drift_curves,
     empirical_ntk,
     feature_kernel,
     feature_record,
@@ -103,7 +104,10 @@ def _run(width, seed, a0, at):
 def test_final_drift_pools_the_last_record_over_inputs_and_seeds(x64, rng):
     a0 = {s: rng.normal(size=(3, 5)) for s in (0, 1)}
     at = {s: a0[s] + rng.normal(size=(3, 5)) for s in (0, 1)}
-    table = final_drift({(5, s): _run(5, s, a0[s], at[s]) for s in (0, 1)}, [5], [0, 1])
+    runs = {(5, s): _run(5, s, a0[s], at[s]) for s in (0, 1)}
+    # A second width, listed first: the arrays follow the widths' order.
+    runs[(4, 0)] = _run(4, 0, a0[0][:, :4], a0[0][:, :4] + 1.0)
+    table = final_drift(runs, [4, 5], {4: [0], 5: [0, 1]})
     diff = np.concatenate([at[s] - a0[s] for s in (0, 1)])  # [6, 5]: 3 inputs of 2 seeds
     agg = np.linalg.norm(diff, axis=1)
     rel = agg / np.linalg.norm(np.concatenate([a0[0], a0[1]]), axis=1)
@@ -111,8 +115,14 @@ def test_final_drift_pools_the_last_record_over_inputs_and_seeds(x64, rng):
     want = {"aggregate": agg, "per_neuron_mean": np.abs(diff).mean(1), "per_neuron_max": np.abs(diff).max(1),
             "relative": rel, "inner_product": np.concatenate(change)}
     for m, v in want.items():
-        assert table[m][5]["mean"] == pytest.approx(v.mean(), rel=1e-12), m
-        assert table[m][5]["sd"] == pytest.approx(v.std(ddof=1), rel=1e-12), m
+        assert table[m]["mean"].shape == table[m]["sd"].shape == (2,), m
+        assert table[m]["mean"][1] == pytest.approx(v.mean(), rel=1e-12), m
+        assert table[m]["sd"][1] == pytest.approx(v.std(ddof=1), rel=1e-12), m
+    assert table["aggregate"]["mean"][0] == pytest.approx(2.0) and table["aggregate"]["sd"][0] == pytest.approx(0.0)
+    curves = drift_curves(runs, [4, 5], {4: [0], 5: [0, 1]})
+    assert curves["aggregate"].shape == (2, 2) and curves["loss"].shape == (2, 2)
+    np.testing.assert_allclose(curves["aggregate"][1], [0.0, agg.mean()], rtol=1e-12)
+    np.testing.assert_allclose(curves["per_neuron_max"][0], [0.0, 1.0], rtol=1e-12)
 
 
 def test_final_drift_refuses_features_without_a_relative_drift(x64):

@@ -89,7 +89,7 @@ def job(kind, folder, seed, kill_after):
         if count[0] == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    storage._write_hooks[:] = [hook]
+    storage.write_hooks[:] = [hook]
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     sys.stderr = open(folder + ".stderr", "w")
     try:
@@ -108,7 +108,7 @@ def in_child(jobs):
     # Killing jobs run alone; the others one after the other in one child (compiled once).
     pid = os.fork()
     if pid == 0:
-        watch_checkpoints(ocp.CheckpointManager, lambda path: storage._notify(path))
+        watch_checkpoints(ocp.CheckpointManager, lambda path: storage.notify_write(path))
         codes = [job(*j) for j in jobs]
         with open(jobs[0][1] + ".codes", "w") as fh:
             fh.write(json.dumps(codes))

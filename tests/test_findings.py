@@ -33,10 +33,10 @@ def test_a_variant_replaces_defaults_and_keeps_help_and_bounds():
 def _fig7_finding(per_n):
     fig7 = _module("fig7")
     config = fig7.Config(ns=list(per_n), max_depth=3)
-    rows = [[n, d + 1, v, v, v] for n, curve in per_n.items() for d, v in enumerate(curve)]
+    curves = list(per_n.values())  # [n, depth]
     results = {"dataset": "sphere", "dim": 5, "depths": [1, 2, 3], "median_correlation_depth1": 0.0,
                "n_greater_than_d": [n for n in per_n if n > 5],
-               "tables": {"lambda_min.csv": table(["n", "depth", "mean", "min", "max"], rows)}}
+               "lambda_min": {"mean": curves, "min": curves, "max": curves}}
     return fig7._finding(config, results)
 
 
@@ -52,9 +52,9 @@ def test_fig7_finding_states_what_its_numbers_show():
 def _fig6_finding(norm_t, norm_inf):
     fig6 = _module("fig6")
     config = fig6.Config(ns=[10], times=[1.0])
-    per_n = {"10": {"lambda_min": list(1 / np.asarray(norm_inf)), "norm_P_t": {"1": norm_t},
-                    "norm_P_inf": norm_inf}}
-    return fig6._finding(config, {"depths": [1, 5, 10], "per_n": per_n})
+    results = {"depths": [1, 5, 10], "lambda_min": [list(1 / np.asarray(norm_inf))],
+               "norm_P_t": [[[v] for v in norm_t]], "norm_P_inf": [norm_inf]}  # [n, depth(, time)]
+    return fig6._finding(config, results)
 
 
 def test_fig6_finding_states_what_its_numbers_show():
@@ -66,7 +66,7 @@ def test_fig6_finding_states_what_its_numbers_show():
 
 def test_fig4_finding_states_what_its_numbers_show():
     def row(depth, one_minus_rho, dev, same=None, other=None):
-        return {"depth": depth, "median_one_minus_rho": one_minus_rho, "lemma1_one_minus_rho": 1e-3,
+        return {"depth": depth, "median_one_minus_rho": one_minus_rho, "one_minus_rho_asymptote": 1e-3,
                 "median_sigmadot": 0.99, "median_thetabar": 0.3, "max_abs_thetabar_minus_quarter": dev,
                 "median_thetabar_same_digit": same, "median_thetabar_other_digit": other}
 
@@ -122,11 +122,12 @@ def test_fig8_finding_states_what_its_numbers_show():
     fig8 = _module("fig8")
     config = fig8.Config(ns=[10, 30], dim=5)
 
-    def row(bound):
-        return {"delta": 0.3, "depth_bound": bound, "first_stable": 2.0, "last_expressive": 30.0,
-                "goldilocks_first": 2.0, "goldilocks_last": 30.0}
+    def per_n(bounds):  # each measure at n = 10 and 30
+        fixed = {"delta": 0.3, "first_stable": 2.0, "last_expressive": 30.0, "goldilocks_first": 2.0,
+                 "goldilocks_last": 30.0}
+        return {"depth_bound": np.array(bounds), **{k: np.full(2, v) for k, v in fixed.items()}}
 
-    good = fig8._summary(config, {"10": row(9.0), "30": row(15.0)}, -0.5)
+    good = fig8._summary(config, per_n([9.0, 15.0]), -0.5)
     assert "the separation shrinks like n^-0.500" in good and "the depth bound grows from 9 " in good
-    bad = fig8._summary(config, {"10": row(15.0), "30": row(9.0)}, 0.1)
+    bad = fig8._summary(config, per_n([15.0, 9.0]), 0.1)
     assert "does not shrink" in bad and "does not grow" in bad

@@ -11,16 +11,16 @@ def _module(name):
 def _table1_summary(ntk_exponents, mup_exponent):
     table1 = _module("table1")
     config = table1.Config(widths=[64, 256])
-    cell = {"mean": 0.1, "sd": 0.01}
+    cells = {"mean": [0.1, 0.1], "sd": [0.01, 0.01]}  # at each of the widths
     fit = lambda e: {"exponent": e, "prefactor": 1.0, "stderr": None, "widths": [64, 256]}
     results = {
         "vocabulary": {"pairs": 1000},
-        "table": {par: {m: {"64": cell, "256": cell} for m in DRIFT_MEASURES} for par in ("ntk", "mup")},
+        "table": {par: {m: cells for m in DRIFT_MEASURES} for par in ("ntk", "mup")},
         "exponents": {"ntk": {m: fit(ntk_exponents.get(m, -0.5)) for m in DRIFT_MEASURES},
                       "mup": {m: fit(mup_exponent) for m in DRIFT_MEASURES}},
         "kernel_prediction": {"aggregate_mean_over_eval_tokens": 0.1, "per_neuron_mean_times_sqrt_n": 0.8,
                               "at_width": {"per_neuron_mean": [0.1, 0.05], "per_neuron_max": [0.5, 0.3]}},
-        "final_loss": {"ntk": {"256": 0.5}, "mup": {"256": 0.4}},
+        "final_loss": {"ntk": [0.6, 0.5], "mup": [0.45, 0.4]},
     }
     return table1._summary(config, results)
 
@@ -38,15 +38,14 @@ def test_table1_finding_states_what_its_exponents_show():
 def _width_vs_kernel_summary(drift, intercept, ntk_change):
     wvk = _module("width-vs-kernel")
     config = wvk.Config(widths=[256, 1024])
-    errors = {k: {"256": [0.2, 0.01], "1024": [0.1, 0.01]} for k in wvk.ERRORS}
-    errors["ntk_change"]["1024"] = [ntk_change, 0.0]
+    errors = {k: {"mean": [0.2, 0.1], "sd": [0.01, 0.01]} for k in wvk.ERRORS}  # at each of the widths
+    errors["ntk_change"] = {"mean": [0.2, ntk_change], "sd": [0.01, 0.0]}
     results = {
         "relative_errors": errors,
         "exponents": {k: {"exponent": -0.5, "prefactor": 1.0, "stderr": None} for k in wvk.ERRORS},
-        "aggregate_drift": {"256": [drift[0], 0.1], "1024": [drift[1], 0.1]},
+        "aggregate_drift": {"mean": drift, "sd": [0.1, 0.1]},
         "drift_extrapolation": {"intercept": intercept, "slope_in_inverse_sqrt_width": 1.0},
-        "drift_kernel_prediction": {w: {"predicted_mean": 1.0, "measured_over_predicted": 1.0}
-                                    for w in ("256", "1024")},
+        "drift_kernel_prediction": {"predicted_mean": [1.0, 1.0], "measured_over_predicted": [1.0, 1.0]},
     }
     return wvk._summary(config, results)
 

@@ -92,7 +92,7 @@ def job(cwd, argv, fault, k):
                 os.kill(os.getpid(), signal.SIGKILL)
             raise Injected(f"after write {k}")
 
-    storage._write_hooks[:] = [hook] if fault else []
+    storage.write_hooks[:] = [hook] if fault else []
     os.chdir(cwd)
     sys.stdout = open(os.devnull, "w")
     sys.stderr = open(os.environ.get("TOY_LOG", os.devnull), "a")

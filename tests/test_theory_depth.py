@@ -9,10 +9,10 @@ import pytest
 from ntkdepth.data import sample_sphere
 from ntkdepth.grids import trace_depths
 from ntkdepth.kernels import correlation_trace, relu_kernel_trace
-from ntkdepth.theory.depth import (LEMMA1_CONSTANT, ONSET_CONSTANT, ONSET_THETA_CONSTANT,
-    continuum_onset, corollary1_profile, decay_fit_table, decay_onset_depth, fit_decay,
-    fit_decays_past_onset, fit_onset_law, iterations_to_reach, lemma1_one_minus_rho, lemma1_ratio,
-    limit_eigenvalues, limit_matrix, normalize_kernel, predicted_log_law, proposition5_step)
+from ntkdepth.theory.depth import (RHO_DECAY_CONSTANT, ONSET_CONSTANT, ONSET_THETA_CONSTANT,
+    continuum_onset, continuum_profile, decay_fit_table, decay_onset_depth, fit_decay,
+    fit_decays_past_onset, fit_onset_law, iterations_to_reach, one_minus_rho_asymptote, rho_decay_ratio,
+    limit_eigenvalues, limit_matrix, normalize_kernel, predicted_log_law, normalized_ntk_step)
 import oracles
 
 
@@ -20,7 +20,7 @@ import oracles
 # Definition 4 and Proposition 5 against the raw NTK.
 
 
-def test_proposition5_matches_raw_kernel_normalization(x64, rng):
+def test_normalized_ntk_step_matches_raw_kernel_normalization(x64, rng):
     x = sample_sphere(rng, 6, 5)
     # An antipodal pair with an exact Gram entry (rho_1 = -1 to the last bit; a
     # correlation of -1 + 1e-16 has an angle pi - 1.5e-8, which would show at 1e-9).
@@ -33,7 +33,7 @@ def test_proposition5_matches_raw_kernel_normalization(x64, rng):
     raw = ntk / (d[:, :, None] * d[:, None, :])
     assert np.isclose(raw[0, 0, 1], -1.0, atol=1e-12)
     for L in depths:
-        step = np.asarray(proposition5_step(raw[L - 1], np.asarray(tr.rho)[L - 1], L))
+        step = np.asarray(normalized_ntk_step(raw[L - 1], np.asarray(tr.rho)[L - 1], L))
         np.testing.assert_allclose(step, raw[L], rtol=0, atol=1e-12, err_msg=f"L={L}")
     # The recursion without f' (or without the L weights) is visibly wrong: the check can fail.
     L = 7
@@ -88,16 +88,16 @@ def deep_trace():
             for k, r in enumerate(starts)}
 
 
-def test_thetabar_and_lemma1_at_depth_1e4(deep_trace):
+def test_thetabar_and_one_minus_rho_asymptote_at_depth_1e4(deep_trace):
     for r in CONVERGED:
         tb, omr = deep_trace[r]
         assert abs(tb - 0.25) < 1e-3, (r, tb)
-        assert abs(omr / float(lemma1_one_minus_rho(DEEP)) - 1) < 0.01, (r, omr)
+        assert abs(omr / float(one_minus_rho_asymptote(DEEP)) - 1) < 0.01, (r, omr)
     # Corollary 1: a pair that starts close (rho_1 = 0.99, onset ~ 31) is still
     # further from both limits at 1e4: 1.82x the 1e-3 bound, 1.45x the 1% tolerance.
     tb, omr = deep_trace[0.99]
     assert 1.5e-3 < abs(tb - 0.25) < 2e-3, tb
-    assert 0.01 < 1 - omr / float(lemma1_one_minus_rho(DEEP)) < 0.02, omr
+    assert 0.01 < 1 - omr / float(one_minus_rho_asymptote(DEEP)) < 0.02, omr
     assert abs(tb - 0.25) > 2 * (deep_trace[0.5][0] - 0.25)
 
 
@@ -109,9 +109,9 @@ def test_depth_1e4_values_agree_with_40_digit_recursion(deep_trace):
         assert abs(omr / ref["one_minus_rho"][0] - 1) < 1e-9
 
 
-def test_lemma1_constant():
-    assert LEMMA1_CONSTANT == pytest.approx(44.41321980490211, rel=1e-15)
-    np.testing.assert_allclose(lemma1_one_minus_rho([1, 10, 1000]),
+def test_rho_decay_constant_is_nine_pi_squared_over_two():
+    assert RHO_DECAY_CONSTANT == pytest.approx(44.41321980490211, rel=1e-15)
+    np.testing.assert_allclose(one_minus_rho_asymptote([1, 10, 1000]),
                                [9 * np.pi**2 / 2, 9 * np.pi**2 / 200, 9 * np.pi**2 / 2e6])
 
 
@@ -237,16 +237,16 @@ def test_fit_onset_law_finds_inverse_square_root():
         fit_onset_law(omr, onset, max_one_minus_rho=1e-7)
 
 
-def test_corollary1_profile_matches_recursion_near_one(x64):
+def test_continuum_profile_matches_recursion_near_one(x64):
     omr = 1e-6
     tr = correlation_trace(np.array([1.0 - omr]), depth=20_000)
     L = np.arange(1, 20_001)
-    err = np.abs(np.asarray(tr.ntk_normalized)[:, 0] - corollary1_profile(L, omr))
+    err = np.abs(np.asarray(tr.ntk_normalized)[:, 0] - continuum_profile(L, omr))
     assert err.max() < 1e-4
     # ... and it is a statement about rho_1 near 1 only.
     tr = correlation_trace(np.array([0.5]), depth=100)
     assert np.max(np.abs(np.asarray(tr.ntk_normalized)[:, 0]
-                         - corollary1_profile(np.arange(1, 101), 0.5))) > 0.05
+                         - continuum_profile(np.arange(1, 101), 0.5))) > 0.05
 
 
 def test_fit_decays_past_onset_fits_each_window_and_skips_short_ones():
@@ -266,7 +266,7 @@ def test_fit_decays_past_onset_fits_each_window_and_skips_short_ones():
     assert dict(zip(columns, rows[1]))["predicted_b"] == 4.0 and rows[1][4] is None
 
 
-def test_lemma1_ratio_and_iterations_against_a_plain_loop():
+def test_rho_decay_ratio_and_iterations_against_a_plain_loop():
     def f(rho):  # Definition 5, written out
         return (math.sqrt(1 - rho * rho) + (math.pi - math.acos(rho)) * rho) / math.pi
 
@@ -281,8 +281,8 @@ def test_lemma1_ratio_and_iterations_against_a_plain_loop():
         assert counts[j] == steps
     assert iterations_to_reach(trace.one_minus_rho, 1e-9).tolist() == [-1, -1, -1]  # not within 200
     L = np.arange(1, depth + 1)
-    np.testing.assert_allclose(lemma1_ratio(L, trace.one_minus_rho),
-                               np.asarray(trace.one_minus_rho) / lemma1_one_minus_rho(L)[:, None], rtol=1e-14)
+    np.testing.assert_allclose(rho_decay_ratio(L, trace.one_minus_rho),
+                               np.asarray(trace.one_minus_rho) / one_minus_rho_asymptote(L)[:, None], rtol=1e-14)
 
 
 def test_continuum_onset_is_the_constant_over_the_angle():

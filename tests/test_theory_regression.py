@@ -5,17 +5,11 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from ntkdepth.data import sample_sphere
+from ntkdepth.data import Subset, draw_subset, sample_sphere
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.metrics import one_hot
-from ntkdepth.theory.regression import (
-    Subset,
-    draw_subset,
-    evaluate,
-    ntk_regression,
-    subset_regression,
-    time_label,
-)
+from ntkdepth.reporting import time_label
+from ntkdepth.theory.regression import evaluate, ntk_regression, subset_regression
 
 
 def _kernel(x, z, depth):
@@ -38,7 +32,7 @@ def test_ntk_regression_matches_the_matrix_exponential_at_every_depth_and_time()
     x_train, x_eval = x[:9], x[9:]
     y_train = rng.integers(0, 3, 9)
     depths, times = [2, 3, 7], [0.5, 4.0, np.inf]
-    outputs, lam, th3 = ntk_regression(x_train, y_train, x_eval, depths, times, theorem3_depth=3,
+    outputs, lam, stopped = ntk_regression(x_train, y_train, x_eval, depths, times, stopping_depth=3,
                                        num_classes=3)
     assert outputs.shape == (3, 3, 5, 3) and lam.shape == (3,)
     for d, depth in enumerate(depths):
@@ -47,7 +41,7 @@ def test_ntk_regression_matches_the_matrix_exponential_at_every_depth_and_time()
             np.testing.assert_allclose(outputs[d, i], _closed_form(x_train, y_train, x_eval, depth, t),
                                        rtol=1e-8, atol=1e-10)
     # Theorem 3's time 1 / lambda_min at depth 3.
-    np.testing.assert_allclose(th3, _closed_form(x_train, y_train, x_eval, 3, 1 / lam[1]), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(stopped, _closed_form(x_train, y_train, x_eval, 3, 1 / lam[1]), rtol=1e-8, atol=1e-10)
 
 
 def test_evaluate_scores_outputs_and_leaves_nan_for_a_singular_kernel():
@@ -76,5 +70,5 @@ def test_subsets_are_disjoint_reproducible_and_choose_the_time_of_least_validati
     out = subset_regression(sub, [1, 2], times, depth=2)
     np.testing.assert_array_equal(out["chosen_time_index"], np.nanargmin(out["val_mse"], axis=1))
     assert out["test_outputs"].shape == (4, 7, 10) and out["val_mse"].shape == (2, 4)
-    assert out["t_theorem3"] == pytest.approx(1 / out["lambda_min"][1])
+    assert out["t_stop"] == pytest.approx(1 / out["lambda_min"][1])
     assert (time_label(np.inf), time_label(10.0)) == ("inf", "10")

@@ -18,10 +18,13 @@ from ntkdepth.training import (
     Trainer,
     TrainSpec,
     WidthTooLargeError,
+    available_memory,
     check_memory,
     estimate_memory,
     loss_fn,
+    make_optimizer,
     run_width_sweep,
+    step_functions,
 )
 from ntkdepth.training import sweep as sweep_module
 from ntkdepth.training.parallel import SeedGroup
@@ -64,6 +67,34 @@ def test_one_step_is_gradient_descent_on_the_batch_loss(x64, rng):
     for entry in [(0, 0), (2, 3), (4, 1)]:
         grad = (loss_with(entry, 1e-6) - loss_with(entry, -1e-6)) / 2e-6
         assert w1[entry] - w0[entry] == pytest.approx(-0.3 * grad, rel=1e-6, abs=1e-12)
+
+
+def test_step_functions_vmapped_over_stacked_networks_are_gradient_descent_on_each(x64, rng):
+    """The pure step functions, vmapped over two networks, take each one's steps of -lr * grad L."""
+    x = jnp.asarray(rng.normal(size=(6, 3)))
+    y = jnp.asarray(rng.normal(size=(6, 2)))
+    fms = [functional(MLP(3, [5], 2, b_std=0.1, rngs=s, param_dtype=jnp.float64)) for s in (0, 1)]
+    spec = TrainSpec(steps=3, learning_rate=0.2)
+    fns = step_functions(fms[0], FullBatchData(x, y), spec, x, make_optimizer(spec))
+    params = jax.tree_util.tree_map(lambda *p: jnp.stack(p), *(fm.params for fm in fms))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in (0, 1)])
+    offsets, bound = jnp.zeros((2, 1, 1)), jnp.full(2, jnp.inf)
+    advance = jax.jit(jax.vmap(fns.advance, in_axes=(0, 0, 0, 0, 0, None)))
+    moved, _, _, first_bad, _ = advance(params, jax.vmap(fns.init)(params), keys, offsets, bound, 3)
+    assert np.all(np.asarray(first_bad) == -1)
+
+    def loss(p):  # the batch-mean squared error, written out
+        return 0.5 * jnp.mean(jnp.sum((fms[0].output(p, x) - y) ** 2, -1))
+
+    for i, fm in enumerate(fms):
+        p = fm.params
+        for _ in range(3):
+            p = jax.tree_util.tree_map(lambda v, g: v - 0.2 * g, p, jax.grad(loss)(p))
+        for want, got in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(moved)):
+            np.testing.assert_allclose(np.asarray(got)[i], np.asarray(want), rtol=1e-12, atol=1e-14)
+        value, f, _ = jax.vmap(fns.measure)(moved, offsets)
+        assert float(value[i]) == pytest.approx(float(loss(p)), rel=1e-12)
+        np.testing.assert_allclose(np.asarray(f)[i], np.asarray(fm.output(p, x)), rtol=1e-12)
 
 
 def test_a_wide_network_follows_the_gradient_flow_predictor(x64, rng):
@@ -233,7 +264,7 @@ def test_a_width_that_does_not_fit_is_refused_with_the_estimate(tmp_path):
 def test_memory_estimate_counts_parameters():
     est = estimate_memory(3, [4, 5], 2, batch_size=1, n_eval=1)
     assert est.n_params == (3 * 4 + 4) + (4 * 5 + 5) + (5 * 2 + 2)
-    assert sweep_module.available_memory() > 2**20
+    assert available_memory() > 2**20
 
 
 def _trained(calls):

@@ -27,7 +27,9 @@ __all__ = [
     "MNIST_MIRRORS",
     "MnistNotFoundError",
     "MnistSample",
+    "Subset",
     "available_splits",
+    "draw_subset",
     "fetch_mnist",
     "load_mnist",
     "mnist_dir",
@@ -495,3 +497,25 @@ def sample_on_sphere(
             "with another seed"
         )
     return MnistSample(x=x, labels=labels[indices].astype(np.int64), indices=indices, min_angle=float(angle))
+
+
+class Subset(NamedTuple):
+    """One random subset: unit vectors ``x_*`` ``[n_*, p]`` and integer labels ``[n_*]``."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    indices: np.ndarray  # [n_train + n_val + n_test] dataset indices: train, then validation, then test
+
+
+def draw_subset(images: np.ndarray, labels: np.ndarray, n_train: int, n_val: int, n_test: int,
+                seed: int, s: int) -> Subset:
+    """Subset ``s``: one uniform draw without replacement (generator ``[seed, s]``), split in order
+    into ``n_train`` training, ``n_val`` validation and ``n_test`` held-out images on the sphere."""
+    a, b = n_train, n_train + n_val
+    sample = sample_on_sphere(np.random.default_rng([seed, s]), images, labels, b + n_test)
+    x, y = sample.x, sample.labels
+    return Subset(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], sample.indices)

@@ -12,7 +12,10 @@ import numpy as np
 
 from ntkdepth.stats.summary import mean_sd
 
-__all__ = ["DRIFT_MEASURES", "UndefinedDriftError", "drift_curves", "feature_record", "final_drift"]
+__all__ = ["DRIFT_MEASURES", "STAT_KEYS", "UndefinedDriftError", "drift_curves", "feature_record", "final_drift"]
+
+#: The keys of :func:`feature_record`, as a width sweep stores them for every recorded step.
+STAT_KEYS = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative", "gram", "norm")
 
 #: The measures of :func:`final_drift`, with their labels.
 DRIFT_MEASURES = {
@@ -61,19 +64,20 @@ def _seeds_of(seeds, width) -> Sequence[int]:
 
 
 def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int] | Mapping[int, Sequence[int]]) -> dict:
-    """Each of :data:`DRIFT_MEASURES` after training: ``{measure: {width: {"mean", "sd"}}}``.
+    """Each of :data:`DRIFT_MEASURES` after training: ``{measure: {"mean": [W], "sd": [W]}}``.
 
     ``runs[(width, seed)]`` holds the records of :func:`feature_record` as
     ``stats`` (``[R, n_eval]`` each, ``gram`` ``[R, n_eval, n_eval]``; a
     :class:`~ntkdepth.training.SweepRun`); ``seeds`` are those of every width,
-    or a mapping from each width to its seeds. Mean and sample s.d. pool the last
+    or a mapping from each width to its seeds. The ``[W]`` arrays follow
+    ``widths``. Mean and sample s.d. pool the last
     record's values over the evaluation inputs and the seeds; the inner-product
     change pools ``|gram_T - gram_0|`` over the pairs of distinct inputs.
     A measure that is NaN or infinite (the zero vector as initial features, say)
     raises :class:`~ntkdepth.empirical.drift.UndefinedDriftError` naming the run.
     """
-    table = {m: {} for m in DRIFT_MEASURES}
-    for w in widths:
+    table = {m: {"mean": np.empty(len(widths)), "sd": np.empty(len(widths))} for m in DRIFT_MEASURES}
+    for i, w in enumerate(widths):
         pooled = {m: [] for m in DRIFT_MEASURES}
         for s in _seeds_of(seeds, w):
             stats = runs[(w, s)].stats
@@ -89,19 +93,20 @@ def final_drift(runs: Mapping, widths: Sequence[int], seeds: Sequence[int] | Map
                         "has no relative drift): choose other evaluation inputs", w, s
                     )
         for m, values in pooled.items():
-            mean, sd = mean_sd(np.concatenate(values).astype(np.float64))
-            table[m][w] = {"mean": mean, "sd": sd}
+            table[m]["mean"][i], table[m]["sd"][i] = mean_sd(np.concatenate(values).astype(np.float64))
     return table
 
 
 def drift_curves(runs: Mapping, widths: Sequence[int], seeds: Sequence[int] | Mapping[int, Sequence[int]]) -> dict:
-    """The per-input measures and the loss along training: ``{width: {measure: [R]}}``.
+    """The per-input measures and the loss along training: ``{measure: [W, R]}``.
 
     For the ``runs[(width, seed)]`` of :func:`final_drift`: ``aggregate``,
     ``per_neuron_mean``, ``per_neuron_max`` and ``relative`` averaged over the
     evaluation inputs, then over the seeds, at each of the ``R`` recorded
-    steps; ``loss`` averaged over the seeds.
+    steps; ``loss`` averaged over the seeds. Rows follow ``widths``.
     """
     measures = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative")
-    return {w: {**{m: np.mean([runs[(w, s)].stats[m].mean(1) for s in _seeds_of(seeds, w)], 0) for m in measures},
-                "loss": np.mean([runs[(w, s)].loss for s in _seeds_of(seeds, w)], 0)} for w in widths}
+    curves = {m: [np.mean([runs[(w, s)].stats[m].mean(1) for s in _seeds_of(seeds, w)], 0) for w in widths]
+              for m in measures}
+    curves["loss"] = [np.mean([runs[(w, s)].loss for s in _seeds_of(seeds, w)], 0) for w in widths]
+    return {m: np.stack(rows) for m, rows in curves.items()}

@@ -6,16 +6,16 @@ from ntkdepth.theory.depth import (
     DecayFit,
     OnsetDepth,
     OnsetLaw,
-    corollary1_profile,
+    continuum_profile,
     decay_onset_depth,
     fit_decay,
     fit_onset_law,
-    lemma1_one_minus_rho,
     limit_eigenvalues,
     limit_matrix,
     normalize_kernel,
+    normalized_ntk_step,
+    one_minus_rho_asymptote,
     predicted_log_law,
-    proposition5_step,
 )
 from ntkdepth.theory.drift import (
     UnitDriftStatistics,
@@ -25,13 +25,6 @@ from ntkdepth.theory.drift import (
     onehot_drift_prediction,
     per_unit_drift_statistics,
     residual_integral_map,
-)
-from ntkdepth.theory.theorem3 import (
-    DepthScan,
-    depth_scan,
-    goldilocks_range,
-    near_points,
-    stopping_time,
 )
 from ntkdepth.theory.predictor import GradientFlowPredictor, SingularKernelError
 from ntkdepth.theory.separation_bounds import (
@@ -44,21 +37,28 @@ from ntkdepth.theory.separation_bounds import (
     union_bound_close_pair,
     union_bound_near_colinear,
 )
+from ntkdepth.theory.stability import (
+    DepthScan,
+    depth_scan,
+    goldilocks_range,
+    near_points,
+    stopping_time,
+)
 
 __all__ = [
     "DecayFit",
     "OnsetDepth",
     "OnsetLaw",
-    "corollary1_profile",
+    "continuum_profile",
     "decay_onset_depth",
     "fit_decay",
     "fit_onset_law",
-    "lemma1_one_minus_rho",
     "limit_eigenvalues",
     "limit_matrix",
     "normalize_kernel",
+    "normalized_ntk_step",
+    "one_minus_rho_asymptote",
     "predicted_log_law",
-    "proposition5_step",
     "UnitDriftStatistics",
     "drift_norm_prediction",
     "drift_prediction",

@@ -20,17 +20,17 @@ from ntkdepth.kernels.relu import (
 from ntkdepth.stats.fits import fit_log_law, fit_power_law
 
 __all__ = [
-    "LEMMA1_CONSTANT",
+    "RHO_DECAY_CONSTANT",
     "LOG_LAW_SLOPE",
     "ONSET_Y",
     "ONSET_THETA_CONSTANT",
     "ONSET_CONSTANT",
     "normalize_kernel",
-    "proposition5_step",
+    "normalized_ntk_step",
     "limit_matrix",
     "limit_eigenvalues",
-    "lemma1_one_minus_rho",
-    "lemma1_ratio",
+    "one_minus_rho_asymptote",
+    "rho_decay_ratio",
     "iterations_to_reach",
     "DecayFit",
     "fit_decay",
@@ -42,11 +42,11 @@ __all__ = [
     "OnsetLaw",
     "fit_onset_law",
     "continuum_onset",
-    "corollary1_profile",
+    "continuum_profile",
 ]
 
 #: Lemma 1: ``L^2 (1 - rho_L) -> 9 pi^2 / 2``.
-LEMMA1_CONSTANT = 9.0 * math.pi**2 / 2.0
+RHO_DECAY_CONSTANT = 9.0 * math.pi**2 / 2.0
 #: The coefficient ``a`` of ``e_L ~ (a log L + b) / L`` derived above, the same for every pair.
 LOG_LAW_SLOPE = 3.0 / 8.0
 
@@ -122,7 +122,7 @@ def normalize_kernel(k, diag1=None, diag2=None) -> np.ndarray:
     return k / (np.sqrt(d1)[..., :, None] * np.sqrt(d2)[..., None, :])
 
 
-def proposition5_step(thetabar, rho, L):
+def normalized_ntk_step(thetabar, rho, L):
     """Proposition 5: ``Thetabar^{L+1} = (L f'(rho_L) Thetabar^L + f(rho_L)) / (L + 1)``.
 
     ``thetabar`` is ``Thetabar^L``, ``rho`` is ``rho_L`` and ``L >= 1`` the
@@ -150,13 +150,13 @@ def limit_eigenvalues(n: int) -> np.ndarray:
     return np.concatenate([np.full(n - 1, 0.75), [0.75 + n / 4.0]])
 
 
-def lemma1_one_minus_rho(L):
+def one_minus_rho_asymptote(L):
     """Lemma 1's asymptote ``1 - rho_L ~ 9 pi^2 / (2 L^2)`` (numpy, elementwise)."""
     L = np.asarray(L, dtype=np.float64)
-    return LEMMA1_CONSTANT / L**2
+    return RHO_DECAY_CONSTANT / L**2
 
 
-def lemma1_ratio(layers, one_minus_rho) -> np.ndarray:
+def rho_decay_ratio(layers, one_minus_rho) -> np.ndarray:
     """``L^2 (1 - rho_L) / (9 pi^2 / 2)``, which tends to 1 (Lemma 1).
 
     Args:
@@ -167,7 +167,7 @@ def lemma1_ratio(layers, one_minus_rho) -> np.ndarray:
       ``[m, k]`` numpy array.
     """
     L = np.asarray(layers)
-    return L[:, None] ** 2 * np.asarray(one_minus_rho) / LEMMA1_CONSTANT
+    return L[:, None] ** 2 * np.asarray(one_minus_rho) / RHO_DECAY_CONSTANT
 
 
 def iterations_to_reach(one_minus_rho, threshold: float) -> np.ndarray:
@@ -548,8 +548,9 @@ def continuum_onset(one_minus_rho1):
                      for x in np.asarray(one_minus_rho1, dtype=np.float64).ravel()])
 
 
-def corollary1_profile(L, one_minus_rho1):
-    """The continuum approximation ``Thetabar^L ~ (y + 1)(y^2 + 1) / (4 y^3)``, ``y = 1 + (L - 1) theta_1 / (3 pi)``.
+def continuum_profile(L, one_minus_rho1):
+    """The continuum approximation ``Thetabar^L ~ (y + 1)(y^2 + 1) / (4 y^3)``, ``y = 1 + (L - 1) theta_1 / (3 pi)``
+    (Corollary 1).
 
     Leading order as ``rho_1 -> 1`` at ``L theta_1`` fixed (module docstring);
     it omits the ``(3/8) log(L) / L`` part of the deviation, which matters

@@ -7,14 +7,22 @@ and 6; docs/predictor.md#the-predictor): finite times from an eigendecomposition
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
-from scipy.linalg import lapack
+
+from ntkdepth.linalg import (
+    SymmetricEigen,
+    cholesky,
+    cholesky_solve,
+    on_cpu,
+    project,
+    reciprocal_condition,
+    spectral_apply,
+    spectral_matrix,
+    spectral_predict,
+)
 
 __all__ = ["GradientFlowPredictor", "SingularKernelError", "projection_spectrum"]
 
-_BLOCK = 64  # Householder reflectors applied together (compact WY form)
 _CHECK_ROWS = 1024  # rows per block of the O(n^2) input checks
 
 
@@ -82,119 +90,6 @@ def projection_spectrum(eigenvalues, times, learning_rate: float = 1.0) -> np.nd
     return out
 
 
-class _Eigen:
-    """``K = V diag(w) V^T`` from ``K = Q T Q^T`` and ``T = S diag(w) S^T``, ``V = Q S`` formed in ``S``.
-
-    Args:
-      a: ``[n, n]`` symmetric float64, Fortran-contiguous; overwritten by the
-        Householder vectors of ``Q`` (LAPACK ``dsytrd``, lower), then released.
-    """
-
-    def __init__(self, a: np.ndarray):
-        n = a.shape[0]
-        self.n = n
-        if n == 1:
-            self.w, v = a[0].copy(), np.ones((1, 1))
-        else:
-            self.w, v = self._factorize(a)
-        del a  # the reflectors: the kernel's storage (or its copy) is released here
-        with jax.enable_x64(True):
-            # V^T is C-contiguous: no copy when its buffer is aligned for XLA, else one.
-            self.vt = jax.device_put(v.T, _CPU())
-        del v
-        self.vectors = np.asarray(self.vt).T  # read-only view of the JAX buffer
-        self.z_targets = None  # V^T Y for the predictor's own targets, on first use
-
-    @staticmethod
-    def _factorize(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = a.shape[0]
-        lwork, info = lapack.dsytrd_lwork(n, lower=1)
-        a, d, e, tau, info = lapack.dsytrd(a, lower=1, lwork=int(lwork), overwrite_a=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"tridiagonal reduction failed (LAPACK dsytrd info = {info})")
-        w, s = scipy.linalg.eigh_tridiagonal(d, e, lapack_driver="stemr", check_finite=False)
-        return w, _apply_q(a, tau, np.asfortranarray(s))  # V = Q S, in the storage of S
-
-
-def _CPU():
-    return jax.devices("cpu")[0]
-
-
-def _on_cpu(a) -> bool:
-    """A JAX array held on the CPU alone (passed to the compiled products as it is)."""
-    return isinstance(a, jax.Array) and all(d.platform == "cpu" for d in a.devices())
-
-
-def _x64(fn):
-    """``fn`` jitted, called in x64 mode (the products stay float64 whatever JAX's setting)."""
-    jitted = jax.jit(fn)
-
-    def call(*args):
-        with jax.enable_x64(True):
-            return jitted(*args)
-
-    return call
-
-
-@_x64
-def _vt_dot(vt, r):
-    """``[n, c]``: ``V^T r``."""
-    return vt @ r
-
-
-def _spectral_rows(vt, p, z):
-    """``[T * K, n]``: ``(V diag(p_t) z)^T`` for the rows ``p_t`` of ``p [T, n]``, ``z [n, K]``.
-
-    Formed as ``X^T V^T`` with ``V^T`` in row-major order (XLA's CPU matrix
-    product is faster on it than on ``V`` read transposed).
-    """
-    n = z.shape[0]
-    return (p[:, None, :] * z.T[None, :, :]).reshape(-1, n) @ vt
-
-
-@_x64
-def _spectral_apply(vt, p, z):
-    """``[T * K, n]``: ``(V diag(p_t) z)^T``, rows ``(t, k)`` (:func:`_spectral_rows`)."""
-    return _spectral_rows(vt, p, z)
-
-
-@_x64
-def _spectral_predict(vt, p, z, k_test):
-    """``[m, T * K]``: ``k_test V diag(p_t) z``, ``k_test [m, n]``, columns ``(t, k)``."""
-    return jax.lax.dot_general(k_test.astype(vt.dtype), _spectral_rows(vt, p, z), (((1,), (1,)), ((), ())))
-
-
-@_x64
-def _spectral_matrix(vt, p):
-    """``[n, n]``: ``V diag(p) V^T``."""
-    return (vt.T * p) @ vt
-
-
-def _apply_q(a: np.ndarray, tau: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """``Q z`` in place, ``Q = H_0 H_1 ... H_{n-2}`` from ``dsytrd`` (lower), 64 reflectors at a time.
-
-    Each block of reflectors is applied as ``I - Y T Y^T`` (compact WY form: three
-    matrix products); ``Y [n - j0 - 1, b]`` holds reflector ``i`` in column
-    ``i - j0``: 1 in row ``i - j0``, ``a[i+2:, i]`` below it.
-    """
-    n = a.shape[0]
-    for j0 in reversed(range(0, n - 1, _BLOCK)):
-        j1 = min(j0 + _BLOCK, n - 1)
-        b = j1 - j0
-        y = np.zeros((n - j0 - 1, b), order="F")
-        for c, i in enumerate(range(j0, j1)):
-            y[i - j0, c] = 1.0
-            y[i - j0 + 1:, c] = a[i + 2:, i]
-        t = np.zeros((b, b))
-        for c in range(b):
-            t[c, c] = tau[j0 + c]
-            if c:
-                t[:c, c] = -tau[j0 + c] * (t[:c, :c] @ (y[:, :c].T @ y[:, c]))
-        zz = z[j0 + 1:]
-        zz -= y @ (t @ (y.T @ zz))
-    return z
-
-
 class GradientFlowPredictor:
     """Outputs of gradient flow with kernel ``k_train`` at any times.
 
@@ -254,7 +149,8 @@ class GradientFlowPredictor:
             self._k, owned = np.asfortranarray(k), True
         # Never write into a read-only buffer (e.g. a JAX array seen through NumPy).
         self._overwrite = owned or (bool(overwrite_k) and self._k.flags.writeable)
-        self._eig: _Eigen | None = None
+        self._eig: SymmetricEigen | None = None
+        self._z_targets = None  # V^T Y for the predictor's own targets, on first use
         self._chol: np.ndarray | None = None
         self.spec = self._kernel_fn = self._x_train = None  # set by from_spec
 
@@ -322,9 +218,9 @@ class GradientFlowPredictor:
             self._k = None
         return a
 
-    def _spectral(self) -> _Eigen:
+    def _spectral(self) -> SymmetricEigen:
         if self._eig is None:
-            eig = _Eigen(self._kernel_for_factorization("eigendecomposition"))
+            eig = SymmetricEigen(self._kernel_for_factorization("eigendecomposition"))
             lmax = float(np.max(np.abs(eig.w)))
             psd_tol = max(self.n * self.eps, np.sqrt(self.eps)) * lmax
             if eig.w[0] < -psd_tol:
@@ -372,7 +268,7 @@ class GradientFlowPredictor:
     def _cholesky(self) -> np.ndarray:
         if self._chol is None:
             a = self._kernel_for_factorization("Cholesky factorization")
-            c, info = lapack.dpotrf(a, lower=1, clean=1, overwrite_a=1)
+            c, info = cholesky(a)
             if info != 0:
                 raise SingularKernelError(
                     f"the training kernel is not positive definite (Cholesky fails at row {info} of "
@@ -380,7 +276,7 @@ class GradientFlowPredictor:
                     "kernel; use a finite time, or distinct, non-colinear inputs, or a float64 kernel"
                 )
             anorm = float(np.max(self._norm1))
-            rcond, info = lapack.dpocon(c, anorm, uplo="L")
+            rcond = reciprocal_condition(c, anorm)
             if not rcond > self.rtol:
                 raise SingularKernelError(
                     f"the training kernel is singular within rounding (reciprocal condition number "
@@ -395,20 +291,18 @@ class GradientFlowPredictor:
         """``[n, K]``: ``V^T r``, kept for the predictor's own targets (``residual is self.y``)."""
         eig = self._spectral()
         if residual is not self.y:
-            return _vt_dot(eig.vt, residual)
-        if eig.z_targets is None:
-            eig.z_targets = _vt_dot(eig.vt, residual)
-        return eig.z_targets
+            return project(eig.vt, residual)
+        if self._z_targets is None:
+            self._z_targets = project(eig.vt, residual)
+        return self._z_targets
 
     def _solve(self, r: np.ndarray) -> np.ndarray:
         """``K^{-1} r`` for ``r [n, c]``: from the spectrum if computed, else by Cholesky."""
         if self._eig is not None:
             self._check_invertible()
             eig = self._eig
-            return np.array(_spectral_apply(eig.vt, 1.0 / eig.w[None, :], self._project(r)).T)
-        c = self._cholesky()
-        x, info = lapack.dpotrs(c, np.asfortranarray(r), lower=1)
-        return x
+            return np.array(spectral_apply(eig.vt, 1.0 / eig.w[None, :], self._project(r)).T)
+        return cholesky_solve(self._cholesky(), r)
 
     # -- the projection ------------------------------------------------------
 
@@ -423,7 +317,7 @@ class GradientFlowPredictor:
         """``P_t`` as a ``[n, n]`` matrix (or ``[T, n, n]`` for an array of times)."""
         p = self.projection_eigenvalues(t)
         vt = self._spectral().vt
-        mats = np.stack([np.asarray(_spectral_matrix(vt, pi)) for pi in p])
+        mats = np.stack([np.asarray(spectral_matrix(vt, pi)) for pi in p])
         return mats[0] if np.ndim(t) == 0 else mats
 
     def projection_norm(self, t) -> np.ndarray | float:
@@ -443,7 +337,7 @@ class GradientFlowPredictor:
         if finite.any():
             eig = self._spectral()
             p = projection_spectrum(eig.w, times[finite], self.eta)  # [Tf, n]
-            moved = _spectral_apply(eig.vt, p, self._project(residual))  # [Tf * K, n]
+            moved = spectral_apply(eig.vt, p, self._project(residual))  # [Tf * K, n]
             out[finite] = np.asarray(moved).reshape(-1, k, n).transpose(0, 2, 1)
         if not finite.all():
             out[~finite] = self._solve(residual)
@@ -460,7 +354,7 @@ class GradientFlowPredictor:
             eig = self._spectral()
             residual = self.y if f0_train is None else self.y - f0
             growth = -np.expm1(-self.eta * times[finite][:, None] * eig.w[None, :])  # [Tf, n]
-            moved = np.asarray(_spectral_apply(eig.vt, growth, self._project(residual)))  # [Tf * K, n]
+            moved = np.asarray(spectral_apply(eig.vt, growth, self._project(residual)))  # [Tf * K, n]
             out[finite] = f0 + moved.reshape(-1, k, n).transpose(0, 2, 1)
         if not finite.all():
             # Interpolation, once the kernel is known to be invertible.
@@ -495,11 +389,11 @@ class GradientFlowPredictor:
         if np.isfinite(times).all():
             # One compiled program: k_test V diag(p_t) V^T r (V^T r kept for the targets).
             residual = self.y if f0_train is None else self.y - self._targets_like(f0_train, "f0_train", self.n)
-            k = k_test_train if _on_cpu(k_test_train) else np.asarray(k_test_train, dtype=np.float64)
+            k = k_test_train if on_cpu(k_test_train) else np.asarray(k_test_train, dtype=np.float64)
             eig = self._spectral()
             p = projection_spectrum(eig.w, times, self.eta)  # [T, n]
             kk = residual.shape[1]
-            out = np.array(_spectral_predict(eig.vt, p, self._project(residual), k))
+            out = np.array(spectral_predict(eig.vt, p, self._project(residual), k))
             # A NaN or inf in k_test reaches every output of its row (the coefficients are finite):
             # the [m, n] kernel is read again only then.
             if not np.all(np.isfinite(out)) and not np.all(np.isfinite(np.asarray(k_test_train))):

@@ -5,27 +5,28 @@ from ntkdepth.training.loop import (
     FullBatchData,
     NonFiniteDataError,
     PairData,
+    StepFunctions,
     Trainer,
     TrainingDiverged,
     TrainSpec,
     loss_fn,
     make_optimizer,
     record_steps_grid,
+    step_functions,
 )
-from ntkdepth.training.settings import GradientFlowSettings, SweepSettings
-from ntkdepth.training.sweep import (
+from ntkdepth.training.memory import (
     MemoryEstimate,
-    SweepRun,
     WidthTooLargeError,
     available_memory,
     check_memory,
     estimate_memory,
-    run_width_sweep,
 )
+from ntkdepth.training.settings import GradientFlowSettings, SweepSettings
+from ntkdepth.training.sweep import SweepRun, run_width_sweep
 
 __all__ = [
-    "LOSSES", "FullBatchData", "PairData", "Trainer", "TrainingDiverged", "TrainSpec",
-    "NonFiniteDataError", "loss_fn", "make_optimizer", "record_steps_grid",
+    "LOSSES", "FullBatchData", "PairData", "StepFunctions", "Trainer", "TrainingDiverged", "TrainSpec",
+    "NonFiniteDataError", "loss_fn", "make_optimizer", "record_steps_grid", "step_functions",
     "MemoryEstimate", "SweepRun", "WidthTooLargeError", "available_memory", "check_memory",
     "estimate_memory", "run_width_sweep", "GradientFlowSettings", "SweepSettings",
 ]

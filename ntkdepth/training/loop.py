@@ -25,8 +25,11 @@ __all__ = [
     "TrainSpec",
     "make_optimizer",
     "loss_fn",
+    "StepFunctions",
     "Trainer",
+    "divergence_error",
     "record_steps_grid",
+    "step_functions",
     "NonFiniteDataError",
     "TrainingDiverged",
 ]
@@ -173,12 +176,110 @@ class PairData(NamedTuple):
         return jnp.arange(int(np.asarray(self.pairs).max()) + 1, dtype=jnp.int32)
 
 
+class StepFunctions(NamedTuple):
+    """The pure functions of one network's training (:func:`step_functions`).
+
+    ``jax.jit`` them to train one network (:class:`Trainer`), or ``jax.jit`` their
+    ``jax.vmap`` to train networks stacked along a leading axis
+    (:class:`~ntkdepth.training.parallel.SeedGroup`).
+
+    - ``init(params) -> opt_state``: the optimizer's state at step 0.
+    - ``offsets(params) -> [N_c, K]``: the initial outputs a centered network
+      subtracts, on the data's centering inputs (``spec.center_output``).
+    - ``advance(params, opt_state, key, offsets, bound, n) -> (params, opt_state,
+      key, first_bad, bad_loss)``: ``n`` optimizer steps in one ``lax.fori_loop``;
+      ``first_bad`` is the first of them whose batch loss is not finite or
+      exceeds ``bound`` (-1 if none), ``bad_loss`` that loss.
+    - ``measure(params, offsets) -> (loss, outputs [n_eval, K], features
+      [n_eval, width])``: the loss on the data's evaluation batch and the network
+      on the evaluation inputs.
+    """
+
+    init: Callable
+    offsets: Callable
+    advance: Callable
+    measure: Callable
+
+
+def step_functions(fm: FunctionalModel, data, spec: TrainSpec, eval_inputs: jax.Array,
+                   optimizer: optax.GradientTransformation) -> StepFunctions:
+    """The pure functions that train ``fm`` on ``data`` with ``optimizer`` as ``spec`` says.
+
+    Raises :class:`NonFiniteDataError` if the data hold NaN or inf (or targets
+    whose squares overflow float32).
+    """
+    _check_finite_data(data)
+    loss = loss_fn(spec.loss)
+    batch_size, center = spec.batch_size, spec.center_output
+
+    def objective(params, x, y, offset):
+        return loss(fm.apply(params, x)[0] - offset, y)
+
+    def step(i, carry):
+        params, opt_state, key, table, bound, first_bad, bad_loss = carry
+        key, sub = jax.random.split(key)
+        x, y, rows = data.batch(sub, batch_size)
+        value, grads = jax.value_and_grad(objective)(params, x, y, table[rows] if center else 0.0)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        # The first step whose batch loss is not finite or exceeds the bound.
+        bad = (~jnp.isfinite(value) | (value > bound)) & (first_bad < 0)
+        first_bad = jnp.where(bad, i, first_bad)
+        bad_loss = jnp.where(bad, value.astype(bad_loss.dtype), bad_loss)
+        return (optax.apply_updates(params, updates), opt_state, key, table, bound, first_bad,
+                bad_loss)
+
+    def advance(params, opt_state, key, table, bound, n):
+        carry = (params, opt_state, key, table, bound, jnp.int32(-1), jnp.float32(0))
+        params, opt_state, key, _, _, first_bad, bad_loss = jax.lax.fori_loop(0, n, step, carry)
+        return params, opt_state, key, first_bad, bad_loss
+
+    def measure(params, table):
+        f, a = fm.apply(params, eval_inputs)
+        xe, ye, rows = data.eval_batch()
+        return objective(params, xe, ye, table[rows] if center else 0.0), f, a
+
+    centering_inputs = data.centering_inputs() if center else None
+
+    def offsets(params):
+        return fm.apply(params, centering_inputs)[0]
+
+    return StepFunctions(optimizer.init, offsets, advance, measure)
+
+
+def divergence_error(spec: TrainSpec, data, loss0: float, step: int, loss: float,
+                     lr_multiplier: float = 1.0) -> FloatingPointError:
+    """The error to raise for the batch loss ``loss`` at ``step`` that is not finite or above its bound.
+
+    :class:`NonFiniteDataError` when the initial loss ``loss0`` is already
+    beyond what float32 steps can follow (the data's fault), else
+    :class:`TrainingDiverged`, with the learning rate to lower.
+    """
+    lr = spec.learning_rate * lr_multiplier
+    if not loss0 <= _SQUARE_LIMIT:  # inf, NaN, or beyond what float32 steps can follow
+        return NonFiniteDataError(
+            f"training stopped at step {step} (batch loss {loss:.4g}), but the cause is the data: the loss "
+            f"of the untrained network is already {loss0:.4g}, before any step (the data's "
+            f"{_data_scale(data)}), too large for float32 arithmetic whatever the learning rate; "
+            "rescale the inputs or targets (e.g. to unit scale)")
+    what = (f"the batch loss is {loss} at step {step}" if not np.isfinite(loss) else
+            f"the batch loss reached {loss:.4g} at step {step}, "
+            f"{loss / loss0:.3g} times its initial {loss0:.4g} "
+            f"(divergence_factor = {spec.divergence_factor:g})")
+    return TrainingDiverged(
+        f"training diverged: {what}. Lower the learning rate (now {lr:g}), or raise "
+        "divergence_factor (e.g. --set divergence_factor=1e6) if the loss is expected to spike "
+        "this far", step, loss)
+
+
 @dataclass
 class Trainer:
     """Compiled training of one functional model (:func:`ntkdepth.models.functional`).
 
-    ``trainer.run_until(state, stop)`` advances ``state`` to step ``stop`` in one
-    compiled loop; ``trainer.record(state)`` measures it.
+    ``trainer.init_state(key)`` gives the state at step 0,
+    ``trainer.run_until(state, stop)`` advances it to step ``stop`` in one
+    compiled loop, ``trainer.measure(state)`` measures it and
+    ``trainer.drift(a0, at)`` reduces the features' drift. The compiled
+    functions are :func:`step_functions`, jitted.
     """
 
     fm: FunctionalModel
@@ -189,47 +290,11 @@ class Trainer:
 
     def __post_init__(self):
         self.optimizer = make_optimizer(self.spec, self.lr_multiplier)
-        loss = loss_fn(self.spec.loss)
-        fm, data, batch_size, opt = self.fm, self.data, self.spec.batch_size, self.optimizer
-
-        center = self.spec.center_output
-
-        def objective(params, x, y, offset):
-            return loss(fm.apply(params, x)[0] - offset, y)
-
-        def step(i, carry):
-            params, opt_state, key, table, bound, first_bad, bad_loss = carry
-            key, sub = jax.random.split(key)
-            x, y, rows = data.batch(sub, batch_size)
-            value, grads = jax.value_and_grad(objective)(params, x, y, table[rows] if center else 0.0)
-            updates, opt_state = opt.update(grads, opt_state, params)
-            # The first step whose batch loss is not finite or exceeds the bound.
-            bad = (~jnp.isfinite(value) | (value > bound)) & (first_bad < 0)
-            first_bad = jnp.where(bad, i, first_bad)
-            bad_loss = jnp.where(bad, value.astype(bad_loss.dtype), bad_loss)
-            return (optax.apply_updates(params, updates), opt_state, key, table, bound, first_bad,
-                    bad_loss)
-
-        def advance(params, opt_state, key, table, bound, n):
-            carry = (params, opt_state, key, table, bound, jnp.int32(-1), jnp.float32(0))
-            params, opt_state, key, _, _, first_bad, bad_loss = jax.lax.fori_loop(0, n, step, carry)
-            return params, opt_state, key, first_bad, bad_loss
-
-        def measure(params, table):
-            f, a = fm.apply(params, self.eval_inputs)
-            xe, ye, rows = data.eval_batch()
-            return objective(params, xe, ye, table[rows] if center else 0.0), f, a
-
-        centering_inputs = data.centering_inputs() if center else None
-
-        def offsets(params):
-            return fm.apply(params, centering_inputs)[0]
-
-        self._advance = jax.jit(advance)
-        self._measure = jax.jit(measure)
-        self._offsets = jax.jit(offsets)
+        self.step_functions = step_functions(self.fm, self.data, self.spec, self.eval_inputs, self.optimizer)
+        self._advance = jax.jit(self.step_functions.advance)
+        self._measure = jax.jit(self.step_functions.measure)
+        self._offsets = jax.jit(self.step_functions.offsets)
         self._record = jax.jit(feature_record)
-        _check_finite_data(data)
 
     def init_state(self, key: jax.Array, params=None) -> dict:
         """The state at step 0: the model's parameters, or ``params`` of the same structure."""
@@ -268,27 +333,10 @@ class Trainer:
                 jnp.asarray(n, jnp.int32),
             )
             if int(first_bad) >= 0:
-                self._diverged(state, state["step"] + int(first_bad) + 1, float(bad_loss))
+                raise divergence_error(self.spec, self.data, state["loss0"], state["step"] + int(first_bad) + 1,
+                                       float(bad_loss), self.lr_multiplier)
             state = {**state, "params": params, "opt_state": opt_state, "key": key, "step": stop}
         return state
-
-    def _diverged(self, state: dict, step: int, loss: float):
-        spec = self.spec
-        lr = spec.learning_rate * self.lr_multiplier
-        if not state["loss0"] <= _SQUARE_LIMIT:  # inf, NaN, or beyond what float32 steps can follow
-            raise NonFiniteDataError(
-                f"training stopped at step {step} (batch loss {loss:.4g}), but the cause is the data: the loss "
-                f"of the untrained network is already {state['loss0']:.4g}, before any step (the data's "
-                f"{_data_scale(self.data)}), too large for float32 arithmetic whatever the learning rate; "
-                "rescale the inputs or targets (e.g. to unit scale)")
-        what = (f"the batch loss is {loss} at step {step}" if not np.isfinite(loss) else
-                f"the batch loss reached {loss:.4g} at step {step}, "
-                f"{loss / state['loss0']:.3g} times its initial {state['loss0']:.4g} "
-                f"(divergence_factor = {spec.divergence_factor:g})")
-        raise TrainingDiverged(
-            f"training diverged: {what}. Lower the learning rate (now {lr:g}), or raise "
-            "divergence_factor (e.g. --set divergence_factor=1e6) if the loss is expected to spike "
-            "this far", step, loss)
 
     def measure(self, state: dict):
         """``(loss, outputs [n_eval, K], features [n_eval, width])`` at ``state``.
@@ -299,6 +347,7 @@ class Trainer:
         return self._measure(state["params"], state["offsets"])
 
     def drift(self, a0: jax.Array, at: jax.Array) -> dict[str, jax.Array]:
+        """:func:`~ntkdepth.empirical.feature_record` of features ``at`` against ``a0`` (``[n_eval, width]`` each)."""
         return self._record(a0, at)
 
 

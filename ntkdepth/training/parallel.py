@@ -6,7 +6,6 @@ hidden units split over every device of every process
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,11 +18,11 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ntkdepth.empirical.drift import STAT_KEYS, feature_record
 from ntkdepth.models.functional import FunctionalModel
 from ntkdepth.storage import DamagedFileError
-from ntkdepth.empirical.drift import feature_record
-from ntkdepth.training.loop import Trainer, TrainingDiverged, TrainSpec
-from ntkdepth.training.sweep import STAT_KEYS, WidthTooLargeError, available_memory
+from ntkdepth.training.loop import TrainingDiverged, TrainSpec, divergence_error, make_optimizer, step_functions
+from ntkdepth.training.memory import WidthTooLargeError, available_memory
 
 __all__ = [
     "SEEDS",
@@ -33,63 +32,9 @@ __all__ = [
     "param_partition_specs",
     "SeedGroup",
     "train_seed_group",
-    "is_writer",
-    "initialize_distributed",
-    "same_on_every_process",
-    "barrier",
 ]
 
 SEEDS, HIDDEN = "seeds", "hidden"
-
-
-def is_writer() -> bool:
-    """Whether this process writes files: process 0 (the only one without ``jax.distributed``)."""
-    return jax.process_index() == 0
-
-
-def initialize_distributed() -> None:
-    """``jax.distributed.initialize()`` for a run over several processes (hosts).
-
-    JAX reads the coordinator's ``host:port`` from ``JAX_COORDINATOR_ADDRESS``
-    and detects SLURM, Open MPI and Kubernetes jobs by itself; elsewhere
-    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` give the number of processes
-    and this one's index, passed on here.
-    """
-    kwargs = {}
-    for name, key in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
-        if os.environ.get(key):
-            try:
-                kwargs[name] = int(os.environ[key])
-            except ValueError:
-                raise ValueError(f"{key} must be an integer; got {os.environ[key]!r}") from None
-    jax.distributed.initialize(**kwargs)
-
-
-def same_on_every_process(value):
-    """Process 0's ``value`` (a string or a NumPy array) on every process; ``value`` itself in one.
-
-    A sweep decides from the files of the shared output folder what is left to
-    train; every process must decide alike, so they all take process 0's view.
-    """
-    if jax.process_count() == 1:
-        return value
-    from jax.experimental import multihost_utils
-
-    if isinstance(value, str):
-        raw = np.frombuffer(value.encode(), np.uint8)
-        n = int(multihost_utils.broadcast_one_to_all(np.int32(len(raw))))
-        buf = np.zeros(n, np.uint8)
-        buf[: min(n, len(raw))] = raw[:n]
-        return bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf))).decode()
-    return np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(value)))
-
-
-def barrier(name: str) -> None:
-    """Waits until every process gets here (nothing to wait for in one process)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 @dataclass(frozen=True)
@@ -133,7 +78,7 @@ def plan_layout(
     then holds ``g / s`` networks, each split ``h`` ways when ``h`` divides
     ``width`` (else held whole). ``g`` starts at ``n_seeds`` and shrinks until
     that fits in ``fraction`` of ``available`` bytes (default: the first
-    device's memory). Raises :class:`~ntkdepth.training.sweep.WidthTooLargeError`
+    device's memory). Raises :class:`~ntkdepth.training.memory.WidthTooLargeError`
     when even one seed split over every device does not fit.
     """
     if n_seeds < 1:
@@ -204,7 +149,8 @@ class SeedGroup:
 
     Compiled once per width and group size; :meth:`init_state` takes the
     group's seeds. The state is the single-network :class:`~ntkdepth.training.Trainer` state
-    with a leading seed axis ``[g, ...]`` on every array. ``measure`` and ``drift`` return
+    with a leading seed axis ``[g, ...]`` on every array, advanced by the ``jax.vmap`` of the
+    network's ``step_functions``. ``measure`` and ``drift`` return
     host arrays with that leading axis. A seed's network, SGD stream and
     numbers are those of a single-network run of the same seed (to float32
     rounding: the batched products round differently).
@@ -222,9 +168,11 @@ class SeedGroup:
         graphdef, abstract_params = nnx.split(abstract)
         self.graphdef = graphdef
         self._features_shape = (len(eval_inputs), abstract.hidden[-1])
-        lr_mult = abstract.learning_rate_multiplier() if hasattr(abstract, "learning_rate_multiplier") else 1.0
-        self.trainer = Trainer(FunctionalModel(graphdef, abstract_params), data, spec,
-                               jnp.asarray(eval_inputs), lr_multiplier=lr_mult)
+        self.data = data
+        self.lr_multiplier = (abstract.learning_rate_multiplier()
+                              if hasattr(abstract, "learning_rate_multiplier") else 1.0)
+        self.step_functions = step_functions(FunctionalModel(graphdef, abstract_params), data, spec,
+                                             jnp.asarray(eval_inputs), make_optimizer(spec, self.lr_multiplier))
         stacked = jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct((self.n_seeds, *x.shape), x.dtype), abstract_params)
         specs = param_partition_specs(stacked, layout.hidden_shards)
@@ -232,18 +180,18 @@ class SeedGroup:
         self.param_shardings = jax.tree_util.tree_map(named, specs, is_leaf=lambda x: isinstance(x, P))
         self.by_seed = named(P(SEEDS))
         self.replicated = named(P())
-        t = self.trainer
+        fns = self.step_functions
 
         def init_rest(params):
             """The optimizer's state and the centering offsets (``[g, 1, 1]`` zeros without centering)."""
             if spec.center_output:
-                offsets = jax.vmap(t._offsets)(params)
+                offsets = jax.vmap(fns.offsets)(params)
             else:
                 offsets = jnp.zeros((self.n_seeds, 1, 1), jax.tree_util.tree_leaves(params)[0].dtype)
-            return jax.vmap(t.optimizer.init)(params), offsets
+            return jax.vmap(fns.init)(params), offsets
 
         def record(params, offsets, a0):
-            loss, f, a = t._measure(params, offsets)
+            loss, f, a = fns.measure(params, offsets)
             return loss, f, a, feature_record(a0, a)
 
         self._init_rest = jax.jit(init_rest)
@@ -310,17 +258,17 @@ class SeedGroup:
 
     def diverged(self, state: dict, i: int, step: int, loss: float):
         """Raises :class:`~ntkdepth.training.TrainingDiverged` for the group's ``i``-th seed, naming width and seed."""
-        try:
-            self.trainer._diverged({"loss0": float(state["loss0"][i])}, step, loss)
-        except TrainingDiverged as err:
+        err = divergence_error(self.spec, self.data, float(state["loss0"][i]), step, loss, self.lr_multiplier)
+        if isinstance(err, TrainingDiverged):
             raise TrainingDiverged(f"width {self.width}, seed {state['seeds'][i]}: {err}", err.step,
                                    err.loss) from None
+        raise err
 
     def _compile_advance(self, state):
         shardings = jax.tree_util.tree_map(lambda x: x.sharding,
                                            (state["params"], state["opt_state"], state["key"]))
         donate = (0, 1, 2) if jax.default_backend() != "cpu" else ()
-        self._advance = jax.jit(jax.vmap(self.trainer._advance, in_axes=(0, 0, 0, 0, 0, None)),
+        self._advance = jax.jit(jax.vmap(self.step_functions.advance, in_axes=(0, 0, 0, 0, 0, None)),
                                 out_shardings=(*shardings, self.replicated, self.replicated),
                                 donate_argnums=donate)
 

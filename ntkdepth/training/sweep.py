@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,15 +18,13 @@ from flax import nnx
 
 from ntkdepth.models import MLP
 from ntkdepth.storage import DamagedFileError, array_digest, load_npz, save_npz, settings_hash
+from ntkdepth.training.distributed import barrier, is_writer, same_on_every_process
 from ntkdepth.training.loop import TrainSpec
+from ntkdepth.training.memory import estimate_memory
+from ntkdepth.training.parallel import SeedGroup, plan_layout, train_seed_group
 
 __all__ = [
-    "MemoryEstimate",
     "SweepRun",
-    "WidthTooLargeError",
-    "available_memory",
-    "check_memory",
-    "estimate_memory",
     "run_key",
     "run_file",
     "run_settings",
@@ -35,74 +32,6 @@ __all__ = [
     "sweep_settings",
     "group_checkpoint_dir",
 ]
-
-STAT_KEYS = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative", "gram", "norm")
-
-
-class WidthTooLargeError(MemoryError, ValueError):
-    """A network that will not fit in the device's memory."""
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    n_params: int
-    bytes: int
-
-    def __str__(self) -> str:
-        return f"{self.n_params:,} parameters, about {self.bytes / 2**30:.2f} GiB"
-
-
-def estimate_memory(
-    in_dim: int,
-    hidden: Sequence[int],
-    out_dim: int,
-    *,
-    batch_size: int,
-    n_eval: int,
-    momentum: bool = False,
-    bytes_per_number: int = 4,
-) -> MemoryEstimate:
-    """What training one network holds at once: parameters, gradients, optimizer state, activations."""
-    dims = [in_dim, *hidden, out_dim]
-    n_params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
-    # Parameters, their gradients and the updated copy; a momentum buffer.
-    copies = 3 + int(momentum)
-    rows = batch_size + 2 * n_eval
-    activations = 3 * rows * sum(dims[1:])  # pre-activations, activations, their cotangents
-    total = bytes_per_number * (copies * n_params + activations + n_eval * 2 * hidden[-1])
-    return MemoryEstimate(n_params, int(total))
-
-
-def available_memory(device: jax.Device | None = None) -> int:
-    """Bytes the device can hold: the accelerator's limit, or the host's available memory."""
-    device = device or jax.devices()[0]
-    stats = None
-    try:
-        stats = device.memory_stats()
-    except Exception:  # CPU devices do not report memory statistics everywhere.
-        stats = None
-    if stats and stats.get("bytes_limit"):
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-
-
-def check_memory(estimate: MemoryEstimate, what: str, *, fraction: float = 0.8, available: int | None = None):
-    """Raises :class:`WidthTooLargeError` if ``estimate`` exceeds ``fraction`` of the memory available."""
-    available = available_memory() if available is None else available
-    if estimate.bytes > fraction * available:
-        raise WidthTooLargeError(
-            f"{what} will not fit in memory: it needs {estimate}, and the device has "
-            f"{available / 2**30:.2f} GiB available ({fraction:.0%} usable). Use a smaller width "
-            "or batch, or a device with more memory."
-        )
-
 
 @dataclass
 class SweepRun:
@@ -113,7 +42,7 @@ class SweepRun:
     steps: np.ndarray
     loss: np.ndarray
     outputs: np.ndarray  # [R, n_eval, K]
-    stats: dict[str, np.ndarray]  # STAT_KEYS -> [R, n_eval] ([R, n_eval, n_eval] for gram)
+    stats: dict[str, np.ndarray]  # ntkdepth.empirical.drift.STAT_KEYS -> [R, n_eval] ([R, n_eval, n_eval] for gram)
     features0: np.ndarray | None = None  # [n_eval, width] if kept
     features: np.ndarray | None = None  # [R, n_eval, width] if kept
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # from ``final_measures``
@@ -241,15 +170,6 @@ def run_width_sweep(
     reused only under the same key.
     """
     from tqdm import tqdm
-
-    from ntkdepth.training.parallel import (
-        SeedGroup,
-        barrier,
-        is_writer,
-        plan_layout,
-        same_on_every_process,
-        train_seed_group,
-    )
 
     # Every process works in process 0's folder (shared between hosts).
     workdir = Path(same_on_every_process(str(Path(workdir).resolve())))
