@@ -81,7 +81,7 @@ def _oracle():
 
 
 def test_hermite_expansion_matches_two_dimensional_quadrature(x64):
-    """One layer's E[phi phi] and E[phi' phi'] against 25-digit mpmath quadrature, rho within 1e-10 of 1."""
+    """One layer's E[phi phi] and E[phi' phi'] against a 30-digit mpmath quadrature, rho within 1e-10 of 1."""
     for case in _oracle()["expectations"]:
         act = activation(case["activation"])
         q1, q2 = case["q1"], case["q2"]
