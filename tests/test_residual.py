@@ -202,3 +202,21 @@ def test_bad_residual_settings_are_named():
         from ntkdepth.models.spec import network_arguments
 
         network_arguments(NetworkSpec(depth=3, residual=0.5), purpose="the drift theory")
+
+
+@pytest.mark.slow
+def test_width_vs_kernel_trains_residual_networks_at_a_stable_step(tmp_path):
+    """--set residual=0.5: the smoke preset's dt = 0.1 is beyond 2 / lambda_max of this kernel, so the run
+    takes half the stable step, and the finite networks approach the residual kernel."""
+    import json
+
+    from ntkdepth.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "width-vs-kernel", "--preset", "smoke", "--set", "residual=0.5", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["dt"] == pytest.approx(0.5 * results["stable_dt"]) and results["stable_dt"] < 0.1
+    errors = results["relative_errors"]
+    for key in ("ntk_init", "features_init", "outputs_test"):
+        assert errors[key]["mean"][1] < errors[key]["mean"][0], key
+    assert "the configured 0.1 is beyond this kernel's stable step" in (out / "summary.md").read_text()
