@@ -185,11 +185,13 @@ def _plot_regression(out, config, results):
     for label, r in results["regression"].items():
         acc = np.asarray(r["early_stopping"]["accuracy"], float)  # [S, D]
         ax.errorbar(depths, acc.mean(0), yerr=acc.std(0), fmt="o-", ms=4, capsize=3, color=colors[label], label=label)
-        ax_l.plot(depths, np.asarray(r["lambda_min"], float).mean(0), "o-", ms=4, color=colors[label], label=label)
+        lam = np.asarray(r["lambda_min"], float).mean(0)
+        # A singular kernel (depth 1 with more images than pixels) has no place on a log axis.
+        ax_l.plot(depths, np.where(lam > 1e-8, lam, np.nan), "o-", ms=4, color=colors[label], label=label)
     ax.set(xlabel="depth $L$", ylabel="test accuracy (early stopping)",
            title=f"MNIST kernel regression: {config.n_train} training images")
     ax_l.set(yscale="log", xlabel="depth $L$", ylabel=r"$\lambda_{\min}(\bar\Theta^L(X, X))$",
-             title="the training kernel's smallest eigenvalue")
+             title="the training kernel's smallest eigenvalue\n(not drawn where below $10^{-8}$: singular)")
     for a in (ax, ax_l):
         depth_axis(a, depths)
         a.grid(alpha=0.3)

@@ -35,10 +35,8 @@ class ResidualMLP(MLP):
         with the readout).
       out_dim: output dimension.
       residual: ``alpha > 0``, or ``"a/sqrt(L)"`` for ``alpha = a / sqrt(depth)``.
-      parameterization, W_std, b_std, out_std, activation, tokens, input_scale, base_width, rngs,
-        param_dtype, precision: as for :class:`~ntkdepth.models.MLP`.
 
-    ``model(x) -> (f [b, out_dim], h^L [b, width])``: the features are the stream the readout reads.
+    The other keywords are those of :class:`~ntkdepth.models.MLP`. ``model(x) -> (f [b, out_dim], h^L [b, width])``: the features are the stream the readout reads.
     """
 
     def __init__(
