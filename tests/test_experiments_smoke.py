@@ -15,7 +15,7 @@ from ntkdepth.experiments import discover
 
 # Experiments that read MNIST or text8 are skipped where the dataset is missing.
 NEEDS = {"fig5": needs_mnist, "fig6-mnist": needs_mnist, "fig7-mnist": needs_mnist,
-         "table2": needs_mnist, "table2-networks": needs_mnist, "table1": needs_text8}
+         "table2": needs_mnist, "table2-networks": needs_mnist, "table1": needs_text8, "depth-residual": needs_mnist}
 EXPERIMENTS = [pytest.param(n, marks=NEEDS[n]) if n in NEEDS else n for n in sorted(discover())]
 
 
