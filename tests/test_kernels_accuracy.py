@@ -172,3 +172,51 @@ def test_small_correlations_are_returned_exactly(x64):
     assert np.array_equal(np.asarray(got.rho[0]), [1e-10, -3e-17, -1 + 1e-14])
     ref = R.sphere_recursion(-1 + 1e-14, [2])["rho"][0]  # 3.0e-22
     assert rel(got.rho[1, 2], float(ref)) < 1e-13
+
+
+# --------------------------------------------------------------------------
+# Depth 10^6 and float32 at depth 10^5 (stored values, tests/data/relu_accuracy.json).
+
+
+DEEP_METHODS = ["loop", pytest.param("interp", marks=pytest.mark.slow)]  # tables at 10^6: ~40 s
+
+
+@FIRST_LAYER
+@pytest.mark.parametrize("method", DEEP_METHODS)
+def test_nearly_identical_pair_at_depth_1e6(x64, deep, method):
+    x, y = R.deep_pairs()["near_identical_f64"]
+    got = relu_kernel_trace(x[None], y[None], depth=10**6, layers=R.DEEP_LAYERS, method=method,
+                            get="ntk_normalized")
+    ref = deep["near_identical_f64"]["ntk_normalized"]
+    assert rel(np.asarray(got.ntk_normalized)[:, 0, 0], ref) < 1e-13
+
+
+SCALE = pytest.mark.xfail(strict=True, reason="log(W_std^2 / 2) is rounded before it is multiplied by L - 1")
+
+
+@SCALE
+@pytest.mark.parametrize("method", DEEP_METHODS)
+def test_raw_kernels_at_depth_1e6(x64, deep, method):
+    # (W_std^2 / 2)^(L - 1) with W_std = sqrt(2) rounded is 1 + 1.4e-10 at L = 10^6.
+    x, y = R.deep_pairs()["generic_f64"]
+    got = relu_kernel_trace(x[None], y[None], depth=10**6, layers=R.DEEP_LAYERS, method=method,
+                            get=("nngp", "ntk"))
+    ref = deep["generic_f64"]
+    for field in ("nngp", "ntk", "nngp_diag1", "ntk_diag1"):
+        value = np.asarray(getattr(got, field))
+        value = value[:, 0, 0] if value.ndim == 3 else value[:, 0]
+        # The normalized kernels' own rounding at depth 10^6 (the interpolant's: 2.4e-14).
+        assert rel(value, ref[field]) < 1e-13, field
+
+
+@pytest.mark.parametrize("method", ["loop", "interp"])
+def test_float32_at_depth_1e5_within_the_stated_bound(deep, method):
+    # docs/kernels.md#precision-per-call: Thetabar within 1e-3 at depth 10^5 in float32.
+    x, y = R.deep_pairs()["generic_f32"]
+    layers = R.DEEP_LAYERS[:-1]
+    with pytest.warns(UserWarning, match="float32"):
+        got = relu_kernel_trace(x[None], y[None], depth=10**5, layers=layers, method=method,
+                                get="ntk_normalized")
+    ref = deep["generic_f32"]["ntk_normalized"][:-1]
+    err = np.abs(np.asarray(got.ntk_normalized, np.float64)[:, 0, 0] - ref) / ref
+    assert np.all(err[layers.index(1000)::-1] < 1e-5) and err.max() < 1e-3, err
