@@ -16,6 +16,7 @@ from ntkdepth.data.wordsim import Analogies, WordPairs
 __all__ = [
     "AnalogyScore",
     "SimilarityScore",
+    "cosine_matrix",
     "ppmi_svd_embeddings",
     "unit_vectors",
     "vectors_from_gram",
@@ -95,6 +96,13 @@ def unit_vectors(vectors: ArrayLike) -> np.ndarray:
         raise ValueError(f"the vector of row {int(np.flatnonzero(norms == 0)[0])} is zero: its cosine "
                          f"with any word is undefined ({int((norms == 0).sum())} such rows)")
     return x / norms[:, None]
+
+
+def cosine_matrix(vectors: ArrayLike, rows: ArrayLike | None = None) -> np.ndarray:
+    """``[R, R]`` float64 cosine similarities between the rows ``rows`` of ``vectors [V, d]`` (all by default)."""
+    x = _matrix(vectors)
+    unit = unit_vectors(x if rows is None else x[np.asarray(rows)])
+    return unit @ unit.T
 
 
 def vectors_from_gram(gram: ArrayLike) -> np.ndarray:

@@ -10,8 +10,17 @@ from datasets import needs_text8, needs_wordsim
 from scipy.stats import rankdata
 
 from ntkdepth.data.files import DataError
-from ntkdepth.data.wordsim import Analogies, WordPairs, load_analogies, load_word_pairs
+from ntkdepth.data.wordsim import (
+    ANALOGIES_MD5,
+    Analogies,
+    WordPairs,
+    default_analogies_path,
+    load_analogies,
+    load_word_pairs,
+    wordsim_record,
+)
 from ntkdepth.embeddings import (
+    cosine_matrix,
     ppmi_svd_embeddings,
     unit_vectors,
     vectors_from_gram,
@@ -60,6 +69,15 @@ def test_the_shared_files_load():
     assert pairs.scores.min() >= 0 and pairs.scores.max() == 10.0
     assert len(qs) == 19544 and len(set(qs.sections)) == 14
     assert qs.words[0] == ("athens", "greece", "baghdad", "iraq")
+    record = wordsim_record(default_analogies_path(), len(qs), 10)
+    assert record["md5"] == ANALOGIES_MD5 and record["official"] and (record["items"], record["covered"]) == (19544, 10)
+
+
+def test_a_file_of_the_format_that_is_not_the_published_one(tmp_path):
+    f = tmp_path / "pairs.tsv"
+    f.write_text("a\tb\t1\n")
+    record = wordsim_record(f, 1, 0)
+    assert not record["official"] and record["bytes"] == 6 and "not the published one" in record["kind"]
 
 
 def test_spearman_of_cosines_by_hand():
@@ -90,7 +108,9 @@ def test_zero_and_bad_vectors_are_refused():
 
 def analogy_by_loops(vectors, q, epsilon=1e-3):
     """The answers of 3CosAdd and 3CosMul to question ``q`` (indices a, b, c), candidate by candidate."""
-    cos = lambda i, j: float(vectors[i] @ vectors[j] / np.linalg.norm(vectors[i]) / np.linalg.norm(vectors[j]))  # noqa: E731
+    def cos(i, j):
+        return float(vectors[i] @ vectors[j] / np.linalg.norm(vectors[i]) / np.linalg.norm(vectors[j]))
+
     best = {"add": (-np.inf, None), "mul": (-np.inf, None)}
     a, b, c = q
     for w in range(len(vectors)):
@@ -137,6 +157,13 @@ def test_analogy_by_hand_and_coverage():
     assert score.add == pytest.approx(2 / 3) and score.mul == pytest.approx(2 / 3)
     assert score.by_section == {"a": (2, 2, 2), "c": (1, 0, 0)}
     assert word_analogies(np.eye(5), words, Analogies((("x", "y", "z", "w"),), ("a",))).add is None
+
+
+def test_cosine_matrix_by_hand():
+    vectors = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, -3.0]])
+    expected = np.array([[1.0, 2**-0.5, 0.0], [2**-0.5, 1.0, -(2**-0.5)], [0.0, -(2**-0.5), 1.0]])
+    np.testing.assert_allclose(cosine_matrix(vectors), expected, atol=1e-15)
+    np.testing.assert_allclose(cosine_matrix(vectors, [2, 0]), expected[np.ix_([2, 0], [2, 0])], atol=1e-15)
 
 
 def test_vectors_from_a_gram_matrix(rng):

@@ -9,21 +9,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ntkdepth.data.files import DataError, data_roots
+from ntkdepth.data.files import DataError, data_roots, file_record
 
 __all__ = [
     "ANALOGIES_FILE",
+    "ANALOGIES_MD5",
     "WORD_PAIRS_FILE",
+    "WORD_PAIRS_MD5",
     "Analogies",
     "WordPairs",
     "default_analogies_path",
     "default_word_pairs_path",
     "load_analogies",
     "load_word_pairs",
+    "wordsim_record",
 ]
 
 WORD_PAIRS_FILE = "wordsim/wordsim353.tsv"
 ANALOGIES_FILE = "wordsim/questions-words.txt"
+#: MD5 of WordSim-353 (353 pairs, the mean human score, tab-separated, with two ``#`` header lines).
+WORD_PAIRS_MD5 = "fa3334003a2c00a47810856c5813a990"
+#: MD5 of word2vec's ``questions-words.txt`` (19,544 questions in 14 sections).
+ANALOGIES_MD5 = "8b7461cbf7ecc0aec9b32eb626821105"
 
 
 @dataclass(frozen=True)
@@ -141,3 +148,13 @@ def load_analogies(path: str | Path | None = None, *, lowercase: bool = True) ->
     if not words:
         raise DataError(f"{path} holds no analogy questions")
     return Analogies(tuple(words), tuple(sections))
+
+
+def wordsim_record(path: str | Path, items: int, used: int) -> dict:
+    """What a run read from an evaluation file: path, bytes, MD5, whether it is the known
+    WordSim-353 or word2vec file (``official``), its ``items`` (pairs or questions) and how many
+    the vocabulary covered (``used``)."""
+    record = file_record(path)
+    known = {WORD_PAIRS_MD5: "WordSim-353 (MD5 checked)", ANALOGIES_MD5: "word2vec's analogy questions (MD5 checked)"}
+    kind = known.get(record["md5"], "a file in the same format that is not the published one")
+    return {**record, "kind": kind, "official": record["md5"] in known, "items": int(items), "covered": int(used)}
