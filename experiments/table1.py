@@ -1,13 +1,14 @@
 """Table 1: how far the last hidden layer moves, against width, on text8 skip-gram pairs.
 
-The paper's setting (section 5): a ReLU network with two hidden layers of
-equal width n, one-hot token inputs over a vocabulary of V words, V outputs,
+The paper's setting (section 5): a ReLU network (``activation`` sets another) with
+two hidden layers of equal width n, one-hot token inputs over a vocabulary of V words, V outputs,
 trained by SGD on (center, context) skip-gram pairs with the MSE loss at NTK
 parameterization, with a width-independent learning rate. After training, the
 drift measures of ``ntkdepth.empirical.final_drift`` (mean (s.d.) over
 evaluation tokens and seeds) for each width; the muP network (Yang & Hu 2021),
 whose units all move by O(1), is the second row group; beside the NTK rows,
-the kernel's infinite-width prediction (``ntkdepth.theory.onehot_drift_measures``).
+the kernel's infinite-width prediction (``ntkdepth.theory.onehot_drift_measures``), for the
+activations that it covers (docs/drift.md#activations).
 
 With V outputs the random initial function f_0 has squared norm about
 V * Sigma^3(x, x) per token, against 1 for a one-hot target, so the residual
@@ -61,9 +62,15 @@ class Config(with_defaults(SweepSettings, seeds=2)):
         help="seeds at each width, aligned with widths, e.g. [3, 3, 2, 1] (empty: `seeds` at every width)")
     fit_min_width: int = setting(0, help="exponents are fitted over the widths >= this (0: all), the asymptotic range",
                                  min=0)
-
+    # Left out of the recorded config at its default: ReLU runs keep the keys they had before it.
+    activation: str = setting("relu", omit_default=True,
+                              help="the activation of every network (a name of ntkdepth.kernels.ACTIVATION_NAMES); "
+                                   "the kernel column exists for ntkdepth.theory.DRIFT_ACTIVATIONS")
 
     def check(self):
+        from ntkdepth.kernels import activation
+
+        activation(self.activation)
         if self.seeds_by_width and len(self.seeds_by_width) != len(self.widths):
             raise ValueError(f"seeds_by_width has {len(self.seeds_by_width)} entries for {len(self.widths)} widths "
                              f"{self.widths}: give one number of seeds per width, e.g. seeds_by_width="
@@ -83,7 +90,7 @@ def run(config: Config, out: RunDir) -> dict:
     from ntkdepth.empirical import drift_curves, final_drift
     from ntkdepth.empirical.drift import UndefinedDriftError
     from ntkdepth.models import NetworkSpec
-    from ntkdepth.theory import onehot_drift_measures
+    from ntkdepth.theory import onehot_drift_measures, supports_drift
     from ntkdepth.training import PairData, TrainSpec, record_steps_grid, run_width_sweep
 
     words = load_text8(config.text8_path or None, max_words=config.max_words or None)
@@ -109,7 +116,8 @@ def run(config: Config, out: RunDir) -> dict:
     seeds, widths, data = config.seeds_at(), config.widths, PairData.create(pairs, seed=config.seed)
 
     # Two hidden layers; the kernel column is the NTK network's limit.
-    network, sweeps = NetworkSpec(depth=3, W_std=config.W_std, b_std=config.b_std), {}
+    network = NetworkSpec(depth=3, W_std=config.W_std, b_std=config.b_std, activation=config.activation)
+    sweeps = {}
     for par in config.parameterizations:
         def make_model(width, seed, net=network.replace(parameterization=par)):
             return net.model(V, width, V, tokens=True, input_scale=input_scale, base_width=config.mup_base_width,
@@ -129,9 +137,11 @@ def run(config: Config, out: RunDir) -> dict:
         raise ConfigError(_too_narrow(config, err)) from None
     fits = _fits(config, stats)
     steps = np.asarray(training.records)
-    kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
-        p, q, eval_tokens, steps * config.learning_rate, widths, spec=network, input_scale=input_scale,
-        centered=config.center_output))
+    kernel = None
+    if supports_drift(config.activation):
+        kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
+            p, q, eval_tokens, steps * config.learning_rate, widths, spec=network, input_scale=input_scale,
+            centered=config.center_output))
     results = {
         "vocabulary": {"size": V, "pairs": int(len(pairs)), "words": len(words),
                        "most_frequent": list(vocab.words[:10])},
@@ -141,7 +151,7 @@ def run(config: Config, out: RunDir) -> dict:
         "final_loss": {par: np.array([float(np.mean([sweeps[par][(w, s)].loss[-1] for s in seeds[w]]))
                                       for w in widths]) for par in config.parameterizations},
         "table": stats, "exponents": fits,
-        "kernel_prediction": {
+        "kernel_prediction": kernel and {
             "aggregate_mean_over_eval_tokens": float(kernel["aggregate"][-1].mean()),
             "aggregate_over_steps": kernel["aggregate"].mean(1),
             "per_neuron_mean_times_sqrt_n": float(kernel["unit_mean_abs"].mean()),
@@ -296,7 +306,7 @@ def _plot_steps(out, config, results):
             ax = axes[row, col]
             for i, c in enumerate(colors):
                 ax.plot(steps[1:], by_measure[k][i][1:], "o-", ms=3, color=c)
-            if par == "ntk" and k == "aggregate":
+            if par == "ntk" and k == "aggregate" and results["kernel_prediction"]:
                 ax.plot(steps[1:], results["kernel_prediction"]["aggregate_over_steps"][1:], "k--", lw=1.2)
             ax.set(xscale="log", yscale="log", ylabel=SHORT_LABELS[k])
             depth_axis(ax, steps[1:])
@@ -305,7 +315,7 @@ def _plot_steps(out, config, results):
             ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=c, marker="o", ms=3) for c in colors]
     labels = [f"$n = {w:,}$" for w in config.widths]
-    if "ntk" in curves:
+    if "ntk" in curves and results["kernel_prediction"]:
         handles.append(Line2D([], [], color="k", ls="--", lw=1.2))
         labels.append(r"kernel ($n = \infty$, NTK)")
     save_figure(out, fig, "table1_steps.png", "The drift measures and the loss along training (mean over seeds)",
@@ -429,7 +439,7 @@ def _summary(config, results) -> str:
     lines = [
         "# Table 1: last-hidden-layer drift against width (text8)",
         "",
-        f"Two hidden layers of width n, one-hot inputs over V = {config.vocab_size} words "
+        f"Two hidden layers of width n ({config.activation}), one-hot inputs over V = {config.vocab_size} words "
         f"({config.onehot_norm} norm), V outputs, {results['vocabulary']['pairs']:,} skip-gram pairs "
         f"(window {config.window}), SGD with batch {config.batch_size}, learning rate {config.learning_rate}, "
         f"{config.steps} steps, MSE loss"
@@ -485,6 +495,11 @@ def _summary(config, results) -> str:
             f"{kernel['per_neuron_mean_times_sqrt_n']:.4g} / sqrt(n), measured "
             f"{stats['ntk']['per_neuron_mean']['mean'][-1] * np.sqrt(widths[-1]):.4g} / sqrt(n) at n = {wl}."
         )
+    elif not kernel and config.activation != "relu":  # an activation the drift does not cover
+        from ntkdepth.theory import DRIFT_ACTIVATIONS
+
+        lines.append(f"- No kernel column: the drift's prediction covers {', '.join(DRIFT_ACTIVATIONS)}, not "
+                     f"{config.activation} (docs/drift.md#activations).")
     lines.append("- Final training loss at the largest width: "
                  + ", ".join(f"{par} {loss[-1]:.4g}" for par, loss in results["final_loss"].items()) + ".")
     lines += ["", "Files: table1.md / table1.csv (the table), table1_scaling.png (measures against "

@@ -1,15 +1,18 @@
 """The infinite-width drift of the hidden layers under gradient flow, from kernels alone: any layer at
-any depth, one unit's law, and the one-hot setting of Table 1 (derivation: docs/drift.md).
+any depth, one unit's law, and the one-hot setting of Table 1, for the activations of
+``DRIFT_ACTIVATIONS`` (derivation: docs/drift.md).
 """
 
 from __future__ import annotations
 
 from ntkdepth.theory.drift.aggregate import drift_norm_prediction, drift_prediction
+from ntkdepth.theory.drift.expectations import DRIFT_ACTIVATIONS, supports_drift
 from ntkdepth.theory.drift.kernels import residual_integral_map
 from ntkdepth.theory.drift.onehot import onehot_drift_measures, onehot_drift_prediction
 from ntkdepth.theory.drift.units import UnitDriftStatistics, per_unit_drift_statistics
 
 __all__ = [
+    "DRIFT_ACTIVATIONS",
     "UnitDriftStatistics",
     "drift_prediction",
     "drift_norm_prediction",
@@ -17,4 +20,5 @@ __all__ = [
     "onehot_drift_prediction",
     "per_unit_drift_statistics",
     "residual_integral_map",
+    "supports_drift",
 ]
