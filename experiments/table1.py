@@ -1,13 +1,14 @@
 """Table 1: how far the last hidden layer moves, against width, on text8 skip-gram pairs.
 
-The paper's setting (section 5): a ReLU network with two hidden layers of
-equal width n, one-hot token inputs over a vocabulary of V words, V outputs,
+The paper's setting (section 5): a ReLU network (``activation`` sets another) with
+two hidden layers of equal width n, one-hot token inputs over a vocabulary of V words, V outputs,
 trained by SGD on (center, context) skip-gram pairs with the MSE loss at NTK
 parameterization, with a width-independent learning rate. After training, the
 drift measures of ``ntkdepth.empirical.final_drift`` (mean (s.d.) over
 evaluation tokens and seeds) for each width; the muP network (Yang & Hu 2021),
 whose units all move by O(1), is the second row group; beside the NTK rows,
-the kernel's infinite-width prediction (``ntkdepth.theory.onehot_drift_measures``).
+the kernel's infinite-width prediction (``ntkdepth.theory.onehot_drift_measures``), for the
+activations that it covers (docs/drift.md#activations).
 
 With V outputs the random initial function f_0 has squared norm about
 V * Sigma^3(x, x) per token, against 1 for a one-hot target, so the residual
@@ -44,6 +45,20 @@ class Config(with_defaults(SkipGramSettings, seeds=2)):
     n_eval: int = setting(64, help="evaluation tokens (random, fixed) whose features are measured", min=2)
     fit_min_width: int = setting(0, help="exponents are fitted over the widths >= this (0: all), the asymptotic range",
                                  min=0)
+    # Left out of the recorded config at its default: ReLU runs keep the keys they had before it.
+    activation: str = setting("relu", omit_default=True,
+                              help="the activation of every network (a name of ntkdepth.kernels.ACTIVATION_NAMES); "
+                                   "the kernel column exists for ntkdepth.theory.DRIFT_ACTIVATIONS")
+
+    def check(self):
+        from ntkdepth.kernels import activation
+
+        super().check()
+        activation(self.activation)
+
+    def network(self):
+        """Table 1's two hidden layers with this run's activation."""
+        return super().network().replace(activation=self.activation)
 
 
 def run(config: Config, out: RunDir) -> dict:
@@ -51,7 +66,7 @@ def run(config: Config, out: RunDir) -> dict:
 
     from ntkdepth.empirical import drift_curves, final_drift
     from ntkdepth.empirical.drift import UndefinedDriftError
-    from ntkdepth.theory import onehot_drift_measures
+    from ntkdepth.theory import onehot_drift_measures, supports_drift
     from ntkdepth.training import PairData, run_width_sweep
 
     text = config.load_text()
@@ -79,9 +94,11 @@ def run(config: Config, out: RunDir) -> dict:
         raise ConfigError(_too_narrow(config, err)) from None
     fits = _fits(config, stats)
     steps = np.asarray(training.records)
-    kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
-        p, q, eval_tokens, steps * config.learning_rate, widths, spec=network, input_scale=config.input_scale,
-        centered=config.center_output))
+    kernel = None
+    if supports_drift(config.activation):
+        kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
+            p, q, eval_tokens, steps * config.learning_rate, widths, spec=network, input_scale=config.input_scale,
+            centered=config.center_output))
     results = {
         "vocabulary": {"size": V, "pairs": int(len(pairs)), "words": text.record["words_used"],
                        "most_frequent": list(text.vocabulary.words[:10])},
@@ -91,7 +108,7 @@ def run(config: Config, out: RunDir) -> dict:
         "final_loss": {par: np.array([float(np.mean([sweeps[par][(w, s)].loss[-1] for s in seeds[w]]))
                                       for w in widths]) for par in config.parameterizations},
         "table": stats, "exponents": fits,
-        "kernel_prediction": {
+        "kernel_prediction": kernel and {
             "aggregate_mean_over_eval_tokens": float(kernel["aggregate"][-1].mean()),
             "aggregate_over_steps": kernel["aggregate"].mean(1),
             "per_neuron_mean_times_sqrt_n": float(kernel["unit_mean_abs"].mean()),
@@ -246,7 +263,7 @@ def _plot_steps(out, config, results):
             ax = axes[row, col]
             for i, c in enumerate(colors):
                 ax.plot(steps[1:], by_measure[k][i][1:], "o-", ms=3, color=c)
-            if par == "ntk" and k == "aggregate":
+            if par == "ntk" and k == "aggregate" and results["kernel_prediction"]:
                 ax.plot(steps[1:], results["kernel_prediction"]["aggregate_over_steps"][1:], "k--", lw=1.2)
             ax.set(xscale="log", yscale="log", ylabel=SHORT_LABELS[k])
             depth_axis(ax, steps[1:])
@@ -255,7 +272,7 @@ def _plot_steps(out, config, results):
             ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=c, marker="o", ms=3) for c in colors]
     labels = [f"$n = {w:,}$" for w in config.widths]
-    if "ntk" in curves:
+    if "ntk" in curves and results["kernel_prediction"]:
         handles.append(Line2D([], [], color="k", ls="--", lw=1.2))
         labels.append(r"kernel ($n = \infty$, NTK)")
     save_figure(out, fig, "table1_steps.png", "The drift measures and the loss along training (mean over seeds)",
@@ -379,7 +396,7 @@ def _summary(config, results) -> str:
     lines = [
         "# Table 1: last-hidden-layer drift against width (text8)",
         "",
-        f"Two hidden layers of width n, one-hot inputs over V = {config.vocab_size} words "
+        f"Two hidden layers of width n ({config.activation}), one-hot inputs over V = {config.vocab_size} words "
         f"({config.onehot_norm} norm), V outputs, {results['vocabulary']['pairs']:,} skip-gram pairs "
         f"(window {config.window}), SGD with batch {config.batch_size}, learning rate {config.learning_rate}, "
         f"{config.steps} steps, MSE loss"
@@ -435,6 +452,11 @@ def _summary(config, results) -> str:
             f"{kernel['per_neuron_mean_times_sqrt_n']:.4g} / sqrt(n), measured "
             f"{stats['ntk']['per_neuron_mean']['mean'][-1] * np.sqrt(widths[-1]):.4g} / sqrt(n) at n = {wl}."
         )
+    elif not kernel and config.activation != "relu":  # an activation the drift does not cover
+        from ntkdepth.theory import DRIFT_ACTIVATIONS
+
+        lines.append(f"- No kernel column: the drift's prediction covers {', '.join(DRIFT_ACTIVATIONS)}, not "
+                     f"{config.activation} (docs/drift.md#activations).")
     lines.append("- Final training loss at the largest width: "
                  + ", ".join(f"{par} {loss[-1]:.4g}" for par, loss in results["final_loss"].items()) + ".")
     lines += ["", "Files: table1.md / table1.csv (the table), table1_scaling.png (measures against "

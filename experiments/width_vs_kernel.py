@@ -2,8 +2,9 @@
 
 A small regression problem: N training and M test inputs uniform on the
 sphere of radius sqrt(d) (so that Sigma^1(x, x) = W_std^2), smooth targets,
-a ReLU network of depth L at NTK parameterization trained by full-batch
-gradient descent on the MSE loss for a time T. For each width and seed:
+a network of depth L (ReLU unless ``activation`` says otherwise) at NTK
+parameterization trained by full-batch gradient descent on the MSE loss for a
+time T. For each width and seed:
 
 - the empirical NTK at initialization against Theta^L (relative Frobenius error),
 - the last hidden layer's feature kernel at initialization against its limit,
@@ -12,7 +13,7 @@ gradient descent on the MSE loss for a time T. For each width and seed:
   f_0 (Proposition 3) from the analytic kernel,
 - the aggregate drift |a_T(x) - a_0(x)|_2 of the last hidden layer, extrapolated
   to infinite width by a fit in n^{-1/2}, and against the kernel's prediction
-  given the same f_0 (docs/drift.md).
+  given the same f_0 for the activations that it covers (docs/drift.md#activations).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ ERROR_LABELS = {
 class Config(with_defaults(GradientFlowSettings, n_records=10)):
     depth: int = setting(3, help="L, weight layers (L - 1 hidden layers)", min=2, max=20)
     activation: str = setting("relu", help="the activation (a name of ntkdepth.kernels.ACTIVATION_NAMES); the "
-                                           "drift's kernel prediction exists for the plain ReLU network only")
+                                           "drift's kernel prediction exists for the plain networks of "
+                                           "ntkdepth.theory.DRIFT_ACTIVATIONS")
     residual: float | str | None = setting(None, help="a residual network's branch scale: alpha (e.g. 0.5) or "
                                                       "'a/sqrt(L)' (docs/residual.md); unset: the plain network")
 
@@ -74,7 +76,7 @@ def run(config: Config, out: RunDir) -> dict:
 
     from ntkdepth.empirical import feature_kernel, mlp_ntk
     from ntkdepth.models import NetworkSpec
-    from ntkdepth.theory import GradientFlowPredictor, drift_norm_prediction
+    from ntkdepth.theory import GradientFlowPredictor, drift_norm_prediction, supports_drift
     from ntkdepth.training import FullBatchData, run_width_sweep
 
     rng = np.random.default_rng([config.seed, 17])
@@ -86,7 +88,8 @@ def run(config: Config, out: RunDir) -> dict:
     # One description gives the finite networks and their infinite-width kernels.
     network = NetworkSpec(depth=config.depth, W_std=config.W_std, b_std=config.b_std, activation=config.activation,
                           residual=config.residual)
-    relu = config.activation == "relu" and config.residual is None  # the drift theory (docs/drift.md)
+    # The drift theory's networks (docs/drift.md#activations).
+    covered = supports_drift(config.activation) and config.residual is None
     with jax.enable_x64(True):
         kernels = network.kernel_fn()(x, get=("nngp", "ntk"))
         theta = np.asarray(kernels.ntk)
@@ -138,7 +141,7 @@ def run(config: Config, out: RunDir) -> dict:
             e["outputs_train"].append(rel(ft[-1, :N], pred_train[-1]))
             e["outputs_test"].append(rel(ft[-1, N:], pred[-1]))
             d.append(r.stats["aggregate"][-1].mean())
-            if relu:
+            if covered:
                 with jax.enable_x64(True):
                     # The infinite-width drift given this network's f_0 (docs/drift.md).
                     dp.append(drift_norm_prediction(x[:N], y[:N], x, [times[-1]], spec=network,
@@ -304,8 +307,10 @@ def _summary(config, results):
             + ", ".join(f"{float(v):.3f} (n = {w})" for v, w in zip(pred["measured_over_predicted"], config.widths)) + "."
         )
     else:
-        lines.append("- The drift's kernel prediction (docs/drift.md) is implemented for the plain ReLU network; "
-                     f"not computed for {config.activation}" + ("" if config.residual is None else
-                                                                 f" with residual = {config.residual}") + ".")
+        from ntkdepth.theory import DRIFT_ACTIVATIONS
+
+        lines.append(f"- The drift's kernel prediction (docs/drift.md#activations) covers plain networks with "
+                     f"{', '.join(DRIFT_ACTIVATIONS)}; not computed for {config.activation}"
+                     + ("" if config.residual is None else f" with residual = {config.residual}") + ".")
     lines += ["", "Files: width_vs_kernel.csv, width_vs_kernel.png, results.json."]
     return "\n".join(lines)

@@ -222,21 +222,23 @@ class NetworkSpec:
                         activation=self.activation)
 
 
-def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None,
-                      purpose: str) -> tuple[int, float, float, float | None]:
-    """``(depth, W_std, b_std, out_std)`` from a spec or from the keyword form, never both.
+def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None, activation=None,
+                      purpose: str) -> tuple[int, float, float, float | None, str | Activation]:
+    """``(depth, W_std, b_std, out_std, activation)`` from a spec or from the keyword form, never both.
 
-    For the theory of ReLU networks at NTK parameterization (``purpose`` names
-    it in errors). Without ``spec`` the keywords are returned as given, with
-    ``W_std`` defaulting to ``sqrt(2)`` and ``b_std`` to 0 (``out_std`` stays
-    ``None``: the caller's default, ``W_std``); ``depth`` is then required.
+    For the theory of networks at NTK parameterization (``purpose`` names it in
+    errors); which activations a theory covers is the caller's to check. Without
+    ``spec`` the keywords are returned as given, with ``W_std`` defaulting to
+    ``sqrt(2)``, ``b_std`` to 0 and ``activation`` to ``"relu"`` (``out_std``
+    stays ``None``: the caller's default, ``W_std``); ``depth`` is then required.
     """
     given = [name for name, value in (("depth", depth), ("W_std", W_std), ("b_std", b_std),
-                                       ("out_std", out_std)) if value is not None]
+                                       ("out_std", out_std), ("activation", activation)) if value is not None]
     if spec is None:
         if depth is None:
             raise ValueError(f"{purpose} needs the network: pass spec=NetworkSpec(...) or depth=")
-        return depth, math.sqrt(2.0) if W_std is None else W_std, 0.0 if b_std is None else b_std, out_std
+        return (depth, math.sqrt(2.0) if W_std is None else W_std, 0.0 if b_std is None else b_std, out_std,
+                "relu" if activation is None else activation)
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a NetworkSpec; got {type(spec).__name__}")
     if given:
@@ -244,10 +246,10 @@ def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None,
             f"{purpose}: pass the network either as spec= or as {', '.join(g + '=' for g in given)}, not both "
             "(spec.replace(...) changes a field)"
         )
-    if spec.activation != "relu" or spec.parameterization != "ntk" or spec.residual is not None:
+    if spec.parameterization != "ntk" or spec.residual is not None:
         raise ValueError(
-            f"{purpose} is the theory of plain ReLU networks at NTK parameterization; got "
-            f"activation={spec.activation!r}, parameterization={spec.parameterization!r}, "
-            f"residual={spec.residual!r} (spec.replace(activation='relu', parameterization='ntk', residual=None))"
+            f"{purpose} is the theory of plain networks at NTK parameterization; got "
+            f"parameterization={spec.parameterization!r}, residual={spec.residual!r} "
+            "(spec.replace(parameterization='ntk', residual=None))"
         )
-    return spec.depth, spec.W_std, spec.b_std, spec.out_std
+    return spec.depth, spec.W_std, spec.b_std, spec.out_std, spec.activation

@@ -19,6 +19,7 @@ from ntkdepth.theory.depth import (
     predicted_log_law,
 )
 from ntkdepth.theory.drift import (
+    DRIFT_ACTIVATIONS,
     UnitDriftStatistics,
     drift_norm_prediction,
     drift_prediction,
@@ -28,6 +29,7 @@ from ntkdepth.theory.drift import (
     onehot_drift_prediction,
     per_unit_drift_statistics,
     residual_integral_map,
+    supports_drift,
 )
 from ntkdepth.theory.predictor import GradientFlowPredictor, SingularKernelError
 from ntkdepth.theory.residual import (
@@ -72,6 +74,7 @@ __all__ = [
     "normalized_ntk_step",
     "one_minus_rho_asymptote",
     "predicted_log_law",
+    "DRIFT_ACTIVATIONS",
     "UnitDriftStatistics",
     "drift_norm_prediction",
     "drift_prediction",
@@ -81,6 +84,7 @@ __all__ = [
     "onehot_drift_prediction",
     "per_unit_drift_statistics",
     "residual_integral_map",
+    "supports_drift",
     "DepthScan",
     "GradientFlowPredictor",
     "SingularKernelError",

@@ -13,6 +13,7 @@ from numpy.typing import ArrayLike
 
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.theory.drift.kernels import backward_covariances, output_kernels, residual_integral_map
+from ntkdepth.kernels import activation as as_activation
 from ntkdepth.theory.drift.validation import as_matrix, check_network, check_scale, check_times, check_weights
 
 __all__ = ["equicorrelated_orthant", "onehot_drift_gram"]
@@ -114,7 +115,11 @@ def onehot_drift_gram(
                         "spec= or depth=, W_std=, b_std=, out_std=")
     if network.get("spec") is None:
         network.setdefault("depth", 3)
-    depth, s, b, s_out = check_network(**network, purpose="the one-hot drift Gram matrix")
+    depth, s, b, s_out, act = check_network(**network, purpose="the one-hot drift Gram matrix")
+    if act != as_activation("relu"):
+        # The orthant probabilities below are ReLU's (docs/drift.md#between-two-words).
+        raise ValueError(f"the one-hot drift Gram matrix is derived for ReLU networks; got {act.label} "
+                         "(spec.replace(activation='relu'))")
     p = np.asarray(center_freq, dtype=np.float64)
     if p.ndim != 1 or p.size < 2:
         raise ValueError(f"center_freq must be a [V] vector with V >= 2; got shape {p.shape}")
