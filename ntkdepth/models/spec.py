@@ -248,8 +248,8 @@ def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None,
         )
     if spec.parameterization != "ntk" or spec.residual is not None:
         raise ValueError(
-            f"{purpose} is the theory of plain networks at NTK parameterization; got "
-            f"parameterization={spec.parameterization!r}, residual={spec.residual!r} "
+            f"{purpose} is the theory of networks at NTK parameterization; got "
+            f"parameterization={spec.parameterization!r}, residual={spec.residual!r}; it covers plain networks "
             "(spec.replace(parameterization='ntk', residual=None))"
         )
     return spec.depth, spec.W_std, spec.b_std, spec.out_std, spec.activation

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ntkdepth.kernels import activation as as_activation
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.theory.drift.kernels import backward_covariances, output_kernels, residual_integral_map
-from ntkdepth.kernels import activation as as_activation
 from ntkdepth.theory.drift.validation import as_matrix, check_network, check_scale, check_times, check_weights
 
 __all__ = ["equicorrelated_orthant", "onehot_drift_gram"]
