@@ -52,17 +52,23 @@ ERROR_LABELS = {
 class Config(with_defaults(GradientFlowSettings, n_records=10)):
     depth: int = setting(3, help="L, weight layers (L - 1 hidden layers)", min=2, max=20)
     activation: str = setting("relu", help="the activation (a name of ntkdepth.kernels.ACTIVATION_NAMES); the "
-                                           "drift's kernel prediction exists for ReLU only")
+                                           "drift's kernel prediction exists for the plain ReLU network only")
+    residual: float | str | None = setting(None, help="a residual network's branch scale: alpha (e.g. 0.5) or "
+                                                      "'a/sqrt(L)' (docs/residual.md); unset: the plain network")
 
     def check(self):
         from ntkdepth.kernels import activation
+        from ntkdepth.kernels.residual import check_residual
 
         activation(self.activation)
+        check_residual(self.residual)
         if self.n_test < 1:
             raise ValueError("n_test: the outputs are compared on held-out inputs; give at least 1")
 
 
 def run(config: Config, out: RunDir) -> dict:
+    import dataclasses
+
     import jax
     import jax.numpy as jnp
 
@@ -76,19 +82,27 @@ def run(config: Config, out: RunDir) -> dict:
     w = rng.normal(size=config.dim) / np.sqrt(config.dim)
     y = np.sin(2.0 * x @ w)[:, None] + 0.5 * np.cos(x[:, 0])[:, None]
     N = config.n_train
+
+    # One description gives the finite networks and their infinite-width kernels.
+    network = NetworkSpec(depth=config.depth, W_std=config.W_std, b_std=config.b_std, activation=config.activation,
+                          residual=config.residual)
+    relu = config.activation == "relu" and config.residual is None  # the drift theory (docs/drift.md)
+    with jax.enable_x64(True):
+        kernels = network.kernel_fn()(x, get=("nngp", "ntk"))
+        theta = np.asarray(kernels.ntk)
+        # The features' kernel, from the output's Sigma_f = out_std^2 K + b_std^2: K = E[phi phi] for the
+        # plain network, the stream's Sigma^L for a residual one (what the readout reads).
+        feat_limit = (np.asarray(kernels.nngp) - network.b_std**2) / network.out_std**2
+    # Gradient descent follows the flow only while dt < 2 / lambda_max(Theta): a residual network's kernel
+    # grows with alpha, and a step that suits the plain network diverges. A dt at or beyond that bound is
+    # lowered to half of it (a function of the settings: the same for every width and seed).
+    stable = 2.0 / float(np.linalg.eigvalsh(theta[:N, :N])[-1])
+    if config.dt >= stable:
+        config = dataclasses.replace(config, dt=0.5 * stable)
     training = config.train_spec()
     times = config.record_times(training)
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y[:N], jnp.float32))
     x_all = jnp.asarray(x, jnp.float32)
-
-    # One description gives the finite networks and their infinite-width kernels.
-    network = NetworkSpec(depth=config.depth, W_std=config.W_std, b_std=config.b_std, activation=config.activation)
-    relu = config.activation == "relu"  # the drift theory (docs/drift.md) is ReLU's
-    with jax.enable_x64(True):
-        kernels = network.kernel_fn()(x, get=("nngp", "ntk"))
-        theta = np.asarray(kernels.ntk)
-        # The last hidden layer's kernel: Sigma^L = out_std^2 E[phi phi] + b_std^2.
-        feat_limit = (np.asarray(kernels.nngp) - network.b_std**2) / network.out_std**2
 
     def make_model(width, seed):
         return network.model(config.dim, width, 1, rngs=seed)
@@ -153,6 +167,8 @@ def run(config: Config, out: RunDir) -> dict:
         "drift_kernel_prediction": {k: np.array([drift_pred[w][k] for w in config.widths])
                                     for k in ("predicted_mean", "measured_over_predicted")},
         "times": times,
+        "dt": config.dt,
+        "stable_dt": stable,
         "learning_rate": training.learning_rate,
         "steps": training.steps,
         # [W, R]: the first test input's f_t, network and predictor, first seed.
@@ -231,6 +247,14 @@ def _predicted_drift(results) -> float:
     return float(np.mean(np.asarray(as_numbers(results["drift_kernel_prediction"]["predicted_mean"]), dtype=np.float64)))
 
 
+def _dt_text(config, results) -> str:
+    dt = float(results.get("dt", config.dt))
+    if dt == config.dt:
+        return f"{dt:g}"
+    return (f"{dt:.4g}: the configured {config.dt:g} is beyond this kernel's stable step 2 / lambda_max(Theta) = "
+            f"{float(results['stable_dt']):.4g}, so half of that")
+
+
 def _summary(config, results):
     wl, wh = config.widths[0], config.widths[-1]
     errors, fits, extrap = results["relative_errors"], results["exponents"], results["drift_extrapolation"]
@@ -240,7 +264,9 @@ def _summary(config, results):
         "",
         f"Depth {config.depth}, activation {config.activation}, {config.n_train} training and {config.n_test} test inputs on the sphere "
         f"of radius sqrt({config.dim}), full-batch gradient descent for T = {config.time} "
-        f"(dt = {config.dt}), widths {config.widths}, {config.seeds} seed(s).",
+        f"(dt = {_dt_text(config, results)}), widths {config.widths}, {config.seeds} seed(s)."
+        + ("" if config.residual is None else f" Residual network (docs/residual.md): alpha = {config.residual}, "
+           "blocks h + alpha (W phi(h) + b) and a linear readout; its kernels are those of the readout."),
         "",
         "| measure | " + " | ".join(f"n = {w}" for w in config.widths) + " | exponent |",
         "|---" * (len(config.widths) + 2) + "|",
@@ -278,7 +304,8 @@ def _summary(config, results):
             + ", ".join(f"{float(v):.3f} (n = {w})" for v, w in zip(pred["measured_over_predicted"], config.widths)) + "."
         )
     else:
-        lines.append(f"- The drift's kernel prediction (docs/drift.md) is implemented for ReLU; not computed for "
-                     f"{config.activation}.")
+        lines.append("- The drift's kernel prediction (docs/drift.md) is implemented for the plain ReLU network; "
+                     f"not computed for {config.activation}" + ("" if config.residual is None else
+                                                                 f" with residual = {config.residual}") + ".")
     lines += ["", "Files: width_vs_kernel.csv, width_vs_kernel.png, results.json."]
     return "\n".join(lines)

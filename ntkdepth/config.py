@@ -90,7 +90,15 @@ def _coerce(key: str, value: Any, tp) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner[0])
+        errors = []
+        for tp_ in inner:  # the first type the value fits, in the declared order
+            try:
+                return _coerce(key, value, tp_)
+            except ConfigError as err:
+                errors.append(str(err))
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        raise ConfigError(f"{key}: expected one of {' or '.join(_type_name(t) for t in inner)}, got {_shown(value)}")
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {_shown(value)}")

@@ -1,0 +1,222 @@
+"""The ReLU kernels where the Gram matrix, ``pi - t``, ``1 - (1 - rho)`` and the depth scale lose digits,
+against the 50-digit reference of tests/relu_reference.py."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntkdepth.kernels import correlation_trace, relu_kernel_trace
+from ntkdepth.kernels.layer_scale import log_half_square
+from ntkdepth.kernels.pairs import GAP_THRESHOLD, bias_correlation, direction_gap
+import relu_reference as R
+
+W = math.sqrt(2.0)
+
+
+def rel(got, ref):
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    return np.max(np.abs(got - ref) / np.abs(ref))
+
+
+@pytest.fixture(scope="module")
+def deep():
+    return R.read_deep()
+
+
+def _hard_rows(dtype):
+    """Rows against ``BASE``: nearly identical, nearly antipodal, a radial step with a tiny turn,
+    identical, antipodal, unrelated, and a nearly identical pair of norm 1e200 (float64)."""
+    x = R.BASE
+    rows = [x + 1e-7 * R.DIRECTION, -(x + 1e-9 * R.DIRECTION), x * (1 + 1e-7) + 1e-12 * R.DIRECTION,
+            x, -x, R.OTHER, x + 1e-3 * R.DIRECTION]
+    if dtype == np.float64:
+        rows.append(1e200 * (x + 1e-8 * R.DIRECTION))
+    return np.asarray([x], dtype), np.asarray(rows, dtype)
+
+
+def _unit(x):
+    y = x / np.max(np.abs(x), axis=1, keepdims=True)
+    return y / np.linalg.norm(y, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("capacity", [None, 3, 0])
+def test_direction_gap_is_accurate_relative_to_itself(x64, dtype, capacity):
+    # capacity None: every pair at once (a small kernel); 3: the gathered refinement, whose
+    # capacity the close pairs exceed (the pass over every row); 0: that pass alone.
+    x1, x2 = _hard_rows(dtype)
+    if capacity == 3:
+        x1 = np.vstack([x1] * 4)  # 4 x 8 pairs, more than 3 of them close
+    cos = jnp.asarray((_unit(x1) @ _unit(x2).T).astype(dtype))
+    got = np.asarray(jax.jit(direction_gap, static_argnames="capacity")(x1, x2, cos, capacity=capacity))
+    eps = np.finfo(dtype).eps
+    for i in range(x1.shape[0]):
+        for j in range(x2.shape[0]):
+            ref = R.gap(x1[i], x2[j])
+            # Within a few ulps of itself; rows whose norms differ by far more than their
+            # directions leave an absolute eps sqrt(gap) of the radial part of the difference.
+            ratio = np.linalg.norm(x2[j] / np.max(np.abs(x2[j]))) * np.max(np.abs(x2[j])) / np.linalg.norm(x1[i])
+            radial = eps * math.sqrt(ref) * min(1.0, abs(ratio - 1.0))
+            assert abs(got[i, j] - ref) <= 8 * eps * ref + radial, (i, j, got[i, j], ref)
+    assert np.all(got[:, 3:5] == 0.0)  # identical and antipodal rows: exactly 0
+
+
+def test_direction_gap_is_differentiable_at_identical_rows(x64):
+    x = jnp.asarray(R.BASE[None, :])
+    g = jax.grad(lambda v: direction_gap(v, v + 1e-7, jnp.ones((1, 1)))[0, 0])(x)
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+@pytest.mark.parametrize("b_std", [0.1, 1e-4])
+def test_bias_correlation_gap_matches_the_reference(x64, b_std):
+    x1, x2 = _hard_rows(np.float64)
+    x2 = x2[:7]
+    n0 = x1.shape[1]
+    norm1, norm2 = np.linalg.norm(x1, axis=1), np.linalg.norm(x2, axis=1)
+    cos = (x1 / norm1[:, None]) @ (x2 / norm2[:, None]).T
+    gap = direction_gap(jnp.asarray(x1), jnp.asarray(x2), jnp.asarray(cos))
+    s1, s2 = W / math.sqrt(n0) * norm1, W / math.sqrt(n0) * norm2
+    rho, far = (np.asarray(v) for v in bias_correlation(jnp.asarray(cos), gap, jnp.asarray(s1), jnp.asarray(s2),
+                                                        jnp.asarray(b_std)))
+    for j in range(x2.shape[0]):
+        ref = R.pair_kernels(x1[0], x2[j], layers=[1], W_std=W, b_std=b_std)
+        r = ref["rho"][0]
+        ref_far = ref["gap"][0]
+        assert abs(rho[0, j] - r) <= 4e-16 * max(abs(r), 1e-300) + 1e-16 * ref_far, (j, rho[0, j], r)
+        # The norms' difference comes from the norms: an absolute eps |s - s'| b^2 / Q besides.
+        ds = abs(s1[0] - s2[j]) * b_std**2 / (s1[0] * s2[j] + b_std**2)
+        assert abs(far[0, j] - ref_far) <= 1e-14 * ref_far + 4e-16 * ds, (j, far[0, j], ref_far)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_half_square_is_accurate_relative_to_itself(x64, dtype):
+    from mpmath import mp, mpf
+
+    ws = [W, np.nextafter(W, 0.0), 1.0, 1.5, 3.0, 1e-3, 1.41421, 1e30 if dtype == np.float32 else 1e200]
+    for w in np.asarray(ws, dtype):
+        with mp.workdps(50):
+            ref = float(mp.log(mpf(float(w)) ** 2 / 2))
+        got = float(jax.jit(log_half_square)(jnp.asarray(w)))
+        assert abs(got - ref) <= 4 * np.finfo(dtype).eps * abs(ref), (w, got, ref)
+    np.testing.assert_allclose(jax.grad(log_half_square)(1.3), 2 / 1.3, rtol=1e-15)
+
+
+def test_gap_threshold_leaves_generic_pairs_to_the_gram_matrix():
+    # The refinement is for the few ill-conditioned pairs: unrelated inputs never reach it.
+    assert GAP_THRESHOLD["float64"] < 1e-2 and GAP_THRESHOLD["float32"] < 0.05
+
+
+# --------------------------------------------------------------------------
+# The kernel functions on those pairs.
+
+FIRST_LAYER = pytest.mark.xfail(strict=True, reason="the first layer rounds 1 - |rho_1| off the Gram matrix")
+
+
+@FIRST_LAYER
+@pytest.mark.parametrize("method", ["loop", "interp"])
+def test_nearly_identical_float64_pair_keeps_its_angle(x64, method):
+    # 1 - rho_1 = 1.1e-15: the Gram matrix cannot tell it from 0.
+    x, y = R.deep_pairs()["near_identical_f64"]
+    layers = [1, 2, 3, 10]
+    ref = R.pair_kernels(x, y, layers=layers, W_std=W)
+    got = relu_kernel_trace(x[None], y[None], depth=10, layers=layers, method=method)
+    for field in ("ntk_normalized", "ntk", "nngp_dot", "nngp"):
+        assert rel(np.asarray(getattr(got, field))[:, 0, 0][1:], ref[field][1:]) < 1e-14, field
+
+
+@FIRST_LAYER
+def test_nearly_identical_float32_pair_keeps_its_angle():
+    # 1 - rho_1 ~ 6e-8 in float32 (a step of 1e-3 along the row).
+    x = R.BASE.astype(np.float32)
+    y = (R.BASE + 1e-3 * R.DIRECTION).astype(np.float32)
+    ref = R.pair_kernels(x, y, layers=[2, 1000], W_std=W)
+    got = relu_kernel_trace(x[None], y[None], depth=1000, layers=[2, 1000], dtype="float32",
+                            get="ntk_normalized", method="loop")
+    err = np.abs(np.asarray(got.ntk_normalized)[:, 0, 0] - ref["ntk_normalized"])
+    # float32's own rounding over 1000 layers: ~1e-5 relative.
+    assert np.all(err <= 1e-5 * np.abs(ref["ntk_normalized"])), err
+
+
+NEAR_MINUS_ONE = pytest.mark.xfail(strict=True, reason="f' near rho = -1 is formed from pi - t")
+
+
+@NEAR_MINUS_ONE
+def test_derivative_near_minus_one(x64):
+    starts = np.array([-1 + 1e-14, -1 + 4.4e-15, -1 + 1e-10])
+    got = correlation_trace(starts, depth=2)
+    for k, r in enumerate(starts):
+        ref = R.sphere_recursion(float(r), [1, 2])
+        assert rel(got.fprime[:, k], [float(v) for v in ref["fprime"]]) < 1e-14, r
+
+
+@NEAR_MINUS_ONE
+@pytest.mark.parametrize("b_std", [0.0, 1e-9])
+def test_nearly_antipodal_pair_at_layer_two(x64, b_std):
+    x = R.BASE
+    y = -(R.BASE + 1e-7 * R.DIRECTION)
+    ref = R.pair_kernels(x, y, layers=[1, 2, 3], W_std=W, b_std=b_std)
+    got = relu_kernel_trace(x[None], y[None], depth=3, W_std=W, b_std=b_std)
+    for field in ("nngp_dot", "ntk", "ntk_normalized", "rho", "nngp"):
+        assert rel(np.asarray(getattr(got, field))[1:, 0, 0], ref[field][1:]) < 1e-13, field
+
+
+SMALL_RHO = pytest.mark.xfail(strict=True, reason="rho_l is returned as 1 - (1 - rho_l)")
+
+
+@SMALL_RHO
+def test_small_correlations_are_returned_exactly(x64):
+    got = correlation_trace(np.array([1e-10, -3e-17, -1 + 1e-14]), depth=2)
+    assert np.array_equal(np.asarray(got.rho[0]), [1e-10, -3e-17, -1 + 1e-14])
+    ref = R.sphere_recursion(-1 + 1e-14, [2])["rho"][0]  # 3.0e-22
+    assert rel(got.rho[1, 2], float(ref)) < 1e-13
+
+
+# --------------------------------------------------------------------------
+# Depth 10^6 and float32 at depth 10^5 (stored values, tests/data/relu_accuracy.json).
+
+
+DEEP_METHODS = ["loop", pytest.param("interp", marks=pytest.mark.slow)]  # tables at 10^6: ~40 s
+
+
+@FIRST_LAYER
+@pytest.mark.parametrize("method", DEEP_METHODS)
+def test_nearly_identical_pair_at_depth_1e6(x64, deep, method):
+    x, y = R.deep_pairs()["near_identical_f64"]
+    got = relu_kernel_trace(x[None], y[None], depth=10**6, layers=R.DEEP_LAYERS, method=method,
+                            get="ntk_normalized")
+    ref = deep["near_identical_f64"]["ntk_normalized"]
+    assert rel(np.asarray(got.ntk_normalized)[:, 0, 0], ref) < 1e-13
+
+
+SCALE = pytest.mark.xfail(strict=True, reason="log(W_std^2 / 2) is rounded before it is multiplied by L - 1")
+
+
+@SCALE
+@pytest.mark.parametrize("method", DEEP_METHODS)
+def test_raw_kernels_at_depth_1e6(x64, deep, method):
+    # (W_std^2 / 2)^(L - 1) with W_std = sqrt(2) rounded is 1 + 1.4e-10 at L = 10^6.
+    x, y = R.deep_pairs()["generic_f64"]
+    got = relu_kernel_trace(x[None], y[None], depth=10**6, layers=R.DEEP_LAYERS, method=method,
+                            get=("nngp", "ntk"))
+    ref = deep["generic_f64"]
+    for field in ("nngp", "ntk", "nngp_diag1", "ntk_diag1"):
+        value = np.asarray(getattr(got, field))
+        value = value[:, 0, 0] if value.ndim == 3 else value[:, 0]
+        # The normalized kernels' own rounding at depth 10^6 (the interpolant's: 2.4e-14).
+        assert rel(value, ref[field]) < 1e-13, field
+
+
+@pytest.mark.parametrize("method", ["loop", "interp"])
+def test_float32_at_depth_1e5_within_the_stated_bound(deep, method):
+    # docs/kernels.md#precision-per-call: Thetabar within 1e-3 at depth 10^5 in float32.
+    x, y = R.deep_pairs()["generic_f32"]
+    layers = R.DEEP_LAYERS[:-1]
+    with pytest.warns(UserWarning, match="float32"):
+        got = relu_kernel_trace(x[None], y[None], depth=10**5, layers=layers, method=method,
+                                get="ntk_normalized")
+    ref = deep["generic_f32"]["ntk_normalized"][:-1]
+    err = np.abs(np.asarray(got.ntk_normalized, np.float64)[:, 0, 0] - ref) / ref
+    assert np.all(err[layers.index(1000)::-1] < 1e-5) and err.max() < 1e-3, err
