@@ -14,7 +14,6 @@
 """
 
 from ntkdepth.kernels.activations import ACTIVATION_NAMES, Activation, activation
-from ntkdepth.kernels.nt_bridge import stax_mlp, stax_residual_mlp
 from ntkdepth.kernels.relu import (
     FLOAT32_MAX_DEPTH,
     KERNEL_FIELDS,
@@ -29,6 +28,7 @@ from ntkdepth.kernels.relu import (
     relu_ntk,
 )
 from ntkdepth.kernels.residual import residual_alpha
+from ntkdepth.kernels.stax_layers import stax_mlp, stax_residual_mlp
 from ntkdepth.kernels.tiled import tiled_kernel
 from ntkdepth.kernels.trace import kernel_fn, kernel_trace
 

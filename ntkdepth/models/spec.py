@@ -211,7 +211,7 @@ class NetworkSpec:
                 "neural-tangents' stax has no muP parameterization; use parameterization='ntk' or "
                 "'standard'"
             )
-        from ntkdepth.kernels.nt_bridge import stax_mlp, stax_residual_mlp
+        from ntkdepth.kernels.stax_layers import stax_mlp, stax_residual_mlp
 
         if self.residual is not None:
             return stax_residual_mlp(self.depth, width, self.alpha, W_std=self.W_std, b_std=self.b_std,
