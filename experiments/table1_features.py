@@ -162,12 +162,6 @@ def _defined(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _seed_counts(widths, counts) -> str:
-    if len(set(counts)) == 1:
-        return f"{counts[0]} seed(s) at every width"
-    return "seeds: " + ", ".join(f"{k} at n = {w:,}" for w, k in zip(widths, counts))
-
-
 def _fmt(x, digits=3) -> str:
     return "undefined" if x is None else f"{x:.{digits}f}"
 
@@ -266,7 +260,7 @@ def _summary(config, results) -> str:
              f"V outputs, SGD on {t8['pairs']:,} skip-gram pairs (window {config.window}), batch {config.batch_size}, "
              f"learning rate {config.learning_rate}, {config.steps} steps (gradient-flow time {results['time']:g}), "
              f"MSE loss{' on f_theta - f_theta0' if config.center_output else ''}; "
-             + _seed_counts(widths, results["seeds_by_width"]) + ".", "",
+             f"seeds per width: {', '.join(map(str, results['seeds_by_width']))}.", "",
              f"Coverage: {npairs} of the {cov['pairs_total']} WordSim pairs and {nq} of the {cov['questions_total']:,} "
              f"analogy questions have all their words in the vocabulary; chance on the analogies is "
              f"1/(V - 3) = {chance:.2g} ({nq * chance:.2f} expected hits), and unrelated rankings give "
