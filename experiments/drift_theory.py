@@ -42,7 +42,7 @@ class Config(with_defaults(GradientFlowSettings, n_records=6, dim=6, n_train=8, 
     def check(self):
         from ntkdepth.theory.drift.expectations import drift_activation
 
-        drift_activation(self.activation, "activation: the drift prediction")
+        drift_activation(self.activation)
 
 
 def run(config: Config, out: RunDir) -> dict:

@@ -430,8 +430,8 @@ def _summary(config, results) -> str:
         verdict = claim(abs(a) < 0.15 and pnx < -0.35,
                         "the layer as a whole stays put while each unit's drift shrinks: "
                         "the shape of the paper's Table 1",
-                        "these widths are not yet in the asymptotic regime (0 and -1/2 expected); "
-                        "the kernel's prediction below is the sharper test")
+                        "these widths are not yet in the asymptotic regime (0 and -1/2 expected)"
+                        + ("; the kernel's prediction below is the sharper test" if results["kernel_prediction"] else ""))
         lines.append(f"- NTK, exponents fitted over n = {span[0]}..{span[-1]}: aggregate {a:+.2f}, per-neuron "
                      f"{pnx:+.2f}: {verdict}.")
     if "mup" in fits and "per_neuron_mean" in fits["mup"]:

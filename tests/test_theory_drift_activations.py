@@ -165,7 +165,7 @@ def test_which_activations_are_covered():
 
 
 @pytest.mark.parametrize("name, reason", [
-    ("tanh", "has no closed form for it"), ("gelu", "has no closed form"), ("relu_power", "no closed form"),
+    ("tanh", "in closed form .* tanh has none"), ("gelu", "gelu has none"), ("relu_power", "has none"),
     ("step", "pass no gradient"), ("sign", "pass no gradient"),
 ])
 def test_other_activations_are_refused_with_the_reason(rng, name, reason):
@@ -187,7 +187,7 @@ def test_a_custom_function_and_another_parameterization_are_refused(rng):
     from ntkdepth.models import NetworkSpec
 
     x, y = sphere(rng, 4, 3, 1.0), rng.normal(size=4)
-    with pytest.raises(ValueError, match="not cube.*has no closed form"):
+    with pytest.raises(ValueError, match="not cube: .* cube has none"):
         drift_prediction(x, y, x, 1.0, depth=3, activation=activation(lambda v: v**3, label="cube"))
     with pytest.raises(ValueError, match="theory of networks at NTK parameterization; got parameterization='mup'"):
         drift_prediction(x, y, x, 1.0, spec=NetworkSpec(depth=3, activation="erf", parameterization="mup"))

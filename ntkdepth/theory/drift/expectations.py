@@ -23,11 +23,6 @@ __all__ = ["DRIFT_ACTIVATIONS", "DriftExpectations", "drift_activation", "drift_
 #: The activation names whose drift has a closed form (docs/drift.md#activations).
 DRIFT_ACTIVATIONS = ("relu", "leaky_relu", "abrelu", "abs", "identity", "erf", "sin", "cos")
 
-# Why an activation is left out, by its family (the activation's ``name``).
-_NO_GRADIENT = "its derivative is 0 almost everywhere, so its layers pass no gradient and the units move " \
-               "only where they cross a jump"
-_NO_CLOSED_FORM = "E[phi'(u)^2 phi'(v) phi'(w)] over a trivariate Gaussian has no closed form for it"
-
 
 def is_relu(act: Activation) -> bool:
     """Whether ``act`` is ReLU itself (``abrelu(a=0, b=1)``), whose drift keeps its own code path."""
@@ -54,12 +49,14 @@ def drift_activation(spec: Any, purpose: str = "the drift prediction") -> Activa
     act = as_activation(spec)
     if supports_drift(act):
         return act
-    reason = _NO_GRADIENT if not act.passes_gradient else _NO_CLOSED_FORM
-    raise ValueError(
-        f"{purpose} covers the activations {', '.join(DRIFT_ACTIVATIONS)}; not {act.label}: the recursion "
-        f"for D^m needs E[phi'(h(x))^2 phi'(h(x_j)) phi'(h(x_j'))] at every triple of inputs and layer in "
-        f"closed form, and {reason} (docs/drift.md#activations)"
-    )
+    if act.passes_gradient:
+        reason = (f"the recursion for D^m needs E[phi'(h(x))^2 phi'(h(x_j)) phi'(h(x_j'))] in closed form at "
+                  f"every triple of inputs and every layer, and {act.label} has none")
+    else:
+        reason = (f"{act.label}'s derivative is 0 almost everywhere, so its layers pass no gradient and a unit "
+                  "moves only by crossing the jump, which the derivation's first-order step does not describe")
+    raise ValueError(f"{purpose} covers the activations {', '.join(DRIFT_ACTIVATIONS)}; not {act.label}: {reason} "
+                     "(docs/drift.md#activations)")
 
 
 def _namespace(*arrays):
