@@ -1,17 +1,23 @@
-"""Residual networks' settings and readout: the branch scale, a number ``alpha`` or ``a/sqrt(L)``,
-and the kernels of the linear readout of the stream (docs/residual.md).
+"""Residual networks' kernels: the branch scale (a number ``alpha`` or ``a/sqrt(L)``), the layer loop of
+the stream in gap form (``1 - rho``, ``1 - Thetabar``), and the linear readout (docs/residual.md).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_residual", "readout_fields", "residual_alpha"]
+from ntkdepth.kernels.activations import ABRelu, Activation, Identity
+from ntkdepth.kernels.scaling import times
+
+__all__ = ["ARCSINE_COEFFICIENTS", "TMS_COEFFICIENTS", "angle_of_gap", "check_residual", "readout_fields",
+           "residual_alpha", "residual_loop"]
 
 _PER_SQRT_DEPTH = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)?\s*/\s*sqrt\s*\(\s*L\s*\)\s*$")
 
@@ -102,3 +108,301 @@ def _convex_sum(terms) -> jax.Array:
 def _times(value, factor):
     """``value * factor``, and 0 where ``value`` is 0 (even if ``factor`` overflowed to inf)."""
     return jnp.where(value == 0, jnp.zeros_like(value), value * factor)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream's layer loop in gap form (docs/residual.md#the-gap-recursion).
+
+#: Chebyshev coefficients of ``asin(sqrt(h)) / sqrt(h)`` on ``h in [0, 1/2]`` (from a 50-digit evaluation;
+#: the tests recompute them).
+ARCSINE_COEFFICIENTS = (
+    1.0512319587661358, 0.054946487221245836, 0.00408063039254497, 0.00040789006854604433,
+    4.698536743220369e-05, 5.880975813970806e-06, 7.773231246277763e-07, 1.067742334008204e-07,
+    1.509239953602281e-08, 2.1809724080055385e-09, 3.207598426278962e-10, 4.7855369646781057e-11,
+    7.225128736291057e-12, 1.1018334742255882e-12, 1.6947632539204024e-13, 2.6261558667352667e-14,
+    4.095829981330977e-15, 6.42447931089824e-16, 1.0128142198336699e-16, 1.6039221898019845e-17,
+    2.550350135946091e-18, 4.0701403818131933e-19, 6.517267182196172e-20,
+)
+#: Chebyshev coefficients of ``(t - sin t) / t^3`` on ``t^2 in [0, pi^2]``.
+TMS_COEFFICIENTS = (
+    0.13202455073483024, -0.032603532249711825, 0.0019677890761090194, -6.918375544202041e-05,
+    1.5850396480358042e-06, -2.5504221600509245e-08, 3.0389459993659944e-10, -2.788883346933535e-12,
+    2.031721918030989e-14, -1.2034702173015404e-16, 5.910129822123761e-19, -2.4453931633281457e-21,
+)
+_SMALLEST = {ARCSINE_COEFFICIENTS: 1.0, TMS_COEFFICIENTS: 1.0 / math.pi**3}  # each series' least value
+
+#: Pairs per block of the loop on a CPU: a block's state and intermediates stay in the cache through
+#: a chunk of layers.
+BLOCK_PAIRS = 1 << 16
+#: Bytes of per-input tables (weights, the activation's rows) one chunk of layers may hold.
+CHUNK_BYTES = 1 << 26
+
+
+@functools.lru_cache(maxsize=None)
+def _monomial(coefficients: tuple[float, ...], dtype_name: str) -> tuple[float, ...]:
+    """A Chebyshev series as a polynomial in its variable ``s in [-1, 1]`` (Horner's rule: one multiply-add
+    a term); trailing terms whose sum stays below 1% of an ulp of ``dtype`` of the series' least value
+    are dropped."""
+    a = list(np.polynomial.chebyshev.cheb2poly(np.asarray(coefficients, np.float64)))
+    floor, tail = 0.01 * float(np.finfo(np.dtype(dtype_name)).eps) * _SMALLEST[coefficients], 0.0
+    while len(a) > 2 and tail + abs(a[-1]) <= floor:
+        tail += abs(a.pop())
+    return tuple(float(v) for v in a)
+
+
+def _series(coefficients, s):
+    a = _monomial(coefficients, jnp.dtype(s.dtype).name)
+    acc = jnp.full_like(s, a[-1])
+    for v in a[-2::-1]:
+        acc = acc * s + v
+    return acc
+
+
+def angle_of_gap(g: jax.Array) -> jax.Array:
+    """``arccos(1 - g)`` for ``g in [0, 2]``, accurate relative to itself as ``g -> 0`` (elementwise).
+
+    With ``h = g / 2 = sin^2(t / 2)``: ``t = 2 sqrt(h) P(h)``, ``P(h) = asin(sqrt(h)) / sqrt(h)`` by its
+    Chebyshev series on ``[0, 1/2]`` (:data:`ARCSINE_COEFFICIENTS`), and ``t = pi - 2 sqrt(1 - h) P(1 - h)``
+    above: one square root and about 20 multiply-adds, no library arc function.
+    """
+    h = jnp.clip(0.5 * g, 0.0, 1.0)
+    upper = h > 0.5
+    hh = jnp.where(upper, 1.0 - h, h)
+    a = jnp.sqrt(hh) * _series(ARCSINE_COEFFICIENTS, 4.0 * hh - 1.0)
+    return jnp.where(upper, jnp.pi - 2.0 * a, 2.0 * a)
+
+
+def _t_minus_sin_t(t):
+    """``t - sin t`` for ``t in [0, pi]`` as ``t^3 S(t^2)`` (:data:`TMS_COEFFICIENTS`): relative to itself."""
+    t2 = t * t
+    return t2 * t * _series(TMS_COEFFICIENTS, t2 * (2.0 / math.pi**2) - 1.0)
+
+
+def _wall(pred, fn, *args):
+    """``fn(*args)`` as its own compiled computation (a conditional on ``pred``, always true where it
+    runs): XLA would otherwise copy an expensive elementwise chain into each of its consumers."""
+    return jax.lax.cond(pred, fn, fn, *args)
+
+
+def _gap_fn(act: Activation):
+    """``gaps(g, ra, rc, same, pred) -> (1 - kappa, 1 - delta)`` for pairs at ``1 - rho = g``.
+
+    An ``a min(x, 0) + b max(x, 0)`` activation (ReLU) has ``1 - kappa = g (1 - e t) + e (t - sin t)``
+    and ``1 - delta = e t`` with ``t = arccos(1 - g)`` and ``e = (a - b)^2 / (pi (a^2 + b^2))``: both
+    relative to themselves as ``g -> 0``. Any other activation takes its correlations at ``rho = 1 - g``.
+    """
+    if isinstance(act, Identity) or (isinstance(act, ABRelu) and act.a == act.b):  # kappa = rho, delta = 1
+        return lambda g, ra, rc, same, pred: (g, jnp.zeros_like(g))
+    if isinstance(act, ABRelu):
+        e = (act.a - act.b) ** 2 / (math.pi * (act.a**2 + act.b**2))
+
+        def relu_gaps(g, ra, rc, same, pred):
+            t = _wall(pred, angle_of_gap, g)
+            kgap = _wall(pred, lambda g, t: g * (1.0 - e * t) + e * _t_minus_sin_t(t), g, t)
+            return kgap, e * t
+
+        return relu_gaps
+
+    def gaps(g, ra, rc, same, pred):
+        kappa, delta = _wall(pred, lambda g: act.correlations(ra, rc, 1.0 - g), g)
+        zero = jnp.zeros_like(g)
+        return jnp.where(same, zero, 1.0 - kappa), jnp.where(same, zero, 1.0 - delta)
+
+    return gaps
+
+
+def _diagonal_step(act, plan, lq, lt, lw2, lbias, la2):
+    """One block per input (``[n]``): the activation's rows at ``q = exp(lq)``, the weights of the convex
+    combinations and the new ``log Sigma``, ``log Theta``, ``log Sigmadot`` (docs/residual.md#the-normalized-recursion)."""
+    rows = act.rows(lq, plan)
+    half = lambda z: jnp.exp(0.5 * z)  # noqa: E731
+    lsig = la2 + lw2 + rows["lm"]  # log alpha^2 W^2 m(q)
+    lphi = lsig if lbias is None else jnp.logaddexp(lsig, lbias)  # + alpha^2 b^2
+    lqn = jnp.logaddexp(lq, lphi)
+    if act.passes_gradient:
+        lsd = lw2 + rows["lmd"]
+        ltn = jnp.logaddexp(jnp.logaddexp(lt, lt + la2 + lsd), lphi)
+        rt = half(lt + la2 + lsd - ltn)
+    else:
+        lsd = jnp.full_like(lq, -jnp.inf)
+        ltn = jnp.logaddexp(lt, lphi)
+        rt = jnp.zeros_like(lq)
+    weights = dict(u=half(lq - lqn), v=half(lsig - lqn), r=half(lt - ltn), rt=rt, p=half(lsig - ltn))
+    if lbias is not None:
+        weights.update(w=half(lbias - lqn), o=half(lbias - ltn))
+    return rows, weights, (lqn, ltn, lsd)
+
+
+def _loop_shape(n1: int, n2: int, steps: int, row_bytes: int, on_cpu: bool) -> tuple[int, int, int, int]:
+    """``(block rows, blocks, chunk layers, chunks)`` of the loop: blocks of rows of about ``BLOCK_PAIRS``
+    pairs (one block off a CPU), chunks of layers whose per-input tables fit ``CHUNK_BYTES``."""
+    rows = n1 if not on_cpu else max(1, min(n1, BLOCK_PAIRS // max(n2, 1)))
+    blocks = -(-n1 // rows)
+    rows = -(-n1 // blocks)
+    chunk = max(1, min(steps, CHUNK_BYTES // max(1, (n1 + n2) * row_bytes)))
+    chunks = -(-steps // chunk)
+    chunk = -(-steps // chunks)
+    return rows, blocks, chunk, chunks
+
+
+@partial(jax.jit, static_argnames=("act", "plan", "n_out", "get", "bias", "every_layer", "squeeze"))
+def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, slot, *, act: Activation, plan, n_out: int, get: tuple,
+                  bias: bool, every_layer: bool, squeeze: bool = False, omr1=None) -> dict:
+    """The residual stream's layers 1..depth (``depth = len(slot)``) from layer 1, keeping the ``n_out`` requested.
+
+    ``rho1 [n1, n2]``: the first layer's correlations; ``lq1 [n1]``, ``lq2 [n2]``: the logarithms of
+    ``Sigma^1(x, x)``; ``omr1``: ``1 - rho1`` where known more closely than from ``rho1``; layer ``l + 1`` is ``h^l + alpha (W phi(h^l) + b)``. Every pair carries
+    ``1 - rho`` and ``1 - Thetabar``, each updated as a sum of non-negative terms
+    (docs/residual.md#the-gap-recursion). Returns the fields of ``get`` (of ``KERNEL_FIELDS``; ``"_omr"``
+    for ``1 - rho``, ``"_rows"``, ``"_logs"`` for the diagonals' logarithms) as ``[n_out, n1, n2]``
+    and the diagonals as ``[n_out, n]``; with ``squeeze`` (one layer) without the layer axis.
+
+    On a CPU the pairs run in blocks of rows through chunks of layers, so that a block's state stays in
+    the cache and only the requested layers' values travel to memory.
+    """
+    dtype = rho1.dtype
+    n1, n2 = rho1.shape
+    depth = slot.shape[0]
+    on_cpu = jax.default_backend() == "cpu"
+    lw2 = 2.0 * jnp.log(jnp.asarray(W_std, dtype))
+    la2 = 2.0 * jnp.log(jnp.asarray(alpha, dtype))
+    lbias = la2 + 2.0 * jnp.log(jnp.asarray(b_std, dtype)) if bias else None
+    gaps = _gap_fn(act)
+    scratch = not on_cpu and not every_layer  # off a CPU unrequested layers go to a scratch slot
+    slots = n_out + 1 if scratch else n_out
+
+    pair_keys = tuple(k for k in ("nngp", "nngp_dot", "ntk", "rho", "ntk_normalized", "_omr") if k in get)
+    diag_keys = ((("nngp_diag1", "nngp_diag2") if "nngp" in get else ())
+                 + (("ntk_diag1", "ntk_diag2") if "ntk" in get else ())
+                 + (("_lq", "_lt", "_lsd") if "_rows" in get else ())
+                 + (("_lq1", "_lq2", "_lt1", "_lt2") if "_logs" in get else ()))
+
+    def pair_values(g, rho, tbar, dgap, fa, fc):
+        """A layer's pair fields from ``1 - rho = g``, ``rho``, ``Thetabar``, ``1 - delta`` of the layer
+        before and the per-input factors ``fa [B]``, ``fc [n2]``."""
+        out = {}
+        for key in pair_keys:
+            if key == "rho":
+                out[key] = rho
+            elif key == "ntk_normalized":
+                out[key] = tbar
+            elif key == "_omr":
+                out[key] = g
+            elif key == "nngp":
+                out[key] = times(rho, fa["eq"][:, None] * fc["eq"][None, :])
+            elif key == "ntk":
+                out[key] = times(tbar, fa["et"][:, None] * fc["et"][None, :])
+            else:  # nngp_dot: delta W^2 E[phi' phi'] at the layer before
+                out[key] = times(1.0 - dgap, fa["ed"][:, None] * fc["ed"][None, :])
+        return out
+
+    def diag_values(lq, lt, lsd):
+        a, b = slice(0, n1), slice(n1, None)
+        table = {"nngp_diag1": lambda: jnp.exp(lq[a]), "nngp_diag2": lambda: jnp.exp(lq[b]),
+                 "ntk_diag1": lambda: jnp.exp(lt[a]), "ntk_diag2": lambda: jnp.exp(lt[b]),
+                 "_lq": lambda: lq[a], "_lt": lambda: lt[a], "_lsd": lambda: lsd[a],
+                 "_lq1": lambda: lq[a], "_lq2": lambda: lq[b], "_lt1": lambda: lt[a], "_lt2": lambda: lt[b]}
+        return {k: table[k]() for k in diag_keys}
+
+    def store(bufs, values, s, index):
+        def put(bufs):
+            return {k: jax.lax.dynamic_update_slice(bufs[k], values[k][None].astype(dtype),
+                                                    tuple(jnp.asarray(i, jnp.int32) for i in (s,) + index[k]))
+                    for k in bufs}
+
+        if every_layer or scratch:
+            return put(bufs)
+        return jax.lax.cond(s < n_out, put, lambda b: b, bufs)
+
+    # Layer 1.
+    lq = jnp.concatenate([lq1, lq2])
+    g1 = jnp.clip(1.0 - rho1 if omr1 is None else omr1, 0.0, 2.0)
+    first_f = dict(eq=jnp.exp(0.5 * lq), et=jnp.exp(0.5 * lq), ed=jnp.zeros_like(lq))
+    first = pair_values(g1, rho1, rho1, jnp.ones_like(g1), {k: v[:n1] for k, v in first_f.items()},
+                        {k: v[n1:] for k, v in first_f.items()})
+    pair_index = {k: (0, 0) for k in pair_keys}
+    diag_index = {k: (0,) for k in diag_keys}
+    pbufs = {k: jnp.zeros((slots, n1, n2), dtype) for k in pair_keys}
+    dbufs = {k: jnp.zeros((slots, n1 if k in ("nngp_diag1", "ntk_diag1", "_lq", "_lt", "_lsd", "_lq1", "_lt1")
+                           else n2), dtype) for k in diag_keys}
+    s0 = jnp.minimum(slot[0], slots - 1)
+    pbufs = store(pbufs, first, s0, pair_index)
+    dbufs = store(dbufs, diag_values(lq, lq, jnp.full_like(lq, -jnp.inf)), s0, diag_index)
+
+    steps = depth - 1
+    if steps > 0:
+        probe = jax.eval_shape(lambda v: act.rows(v, plan), lq)
+        row_bytes = (12 + sum(int(np.prod(x.shape[1:], dtype=np.int64)) for x in jax.tree.leaves(probe))) * 8
+        rows_b, blocks, chunk, chunks = _loop_shape(n1, n2, steps, row_bytes, on_cpu)
+
+        def chunk_step(carry, c):
+            g_in, h_in, lq, lt, pbufs, dbufs = carry
+            ell = 1 + c * chunk + jnp.arange(chunk)  # the layer each step leaves (1-based)
+            valid = ell < depth
+            s_new = jnp.minimum(slot[jnp.minimum(ell, depth - 1)], slots - 1)  # slot of layer ell + 1
+
+            def diagonal(carry, x):
+                lq, lt, dbufs = carry
+                ok, s = x
+                rows, weights, (lqn, ltn, lsd) = _diagonal_step(act, plan, lq, lt, lw2, lbias, la2)
+                factors = dict(eq=jnp.exp(0.5 * lqn), et=jnp.exp(0.5 * ltn), ed=jnp.exp(0.5 * lsd))
+                dbufs = jax.lax.cond(ok, lambda b: store(b, diag_values(lqn, ltn, lsd), s, diag_index),
+                                     lambda b: b, dbufs)
+                lqn, ltn = jnp.where(ok, lqn, lq), jnp.where(ok, ltn, lt)
+                return (lqn, ltn, dbufs), (rows, weights, factors, lq)
+
+            (lq, lt, dbufs), tables = jax.lax.scan(diagonal, (lq, lt, dbufs), (valid, s_new))
+            t1 = jax.tree.map(lambda v: v[:, :n1], tables)
+            t2 = jax.tree.map(lambda v: v[:, n1:], tables)
+
+            def block(i, carry):
+                g_out, h_out, pbufs = carry
+                r0 = jnp.minimum(i * rows_b, n1 - rows_b)
+                g = jax.lax.dynamic_slice_in_dim(g_in, r0, rows_b, 0)
+                h = jax.lax.dynamic_slice_in_dim(h_in, r0, rows_b, 0)
+                ta = jax.tree.map(lambda v: jax.lax.dynamic_slice_in_dim(v, r0, rows_b, 1), t1)
+
+                def layer(carry, x):
+                    (ra, wa, fa, lqa), (rc, wc, fc, lqc), ok, s = x
+
+                    def advance(carry):
+                        g, h, pbufs = carry
+                        ra_b = {k: v[:, None] for k, v in ra.items()}
+                        rc_b = {k: v[None, :] for k, v in rc.items()}
+                        same = (g == 0.0) & (lqa[:, None] == lqc[None, :])
+                        kgap, dgap = gaps(g, ra_b, rc_b, same, ok)
+
+                        def outer(k):
+                            return wa[k][:, None] * wc[k][None, :]
+
+                        def spread(keys):  # 1 - sum_k w_k w'_k, as half the squared distance of the rows
+                            return 0.5 * sum(jnp.square(wa[k][:, None] - wc[k][None, :]) for k in keys)
+
+                        gn = outer("u") * g + outer("v") * kgap + spread(("u", "v", "w") if bias else ("u", "v"))
+                        hn = (outer("r") * h + outer("rt") * (dgap + (1.0 - dgap) * h) + outer("p") * kgap
+                              + spread(("r", "rt", "p", "o") if bias else ("r", "rt", "p")))
+                        gn, hn = jnp.clip(gn, 0.0, 2.0), jnp.clip(hn, 0.0, 2.0)
+                        pbufs = store(pbufs, pair_values(gn, 1.0 - gn, 1.0 - hn, dgap, fa, fc), s,
+                                      {k: (r0, 0) for k in pair_keys})
+                        return gn, hn, pbufs
+
+                    return jax.lax.cond(ok, advance, lambda carry: carry, carry), None
+
+                (g, h, pbufs), _ = jax.lax.scan(layer, (g, h, pbufs), (ta, t2, valid, s_new))
+                g_out = jax.lax.dynamic_update_slice_in_dim(g_out, g, r0, 0)
+                h_out = jax.lax.dynamic_update_slice_in_dim(h_out, h, r0, 0)
+                return g_out, h_out, pbufs
+
+            if blocks == 1:
+                g_out, h_out, pbufs = block(0, (g_in, h_in, pbufs))
+            else:
+                g_out, h_out, pbufs = jax.lax.fori_loop(0, blocks, block, (jnp.zeros_like(g_in),
+                                                                          jnp.zeros_like(h_in), pbufs))
+            return (g_out, h_out, lq, lt, pbufs, dbufs), None
+
+        state = (g1, g1, lq, lq, pbufs, dbufs)
+        (_, _, _, _, pbufs, dbufs), _ = jax.lax.scan(chunk_step, state, jnp.arange(chunks))
+    out = {**pbufs, **dbufs}
+    if scratch:
+        out = {k: v[:n_out] for k, v in out.items()}
+    return {k: v[0] for k, v in out.items()} if squeeze else out
