@@ -56,10 +56,10 @@ def nt_chain(act, alpha):
 
     def chain(x, depth):
         k = first(x, None)
-        outs = [k.ntk]
+        outs = [(k.nngp, k.ntk)]
         for _ in range(depth - 1):
             k = block(k)
-            outs.append(k.ntk)
+            outs.append((k.nngp, k.ntk))
         return outs
 
     return chain
@@ -89,12 +89,15 @@ def every_depth(x_all, n, depth, repeats, budget, names):
     x = jnp.asarray(_sphere(x_all[:n]), dtype="float64")
     for name in names:
         chain = nt_chain(activation(name), ALPHA)
-        recs, outs = timed_together(f"every-depth {name}", {
-            "ours": lambda: kernel_trace(x, depth=depth, activation=name, W_std=W_STD, b_std=B_STD, get="ntk",
-                                         residual=ALPHA).ntk,
-            "nt": lambda: chain(x, depth),
-        }, repeats, budget, {"nt": lambda: chain(x, 2)})
-        err = max(offdiag_err(outs["ours"][l - 1], outs["nt"][l - 1]) for l in (1, 2, depth // 2, depth))
+        def ours():
+            trace = kernel_trace(x, depth=depth, activation=name, W_std=W_STD, b_std=B_STD, get=("nngp", "ntk"),
+                                 residual=ALPHA)
+            return trace.nngp, trace.ntk
+
+        recs, outs = timed_together(f"every-depth {name}", {"ours": ours, "nt": lambda: chain(x, depth)},
+                                    repeats, budget, {"nt": lambda: chain(x, 2)})
+        err = max(offdiag_err(outs["ours"][f][l - 1], outs["nt"][l - 1][f]) for l in (1, 2, depth // 2, depth)
+                  for f in (0, 1))
         rows.append({"section": "every-depth", "dtype": "float64", "activation": name, "alpha": str(ALPHA), "n": n,
                      "depth": f"1..{depth}", "ours_s": recs["ours"]["median_s"], "reference_s": recs["nt"]["median_s"],
                      "reference": "neural-tangents", "ratio": recs["nt"]["median_s"] / recs["ours"]["median_s"],

@@ -151,11 +151,18 @@ def _monomial(coefficients: tuple[float, ...], dtype_name: str) -> tuple[float, 
 
 
 def _series(coefficients, s):
-    a = _monomial(coefficients, jnp.dtype(s.dtype).name)
-    acc = jnp.full_like(s, a[-1])
-    for v in a[-2::-1]:
-        acc = acc * s + v
-    return acc
+    """The series at ``s`` by Estrin's scheme: pairs ``a_k + a_{k+1} s``, then pairs of those with ``s^2``,
+    ``s^4``, ...: as many multiply-adds as Horner's rule, but a dependency chain of about ``log2`` of the
+    terms, which the processor overlaps."""
+    terms = [jnp.full_like(s, v) for v in _monomial(coefficients, jnp.dtype(s.dtype).name)]
+    power = s
+    while len(terms) > 1:
+        if len(terms) % 2:
+            terms.append(None)
+        terms = [a if b is None else a + b * power for a, b in zip(terms[::2], terms[1::2])]
+        if len(terms) > 1:
+            power = power * power
+    return terms[0]
 
 
 def angle_of_gap(g: jax.Array) -> jax.Array:
@@ -180,19 +187,21 @@ def _t_minus_sin_t(t):
 
 def _wall(pred, fn, *args):
     """``fn(*args)`` as its own compiled computation (a conditional on ``pred``, always true where it
-    runs): XLA would otherwise copy an expensive elementwise chain into each of its consumers."""
-    return jax.lax.cond(pred, fn, fn, *args)
+    runs; its other branch gives zeros): XLA would otherwise copy an expensive elementwise chain into
+    each of its consumers."""
+    return jax.lax.cond(pred, fn, lambda *a: jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, *a)), *args)
 
 
 def _gap_fn(act: Activation):
-    """``gaps(g, ra, rc, same, pred) -> (1 - kappa, 1 - delta)`` for pairs at ``1 - rho = g``.
+    """``(gaps, uses_rows)``: ``gaps(g, ra, rc, same, pred) -> (1 - kappa, 1 - delta)`` for pairs at
+    ``1 - rho = g``, and whether it reads the activation's rows ``ra``, ``rc`` (and ``same``).
 
     An ``a min(x, 0) + b max(x, 0)`` activation (ReLU) has ``1 - kappa = g (1 - e t) + e (t - sin t)``
     and ``1 - delta = e t`` with ``t = arccos(1 - g)`` and ``e = (a - b)^2 / (pi (a^2 + b^2))``: both
     relative to themselves as ``g -> 0``. Any other activation takes its correlations at ``rho = 1 - g``.
     """
     if isinstance(act, Identity) or (isinstance(act, ABRelu) and act.a == act.b):  # kappa = rho, delta = 1
-        return lambda g, ra, rc, same, pred: (g, jnp.zeros_like(g))
+        return (lambda g, ra, rc, same, pred: (g, jnp.zeros_like(g))), False
     if isinstance(act, ABRelu):
         e = (act.a - act.b) ** 2 / (math.pi * (act.a**2 + act.b**2))
 
@@ -201,53 +210,80 @@ def _gap_fn(act: Activation):
             kgap = _wall(pred, lambda g, t: g * (1.0 - e * t) + e * _t_minus_sin_t(t), g, t)
             return kgap, e * t
 
-        return relu_gaps
+        return relu_gaps, False
 
     def gaps(g, ra, rc, same, pred):
         kappa, delta = _wall(pred, lambda g: act.correlations(ra, rc, 1.0 - g), g)
         zero = jnp.zeros_like(g)
         return jnp.where(same, zero, 1.0 - kappa), jnp.where(same, zero, 1.0 - delta)
 
-    return gaps
+    return gaps, True
 
 
-def _diagonal_step(act, plan, lq, lt, lw2, lbias, la2):
-    """One block per input (``[n]``): the activation's rows at ``q = exp(lq)``, the weights of the convex
-    combinations and the new ``log Sigma``, ``log Theta``, ``log Sigmadot`` (docs/residual.md#the-normalized-recursion)."""
+def _diagonal_step(act, plan, lq, ltq, lw2, lbias, la2):
+    """One block per input (``[n]``) from ``lq = log Sigma^l(x, x)`` and ``ltq = log(Theta^l(x, x) / Sigma^l(x, x))``:
+    the activation's rows at ``q = exp(lq)``, the weights of the convex combinations, and the new ``lq``,
+    the increments of ``lq`` and ``ltq``, and ``log Sigmadot^{l+1}(x, x)`` (docs/residual.md#the-normalized-recursion).
+
+    Every weight comes from logarithms of ratios of order one, never as the difference of two large
+    logarithms: with a ReLU the diagonal grows by a factor per block, and ``log Sigma^l`` of order
+    ``l`` would leave the weights only ``l`` ulps of ``log`` accurate.
+    """
     rows = act.rows(lq, plan)
     half = lambda z: jnp.exp(0.5 * z)  # noqa: E731
-    lsig = la2 + lw2 + rows["lm"]  # log alpha^2 W^2 m(q)
-    lphi = lsig if lbias is None else jnp.logaddexp(lsig, lbias)  # + alpha^2 b^2
-    lqn = jnp.logaddexp(lq, lphi)
+    if act.degree is not None:  # log(m(q) / q) = log m(1) + (degree - 1) log q, exact for degree 1
+        lm_rel = act.rows(jnp.zeros_like(lq), plan)["lm"] + (act.degree - 1) * lq
+    else:
+        lm_rel = rows["lm"] - lq
+    lsig = la2 + lw2 + lm_rel  # log(alpha^2 W^2 m(q) / q)
+    lb = None if lbias is None else lbias - lq  # log(alpha^2 b^2 / q)
+    lphi = lsig if lb is None else jnp.logaddexp(lsig, lb)  # log(phi / q), phi the branch's kernel
+    grow_q = jax.nn.softplus(lphi)  # log(q' / q)
     if act.passes_gradient:
-        lsd = lw2 + rows["lmd"]
-        ltn = jnp.logaddexp(jnp.logaddexp(lt, lt + la2 + lsd), lphi)
-        rt = half(lt + la2 + lsd - ltn)
+        lsd = lw2 + rows["lmd"]  # log Sigmadot^{l+1}(x, x)
+        keep = jnp.logaddexp(0.0, la2 + lsd)  # log(1 + alpha^2 Sigmadot)
+        grow_t = jnp.logaddexp(keep, lphi - ltq)  # log(T' / T)
+        rt = half(la2 + lsd - grow_t)
     else:
         lsd = jnp.full_like(lq, -jnp.inf)
-        ltn = jnp.logaddexp(lt, lphi)
+        grow_t = jax.nn.softplus(lphi - ltq)
         rt = jnp.zeros_like(lq)
-    weights = dict(u=half(lq - lqn), v=half(lsig - lqn), r=half(lt - ltn), rt=rt, p=half(lsig - ltn))
-    if lbias is not None:
-        weights.update(w=half(lbias - lqn), o=half(lbias - ltn))
-    return rows, weights, (lqn, ltn, lsd)
+    weights = dict(u=half(-grow_q), v=half(lsig - grow_q), r=half(-grow_t), rt=rt, p=half(lsig - ltq - grow_t))
+    if lb is not None:
+        weights.update(w=half(lb - grow_q), o=half(lb - ltq - grow_t))
+    return rows, weights, (grow_q, grow_t - grow_q, lsd)
 
 
-def _loop_shape(n1: int, n2: int, steps: int, row_bytes: int, on_cpu: bool) -> tuple[int, int, int, int]:
-    """``(block rows, blocks, chunk layers, chunks)`` of the loop: blocks of rows of about ``BLOCK_PAIRS``
-    pairs (one block off a CPU), chunks of layers whose per-input tables fit ``CHUNK_BYTES``."""
-    rows = n1 if not on_cpu else max(1, min(n1, BLOCK_PAIRS // max(n2, 1)))
-    blocks = -(-n1 // rows)
-    rows = -(-n1 // blocks)
+def _loop_shape(n1: int, n2: int, steps: int, row_bytes: int, on_cpu: bool, symmetric: bool):
+    """``((tile rows, tile columns), tile row starts, tile column starts, chunk layers, chunks)``.
+
+    Tiles of about ``BLOCK_PAIRS`` pairs (one tile off a CPU): blocks of whole rows, or for a symmetric
+    kernel square tiles on and above the diagonal; the last ones overlap their neighbours where the
+    sizes do not divide. Chunks of layers hold per-input tables of at most ``CHUNK_BYTES``.
+    """
+    def split(n, size):
+        count = -(-n // size)
+        size = -(-n // count)
+        return size, [min(i * size, n - size) for i in range(count)]
+
+    if not on_cpu:
+        shape, rows, cols = (n1, n2), [0], [0]
+    elif symmetric:
+        side, starts = split(n1, max(1, math.isqrt(BLOCK_PAIRS)))
+        pairs = [(a, b) for i, a in enumerate(starts) for b in starts[i:]]
+        shape, rows, cols = (side, side), [a for a, _ in pairs], [b for _, b in pairs]
+    else:
+        size, rows = split(n1, max(1, min(n1, BLOCK_PAIRS // max(n2, 1))))
+        shape, cols = (size, n2), [0] * len(rows)
     chunk = max(1, min(steps, CHUNK_BYTES // max(1, (n1 + n2) * row_bytes)))
     chunks = -(-steps // chunk)
     chunk = -(-steps // chunks)
-    return rows, blocks, chunk, chunks
+    return shape, np.asarray(rows, np.int32), np.asarray(cols, np.int32), chunk, chunks
 
 
-@partial(jax.jit, static_argnames=("act", "plan", "n_out", "get", "bias", "every_layer", "squeeze"))
+@partial(jax.jit, static_argnames=("act", "plan", "n_out", "get", "bias", "every_layer", "squeeze", "symmetric"))
 def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, slot, *, act: Activation, plan, n_out: int, get: tuple,
-                  bias: bool, every_layer: bool, squeeze: bool = False, omr1=None) -> dict:
+                  bias: bool, every_layer: bool, squeeze: bool = False, symmetric: bool = False, omr1=None) -> dict:
     """The residual stream's layers 1..depth (``depth = len(slot)``) from layer 1, keeping the ``n_out`` requested.
 
     ``rho1 [n1, n2]``: the first layer's correlations; ``lq1 [n1]``, ``lq2 [n2]``: the logarithms of
@@ -257,8 +293,9 @@ def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, slot, *, act: Activation,
     for ``1 - rho``, ``"_rows"``, ``"_logs"`` for the diagonals' logarithms) as ``[n_out, n1, n2]``
     and the diagonals as ``[n_out, n]``; with ``squeeze`` (one layer) without the layer axis.
 
-    On a CPU the pairs run in blocks of rows through chunks of layers, so that a block's state stays in
-    the cache and only the requested layers' values travel to memory.
+    On a CPU the pairs run in tiles through chunks of layers, so that a tile's state stays in the cache and
+    only the requested layers' values travel to memory; ``symmetric`` (``x2`` is ``x1``) computes the tiles
+    on and above the diagonal and writes each also transposed.
     """
     dtype = rho1.dtype
     n1, n2 = rho1.shape
@@ -267,7 +304,7 @@ def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, slot, *, act: Activation,
     lw2 = 2.0 * jnp.log(jnp.asarray(W_std, dtype))
     la2 = 2.0 * jnp.log(jnp.asarray(alpha, dtype))
     lbias = la2 + 2.0 * jnp.log(jnp.asarray(b_std, dtype)) if bias else None
-    gaps = _gap_fn(act)
+    gaps, uses_rows = _gap_fn(act)
     scratch = not on_cpu and not every_layer  # off a CPU unrequested layers go to a scratch slot
     slots = n_out + 1 if scratch else n_out
 
@@ -315,93 +352,154 @@ def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, slot, *, act: Activation,
         return jax.lax.cond(s < n_out, put, lambda b: b, bufs)
 
     # Layer 1.
-    lq = jnp.concatenate([lq1, lq2])
+    lq = jnp.concatenate([jnp.broadcast_to(lq1, (n1,)), jnp.broadcast_to(lq2, (n2,))])
     g1 = jnp.clip(1.0 - rho1 if omr1 is None else omr1, 0.0, 2.0)
     first_f = dict(eq=jnp.exp(0.5 * lq), et=jnp.exp(0.5 * lq), ed=jnp.zeros_like(lq))
-    first = pair_values(g1, rho1, rho1, jnp.ones_like(g1), {k: v[:n1] for k, v in first_f.items()},
-                        {k: v[n1:] for k, v in first_f.items()})
-    pair_index = {k: (0, 0) for k in pair_keys}
+
+    def first(r0, c0, shape):
+        """Layer 1's pair fields of the tile ``shape`` at ``(r0, c0)``."""
+        def cut(v):
+            return jax.lax.dynamic_slice(v, (r0, c0), shape)
+
+        return pair_values(cut(g1), cut(rho1), cut(rho1), jnp.zeros(shape, dtype),
+                           {k: jax.lax.dynamic_slice_in_dim(v[:n1], r0, shape[0]) for k, v in first_f.items()},
+                           {k: jax.lax.dynamic_slice_in_dim(v[n1:], c0, shape[1]) for k, v in first_f.items()})
+
+    def store_tile(bufs, values, s, r0, c0):
+        """A tile's values at ``(r0, c0)``, and for a symmetric kernel transposed at ``(c0, r0)``."""
+        bufs = store(bufs, values, s, {k: (r0, c0) for k in pair_keys})
+        if symmetric:
+            bufs = store(bufs, {k: v.T for k, v in values.items()}, s, {k: (c0, r0) for k in pair_keys})
+        return bufs
+
     diag_index = {k: (0,) for k in diag_keys}
-    pbufs = {k: jnp.zeros((slots, n1, n2), dtype) for k in pair_keys}
+    # Every requested layer's values are written into these (layer 1's by the first chunk's blocks).
+    # Each filled with its own value, not a constant: XLA would copy a shared or constant buffer into the loop
+    # (every entry is written before it is read).
+    pbufs = {k: jnp.full((slots, n1, n2), rho1[0, 0] * 0.0 + i, dtype) for i, k in enumerate(pair_keys)}
     dbufs = {k: jnp.zeros((slots, n1 if k in ("nngp_diag1", "ntk_diag1", "_lq", "_lt", "_lsd", "_lq1", "_lt1")
                            else n2), dtype) for k in diag_keys}
     s0 = jnp.minimum(slot[0], slots - 1)
-    pbufs = store(pbufs, first, s0, pair_index)
     dbufs = store(dbufs, diag_values(lq, lq, jnp.full_like(lq, -jnp.inf)), s0, diag_index)
 
     steps = depth - 1
     if steps > 0:
         probe = jax.eval_shape(lambda v: act.rows(v, plan), lq)
         row_bytes = (12 + sum(int(np.prod(x.shape[1:], dtype=np.int64)) for x in jax.tree.leaves(probe))) * 8
-        rows_b, blocks, chunk, chunks = _loop_shape(n1, n2, steps, row_bytes, on_cpu)
+        shape, tile_rows, tile_cols, chunk, chunks = _loop_shape(n1, n2, steps, row_bytes, on_cpu, symmetric)
+        tiles = len(tile_rows)
+        tile_rows, tile_cols = jnp.asarray(tile_rows), jnp.asarray(tile_cols)
+
+        wkeys = ("u", "v", "r", "rt", "p") + (("w", "o") if bias else ())
+        col = {k: i for i, k in enumerate(wkeys + ("eq", "et", "ed", "lq"))}
+
+        uniform = jnp.all(lq == lq[0])  # inputs of one norm keep one set of weights at every layer
 
         def chunk_step(carry, c):
-            g_in, h_in, lq, lt, pbufs, dbufs = carry
+            g_in, h_in, logs, pbufs, dbufs = carry
             ell = 1 + c * chunk + jnp.arange(chunk)  # the layer each step leaves (1-based)
             valid = ell < depth
             s_new = jnp.minimum(slot[jnp.minimum(ell, depth - 1)], slots - 1)  # slot of layer ell + 1
 
             def diagonal(carry, x):
-                lq, lt, dbufs = carry
+                (lq, ltq, err), dbufs = carry
                 ok, s = x
-                rows, weights, (lqn, ltn, lsd) = _diagonal_step(act, plan, lq, lt, lw2, lbias, la2)
-                factors = dict(eq=jnp.exp(0.5 * lqn), et=jnp.exp(0.5 * ltn), ed=jnp.exp(0.5 * lsd))
-                dbufs = jax.lax.cond(ok, lambda b: store(b, diag_values(lqn, ltn, lsd), s, diag_index),
-                                     lambda b: b, dbufs)
-                lqn, ltn = jnp.where(ok, lqn, lq), jnp.where(ok, ltn, lt)
-                return (lqn, ltn, dbufs), (rows, weights, factors, lq)
+                rows, weights, (dq, dt, lsd) = _diagonal_step(act, plan, lq, ltq, lw2, lbias, la2)
+                # Compensated sums (Kahan): the logarithms take many small increments (1e5 layers would
+                # leave ltq, hence the weights, 1e-10 off).
+                y = jnp.stack([dq, dt]) - err
+                total = jnp.stack([lq, ltq]) + y
+                err_n = (total - jnp.stack([lq, ltq])) - y
+                lqn, ltqn = total[0], total[1]
+                ltn = lqn + ltqn
+                half = lambda z: jnp.exp(0.5 * z)  # noqa: E731
+                # Every per-input number of the step in one array [K, n]: one slice per layer in the pair loop.
+                table = jnp.stack([weights[k] for k in wkeys] + [half(lqn), half(ltn), half(lsd), lq])
+                put = lambda b: store(b, diag_values(lqn, ltn, lsd), s, diag_index)  # noqa: E731
+                # The last chunk's surplus steps (ok false) leave everything as it is.
+                dbufs = jax.lax.cond(ok, put, lambda b: b, dbufs)
+                new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), (lqn, ltqn, err_n), (lq, ltq, err))
+                return (new, dbufs), (rows if uses_rows else None, table)
 
-            (lq, lt, dbufs), tables = jax.lax.scan(diagonal, (lq, lt, dbufs), (valid, s_new))
-            t1 = jax.tree.map(lambda v: v[:, :n1], tables)
-            t2 = jax.tree.map(lambda v: v[:, n1:], tables)
+            (logs, dbufs), (rows, table) = jax.lax.scan(diagonal, (logs, dbufs), (valid, s_new))
+            rows1, rows2 = jax.tree.map(lambda v: v[:, :n1], rows), jax.tree.map(lambda v: v[:, n1:], rows)
+            table1, table2 = table[:, :, :n1], table[:, :, n1:]
 
-            def block(i, carry):
+            def tile(i, carry):
                 g_out, h_out, pbufs = carry
-                r0 = jnp.minimum(i * rows_b, n1 - rows_b)
-                g = jax.lax.dynamic_slice_in_dim(g_in, r0, rows_b, 0)
-                h = jax.lax.dynamic_slice_in_dim(h_in, r0, rows_b, 0)
-                ta = jax.tree.map(lambda v: jax.lax.dynamic_slice_in_dim(v, r0, rows_b, 1), t1)
+                r0, c0 = tile_rows[i], tile_cols[i]
+                g = jax.lax.dynamic_slice(g_in, (r0, c0), shape)
+                h = jax.lax.dynamic_slice(h_in, (r0, c0), shape)
+                ta = jax.lax.dynamic_slice_in_dim(table1, r0, shape[0], 2)
+                tb = jax.lax.dynamic_slice_in_dim(table2, c0, shape[1], 2)
+                ra_all = jax.tree.map(lambda v: jax.lax.dynamic_slice_in_dim(v, r0, shape[0], 1), rows1)
+                rc_all = jax.tree.map(lambda v: jax.lax.dynamic_slice_in_dim(v, c0, shape[1], 1), rows2)
+                pbufs = jax.lax.cond(c == 0, lambda b: store_tile(b, first(r0, c0, shape), s0, r0, c0),
+                                     lambda b: b, pbufs)
 
                 def layer(carry, x):
-                    (ra, wa, fa, lqa), (rc, wc, fc, lqc), ok, s = x
+                    ra, rc, ta, tc, ok, s = x
 
                     def advance(carry):
                         g, h, pbufs = carry
-                        ra_b = {k: v[:, None] for k, v in ra.items()}
-                        rc_b = {k: v[None, :] for k, v in rc.items()}
-                        same = (g == 0.0) & (lqa[:, None] == lqc[None, :])
+                        wa = {k: ta[col[k], :, None] for k in col}  # [B, 1]
+                        wc = {k: tc[None, col[k], :] for k in col}  # [1, n2]
+                        if uses_rows:
+                            ra_b = {k: v[:, None] for k, v in ra.items()}
+                            rc_b = {k: v[None, :] for k, v in rc.items()}
+                            same = (g == 0.0) & (wa["lq"] == wc["lq"])
+                        else:
+                            ra_b = rc_b = same = None
                         kgap, dgap = gaps(g, ra_b, rc_b, same, ok)
 
-                        def outer(k):
-                            return wa[k][:, None] * wc[k][None, :]
+                        def update(outer, spread, lost):
+                            # 1 - Thetabar' = h + increment: its terms are small, so that the running value
+                            # takes one rounding a layer; 1 - r r' = lost (the other weights' squares) + spread.
+                            def fn(g, h, kgap, dgap):
+                                gn = outer("u") * g + outer("v") * kgap + spread(("u", "v", "w") if bias else ("u", "v"))
+                                step = (outer("rt") * (dgap + (1.0 - dgap) * h) + outer("p") * kgap - lost() * h
+                                        + spread(("r", "rt", "p", "o") if bias else ("r", "rt", "p")))
+                                return jnp.clip(gn, 0.0, 2.0), jnp.clip(h + step, 0.0, 2.0)
 
-                        def spread(keys):  # 1 - sum_k w_k w'_k, as half the squared distance of the rows
-                            return 0.5 * sum(jnp.square(wa[k][:, None] - wc[k][None, :]) for k in keys)
+                            return fn
 
-                        gn = outer("u") * g + outer("v") * kgap + spread(("u", "v", "w") if bias else ("u", "v"))
-                        hn = (outer("r") * h + outer("rt") * (dgap + (1.0 - dgap) * h) + outer("p") * kgap
-                              + spread(("r", "rt", "p", "o") if bias else ("r", "rt", "p")))
-                        gn, hn = jnp.clip(gn, 0.0, 2.0), jnp.clip(hn, 0.0, 2.0)
-                        pbufs = store(pbufs, pair_values(gn, 1.0 - gn, 1.0 - hn, dgap, fa, fc), s,
-                                      {k: (r0, 0) for k in pair_keys})
+                        # Inputs of one norm share one set of weights: scalars, and no spread.
+                        one = {k: tc[col[k], 0] for k in wkeys}
+                        tail = ("rt", "p", "o") if bias else ("rt", "p")
+                        gn, hn = jax.lax.cond(
+                            uniform,
+                            update(lambda k: one[k] * one[k], lambda keys: 0.0,
+                                   lambda: sum(one[k] * one[k] for k in tail)),
+                            update(lambda k: wa[k] * wc[k],  # 1 - sum_k w_k w'_k: half the rows' squared distance
+                                   lambda keys: 0.5 * sum(jnp.square(wa[k] - wc[k]) for k in keys),
+                                   lambda: 0.5 * (sum(wa[k] * wa[k] for k in tail) + sum(wc[k] * wc[k] for k in tail)
+                                                  + jnp.square(wa["r"] - wc["r"]))),
+                            g, h, kgap, dgap)
+                        fa = {k: wa[k][:, 0] for k in ("eq", "et", "ed")}
+                        fc = {k: wc[k][0] for k in ("eq", "et", "ed")}
+                        pbufs = store_tile(pbufs, pair_values(gn, 1.0 - gn, 1.0 - hn, dgap, fa, fc), s, r0, c0)
                         return gn, hn, pbufs
 
+                    # A conditional even where every step is valid: inlined into the loop's body, the step
+                    # compiles to slower code.
                     return jax.lax.cond(ok, advance, lambda carry: carry, carry), None
 
-                (g, h, pbufs), _ = jax.lax.scan(layer, (g, h, pbufs), (ta, t2, valid, s_new))
-                g_out = jax.lax.dynamic_update_slice_in_dim(g_out, g, r0, 0)
-                h_out = jax.lax.dynamic_update_slice_in_dim(h_out, h, r0, 0)
+                (g, h, pbufs), _ = jax.lax.scan(layer, (g, h, pbufs), (ra_all, rc_all, ta, tb, valid, s_new))
+                g_out = jax.lax.dynamic_update_slice(g_out, g, (r0, c0))
+                h_out = jax.lax.dynamic_update_slice(h_out, h, (r0, c0))
                 return g_out, h_out, pbufs
 
-            if blocks == 1:
-                g_out, h_out, pbufs = block(0, (g_in, h_in, pbufs))
-            else:
-                g_out, h_out, pbufs = jax.lax.fori_loop(0, blocks, block, (jnp.zeros_like(g_in),
-                                                                          jnp.zeros_like(h_in), pbufs))
-            return (g_out, h_out, lq, lt, pbufs, dbufs), None
+            if tiles == 1:
+                g_out, h_out, pbufs = tile(0, (g_in, h_in, pbufs))
+            else:  # a second state: overlapping tiles read the chunk's start
+                g_out, h_out, pbufs = jax.lax.fori_loop(0, tiles, tile, (jnp.zeros_like(g_in),
+                                                                        jnp.zeros_like(h_in), pbufs))
+            return (g_out, h_out, logs, pbufs, dbufs), None
 
-        state = (g1, g1, lq, lq, pbufs, dbufs)
-        (_, _, _, _, pbufs, dbufs), _ = jax.lax.scan(chunk_step, state, jnp.arange(chunks))
+        state = (g1, g1, (lq, jnp.zeros_like(lq), jnp.zeros((2,) + lq.shape, dtype)), pbufs, dbufs)
+        (_, _, _, pbufs, dbufs), _ = jax.lax.scan(chunk_step, state, jnp.arange(chunks))
+    else:
+        pbufs = store(pbufs, first(0, 0, (n1, n2)), s0, {k: (0, 0) for k in pair_keys})
     out = {**pbufs, **dbufs}
     if scratch:
         out = {k: v[:n_out] for k, v in out.items()}

@@ -134,6 +134,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
     fields = check_kernel_fields(get)
     layer_array = check_depth_and_layers(depth, layers)
     squeeze = squeeze and len(layer_array) == 1
+    symmetric = x2 is None
     dt = resolve_dtype(dtype, x1, x2)
     check_hyperparameters(W_std, b_std, dtype=dt)
     with precision(dt, x1, x2, W_std, b_std):
@@ -166,7 +167,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
         if alpha is not None:
             out = residual_loop(one.rho, lq1, lq2, w, b, jit_scalar(alpha, dt), slots, act=act, plan=plan,
                                 n_out=len(layer_array), get=ordered, bias=bias, every_layer=every_layer,
-                                squeeze=squeeze)
+                                squeeze=squeeze, symmetric=symmetric)
             return out, (None if plan is None else plan.tail)
         unroll, on_cpu = loop_options()
         out = normalized_loop(
