@@ -12,10 +12,11 @@ Sections (inputs ``x ~ N(0, 1)`` of dimension 784, ``W_std = 1.3``, ``b_std = 0.
 1. ``one-norm``: inputs on the sphere of radius ``sqrt(784)``, the stream's NTK at one depth ``L = 100``
    (n = 2,000), float32 and float64, ``alpha = 0.5`` and ``alpha = 1/sqrt(L)``: ``kernel_trace(...,
    residual=alpha)`` over the jitted Gram matrix ``x @ x.T``. Target: at most 2.
-2. ``every-depth``: the NTK at every depth 1..100 of one residual network (``alpha = 0.5``, n = 1,000,
-   one norm) against neural-tangents' fastest way: ``Dense``, then ``L - 1`` jitted blocks
-   ``FanOut(2), parallel(Identity, serial(activation, Dense)), FanInSum``, keeping each depth.
-   Target: at least 2.
+2. ``every-depth``: the NNGP and the NTK at every depth 1..100 of one residual network (``alpha = 0.5``,
+   n = 1,000, one norm) against neural-tangents' fastest way: ``Dense``, then ``L - 1`` jitted blocks
+   ``FanOut(2), parallel(Identity, serial(activation, Dense)), FanInSum``, keeping both at each depth.
+   Target: at least 2. Both sides write 1.6 GB of new arrays, whose first touch (page faults)
+   is a fixed part of either time.
 
 Accuracy beside each row: the largest ``|ours - nt|`` off the diagonal in units of
 ``sqrt(nt(x, x) nt(x', x'))``.
@@ -48,7 +49,7 @@ def _sphere(x):
 
 
 def nt_chain(act, alpha):
-    """``chain(x, L)``: every depth's stream NTK 1..L by neural-tangents' jitted residual blocks."""
+    """``chain(x, L)``: every depth's stream ``(NNGP, NTK)`` 1..L by neural-tangents' jitted residual blocks."""
     stax = nt_bridge.stax
     first = jax.jit(stax.Dense(1, W_std=W_STD, b_std=B_STD)[2], static_argnames="get")
     branch = stax.serial(act.stax(), stax.Dense(1, W_std=alpha * W_STD, b_std=alpha * B_STD))

@@ -31,7 +31,7 @@ def _stax_output(act, depth, alpha, W, b, out_std, x1, x2):
     return net[2](x1, x2, ("nngp", "ntk"))
 
 
-@pytest.mark.parametrize("act,alpha,b", [("relu", 0.7, 0.3), ("erf", 0.4, 0.2), ("relu", 1.5, 0.0)])
+@pytest.mark.parametrize("act,alpha,b", [("relu", 0.7, 0.3), ("erf", 0.4, 0.2), ("gelu", 0.6, 0.2), ("relu", 1.5, 0.0)])
 def test_stream_and_readout_agree_with_neural_tangents_at_depths_1_to_20(x64, rng, act, alpha, b):
     """Float64, depths 1..20: one kernel_trace gives every depth's stream; with the readout's kernels
     (Sigma_f = s_out^2 Sigma^L + b^2, Theta_f = s_out^2 (Theta^L + Sigma^L) + b^2) it is within 1e-12 of

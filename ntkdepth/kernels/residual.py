@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkdepth.kernels.activations import ABRelu, Activation, Identity
+from ntkdepth.kernels.activations import ABRelu, Activation, Erf, Gelu, Identity
 from ntkdepth.kernels.scaling import times
 
 __all__ = ["ARCSINE_COEFFICIENTS", "TMS_COEFFICIENTS", "angle_of_gap", "check_residual", "readout_fields",
@@ -213,11 +213,49 @@ def _gap_fn(act: Activation):
         return relu_gaps, False
 
     def gaps(g, ra, rc, same, pred):
-        kappa, delta = _wall(pred, lambda g: act.correlations(ra, rc, 1.0 - g), g)
+        kappa, delta = _wall(pred, lambda g: correlations(ra, rc, 1.0 - g), g)
         zero = jnp.zeros_like(g)
         return jnp.where(same, zero, 1.0 - kappa), jnp.where(same, zero, 1.0 - delta)
 
+    correlations = {Erf: _erf_correlations, Gelu: _gelu_correlations}.get(type(act))
+    correlations = act.correlations if correlations is None else partial(correlations, act)
     return gaps, True
+
+
+def _arcsine(z):
+    """``asin(z)`` for ``z in [-1, 1]`` as ``pi/2 - arccos(z)`` by :func:`angle_of_gap` (absolute accuracy)."""
+    return 0.5 * math.pi - angle_of_gap(1.0 - z)
+
+
+def _erf_correlations(act, r1: dict, r2: dict, rho):
+    """:meth:`Erf.correlations <ntkdepth.kernels.activations.Erf.correlations>` with the per-input square
+    roots taken per input and the arcsine by :func:`_arcsine`: ``z = rho sqrt(A1 A2)``,
+    ``kappa = (a^2 (2/pi) asin(z) + c^2) / sqrt(m1 m2)``,
+    ``delta = ((1 - A1^2)(1 - A2^2))^(1/4) / sqrt((1 - z)(1 + z))``."""
+    z = jnp.clip(rho * (jnp.sqrt(r1["A"]) * jnp.sqrt(r2["A"])), -1.0, 1.0)
+    kappa = (act.a**2 * (2.0 / math.pi) * _arcsine(z) + act.c**2) * (jax.lax.rsqrt(r1["m"]) * jax.lax.rsqrt(r2["m"]))
+    quarter = jnp.sqrt(jnp.sqrt(r1["one_minus_A2"])) * jnp.sqrt(jnp.sqrt(r2["one_minus_A2"]))
+    return kappa, quarter * jax.lax.rsqrt((1.0 - z) * (1.0 + z))
+
+
+def _gelu_correlations(act, r1: dict, r2: dict, rho):
+    """:meth:`Gelu.correlations <ntkdepth.kernels.activations.Gelu.correlations>` through
+    ``z = rho sqrt(q1 q2 / ((1 + q1)(1 + q2)))``: the covariance is ``z sqrt(P)`` with
+    ``P = (1 + q1)(1 + q2)``, ``sqrt(P - c^2) = sqrt(P) w`` with ``w = sqrt(1 - z^2)``, and
+    ``arctan2(c, sqrt(P - c^2)) = asin(z)``; the per-input factors are taken per input."""
+    s1, s2 = r1["q"] / (1.0 + r1["q"]), r2["q"] / (1.0 + r2["q"])
+    z = jnp.clip(rho * (jnp.sqrt(s1) * jnp.sqrt(s2)), -1.0, 1.0)
+    root_p1 = jnp.sqrt(1.0 + r1["q"]) * jnp.sqrt(1.0 + r2["q"])
+    inv_p1 = 1.0 / ((1.0 + r1["q"]) * (1.0 + r2["q"]))
+    p = r1["q"] * r2["q"]
+    w2 = (1.0 - z) * (1.0 + z)
+    inv_w = jax.lax.rsqrt(w2)
+    angle = _arcsine(z)
+    k = ((z * z + p * w2) * inv_w / root_p1 + z * root_p1 * angle) / (2.0 * math.pi) + 0.25 * z * root_p1
+    kd = (z * inv_w / (2.0 * math.pi)) * (inv_p1 * inv_w * inv_w + (1.0 - p) * inv_p1 + 1.0) + 0.25 \
+        + angle / (2.0 * math.pi)
+    return (k * (jax.lax.rsqrt(r1["m"]) * jax.lax.rsqrt(r2["m"])),
+            kd * (jax.lax.rsqrt(r1["md"]) * jax.lax.rsqrt(r2["md"])))
 
 
 def _diagonal_step(act, plan, lq, ltq, lw2, lbias, la2):
