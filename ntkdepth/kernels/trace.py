@@ -25,7 +25,7 @@ from ntkdepth.kernels.engine import (
 )
 from ntkdepth.kernels.gaussian import MehlerPlan, nodes_for
 from ntkdepth.kernels.interpolant import N, symmetric_mesh
-from ntkdepth.kernels.residual import check_residual, readout_fields, residual_alpha
+from ntkdepth.kernels.residual import check_residual, readout_fields, residual_alpha, residual_loop
 from ntkdepth.kernels.relu import (
     KernelTrace,
     check_output_scale_fields,
@@ -134,6 +134,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
     fields = check_kernel_fields(get)
     layer_array = check_depth_and_layers(depth, layers)
     squeeze = squeeze and len(layer_array) == 1
+    symmetric = x2 is None
     dt = resolve_dtype(dtype, x1, x2)
     check_hyperparameters(W_std, b_std, dtype=dt)
     with precision(dt, x1, x2, W_std, b_std):
@@ -161,12 +162,17 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
             out = _tabulated(act, plan, float(W_std), float(b_std), tabulate_at, one.rho, lq1, lq2, layer_array,
                              ordered, dt, squeeze, alpha)
             return out, (None if plan is None else plan.tail)
+        slots = jax.numpy.asarray(layer_slots(layer_array, deepest))
+        every_layer = bool(np.array_equal(layer_array, np.arange(1, deepest + 1)))
+        if alpha is not None:
+            out = residual_loop(one.rho, lq1, lq2, w, b, jit_scalar(alpha, dt), slots, act=act, plan=plan,
+                                n_out=len(layer_array), get=ordered, bias=bias, every_layer=every_layer,
+                                squeeze=squeeze, symmetric=symmetric)
+            return out, (None if plan is None else plan.tail)
         unroll, on_cpu = loop_options()
         out = normalized_loop(
-            one.rho, lq1, lq2, w, b, jax.numpy.asarray(layer_slots(layer_array, deepest)), act=act, plan=plan,
-            n_out=len(layer_array), get=ordered, bias=bias,
-            every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))), unroll=unroll,
-            on_cpu=on_cpu, squeeze=squeeze, alpha=alpha, residual=alpha is not None,
+            one.rho, lq1, lq2, w, b, slots, act=act, plan=plan, n_out=len(layer_array), get=ordered, bias=bias,
+            every_layer=every_layer, unroll=unroll, on_cpu=on_cpu, squeeze=squeeze,
         )
     return out, (None if plan is None else plan.tail)
 
