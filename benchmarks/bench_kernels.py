@@ -157,14 +157,19 @@ def diag_err(ours, depth, sq_norms):
 
 
 def environment():
-    """The run's environment (ntkdepth.runs.environment) with neural-tangents' version and relu.py's hash."""
+    """The run's environment (ntkdepth.runs.environment) with neural-tangents' version and the hash of
+    the ReLU kernel's sources (its public door, engine and interpolated path)."""
+    import ntkdepth.kernels.interp as interp_module
     import ntkdepth.kernels.relu as relu_module
+    import ntkdepth.kernels.relu_engine as engine_module
 
-    with open(relu_module.__file__, "rb") as f:
-        relu_sha = hashlib.sha256(f.read()).hexdigest()[:12]
+    h = hashlib.sha256()
+    for module in (relu_module, engine_module, interp_module):
+        with open(module.__file__, "rb") as f:
+            h.update(f.read())
     nt = nt_bridge.load()
     return {**run_environment(), "neural_tangents": getattr(nt, "__version__", "?"),
-            "relu_py_sha256": relu_sha}
+            "relu_sources_sha256": h.hexdigest()[:12]}
 
 
 # --------------------------------------------------------------------------
@@ -406,7 +411,7 @@ def report(env, results):
         f"python {env['python']} on {env['platform']}",
         f"ntkdepth {env['ntkdepth_commit']}"
         + (" (uncommitted changes to ntkdepth/)" if env["ntkdepth_modified"] else "")
-        + f", relu.py sha256 {env['relu_py_sha256']}",
+        + f", relu.py + relu_engine.py + interp.py sha256 {env['relu_sources_sha256']}",
         f"jax {env['jax']}, jaxlib {env['jaxlib']}, neural-tangents {env['neural_tangents']}, "
         f"numpy {env['numpy']}; backend {env['backend']}, devices {env['devices']}",
         f"cores: cpu_count {env['cpu_count']}, affinity {env['cpu_affinity']}; load average "

@@ -49,16 +49,16 @@ class DamagedFileError(FileNotFoundError):
 
 class DiskFullError(OSError):
     """A write that found no space left on its device (``errno.ENOSPC``), naming the file, the bytes
-    it needed (``needed``, None where unknown) and those free."""
+    it needed (``needed``, None where unknown), those free and, where given, what to do (``remedy``)."""
 
-    def __init__(self, path: Path | str, needed: int | None = None):
+    def __init__(self, path: Path | str, needed: int | None = None, remedy: str | None = None):
         self.path = Path(path)
         self.needed = needed
         folder = next((p for p in [self.path, *self.path.parents] if p.is_dir()), Path("."))
         self.free = shutil.disk_usage(folder).free
         need = f"it needs {needed:,} bytes, " if needed else ""
         super().__init__(errno.ENOSPC, f"no space left on the device writing {shorten(str(self.path), 200)}: {need}"
-                                       f"{self.free:,} bytes are free there")
+                                       f"{self.free:,} bytes are free there" + (f"; {remedy}" if remedy else ""))
 
 
 def jsonable(obj):

@@ -331,7 +331,8 @@ def test_a_full_disk_at_creation_is_an_error_naming_the_bytes(tmp_path, monkeypa
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", full)
-    with pytest.raises(OSError, match=rf"no space left for {path}: it needs [\d,]+ bytes and [\d,]+ are free"):
+    with pytest.raises(OSError, match=rf"no space left on the device writing {path}: it needs [\d,]+ bytes, "
+                                      r"[\d,]+ bytes are free there; free some space"):
         _finish(path)
     assert list(tmp_path.iterdir()) == []
 
@@ -348,7 +349,7 @@ def test_a_full_disk_while_recording_keeps_the_finished_tiles(tmp_path, monkeypa
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    with pytest.raises(OSError, match=r"no space left for .*\.tiles\.json: it needs") as err:
+    with pytest.raises(OSError, match=r"no space left on the device writing .*\.tiles\.json: it needs") as err:
         _finish(path)
     assert ".tmp" not in str(err.value)
     monkeypatch.undo()

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from ntkdepth.kernels import ACTIVATION_NAMES, activation, kernel_fn, kernel_trace
-from ntkdepth.kernels.engine import layer_slots, normalized_loop
+from ntkdepth.kernels.engine import normalized_loop
+from ntkdepth.kernels.scan import layer_slots
 
 ORACLE = Path(__file__).resolve().parent / "data" / "activation_oracle.json"
 

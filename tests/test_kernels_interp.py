@@ -113,8 +113,8 @@ def test_panel_location_from_the_bits_of_v_matches_the_mesh(dtype, depth):
                             np.linspace(0, vmax, 1001, dtype=dt), [0, vmax]])
         v = np.unique(v[(v >= 0) & (v <= vmax)])
         for positive in (True, False):
-            base, u = interp._locate(jnp.asarray(v), jnp.full(v.shape, positive), m.emin, m.n_pos)
-            idx = np.asarray(base).astype(np.int64) // interp._N
+            base, u = interp.locate_panel(jnp.asarray(v), jnp.full(v.shape, positive), m.emin, m.n_pos)
+            idx = np.asarray(base).astype(np.int64) // interp.N
             u = np.asarray(u, np.float64)
             assert np.all((idx < m.n_pos) == positive)
             lo, hi = m.lo[idx], m.hi[idx]

@@ -302,7 +302,7 @@ def test_accelerator_loop_variant_gives_the_same_kernels(x64, rng, monkeypatch):
     ref_all = correlation_trace(np.array([-0.5, 0.3]), depth=50, layers=[50, 1])
     # Every layer (a stacked scan): without bias, and with one.
     ref_every = [relu_kernel_trace(x, depth=13, b_std=b, method="loop") for b in (0.0, 0.2)]
-    monkeypatch.setattr(relu_module, "_loop_options", lambda: (8, False))
+    monkeypatch.setattr(relu_module, "loop_options", lambda: (8, False))
     got = relu_kernel_trace(x, depth=30, layers=[30, 2, 11], b_std=0.2)
     got_all = correlation_trace(np.array([-0.5, 0.3]), depth=50, layers=[50, 1])
     got_every = [relu_kernel_trace(x, depth=13, b_std=b, method="loop") for b in (0.0, 0.2)]

@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntkdepth.kernels import relu_kernel_trace, tiled, tiled_kernel
+from ntkdepth.kernels import kernel_trace, relu_kernel_trace, tiled, tiled_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL = 1e-12
@@ -129,6 +130,63 @@ def test_resume_after_interruption(x64, data, tmp_path, monkeypatch, symmetric):
     assert_close(tiled_kernel(x1, x2, depth=4, block_size=7, out=path, progress=False),
                  reference(x1, x2, depth=4))
     assert counter.calls == 0
+
+
+@pytest.mark.parametrize("act,b_std", [("tanh", 0.3), ("erf", 0.0)])
+def test_any_activation_equals_kernel_trace_and_resumes(x64, data, tmp_path, monkeypatch, act, b_std):
+    # The tiles of a tanh (Hermite expansion) or erf (closed form) network against kernel_trace on
+    # the whole inputs; an interrupted file resumes with the missing tiles alone. A tile's expansion
+    # covers its own inputs' variances: for tanh the tiles agree to the expansion's accuracy
+    # relative to the kernel's scale (its error_bound), for erf to rounding.
+    x1, x2 = data
+    tr = kernel_trace(x1, x2, depth=5, activation=act, b_std=b_std, layers=[2, 5], get=("ntk",))
+    ref = np.asarray(tr.ntk)
+    scale = np.abs(ref).max(axis=(1, 2), keepdims=True)
+    tol = (1e-12 if tr.error_bound is None else max(1e-12, 10 * tr.error_bound)) * scale
+
+    def assert_agrees(k):
+        assert k.shape == ref.shape and k.dtype == ref.dtype
+        np.testing.assert_array_less(np.abs(np.asarray(k) - ref), np.broadcast_to(tol, ref.shape))
+
+    assert_agrees(tiled_kernel(x1, x2, depth=5, activation=act, b_std=b_std, layers=[2, 5], block_size=9,
+                               progress=False))
+    path = tmp_path / "k.npy"
+    monkeypatch.setattr(tiled, "_compute_tile", CountingTiles(fail_at=5))
+    with pytest.raises(KeyboardInterrupt):
+        tiled_kernel(x1, x2, depth=5, activation=act, b_std=b_std, layers=[2, 5], block_size=9, out=path,
+                     progress=False)
+    counter = CountingTiles()
+    monkeypatch.setattr(tiled, "_compute_tile", counter)
+    k = tiled_kernel(x1, x2, depth=5, activation=act, b_std=b_std, layers=[2, 5], block_size=9, out=path,
+                     progress=False)
+    assert counter.calls == 4 * 3 - 4  # ceil(31/9) x ceil(23/9) tiles, four finished before
+    assert_agrees(k)
+    assert json.loads(files(path)[1].read_text())["settings"]["activation"] == act
+    # The record is keyed by the activation: another one is refused, naming it.
+    with pytest.raises(ValueError, match=f"activation: '{act}' on disk, 'relu' now"):
+        tiled_kernel(x1, x2, depth=5, b_std=b_std, layers=[2, 5], block_size=9, out=path, progress=False)
+
+
+def test_a_custom_activation_tiles_into_memory_but_not_a_file(x64, data, tmp_path):
+    x1 = data[0][:9]
+    k = tiled_kernel(x1, depth=3, activation=jnp.sin, block_size=4, progress=False)
+    assert_close(k, np.asarray(kernel_trace(x1, depth=3, activation=jnp.sin, layers=[3], get="ntk").ntk[0]),
+                 rtol=1e-11)
+    with pytest.raises(ValueError, match="custom activation .* cannot be keyed"):
+        tiled_kernel(x1, depth=3, activation=jnp.sin, block_size=4, out=tmp_path / "k.npy", progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_record_of_an_earlier_format_is_refused_with_the_remedy(x64, data, tmp_path):
+    x1 = data[0]
+    path = tmp_path / "k.npy"
+    tiled_kernel(x1, depth=3, block_size=16, out=path, progress=False)
+    record = files(path)[1]
+    rec = json.loads(record.read_text())
+    rec["format"] = "ntkdepth.tiled_kernel/2"
+    record.write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match=r"earlier tiled_kernel \(ntkdepth.tiled_kernel/2\).*delete"):
+        tiled_kernel(x1, depth=3, block_size=16, out=path, progress=False)
 
 
 KILLED_RUN = """

@@ -2,9 +2,7 @@
 
 Every module of ``ntkdepth/`` is parsed (``ast``), imports inside functions included, into a
 graph of which module imports which; a circle in that graph, or a private name (``_x``) imported
-from another module or read off an imported module (``storage._x``), fails. Modules under
-``TEMPORARY_EXCEPTIONS`` are exempt among themselves until they are reorganized; the list only
-shrinks. Names of modules, functions, classes and constants say what they are, not which
+from another module or read off an imported module (``storage._x``), fails. Names of modules, functions, classes and constants say what they are, not which
 numbered result of the paper they come from: the numbering lives in docstrings and in the
 table of docs/README.md.
 """
@@ -19,11 +17,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "ntkdepth"
-
-# Packages whose modules may still import each other in a circle and take each other's private
-# names (never those of modules outside them). Emptied once they are reorganized.
-TEMPORARY_EXCEPTIONS = ("ntkdepth.kernels",)
-
 
 def _module_files(root: Path, package: str) -> dict[str, Path]:
     """``{dotted module name: file}`` for every ``.py`` file of ``root / package``."""
@@ -134,28 +127,17 @@ def import_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return sorted(cycles)
 
 
-def _exempt(module: str) -> bool:
-    return any(module == p or module.startswith(p + ".") for p in TEMPORARY_EXCEPTIONS)
-
-
 def test_no_module_of_ntkdepth_imports_itself_through_others():
     edges, _ = import_graph(ROOT)
-    cycles = [c for c in import_cycles(edges) if not all(_exempt(m) for m in c)]
+    cycles = import_cycles(edges)
     assert not cycles, "import circles (a module below must not need one above it): " + "; ".join(
         " <-> ".join(c) for c in cycles)
 
 
 def test_no_module_of_ntkdepth_takes_a_private_name_from_another():
     _, private = import_graph(ROOT)
-    bad = sorted({f"{m} takes {name} from {source}" for m, source, name in private
-                  if not (_exempt(m) and _exempt(source))})
+    bad = sorted({f"{m} takes {name} from {source}" for m, source, name in private})
     assert not bad, "private names used across modules (make them public where they are defined): " + "; ".join(bad)
-
-
-def test_the_temporary_exceptions_are_packages_that_exist():
-    modules = _module_files(ROOT, PACKAGE)
-    for package in TEMPORARY_EXCEPTIONS:
-        assert package in modules and modules[package].name == "__init__.py", package
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

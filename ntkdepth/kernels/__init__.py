@@ -13,7 +13,7 @@
 """
 
 from ntkdepth.kernels.activations import ACTIVATION_NAMES, Activation, activation
-from ntkdepth.kernels.nt_bridge import stax_mlp
+from ntkdepth.kernels.stax_layers import stax_mlp
 from ntkdepth.kernels.relu import (
     FLOAT32_MAX_DEPTH,
     KERNEL_FIELDS,

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkdepth.kernels import nt_bridge
 from ntkdepth.kernels.angles import angle_from_correlation, sine_from_correlation
 from ntkdepth.kernels.gaussian import MehlerPlan, mehler_correlations, plan_terms, row_expansion
 
@@ -182,9 +183,7 @@ class ABRelu(_Homogeneous):
         return kappa, delta
 
     def stax(self):
-        from ntkdepth.kernels.nt_bridge import stax
-
-        return stax.ABRelu(self.a, self.b)
+        return nt_bridge.stax.ABRelu(self.a, self.b)
 
     @property
     def label(self):
@@ -216,9 +215,7 @@ class Identity(_Homogeneous):
         return rho, jnp.ones_like(rho)
 
     def stax(self):
-        from ntkdepth.kernels.nt_bridge import stax
-
-        return stax.Identity()
+        return nt_bridge.stax.Identity()
 
 
 def _arccos_kernels(t, sin_t, degree: int) -> list:
@@ -270,9 +267,7 @@ class RectifiedMonomial(_Homogeneous):
         return kappa, delta
 
     def stax(self):
-        from ntkdepth.kernels.nt_bridge import stax
-
-        return stax.RectifiedMonomial(int(self.power))
+        return nt_bridge.stax.RectifiedMonomial(int(self.power))
 
     @property
     def label(self):
@@ -305,9 +300,7 @@ class Sign(_Homogeneous):
         return kappa, jnp.zeros_like(rho)
 
     def stax(self):
-        from ntkdepth.kernels.nt_bridge import stax
-
-        return stax.Sign()
+        return nt_bridge.stax.Sign()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,9 +352,7 @@ class Erf(Activation):
         return kappa, delta
 
     def stax(self):
-        from ntkdepth.kernels.nt_bridge import stax
-
-        return stax.Erf(self.a, self.b, self.c)
+        return nt_bridge.stax.Erf(self.a, self.b, self.c)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -402,9 +393,7 @@ class Gelu(Activation):
         return k / jnp.sqrt(r1["m"] * r2["m"]), kd / jnp.sqrt(r1["md"] * r2["md"])
 
     def stax(self):
-        from ntkdepth.kernels.nt_bridge import stax
-
-        return stax.Gelu(approximate=False)
+        return nt_bridge.stax.Gelu(approximate=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,9 +434,7 @@ class Sin(Activation):
         return k / jnp.sqrt(r1["m"] * r2["m"]), kd / jnp.sqrt(r1["md"] * r2["md"])
 
     def stax(self):
-        from ntkdepth.kernels.nt_bridge import stax
-
-        return stax.Sin(self.a, self.b, self.c)
+        return nt_bridge.stax.Sin(self.a, self.b, self.c)
 
     @property
     def label(self):

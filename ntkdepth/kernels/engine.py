@@ -7,7 +7,6 @@ value leaves ``[-1, 1]`` and no raw kernel over- or underflows inside the loop.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import NamedTuple
 
@@ -17,38 +16,12 @@ import numpy as np
 
 from ntkdepth.kernels.activations import Activation
 from ntkdepth.kernels.gaussian import MehlerPlan, hermite_table
+from ntkdepth.kernels.interpolant import chebyshev_coefficients, clenshaw, locate, symmetric_mesh
+from ntkdepth.kernels.scaling import times
+from ntkdepth.kernels.scan import layer_slots, loop_options, write_slot
 
-__all__ = ["LayerRows", "layer_slots", "loop_options", "normalized_loop", "plan_for_inputs", "write_slot"]
-
-
-def layer_slots(layers: np.ndarray, depth: int) -> np.ndarray:
-    """``slot[l - 1]`` = position of layer l in the output, or ``m`` (a scratch slot)."""
-    slot = np.full(depth, len(layers), dtype=np.int32)
-    slot[layers - 1] = np.arange(len(layers), dtype=np.int32)
-    return slot
-
-
-def write_slot(buffers: dict, values_fn, s, n_out: int, on_cpu: bool) -> dict:
-    """Stores ``values_fn()`` at slot ``s`` (slot ``n_out`` is scratch, for unrequested layers).
-
-    On a CPU a ``lax.cond`` skips unrequested layers; on an accelerator a conditional costs a host
-    round trip per layer, far more than an unconditional write to the scratch slot.
-    """
-
-    def store(bufs):
-        values = values_fn()
-        return {k: jax.lax.dynamic_update_index_in_dim(b, values[k], s, 0) for k, b in bufs.items()}
-
-    if not on_cpu:
-        return store(buffers)
-    return jax.lax.cond(s < n_out, store, lambda bufs: bufs, buffers)
-
-
-def loop_options() -> tuple[int, bool]:
-    """``(unroll, on_cpu)``: layers per iteration of the compiled loop (8 on an accelerator, where
-    each iteration costs a launch and a host round trip; 1 on a CPU), and the backend."""
-    on_cpu = jax.default_backend() == "cpu"
-    return (1 if on_cpu else 8), on_cpu
+__all__ = ["LayerRows", "Tables", "normalized_loop", "plan_for_inputs", "ratio_panels", "tabulate",
+           "tabulated_fields"]
 
 
 class LayerRows(NamedTuple):
@@ -119,11 +92,11 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, alpha=None, *, act: Acti
             out["ntk_normalized"] = st["tbar"]
         if "nngp" in get:
             g1, g2 = jnp.exp(0.5 * st["lq1"]), jnp.exp(0.5 * st["lq2"])
-            out.update(nngp=_times(st["rho"], g1[:, None] * g2[None, :]), nngp_diag1=g1 * g1,
+            out.update(nngp=times(st["rho"], g1[:, None] * g2[None, :]), nngp_diag1=g1 * g1,
                        nngp_diag2=g2 * g2)
         if "ntk" in get:
             h1, h2 = jnp.exp(0.5 * st["lt1"]), jnp.exp(0.5 * st["lt2"])
-            out.update(ntk=_times(st["tbar"], h1[:, None] * h2[None, :]), ntk_diag1=h1 * h1,
+            out.update(ntk=times(st["tbar"], h1[:, None] * h2[None, :]), ntk_diag1=h1 * h1,
                        ntk_diag2=h2 * h2)
         if "nngp_dot" in get:
             out["nngp_dot"] = st["sdot"]
@@ -169,7 +142,7 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, alpha=None, *, act: Acti
         if "nngp_dot" in get:
             if passes_ntk:
                 d1, d2 = jnp.exp(0.5 * lsd1), jnp.exp(0.5 * lsd2)
-                new["sdot"] = _times(delta, d1[:, None] * d2[None, :])
+                new["sdot"] = times(delta, d1[:, None] * d2[None, :])
             else:
                 new["sdot"] = jnp.zeros_like(rho)
         return new
@@ -273,11 +246,6 @@ def _convex(a1, a2, x, c1, c2, y):
     return jnp.clip(jnp.where(direct > 0.5, 1.0 - gap, direct), -1.0, 1.0)
 
 
-def _times(value, factor):
-    """``value * factor``, and 0 where ``value`` is 0 (even if ``factor`` overflowed to inf)."""
-    return jnp.where(value == 0, jnp.zeros_like(value), value * factor)
-
-
 # ---------------------------------------------------------------------------------------------
 # The tabulated path: every layer's maps as functions of rho_1, at Gram-matrix cost.
 
@@ -300,7 +268,7 @@ class Tables(NamedTuple):
     lsd: jax.Array
 
 
-def _ratio_panels(mesh) -> int:
+def ratio_panels(mesh) -> int:
     """Panels of the positive side lying within ``rho_1 >= 1/2`` (``v <= 1/2``), tabulated as ratios."""
     return int(np.sum(mesh.hi[: mesh.n_side] <= 0.5))
 
@@ -310,8 +278,6 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     """Runs the normalized loop on the nodes of :func:`symmetric_mesh` (``emin``) and ``rho_1 = -1``
     at the common ``log Sigma^1(x, x) = lq`` and fits the interpolants (needs: ``rho``, ``tbar``,
     ``delta``)."""
-    from ntkdepth.kernels.interpolant import chebyshev_coefficients, symmetric_mesh
-
     mesh = symmetric_mesh(emin)
     rho_nodes, omr_nodes = mesh.nodes()
     rho1 = jnp.asarray(np.concatenate([rho_nodes, [-1.0]]), dtype)[None, :]
@@ -326,7 +292,7 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
                           n_out=len(layer_array), get=get, bias=bias, every_layer=False, unroll=unroll,
                           on_cpu=on_cpu, alpha=alpha, residual=alpha is not None)
     n_panels = len(mesh.lo)
-    n_ratio = _ratio_panels(mesh)
+    n_ratio = ratio_panels(mesh)
     omr1 = jnp.asarray(omr_nodes, dtype)
     rho_l = out["rho"][:, 0, :-1]
     ratio_mask = jnp.asarray(np.repeat(np.arange(n_panels) < n_ratio, 9), bool)
@@ -358,8 +324,6 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, *, layers: tuple[int, ...],
     and each input's diagonals follow from its own ``Sigma^1(x, x)``; otherwise every input has the
     tables' diagonals.
     """
-    from ntkdepth.kernels.interpolant import clenshaw, locate
-
     positive = rho1 >= 0
     a = 1.0 - jnp.abs(rho1)
     v = jnp.sqrt(0.5 * a)
@@ -405,16 +369,16 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, *, layers: tuple[int, ...],
             outs["ntk_normalized"].append(tbar)
         if "nngp" in get:
             g1, g2 = jnp.exp(0.5 * lqa), jnp.exp(0.5 * lqb)
-            outs["nngp"].append(_times(rho_l, g1[:, None] * g2[None, :]))
+            outs["nngp"].append(times(rho_l, g1[:, None] * g2[None, :]))
             outs.setdefault("nngp_diag1", []).append(g1 * g1)
             outs.setdefault("nngp_diag2", []).append(g2 * g2)
         if "ntk" in get:
             h1, h2 = jnp.exp(0.5 * lta), jnp.exp(0.5 * ltb)
-            outs["ntk"].append(_times(tbar, h1[:, None] * h2[None, :]))
+            outs["ntk"].append(times(tbar, h1[:, None] * h2[None, :]))
             outs.setdefault("ntk_diag1", []).append(h1 * h1)
             outs.setdefault("ntk_diag2", []).append(h2 * h2)
         if "nngp_dot" in get:
             d1, d2 = jnp.exp(0.5 * sd_a), jnp.exp(0.5 * sd_b)
-            outs["nngp_dot"].append(jnp.zeros_like(rho1) if layer == 1 else _times(delta, d1[:, None] * d2[None, :]))
+            outs["nngp_dot"].append(jnp.zeros_like(rho1) if layer == 1 else times(delta, d1[:, None] * d2[None, :]))
     result = {k: jnp.stack(v) for k, v in outs.items()}
     return {k: v[0] for k, v in result.items()} if squeeze else result

@@ -26,6 +26,7 @@ __all__ = [
     "hermite_coefficients",
     "hermite_table",
     "mehler_correlations",
+    "nodes_for",
     "plan_terms",
     "row_expansion",
 ]
@@ -44,7 +45,8 @@ class MehlerPlan(NamedTuple):
     tail: float
 
 
-def _nodes_for(terms: int) -> int:
+def nodes_for(terms: int) -> int:
+    """The Gauss-Hermite nodes that resolve an expansion of ``terms`` terms."""
     # Gauss-Hermite with N nodes integrates polynomials of degree 2N - 1 exactly; phi(sqrt(q) z) He_K(z)
     # needs the degree K of He_K plus what resolves phi itself.
     return 2 * terms + 64
@@ -73,7 +75,7 @@ def hermite_table(nodes: int, terms: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def hermite_coefficients(fn: Callable, q, terms: int, nodes: int | None = None) -> np.ndarray:
     """``[..., K + 1]``: ``a_k(q) = E[fn(sqrt(q) z) He_k(z)] / sqrt(k!)`` for each ``q`` (NumPy float64)."""
-    nodes = _nodes_for(terms) if nodes is None else nodes
+    nodes = nodes_for(terms) if nodes is None else nodes
     z, sqrt_w, H = hermite_table(nodes, terms)
     q = np.asarray(q, np.float64)
     values = np.asarray(fn(np.sqrt(q)[..., None] * z), np.float64) * sqrt_w
@@ -103,14 +105,14 @@ def plan_terms(fn: Callable, q_values, tol: float, max_terms: int = MAX_TERMS) -
     q = np.unique(np.asarray(q_values, np.float64).ravel())
     q = q[np.isfinite(q) & (q > 0)]
     if q.size == 0:
-        return MehlerPlan(_TERM_STEP, _nodes_for(_TERM_STEP), 0.0)
+        return MehlerPlan(_TERM_STEP, nodes_for(_TERM_STEP), 0.0)
     a = hermite_coefficients(fn, q, max_terms)
     tail, dtail = _tails(a)
     worst = np.maximum(tail, dtail).max(0)  # [K_max + 1]
     ok = np.flatnonzero(worst <= tol)
     terms = int(ok[0]) if ok.size else max_terms
     terms = min(max_terms, max(_TERM_STEP, -(-terms // _TERM_STEP) * _TERM_STEP))
-    return MehlerPlan(terms, _nodes_for(terms), float(worst[terms]) if terms < worst.size else 0.0)
+    return MehlerPlan(terms, nodes_for(terms), float(worst[terms]) if terms < worst.size else 0.0)
 
 
 def row_expansion(fn: Callable, dfn: Callable, lq: jax.Array, plan: MehlerPlan) -> dict:

@@ -15,7 +15,7 @@ with ``v = sqrt((1 - |rho_1|) / 2)`` (``sin(theta_1 / 2)`` for ``rho_1 >= 0``,
 ``cos(theta_1 / 2)`` below), ``S_l`` the rescaling of the layer loop and
 ``Q_l``, ``T_l`` the rescaled diagonals. ``R_l``, ``B_l`` and ``F_l`` are
 smooth in ``v`` on each side of ``rho_1 = 0``. They are computed once per call
-by the layer loop itself (:func:`ntkdepth.kernels.relu._recursion`) at the
+by the layer loop itself (:func:`ntkdepth.kernels.relu_engine.recursion`) at the
 Chebyshev points of a piecewise mesh in ``v`` (octaves split in eight, down to
 ``2^-22`` at depth 10^6, where deep iterates vary on the scale ``1/l``; sixteen
 equal panels for ``rho_1 < 0``; degree 8 on each), at a cost
@@ -37,15 +37,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkdepth.kernels.scaling import power_of_two
+from ntkdepth.kernels.angles import angle_from_correlation, sine_from_correlation
+from ntkdepth.kernels.interpolant import (
+    N,
+    chebyshev_coefficients,
+    chebyshev_points,
+    clenshaw,
+    octave_panel,
+    symmetric_mesh,
+)
+from ntkdepth.kernels.relu_engine import (
+    LayerOne,
+    correlation_fields,
+    layer_one,
+    recursion,
+    unit_layer_one,
+)
+from ntkdepth.kernels.scaling import power_of_two, times
+from ntkdepth.kernels.scan import jit_scalar, layer_slots, loop_options
 
-__all__ = ["DEGREE", "InterpTables", "interp_correlation", "interp_tables", "interp_trace", "mesh"]
+__all__ = [
+    "InterpTables",
+    "Mesh",
+    "interp_correlation",
+    "interp_setting",
+    "interp_tables",
+    "interp_trace",
+    "locate_panel",
+    "mesh",
+    "use_interp",
+]
 
-#: Degree of the Chebyshev interpolant on each panel.
-DEGREE = 8
-_N = DEGREE + 1
-_SUB_BITS = 3
-_SUB = 2**_SUB_BITS  # panels per octave of v
 _NEG_PANELS = 16  # equal panels of v for rho_1 < 0
 _VMAX = math.sqrt(0.5)  # v at rho_1 = 0
 
@@ -61,41 +83,21 @@ class Mesh(NamedTuple):
 
 @lru_cache(maxsize=64)
 def mesh(max_layer: int) -> Mesh:
-    """The panels for layers up to ``max_layer``: octaves of ``v`` down to ``~1 / (4 max_layer)``."""
+    """The panels for layers up to ``max_layer``: for ``rho_1 >= 0`` the eighth-octave panels of
+    :func:`~ntkdepth.kernels.interpolant.symmetric_mesh` down to ``v ~ 1 / (4 max_layer)``, for
+    ``rho_1 < 0`` sixteen equal panels."""
     emin = min(-2, math.floor(math.log2(1.0 / max_layer)) - 2)
-    lo, hi = [0.0], [2.0**emin]
-    for e in range(emin + 1, 1):  # v in [2^(e-1), 2^e)
-        base = 2.0 ** (e - 1)
-        for k in range(_SUB):
-            a = base * (1 + k / _SUB)
-            if a < _VMAX:  # the last panel reaches past v = _VMAX: its width stays a power of two
-                lo.append(a)
-                hi.append(base * (1 + (k + 1) / _SUB))
-    n_pos = len(lo)
+    side = symmetric_mesh(emin)
+    lo, hi = list(side.lo[: side.n_side]), list(side.hi[: side.n_side])
     width = _VMAX / _NEG_PANELS
     lo += [k * width for k in range(_NEG_PANELS)]
     hi += [(k + 1) * width for k in range(_NEG_PANELS)]
-    return Mesh(emin, np.array(lo), np.array(hi), n_pos)
-
-
-def _chebyshev_points() -> np.ndarray:
-    """``[N]`` Chebyshev points of the first kind on ``[-1, 1]`` (interior: never the ends)."""
-    k = np.arange(_N)
-    return np.cos((2 * k + 1) * np.pi / (2 * _N))
-
-
-def _coefficient_matrix() -> np.ndarray:
-    """``[N, N]``: Chebyshev coefficients ``c = values @ M`` of the interpolant at the points."""
-    k = np.arange(_N)
-    j = np.arange(_N)[:, None]
-    m = (2.0 / _N) * np.cos(j * (2 * k + 1) * np.pi / (2 * _N))
-    m[0] /= 2.0
-    return m.T
+    return Mesh(emin, np.array(lo), np.array(hi), side.n_side)
 
 
 def _nodes(m: Mesh) -> dict[str, np.ndarray]:
     """The starting state of the layer loop at every node (float64, ``[P * N]``)."""
-    x = _chebyshev_points()
+    x = chebyshev_points()
     v = ((m.lo + m.hi)[:, None] + (m.hi - m.lo)[:, None] * x[None, :]) / 2.0
     pos = np.arange(len(m.lo)) < m.n_pos
     half_angle = np.arcsin(v)
@@ -103,6 +105,43 @@ def _nodes(m: Mesh) -> dict[str, np.ndarray]:
     omr1 = np.where(pos[:, None], 2.0 * v * v, 2.0 - 2.0 * v * v)
     sin_t1 = 2.0 * v * np.sqrt(1.0 - v * v)
     return dict(omr1=omr1.ravel(), t1=t1.ravel(), sin_t1=sin_t1.ravel())
+
+
+def interp_setting(norms, n0: int, W_std, b_std, bias: bool, dtype):
+    """``None`` (no bias), ``(W^2, b^2, q)`` (bias, every input of one norm) or ``False`` (neither).
+
+    ``norms``: the rows' norms of the inputs, ``[n1 + n2]`` (``None`` if traced).
+    """
+    if not bias:
+        return None
+    if norms is None or any(isinstance(v, jax.core.Tracer) for v in (W_std, b_std)):
+        return False
+    w2, b2 = float(W_std) ** 2, float(b_std) ** 2
+    q = np.hypot(math.sqrt(w2 / n0) * norms, math.sqrt(b2)) ** 2
+    if not np.all(np.isfinite(q)) or q.max() - q.min() > 8 * np.finfo(dtype).eps * q.max():
+        return False
+    return (w2, b2, float(q[0]))
+
+
+def use_interp(method, setting, layer_array, n_pairs) -> bool:
+    """Whether a call takes the interpolated path: ``method`` (``"auto"``, ``"interp"``, ``"loop"``),
+    ``setting`` of :func:`interp_setting`, the requested layers and the number of pairs."""
+    applies = setting is not False
+    if method == "interp":
+        if not applies:
+            raise ValueError(
+                "method='interp' needs b_std == 0, or inputs of one norm and concrete "
+                "(not traced) inputs and scales; use method='loop' or 'auto'"
+            )
+        return True
+    if method == "loop":
+        return False
+    if method != "auto":
+        raise ValueError(f"method must be 'auto', 'interp' or 'loop'; got {method!r}")
+    deepest = int(layer_array.max())
+    # Tabulating costs O(depth * nodes): worth it from a few hundred pairs on,
+    # and while few of the layers are asked for.
+    return applies and deepest >= 4 and 4 * len(layer_array) <= deepest and n_pairs >= 1024
 
 
 class InterpTables(NamedTuple):
@@ -138,10 +177,7 @@ def interp_tables(layers: tuple[int, ...], dtype, get: tuple[str, ...], bias_set
     ``W_std`` then), else ``(W_std^2, b_std^2, q)`` as floats with ``q`` the
     common ``Sigma^1(x, x)``.
     """
-    from ntkdepth.kernels.relu import _loop_options
-
-    return _cached_tables(layers, jnp.dtype(dtype).name, _needs(get), bias_setting,
-                          _loop_options())
+    return _cached_tables(layers, jnp.dtype(dtype).name, _needs(get), bias_setting, loop_options())
 
 
 @lru_cache(maxsize=32)
@@ -152,8 +188,6 @@ def _cached_tables(layers, dtype_name, needs, bias_setting, loop_options) -> Int
 
 
 def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
-    from ntkdepth.kernels.relu import LayerOne, _loop_options, _slots
-
     layer_array = np.asarray(layers)
     depth = int(layer_array.max())
     m = mesh(depth)
@@ -163,7 +197,7 @@ def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
     else:
         (w2, b2, q), bias = bias_setting, True
     get = ("_omr", "ntk_normalized") + (("nngp_dot",) if needs[2] else ())
-    unroll, on_cpu = _loop_options()
+    unroll, on_cpu = loop_options()
     as_dtype = partial(jnp.asarray, dtype=dtype)
     qv = as_dtype(np.array([q]))
     omr1 = as_dtype(nodes["omr1"])[None, :]
@@ -173,14 +207,13 @@ def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
     out = _node_run(
         one, omr1, as_dtype(nodes["t1"])[None, :],
         as_dtype(nodes["sin_t1"])[None, :], as_dtype(math.sqrt(w2)), as_dtype(math.sqrt(b2)),
-        jnp.asarray(_slots(layer_array, depth)), n_out=len(layer_array), get=get, bias=bias,
+        jnp.asarray(layer_slots(layer_array, depth)), n_out=len(layer_array), get=get, bias=bias,
         unroll=unroll, on_cpu=on_cpu,
     )
-    coef = as_dtype(_coefficient_matrix())
     n_panels = len(m.lo)
 
     def table(values):  # [m, 1, P * N] node values -> [m, P * N] coefficients
-        return (values.reshape(len(layer_array), n_panels, _N) @ coef).reshape(len(layer_array), -1)
+        return chebyshev_coefficients(values.reshape(len(layer_array), -1), n_panels)
 
     R = table(out["_omr"] / omr1) if needs[0] else None
     B = table(out["ntk_normalized"]) if needs[1] else None
@@ -192,10 +225,8 @@ def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
 
 
 def _node_run_impl(one, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get, bias, unroll, on_cpu):
-    from ntkdepth.kernels.relu import _recursion
-
-    return _recursion(one, omr1, t1, sin_t1, W_std, b_std, slot, n_out=n_out, get=get,
-                      bias=bias, every_layer=False, unroll=unroll, on_cpu=on_cpu)
+    return recursion(one, omr1, t1, sin_t1, W_std, b_std, slot, n_out=n_out, get=get,
+                     bias=bias, every_layer=False, unroll=unroll, on_cpu=on_cpu)
 
 
 _node_run = jax.jit(_node_run_impl, static_argnames=("n_out", "get", "bias", "unroll", "on_cpu"))
@@ -224,62 +255,31 @@ def _half_chord_jvp(primals, tangents):
     return v, jnp.where(v > 0, a_dot / (4.0 * safe), 0.0)
 
 
-def _locate(v, positive, emin: int, n_pos: int):
-    """Panel index ``[n1, n2]`` (times ``N``) and the local variable ``u in [-1, 1]``.
+def locate_panel(v, positive, emin: int, n_pos: int):
+    """Panel offset ``[n1, n2]`` (panel index times ``N``) and the local variable ``u in [-1, 1]``.
 
-    For ``rho_1 >= 0`` the panels are eighths of octaves of ``v``, so the
-    floating-point bits of ``v`` name its panel: the exponent and the top three
-    mantissa bits. The panel's start is ``v`` with the other mantissa bits
-    cleared and ``2 / width`` is a power of two, so ``u`` is exact. Below
-    ``2^emin`` there is one panel ``[0, 2^emin]``; for ``rho_1 < 0``, equal panels.
+    For ``rho_1 >= 0`` the panels are eighths of octaves of ``v``, found from its bits
+    (:func:`~ntkdepth.kernels.interpolant.octave_panel`: ``u`` is exact); for ``rho_1 < 0``, equal
+    panels.
     """
-    info = jnp.finfo(v.dtype)
-    int_type = jnp.int64 if info.bits == 64 else jnp.int32
-    mant_bits, exp_bias = info.nmant, info.maxexp - 1
-    shift = mant_bits - _SUB_BITS
+    idx_pos, start, two_over = octave_panel(v, emin, n_pos)
     w = jax.lax.stop_gradient(v)
-    bits = jax.lax.bitcast_convert_type(w, int_type)
-    key = bits >> shift  # biased exponent * 8 + the top three mantissa bits
-    idx_pos = jnp.clip(key - ((exp_bias + emin) * _SUB - 1), 0, n_pos - 1)
-    start = jax.lax.bitcast_convert_type(bits & ~((1 << shift) - 1), v.dtype)
-    # 2 / width = 2^(exp_bias - E + 4) for the biased exponent E of v.
-    two_over = jax.lax.bitcast_convert_type((2 * exp_bias + _SUB_BITS + 1 - (key >> _SUB_BITS)) << mant_bits,
-                                            v.dtype)
-    lowest = idx_pos == 0
-    start = jnp.where(lowest, 0.0, start)
-    two_over = jnp.where(lowest, 2.0 ** (1 - emin), two_over)
     s_neg = w * (_NEG_PANELS / _VMAX)
     k_neg = jnp.clip(jnp.floor(s_neg), 0, _NEG_PANELS - 1)
     idx = jnp.where(positive, idx_pos.astype(jnp.int32), n_pos + k_neg.astype(jnp.int32))
     start = jnp.where(positive, start, k_neg * (_VMAX / _NEG_PANELS))
     two_over = jnp.where(positive, two_over, 2.0 * _NEG_PANELS / _VMAX)
     u = jnp.clip((v - start) * two_over - 1.0, -1.0, 1.0)
-    return (idx * _N).astype(jnp.uint32), u
-
-
-def _clenshaw(coef, base, u):
-    """The Chebyshev series ``coef[base : base + N]`` at ``u``, elementwise."""
-
-    def c(j):
-        return coef.at[base + j].get(mode="promise_in_bounds")
-
-    two_u = 2.0 * u
-    b1 = c(_N - 1)
-    b2 = jnp.zeros_like(u)
-    for j in range(_N - 2, 0, -1):
-        b1, b2 = c(j) + two_u * b1 - b2, b1
-    return c(0) + u * b1 - b2
+    return (idx * N).astype(jnp.uint32), u
 
 
 @partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos", "squeeze"))
 def _interp_impl(x1, x2, W_std, b_std, tables, rescale=None, *, layers, get, bias, emin, n_pos,
                  squeeze=False):
-    from ntkdepth.kernels.relu import _layer_one
-
     dtype = x1.dtype
     W_std = jnp.asarray(W_std, dtype)
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
-    one = _layer_one(x1, x2, W_std, b_std, bias, rescale)
+    one = layer_one(x1, x2, W_std, b_std, bias, rescale)
     out = _interp_core(one, W_std, tables, layers=layers, get=get, bias=bias, emin=emin,
                        n_pos=n_pos, host_exp=rescale if bias else None)
     return {k: v[0] for k, v in out.items()} if squeeze else out
@@ -292,16 +292,13 @@ def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp
     :mod:`ntkdepth.kernels.scaling` multiplied the inputs (the tables belong
     to those inputs; their raw kernels are divided by ``4^k``).
     """
-    from ntkdepth.kernels.angles import angle_from_correlation, sine_from_correlation
-    from ntkdepth.kernels.relu import _recursion, _times
-
     half_w2 = W_std * W_std / 2.0
     rho = one.rho
     omr1 = 1.0 - rho
     positive = rho >= 0
     v = half_chord(1.0 - jnp.abs(rho))
     same = (v == 0) & positive  # identical directions: the maps are exactly 1 there
-    base, u = _locate(v, positive, emin, n_pos)
+    base, u = locate_panel(v, positive, emin, n_pos)
     # Materialized once: otherwise XLA recomputes them inside every gather of the series.
     base, u = jax.lax.optimization_barrier((base, u))
     outs = {f: [] for f in get}
@@ -334,31 +331,31 @@ def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp
         if layer == 1:
             put("_omr", omr1)
             put("rho", rho)
-            put("nngp", _times(rho, outer_q))
-            put("ntk", _times(rho, outer_q))
+            put("nngp", times(rho, outer_q))
+            put("ntk", times(rho, outer_q))
             put("nngp_dot", jnp.zeros_like(rho))
             put("ntk_normalized", rho)
         elif layer == 2:
             # One step of the layer loop itself (closed forms, no table).
             t1 = angle_from_correlation(rho)
-            second = _recursion(one, omr1, t1, sine_from_correlation(rho), W_std, one.b_std,
-                                jnp.zeros(2, jnp.int32), n_out=1, get=get, bias=bias, every_layer=False, unroll=1,
-                                on_cpu=True)
+            second = recursion(one, omr1, t1, sine_from_correlation(rho), W_std, one.b_std,
+                               jnp.zeros(2, jnp.int32), n_out=1, get=get, bias=bias, every_layer=False, unroll=1,
+                               on_cpu=True)
             for name in get:
                 put(name, second[name][0])
         else:
             if "rho" in get or "nngp" in get or "_omr" in get:
-                omr = jnp.clip(omr1 * _clenshaw(tables.R[i], base, u), 0.0, 1.0)
+                omr = jnp.clip(omr1 * clenshaw(tables.R[i], base, u), 0.0, 1.0)
                 put("_omr", omr)
                 rho_l = 1.0 - omr
                 put("rho", rho_l)
-                put("nngp", _times(rho_l, outer_q))
+                put("nngp", times(rho_l, outer_q))
             if "ntk" in get or "ntk_normalized" in get:
-                tbar = jnp.where(same, 1.0, _clenshaw(tables.B[i], base, u))
+                tbar = jnp.where(same, 1.0, clenshaw(tables.B[i], base, u))
                 put("ntk_normalized", tbar)
-                put("ntk", _times(tbar, outer_t))
+                put("ntk", times(tbar, outer_t))
             if "nngp_dot" in get:
-                fprime = jnp.where(same, 1.0, _clenshaw(tables.F[i], base, u))
+                fprime = jnp.where(same, 1.0, clenshaw(tables.F[i], base, u))
                 put("nngp_dot", half_w2 * fprime)
         if "nngp" in get:
             diag["nngp_diag1"].append(g[0][0] * g[0][0])
@@ -380,12 +377,10 @@ def interp_trace(x1, x2, W_std, b_std, *, layers: tuple[int, ...], get: tuple[st
     Returns a dict of ``[m, n1, n2]`` fields and ``[m, n]`` diagonals, as the
     layer loop does; with ``squeeze`` (one layer) ``[n1, n2]`` and ``[n]``.
     """
-    from ntkdepth.kernels.relu import _scalar
-
     tables = interp_tables(layers, x1.dtype, get, bias_setting)
     m = mesh(max(layers))
     return _interp_impl(
-        x1, x2, _scalar(W_std, x1.dtype), _scalar(b_std, x1.dtype), tables, rescale,
+        x1, x2, jit_scalar(W_std, x1.dtype), jit_scalar(b_std, x1.dtype), tables, rescale,
         layers=layers, get=get, bias=bias_setting is not None, emin=m.emin, n_pos=m.n_pos,
         squeeze=squeeze,
     )
@@ -393,13 +388,11 @@ def interp_trace(x1, x2, W_std, b_std, *, layers: tuple[int, ...], get: tuple[st
 
 @partial(jax.jit, static_argnames=("layers", "emin", "n_pos"))
 def _correlation_impl(rho, tables, *, layers, emin, n_pos):
-    from ntkdepth.kernels.relu import _correlation_fields, _unit_layer_one
-
     dtype = rho.dtype
-    one = _unit_layer_one(rho)
+    one = unit_layer_one(rho)
     out = _interp_core(one, jnp.asarray(math.sqrt(2.0), dtype), tables, layers=layers,
                        get=("ntk_normalized", "_omr"), bias=False, emin=emin, n_pos=n_pos)
-    return _correlation_fields(one, out, tuple(i for i, layer in enumerate(layers) if layer == 1),
+    return correlation_fields(one, out, tuple(i for i, layer in enumerate(layers) if layer == 1),
                                rho.shape)
 
 

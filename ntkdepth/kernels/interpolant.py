@@ -16,14 +16,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["DEGREE", "SymmetricMesh", "chebyshev_coefficients", "clenshaw", "locate", "symmetric_mesh"]
+__all__ = ["DEGREE", "N", "SymmetricMesh", "chebyshev_coefficients", "chebyshev_points", "clenshaw", "locate",
+           "octave_panel", "symmetric_mesh"]
 
 #: Degree of the Chebyshev interpolant on each panel.
 DEGREE = 8
+#: Chebyshev points (and coefficients) per panel.
 N = DEGREE + 1
 _SUB_BITS = 3
 _SUB = 2**_SUB_BITS  # panels per octave of v
 _VMAX = math.sqrt(0.5)  # v at rho_1 = 0
+
+
+def chebyshev_points() -> np.ndarray:
+    """``[N]`` Chebyshev points of the first kind on ``[-1, 1]`` (interior: never the ends)."""
+    k = np.arange(N)
+    return np.cos((2 * k + 1) * np.pi / (2 * N))
 
 
 class SymmetricMesh(NamedTuple):
@@ -36,8 +44,7 @@ class SymmetricMesh(NamedTuple):
 
     def nodes(self) -> tuple[np.ndarray, np.ndarray]:
         """``(rho_1, 1 - rho_1)`` at the Chebyshev points of every panel, ``[P * N]`` (float64)."""
-        k = np.arange(N)
-        x = np.cos((2 * k + 1) * np.pi / (2 * N))
+        x = chebyshev_points()
         v = ((self.lo + self.hi)[:, None] + (self.hi - self.lo)[:, None] * x[None, :]) / 2.0
         positive = (np.arange(len(self.lo)) < self.n_side)[:, None]
         a = 2.0 * v * v  # 1 - |rho_1|
@@ -73,12 +80,13 @@ def chebyshev_coefficients(values: jax.Array, n_panels: int) -> jax.Array:
     return (values.reshape(m, n_panels, N) @ mat).reshape(m, -1)
 
 
-def locate(v: jax.Array, positive: jax.Array, emin: int, n_side: int) -> tuple[jax.Array, jax.Array]:
-    """Panel offset ``[...]`` (panel index times ``N``) and the local variable ``u in [-1, 1]``.
+def octave_panel(v: jax.Array, emin: int, n_side: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(index, start, 2 / width)`` of the eighth-octave panel holding ``v >= 0``, elementwise.
 
-    The panels are eighths of octaves of ``v``, so the exponent and the top three mantissa bits of
-    ``v`` name its panel; its start is ``v`` with the other mantissa bits cleared and ``2 / width``
-    is a power of two, so ``u`` is exact. Below ``2^emin`` lies the one panel ``[0, 2^emin]``.
+    The exponent and the top three mantissa bits of ``v`` name its panel; its start is ``v`` with
+    the other mantissa bits cleared and ``2 / width`` is a power of two, so that
+    ``(v - start) * (2 / width)`` is exact. Below ``2^emin`` lies the one panel ``[0, 2^emin]``
+    (index 0); indices stop at ``n_side - 1``.
     """
     info = jnp.finfo(v.dtype)
     int_type = jnp.int64 if info.bits == 64 else jnp.int32
@@ -94,6 +102,14 @@ def locate(v: jax.Array, positive: jax.Array, emin: int, n_side: int) -> tuple[j
     lowest = idx == 0
     start = jnp.where(lowest, 0.0, start)
     two_over = jnp.where(lowest, 2.0 ** (1 - emin), two_over)
+    return idx, start, two_over
+
+
+def locate(v: jax.Array, positive: jax.Array, emin: int, n_side: int) -> tuple[jax.Array, jax.Array]:
+    """Panel offset ``[...]`` (panel index times ``N``) and the local variable ``u in [-1, 1]``, exact
+    above the lowest panel (:func:`octave_panel`), on the side of ``rho_1`` that ``positive`` names.
+    """
+    idx, start, two_over = octave_panel(v, emin, n_side)
     u = jnp.clip((v - start) * two_over - 1.0, -1.0, 1.0)
     idx = jnp.where(positive, idx, idx + n_side)
     return (idx * N).astype(jnp.uint32), u

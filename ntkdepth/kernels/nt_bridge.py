@@ -16,7 +16,7 @@ imported. Anything that reaches a placeholder raises
 :class:`NeuralTangentsFeatureUnavailable`, naming what to use instead.
 
 The import happens on first use (``nt_bridge.stax``, ``nt_bridge.predict``,
-``nt_bridge.neural_tangents`` or :func:`stax_mlp`), not when ntkdepth is
+``nt_bridge.neural_tangents`` or :func:`ntkdepth.kernels.stax_mlp`), not when ntkdepth is
 imported. If neural-tangents was already imported in full (for example in an
 environment that has TensorFlow and an older JAX), that module is used as is.
 
@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import math
-import numbers
 import sys
 import types
 from typing import Any
@@ -46,7 +44,6 @@ import numpy as np
 __all__ = [
     "NeuralTangentsFeatureUnavailable",
     "load",
-    "stax_mlp",
 ]
 
 # Placeholder submodules, and what to use in their place.
@@ -181,103 +178,3 @@ def __getattr__(name: str) -> Any:
     if name in ("stax", "predict"):
         return getattr(load(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def stax_mlp(
-    depth: int,
-    width: int,
-    W_std: float = 2.0**0.5,
-    b_std: float = 0.0,
-    parameterization: str = "ntk",
-    out_dim: int = 1,
-    out_std: float | None = None,
-    activation="relu",
-):
-    """The paper's MLP as neural-tangents layers: ``(init_fn, apply_fn, kernel_fn)``.
-
-    ``depth`` weight layers (``depth - 1`` hidden layers of ``width`` units with
-    neural-tangents' own layer for ``activation`` (ReLU by default; a name or an
-    :class:`ntkdepth.kernels.Activation`), then a linear readout of ``out_dim``
-    units), weights ``N(0, W_std^2)``
-    and biases ``N(0, b_std^2)`` in the given ``parameterization`` (``"ntk"``,
-    the paper's, or ``"standard"``). With ``b_std == 0`` the layers have no
-    bias parameters at all. ``kernel_fn`` is the infinite-width limit and
-    agrees with :func:`ntkdepth.kernels.kernel_trace`. An activation that
-    neural-tangents has no closed-form layer for (tanh, silu, softplus, a
-    custom function) is a ``ValueError`` pointing to ntkdepth's own kernels.
-
-    ``depth``, ``width`` and ``out_dim`` are integers >= 1 (Python or NumPy),
-    ``W_std`` and ``out_std`` finite numbers > 0, ``b_std`` a finite number >= 0; anything
-    else is a ``ValueError`` naming the argument.
-    """
-    for name, value in (("depth", depth), ("width", width), ("out_dim", out_dim)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    depth, width, out_dim = int(depth), int(width), int(out_dim)
-    out_std = W_std if out_std is None else out_std
-    for name, value, low in (("W_std", W_std, "> 0"), ("b_std", b_std, ">= 0"), ("out_std", out_std, "> 0")):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a finite number {low}; got {value!r}") from None
-        if not math.isfinite(number) or (number < 0 if name == "b_std" else number <= 0):
-            raise ValueError(f"{name} must be a finite number {low}; got {value!r}")
-    W_std, b_std, out_std = float(W_std), float(b_std), float(out_std)
-    if parameterization not in ("ntk", "standard"):
-        raise ValueError(
-            f"parameterization must be 'ntk' or 'standard'; got {parameterization!r}"
-        )
-    from ntkdepth.kernels.activations import activation as as_activation
-
-    nonlinearity = as_activation(activation).stax  # the ValueError comes before any layer is built
-    stax = load().stax
-    bias = None if b_std == 0 else b_std
-    hidden = []
-    for _ in range(depth - 1):
-        hidden += [
-            stax.Dense(width, W_std=W_std, b_std=bias, parameterization=parameterization),
-            nonlinearity(),
-        ]
-    readout = stax.Dense(out_dim, W_std=out_std, b_std=bias, parameterization=parameterization)
-    return stax.serial(*hidden, readout)
-
-
-def self_check() -> str:
-    """Checks the bridge on the running JAX; returns a one-line report or raises.
-
-    ``stax_mlp``'s ``kernel_fn`` must agree with :func:`relu_kernel_trace` to
-    1e-10 (float64) for depths 1..6 with and without bias, ``predict`` must
-    interpolate the training targets at ``t = inf``, and neither TensorFlow
-    nor tf2jax may have been imported.
-    """
-    import jax
-    import numpy as np
-
-    from ntkdepth.kernels.relu import relu_kernel_trace
-
-    nt = load()
-    rng = np.random.default_rng(0)
-    with jax.enable_x64(True):
-        x1, x2 = rng.normal(size=(5, 4)), rng.normal(size=(3, 4))
-        worst = 0.0
-        for b_std in (0.0, 0.1):
-            trace = relu_kernel_trace(x1, x2, depth=6, W_std=1.3, b_std=b_std)
-            for depth in range(1, 7):
-                k = stax_mlp(depth, 8, W_std=1.3, b_std=b_std)[2](x1, x2, ("nngp", "ntk"))
-                for ours, theirs in ((trace.ntk[depth - 1], k.ntk), (trace.nngp[depth - 1], k.nngp)):
-                    err = np.max(np.abs(np.asarray(ours) - theirs) / np.abs(np.asarray(theirs)))
-                    worst = max(worst, float(err))
-        if not worst < 1e-10:
-            raise AssertionError(f"stax kernel differs from relu_kernel_trace by {worst:.2e}")
-        k_train = relu_kernel_trace(x1, depth=4, layers=[4], get=("ntk",)).ntk[0]
-        y = rng.normal(size=(5, 1))
-        fit = nt.predict.gradient_descent_mse(k_train, y, learning_rate=y.size)(None, np.zeros_like(y))
-        if not np.allclose(fit, y, atol=1e-8):
-            raise AssertionError("predict.gradient_descent_mse does not interpolate at t = inf")
-    loaded = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "tf2jax"})
-    if loaded:
-        raise AssertionError(f"imported {loaded}")
-    return (
-        f"bridge OK: jax {jax.__version__}, neural-tangents {nt.__version__}, "
-        f"Python {sys.version.split()[0]}, max kernel difference {worst:.1e}, no TensorFlow"
-    )

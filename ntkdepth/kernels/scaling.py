@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Rescaled", "power_of_two", "rescale_tiny_inputs"]
+__all__ = ["Rescaled", "into_normal_range", "power_of_two", "rescale_tiny_inputs", "times", "times_pow4"]
 
 
 class Rescaled(NamedTuple):
@@ -121,3 +121,40 @@ def power_of_two(e, dtype):
     int_type = jnp.int64 if info.bits == 64 else jnp.int32
     biased = jnp.asarray(e).astype(int_type) + (info.maxexp - 1)
     return jax.lax.bitcast_convert_type(biased << info.nmant, dtype)
+
+
+def times_pow4(value, exponent):
+    """``value * 4^exponent``, exact (two multiplications by a power of two).
+
+    ``exponent`` is clipped to the dtype's normal exponents: beyond them the
+    result is 0 or ``inf`` whatever the rest of the product.
+    """
+    info = jnp.finfo(value.dtype)
+    p = power_of_two(jnp.clip(exponent, info.minexp, info.maxexp - 1), value.dtype)
+    return value * p * p
+
+
+def times(value, factor):
+    """``value * factor``, and 0 where ``value`` is 0 (even if ``factor`` overflowed to inf)."""
+    return jnp.where(value == 0, jnp.zeros_like(value), value * factor)
+
+
+def into_normal_range(x1, x2, W_std, b_std, bias: bool, dtype, norms):
+    """``(x1, x2, b_std, rescale, norms)``: inputs XLA will not flush to zero.
+
+    ``rescale`` is ``None`` (nothing changed) or what the first layer undoes on output
+    (:func:`ntkdepth.kernels.relu_engine.layer_one`): ``(log1, log2)`` without bias, the exponent
+    ``k`` of the common factor ``2^k`` with one. Traced values pass unchanged (their values are not
+    known here). ``norms``: the rows' norms (with a bias, ``[n1 + n2]`` float64), scaled along.
+    """
+    traced = (x1, x2, W_std, b_std) if bias else (x1, x2)
+    if any(isinstance(v, jax.core.Tracer) for v in traced):
+        return x1, x2, b_std, None, norms
+    r = rescale_tiny_inputs(x1, x2, W_std, b_std, bias=bias, dtype=dtype, norms=norms)
+    if r is None:
+        return x1, x2, b_std, None, norms
+    y1 = jnp.asarray(r.x1)
+    y2 = y1 if r.x2 is r.x1 else jnp.asarray(r.x2)
+    if bias:
+        return y1, y2, r.b_std, np.asarray(r.exponent, np.int32), np.ldexp(norms, r.exponent)
+    return y1, y2, b_std, (jnp.asarray(r.log1, dtype), jnp.asarray(r.log2, dtype)), norms

@@ -1,8 +1,8 @@
 """Kernels larger than memory: tile by tile, onto disk, over a device mesh and many hosts.
 
-:func:`tiled_kernel` computes one field of the ReLU kernels (``"ntk"``,
-``"nngp"``, ... as :func:`ntkdepth.kernels.relu_kernel_trace` offers them) for
-an ``[n1, n2]`` pair of input sets in square tiles of ``block_size x
+:func:`tiled_kernel` computes one field of the kernels of a network with any
+activation (``"ntk"``, ``"nngp"``, ... as :func:`ntkdepth.kernels.kernel_trace`
+offers them) for an ``[n1, n2]`` pair of input sets in square tiles of ``block_size x
 block_size`` entries. Every entry depends only on its own pair of inputs, so a
 tile is the in-memory kernel of a row block against a column block, and tiles
 are independent:
@@ -15,8 +15,8 @@ are independent:
   after its data is flushed to the file, and the record is replaced
   atomically, so a run killed at any point resumes from the tiles already
   written. The record is keyed by every setting that shapes the kernel (a hash
-  of the inputs, depth, layers, ``W_std``, ``b_std``, field, dtype, tile
-  size): a resume with anything else is refused.
+  of the inputs, activation, depth, layers, ``W_std``, ``b_std``, field, dtype,
+  tile size): a resume with anything else is refused.
 - **Symmetry.** With ``x2=None`` only the tiles on and above the diagonal are
   computed; each off-diagonal tile is also written transposed.
 - **A device mesh.** With ``mesh=`` the rows of each tile are split over all
@@ -31,72 +31,44 @@ are independent:
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import math
 import os
-import shutil
 import warnings
 import zlib
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ntkdepth.kernels.relu import FLOAT32_MAX_DEPTH, KERNEL_FIELDS, relu_kernel_trace
+from ntkdepth.kernels.activations import Custom, activation as as_activation
+from ntkdepth.kernels.trace import kernel_trace
 from ntkdepth.kernels.validation import (
+    KERNEL_FIELDS,
     check_depth_and_layers,
-    check_fields,
-    check_finite,
+    check_host_inputs,
     check_hyperparameters,
-    check_real,
+    check_kernel_fields,
     precision,
     resolve_dtype,
+    warn_float32_depth,
 )
+from ntkdepth.storage import DiskFullError, array_digest, write_text
 
 __all__ = ["tiled_kernel", "RECORD_SUFFIX"]
 
 RECORD_SUFFIX = ".tiles.json"
-_FORMAT = "ntkdepth.tiled_kernel/2"  # /2: a checksum per finished tile
+_FORMAT = "ntkdepth.tiled_kernel/3"  # /2: a checksum per finished tile; /3: the activation, inputs by array_digest
 
 
 # --------------------------------------------------------------------------
 # Inputs and settings.
 
 
-def _host_matrix(x, name: str) -> np.ndarray:
-    check_real(x, name)
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a [n, n0] matrix of inputs; got shape {x.shape}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {x.shape})")
-    return x
-
-
-def _check_rows(x: np.ndarray, name: str, b_std) -> None:
-    check_finite(x, name)
-    if float(b_std) == 0.0:
-        zero = np.flatnonzero(~np.any(x != 0, axis=1))
-        if zero.size:
-            raise ValueError(
-                f"{name}[{zero[0]}] is the zero vector: with b_std == 0 its correlation "
-                f"with any other input is undefined ({zero.size} zero rows in {name})"
-            )
-
-
-def _digest(x: np.ndarray) -> str:
-    h = hashlib.sha256()
-    h.update(f"{x.shape}{x.dtype.str}".encode())
-    h.update(memoryview(np.ascontiguousarray(x)).cast("B"))
-    return h.hexdigest()
-
-
 def _field(get) -> str:
-    fields = check_fields(get, KERNEL_FIELDS)
+    fields = check_kernel_fields(get)
     if len(fields) != 1:
         raise ValueError(
             f"get={get!r}: a tiled kernel holds one field; call once per field "
@@ -181,7 +153,7 @@ def _remedy(path: str, record: str) -> str:
     return f"delete {path} and {record} (or choose another output path) to start over"
 
 
-_FORMATS = ("ntkdepth.tiled_kernel/1", _FORMAT)  # /1 records carry no checksums
+_FORMATS = ("ntkdepth.tiled_kernel/1", "ntkdepth.tiled_kernel/2", _FORMAT)  # /1 records carry no checksums
 
 
 def _read_record(record: str, path: str, grid: set | None = None) -> dict:
@@ -193,7 +165,7 @@ def _read_record(record: str, path: str, grid: set | None = None) -> dict:
             raise ValueError(f"not a {_FORMAT} record")
         done = {}
         for t in rec["done"]:
-            if len(t) not in (2, 3) or (len(t) == 3) != (rec["format"] == _FORMAT):
+            if len(t) not in (2, 3) or (len(t) == 3) != (rec["format"] != _FORMATS[0]):
                 raise ValueError("malformed tile list")
             done[(int(t[0]), int(t[1]))] = str(t[2]) if len(t) == 3 and t[2] is not None else None
         rec["done"] = done
@@ -214,33 +186,21 @@ def _read_record(record: str, path: str, grid: set | None = None) -> dict:
 
 
 def _disk_error(err: OSError, path: str, needed: int) -> OSError:
-    """An error naming ``path``, the bytes it needs and those free on its file system."""
-    try:
-        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
-    except OSError:
-        free = -1
+    """An error naming ``path``: :class:`~ntkdepth.storage.DiskFullError` (the bytes it needs and
+    those free) for a full disk or quota, else one saying the folder is not writable."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OSError(err.errno, f"no space left for {path}: it needs {needed:,} bytes and "
-                                  f"{free:,} are free; free some space or choose another folder "
-                                  f"(finished tiles are kept)")
+        return DiskFullError(path, needed, "free some space or choose another folder (finished tiles are kept)")
     return OSError(err.errno, f"cannot write {path} ({err.strerror}); choose a folder you can "
                               f"write to")
 
 
 def _write_record(record: str, settings: dict, done: dict, complete: bool) -> None:
-    """Replaces the record atomically: a temporary file, fsync'ed, then renamed over it."""
-    tmp = f"{record}.tmp{os.getpid()}"
+    """Replaces the record whole, its bytes on the disk before the rename (:func:`ntkdepth.storage.write_text`)."""
     text = json.dumps({"format": _FORMAT, "settings": settings, "complete": complete,
                        "done": [[i, j, done[(i, j)]] for i, j in sorted(done)]})
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, record)
+        write_text(record, text, sync=True)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise _disk_error(e, record, len(text)) from None
 
 
@@ -286,6 +246,11 @@ def _check_existing(path: str, record: str, settings: dict, shape: tuple, dtype:
     if not has_record:
         return {}
     rec = _read_record(record, path)
+    if rec["format"] != _FORMAT:
+        raise ValueError(
+            f"{path} was written by an earlier tiled_kernel ({rec['format']}), whose record keys "
+            f"the inputs differently: it cannot be resumed; {_remedy(path, record)}"
+        )
     if rec["settings"] != settings:
         diff = sorted(k for k in set(settings) | set(rec["settings"])
                       if settings.get(k) != rec["settings"].get(k))
@@ -355,16 +320,16 @@ def _verify(sink: _FileSink, done: dict, block: int, symmetric: bool, path: str,
 # Computing one tile.
 
 
-def _tile_fn(spec: dict):
+def _tile_fn(spec: dict, act):
     """``(a [r, n0], b [c, n0]) -> [m, r, c]``: one field at the requested layers."""
 
     def fn(a, b):
         with warnings.catch_warnings():
             # tiled_kernel warns once about a deep float32 kernel, not once per tile.
             warnings.filterwarnings("ignore", message=".*float32 at depth", category=UserWarning)
-            tr = relu_kernel_trace(a, b, depth=spec["depth"], W_std=spec["W_std"],
-                                   b_std=spec["b_std"], layers=spec["layers"],
-                                   get=(spec["field"],), dtype=spec["dtype"])
+            tr = kernel_trace(a, b, depth=spec["depth"], activation=act, W_std=spec["W_std"],
+                              b_std=spec["b_std"], layers=spec["layers"], get=(spec["field"],),
+                              dtype=spec["dtype"])
         return getattr(tr, spec["field"])
 
     return fn
@@ -388,12 +353,12 @@ class _MeshTiles:
     this process's devices are read back.
     """
 
-    def __init__(self, spec: dict, mesh: Mesh, block: int, dtype):
+    def __init__(self, spec: dict, act, mesh: Mesh, block: int, dtype):
         self.mesh, self.dtype = mesh, dtype
         axes = tuple(mesh.axis_names)
         self.rows = NamedSharding(mesh, P(axes, None))
         self.cols = NamedSharding(mesh, P(None, None))
-        self.fn = jax.jit(_shard_map(_tile_fn(spec), mesh, (P(axes, None), P(None, None)),
+        self.fn = jax.jit(_shard_map(_tile_fn(spec, act), mesh, (P(axes, None), P(None, None)),
                                      P(None, axes, None)))
 
     def __call__(self, a: np.ndarray, b: np.ndarray | None):
@@ -411,8 +376,8 @@ class _MeshTiles:
 class _LocalTiles:
     """Tiles computed by the kernel functions on the default device."""
 
-    def __init__(self, spec: dict):
-        self.fn = _tile_fn(spec)
+    def __init__(self, spec: dict, act):
+        self.fn = _tile_fn(spec, act)
 
     def __call__(self, a: np.ndarray, b: np.ndarray | None):
         return [(0, np.asarray(self.fn(a, b)))]
@@ -444,6 +409,7 @@ def tiled_kernel(
     x2=None,
     *,
     depth: int,
+    activation="relu",
     W_std: float = math.sqrt(2.0),
     b_std: float = 0.0,
     layers: Sequence[int] | None = None,
@@ -455,10 +421,10 @@ def tiled_kernel(
     dtype=None,
     verify: bool | None = None,
 ) -> np.ndarray:
-    """One kernel field of a ReLU network, ``[n1, n2]`` (or ``[len(layers), n1, n2]``), tile by tile.
+    """One kernel field of a network, ``[n1, n2]`` (or ``[len(layers), n1, n2]``), tile by tile.
 
     Entry ``(i, j)`` equals the same entry of
-    ``relu_kernel_trace(x1, x2, depth=depth, layers=..., get=(get,))``; the
+    ``kernel_trace(x1, x2, depth=depth, activation=..., layers=..., get=(get,))``; the
     kernel is computed in ``block_size x block_size`` tiles, each a call of
     that function on a row block of ``x1`` and a column block of ``x2`` (the
     last blocks padded by repeating their last input, and cut back). Memory:
@@ -470,7 +436,9 @@ def tiled_kernel(
         accepts; every process passes the same inputs.
       x2: ``[n2, n0]`` inputs, or ``None`` for ``x1``: the kernel is then
         symmetric and only the tiles on and above the diagonal are computed.
-      depth, W_std, b_std: as for :func:`ntkdepth.kernels.relu_kernel_trace`.
+      depth, activation, W_std, b_std: as for :func:`ntkdepth.kernels.kernel_trace` (ReLU by
+        default: then as :func:`ntkdepth.kernels.relu_kernel_trace`). A custom activation (a
+        function) cannot be keyed in a file's record: with it, ``out`` is not a path.
       layers: ``None`` for the depth-``depth`` kernel alone (``[n1, n2]``), or
         depths in ``1..depth`` (``[len(layers), n1, n2]``).
       get: one field of :data:`ntkdepth.kernels.KERNEL_FIELDS`.
@@ -489,7 +457,7 @@ def tiled_kernel(
         devices of all processes.
       progress: show a tqdm bar of tiles (process 0 only).
       dtype: ``"float32"`` or ``"float64"``, as for
-        :func:`ntkdepth.kernels.relu_kernel_trace` (default: the inputs'
+        :func:`ntkdepth.kernels.kernel_trace` (default: the inputs'
         dtype, NumPy's for NumPy arrays; half precision is computed in
         float32); the kernel is computed and stored in it.
       verify: check finished tiles of an existing ``.npy`` against the
@@ -515,15 +483,11 @@ def tiled_kernel(
         stops the call there, and finished tiles are kept).
     """
     field = _field(get)
-    x1 = _host_matrix(x1, "x1")
+    act = as_activation(activation)
     symmetric = x2 is None
-    x2 = x1 if symmetric else _host_matrix(x2, "x2")
-    if x1.shape[1] != x2.shape[1]:
-        raise ValueError(
-            f"feature dimensions differ: x1 has {x1.shape[1]} features, x2 has {x2.shape[1]}"
-        )
     dtype = np.dtype(resolve_dtype(dtype, x1, x2))
     check_hyperparameters(W_std, b_std, dtype=dtype)
+    x1, x2 = check_host_inputs(x1, x2, b_std=b_std)
     layer_array = check_depth_and_layers(depth, [depth] if layers is None else layers)
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
             or block_size < 1:
@@ -545,13 +509,10 @@ def tiled_kernel(
             f"block_size={block} does not split over the mesh's {mesh.size} devices; "
             f"use a multiple of {mesh.size} (e.g. {mesh.size * max(1, block // mesh.size)})"
         )
-    _check_rows(x1, "x1", b_std)
-    if not symmetric:
-        _check_rows(x2, "x2", b_std)
 
     n1, n2, m = x1.shape[0], x2.shape[0], len(layer_array)
     shape = (n1, n2) if layers is None else (m, n1, n2)
-    spec = dict(depth=int(depth), W_std=float(W_std), b_std=float(b_std),
+    spec = dict(activation=act.label, depth=int(depth), W_std=float(W_std), b_std=float(b_std),
                 layers=[int(v) for v in layer_array], field=field, dtype=dtype.name)
     tiles = [(i, j) for i in range(0, n1, block) for j in range(0, n2, block)
              if not symmetric or j >= i]
@@ -580,14 +541,21 @@ def tiled_kernel(
         path = os.fspath(out)
         if not path.endswith(".npy"):
             raise ValueError(f"out={path!r}: the output file must end in .npy")
+        if isinstance(act, Custom):
+            raise ValueError(
+                f"out={path!r}: a custom activation ({act.label}) cannot be keyed in the file's "
+                f"record, so its tiles could not be resumed safely; pass out=None or an array, "
+                f"or a named activation (ntkdepth.kernels.ACTIVATION_NAMES)"
+            )
         _check_folder(path)
-    _warn_deep_float32(dtype, int(layer_array.max()))
+    warn_float32_depth(dtype, int(layer_array.max()), "tiled_kernel")
     done: dict = {}
     if path is not None:
         record = path + RECORD_SUFFIX
         settings = dict(
-            spec, inputs_sha256=[_digest(x1.astype(dtype, copy=False)),
-                                 "x2 = x1" if symmetric else _digest(x2.astype(dtype, copy=False))],
+            spec, inputs_sha256=[array_digest(x1.astype(dtype, copy=False), length=None),
+                                 "x2 = x1" if symmetric else array_digest(x2.astype(dtype, copy=False),
+                                                                          length=None)],
             dtype=dtype.str, block_size=block, shape=list(shape), x1_shape=list(x1.shape),
             x2_shape=list(x2.shape),
         )
@@ -626,7 +594,7 @@ def tiled_kernel(
     bar = tqdm(total=len(tiles), initial=len(tiles) - len(todo), unit="tile",
                desc=f"{field} tiles of {block}", disable=not progress or not lead)
     with bar, precision(dtype):
-        compute = _LocalTiles(spec) if mesh is None else _MeshTiles(spec, mesh, block, dtype)
+        compute = _LocalTiles(spec, act) if mesh is None else _MeshTiles(spec, act, mesh, block, dtype)
         for i0, j0 in todo:
             for r, data in _compute_tile(compute, x1, x2, i0, j0, block, dtype):
                 rows = min(data.shape[1], n1 - i0 - r)
@@ -670,15 +638,4 @@ def _check_folder(path: str) -> None:
         raise PermissionError(
             errno.EACCES, f"out={path!r}: the folder {folder} is not writable; choose a folder "
                           f"you can write to"
-        )
-
-
-def _warn_deep_float32(dtype: np.dtype, deepest: int) -> None:
-    """One warning per call (the tiles' own calls are silenced), advising ``dtype='float64'``."""
-    if dtype == np.float32 and deepest > FLOAT32_MAX_DEPTH:
-        warnings.warn(
-            f"tiled_kernel: float32 at depth {deepest} loses digits (rounding accumulates over "
-            f"the layers; docs/kernels.md#precision-per-call); pass dtype='float64' (or float64 "
-            f"inputs)",
-            stacklevel=3,
         )

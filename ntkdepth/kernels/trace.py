@@ -1,6 +1,6 @@
 """Kernels of deep networks with any elementwise activation: ``kernel_trace`` and ``kernel_fn``.
 
-ReLU runs on its own engine (:mod:`ntkdepth.kernels.relu`); every other activation on the normalized
+ReLU runs through :mod:`ntkdepth.kernels.relu` on its own engine; every other activation on the normalized
 recursion of :mod:`ntkdepth.kernels.engine` with the expectations of
 :mod:`ntkdepth.kernels.activations` (docs/activations.md).
 """
@@ -17,36 +17,35 @@ import numpy as np
 
 from ntkdepth.kernels.activations import ABRelu, Activation, activation as as_activation
 from ntkdepth.kernels.engine import (
-    layer_slots,
-    loop_options,
     normalized_loop,
     plan_for_inputs,
+    ratio_panels,
     tabulate,
     tabulated_fields,
 )
+from ntkdepth.kernels.gaussian import MehlerPlan, nodes_for
+from ntkdepth.kernels.interpolant import N, symmetric_mesh
 from ntkdepth.kernels.relu import (
-    KERNEL_FIELDS,
     KernelTrace,
-    _check_bias_scale,
-    _fields,
-    _kernel_dict,
-    _into_normal_range,
-    _kernels_tuple,
-    _layer_one,
-    _row_norms,
     check_output_scale_fields,
+    kernels_tuple,
     output_scale_ratio,
     relu_kernel_fn,
+    relu_kernel_trace,
     rescale_output_layer,
-    _scalar,
-    _warn_float32_depth,
 )
+from ntkdepth.kernels.relu_engine import layer_one
+from ntkdepth.kernels.scaling import into_normal_range
+from ntkdepth.kernels.scan import jit_scalar, layer_slots, loop_options
 from ntkdepth.kernels.validation import (
+    KERNEL_FIELDS,
     check_depth_and_layers,
     check_hyperparameters,
-    check_inputs,
+    check_kernel_fields,
+    check_kernel_inputs,
     precision,
     resolve_dtype,
+    warn_float32_depth,
 )
 
 __all__ = ["kernel_fn", "kernel_trace"]
@@ -95,10 +94,8 @@ def kernel_trace(
     act = as_activation(activation)
     alpha = _check_residual(residual)
     if _is_relu(act) and alpha is None:
-        out = _kernel_dict(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=layers, get=get,
-                           dtype=dtype, method=method)
-        out = {f: out.get(f) for f in KernelTrace._fields if f not in ("layers", "error_bound")}
-        return KernelTrace(layers=check_depth_and_layers(depth, layers), **out)
+        return relu_kernel_trace(x1, x2, depth=depth, W_std=W_std, b_std=b_std, layers=layers, get=get,
+                                 dtype=dtype, method=method)
     out, bound = _generic(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, layers=layers, get=get,
                           dtype=dtype, method=method, alpha=alpha)
     out = {f: out.get(f) for f in KernelTrace._fields if f not in ("layers", "error_bound")}
@@ -135,30 +132,24 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
     """The fields of ``get`` by the normalized loop, and the expansion's tail (or ``None``)."""
     if method not in ("auto", "loop", "interp"):
         raise ValueError(f"method must be 'auto', 'interp' or 'loop'; got {method!r}")
-    fields = _fields(get)
+    fields = check_kernel_fields(get)
     layer_array = check_depth_and_layers(depth, layers)
     squeeze = squeeze and len(layer_array) == 1
     dt = resolve_dtype(dtype, x1, x2)
+    check_hyperparameters(W_std, b_std, dtype=dt)
     with precision(dt, x1, x2, W_std, b_std):
-        x1, x2 = check_inputs(x1, x2, b_std=b_std, dtype=dt)
-        check_hyperparameters(W_std, b_std, dtype=dt)
+        x1, x2, bias, norms = check_kernel_inputs(x1, x2, W_std=W_std, b_std=b_std, dtype=dt)
         deepest = int(layer_array.max())
-        _warn_float32_depth(dt, deepest, "kernel_trace")
-        bias = isinstance(b_std, jax.core.Tracer) or float(b_std) != 0.0
-        norms = _row_norms(x1, x2) if bias else None
-        if bias:
-            _check_bias_scale(norms, x1.shape[0], x1.shape[1], W_std, b_std, dt)
-        x1, x2, b_in, rescale, norms = _into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
-        w, b = _scalar(W_std, dt), _scalar(b_std, dt)
-        one = _layer_one(x1, x2, jnp.asarray(w), jnp.asarray(_scalar(b_in, dt)), bias, rescale)
+        warn_float32_depth(dt, deepest, "kernel_trace")
+        x1, x2, b_in, rescale, norms = into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
+        w, b = jit_scalar(W_std, dt), jit_scalar(b_std, dt)
+        one = layer_one(x1, x2, jnp.asarray(w), jnp.asarray(jit_scalar(b_in, dt)), bias, rescale)
         lq1, lq2 = _log_diagonals(one, bias)
         plan = None
         if not act.closed_form:
             traced = any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std))
             if traced:
-                from ntkdepth.kernels.gaussian import MehlerPlan, _nodes_for
-
-                plan = MehlerPlan(256, _nodes_for(256), float("nan"))
+                plan = MehlerPlan(256, nodes_for(256), float("nan"))
             else:
                 lqs = np.concatenate([np.asarray(lq1, np.float64), np.asarray(lq2, np.float64)])
                 # Plans depend on the inputs through the range of Sigma^1(x, x) alone: cached by it.
@@ -224,8 +215,6 @@ def _use_tables(method, setting, act, plan, layer_array, shape) -> bool:
         return False
     if method == "interp":
         return True
-    from ntkdepth.kernels.interpolant import N, symmetric_mesh
-
     deepest = int(layer_array.max())
     pairs = int(np.prod(shape))
     nodes = len(symmetric_mesh(setting[1]).lo) * N + 1
@@ -247,9 +236,6 @@ def _cached_tables(act, plan, W_std, b_std, lq, layers, dtype_name, emin, needs,
 
 
 def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fields, dtype, squeeze, alpha=None):
-    from ntkdepth.kernels.engine import _ratio_panels
-    from ntkdepth.kernels.interpolant import symmetric_mesh
-
     lq, emin = setting
     needs = ("rho" in fields or "nngp" in fields, "ntk" in fields or "ntk_normalized" in fields,
              "nngp_dot" in fields)
@@ -258,7 +244,7 @@ def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fi
     mesh = symmetric_mesh(emin)
     degree = act.degree if (act.degree is not None and b_std == 0.0) else None
     return tabulated_fields(rho1, lq1, lq2, tables, layers=layers, get=fields, emin=emin, n_side=mesh.n_side,
-                            n_ratio=_ratio_panels(mesh), degree=degree, squeeze=squeeze)
+                            n_ratio=ratio_panels(mesh), degree=degree, squeeze=squeeze)
 
 
 def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,
@@ -282,14 +268,14 @@ def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_st
     default_dtype = dtype
 
     def fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=default_dtype):
-        fields = _fields(get)
+        fields = check_kernel_fields(get)
         check_output_scale_fields(fields, ratio2, b2)
         out, _ = _generic(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get=fields,
                           dtype=dtype, method=method, squeeze=True, alpha=alpha)
         values = rescale_output_layer([out[f] for f in fields], fields, ratio2, b2)
         if isinstance(get, str):
             return values[0]
-        return _kernels_tuple(fields)(*values)
+        return kernels_tuple(fields)(*values)
 
     fn.__doc__ = (f"Kernels of a depth-{depth} network with activation {act.label} (W_std={W_std}, "
                   f"b_std={b_std}): kernel_fn(x1, x2=None, get=('nngp', 'ntk'), *, dtype=None), [n1, n2] each.")

@@ -1,4 +1,5 @@
-"""Input checks shared by the kernel functions: clear errors before any JAX code runs.
+"""Input checks of every kernel function (the layer loops, the tabulated paths, the tiles): clear errors
+before any JAX code runs, and the fields a call may ask for.
 
 Checks on values (NaN, zero vectors, ranges) run only on concrete arrays; under
 ``jax.jit`` or ``jax.grad`` the inputs are tracers and only shapes are checked.
@@ -7,14 +8,22 @@ Checks on values (NaN, zero vectors, ranges) run only on concrete arrays; under
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "FLOAT32_MAX_DEPTH",
+    "KERNEL_FIELDS",
+    "CheckedInputs",
+    "check_host_inputs",
     "check_inputs",
+    "check_kernel_fields",
+    "check_kernel_inputs",
     "check_hyperparameters",
     "check_depth_and_layers",
     "check_fields",
@@ -22,7 +31,15 @@ __all__ = [
     "check_finite",
     "precision",
     "resolve_dtype",
+    "warn_float32_depth",
 ]
+
+#: The kernel fields a call may ask for through ``get``.
+KERNEL_FIELDS = ("nngp", "nngp_dot", "ntk", "rho", "ntk_normalized")
+
+#: Below this depth float32 keeps ``Thetabar^l`` and ``1 - rho_l`` to about 1e-5 relative; beyond it
+#: the kernel functions warn (docs/kernels.md#precision-per-call).
+FLOAT32_MAX_DEPTH = 1000
 
 
 def _is_concrete(x) -> bool:
@@ -99,12 +116,7 @@ def check_real(x, name: str) -> None:
         )
 
 
-def _as_float_matrix(x, name: str, dtype=None) -> jax.Array:
-    check_real(x, name)
-    if not (isinstance(x, jax.Array) and (dtype is None or x.dtype == dtype)):
-        x = jnp.asarray(x) if dtype is None else jnp.asarray(x, dtype=dtype)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
+def _check_matrix(x, name: str):
     if x.ndim != 2:
         raise ValueError(f"{name} must be a [n, n0] matrix of inputs; got shape {x.shape}")
     if x.shape[0] == 0 or x.shape[1] == 0:
@@ -112,41 +124,146 @@ def _as_float_matrix(x, name: str, dtype=None) -> jax.Array:
     return x
 
 
-def check_inputs(x1, x2, *, b_std, dtype=None) -> tuple[jax.Array, jax.Array]:
-    """Validates and returns ``(x1, x2)`` as floating ``[n, n0]`` arrays (``x2`` defaults to ``x1``).
+def _as_float_matrix(x, name: str, dtype=None) -> jax.Array:
+    check_real(x, name)
+    if not (isinstance(x, jax.Array) and (dtype is None or x.dtype == dtype)):
+        x = jnp.asarray(x) if dtype is None else jnp.asarray(x, dtype=dtype)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    return _check_matrix(x, name)
 
-    With ``dtype`` both are cast to it. A row is "the zero vector" only when
-    every entry is exactly 0 (a norm of 1e-30 is a valid input).
-    """
-    x1 = _as_float_matrix(x1, "x1", dtype)
-    x2 = x1 if x2 is None else _as_float_matrix(x2, "x2", dtype)
+
+def _check_feature_dimensions(x1, x2) -> None:
     if x1.shape[1] != x2.shape[1]:
         raise ValueError(
             f"feature dimensions differ: x1 has {x1.shape[1]} features, x2 has {x2.shape[1]}"
         )
+
+
+def _check_rows(a: np.ndarray, name: str, without_bias: bool, norms: np.ndarray | None = None) -> None:
+    """Finite entries and, without bias, no zero row; ``norms``: the rows' norms, if known.
+
+    One pass for the common case: every row norm (or squared norm) finite, so is every entry, and,
+    without bias, > 0 (no zero row). Overflow or underflow of a square only sends the check to the
+    exact tests below.
+    """
+    squares = np.einsum("ij,ij->i", a, a) if norms is None else norms
+    if np.all(np.isfinite(squares)) and (not without_bias or np.all(squares > 0)):
+        return
+    check_finite(a, name)
+    if without_bias:
+        zero = np.flatnonzero(~np.any(a != 0, axis=1))
+        if zero.size:
+            raise ValueError(
+                f"{name}[{zero[0]}] is the zero vector: with b_std == 0 its correlation "
+                f"with any other input is undefined ({zero.size} zero rows in {name})"
+            )
+
+
+def check_inputs(x1, x2, *, b_std, dtype=None, norms: Callable | None = None) -> tuple:
+    """Validates and returns ``(x1, x2)`` as floating ``[n, n0]`` arrays (``x2`` defaults to ``x1``).
+
+    With ``dtype`` both are cast to it. A row is "the zero vector" only when
+    every entry is exactly 0 (a norm of 1e-30 is a valid input). ``norms``: a
+    callable ``(x1, x2) -> [n1 + n2]`` row norms (or ``None`` if they cannot be
+    known), called once on the cast inputs and used by the checks; its value is
+    then the third element returned.
+    """
+    x1 = _as_float_matrix(x1, "x1", dtype)
+    x2 = x1 if x2 is None else _as_float_matrix(x2, "x2", dtype)
+    _check_feature_dimensions(x1, x2)
     dtype = jnp.promote_types(x1.dtype, x2.dtype)
     same = x2 is x1
     x1, x2 = (x if x.dtype == dtype else x.astype(dtype) for x in (x1, x2))
     without_bias = _is_concrete(b_std) and float(b_std) == 0.0
-    for x, name in ((x1, "x1"),) if same else ((x1, "x1"), (x2, "x2")):
-        if not _is_concrete(x):
+    known = None if norms is None else norms(x1, x2)
+    n1 = x1.shape[0]
+    for x, name, part in ((x1, "x1", slice(0, n1)),) if same else ((x1, "x1", slice(0, n1)),
+                                                                   (x2, "x2", slice(n1, None))):
+        if _is_concrete(x):
+            _check_rows(np.asarray(x), name, without_bias, None if known is None else known[part])
+    return (x1, x2) if norms is None else (x1, x2, known)
+
+
+def check_host_inputs(x1, x2, *, b_std) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`check_inputs` for inputs kept on the host: ``(x1, x2)`` as NumPy ``[n, n0]`` arrays,
+    uncast (``x2`` is ``x1`` when ``None``)."""
+    arrays = []
+    for x, name in ((x1, "x1"), (x2, "x2")):
+        if x is None:
+            arrays.append(arrays[0])
             continue
-        a = np.asarray(x)
-        # One pass for the common case: every squared row norm finite (so is
-        # every entry) and, without bias, > 0 (no zero row). Overflow or
-        # underflow of a square only sends the check to the exact tests below.
-        squares = np.einsum("ij,ij->i", a, a)
-        if np.all(np.isfinite(squares)) and (not without_bias or np.all(squares > 0)):
-            continue
-        check_finite(a, name)
-        if without_bias:
-            zero = np.flatnonzero(~np.any(a != 0, axis=1))
-            if zero.size:
-                raise ValueError(
-                    f"{name}[{zero[0]}] is the zero vector: with b_std == 0 its correlation "
-                    f"with any other input is undefined ({zero.size} zero rows in {name})"
-                )
+        check_real(x, name)
+        arrays.append(_check_matrix(np.asarray(x), name))
+    x1, x2 = arrays
+    _check_feature_dimensions(x1, x2)
+    without_bias = float(b_std) == 0.0
+    for x, name in ((x1, "x1"),) if x2 is x1 else ((x1, "x1"), (x2, "x2")):
+        _check_rows(x, name, without_bias)
     return x1, x2
+
+
+def check_kernel_fields(get) -> tuple[str, ...]:
+    """``get`` as a tuple of names of :data:`KERNEL_FIELDS` (a single name is allowed)."""
+    return check_fields(get, KERNEL_FIELDS)
+
+
+def warn_float32_depth(dtype, depth: int, name: str, stacklevel: int = 3) -> None:
+    """Warns that float32 beyond :data:`FLOAT32_MAX_DEPTH` loses digits, advising float64
+    (``stacklevel`` as for :func:`warnings.warn` called here)."""
+    if np.dtype(dtype) == np.float32 and depth > FLOAT32_MAX_DEPTH:
+        warnings.warn(
+            f"{name}: float32 at depth {depth} loses digits (rounding accumulates over the "
+            f"layers: Thetabar^l and 1 - rho_l keep only ~1e-5 relative beyond depth "
+            f"{FLOAT32_MAX_DEPTH}, ~1e-4 at 1e5); pass dtype='float64' (or float64 inputs)",
+            stacklevel=stacklevel,
+        )
+
+
+def _row_norms(x1, x2) -> np.ndarray | None:
+    """``[n1 + n2]`` the norms of the rows of ``x1`` and ``x2`` in float64 (``None`` if traced)."""
+    if any(isinstance(v, jax.core.Tracer) for v in (x1, x2)):
+        return None
+    return np.concatenate([np.linalg.norm(np.asarray(x, np.float64), axis=1) for x in (x1, x2)])
+
+
+def _check_bias_scale(norms, n1: int, n0: int, W_std, b_std, dtype) -> None:
+    """With a bias, ``Sigma^1(x, x)`` must be finite in ``dtype`` (concrete values only)."""
+    if norms is None or any(isinstance(v, jax.core.Tracer) for v in (W_std, b_std)):
+        return
+    q = float(W_std) ** 2 / n0 * norms**2 + float(b_std) ** 2
+    if np.any(q > float(np.finfo(dtype).max)):
+        i = int(np.argmax(q))
+        name, row = ("x1", i) if i < n1 else ("x2", i - n1)
+        raise ValueError(
+            f"{name}[{row}]: Sigma^1(x, x) = {q[i]:.3g} overflows {np.dtype(dtype).name} "
+            f"(with a bias the raw kernels are of that size); pass dtype='float64' or rescale "
+            f"the inputs or W_std"
+        )
+
+
+class CheckedInputs(NamedTuple):
+    """The inputs of a kernel call, checked: ``x1 [n1, n0]``, ``x2 [n2, n0]`` of one floating dtype,
+    whether the network has a bias (``b_std`` traced or not 0), and with a bias the rows' norms
+    ``[n1 + n2]`` in float64 (``None`` without bias or for traced inputs)."""
+
+    x1: jax.Array
+    x2: jax.Array
+    bias: bool
+    norms: np.ndarray | None
+
+
+def check_kernel_inputs(x1, x2, *, W_std, b_std, dtype) -> CheckedInputs:
+    """:func:`check_inputs`, and with a bias the rows' norms, computed once, and the check that every
+    ``Sigma^1(x, x)`` is finite in ``dtype``. Call inside :func:`precision` (``dtype``), after
+    :func:`check_hyperparameters`."""
+    bias = isinstance(b_std, jax.core.Tracer) or float(b_std) != 0.0
+    if not bias:
+        x1, x2 = check_inputs(x1, x2, b_std=b_std, dtype=dtype)
+        return CheckedInputs(x1, x2, False, None)
+    x1, x2, norms = check_inputs(x1, x2, b_std=b_std, dtype=dtype, norms=_row_norms)
+    _check_bias_scale(norms, x1.shape[0], x1.shape[1], W_std, b_std, dtype)
+    return CheckedInputs(x1, x2, True, norms)
 
 
 def _scale_value(value, name: str) -> float | None:

@@ -187,7 +187,7 @@ class NetworkSpec:
                 "neural-tangents' stax has no muP parameterization; use parameterization='ntk' or "
                 "'standard'"
             )
-        from ntkdepth.kernels.nt_bridge import stax_mlp
+        from ntkdepth.kernels.stax_layers import stax_mlp
 
         return stax_mlp(self.depth, width, W_std=self.W_std, b_std=self.b_std,
                         parameterization=self.parameterization, out_dim=out_dim, out_std=self.out_std,
