@@ -8,13 +8,37 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-__all__ = ["jit_scalar", "layer_slots", "loop_options", "write_slot"]
+__all__ = ["jit_scalar", "layer_slots", "loop_length", "loop_options", "padded_layer_slots", "write_slot"]
 
 
 def layer_slots(layers: np.ndarray, depth: int) -> np.ndarray:
     """``slot[l - 1]`` = position of layer l in the output, or ``m`` (a scratch slot)."""
     slot = np.full(depth, len(layers), dtype=np.int32)
     slot[layers - 1] = np.arange(len(layers), dtype=np.int32)
+    return slot
+
+
+def loop_length(depth: int) -> int:
+    """The loop length for ``depth``: itself up to 16, else rounded up to ``m 2^k`` with ``8 <= m <= 16``.
+
+    Eight lengths an octave: a process evaluating many depths compiles a few loops, not one a
+    depth, for at most an eighth more (skipped) iterations (docs/kernels.md#the-layer-loop).
+    """
+    if depth <= 16:
+        return depth
+    k = depth.bit_length() - 4
+    return -(-depth // 2**k) * 2**k
+
+
+def padded_layer_slots(layers: np.ndarray, depth: int) -> np.ndarray:
+    """:func:`layer_slots`, :func:`loop_length` long unless every layer ``1..depth`` is asked for.
+
+    The layers past ``depth`` hold ``m + 1``: a loop that counts the entries up to ``m`` runs to
+    the depth as a value, so one compiled loop serves every depth of a length.
+    """
+    every = np.array_equal(layers, np.arange(1, depth + 1))
+    slot = np.full(depth if every else loop_length(depth), len(layers) + 1, dtype=np.int32)
+    slot[:depth] = layer_slots(layers, depth)
     return slot
 
 
