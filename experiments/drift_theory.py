@@ -1,7 +1,8 @@
 """The drift of the last hidden layer: trained networks against the infinite-width prediction.
 
 For depths L = 3, 4, 5 (two to four hidden layers), widths from a few hundred
-up, and several seeds, a network at NTK parameterization is trained by
+up, and several seeds, a network at NTK parameterization with one of the
+activations of ``docs/drift.md#activations`` (ReLU by default) is trained by
 full-batch gradient descent on the MSE loss (``docs/drift.md``'s setting: N
 points on the sphere of radius sqrt(d), random targets). The measured drift
 ``|a_t(x) - a_0(x)|_2`` of its last hidden layer is compared with
@@ -33,6 +34,15 @@ class Config(with_defaults(GradientFlowSettings, n_records=6, dim=6, n_train=8, 
     outputs: int = setting(1, help="K, outputs (random Gaussian targets)", min=1)
     first_std: float = setting(1.0, help="sigma_w of the first layer", min=1e-6)
     out_std: float = setting(1.0, help="sigma_w of the output layer", min=1e-6)
+    # Left out of the recorded config at its default: ReLU runs keep the keys they had before it.
+    activation: str = setting("relu", omit_default=True,
+                              help="the activation, one of ntkdepth.theory.DRIFT_ACTIVATIONS (the drift's "
+                                   "derivation covers those; docs/drift.md#activations)")
+
+    def check(self):
+        from ntkdepth.theory.drift.expectations import drift_activation
+
+        drift_activation(self.activation)
 
 
 def run(config: Config, out: RunDir) -> dict:
@@ -58,7 +68,8 @@ def run(config: Config, out: RunDir) -> dict:
     curves = {}  # depth -> {"measured", "predicted"}: [R] RMS over training inputs, mean over seeds, widest
     for depth in config.depths:
         # One description gives the finite networks and the prediction's network.
-        network = NetworkSpec(depth=depth, W_std=config.W_std, b_std=config.b_std, out_std=config.out_std)
+        network = NetworkSpec(depth=depth, W_std=config.W_std, b_std=config.b_std, out_std=config.out_std,
+                              activation=config.activation)
 
         def make_model(width, seed, network=network):
             return network.model(config.dim, width, config.outputs, rngs=seed)
@@ -172,7 +183,8 @@ def _plot(out, config, results):
     ax.set(xlabel="time $t$", ylabel=r"$\|a_t - a_0\|$, RMS over training inputs", title="drift over training")
     ax.legend()
     ax.grid(alpha=0.3)
-    save_figure(out, fig, "drift_theory.png", "Last-hidden-layer drift against its infinite-width prediction")
+    save_figure(out, fig, "drift_theory.png", f"Last-hidden-layer drift against its infinite-width prediction "
+                f"({config.activation})")
 
 
 def _summary(config, results):
@@ -181,8 +193,9 @@ def _summary(config, results):
     lines = [
         "# Last-hidden-layer drift against the infinite-width prediction",
         "",
-        f"d = {config.dim}, N = {config.n_train} training and {config.n_test} held-out inputs on the sphere "
-        f"of radius sqrt(d), K = {config.outputs}, W_std = {config.W_std:.4g}, out_std = {config.out_std}, "
+        f"Activation {config.activation}, d = {config.dim}, N = {config.n_train} training and {config.n_test} "
+        f"held-out inputs on the sphere of radius sqrt(d), K = {config.outputs}, W_std = {config.W_std:.4g}, "
+        f"out_std = {config.out_std}, "
         f"b_std = {config.b_std}, t = {config.time} (dt = {config.dt}), {config.seeds} seed(s). "
         "Ratio: measured over predicted drift, the prediction conditioned on each seed's f_0, "
         "summed in squares over the training inputs; mean ± s.e. over seeds.",

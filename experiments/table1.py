@@ -1,13 +1,14 @@
 """Table 1: how far the last hidden layer moves, against width, on text8 skip-gram pairs.
 
-The paper's setting (section 5): a ReLU network with two hidden layers of
-equal width n, one-hot token inputs over a vocabulary of V words, V outputs,
+The paper's setting (section 5): a ReLU network (``activation`` sets another) with
+two hidden layers of equal width n, one-hot token inputs over a vocabulary of V words, V outputs,
 trained by SGD on (center, context) skip-gram pairs with the MSE loss at NTK
 parameterization, with a width-independent learning rate. After training, the
 drift measures of ``ntkdepth.empirical.final_drift`` (mean (s.d.) over
 evaluation tokens and seeds) for each width; the muP network (Yang & Hu 2021),
 whose units all move by O(1), is the second row group; beside the NTK rows,
-the kernel's infinite-width prediction (``ntkdepth.theory.onehot_drift_measures``).
+the kernel's infinite-width prediction (``ntkdepth.theory.onehot_drift_measures``), for the
+activations that it covers (docs/drift.md#activations).
 
 With V outputs the random initial function f_0 has squared norm about
 V * Sigma^3(x, x) per token, against 1 for a one-hot target, so the residual
@@ -24,11 +25,11 @@ import numpy as np
 
 from ntkdepth.config import ConfigError, setting, with_defaults
 from ntkdepth.empirical import DRIFT_MEASURES as MEASURES
+from ntkdepth.experiment_settings import SkipGramSettings
 from ntkdepth.plotting import depth_axis, pyplot, save_figure, sequential_colors, width_scaling_panel
 from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
 from ntkdepth.stats import power_law_fits
-from ntkdepth.training.settings import SweepSettings
 
 NAME = "table1"
 DESCRIPTION = "last-hidden-layer drift against width on text8 (NTK and muP), with fitted exponents"
@@ -40,87 +41,51 @@ SHORT_LABELS = {"aggregate": "aggregate drift", "per_neuron_mean": "mean per-neu
 
 
 @dataclass(frozen=True)
-class Config(with_defaults(SweepSettings, seeds=2)):
-    parameterizations: list[str] = setting(["ntk", "mup"], help="row groups: 'ntk', 'mup', 'standard'",
-                                           choices=["ntk", "mup", "standard"])
-    vocab_size: int = setting(500, help="V, the most frequent words kept", min=2, max=50000)
-    window: int = setting(2, help="skip-gram window (contexts on each side)", min=1, max=20)
-    max_words: int = setting(0, help="first words of the corpus used (0: all)", min=0)
-    text8_path: str = setting("", help="text8 file or text8.zip ('': $NTKDEPTH_DATA or ../shared/data)")
-    onehot_norm: str = setting("sqrt-vocab", choices=["one", "sqrt-vocab"],
-                               help="a token's input: 'one' (e_c) or 'sqrt-vocab' (sqrt(V) e_c: |x|^2 = n_0)")
-    center_output: bool = setting(True, help="train f_theta - f_theta0 (the same NTK; the residual starts at -y, "
-                                             "not at the random f_0 over V outputs)")
-    learning_rate: float = setting(0.5, help="SGD learning rate (width-independent at NTK parameterization)", min=1e-8)
-    batch_size: int = setting(256, help="pairs per SGD step", min=1)
-    steps: int = setting(1000, help="SGD steps", min=1)
+class Config(with_defaults(SkipGramSettings, seeds=2)):
     n_eval: int = setting(64, help="evaluation tokens (random, fixed) whose features are measured", min=2)
-    mup_base_width: int = setting(256, help="muP's reference width (where it equals the NTK network)", min=1)
-    seeds_by_width: list[int] = setting(
-        [], min=1, min_len=0,
-        help="seeds at each width, aligned with widths, e.g. [3, 3, 2, 1] (empty: `seeds` at every width)")
     fit_min_width: int = setting(0, help="exponents are fitted over the widths >= this (0: all), the asymptotic range",
                                  min=0)
-
+    # Left out of the recorded config at its default: ReLU runs keep the keys they had before it.
+    activation: str = setting("relu", omit_default=True,
+                              help="the activation of every network (a name of ntkdepth.kernels.ACTIVATION_NAMES); "
+                                   "the kernel column exists for ntkdepth.theory.DRIFT_ACTIVATIONS")
 
     def check(self):
-        if self.seeds_by_width and len(self.seeds_by_width) != len(self.widths):
-            raise ValueError(f"seeds_by_width has {len(self.seeds_by_width)} entries for {len(self.widths)} widths "
-                             f"{self.widths}: give one number of seeds per width, e.g. seeds_by_width="
-                             f"{[self.seeds] * len(self.widths)}")
+        from ntkdepth.kernels import activation
 
-    def seeds_at(self) -> dict[int, list[int]]:
-        """The seeds of each width: ``seeds_by_width`` where given, else ``seeds`` everywhere."""
-        counts = self.seeds_by_width or [self.seeds] * len(self.widths)
-        return {w: [self.seed + s for s in range(k)] for w, k in zip(self.widths, counts)}
+        super().check()
+        activation(self.activation)
+
+    def network(self):
+        """Table 1's two hidden layers with this run's activation."""
+        return super().network().replace(activation=self.activation)
 
 
 def run(config: Config, out: RunDir) -> dict:
     import jax.numpy as jnp
 
-    from ntkdepth.data.text8 import (Vocabulary, default_text8_path, load_text8, pair_statistics, skipgram_pairs,
-                                     text8_record)
     from ntkdepth.empirical import drift_curves, final_drift
     from ntkdepth.empirical.drift import UndefinedDriftError
-    from ntkdepth.models import NetworkSpec
-    from ntkdepth.theory import onehot_drift_measures
-    from ntkdepth.training import PairData, TrainSpec, record_steps_grid, run_width_sweep
+    from ntkdepth.theory import onehot_drift_measures, supports_drift
+    from ntkdepth.training import PairData, run_width_sweep
 
-    words = load_text8(config.text8_path or None, max_words=config.max_words or None)
-    distinct = len(set(words))
-    if distinct < config.vocab_size:
-        raise ConfigError(f"vocab_size {config.vocab_size} exceeds the {distinct:,} distinct words read from "
-                          f"{config.text8_path or default_text8_path()}: set vocab_size "
-                          f"to at most {distinct} (--set vocab_size={distinct}), or name a larger text "
-                          "with text8_path")
-    vocab = Vocabulary.build(words, config.vocab_size)
-    pairs = skipgram_pairs(vocab.encode(words), config.window)
-    data_record = {**text8_record(config.text8_path or None, len(words)), "distinct_words": len(set(words)),
-                   "vocabulary": config.vocab_size, "pairs": int(len(pairs))}
-    out.record_data("text8", data_record)
-    p, q = pair_statistics(pairs, config.vocab_size)
-    V = config.vocab_size
-    input_scale = V**0.5 if config.onehot_norm == "sqrt-vocab" else 1.0
+    text = config.load_text()
+    out.record_data("text8", text.record)
+    pairs, p, q, V = text.pairs, text.center_freq, text.context_dist, config.vocab_size
     rng = np.random.default_rng(config.seed)
     eval_tokens = np.sort(rng.choice(V, size=min(config.n_eval, V), replace=False)).astype(np.int32)
-    training = TrainSpec(steps=config.steps, learning_rate=config.learning_rate, loss="mse",
-                         batch_size=config.batch_size, record_steps=record_steps_grid(config.steps, config.n_records),
-                         center_output=config.center_output, divergence_factor=config.divergence_factor)
+    training = config.train_spec()
     seeds, widths, data = config.seeds_at(), config.widths, PairData.create(pairs, seed=config.seed)
 
     # Two hidden layers; the kernel column is the NTK network's limit.
-    network, sweeps = NetworkSpec(depth=3, W_std=config.W_std, b_std=config.b_std), {}
+    network, sweeps = config.network(), {}
     for par in config.parameterizations:
-        def make_model(width, seed, net=network.replace(parameterization=par)):
-            return net.model(V, width, V, tokens=True, input_scale=input_scale, base_width=config.mup_base_width,
-                             rngs=seed)
-
         # Every setting shapes the runs but the lists of widths and row groups and the
         # number of seeds (one run is one width and seed) and the fit's range.
         identity = out.settings(exclude=("widths", "seeds", "seeds_by_width", "parameterizations", "fit_min_width"),
                                 parameterization=par)
         print(f"table1: {par} networks, widths {widths}, seeds {seeds}")
-        sweeps[par] = run_width_sweep(make_model, data, training, jnp.asarray(eval_tokens), widths,
+        sweeps[par] = run_width_sweep(config.model_factory(par), data, training, jnp.asarray(eval_tokens), widths,
                                       seeds, out.cache_dir(f"sweep-{par}", identity))
 
     try:
@@ -129,19 +94,21 @@ def run(config: Config, out: RunDir) -> dict:
         raise ConfigError(_too_narrow(config, err)) from None
     fits = _fits(config, stats)
     steps = np.asarray(training.records)
-    kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
-        p, q, eval_tokens, steps * config.learning_rate, widths, spec=network, input_scale=input_scale,
-        centered=config.center_output))
+    kernel = None
+    if supports_drift(config.activation):
+        kernel = out.stage("kernel_prediction", lambda: onehot_drift_measures(
+            p, q, eval_tokens, steps * config.learning_rate, widths, spec=network, input_scale=config.input_scale,
+            centered=config.center_output))
     results = {
-        "vocabulary": {"size": V, "pairs": int(len(pairs)), "words": len(words),
-                       "most_frequent": list(vocab.words[:10])},
+        "vocabulary": {"size": V, "pairs": int(len(pairs)), "words": text.record["words_used"],
+                       "most_frequent": list(text.vocabulary.words[:10])},
         "eval_tokens": eval_tokens, "steps": steps,
-        "data": data_record, "seeds_by_width": [len(seeds[w]) for w in widths],
+        "data": text.record, "seeds_by_width": [len(seeds[w]) for w in widths],
         # Every per-width value is an array aligned with config.widths.
         "final_loss": {par: np.array([float(np.mean([sweeps[par][(w, s)].loss[-1] for s in seeds[w]]))
                                       for w in widths]) for par in config.parameterizations},
         "table": stats, "exponents": fits,
-        "kernel_prediction": {
+        "kernel_prediction": kernel and {
             "aggregate_mean_over_eval_tokens": float(kernel["aggregate"][-1].mean()),
             "aggregate_over_steps": kernel["aggregate"].mean(1),
             "per_neuron_mean_times_sqrt_n": float(kernel["unit_mean_abs"].mean()),
@@ -296,7 +263,7 @@ def _plot_steps(out, config, results):
             ax = axes[row, col]
             for i, c in enumerate(colors):
                 ax.plot(steps[1:], by_measure[k][i][1:], "o-", ms=3, color=c)
-            if par == "ntk" and k == "aggregate":
+            if par == "ntk" and k == "aggregate" and results["kernel_prediction"]:
                 ax.plot(steps[1:], results["kernel_prediction"]["aggregate_over_steps"][1:], "k--", lw=1.2)
             ax.set(xscale="log", yscale="log", ylabel=SHORT_LABELS[k])
             depth_axis(ax, steps[1:])
@@ -305,7 +272,7 @@ def _plot_steps(out, config, results):
             ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=c, marker="o", ms=3) for c in colors]
     labels = [f"$n = {w:,}$" for w in config.widths]
-    if "ntk" in curves:
+    if "ntk" in curves and results["kernel_prediction"]:
         handles.append(Line2D([], [], color="k", ls="--", lw=1.2))
         labels.append(r"kernel ($n = \infty$, NTK)")
     save_figure(out, fig, "table1_steps.png", "The drift measures and the loss along training (mean over seeds)",
@@ -429,7 +396,7 @@ def _summary(config, results) -> str:
     lines = [
         "# Table 1: last-hidden-layer drift against width (text8)",
         "",
-        f"Two hidden layers of width n, one-hot inputs over V = {config.vocab_size} words "
+        f"Two hidden layers of width n ({config.activation}), one-hot inputs over V = {config.vocab_size} words "
         f"({config.onehot_norm} norm), V outputs, {results['vocabulary']['pairs']:,} skip-gram pairs "
         f"(window {config.window}), SGD with batch {config.batch_size}, learning rate {config.learning_rate}, "
         f"{config.steps} steps, MSE loss"
@@ -463,8 +430,8 @@ def _summary(config, results) -> str:
         verdict = claim(abs(a) < 0.15 and pnx < -0.35,
                         "the layer as a whole stays put while each unit's drift shrinks: "
                         "the shape of the paper's Table 1",
-                        "these widths are not yet in the asymptotic regime (0 and -1/2 expected); "
-                        "the kernel's prediction below is the sharper test")
+                        "these widths are not yet in the asymptotic regime (0 and -1/2 expected)"
+                        + ("; the kernel's prediction below is the sharper test" if results["kernel_prediction"] else ""))
         lines.append(f"- NTK, exponents fitted over n = {span[0]}..{span[-1]}: aggregate {a:+.2f}, per-neuron "
                      f"{pnx:+.2f}: {verdict}.")
     if "mup" in fits and "per_neuron_mean" in fits["mup"]:
@@ -485,6 +452,11 @@ def _summary(config, results) -> str:
             f"{kernel['per_neuron_mean_times_sqrt_n']:.4g} / sqrt(n), measured "
             f"{stats['ntk']['per_neuron_mean']['mean'][-1] * np.sqrt(widths[-1]):.4g} / sqrt(n) at n = {wl}."
         )
+    elif not kernel and config.activation != "relu":  # an activation the drift does not cover
+        from ntkdepth.theory import DRIFT_ACTIVATIONS
+
+        lines.append(f"- No kernel column: the drift's prediction covers {', '.join(DRIFT_ACTIVATIONS)}, not "
+                     f"{config.activation} (docs/drift.md#activations).")
     lines.append("- Final training loss at the largest width: "
                  + ", ".join(f"{par} {loss[-1]:.4g}" for par, loss in results["final_loss"].items()) + ".")
     lines += ["", "Files: table1.md / table1.csv (the table), table1_scaling.png (measures against "

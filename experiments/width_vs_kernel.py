@@ -2,8 +2,9 @@
 
 A small regression problem: N training and M test inputs uniform on the
 sphere of radius sqrt(d) (so that Sigma^1(x, x) = W_std^2), smooth targets,
-a ReLU network of depth L at NTK parameterization trained by full-batch
-gradient descent on the MSE loss for a time T. For each width and seed:
+a network of depth L (ReLU unless ``activation`` says otherwise) at NTK
+parameterization trained by full-batch gradient descent on the MSE loss for a
+time T. For each width and seed:
 
 - the empirical NTK at initialization against Theta^L (relative Frobenius error),
 - the last hidden layer's feature kernel at initialization against its limit,
@@ -12,7 +13,7 @@ gradient descent on the MSE loss for a time T. For each width and seed:
   f_0 (Proposition 3) from the analytic kernel,
 - the aggregate drift |a_T(x) - a_0(x)|_2 of the last hidden layer, extrapolated
   to infinite width by a fit in n^{-1/2}, and against the kernel's prediction
-  given the same f_0 (docs/drift.md).
+  given the same f_0 for the activations that it covers (docs/drift.md#activations).
 """
 
 from __future__ import annotations
@@ -52,23 +53,30 @@ ERROR_LABELS = {
 class Config(with_defaults(GradientFlowSettings, n_records=10)):
     depth: int = setting(3, help="L, weight layers (L - 1 hidden layers)", min=2, max=20)
     activation: str = setting("relu", help="the activation (a name of ntkdepth.kernels.ACTIVATION_NAMES); the "
-                                           "drift's kernel prediction exists for ReLU only")
+                                           "drift's kernel prediction exists for the plain networks of "
+                                           "ntkdepth.theory.DRIFT_ACTIVATIONS")
+    residual: float | str | None = setting(None, help="a residual network's branch scale: alpha (e.g. 0.5) or "
+                                                      "'a/sqrt(L)' (docs/residual.md); unset: the plain network")
 
     def check(self):
         from ntkdepth.kernels import activation
+        from ntkdepth.kernels.residual import check_residual
 
         activation(self.activation)
+        check_residual(self.residual)
         if self.n_test < 1:
             raise ValueError("n_test: the outputs are compared on held-out inputs; give at least 1")
 
 
 def run(config: Config, out: RunDir) -> dict:
+    import dataclasses
+
     import jax
     import jax.numpy as jnp
 
     from ntkdepth.empirical import feature_kernel, mlp_ntk
     from ntkdepth.models import NetworkSpec
-    from ntkdepth.theory import GradientFlowPredictor, drift_norm_prediction
+    from ntkdepth.theory import GradientFlowPredictor, drift_norm_prediction, supports_drift
     from ntkdepth.training import FullBatchData, run_width_sweep
 
     rng = np.random.default_rng([config.seed, 17])
@@ -76,19 +84,28 @@ def run(config: Config, out: RunDir) -> dict:
     w = rng.normal(size=config.dim) / np.sqrt(config.dim)
     y = np.sin(2.0 * x @ w)[:, None] + 0.5 * np.cos(x[:, 0])[:, None]
     N = config.n_train
+
+    # One description gives the finite networks and their infinite-width kernels.
+    network = NetworkSpec(depth=config.depth, W_std=config.W_std, b_std=config.b_std, activation=config.activation,
+                          residual=config.residual)
+    # The drift theory's networks (docs/drift.md#activations).
+    covered = supports_drift(config.activation) and config.residual is None
+    with jax.enable_x64(True):
+        kernels = network.kernel_fn()(x, get=("nngp", "ntk"))
+        theta = np.asarray(kernels.ntk)
+        # The features' kernel, from the output's Sigma_f = out_std^2 K + b_std^2: K = E[phi phi] for the
+        # plain network, the stream's Sigma^L for a residual one (what the readout reads).
+        feat_limit = (np.asarray(kernels.nngp) - network.b_std**2) / network.out_std**2
+    # Gradient descent follows the flow only while dt < 2 / lambda_max(Theta): a residual network's kernel
+    # grows with alpha, and a step that suits the plain network diverges. A dt at or beyond that bound is
+    # lowered to half of it (a function of the settings: the same for every width and seed).
+    stable = 2.0 / float(np.linalg.eigvalsh(theta[:N, :N])[-1])
+    if config.dt >= stable:
+        config = dataclasses.replace(config, dt=0.5 * stable)
     training = config.train_spec()
     times = config.record_times(training)
     data = FullBatchData(jnp.asarray(x[:N], jnp.float32), jnp.asarray(y[:N], jnp.float32))
     x_all = jnp.asarray(x, jnp.float32)
-
-    # One description gives the finite networks and their infinite-width kernels.
-    network = NetworkSpec(depth=config.depth, W_std=config.W_std, b_std=config.b_std, activation=config.activation)
-    relu = config.activation == "relu"  # the drift theory (docs/drift.md) is ReLU's
-    with jax.enable_x64(True):
-        kernels = network.kernel_fn()(x, get=("nngp", "ntk"))
-        theta = np.asarray(kernels.ntk)
-        # The last hidden layer's kernel: Sigma^L = out_std^2 E[phi phi] + b_std^2.
-        feat_limit = (np.asarray(kernels.nngp) - network.b_std**2) / network.out_std**2
 
     def make_model(width, seed):
         return network.model(config.dim, width, 1, rngs=seed)
@@ -124,7 +141,7 @@ def run(config: Config, out: RunDir) -> dict:
             e["outputs_train"].append(rel(ft[-1, :N], pred_train[-1]))
             e["outputs_test"].append(rel(ft[-1, N:], pred[-1]))
             d.append(r.stats["aggregate"][-1].mean())
-            if relu:
+            if covered:
                 with jax.enable_x64(True):
                     # The infinite-width drift given this network's f_0 (docs/drift.md).
                     dp.append(drift_norm_prediction(x[:N], y[:N], x, [times[-1]], spec=network,
@@ -153,6 +170,8 @@ def run(config: Config, out: RunDir) -> dict:
         "drift_kernel_prediction": {k: np.array([drift_pred[w][k] for w in config.widths])
                                     for k in ("predicted_mean", "measured_over_predicted")},
         "times": times,
+        "dt": config.dt,
+        "stable_dt": stable,
         "learning_rate": training.learning_rate,
         "steps": training.steps,
         # [W, R]: the first test input's f_t, network and predictor, first seed.
@@ -231,6 +250,14 @@ def _predicted_drift(results) -> float:
     return float(np.mean(np.asarray(as_numbers(results["drift_kernel_prediction"]["predicted_mean"]), dtype=np.float64)))
 
 
+def _dt_text(config, results) -> str:
+    dt = float(results.get("dt", config.dt))
+    if dt == config.dt:
+        return f"{dt:g}"
+    return (f"{dt:.4g}: the configured {config.dt:g} is beyond this kernel's stable step 2 / lambda_max(Theta) = "
+            f"{float(results['stable_dt']):.4g}, so half of that")
+
+
 def _summary(config, results):
     wl, wh = config.widths[0], config.widths[-1]
     errors, fits, extrap = results["relative_errors"], results["exponents"], results["drift_extrapolation"]
@@ -240,7 +267,9 @@ def _summary(config, results):
         "",
         f"Depth {config.depth}, activation {config.activation}, {config.n_train} training and {config.n_test} test inputs on the sphere "
         f"of radius sqrt({config.dim}), full-batch gradient descent for T = {config.time} "
-        f"(dt = {config.dt}), widths {config.widths}, {config.seeds} seed(s).",
+        f"(dt = {_dt_text(config, results)}), widths {config.widths}, {config.seeds} seed(s)."
+        + ("" if config.residual is None else f" Residual network (docs/residual.md): alpha = {config.residual}, "
+           "blocks h + alpha (W phi(h) + b) and a linear readout; its kernels are those of the readout."),
         "",
         "| measure | " + " | ".join(f"n = {w}" for w in config.widths) + " | exponent |",
         "|---" * (len(config.widths) + 2) + "|",
@@ -278,7 +307,10 @@ def _summary(config, results):
             + ", ".join(f"{float(v):.3f} (n = {w})" for v, w in zip(pred["measured_over_predicted"], config.widths)) + "."
         )
     else:
-        lines.append(f"- The drift's kernel prediction (docs/drift.md) is implemented for ReLU; not computed for "
-                     f"{config.activation}.")
+        from ntkdepth.theory import DRIFT_ACTIVATIONS
+
+        lines.append(f"- The drift's kernel prediction (docs/drift.md#activations) covers plain networks with "
+                     f"{', '.join(DRIFT_ACTIVATIONS)}; not computed for {config.activation}"
+                     + ("" if config.residual is None else f" with residual = {config.residual}") + ".")
     lines += ["", "Files: width_vs_kernel.csv, width_vs_kernel.png, results.json."]
     return "\n".join(lines)

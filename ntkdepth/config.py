@@ -51,6 +51,7 @@ def setting(
     choices=None,
     min_len: int | None = None,
     distinct: bool | str = False,
+    omit_default: bool = False,
 ):
     """A config field with documentation and the values it may take.
 
@@ -60,10 +61,16 @@ def setting(
     is an error unless the field declares ``min_len=0``). ``distinct``
     refuses a list that repeats a value; a string gives the reason, quoted in
     the error (e.g. ``distinct="exponents are fitted over the widths"``).
+
+    ``omit_default`` is for a setting added to an experiment after runs of it were
+    recorded: at its default it is left out of :func:`to_dict`, hence out of a run's
+    recorded config, its hash and every cache key made from it, so that those runs
+    keep their keys and resume; any other value is recorded (and keyed) as usual,
+    and a record without the key reads back as the default.
     """
     meta = {
         "help": help, "min": min, "max": max, "choices": choices,
-        "min_len": min_len, "distinct": distinct,
+        "min_len": min_len, "distinct": distinct, "omit_default": omit_default,
     }
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
@@ -90,7 +97,15 @@ def _coerce(key: str, value: Any, tp) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner[0])
+        errors = []
+        for tp_ in inner:  # the first type the value fits, in the declared order
+            try:
+                return _coerce(key, value, tp_)
+            except ConfigError as err:
+                errors.append(str(err))
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        raise ConfigError(f"{key}: expected one of {' or '.join(_type_name(t) for t in inner)}, got {_shown(value)}")
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {_shown(value)}")
@@ -244,7 +259,15 @@ def _toml_value(value: Any) -> str:
 
 
 def to_dict(config) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The settings of ``config`` as a plain dict: what a run records and hashes (a setting
+    declared with ``omit_default`` is left out at its default)."""
+    out = dataclasses.asdict(config)
+    for f in dataclasses.fields(config):
+        if f.metadata.get("omit_default"):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if out[f.name] == default:
+                del out[f.name]
+    return out
 
 
 def with_defaults(schema: type, *, what: str = "", **defaults) -> type:

@@ -1,5 +1,6 @@
 """Settings that several experiments share as the base of their ``Config``: kernel regression on
-random MNIST subsets (``table2``, ``table2-networks``). Width sweeps' settings are in
+random MNIST subsets (``table2``, ``table2-networks``) and Table 1's networks trained on text8
+skip-gram pairs (``table1``, ``table1-features``). Width sweeps' settings are in
 :mod:`ntkdepth.training.settings`.
 """
 
@@ -10,12 +11,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ntkdepth.config import mnist_dir_setting, mnist_split_setting, setting
+from ntkdepth.config import ConfigError, mnist_dir_setting, mnist_split_setting, setting
 from ntkdepth.data import Subset, draw_subset, load_mnist, mnist_dir, resolve_split
 from ntkdepth.data.files import DataError
 from ntkdepth.data.mnist import mnist_record
+from ntkdepth.training.settings import SweepSettings
 
-__all__ = ["MnistSubsets", "RegressionSettings"]
+__all__ = ["MnistSubsets", "RegressionSettings", "SkipGramSettings", "SkipGramText"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +76,108 @@ class MnistSubsets(NamedTuple):
         """Subset ``s`` (:func:`~ntkdepth.data.draw_subset` with the settings' sizes and seed)."""
         c = self.settings
         return draw_subset(self.images, self.labels, c.n_train, c.n_val, c.n_test, c.seed, s)
+
+
+class SkipGramText(NamedTuple):
+    """A text read as skip-gram pairs: the vocabulary, the pairs ``[P, 2]``, the centers' frequencies
+    ``p [V]`` and context distributions ``Q [V, V]`` (:func:`~ntkdepth.data.text8.pair_statistics`),
+    and what was read (``record``, for ``config.json``)."""
+
+    vocabulary: object  # ntkdepth.data.text8.Vocabulary
+    pairs: np.ndarray
+    center_freq: np.ndarray
+    context_dist: np.ndarray
+    record: dict
+
+
+@dataclass(frozen=True)
+class SkipGramSettings(SweepSettings):
+    """Table 1's networks and training: two hidden layers of width n on one-hot tokens of the ``V``
+    most frequent words of a text8 file, ``V`` outputs, SGD on skip-gram pairs with the MSE loss, at
+    each parameterization of ``parameterizations``.
+
+    With V outputs the random initial function f_0 has squared norm about
+    ``V * Sigma^3(x, x)`` per token, against 1 for a one-hot target, so the
+    residual would be dominated by undoing f_0: ``center_output`` (the default)
+    trains ``f_theta - f_theta0`` instead, the same kernel with a residual that
+    starts at ``-y``.
+    """
+
+    parameterizations: list[str] = setting(["ntk", "mup"], help="row groups: 'ntk', 'mup', 'standard'",
+                                           choices=["ntk", "mup", "standard"])
+    vocab_size: int = setting(500, help="V, the most frequent words kept", min=2, max=50000)
+    window: int = setting(2, help="skip-gram window (contexts on each side)", min=1, max=20)
+    max_words: int = setting(0, help="first words of the corpus used (0: all)", min=0)
+    text8_path: str = setting("", help="text8 file or text8.zip ('': $NTKDEPTH_DATA or ../shared/data)")
+    onehot_norm: str = setting("sqrt-vocab", choices=["one", "sqrt-vocab"],
+                               help="a token's input: 'one' (e_c) or 'sqrt-vocab' (sqrt(V) e_c: |x|^2 = n_0)")
+    center_output: bool = setting(True, help="train f_theta - f_theta0 (the same NTK; the residual starts at -y, "
+                                             "not at the random f_0 over V outputs)")
+    learning_rate: float = setting(0.5, help="SGD learning rate (width-independent at NTK parameterization)", min=1e-8)
+    batch_size: int = setting(256, help="pairs per SGD step", min=1)
+    steps: int = setting(1000, help="SGD steps", min=1)
+    mup_base_width: int = setting(256, help="muP's reference width (where it equals the NTK network)", min=1)
+    seeds_by_width: list[int] = setting(
+        [], min=1, min_len=0,
+        help="seeds at each width, aligned with widths, e.g. [3, 3, 2, 1] (empty: `seeds` at every width)")
+
+    def check(self):
+        if self.seeds_by_width and len(self.seeds_by_width) != len(self.widths):
+            raise ValueError(f"seeds_by_width has {len(self.seeds_by_width)} entries for {len(self.widths)} widths "
+                             f"{self.widths}: give one number of seeds per width, e.g. seeds_by_width="
+                             f"{[self.seeds] * len(self.widths)}")
+
+    def seeds_at(self) -> dict[int, list[int]]:
+        """The seeds of each width: ``seeds_by_width`` where given, else ``seeds`` everywhere."""
+        counts = self.seeds_by_width or [self.seeds] * len(self.widths)
+        return {w: [self.seed + s for s in range(k)] for w, k in zip(self.widths, counts)}
+
+    @property
+    def input_scale(self) -> float:
+        """The norm of a token's one-hot input: ``sqrt(V)`` or 1 (``onehot_norm``)."""
+        return self.vocab_size**0.5 if self.onehot_norm == "sqrt-vocab" else 1.0
+
+    def load_text(self) -> SkipGramText:
+        """The text8 file's skip-gram pairs over the vocabulary; a vocabulary larger than the text is
+        a :class:`~ntkdepth.config.ConfigError` naming the largest that fits."""
+        from ntkdepth.data.text8 import (Vocabulary, default_text8_path, load_text8, pair_statistics,
+                                         skipgram_pairs, text8_record)
+
+        words = load_text8(self.text8_path or None, max_words=self.max_words or None)
+        distinct = len(set(words))
+        if distinct < self.vocab_size:
+            raise ConfigError(f"vocab_size {self.vocab_size} exceeds the {distinct:,} distinct words read from "
+                              f"{self.text8_path or default_text8_path()}: set vocab_size "
+                              f"to at most {distinct} (--set vocab_size={distinct}), or name a larger text "
+                              "with text8_path")
+        vocab = Vocabulary.build(words, self.vocab_size)
+        pairs = skipgram_pairs(vocab.encode(words), self.window)
+        record = {**text8_record(self.text8_path or None, len(words)), "distinct_words": distinct,
+                  "vocabulary": self.vocab_size, "pairs": int(len(pairs))}
+        p, q = pair_statistics(pairs, self.vocab_size)
+        return SkipGramText(vocab, pairs, p, q, record)
+
+    def train_spec(self):
+        """SGD with the MSE loss, recording ``n_records`` log-spaced steps (a :class:`~ntkdepth.training.TrainSpec`)."""
+        from ntkdepth.training.loop import TrainSpec, record_steps_grid
+
+        return TrainSpec(steps=self.steps, learning_rate=self.learning_rate, loss="mse",
+                         batch_size=self.batch_size, record_steps=record_steps_grid(self.steps, self.n_records),
+                         center_output=self.center_output, divergence_factor=self.divergence_factor)
+
+    def network(self):
+        """Two hidden layers at NTK parameterization (a :class:`~ntkdepth.models.NetworkSpec`); each
+        row group replaces the parameterization."""
+        from ntkdepth.models import NetworkSpec
+
+        return NetworkSpec(depth=3, W_std=self.W_std, b_std=self.b_std)
+
+    def model_factory(self, parameterization: str):
+        """``make_model(width, seed)``: the network of ``parameterization`` on the vocabulary's tokens."""
+        net, vocab = self.network().replace(parameterization=parameterization), self.vocab_size
+
+        def make_model(width, seed):
+            return net.model(vocab, width, vocab, tokens=True, input_scale=self.input_scale,
+                             base_width=self.mup_base_width, rngs=seed)
+
+        return make_model

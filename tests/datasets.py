@@ -42,3 +42,21 @@ def _marker(present: bool, what: str, dataset: str):
 
 needs_mnist = _marker(mnist_test_dir() is not None, "MNIST test split", "mnist")
 needs_text8 = _marker(text8_path() is not None, "text8", "text8")
+
+
+def wordsim_present() -> bool:
+    """Whether the word-pair and analogy files the library reads by default are there."""
+    from ntkdepth.data.wordsim import default_analogies_path, default_word_pairs_path
+
+    try:
+        default_word_pairs_path(), default_analogies_path()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+needs_wordsim = pytest.mark.skipif(
+    not wordsim_present() and os.environ.get("NTKDEPTH_REQUIRE_DATA") != "1",
+    reason="no wordsim/wordsim353.tsv and wordsim/questions-words.txt in "
+    + ", ".join(str(r) for r in data_roots()) + ": put the two files there",
+)

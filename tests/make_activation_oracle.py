@@ -1,7 +1,7 @@
 """Writes tests/data/activation_oracle.json: high-precision references for activations without closed forms.
 
 Run once (about half an hour): ``./uvrun python tests/make_activation_oracle.py``. Independent of ntkdepth's
-float64 code: every number comes from mpmath at 40 digits.
+float64 code: every number comes from mpmath at 50 digits.
 
 - ``expectations``: ``E[phi(u) phi(v)]`` and ``E[phi'(u) phi'(v)]`` for a few variances and
   correlations (``rho`` down to ``1 - 1e-10``), by a two-dimensional composite Gauss-Legendre rule
@@ -9,7 +9,7 @@ float64 code: every number comes from mpmath at 40 digits.
 - ``recursions``: at the variance fixed point ``q*`` of each setting (inputs of one norm, so every
   layer has the same ``q*``), ``rho_l`` and ``Thetabar^l`` at depths up to 1,000 from several
   ``rho_1``. The layer map is Mehler's series with the Hermite coefficients ``a_k(q*)`` integrated
-  by composite Gauss-Legendre quadrature at 40 digits (checked against a rule of twice as many
+  by composite Gauss-Legendre quadrature at 50 digits (checked against a rule of twice as many
   panels), summed to a tail below 1e-30.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import mpmath as mp
 
-mp.mp.dps = 40
+mp.mp.dps = 50
 OUT = Path(__file__).resolve().parent / "data" / "activation_oracle.json"
 
 
@@ -125,9 +125,10 @@ def main():
                 error = abs(value - expectation(g, q1m, q2m, rm, coarse))
                 # Gauss-Legendre's error falls like r^(-2m) with m nodes a panel (r set by the
                 # distance of tanh's poles): the 12-node rule's error is about the square of the
-                # 6-node rule's, so a difference below 1e-12 leaves the former near 1e-24.
-                assert error < mp.mpf(10) ** -12 * abs(value), (name, key, error)
+                # 6-node rule's, so a difference below 1e-8 leaves the former below 1e-16.
+                assert error < mp.mpf(10) ** -8 * abs(value), (name, key, error)
                 values[key] = mp.nstr(value, 30)
+                values[key + "_coarse_difference"] = mp.nstr(error / abs(value), 3)
             data["expectations"].append({
                 "activation": name, "q1": q1, "q2": q2, "one_minus_rho": mp.nstr(1 - rm, 30), **values})
             print(data["expectations"][-1], flush=True)

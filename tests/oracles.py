@@ -113,3 +113,58 @@ if __name__ == "__main__":
     import pathlib
 
     write_deep_oracle(pathlib.Path(__file__).parent / "data" / "deep_oracle.json")
+
+
+def residual_recursion(x1, x2, *, layers: list[int], W_std: float, b_std: float, alpha: float,
+                       activation: str = "relu", digits: int = 50) -> dict[str, np.ndarray]:
+    """The residual network's stream kernels (docs/residual.md#the-recursion) in ``digits``-digit
+    arithmetic: ``rho_l`` and ``Thetabar^l`` of every pair, ``[len(layers), n1, n2]``.
+
+    ``Sigma^{l+1} = Sigma^l + alpha^2 (W^2 E[phi phi] + b^2)``, ``Theta^{l+1} = Theta^l (1 + alpha^2 W^2
+    E[phi' phi']) + alpha^2 (W^2 E[phi phi] + b^2)`` on the raw kernels, with the closed forms of ReLU
+    (arc-cosine) and erf (arcsine).
+    """
+    x1 = np.asarray(x1, dtype=np.float64)
+    x2 = np.asarray(x2, dtype=np.float64)
+    wanted = {l: i for i, l in enumerate(layers)}
+    out = {k: np.empty((len(layers), len(x1), len(x2))) for k in ("rho", "ntk_normalized")}
+    with mp.workdps(digits):
+        pi = mp.pi
+        w2, b2, a2 = mpf(W_std) ** 2, mpf(b_std) ** 2, mpf(alpha) ** 2
+        n0 = x1.shape[1]
+
+        def expectations(s11, s22, s12):
+            if activation == "relu":
+                c = s12 / mp.sqrt(s11 * s22)
+                c = max(min(c, mpf(1)), mpf(-1))
+                t = mp.acos(c)
+                m = mp.sqrt(s11 * s22) * (mp.sin(t) + (pi - t) * mp.cos(t)) / (2 * pi)
+                md = (pi - t) / (2 * pi)
+            elif activation == "erf":
+                d = (1 + 2 * s11) * (1 + 2 * s22)
+                m = 2 / pi * mp.asin(2 * s12 / mp.sqrt(d))
+                md = 4 / pi / mp.sqrt(d - 4 * s12 * s12)
+            else:
+                raise ValueError(activation)
+            return m, md
+
+        def dot(a, b):
+            return mp.fsum(mpf(float(u)) * mpf(float(v)) for u, v in zip(a, b))
+
+        for i, a in enumerate(x1):
+            for j, b in enumerate(x2):
+                s11, s22 = w2 * dot(a, a) / n0 + b2, w2 * dot(b, b) / n0 + b2
+                s12 = w2 * dot(a, b) / n0 + b2
+                t11, t22, t12 = s11, s22, s12
+                for ell in range(1, max(layers) + 1):
+                    if ell > 1:
+                        new = []
+                        for p, q, r, tp in ((s11, s11, s11, t11), (s22, s22, s22, t22), (s11, s22, s12, t12)):
+                            m, md = expectations(p, q, r)
+                            branch = a2 * (w2 * m + b2)
+                            new.append((r + branch, tp * (1 + a2 * w2 * md) + branch))
+                        (s11, t11), (s22, t22), (s12, t12) = new
+                    if ell in wanted:
+                        out["rho"][wanted[ell], i, j] = float(s12 / mp.sqrt(s11 * s22))
+                        out["ntk_normalized"][wanted[ell], i, j] = float(t12 / mp.sqrt(t11 * t22))
+    return out

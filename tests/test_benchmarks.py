@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,3 +33,11 @@ def test_bench_predictor_quick_writes_its_numbers_with_the_environment(tmp_path)
         assert r["max_abs_diff_vs_nt_over_max"] < 1e-10
     for r in record["empirical_ntk"]:
         assert r["max_rel_diff_vs_mlp_ntk"] < 1e-5
+
+
+@pytest.mark.slow
+def test_bench_residual_quick_agrees_with_neural_tangents_and_writes_its_numbers(tmp_path):
+    _run("benchmarks/bench_residual.py", "--quick", "--only", "every-depth", "--results-dir", str(tmp_path))
+    record = json.loads((tmp_path / "bench_residual-quick.json").read_text())
+    (row,) = record["rows"]
+    assert row["depth"] == "1..10" and row["offdiag_err_vs_nt"] < 1e-10

@@ -141,3 +141,23 @@ def test_table2_networks_train_on_the_first_subsets_of_table2(preset):
     assert {k: getattr(networks, k) for k in shared} == {k: getattr(kernel, k) for k in shared}
     assert networks.subsets <= kernel.subsets
     assert not hasattr(kernel, "widths")
+
+
+def test_a_setting_of_several_types_takes_the_first_that_fits(capsys, tmp_path):
+    """residual: float | str | None takes a number as a number and a text as a text; a bad one is named."""
+    from dataclasses import dataclass
+
+    from ntkdepth.config import ConfigError, from_mapping, setting
+
+    @dataclass(frozen=True)
+    class Schema:
+        residual: float | str | None = setting(None, help="a number or a text")
+
+    assert from_mapping(Schema, {"residual": 0.5}).residual == 0.5
+    assert from_mapping(Schema, {"residual": "1/sqrt(L)"}).residual == "1/sqrt(L)"
+    assert from_mapping(Schema, {}).residual is None
+    with pytest.raises(ConfigError, match=r"residual: expected one of float or str, got \[1\]"):
+        from_mapping(Schema, {"residual": [1]})
+    assert main(["run", "width-vs-kernel", "--preset", "smoke", "--set", "residual=sqrt(L)", "--out", str(tmp_path)]) == 2
+    assert "residual must be a number alpha > 0, a text 'a/sqrt(L)'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from datasets import needs_mnist, needs_text8
+from datasets import needs_mnist, needs_text8, needs_wordsim
 
 from ntkdepth.cli import main
 from ntkdepth.data.files import md5sum
@@ -15,7 +15,8 @@ from ntkdepth.experiments import discover
 
 # Experiments that read MNIST or text8 are skipped where the dataset is missing.
 NEEDS = {"fig5": needs_mnist, "fig6-mnist": needs_mnist, "fig7-mnist": needs_mnist,
-         "table2": needs_mnist, "table2-networks": needs_mnist, "table1": needs_text8}
+         "table2": needs_mnist, "table2-networks": needs_mnist, "table1": needs_text8,
+         "depth-residual": needs_mnist, "table1-features": [needs_text8, needs_wordsim]}
 EXPERIMENTS = [pytest.param(n, marks=NEEDS[n]) if n in NEEDS else n for n in sorted(discover())]
 
 
@@ -41,7 +42,12 @@ def test_smoke_preset_writes_config_results_figure_and_summary(name, tmp_path):
 def _assert_data_is_named(config, results, out):
     """config.json names every file the run read with its size and MD5 (as read from the disk now),
     whether it is the official file, and the summary names them too."""
-    (record,) = config["data"].values()
+    records = config["data"]
+    for name, record in records.items():
+        _assert_record_is_named(record, results["data"] if len(records) == 1 else results["data"][name], out)
+
+
+def _assert_record_is_named(record, in_results, out):
     files = record.get("files") or [record]  # MNIST: images and labels; text8: one file
     summary = (out / "summary.md").read_text()
     for f in files:
@@ -50,7 +56,7 @@ def _assert_data_is_named(config, results, out):
         assert f["md5"] == md5sum(path), path
         assert f"`{path}` ({f['bytes']:,} bytes, MD5 {f['md5']})" in summary
     assert isinstance(record["official"], bool)
-    assert results["data"] == record
+    assert in_results == record
     if "split" in record:  # MNIST: the split and the images drawn from it
         assert record["split"] in record["splits_in_folder"] and sum(record["draws"]) > 0
         assert f"MNIST {record['split']} split ({record['split_images']:,} images" in summary

@@ -58,3 +58,37 @@ def test_width_vs_kernel_drift_finding_states_what_its_numbers_show():
     vanishing = _width_vs_kernel_summary([0.5, 0.2], 0.01, 0.004)
     assert "these widths do not show a drift that stays at infinite width." in vanishing
     assert "does not vanish" not in vanishing
+
+
+def _features_summary(change_spearman, change_add, baseline_spearman=0.39):
+    feats = _module("table1-features")
+    config = feats.Config(widths=[256, 1024])
+    cell = lambda v: {"mean": [0.0, v], "sd": [0.01, 0.01]}  # noqa: E731 (at each of the widths)
+    scores = {par: {rep: {"spearman": cell(change_spearman if rep == "change" else 0.01),
+                          "add": cell(change_add if rep == "change" else 0.0), "mul": cell(0.0)}
+                    for rep in feats.REPRESENTATIONS} for par in ("ntk", "mup")}
+    record = {"path": "/data/x", "bytes": 10, "md5": "0" * 32, "kind": "a file"}
+    results = {
+        "scores": scores, "agreement": {"ntk": cell(0.6)}, "mean_cosine": {"ntk": cell(0.3)},
+        "drift": {"ntk": [0.2, 0.2], "mup": [0.2, 0.5]}, "time": 50.0, "chance": 1 / 2997,
+        "seeds_by_width": [2, 2], "coverage": {"pairs": 102, "pairs_total": 353, "questions": 873,
+                                               "questions_total": 19544, "vocabulary": 3000},
+        "data": {"text8": {**record, "pairs": 1000, "words_used": 500}, "word_pairs": record, "analogies": record},
+        "baseline": {"spearman": baseline_spearman, "add": 0.14, "mul": 0.13},
+        "kernel": {"spearman": -0.04, "add": 0.01, "mul": 0.01, "mean_cosine": 0.4},
+    }
+    return feats._summary(config, results)
+
+
+def test_table1_features_finding_states_what_its_scores_show():
+    # 102 pairs: unrelated rankings stay within 2 / sqrt(101) = 0.20; 873 questions at chance 1/2997
+    # expect 0.29 hits, and p = 0.01 needs 3.
+    none = _features_summary(0.05, 1 / 873)
+    assert none.count("no similarity signal beyond the noise of unrelated rankings") == 2
+    assert none.count("analogies at chance (fewer than the 3 hits that p = 0.01 needs)") == 2
+    assert "which the features' change does not pick up at these widths." in none
+    some = _features_summary(0.35, 10 / 873)
+    assert some.count("a similarity signal beyond the noise of unrelated rankings") == 2
+    assert some.count("analogies above chance (at least 3 hits needed at p = 0.01)") == 2
+    assert "and the features' change picks up part of it." in some
+    assert "the change is mostly one direction" not in some  # the kernel's mean cosine is 0.4

@@ -24,6 +24,7 @@ from ntkdepth.kernels import (
     relu_kernel_trace,
     relu_ntk,
     tiled,
+    kernel_trace,
     tiled_kernel,
 )
 from ntkdepth.models import MLP
@@ -395,3 +396,12 @@ def test_tiled_kernel_refuses_a_read_only_array_and_a_mesh_that_is_not_a_mesh():
         tiled_kernel(BASE, depth=2, out=out, progress=False)
     with pytest.raises(ValueError, match=r"mesh must be a jax.sharding.Mesh or None; got 'gpu'"):
         tiled_kernel(BASE, depth=2, mesh="gpu", progress=False)
+
+
+@pytest.mark.parametrize("method", ["auto", "loop", "interp"])
+def test_a_depth_beyond_the_layer_counters_is_refused_before_anything_is_allocated(method):
+    x = np.random.default_rng(0).normal(size=(3, 5))
+    with pytest.raises(ValueError, match=r"depth 10000000000 exceeds 2,147,483,647"):
+        relu_ntk(x, depth=10**10, method=method)
+    with pytest.raises(ValueError, match=r"depth 2147483648 exceeds"):
+        kernel_trace(x, depth=2**31, activation="tanh", get="ntk")

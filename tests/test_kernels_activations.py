@@ -82,7 +82,7 @@ def _oracle():
 
 
 def test_hermite_expansion_matches_two_dimensional_quadrature(x64):
-    """One layer's E[phi phi] and E[phi' phi'] against a 30-digit mpmath quadrature, rho within 1e-10 of 1."""
+    """One layer's E[phi phi] and E[phi' phi'] against a 50-digit mpmath quadrature, rho within 1e-10 of 1."""
     for case in _oracle()["expectations"]:
         act = activation(case["activation"])
         q1, q2 = case["q1"], case["q2"]
@@ -113,7 +113,8 @@ def test_deep_recursion_matches_mpmath_to_depth_1000(x64):
             want_rho, want_tbar = (float(v) for v in case["layers"][str(layer)])
             for got, want in ((float(out["rho"][i, 0, 0]), want_rho),
                               (float(out["ntk_normalized"][i, 0, 0]), want_tbar)):
-                assert abs(got - want) <= 1e-12 * abs(want), (case["activation"], rho1, layer, got, want)
+                bound = 1e-12 if layer <= 100 else 2e-11
+                assert abs(got - want) <= bound * abs(want), (case["activation"], rho1, layer, got, want)
 
 
 def _sphere(rng, n, d, radius=None):

@@ -96,7 +96,7 @@ def test_spec_is_a_frozen_value():
     assert spec.replace(W_std=2.0).out_std == 2.0  # an output scale equal to W_std follows it
     assert spec.replace(out_std=0.5).replace(W_std=2.0).out_std == 0.5
     assert dataclasses.asdict(spec) == {"depth": 3, "W_std": 1.0, "b_std": 0.0, "out_std": 1.0,
-                                        "parameterization": "ntk", "activation": "relu"}
+                                        "parameterization": "ntk", "activation": "relu", "residual": None}
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,11 @@
 - :func:`relu_kernel_fn`: one network's ``kernel_fn(x1, x2, get)``, as in neural-tangents.
 - :func:`correlation_trace`: the correlation-space recursion on the sphere,
   accurate at depths of 1e6 (docs/kernels.md, "Stable angle form").
-- :func:`stax_mlp`: the same network as neural-tangents ``stax`` layers.
+- :func:`stax_mlp`: the same network as neural-tangents ``stax`` layers; :func:`stax_residual_mlp`
+  the residual network (``residual=alpha``, :func:`residual_alpha`; docs/residual.md).
 """
 
 from ntkdepth.kernels.activations import ACTIVATION_NAMES, Activation, activation
-from ntkdepth.kernels.stax_layers import stax_mlp
 from ntkdepth.kernels.relu import (
     FLOAT32_MAX_DEPTH,
     KERNEL_FIELDS,
@@ -27,6 +27,8 @@ from ntkdepth.kernels.relu import (
     relu_nngp,
     relu_ntk,
 )
+from ntkdepth.kernels.residual import residual_alpha
+from ntkdepth.kernels.stax_layers import stax_mlp, stax_residual_mlp
 from ntkdepth.kernels.tiled import tiled_kernel
 from ntkdepth.kernels.trace import kernel_fn, kernel_trace
 
@@ -47,6 +49,8 @@ __all__ = [
     "relu_kernel_trace",
     "relu_nngp",
     "relu_ntk",
+    "residual_alpha",
     "stax_mlp",
+    "stax_residual_mlp",
     "tiled_kernel",
 ]

@@ -102,6 +102,8 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, alpha=None, *, act: Acti
             out["nngp_dot"] = st["sdot"]
         if "_rows" in get:  # the diagonals of x1 in logarithms (for the tabulated path)
             out.update(_lq=st["lq1"], _lt=st["lt1"], _lsd=st["lsd1"])
+        if "_logs" in get:  # every diagonal in logarithms (for a readout that must not overflow)
+            out.update(_lq1=st["lq1"], _lq2=st["lq2"], _lt1=st["lt1"], _lt2=st["lt2"])
         return out
 
     def advance(st):
@@ -220,11 +222,17 @@ def _residual_step(st, r1, r2, kappa, delta, lw2, lb2, la2, passes_ntk):
         lb = sum(b[k] * b[k] for k in lose)
         return 0.5 * (la[:, None] + lb[None, :]) + 0.5 * jnp.square(a[keep][:, None] - b[keep][None, :])
 
-    rho = st["rho"]
+    rho, tbar = st["rho"], st["tbar"]
     rho_new = rho + (outer("v") * kappa + outer("w") - shrink("u", ("v", "w")) * rho)
-    tbar = st["tbar"]
     tbar_new = tbar + (outer("rt") * delta * tbar + outer("p") * kappa + outer("o")
                        - shrink("r", ("rt", "p", "o")) * tbar)
+    # Identical inputs stay identical: exactly 1, whatever the rounding (or a fused multiply-add) does to
+    # an increment that vanishes; one rounding below 1 would reach the derivative's correlation through
+    # a square root.
+    same = (rho == 1.0) & (st["lq1"][:, None] == st["lq2"][None, :])
+    rho_new = jnp.where(same, 1.0, rho_new)
+    same_t = same & (tbar == 1.0) & (st["lt1"][:, None] == st["lt2"][None, :])
+    tbar_new = jnp.where(same_t, 1.0, tbar_new)
     return (jnp.clip(rho_new, -1.0, 1.0), jnp.clip(tbar_new, -1.0, 1.0),
             (a["lq"], a["lt"], a["lsd"]), (b["lq"], b["lt"], b["lsd"]))
 
@@ -332,7 +340,7 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, *, layers: tuple[int, ...],
     base, u = locate(v, positive, emin, n_side)
     base, u = jax.lax.optimization_barrier((base, u))
     in_ratio = base < n_ratio * 9
-    outs = {f: [] for f in get}
+    outs = {f: [] for f in get if f != "_logs"}
     for i, layer in enumerate(layers):
         if degree is None:
             lqa, lqb = jnp.full_like(lq1, tables.lq[i]), jnp.full_like(lq2, tables.lq[i])
@@ -377,6 +385,9 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, *, layers: tuple[int, ...],
             outs["ntk"].append(times(tbar, h1[:, None] * h2[None, :]))
             outs.setdefault("ntk_diag1", []).append(h1 * h1)
             outs.setdefault("ntk_diag2", []).append(h2 * h2)
+        if "_logs" in get:
+            for key, value in (("_lq1", lqa), ("_lq2", lqb), ("_lt1", lta), ("_lt2", ltb)):
+                outs.setdefault(key, []).append(value)
         if "nngp_dot" in get:
             d1, d2 = jnp.exp(0.5 * sd_a), jnp.exp(0.5 * sd_b)
             outs["nngp_dot"].append(jnp.zeros_like(rho1) if layer == 1 else times(delta, d1[:, None] * d2[None, :]))

@@ -25,6 +25,7 @@ from ntkdepth.kernels.engine import (
 )
 from ntkdepth.kernels.gaussian import MehlerPlan, nodes_for
 from ntkdepth.kernels.interpolant import N, symmetric_mesh
+from ntkdepth.kernels.residual import check_residual, readout_fields, residual_alpha
 from ntkdepth.kernels.relu import (
     KernelTrace,
     check_output_scale_fields,
@@ -116,19 +117,17 @@ def _log_diagonals(one, bias: bool):
 
 def _check_residual(residual) -> float | None:
     """``alpha`` as a float, or ``None`` for the plain network; a clear error for anything else."""
-    if residual is None:
-        return None
-    try:
-        alpha = float(residual)
-    except (TypeError, ValueError):
-        raise ValueError(f"residual must be a number alpha > 0 (or None); got {residual!r}") from None
-    if isinstance(residual, bool) or not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"residual must be a finite number alpha > 0 (or None); got {residual!r}")
-    return alpha
+    checked = check_residual(residual)
+    if isinstance(checked, str):
+        raise ValueError(
+            f"kernel_trace's layers belong to one network, whose alpha is a number: for residual={residual!r} "
+            "pass residual=residual_alpha(residual, depth) (ntkdepth.kernels.residual_alpha), or use "
+            "kernel_fn(depth, ..., residual=...), one network of one depth")
+    return checked
 
 
 def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype, method, squeeze=False,
-             alpha=None):
+             alpha=None, logs=False):
     """The fields of ``get`` by the normalized loop, and the expansion's tail (or ``None``)."""
     if method not in ("auto", "loop", "interp"):
         raise ValueError(f"method must be 'auto', 'interp' or 'loop'; got {method!r}")
@@ -156,7 +155,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
                 span = tuple(float(np.format_float_positional(v, precision=6, unique=False, fractional=False))
                              for v in np.quantile(lqs, np.linspace(0.0, 1.0, 9)))
                 plan = _cached_plan(act, span, float(W_std), float(b_std), deepest, np.dtype(dt).name)
-        ordered = tuple(f for f in KERNEL_FIELDS if f in fields)
+        ordered = tuple(f for f in KERNEL_FIELDS if f in fields) + (("_logs",) if logs else ())
         tabulate_at = _tabulation_setting(act, one, lq1, lq2, bias, dt, residual=alpha is not None)
         if _use_tables(method, tabulate_at, act, plan, layer_array, one.rho.shape):
             out = _tabulated(act, plan, float(W_std), float(b_std), tabulate_at, one.rho, lq1, lq2, layer_array,
@@ -248,7 +247,7 @@ def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fi
 
 
 def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,
-              out_std: float | None = None, dtype=None, method: str = "auto", residual: float | None = None):
+              out_std: float | None = None, dtype=None, method: str = "auto", residual: float | str | None = None):
     """The kernel function of one network with ``activation``, in neural-tangents' call style.
 
     Returns ``kernel_fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=...)``: with a string ``get``
@@ -256,9 +255,15 @@ def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_st
     (:func:`kernel_trace` at the last layer alone). ``out_std`` (default ``W_std``) is the last
     layer's weight scale, applied as in :func:`ntkdepth.kernels.relu_kernel_fn`
     (docs/networks.md#one-description-networkspec).
+
+    With ``residual`` (``alpha > 0``, or ``"a/sqrt(L)"`` for ``alpha = a / sqrt(depth)``) the network is
+    the residual MLP of :class:`ntkdepth.models.ResidualMLP`: ``depth`` layers of the stream, then
+    a linear readout of ``h^depth`` with weight scale ``out_std`` and bias scale ``b_std``, whose
+    kernels these are (docs/residual.md#the-readout). Correlations and the normalized NTK of the
+    output are formed from the logarithms of the diagonals: exact where the raw kernels overflow.
     """
     act = as_activation(activation)
-    alpha = _check_residual(residual)
+    alpha = residual_alpha(residual, depth)
     if _is_relu(act) and alpha is None:
         return relu_kernel_fn(depth, W_std, b_std, out_std=out_std, dtype=dtype, method=method)
     check_depth_and_layers(depth, [depth])
@@ -266,17 +271,34 @@ def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_st
     ratio2 = output_scale_ratio(out_std, W_std)
     b2 = float(b_std) ** 2
     default_dtype = dtype
+    w_out = float(W_std if out_std is None else out_std)
 
     def fn(x1, x2=None, get=("nngp", "ntk"), *, dtype=default_dtype):
         fields = check_kernel_fields(get)
-        check_output_scale_fields(fields, ratio2, b2)
-        out, _ = _generic(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get=fields,
-                          dtype=dtype, method=method, squeeze=True, alpha=alpha)
-        values = rescale_output_layer([out[f] for f in fields], fields, ratio2, b2)
+        if alpha is not None:
+            values = _residual_output(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, w_out=w_out,
+                                      fields=fields, dtype=dtype, method=method, alpha=alpha)
+        else:
+            check_output_scale_fields(fields, ratio2, b2)
+            out, _ = _generic(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get=fields,
+                              dtype=dtype, method=method, squeeze=True, alpha=alpha)
+            values = rescale_output_layer([out[f] for f in fields], fields, ratio2, b2)
         if isinstance(get, str):
             return values[0]
         return kernels_tuple(fields)(*values)
 
-    fn.__doc__ = (f"Kernels of a depth-{depth} network with activation {act.label} (W_std={W_std}, "
+    network = f"a depth-{depth}" if alpha is None else f"a residual (alpha={alpha:.6g}) depth-{depth}"
+    fn.__doc__ = (f"Kernels of {network} network with activation {act.label} (W_std={W_std}, "
                   f"b_std={b_std}): kernel_fn(x1, x2=None, get=('nngp', 'ntk'), *, dtype=None), [n1, n2] each.")
     return fn
+
+
+def _residual_output(x1, x2, act, *, depth, W_std, b_std, w_out, fields, dtype, method, alpha) -> list:
+    """The output's fields (in the order of ``fields``) of a residual network with a linear readout."""
+    need = ("rho", "ntk_normalized") + (("nngp_dot",) if "nngp_dot" in fields else ())
+    dt = resolve_dtype(dtype, x1, x2)
+    out, _ = _generic(x1, x2, act, depth=depth, W_std=W_std, b_std=b_std, layers=[depth], get=need,
+                      dtype=dtype, method=method, squeeze=True, alpha=alpha, logs=True)
+    with precision(dt, *out.values()):
+        read = readout_fields(out, w_out, b_std)
+        return [read[f] for f in fields]

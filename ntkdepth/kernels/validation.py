@@ -312,12 +312,20 @@ def check_hyperparameters(W_std, b_std, dtype=None) -> None:
                     )
 
 
+# Layers are counted in int32 inside the compiled recursions.
+MAX_DEPTH = 2**31 - 1
+
+
 def check_depth_and_layers(depth, layers: Sequence[int] | None) -> np.ndarray:
     """Returns ``layers`` as an int array of distinct depths in ``1..depth``."""
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)):
         raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
     if depth < 1:
         raise ValueError(f"depth must be >= 1; got {depth}")
+    if depth > MAX_DEPTH:
+        raise ValueError(
+            f"depth {depth} exceeds {MAX_DEPTH:,} (2^31 - 1): every path steps through the layers one "
+            f"by one with 32-bit layer counters; pass a depth up to {MAX_DEPTH:,}")
     if layers is None:
         return np.arange(1, depth + 1)
     arr = np.asarray(layers)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ntkdepth.kernels.activations import Activation
 from ntkdepth.kernels.activations import activation as as_activation
+from ntkdepth.kernels.residual import check_residual, residual_alpha
 from ntkdepth.models.mlp import PARAMETERIZATIONS
 
 __all__ = ["NetworkSpec", "network_arguments"]
@@ -50,10 +51,14 @@ class NetworkSpec:
       activation: a name of :data:`ntkdepth.kernels.ACTIVATION_NAMES` (default
         ``"relu"``) or an :class:`~ntkdepth.kernels.Activation` with its parameters
         (``activation("leaky_relu", slope=0.2)``); every one has exact kernels.
+      residual: ``None`` (the plain network), or the branch scale of a residual
+        network (:class:`~ntkdepth.models.ResidualMLP`): a number ``alpha > 0`` or
+        the text ``"a/sqrt(L)"`` (``alpha = a / sqrt(depth)``, following
+        :meth:`replace`'s depth); docs/residual.md.
 
     Instances are immutable, hashable and compare by value; :meth:`replace`
     returns a checked copy with some fields changed, and
-    ``dataclasses.asdict(spec)`` a plain dict of the six fields.
+    ``dataclasses.asdict(spec)`` a plain dict of the seven fields.
     """
 
     depth: int
@@ -62,6 +67,7 @@ class NetworkSpec:
     out_std: float | None = None
     parameterization: str = "ntk"
     activation: str | Activation = "relu"
+    residual: float | str | None = None
 
     def __post_init__(self):
         depth = _integer(self.depth, "depth", 1)
@@ -76,8 +82,15 @@ class NetworkSpec:
             as_activation(self.activation)  # an unknown name is an error naming the known ones
         else:
             raise ValueError(f"activation must be a name or an ntkdepth.kernels.Activation; got {self.activation!r}")
-        for name, value in (("depth", depth), ("W_std", W_std), ("b_std", b_std), ("out_std", out_std)):
+        residual = check_residual(self.residual)
+        for name, value in (("depth", depth), ("W_std", W_std), ("b_std", b_std), ("out_std", out_std),
+                            ("residual", residual)):
             object.__setattr__(self, name, value)
+
+    @property
+    def alpha(self) -> float | None:
+        """The residual branch scale at this depth (``None`` for the plain network)."""
+        return residual_alpha(self.residual, self.depth)
 
     def replace(self, **changes) -> NetworkSpec:
         """A copy with ``changes`` applied (and checked), e.g. ``spec.replace(depth=5)``."""
@@ -92,7 +105,8 @@ class NetworkSpec:
         """The Flax NNX :class:`ntkdepth.models.MLP` of this spec at hidden width ``width``.
 
         ``MLP(in_dim, [width] * (depth - 1), out_dim, ...)`` with the spec's
-        scales, parameterization and activation. ``rngs``: an ``nnx.Rngs`` or
+        scales, parameterization and activation; with ``residual``,
+        ``ResidualMLP(in_dim, width, depth, out_dim, residual=...)``. ``rngs``: an ``nnx.Rngs`` or
         an int seed. ``tokens``: integer token inputs in ``[0, in_dim)``.
         ``options``: the other keywords of ``MLP`` (``input_scale``,
         ``base_width``, ``param_dtype``, ``precision``); the spec's own fields
@@ -100,7 +114,7 @@ class NetworkSpec:
 
         ``model(x) -> (f [b, out_dim], features [b, width])``.
         """
-        if self.depth < 2:
+        if self.residual is None and self.depth < 2:
             raise ValueError(
                 "NetworkSpec.model needs depth >= 2 (an MLP has at least one hidden layer); depth=1 "
                 "is the linear model, whose kernels NetworkSpec.kernel_fn() gives"
@@ -114,6 +128,14 @@ class NetworkSpec:
         from ntkdepth.models.mlp import MLP
 
         width = _integer(width, "width", 1)
+        if self.residual is not None:
+            from ntkdepth.models.residual import ResidualMLP
+
+            return ResidualMLP(
+                in_dim, width, self.depth, out_dim, residual=self.residual,
+                parameterization=self.parameterization, W_std=self.W_std, b_std=self.b_std,
+                out_std=self.out_std, activation=self.activation, tokens=tokens, rngs=rngs, **options,
+            )
         return MLP(
             in_dim, [width] * (self.depth - 1), out_dim,
             parameterization=self.parameterization, W_std=self.W_std, b_std=self.b_std,
@@ -150,7 +172,7 @@ class NetworkSpec:
         from ntkdepth.kernels.trace import kernel_fn as activation_kernel_fn
 
         inner = activation_kernel_fn(self.depth, self.activation, self.W_std, self.b_std, out_std=self.out_std,
-                                     dtype=dtype, method=method)
+                                     dtype=dtype, method=method, residual=self.residual)
         if self.parameterization == "ntk":
             return inner
         default_dtype = dtype
@@ -180,35 +202,43 @@ class NetworkSpec:
         (Sohl-Dickstein et al. 2020) and depends on ``width``. muP raises
         ``ValueError``, and so does an activation neural-tangents has no layer
         for (tanh, silu, softplus, a custom function): its kernels are
-        :meth:`kernel_fn`'s.
+        :meth:`kernel_fn`'s. With ``residual``, through
+        :func:`ntkdepth.kernels.stax_residual_mlp` (blocks of ``FanOut``,
+        ``parallel`` and ``FanInSum``).
         """
         if self.parameterization == "mup":
             raise ValueError(
                 "neural-tangents' stax has no muP parameterization; use parameterization='ntk' or "
                 "'standard'"
             )
-        from ntkdepth.kernels.stax_layers import stax_mlp
+        from ntkdepth.kernels.stax_layers import stax_mlp, stax_residual_mlp
 
+        if self.residual is not None:
+            return stax_residual_mlp(self.depth, width, self.alpha, W_std=self.W_std, b_std=self.b_std,
+                                     parameterization=self.parameterization, out_dim=out_dim,
+                                     out_std=self.out_std, activation=self.activation)
         return stax_mlp(self.depth, width, W_std=self.W_std, b_std=self.b_std,
                         parameterization=self.parameterization, out_dim=out_dim, out_std=self.out_std,
                         activation=self.activation)
 
 
-def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None,
-                      purpose: str) -> tuple[int, float, float, float | None]:
-    """``(depth, W_std, b_std, out_std)`` from a spec or from the keyword form, never both.
+def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None, activation=None,
+                      purpose: str) -> tuple[int, float, float, float | None, str | Activation]:
+    """``(depth, W_std, b_std, out_std, activation)`` from a spec or from the keyword form, never both.
 
-    For the theory of ReLU networks at NTK parameterization (``purpose`` names
-    it in errors). Without ``spec`` the keywords are returned as given, with
-    ``W_std`` defaulting to ``sqrt(2)`` and ``b_std`` to 0 (``out_std`` stays
-    ``None``: the caller's default, ``W_std``); ``depth`` is then required.
+    For the theory of networks at NTK parameterization (``purpose`` names it in
+    errors); which activations a theory covers is the caller's to check. Without
+    ``spec`` the keywords are returned as given, with ``W_std`` defaulting to
+    ``sqrt(2)``, ``b_std`` to 0 and ``activation`` to ``"relu"`` (``out_std``
+    stays ``None``: the caller's default, ``W_std``); ``depth`` is then required.
     """
     given = [name for name, value in (("depth", depth), ("W_std", W_std), ("b_std", b_std),
-                                       ("out_std", out_std)) if value is not None]
+                                       ("out_std", out_std), ("activation", activation)) if value is not None]
     if spec is None:
         if depth is None:
             raise ValueError(f"{purpose} needs the network: pass spec=NetworkSpec(...) or depth=")
-        return depth, math.sqrt(2.0) if W_std is None else W_std, 0.0 if b_std is None else b_std, out_std
+        return (depth, math.sqrt(2.0) if W_std is None else W_std, 0.0 if b_std is None else b_std, out_std,
+                "relu" if activation is None else activation)
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a NetworkSpec; got {type(spec).__name__}")
     if given:
@@ -216,10 +246,10 @@ def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None,
             f"{purpose}: pass the network either as spec= or as {', '.join(g + '=' for g in given)}, not both "
             "(spec.replace(...) changes a field)"
         )
-    if spec.activation != "relu" or spec.parameterization != "ntk":
+    if spec.parameterization != "ntk" or spec.residual is not None:
         raise ValueError(
-            f"{purpose} is the theory of ReLU networks at NTK parameterization; got "
-            f"activation={spec.activation!r}, parameterization={spec.parameterization!r} "
-            "(spec.replace(activation='relu', parameterization='ntk'))"
+            f"{purpose} is the theory of networks at NTK parameterization; got "
+            f"parameterization={spec.parameterization!r}, residual={spec.residual!r}; it covers plain networks "
+            "(spec.replace(parameterization='ntk', residual=None))"
         )
-    return spec.depth, spec.W_std, spec.b_std, spec.out_std
+    return spec.depth, spec.W_std, spec.b_std, spec.out_std, spec.activation

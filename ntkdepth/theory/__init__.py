@@ -1,6 +1,7 @@
 """The paper's objects built on the kernels: normalized kernels, limits and rates,
 the gradient-flow predictor, the infinite-width drift of the hidden layers,
-and the bounds of section 6 (Theorem 3, Proposition 7)."""
+the bounds of section 6 (Theorem 3, Proposition 7), and the depth limits of residual networks
+(docs/residual.md)."""
 
 from ntkdepth.theory.depth import (
     DecayFit,
@@ -18,15 +19,29 @@ from ntkdepth.theory.depth import (
     predicted_log_law,
 )
 from ntkdepth.theory.drift import (
+    DRIFT_ACTIVATIONS,
     UnitDriftStatistics,
     drift_norm_prediction,
     drift_prediction,
+    equicorrelated_orthant,
+    onehot_drift_gram,
     onehot_drift_measures,
     onehot_drift_prediction,
     per_unit_drift_statistics,
     residual_integral_map,
+    supports_drift,
 )
 from ntkdepth.theory.predictor import GradientFlowPredictor, SingularKernelError
+from ntkdepth.theory.residual import (
+    ResidualLimit,
+    branch_weight,
+    fixed_alpha_log_law,
+    fixed_alpha_one_minus_rho,
+    profile_time,
+    residual_limit,
+    residual_limit_matrix,
+    residual_profile,
+)
 from ntkdepth.theory.separation_bounds import (
     MonteCarloSeparation,
     UnionBound,
@@ -59,13 +74,17 @@ __all__ = [
     "normalized_ntk_step",
     "one_minus_rho_asymptote",
     "predicted_log_law",
+    "DRIFT_ACTIVATIONS",
     "UnitDriftStatistics",
     "drift_norm_prediction",
     "drift_prediction",
+    "equicorrelated_orthant",
+    "onehot_drift_gram",
     "onehot_drift_measures",
     "onehot_drift_prediction",
     "per_unit_drift_statistics",
     "residual_integral_map",
+    "supports_drift",
     "DepthScan",
     "GradientFlowPredictor",
     "SingularKernelError",
@@ -73,6 +92,14 @@ __all__ = [
     "goldilocks_range",
     "near_points",
     "stopping_time",
+    "ResidualLimit",
+    "branch_weight",
+    "fixed_alpha_log_law",
+    "fixed_alpha_one_minus_rho",
+    "profile_time",
+    "residual_limit",
+    "residual_limit_matrix",
+    "residual_profile",
     "MonteCarloSeparation",
     "UnionBound",
     "angle_cdf",

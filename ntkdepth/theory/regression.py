@@ -5,17 +5,17 @@ validation (docs/predictor.md#the-predictor).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
 
-from ntkdepth.kernels import relu_kernel_trace
+from ntkdepth.kernels import kernel_trace, relu_kernel_trace, residual_alpha
 from ntkdepth.metrics import accuracy, macro_f1, misclassification_rate, mse, one_hot, predicted_classes
 from ntkdepth.theory.predictor import GradientFlowPredictor, SingularKernelError
 from ntkdepth.theory.stability import stopping_time
 
-__all__ = ["METRICS", "evaluate", "ntk_regression", "subset_regression"]
+__all__ = ["METRICS", "DepthKernel", "depth_kernel", "evaluate", "ntk_regression", "subset_regression"]
 
 METRICS = ("mse", "error_rate", "accuracy", "macro_f1")
 
@@ -23,6 +23,35 @@ METRICS = ("mse", "error_rate", "accuracy", "macro_f1")
 # while relu_kernel_trace computes them.
 _GROUP_BYTES = 1.5e9
 _BLOCK_ENTRIES = 8_000_000
+
+#: ``kernel(x1 [n1, p], x2 [n2, p], depths) -> [len(depths), n1, n2]``: the normalized NTK of the network
+#: of each depth (float64, called inside ``jax.enable_x64``).
+DepthKernel = Callable[[np.ndarray, np.ndarray, Sequence[int]], np.ndarray]
+
+
+def depth_kernel(residual: float | str | None = None) -> DepthKernel:
+    """The normalized NTK ``Thetabar^L`` of ReLU networks (``W_std^2 = 2``, no bias) at every depth asked.
+
+    ``residual``: ``None``, the plain network (one pass over the depths); a number ``alpha``, the residual
+    network's stream with that branch scale (one pass); ``"a/sqrt(L)"``, a network per depth, each with its
+    own ``alpha = a / sqrt(L)`` (docs/residual.md).
+    """
+    if residual is None:
+        def plain(x1, x2, depths):
+            return np.asarray(relu_kernel_trace(x1, x2, depth=max(depths), layers=list(depths),
+                                                get=("ntk_normalized",)).ntk_normalized)
+        return plain
+    residual_alpha(residual, 1)  # checked now, not at the first call
+    if not isinstance(residual, str):
+        def fixed(x1, x2, depths):
+            return np.asarray(kernel_trace(x1, x2, depth=max(depths), layers=list(depths), residual=residual,
+                                           get="ntk_normalized").ntk_normalized)
+        return fixed
+
+    def per_depth(x1, x2, depths):
+        return np.stack([np.asarray(kernel_trace(x1, x2, depth=L, layers=[L], residual=residual_alpha(residual, L),
+                                                 get="ntk_normalized").ntk_normalized[0]) for L in depths])
+    return per_depth
 
 
 def ntk_regression(
@@ -34,6 +63,7 @@ def ntk_regression(
     stopping_depth: int | None = None,
     num_classes: int = 10,
     progress: bool = False,
+    kernel: DepthKernel | None = None,
 ):
     """Outputs of the mean NTK predictor ``mu_t(x) = Thetabar^L(x, X) P_t Y`` at every depth and time.
 
@@ -43,6 +73,8 @@ def ntk_regression(
       depths: ``[D]`` distinct increasing depths; times: ``[T]`` stopping times (``np.inf`` allowed).
       stopping_depth: also predict at Theorem 3's ``t = 1 / lambda_min`` at this depth (one of
         ``depths``), from the same factorization.
+      kernel: the networks' normalized NTK at the depths (:func:`depth_kernel`; default the plain ReLU
+        network's).
 
     Returns:
       ``(outputs [D, T, m, K], lambda_min [D])``, and the Theorem 3 outputs ``[m, K]`` when
@@ -56,6 +88,7 @@ def ntk_regression(
     from tqdm import tqdm
 
     depths = [int(d) for d in depths]
+    kernel = depth_kernel() if kernel is None else kernel
     times = np.asarray(times, dtype=np.float64)
     n, m = len(x_train), len(x_eval)
     targets = one_hot(y_train, num_classes)
@@ -74,9 +107,7 @@ def ntk_regression(
         k = np.empty((len(group), n + m, n))
         with jax.enable_x64(True):
             for r in range(0, n + m, rows):
-                k[:, r:r + rows] = np.asarray(relu_kernel_trace(
-                    x_all[r:r + rows], x_train, depth=group[-1], layers=group, get=("ntk_normalized",),
-                ).ntk_normalized)
+                k[:, r:r + rows] = kernel(x_all[r:r + rows], x_train, group)
         for j, depth in enumerate(group):
             # The training block is factorized in place: only the rows [n:] are needed after.
             pred = GradientFlowPredictor(k[j, :n], targets, overwrite_k=True)
@@ -124,14 +155,15 @@ def evaluate(outputs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def subset_regression(sub, depths: Sequence[int], times: Sequence[float], depth: int,
-                      progress: bool = False) -> dict[str, np.ndarray]:
+                      progress: bool = False, kernel: DepthKernel | None = None) -> dict[str, np.ndarray]:
     """The NTK predictor on one subset at every depth and time, early stopping chosen on validation.
 
     ``sub``: a :class:`ntkdepth.data.Subset` (training, validation and held-out inputs and labels).
     ``depth`` (one of ``depths``) is the table's depth: its held-out outputs are kept, and
-    Theorem 3's time ``1 / lambda_min(Thetabar^depth)`` is evaluated there. Returns arrays:
+    Theorem 3's time ``1 / lambda_min(Thetabar^depth)`` is evaluated there; ``kernel`` as in
+    :func:`ntk_regression`. Returns arrays:
     ``indices``, ``y_test`` of the subset; ``lambda_min [D]``; ``chosen_time_index [D]`` (the
-    time of smallest validation MSE at each depth); ``t_stop`` (that time); ``val_METRIC`` and
+    time of smallest validation MSE at each depth); ``t_stop`` (Theorem 3's time); ``val_METRIC`` and
     ``test_METRIC [D, T]`` for every metric; ``test_outputs [T, m, K]`` at ``depth`` and
     ``test_outputs_t_stop [m, K]``.
     """
@@ -139,7 +171,7 @@ def subset_regression(sub, depths: Sequence[int], times: Sequence[float], depth:
     d_table = list(depths).index(depth)
     outputs, lam, stopped = ntk_regression(
         sub.x_train, sub.y_train, np.vstack([sub.x_val, sub.x_test]), depths, times,
-        stopping_depth=depth, progress=progress,
+        stopping_depth=depth, progress=progress, kernel=kernel,
     )
     val, test = outputs[:, :, :n_val], outputs[:, :, n_val:]
     val_metrics, test_metrics = evaluate(val, sub.y_val), evaluate(test, sub.y_test)

@@ -2,19 +2,24 @@
 
 Shared by the aggregate drift (:mod:`.aggregate`), the per-unit law
 (:mod:`.units`) and the one-hot setting (:mod:`.onehot`); the formulas are
-those of the package docstring and ``docs/drift.md``.
+those of ``docs/drift.md`` (ReLU's orthant probabilities, every other activation's
+expectations from :mod:`.expectations`).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ntkdepth.kernels import relu_kernel_trace
+from ntkdepth.kernels import kernel_trace, relu_kernel_trace
+from ntkdepth.kernels.activations import Activation
+from ntkdepth.theory.drift.expectations import DriftExpectations, is_relu
 from ntkdepth.theory.drift.validation import check_times, check_weights
 from ntkdepth.theory.predictor import SingularKernelError, projection_spectrum
 
@@ -81,32 +86,45 @@ class LayerKernels(NamedTuple):
     """Everything the drift needs from the kernels (``Lh = depth - 1`` hidden layers).
 
     theta_et:  [Lh, n_eval, N]  Theta^m(x, x_j)
-    asin_et:   [Lh, n_eval, N]  asin rho^m(x, x_j)
-    asin_tt:   [Lh, N, N]       asin rho^m(x_j, x_j')
+    asin_et:   [Lh, n_eval, N]  asin rho^m(x, x_j)        (ReLU; None otherwise)
+    asin_tt:   [Lh, N, N]       asin rho^m(x_j, x_j')     (ReLU; None otherwise)
     back:      [Lh, N, N]       B^m_{jj'} (backpropagated-signal covariance)
     theta_out: [N, N]           Theta^L(X, X) (float64)
     sigma_out: [N, N]           Sigma^L(X, X) (float64)
+    expect:    the activation's expectations; None for ReLU, whose orthant
+               probabilities come from the arcsines. Then also:
+    var_e:     [Lh, n_eval]     Sigma^m(x, x)
+    var_t:     [Lh, N]          Sigma^m(x_j, x_j)
+    rho_et:    [Lh, n_eval, N]  rho^m(x, x_j)
+    rho_tt:    [Lh, N, N]       rho^m(x_j, x_j')
     """
 
     theta_et: jax.Array
-    asin_et: jax.Array
-    asin_tt: jax.Array
+    asin_et: jax.Array | None
+    asin_tt: jax.Array | None
     back: jax.Array
     theta_out: np.ndarray
     sigma_out: np.ndarray
+    expect: DriftExpectations | None = None
+    var_e: jax.Array | None = None
+    var_t: jax.Array | None = None
+    rho_et: jax.Array | None = None
+    rho_tt: jax.Array | None = None
 
 
 def _asin(rho):
     return jnp.arcsin(jnp.clip(rho, -1.0, 1.0))
 
 
-def network_kernels(x_train, x_eval, depth, s, b, s_out, *, with_eval_nngp=False):
+def network_kernels(x_train, x_eval, depth, s, b, s_out, act: Activation, *, with_eval_nngp=False):
     """The kernels of :class:`LayerKernels`, from one kernel trace over the evaluation and training inputs.
 
     With ``with_eval_nngp`` the trace runs over all pairs of ``(x_eval, x_train)``
     and also returns ``Sigma^{L-1}`` over them (``[n_eval + N, n_eval + N]``,
     float64), the law of a last-hidden-layer unit's pre-activations.
     """
+    if not is_relu(act):
+        return _activation_kernels(x_train, x_eval, depth, s, b, s_out, DriftExpectations(act), with_eval_nngp)
     hidden, n_eval = depth - 1, x_eval.shape[0]
     x_all = jnp.concatenate([x_eval, x_train])
     tr = relu_kernel_trace(x_all, x_all if with_eval_nngp else x_train, depth=depth, W_std=s, b_std=b,
@@ -122,6 +140,30 @@ def network_kernels(x_train, x_eval, depth, s, b, s_out, *, with_eval_nngp=False
     kern = LayerKernels(
         theta_et=et(tr.ntk), asin_et=_asin(et(tr.rho)), asin_tt=_asin(rho_tt),
         back=jnp.stack(back), theta_out=theta_out, sigma_out=sigma_out,
+    )
+    if not with_eval_nngp:
+        return kern
+    return kern, np.asarray(tr.nngp[hidden - 1], np.float64)
+
+
+def _activation_kernels(x_train, x_eval, depth, s, b, s_out, expect: DriftExpectations, with_eval_nngp):
+    """:func:`network_kernels` for an activation other than ReLU: variances and correlations."""
+    hidden, n_eval = depth - 1, x_eval.shape[0]
+    x_all = jnp.concatenate([x_eval, x_train])
+    tr = kernel_trace(x_all, x_all if with_eval_nngp else x_train, depth=depth, activation=expect.activation,
+                      W_std=s, b_std=b, get=("nngp", "nngp_dot", "ntk", "rho"))
+    cols = slice(n_eval, None) if with_eval_nngp else slice(None)
+    tt = lambda a: a[:, n_eval:, cols]  # noqa: E731  (training rows and columns)
+    et = lambda a: a[:hidden, :n_eval, cols]  # noqa: E731  (evaluation rows, training columns)
+    sigma_out, theta_out = output_kernels(tt(tr.nngp)[-1], tt(tr.nngp_dot)[-1], tt(tr.ntk)[-2], s, b, s_out)
+    var_e, var_t = tr.nngp_diag1[:hidden, :n_eval], tr.nngp_diag1[:hidden, n_eval:]
+    rho_tt = tt(tr.rho)[:hidden]
+    # P_m(x_j, x_j') = E[phi'(h^m(x_j)) phi'(h^m(x_j'))] for m = 1..L-1.
+    p_tt = expect.pair(var_t[:, :, None], var_t[:, None, :], rho_tt)
+    back = backward_covariances(p_tt, s, jnp.full(p_tt.shape[1:], s_out**2, p_tt.dtype))
+    kern = LayerKernels(
+        theta_et=et(tr.ntk), asin_et=None, asin_tt=None, back=jnp.stack(back), theta_out=theta_out,
+        sigma_out=sigma_out, expect=expect, var_e=var_e, var_t=var_t, rho_et=et(tr.rho), rho_tt=rho_tt,
     )
     if not with_eval_nngp:
         return kern
@@ -147,20 +189,50 @@ def _layer_drifts_chunk(theta_e, asin_e, asin_tt, back, moments, half_s2):
     return out
 
 
+@functools.partial(jax.jit, static_argnames=("expect",))
+def _activation_layer_drifts_chunk(theta_e, rho_e, var_e, var_t, rho_tt, back, moments, s2, *, expect):
+    """:func:`_layer_drifts_chunk` for an activation other than ReLU, from variances and correlations.
+
+    ``rho_e``: ``[Lh, c, N]``, ``var_e``: ``[Lh, c]``, ``var_t``: ``[Lh, N]``, ``rho_tt``: ``[Lh, N, N]``;
+    ``D^m = T^m B^m Theta^m Theta^m + s^2 E[phi'(h^m(x))^2] D^{m-1}``.
+    """
+
+    def layer(d_prev, xs):
+        th, re, ve, vt, rtt, bk = xs
+        triple = expect.triple(ve[:, None, None], vt[None, :, None], vt[None, None, :],
+                               re[:, :, None], re[:, None, :], rtt[None])
+        d = triple * bk[None] * th[:, :, None] * th[:, None, :] + s2 * expect.square(ve)[:, None, None] * d_prev
+        return d, jnp.einsum("cjl,pjl->pc", d, moments)
+
+    c, n = theta_e.shape[1], theta_e.shape[2]
+    _, out = jax.lax.scan(layer, jnp.zeros((c, n, n), theta_e.dtype),
+                          (theta_e, rho_e, var_e, var_t, rho_tt, back))
+    return out
+
+
 def layer_drifts(kern: LayerKernels, moments: np.ndarray, s: float) -> np.ndarray:
     """``[Lh, P, n_eval]`` float64: ``sum_{jj'} D^m_{jj'}(x) M_{p, jj'}``, chunked over ``x``."""
     hidden, n_eval, n = kern.theta_et.shape
     dtype = kern.theta_et.dtype
     chunk = int(max(1, min(n_eval, CHUNK_ENTRIES // max(n * n, 1))))
     pad = (-n_eval) % chunk
-    padded = [jnp.pad(a, ((0, 0), (0, pad), (0, 0))) for a in (kern.theta_et, kern.asin_et)]
     mom = jnp.asarray(moments, dtype)
-    half_s2 = jnp.asarray(0.5 * s * s, dtype)
     outs = []
-    for start in range(0, n_eval + pad, chunk):
-        sl = slice(start, start + chunk)
-        outs.append(_layer_drifts_chunk(padded[0][:, sl], padded[1][:, sl], kern.asin_tt, kern.back,
-                                        mom, half_s2))
+    if kern.expect is None:
+        padded = [jnp.pad(a, ((0, 0), (0, pad), (0, 0))) for a in (kern.theta_et, kern.asin_et)]
+        half_s2 = jnp.asarray(0.5 * s * s, dtype)
+        for start in range(0, n_eval + pad, chunk):
+            sl = slice(start, start + chunk)
+            outs.append(_layer_drifts_chunk(padded[0][:, sl], padded[1][:, sl], kern.asin_tt, kern.back,
+                                            mom, half_s2))
+    else:
+        theta_e, rho_e = (jnp.pad(a, ((0, 0), (0, pad), (0, 0))) for a in (kern.theta_et, kern.rho_et))
+        var_e = jnp.pad(kern.var_e, ((0, 0), (0, pad)), constant_values=1.0)
+        s2 = jnp.asarray(s * s, dtype)
+        for start in range(0, n_eval + pad, chunk):
+            sl = slice(start, start + chunk)
+            outs.append(_activation_layer_drifts_chunk(theta_e[:, sl], rho_e[:, sl], var_e[:, sl], kern.var_t,
+                                                       kern.rho_tt, kern.back, mom, s2, expect=kern.expect))
     return np.asarray(jnp.concatenate(outs, axis=2)[:, :, :n_eval], np.float64)
 
 

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ntkdepth.kernels import relu_kernel_trace
+from ntkdepth.kernels import kernel_trace, relu_kernel_trace
+from ntkdepth.theory.drift.expectations import DriftExpectations, is_relu
 from ntkdepth.theory.drift.kernels import backward_covariances, output_kernels, residual_integral_map
 from ntkdepth.theory.drift.units import per_unit_drift_statistics
 from ntkdepth.theory.drift.validation import (
@@ -62,7 +63,7 @@ def onehot_drift_prediction(
       times: a time or ``[T]`` times ``>= 0``.
       network: ``spec`` (a :class:`ntkdepth.models.NetworkSpec`) or the
         keywords ``depth`` (default 3), ``W_std``, ``b_std``, ``out_std``, as
-        in :func:`drift_prediction`.
+        in :func:`drift_prediction`, and ``activation``.
       input_scale: the norm of a one-hot input (default ``sqrt(V)``).
       f0: ``[V, V]`` the network's outputs at initialization (row c for token
         c), or ``None`` to average over initializations.
@@ -70,13 +71,13 @@ def onehot_drift_prediction(
     Returns:
       ``[T, n_eval]`` float64 predicted ``|a^{L-1}_t(x_u) - a^{L-1}_0(x_u)|^2``.
     """
-    unknown = sorted(set(network) - {"spec", "depth", "W_std", "b_std", "out_std"})
+    unknown = sorted(set(network) - {"spec", "depth", "W_std", "b_std", "out_std", "activation"})
     if unknown:
         raise TypeError(f"onehot_drift_prediction got unknown keyword(s) {unknown}; the network is "
-                        "spec= or depth=, W_std=, b_std=, out_std=")
+                        "spec= or depth=, W_std=, b_std=, out_std=, activation=")
     if network.get("spec") is None:
         network.setdefault("depth", 3)
-    depth, s, b, s_out = check_network(**network, purpose="the one-hot drift prediction")
+    depth, s, b, s_out, act = check_network(**network, purpose="the one-hot drift prediction")
     p = np.asarray(center_freq, dtype=np.float64)
     if p.ndim != 1 or p.size < 2:
         raise ValueError(f"center_freq must be a [V] vector with V >= 2; got shape {p.shape}")
@@ -100,30 +101,22 @@ def onehot_drift_prediction(
     # Kernels of two distinct tokens give every entry: [0, 0] the diagonal, [0, 1] the rest.
     two = np.zeros((2, vocab))
     two[0, 0] = two[1, 1] = scale
-    tr = relu_kernel_trace(jnp.asarray(two, jnp.result_type(float)), depth=depth, W_std=s, b_std=b,
-                           get=("nngp", "nngp_dot", "ntk", "rho"))
+    if is_relu(act):
+        tr = relu_kernel_trace(jnp.asarray(two, jnp.result_type(float)), depth=depth, W_std=s, b_std=b,
+                               get=("nngp", "nngp_dot", "ntk", "rho"))
+    else:
+        tr = kernel_trace(jnp.asarray(two, jnp.result_type(float)), depth=depth, activation=act, W_std=s,
+                          b_std=b, get=("nngp", "nngp_dot", "ntk", "rho"))
     nngp, sdot, ntk = (np.asarray(a, np.float64) for a in (tr.nngp, tr.nngp_dot, tr.ntk))
     rho = np.clip(np.asarray(tr.rho, np.float64)[:, 0, 1], -1.0, 1.0)
     sig_out, theta_out = output_kernels(nngp[-1], sdot[-1], ntk[-2], s, b, s_out)  # [2, 2]
 
     # The five values of D^{L-1}: (j=j'=u), (one of j, j' = u), (j=j'!=u), (j!=j', both != u).
     hidden = depth - 1
-    asin = np.arcsin(rho[:hidden])
-    pair = 0.25 + asin / (2 * np.pi)  # P_m for two distinct tokens; 1/2 for one token
-    back_same = backward_covariances([0.5] * hidden, s, s_out**2)  # P_m = 1/2 for one token
-    back_diff = backward_covariances(pair, s, s_out**2)
-    d = np.zeros(4)
-    for m in range(hidden):
-        th_d, th_o = ntk[m, 0, 0], ntk[m, 0, 1]
-        triple = 0.125 + 3 * asin[m] / (4 * np.pi)
-        term = np.array([
-            0.5 * back_same[m] * th_d * th_d,
-            pair[m] * back_diff[m] * th_d * th_o,
-            pair[m] * back_same[m] * th_o * th_o,
-            triple * back_diff[m] * th_o * th_o,
-        ])
-        d = term + 0.5 * s * s * d
-    v1, v2, v3, v4 = d
+    if is_relu(act):
+        v1, v2, v3, v4 = _relu_values(rho, ntk, hidden, s, s_out)
+    else:
+        v1, v2, v3, v4 = _activation_values(DriftExpectations(act), nngp[:, 0, 0], rho, ntk, hidden, s, s_out)
     delta = v1 - v3 - 2 * v2 + 2 * v4
 
     out = np.zeros((len(t), len(tokens)))
@@ -160,6 +153,50 @@ def onehot_drift_prediction(
     return out
 
 
+def _relu_values(rho, ntk, hidden: int, s: float, s_out: float) -> np.ndarray:
+    """The four values of ``D^{L-1}`` for ReLU, from the tokens' correlations ``rho`` ``[L]``."""
+    asin = np.arcsin(rho[:hidden])
+    pair = 0.25 + asin / (2 * np.pi)  # P_m for two distinct tokens; 1/2 for one token
+    back_same = backward_covariances([0.5] * hidden, s, s_out**2)  # P_m = 1/2 for one token
+    back_diff = backward_covariances(pair, s, s_out**2)
+    d = np.zeros(4)
+    for m in range(hidden):
+        th_d, th_o = ntk[m, 0, 0], ntk[m, 0, 1]
+        triple = 0.125 + 3 * asin[m] / (4 * np.pi)
+        term = np.array([
+            0.5 * back_same[m] * th_d * th_d,
+            pair[m] * back_diff[m] * th_d * th_o,
+            pair[m] * back_same[m] * th_o * th_o,
+            triple * back_diff[m] * th_o * th_o,
+        ])
+        d = term + 0.5 * s * s * d
+    return d
+
+
+def _activation_values(expect: DriftExpectations, var, rho, ntk, hidden: int, s: float, s_out: float) -> np.ndarray:
+    """The four values of ``D^{L-1}`` for any covered activation: every token has the variance
+    ``var`` ``[L]`` of ``h^m``, two tokens the correlation ``rho`` ``[L]``."""
+    q, r, one = var[:hidden], rho[:hidden], np.ones(hidden)
+    same = expect.square(q)  # P_m of one token, and E[phi'(h^m(x))^2]
+    pair = expect.pair(q, q, r)  # P_m of two tokens
+    # T^m(x_u, x_j, x_j') for (j = j' = u), (j = u != j'), (j = j' != u), (j != j', both != u).
+    triples = [expect.triple(q, q, q, one, one, one), expect.triple(q, q, q, one, r, r),
+               expect.triple(q, q, q, r, r, one), expect.triple(q, q, q, r, r, r)]
+    back_same = backward_covariances(same, s, s_out**2)
+    back_diff = backward_covariances(pair, s, s_out**2)
+    d = np.zeros(4)
+    for m in range(hidden):
+        th_d, th_o = ntk[m, 0, 0], ntk[m, 0, 1]
+        term = np.array([
+            triples[0][m] * back_same[m] * th_d * th_d,
+            triples[1][m] * back_diff[m] * th_d * th_o,
+            triples[2][m] * back_same[m] * th_o * th_o,
+            triples[3][m] * back_diff[m] * th_o * th_o,
+        ])
+        d = term + s * s * same[m] * d
+    return d
+
+
 def onehot_drift_measures(center_freq: ArrayLike, context_dist: ArrayLike, eval_tokens: ArrayLike,
                           times: ArrayLike, widths: ArrayLike, *, input_scale: float | None = None,
                           centered: bool = True, unit_tokens: int = 16, num_samples: int = 256,
@@ -173,7 +210,7 @@ def onehot_drift_measures(center_freq: ArrayLike, context_dist: ArrayLike, eval_
     (:func:`~ntkdepth.theory.per_unit_drift_statistics`) is estimated
     at the last time on the first ``unit_tokens`` evaluation tokens. Computed
     in float64. ``network``: ``spec`` (a :class:`ntkdepth.models.NetworkSpec`)
-    or the keywords ``depth`` (default 3), ``W_std``, ``b_std``, ``out_std``.
+    or the keywords ``depth`` (default 3), ``W_std``, ``b_std``, ``out_std``, ``activation``.
 
     Returns:
       ``aggregate``: ``[T, n_eval]`` the limit of ``|a_t(x_u) - a_0(x_u)|_2``;

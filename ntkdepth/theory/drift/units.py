@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -25,9 +26,12 @@ __all__ = ["UnitDriftStatistics", "per_unit_drift_statistics"]
 class UnitDriftStatistics:
     """The law of ``u_i = sqrt(n) |a_{t,i}(x) - a_{0,i}(x)|`` over the units i of the last hidden layer.
 
-    In the limit a unit with ``phi'(h_i(x)) = 0`` (probability 1/2) does not
-    move; the others have ``u_i ~ |N(0, sigma^2)|`` with ``sigma`` drawn from
-    the Monte Carlo sample ``scales``. All arrays are float64.
+    In the limit a fraction ``moving`` of the units has ``u_i ~ |N(0, sigma^2)|``
+    with ``sigma`` drawn from the Monte Carlo sample ``scales``, and the others
+    do not move: for ReLU ``moving = 1/2`` (a unit with ``phi'(h_i(x)) = 0``
+    stays put) and the sample is conditioned on ``phi'(h_i(x)) = 1``; for the
+    other activations ``moving = 1`` and ``sigma`` includes the factor
+    ``|phi'(h_i(x))|`` (0 where it vanishes). All arrays are float64.
 
     Attributes:
       times: ``[T]``.
@@ -36,6 +40,7 @@ class UnitDriftStatistics:
       second_moment: ``[T, n_eval]`` the mean of ``u_i^2``, a Monte Carlo
         estimate of the aggregate drift ``|a_t(x) - a_0(x)|^2``.
       aggregate: ``[T, n_eval]`` the exact aggregate (:func:`drift_prediction`).
+      moving: the fraction of the units that the sample ``scales`` describes.
     """
 
     times: np.ndarray
@@ -43,9 +48,10 @@ class UnitDriftStatistics:
     mean_abs: np.ndarray
     second_moment: np.ndarray
     aggregate: np.ndarray
+    moving: float = 0.5
 
     def quantile(self, levels: ArrayLike) -> np.ndarray:
-        """``[T, n_eval, Q]``: the quantiles of ``u`` at ``levels`` in ``[0, 1)`` (0 at levels <= 1/2)."""
+        """``[T, n_eval, Q]``: the quantiles of ``u`` at ``levels`` in ``[0, 1)`` (0 at levels <= 1 - moving)."""
         q = np.atleast_1d(np.asarray(levels, dtype=np.float64))
         if q.ndim != 1 or np.any(np.isnan(q)) or np.any(q < 0) or np.any(q >= 1):
             raise ValueError(f"levels must lie in [0, 1); got {levels}")
@@ -53,10 +59,11 @@ class UnitDriftStatistics:
         flat = self.scales.reshape(n_times * n_eval, n_samples)
         rows = max(1, CHUNK_ENTRIES // max(n_samples * len(q), 1))
         out = np.concatenate([
-            np.asarray(_mixture_quantile(jnp.asarray(flat[i:i + rows]), jnp.asarray(1.0 - q)), np.float64)
+            np.asarray(_mixture_quantile(jnp.asarray(flat[i:i + rows]), jnp.asarray(1.0 - q), moving=self.moving),
+                       np.float64)
             for i in range(0, len(flat), rows)
         ]).reshape(n_times, n_eval, len(q))
-        return np.where(q <= 0.5, 0.0, out)
+        return np.where(q <= 1.0 - self.moving, 0.0, out)
 
     def expected_max(self, width: int) -> np.ndarray:
         """``[T, n_eval]``: the mean of ``max_i u_i`` over ``width`` independent units.
@@ -80,7 +87,7 @@ class UnitDriftStatistics:
         rows = max(1, CHUNK_ENTRIES // max(n_samples * _MAX_NODES, 1))
         out = np.concatenate([
             np.asarray(_mixture_expected_max(jnp.asarray(flat[i:i + rows]), jnp.asarray(ends[i:i + rows]),
-                                             float(width)), np.float64)
+                                             float(width), moving=self.moving), np.float64)
             for i in range(0, len(flat), rows)
         ])
         return out.reshape(n_times, n_eval)
@@ -90,37 +97,37 @@ class UnitDriftStatistics:
 _MAX_NODES = 257
 
 
-def _mixture_tail(scales, a):
+def _mixture_tail(scales, a, moving):
     """``P(u > a)``: ``scales`` ``[B, S]``, ``a`` ``[B, G]`` (``a > 0``) -> ``[B, G]``."""
     sig = scales[:, None, :]
     z = a[:, :, None] / (math.sqrt(2.0) * jnp.where(sig > 0, sig, 1.0))
-    # A unit moves with probability 1/2; then P(|N(0, sigma^2)| > a) = erfc(a / (sqrt(2) sigma)).
-    return 0.5 * jnp.mean(jnp.where(sig > 0, jax.scipy.special.erfc(z), 0.0), axis=-1)
+    # A unit moves with probability `moving`; then P(|N(0, sigma^2)| > a) = erfc(a / (sqrt(2) sigma)).
+    return moving * jnp.mean(jnp.where(sig > 0, jax.scipy.special.erfc(z), 0.0), axis=-1)
 
 
-@jax.jit
-def _mixture_quantile(scales, tail_target):
+@functools.partial(jax.jit, static_argnames=("moving",))
+def _mixture_quantile(scales, tail_target, *, moving):
     """``[B, Q]``: the ``a`` with ``P(u > a) = tail_target``, by bisection."""
     smax = jnp.max(scales, axis=-1)
-    # P(u > a) <= exp(-a^2 / (2 smax^2)) / 2 bounds the search interval.
-    hi = smax[:, None] * (jnp.sqrt(2.0 * jnp.log(jnp.maximum(0.5 / tail_target, 1.0))) + 1e-3)
+    # P(u > a) <= moving exp(-a^2 / (2 smax^2)) bounds the search interval.
+    hi = smax[:, None] * (jnp.sqrt(2.0 * jnp.log(jnp.maximum(moving / tail_target, 1.0))) + 1e-3)
 
     def halve(_, bracket):
         lo, hi = bracket
         mid = 0.5 * (lo + hi)
-        above = _mixture_tail(scales, mid) > tail_target
+        above = _mixture_tail(scales, mid, moving) > tail_target
         return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
 
     lo, hi = jax.lax.fori_loop(0, 60, halve, (jnp.zeros_like(hi), hi))
     return 0.5 * (lo + hi)
 
 
-@jax.jit
-def _mixture_expected_max(scales, ends, width):
+@functools.partial(jax.jit, static_argnames=("moving",))
+def _mixture_expected_max(scales, ends, width, *, moving):
     """``[B]``: ``a0 + int_{a0}^{a1} (1 - (1 - P(u > a))^width) da`` with ``ends = (a0, a1)``."""
     a0, a1 = ends[:, 0], ends[:, 1]
     grid = a0[:, None] + (a1 - a0)[:, None] * jnp.linspace(0.0, 1.0, _MAX_NODES)
-    tail = jnp.minimum(_mixture_tail(scales, grid), 1.0)
+    tail = jnp.minimum(_mixture_tail(scales, grid, moving), 1.0)
     integrand = -jnp.expm1(width * jnp.log1p(-tail))
     mean = jnp.sum(0.5 * (integrand[:, 1:] + integrand[:, :-1]), axis=-1) / (_MAX_NODES - 1)
     return a0 + (a1 - a0) * mean
@@ -150,14 +157,17 @@ def per_unit_drift_statistics(
     from the layers below reaching it through all other units (absent for
     ``depth = 2``). ``(h_i(x), h_i(X))`` is Gaussian with covariance
     ``Sigma^{L-1}``; the sign patterns are sampled from it (``num_samples``,
-    conditioned on ``h_i(x) > 0`` by symmetry). Without ``f0_train`` the
+    conditioned on ``h_i(x) > 0`` by symmetry). For an activation other than
+    ReLU, ``e_j = phi'(h_i(x_j))`` is sampled the same way (unconditioned) and the
+    unit's drift is ``phi'(h_i(x))`` times that Gaussian (docs/drift.md#activations).
+    Without ``f0_train`` the
     residuals are random too: ``num_init_samples`` draws of ``f_0(X)`` share
     the samples, and their spread dominates the Monte Carlo error (about
     ``sqrt(2 / (K num_init_samples))`` relative on ``second_moment``); given
     ``f0_train`` the error is that of the sign patterns alone. ``problem``:
     the keyword arguments of :func:`drift_prediction` that describe the
     network and the loss (``spec`` or ``depth``, ``W_std``, ``b_std``,
-    ``out_std``; ``f0_train``, ``loss_weights``). ``second_moment``, the mean
+    ``out_std``, ``activation``; ``f0_train``, ``loss_weights``). ``second_moment``, the mean
     of the squared drift over units, estimates the aggregate.
 
     Returns:
@@ -205,15 +215,18 @@ def per_unit_drift_statistics(
     lam, vec = np.linalg.eigh(0.5 * (cov + cov.T))
     h = rng.standard_normal((n_init * per_draw, len(cov))) @ (vec * np.sqrt(np.clip(lam, 0.0, None))).T
     h = h.reshape(n_init, per_draw, len(cov))
+    # ReLU's sample is conditioned on the half of the units that move; other activations' is not.
+    act = None if kern.expect is None else kern.expect.activation
+    moving = 0.5 if act is None else 1.0
     scales = _unit_scales(
         jnp.asarray(h[:, :, :n_eval], dtype), jnp.asarray(h[:, :, n_eval:], dtype), kern.theta_et[-1],
-        jnp.asarray(resid, dtype), jnp.asarray(below, dtype), prob.s, prob.s_out,
+        jnp.asarray(resid, dtype), jnp.asarray(below, dtype), prob.s, prob.s_out, act,
     )  # [T, n_eval, S]
     aggregate = layer_drifts(kern, residual_moments(g, prob.y, prob.f0, kern.sigma_out), prob.s)[-1]
     return UnitDriftStatistics(
         times=prob.times, scales=scales,
-        mean_abs=0.5 * math.sqrt(2.0 / math.pi) * scales.mean(axis=-1),
-        second_moment=0.5 * np.mean(scales**2, axis=-1), aggregate=aggregate,
+        mean_abs=moving * math.sqrt(2.0 / math.pi) * scales.mean(axis=-1),
+        second_moment=moving * np.mean(scales**2, axis=-1), aggregate=aggregate, moving=moving,
     )
 
 
@@ -231,7 +244,20 @@ def _unit_scales_chunk(h_e, h_t, theta_e, resid, below, s, s_out):
     return jnp.sqrt(jnp.maximum(var, 0.0))
 
 
-def _unit_scales(h_e, h_t, theta_e, resid, below, s, s_out) -> np.ndarray:
+@functools.partial(jax.jit, static_argnames=("act",))
+def _activation_unit_scales_chunk(h_e, h_t, theta_e, resid, below, s, s_out, *, act):
+    """:func:`_unit_scales_chunk` for an activation other than ReLU: ``e_j = phi'(h_i(x_j))`` and the
+    factor ``|phi'(h_i(x))|``, from unconditioned samples."""
+    slopes = act.derivative(h_t)  # [F, S, N]
+    # c_k, the residual weighted by the kernel first: XLA on CPU contracts the three-operand product
+    # wrongly when the slopes are a constant (the identity) and S is large.
+    weighted = theta_e[None, None, :, :, None] * resid[:, :, None]  # [F, T, c, N, K]
+    own = jnp.einsum("fsj,ftcjk->fstck", slopes, weighted)
+    var = s_out**2 * jnp.sum(own * own, axis=-1) + s**2 * below[:, None]
+    return jnp.abs(act.derivative(h_e))[:, :, None, :] * jnp.sqrt(jnp.maximum(var, 0.0))
+
+
+def _unit_scales(h_e, h_t, theta_e, resid, below, s, s_out, act=None) -> np.ndarray:
     """``[T, n_eval, F * S]`` conditional standard deviations, chunked over evaluation points."""
     n_init, per_draw, n_eval = h_e.shape
     n_times, n, k = resid.shape[1], resid.shape[2], resid.shape[3]
@@ -243,7 +269,11 @@ def _unit_scales(h_e, h_t, theta_e, resid, below, s, s_out) -> np.ndarray:
     outs = []
     for start in range(0, n_eval + pad, chunk):
         sl = slice(start, start + chunk)
-        outs.append(_unit_scales_chunk(h_e[:, :, sl], h_t, theta_e[sl], resid, below[:, :, sl], s, s_out))
+        if act is None:  # ReLU
+            outs.append(_unit_scales_chunk(h_e[:, :, sl], h_t, theta_e[sl], resid, below[:, :, sl], s, s_out))
+        else:
+            outs.append(_activation_unit_scales_chunk(h_e[:, :, sl], h_t, theta_e[sl], resid, below[:, :, sl], s,
+                                                      s_out, act=act))
     out = np.asarray(jnp.concatenate(outs, axis=3)[..., :n_eval], np.float64)  # [F, S, T, n_eval]
     return np.transpose(out, (2, 3, 0, 1)).reshape(n_times, n_eval, n_init * per_draw)
 

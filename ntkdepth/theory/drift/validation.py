@@ -10,7 +10,9 @@ import math
 
 import numpy as np
 
+from ntkdepth.kernels.activations import Activation
 from ntkdepth.kernels.validation import check_hyperparameters
+from ntkdepth.theory.drift.expectations import drift_activation
 
 __all__ = ["as_matrix", "check_depth", "check_layer", "check_network", "check_scale", "check_times",
            "check_weights"]
@@ -62,21 +64,22 @@ def check_weights(loss_weights, n: int, name: str = "loss_weights") -> np.ndarra
     return w
 
 
-def check_network(depth=None, W_std=None, b_std=None, out_std=None, spec=None, *,
-                  purpose: str = "the drift prediction") -> tuple[int, float, float, float]:
-    """``(depth, s, b, s_out)`` of the network: ``depth >= 2`` weight layers, scales ``W_std > 0``,
-    ``b_std >= 0`` and ``out_std > 0``.
+def check_network(depth=None, W_std=None, b_std=None, out_std=None, spec=None, activation=None, *,
+                  purpose: str = "the drift prediction") -> tuple[int, float, float, float, Activation]:
+    """``(depth, s, b, s_out, activation)`` of the network: ``depth >= 2`` weight layers, scales
+    ``W_std > 0``, ``b_std >= 0`` and ``out_std > 0``, an activation the drift covers
+    (:func:`~ntkdepth.theory.drift.expectations.drift_activation`).
 
     The network comes either from ``spec`` (a :class:`ntkdepth.models.NetworkSpec`
-    of a ReLU network at NTK parameterization) or from the keywords, never both;
-    in the keyword form ``W_std`` defaults to ``sqrt(2)``, ``b_std`` to 0 and
-    ``out_std`` to ``W_std`` (``None`` for each).
+    at NTK parameterization) or from the keywords, never both; in the keyword form
+    ``W_std`` defaults to ``sqrt(2)``, ``b_std`` to 0, ``out_std`` to ``W_std``
+    (``None`` for each) and ``activation`` to ReLU.
     """
     if spec is not None:
         from ntkdepth.models.spec import network_arguments  # only a caller holding a spec pays for it
 
-        depth, W_std, b_std, out_std = network_arguments(
-            spec, depth=depth, W_std=W_std, b_std=b_std, out_std=out_std, purpose=purpose)
+        depth, W_std, b_std, out_std, activation = network_arguments(
+            spec, depth=depth, W_std=W_std, b_std=b_std, out_std=out_std, activation=activation, purpose=purpose)
     elif depth is None:
         raise ValueError(f"{purpose} needs the network: pass spec=NetworkSpec(...) or depth=")
     W_std = math.sqrt(2.0) if W_std is None else W_std
@@ -86,7 +89,8 @@ def check_network(depth=None, W_std=None, b_std=None, out_std=None, spec=None, *
     s = check_scale(W_std, "W_std")
     b = float(b_std)
     s_out = s if out_std is None else check_scale(out_std, "out_std")
-    return depth, s, b, s_out
+    act = drift_activation("relu" if activation is None else activation, purpose)
+    return depth, s, b, s_out, act
 
 
 def check_layer(layer, depth: int) -> int:
