@@ -1,6 +1,21 @@
+import gc
+
 import jax
 import numpy as np
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drops every compiled program after each test module.
+
+    Each XLA executable keeps its code mapped in the process; a single pytest
+    process running the whole suite would otherwise approach the kernel's
+    limit on memory maps (``vm.max_map_count``), where compilation fails.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture

@@ -198,7 +198,7 @@ def test_bad_residual_settings_are_named():
         ResidualMLP(3, 8, 2, 1, residual=None)
     with pytest.raises(ValueError, match="stax_residual_mlp needs residual"):
         stax_residual_mlp(3, 8, None)
-    with pytest.raises(ValueError, match="plain ReLU networks"):
+    with pytest.raises(ValueError, match="covers plain networks at NTK parameterization; got residual=0.5"):
         from ntkdepth.models.spec import network_arguments
 
         network_arguments(NetworkSpec(depth=3, residual=0.5), purpose="the drift theory")

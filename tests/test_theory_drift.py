@@ -489,7 +489,7 @@ def test_a_spec_and_the_keywords_are_not_mixed(rng):
         drift_prediction(x, y, x, 1.0)
     with pytest.raises(ValueError, match="needs the network: pass spec=NetworkSpec"):
         per_unit_drift_statistics(x, y, x, 1.0)
-    with pytest.raises(ValueError, match="the theory of networks at NTK parameterization; got "
+    with pytest.raises(ValueError, match="covers plain networks at NTK parameterization; got "
                                          "parameterization='mup'"):
         drift_prediction(x, y, x, 1.0, spec=spec.replace(parameterization="mup"))
     with pytest.raises(ValueError, match="one-hot drift prediction covers the activations relu, .*; not tanh"):

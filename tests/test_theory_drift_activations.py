@@ -189,7 +189,7 @@ def test_a_custom_function_and_another_parameterization_are_refused(rng):
     x, y = sphere(rng, 4, 3, 1.0), rng.normal(size=4)
     with pytest.raises(ValueError, match="not cube: .* cube has none"):
         drift_prediction(x, y, x, 1.0, depth=3, activation=activation(lambda v: v**3, label="cube"))
-    with pytest.raises(ValueError, match="theory of networks at NTK parameterization; got parameterization='mup'"):
+    with pytest.raises(ValueError, match="covers plain networks at NTK parameterization; got parameterization='mup'"):
         drift_prediction(x, y, x, 1.0, spec=NetworkSpec(depth=3, activation="erf", parameterization="mup"))
     with pytest.raises(ValueError, match="either as spec= or as activation=, not both"):
         drift_prediction(x, y, x, 1.0, spec=NetworkSpec(depth=3), activation="erf")

@@ -247,9 +247,11 @@ def network_arguments(spec, *, depth=None, W_std=None, b_std=None, out_std=None,
             "(spec.replace(...) changes a field)"
         )
     if spec.parameterization != "ntk" or spec.residual is not None:
+        wrong = [f"{name}={value!r}" for name, value, ok in
+                 (("parameterization", spec.parameterization, spec.parameterization == "ntk"),
+                  ("residual", spec.residual, spec.residual is None)) if not ok]
         raise ValueError(
-            f"{purpose} is the theory of networks at NTK parameterization; got "
-            f"parameterization={spec.parameterization!r}, residual={spec.residual!r}; it covers plain networks "
-            "(spec.replace(parameterization='ntk', residual=None))"
+            f"{purpose} covers plain networks at NTK parameterization; got {', '.join(wrong)} "
+            "(spec.replace(parameterization='ntk', residual=None) gives the plain network)"
         )
     return spec.depth, spec.W_std, spec.b_std, spec.out_std, spec.activation
