@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntkdepth.kernels import correlation_trace, relu_kernel_trace
+from ntkdepth.kernels import correlation_trace, kernel_fn, kernel_trace, relu_kernel_trace
 from ntkdepth.kernels.layer_scale import log_half_square
 from ntkdepth.kernels.pairs import GAP_THRESHOLD, bias_correlation, direction_gap
 import relu_reference as R
@@ -249,3 +249,71 @@ def test_auto_takes_the_loop_for_a_few_points_at_a_great_depth():
     # Many pairs at a moderate depth: the tables pay (measured 8x faster at 200 points, L = 1000).
     assert use_interp("auto", None, np.array([1000]), 200 * 200)
     assert use_interp("auto", None, np.array([10**6]), 2000 * 2000)
+
+
+def _memory_maps() -> int:
+    """The process's memory maps (each compiled executable adds some), or -1 where unknown."""
+    try:
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return -1
+
+
+def _tanh_case(case):
+    """``(call, reference)`` of one path for tanh (``W_std = 1.2``, ``b_std = 0.3``): ``call(d)`` the
+    depth-``d`` kernels by the path, ``reference(d)`` the same from a loop exactly ``d`` long."""
+    x = np.random.default_rng(1).normal(size=(2, 5))
+    if case == "interp":  # one norm: the tabulated path applies
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    x1, x2 = x[:1], x[1:]
+    kw = dict(activation="tanh", W_std=1.2, b_std=0.3, get=("ntk_normalized", "nngp"))
+
+    def every_layer(d, **extra):  # layers 1..d: the loop's length is the depth itself
+        return kernel_trace(x1, x2, depth=d, method="loop", **kw, **extra)
+
+    if case == "residual":
+        def call(d):
+            # alpha = 1/sqrt(d) changes with the depth: a value of the loop too.
+            got = kernel_trace(x1, x2, depth=d, layers=[1, d], residual=d**-0.5, **kw)
+            kernel_fn(d, "tanh", 1.2, 0.3, residual="1/sqrt(L)")(x1, x2, get="ntk")
+            return got
+
+        return call, lambda d: every_layer(d, residual=d**-0.5)
+    return (lambda d: kernel_trace(x1, x2, depth=d, layers=[1, d], method=case, **kw)), every_layer
+
+
+@pytest.mark.parametrize("case", ["loop", "interp", "residual"])
+def test_many_depths_neither_compile_nor_grow_the_process(x64, case):
+    # Depths sharing a loop length (1025..1088) share the compiled loop, its Hermite plan and the
+    # interpolated pass: after the first, no depth compiles anything or adds memory maps.
+    call, reference = _tanh_case(case)
+    depths = range(1025, 1089)
+    call(depths[0])
+    maps = _memory_maps()
+    count, listener = _count_compiles()
+    try:
+        for d in depths[1:]:
+            got = call(d)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert count[0] == 0, count[0]
+    if maps > 0:
+        # Before the loop's depth became a value, each depth added about 200 maps.
+        assert _memory_maps() - maps <= 16, (maps, _memory_maps())
+    ref = reference(depths[-1])
+    for field in ("ntk_normalized", "nngp"):
+        # The loop past the depth does nothing: the padded loop gives the exact-length loop's numbers
+        # (the tabulated path within its interpolation error).
+        tol = 1e-12 if case == "interp" else 1e-14
+        assert rel(np.asarray(getattr(got, field))[-1, 0, 0], np.asarray(getattr(ref, field))[-1, 0, 0]) < tol, field
+
+
+def test_a_thousand_depths_need_a_few_loop_lengths():
+    from ntkdepth.kernels.scan import loop_length
+
+    depths = np.unique(np.geomspace(1, 10**7, 1000).astype(int))
+    lengths = {loop_length(int(d)) for d in depths}
+    assert all(d <= loop_length(int(d)) <= d + d // 8 for d in depths)
+    # Eight lengths an octave (the depths themselves up to 16): 16 + 8 log2(10^7 / 16) ~ 170.
+    assert len(lengths) <= 16 + 8 * math.ceil(math.log2(10**7 / 16)), len(lengths)

@@ -7,6 +7,7 @@ value leaves ``[-1, 1]`` and no raw kernel over- or underflows inside the loop.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -18,10 +19,10 @@ from ntkdepth.kernels.activations import Activation
 from ntkdepth.kernels.gaussian import MehlerPlan, hermite_table
 from ntkdepth.kernels.interpolant import chebyshev_coefficients, clenshaw, locate, symmetric_mesh
 from ntkdepth.kernels.scaling import times
-from ntkdepth.kernels.scan import layer_slots, loop_options, write_slot
+from ntkdepth.kernels.scan import loop_length, loop_options, padded_layer_slots, write_slot
 
-__all__ = ["LayerRows", "Tables", "normalized_loop", "plan_for_inputs", "ratio_panels", "tabulate",
-           "tabulated_fields"]
+__all__ = ["LayerRows", "Tables", "layer_growth", "layer_kinds", "normalized_loop", "plan_for_inputs",
+           "ratio_panels", "static_plan", "tabulate", "tabulated_fields"]
 
 
 class LayerRows(NamedTuple):
@@ -65,12 +66,22 @@ def plan_for_inputs(act: Activation, lq1: np.ndarray, W_std: float, b_std: float
     return act.plan(picks, dtype)
 
 
+def static_plan(plan: MehlerPlan | None) -> MehlerPlan | None:
+    """``plan`` as the compiled loop sees it: its terms and nodes, not its tail (which does not shape
+    the loop), so that plans differing in the tail alone share one compiled loop."""
+    return None if plan is None else plan._replace(tail=0.0)
+
+
 @partial(jax.jit, static_argnames=("act", "plan", "n_out", "get", "bias", "residual", "every_layer", "unroll",
                                    "on_cpu", "squeeze"))
 def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, alpha=None, *, act: Activation, plan, n_out: int,
                     get: tuple, bias: bool, every_layer: bool, unroll: int, on_cpu: bool, residual: bool = False,
                     squeeze: bool = False):
-    """Layers 1..depth (``depth = len(slot)``) from layer 1, keeping the ``n_out`` requested ones.
+    """Layers 1..depth from layer 1, keeping the ``n_out`` requested ones.
+
+    ``slot``: :func:`ntkdepth.kernels.scan.padded_layer_slots`; its length is the compiled loop's, the
+    depth the number of its entries up to ``n_out`` (a value: past it the loop does nothing, so one
+    compiled loop serves every depth of a length).
 
     ``rho1 [n1, n2]``: the first layer's correlations; ``lq1 [n1]``, ``lq2 [n2]``: the logarithms of
     ``Sigma^1(x, x)``. With ``residual``, layer ``l + 1`` is ``h^l + alpha (W phi(h^l) + b)``
@@ -154,31 +165,43 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, alpha=None, *, act: Acti
         state["lsd1"] = jnp.full_like(lq1, -jnp.inf)
     if "nngp_dot" in get:
         state["sdot"] = jnp.zeros_like(rho1)
-    depth = slot.shape[0]
+    length = slot.shape[0]  # the loop's length: the depth, or above it a bucket (padded_layer_slots)
+    depth_now = jnp.sum(slot <= n_out).astype(jnp.int32)
     first = values(state)
-    if depth == 1:
+
+    def step(st, layer):
+        """Layer ``layer + 1`` up to the depth, then nothing (a conditional on a CPU, a select elsewhere)."""
+        if every_layer:  # the loop is exactly the depth long
+            return advance(st)
+        active = layer < depth_now
+        if on_cpu:
+            return jax.lax.cond(active, advance, lambda st: st, st)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), advance(st), st)
+
+    layers_left = jnp.arange(1, length, dtype=jnp.int32)  # producing layers 2..length
+    if length == 1:
         out = {k: v[None] for k, v in first.items()}
     elif every_layer:
         def dense_step(st, _):
             new = advance(st)
             return new, values(new)
 
-        _, rest = jax.lax.scan(dense_step, state, None, length=depth - 1, unroll=unroll)
+        _, rest = jax.lax.scan(dense_step, state, None, length=length - 1, unroll=unroll)
         out = {k: jnp.concatenate([first[k][None], rest[k]]) for k in first}
     elif n_out == 1:
-        final, _ = jax.lax.scan(lambda st, _: (advance(st), None), state, None, length=depth - 1,
-                                unroll=unroll)
+        final, _ = jax.lax.scan(lambda st, layer: (step(st, layer), None), state, layers_left, unroll=unroll)
         out = {k: v[None] for k, v in values(final).items()}
     else:
         buffers = {k: jnp.zeros((n_out + 1,) + jnp.shape(v), dtype) for k, v in first.items()}
         buffers = write_slot(buffers, lambda: first, slot[0], n_out, on_cpu)
 
-        def sparse_step(carry, s):
+        def sparse_step(carry, xs):
             st, bufs = carry
-            new = advance(st)
+            s, layer = xs
+            new = step(st, layer)
             return (new, write_slot(bufs, lambda: values(new), s, n_out, on_cpu)), None
 
-        (_, buffers), _ = jax.lax.scan(sparse_step, (state, buffers), slot[1:], unroll=unroll)
+        (_, buffers), _ = jax.lax.scan(sparse_step, (state, buffers), (slot[1:], layers_left), unroll=unroll)
         out = {k: v[:n_out] for k, v in buffers.items()}
     return {k: v[0] for k, v in out.items()} if squeeze else out
 
@@ -296,7 +319,7 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     get = ("rho", "ntk_normalized", "_rows") + (("nngp_dot",) if needs[2] else ())
     lq_arr = jnp.full((1,), lq, dtype)
     out = normalized_loop(rho1, lq_arr, lq_arr, np.asarray(W_std, dtype), np.asarray(b_std, dtype),
-                          jnp.asarray(layer_slots(layer_array, depth)), act=act, plan=plan,
+                          jnp.asarray(padded_layer_slots(layer_array, depth)), act=act, plan=static_plan(plan),
                           n_out=len(layer_array), get=get, bias=bias, every_layer=False, unroll=unroll,
                           on_cpu=on_cpu, alpha=alpha, residual=alpha is not None)
     n_panels = len(mesh.lo)
@@ -322,15 +345,44 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     )
 
 
-@partial(jax.jit, static_argnames=("layers", "get", "emin", "n_side", "n_ratio", "degree", "squeeze"))
-def tabulated_fields(rho1, lq1, lq2, tables: Tables, *, layers: tuple[int, ...], get: tuple, emin: int,
-                     n_side: int, n_ratio: int, degree, squeeze: bool = False) -> dict:
-    """The fields of ``get`` at ``layers`` from the first layer (``rho1 [n1, n2]``, ``lq1 [n1]``,
-    ``lq2 [n2]``) and the tables: one elementwise pass per layer.
+def layer_kinds(layers) -> tuple[int, ...]:
+    """Each requested layer's kind for the compiled pass: 1 (the first layer itself) or 2 (the tables).
 
-    With ``degree`` (a homogeneous activation without bias) the tables were made at ``Sigma^1 = 1``
-    and each input's diagonals follow from its own ``Sigma^1(x, x)``; otherwise every input has the
-    tables' diagonals.
+    The layers' numbers enter the pass as values (:func:`layer_growth`), so one compiled pass serves
+    every depth."""
+    return tuple(min(int(l), 2) for l in layers)
+
+
+def layer_growth(layers, degree, dtype) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(k^(l - 1), (k - 1) k^(l - 2))`` per layer ``l`` for a homogeneous activation of degree ``k``
+    (``[m]`` each; the second is 0 at layer 1): the powers to which each input's ``Sigma^1(x, x)``
+    enters ``Sigma^l(x, x)`` and ``Sigmadot^l(x, x)``. ``None`` without a degree."""
+    if degree is None:
+        return None
+    k = float(degree)
+    grow, dgrow = [], []
+    for layer in (int(l) for l in layers):
+        grow.append(_power(k, layer - 1))
+        dgrow.append((k - 1.0) * _power(k, layer - 2) if layer >= 2 else 0.0)
+    return np.asarray(grow, dtype), np.asarray(dgrow, dtype)
+
+
+def _power(k: float, n: int) -> float:
+    try:
+        return k**n
+    except OverflowError:
+        return math.inf
+
+
+@partial(jax.jit, static_argnames=("kinds", "get", "emin", "n_side", "n_ratio", "squeeze"))
+def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, *, kinds: tuple[int, ...], get: tuple,
+                     emin: int, n_side: int, n_ratio: int, squeeze: bool = False) -> dict:
+    """The fields of ``get`` at the tables' layers from the first layer (``rho1 [n1, n2]``, ``lq1 [n1]``,
+    ``lq2 [n2]``) and the tables: one elementwise pass per layer (``kinds``: :func:`layer_kinds`).
+
+    With ``growth`` (:func:`layer_growth`, a homogeneous activation without bias) the tables were made
+    at ``Sigma^1 = 1`` and each input's diagonals follow from its own ``Sigma^1(x, x)``; otherwise every
+    input has the tables' diagonals.
     """
     positive = rho1 >= 0
     a = 1.0 - jnp.abs(rho1)
@@ -341,14 +393,12 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, *, layers: tuple[int, ...],
     base, u = jax.lax.optimization_barrier((base, u))
     in_ratio = base < n_ratio * 9
     outs = {f: [] for f in get if f != "_logs"}
-    for i, layer in enumerate(layers):
-        if degree is None:
+    for i, layer in enumerate(kinds):
+        if growth is None:
             lqa, lqb = jnp.full_like(lq1, tables.lq[i]), jnp.full_like(lq2, tables.lq[i])
             sd_a, sd_b = jnp.full_like(lq1, tables.lsd[i]), jnp.full_like(lq2, tables.lsd[i])
         else:
-            k = float(degree)
-            grow = k ** (layer - 1)
-            dgrow = (k - 1.0) * k ** (layer - 2) if layer >= 2 else 0.0
+            grow, dgrow = growth[0][i], growth[1][i]
 
             def scaled(lq, g):
                 return jnp.where(lq == 0, 0.0, g * lq)

@@ -17,9 +17,12 @@ import numpy as np
 
 from ntkdepth.kernels.activations import ABRelu, Activation, activation as as_activation
 from ntkdepth.kernels.engine import (
+    layer_growth,
+    layer_kinds,
     normalized_loop,
     plan_for_inputs,
     ratio_panels,
+    static_plan,
     tabulate,
     tabulated_fields,
 )
@@ -37,7 +40,7 @@ from ntkdepth.kernels.relu import (
 )
 from ntkdepth.kernels.relu_engine import layer_one
 from ntkdepth.kernels.scaling import into_normal_range
-from ntkdepth.kernels.scan import jit_scalar, layer_slots, loop_options
+from ntkdepth.kernels.scan import jit_scalar, loop_length, loop_options, padded_layer_slots
 from ntkdepth.kernels.validation import (
     KERNEL_FIELDS,
     check_depth_and_layers,
@@ -154,7 +157,10 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
                 # Plans depend on the inputs through the range of Sigma^1(x, x) alone: cached by it.
                 span = tuple(float(np.format_float_positional(v, precision=6, unique=False, fractional=False))
                              for v in np.quantile(lqs, np.linspace(0.0, 1.0, 9)))
-                plan = _cached_plan(act, span, float(W_std), float(b_std), deepest, np.dtype(dt).name)
+                # Planned for the compiled loop's length: every depth of a length shares the plan
+                # (a variance range covering more layers covers fewer) and so the compiled loop.
+                plan = _cached_plan(act, span, float(W_std), float(b_std), loop_length(deepest),
+                                    np.dtype(dt).name)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields) + (("_logs",) if logs else ())
         tabulate_at = _tabulation_setting(act, one, lq1, lq2, bias, dt, residual=alpha is not None)
         if _use_tables(method, tabulate_at, act, plan, layer_array, one.rho.shape):
@@ -163,7 +169,8 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
             return out, (None if plan is None else plan.tail)
         unroll, on_cpu = loop_options()
         out = normalized_loop(
-            one.rho, lq1, lq2, w, b, jax.numpy.asarray(layer_slots(layer_array, deepest)), act=act, plan=plan,
+            one.rho, lq1, lq2, w, b, jax.numpy.asarray(padded_layer_slots(layer_array, deepest)), act=act,
+            plan=static_plan(plan),
             n_out=len(layer_array), get=ordered, bias=bias,
             every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))), unroll=unroll,
             on_cpu=on_cpu, squeeze=squeeze, alpha=alpha, residual=alpha is not None,
@@ -242,8 +249,8 @@ def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fi
     tables = _cached_tables(act, plan, W_std, b_std, lq, layers, np.dtype(dtype).name, emin, needs, alpha)
     mesh = symmetric_mesh(emin)
     degree = act.degree if (act.degree is not None and b_std == 0.0) else None
-    return tabulated_fields(rho1, lq1, lq2, tables, layers=layers, get=fields, emin=emin, n_side=mesh.n_side,
-                            n_ratio=ratio_panels(mesh), degree=degree, squeeze=squeeze)
+    return tabulated_fields(rho1, lq1, lq2, tables, layer_growth(layers, degree, dtype), kinds=layer_kinds(layers),
+                            get=fields, emin=emin, n_side=mesh.n_side, n_ratio=ratio_panels(mesh), squeeze=squeeze)
 
 
 def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,
