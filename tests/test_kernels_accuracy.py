@@ -317,3 +317,42 @@ def test_a_thousand_depths_need_a_few_loop_lengths():
     assert all(d <= loop_length(int(d)) <= d + d // 8 for d in depths)
     # Eight lengths an octave (the depths themselves up to 16): 16 + 8 log2(10^7 / 16) ~ 170.
     assert len(lengths) <= 16 + 8 * math.ceil(math.log2(10**7 / 16)), len(lengths)
+
+
+def test_layer_places_are_found_inside_the_loop():
+    from ntkdepth.kernels.scan import requested_layers, slot_of
+
+    layers = np.array([17, 2, 9, 1, 30])
+    req = jnp.asarray(requested_layers(layers))
+    got = [int(slot_of(req, jnp.int32(l))) for l in range(1, 40)]
+    want = [list(layers).index(l) if l in layers else len(layers) for l in range(1, 40)]
+    assert got == want
+
+
+def test_the_loops_keep_nothing_per_layer(x64):
+    # Depth 2^31 - 1, the largest: the compiled loops' arguments and scratch stay a few kilobytes
+    # (a table of each layer's place in the output would take 8 GiB).
+    from ntkdepth.kernels.activations import activation
+    from ntkdepth.kernels.engine import normalized_loop, static_plan
+    from ntkdepth.kernels.relu_engine import correlation_loop, layer_loop
+    from ntkdepth.kernels.scan import requested_layers, run_length
+
+    layers = np.array([1, 2**31 - 1])
+    req = jnp.asarray(requested_layers(layers))
+    loop = dict(length=run_length(layers), n_out=2, every_layer=False, unroll=1, on_cpu=True)
+    x, w, b = jnp.ones((2, 5)), np.float64(1.4), np.float64(0.1)
+    tanh = activation("tanh")
+    lowered = [
+        layer_loop.lower(x, x, w, b, req, get=("ntk", "rho"), bias=True, **loop),
+        correlation_loop.lower(jnp.zeros(3), req, ones=(0,), **loop),
+        normalized_loop.lower(jnp.zeros((2, 2)), jnp.zeros(2), jnp.zeros(2), w, b, req, act=tanh,
+                              plan=static_plan(tanh.plan(np.array([1.0]), np.float64)), get=("ntk", "rho"),
+                              bias=True, **loop),
+    ]
+    for low in lowered:
+        m = low.compile().memory_analysis()
+        if m is None:
+            pytest.skip("this backend reports no memory analysis")
+        total = m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes
+        assert total < 2**20, m
+

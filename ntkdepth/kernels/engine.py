@@ -19,7 +19,7 @@ from ntkdepth.kernels.activations import Activation
 from ntkdepth.kernels.gaussian import MehlerPlan, hermite_table
 from ntkdepth.kernels.interpolant import chebyshev_coefficients, clenshaw, locate, symmetric_mesh
 from ntkdepth.kernels.scaling import times
-from ntkdepth.kernels.scan import loop_length, loop_options, padded_layer_slots, write_slot
+from ntkdepth.kernels.scan import loop_options, requested_layers, run_length, scan_layers, slot_of, write_slot
 
 __all__ = ["LayerRows", "Tables", "layer_growth", "layer_kinds", "normalized_loop", "plan_for_inputs",
            "ratio_panels", "static_plan", "tabulate", "tabulated_fields"]
@@ -39,31 +39,44 @@ def _second_moment_numpy(fn, q: np.ndarray, nodes: int = 256) -> np.ndarray:
 
 
 def plan_for_inputs(act: Activation, lq1: np.ndarray, W_std: float, b_std: float, depth: int,
-                    dtype) -> MehlerPlan | None:
+                    dtype, alpha: float | None = None) -> MehlerPlan | None:
     """The Hermite plan of ``act`` for every variance a ``depth``-layer run from ``lq1`` meets.
 
-    The diagonal recursion ``q <- W^2 m(q) + b^2`` is run in float64 for a few inputs spanning the
-    range of ``Sigma^1(x, x)`` (it is monotone in ``q`` for the built-in activations), until it
-    settles; the plan covers every variance seen.
+    The diagonal recursion ``q <- W^2 m(q) + b^2`` (with ``alpha``, a residual network's
+    ``q <- q + alpha^2 (W^2 m(q) + b^2)``) is run in float64 for a few inputs spanning the range of
+    ``Sigma^1(x, x)`` (it is monotone in ``q`` for the built-in activations), until it settles; the
+    plan covers every variance seen. Past the first ``_KEPT`` layers only the extremes are kept, so
+    that a deep run stores nothing per layer.
     """
     if act.closed_form:
         return None
     q = np.exp(np.quantile(np.asarray(lq1, np.float64), np.linspace(0.0, 1.0, 9)))
     fn = act._numpy_fn()
     w2, b2 = float(W_std) ** 2, float(b_std) ** 2
+    a2 = None if alpha is None else float(alpha) ** 2
     seen = [q]
-    for _ in range(depth - 1):
+    low, high = np.full_like(q, np.inf), np.full_like(q, -np.inf)
+    for layer in range(2, depth + 1):
         new = w2 * _second_moment_numpy(fn, q) + b2
-        seen.append(new)
+        if a2 is not None:
+            new = q + a2 * new
+        if layer <= _KEPT or not np.all(np.isfinite(new)):
+            seen.append(new)
+        else:
+            low, high = np.minimum(low, new), np.maximum(high, new)
         if not np.all(np.isfinite(new)):
             break
         if np.allclose(new, q, rtol=1e-14, atol=0.0):
             break
         q = new
-    seen = np.concatenate(seen)
+    seen = np.concatenate(seen + [v for v in (low, high) if np.all(np.isfinite(v))])
     seen = seen[np.isfinite(seen)]
     picks = np.unique(np.quantile(seen, [0.0, 0.5, 0.9, 1.0])) if seen.size else seen
     return act.plan(picks, dtype)
+
+
+#: Layers of the planning recursion whose variances are all kept (beyond them, their extremes).
+_KEPT = 4096
 
 
 def static_plan(plan: MehlerPlan | None) -> MehlerPlan | None:
@@ -72,16 +85,17 @@ def static_plan(plan: MehlerPlan | None) -> MehlerPlan | None:
     return None if plan is None else plan._replace(tail=0.0)
 
 
-@partial(jax.jit, static_argnames=("act", "plan", "n_out", "get", "bias", "residual", "every_layer", "unroll",
-                                   "on_cpu", "squeeze"))
-def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, alpha=None, *, act: Activation, plan, n_out: int,
-                    get: tuple, bias: bool, every_layer: bool, unroll: int, on_cpu: bool, residual: bool = False,
-                    squeeze: bool = False):
-    """Layers 1..depth from layer 1, keeping the ``n_out`` requested ones.
+@partial(jax.jit, static_argnames=("act", "plan", "length", "n_out", "get", "bias", "residual", "every_layer",
+                                   "unroll", "on_cpu", "squeeze"))
+def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, alpha=None, *, act: Activation, plan, length: int,
+                    n_out: int, get: tuple, bias: bool, every_layer: bool, unroll: int, on_cpu: bool,
+                    residual: bool = False, squeeze: bool = False):
+    """Layers 1..depth from layer 1, keeping the ``n_out`` layers of ``requested``.
 
-    ``slot``: :func:`ntkdepth.kernels.scan.padded_layer_slots`; its length is the compiled loop's, the
-    depth the number of its entries up to ``n_out`` (a value: past it the loop does nothing, so one
-    compiled loop serves every depth of a length).
+    ``requested``: :func:`ntkdepth.kernels.scan.requested_layers`, whose deepest layer is the depth (a
+    value); ``length``: the compiled loop's (:func:`ntkdepth.kernels.scan.run_length`), past the depth
+    the loop does nothing, so one compiled loop serves every depth of a length. Each layer's place
+    in the output is found inside the loop: nothing is kept per layer of the network.
 
     ``rho1 [n1, n2]``: the first layer's correlations; ``lq1 [n1]``, ``lq2 [n2]``: the logarithms of
     ``Sigma^1(x, x)``. With ``residual``, layer ``l + 1`` is ``h^l + alpha (W phi(h^l) + b)``
@@ -165,8 +179,7 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, alpha=None, *, act: Acti
         state["lsd1"] = jnp.full_like(lq1, -jnp.inf)
     if "nngp_dot" in get:
         state["sdot"] = jnp.zeros_like(rho1)
-    length = slot.shape[0]  # the loop's length: the depth, or above it a bucket (padded_layer_slots)
-    depth_now = jnp.sum(slot <= n_out).astype(jnp.int32)
+    depth_now = requested[0, -1]  # the deepest requested layer
     first = values(state)
 
     def step(st, layer):
@@ -178,7 +191,7 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, alpha=None, *, act: Acti
             return jax.lax.cond(active, advance, lambda st: st, st)
         return jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), advance(st), st)
 
-    layers_left = jnp.arange(1, length, dtype=jnp.int32)  # producing layers 2..length
+    # The scans below produce layers 2..length from layer numbers 1..length - 1.
     if length == 1:
         out = {k: v[None] for k, v in first.items()}
     elif every_layer:
@@ -189,19 +202,18 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, alpha=None, *, act: Acti
         _, rest = jax.lax.scan(dense_step, state, None, length=length - 1, unroll=unroll)
         out = {k: jnp.concatenate([first[k][None], rest[k]]) for k in first}
     elif n_out == 1:
-        final, _ = jax.lax.scan(lambda st, layer: (step(st, layer), None), state, layers_left, unroll=unroll)
+        final, _ = scan_layers(lambda st, layer: (step(st, layer), None), state, 1, length - 1, unroll)
         out = {k: v[None] for k, v in values(final).items()}
     else:
         buffers = {k: jnp.zeros((n_out + 1,) + jnp.shape(v), dtype) for k, v in first.items()}
-        buffers = write_slot(buffers, lambda: first, slot[0], n_out, on_cpu)
+        buffers = write_slot(buffers, lambda: first, slot_of(requested, jnp.ones((), jnp.int32)), n_out, on_cpu)
 
-        def sparse_step(carry, xs):
+        def sparse_step(carry, layer):
             st, bufs = carry
-            s, layer = xs
             new = step(st, layer)
-            return (new, write_slot(bufs, lambda: values(new), s, n_out, on_cpu)), None
+            return (new, write_slot(bufs, lambda: values(new), slot_of(requested, layer + 1), n_out, on_cpu)), None
 
-        (_, buffers), _ = jax.lax.scan(sparse_step, (state, buffers), (slot[1:], layers_left), unroll=unroll)
+        (_, buffers), _ = scan_layers(sparse_step, (state, buffers), 1, length - 1, unroll)
         out = {k: v[:n_out] for k, v in buffers.items()}
     return {k: v[0] for k, v in out.items()} if squeeze else out
 
@@ -313,14 +325,13 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     rho_nodes, omr_nodes = mesh.nodes()
     rho1 = jnp.asarray(np.concatenate([rho_nodes, [-1.0]]), dtype)[None, :]
     layer_array = np.asarray(layers)
-    depth = int(layer_array.max())
     bias = b_std != 0.0
     unroll, on_cpu = loop_options()
     get = ("rho", "ntk_normalized", "_rows") + (("nngp_dot",) if needs[2] else ())
     lq_arr = jnp.full((1,), lq, dtype)
     out = normalized_loop(rho1, lq_arr, lq_arr, np.asarray(W_std, dtype), np.asarray(b_std, dtype),
-                          jnp.asarray(padded_layer_slots(layer_array, depth)), act=act, plan=static_plan(plan),
-                          n_out=len(layer_array), get=get, bias=bias, every_layer=False, unroll=unroll,
+                          jnp.asarray(requested_layers(layer_array)), act=act, plan=static_plan(plan),
+                          length=run_length(layer_array), n_out=len(layer_array), get=get, bias=bias, every_layer=False, unroll=unroll,
                           on_cpu=on_cpu, alpha=alpha, residual=alpha is not None)
     n_panels = len(mesh.lo)
     n_ratio = ratio_panels(mesh)

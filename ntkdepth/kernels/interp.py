@@ -55,7 +55,7 @@ from ntkdepth.kernels.relu_engine import (
     unit_layer_one,
 )
 from ntkdepth.kernels.scaling import power_of_two, times
-from ntkdepth.kernels.scan import jit_scalar, loop_options, padded_layer_slots
+from ntkdepth.kernels.scan import jit_scalar, loop_length, loop_options, requested_layers
 
 __all__ = [
     "InterpTables",
@@ -216,8 +216,8 @@ def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
     out = _node_run(
         one, omr1, as_dtype(nodes["t1"])[None, :],
         as_dtype(nodes["sin_t1"])[None, :], as_dtype(math.sqrt(w2)), as_dtype(math.sqrt(b2)),
-        jnp.asarray(padded_layer_slots(layer_array, depth)), n_out=len(layer_array), get=get, bias=bias,
-        unroll=unroll, on_cpu=on_cpu,
+        jnp.asarray(requested_layers(layer_array)), length=loop_length(depth), n_out=len(layer_array), get=get,
+        bias=bias, unroll=unroll, on_cpu=on_cpu,
     )
     n_panels = len(m.lo)
 
@@ -234,12 +234,12 @@ def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
     )
 
 
-def _node_run_impl(one, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get, bias, unroll, on_cpu):
-    return recursion(one, omr1, t1, sin_t1, W_std, b_std, slot, n_out=n_out, get=get,
+def _node_run_impl(one, omr1, t1, sin_t1, W_std, b_std, requested, *, length, n_out, get, bias, unroll, on_cpu):
+    return recursion(one, omr1, t1, sin_t1, W_std, b_std, requested, length=length, n_out=n_out, get=get,
                      bias=bias, every_layer=False, unroll=unroll, on_cpu=on_cpu)
 
 
-_node_run = jax.jit(_node_run_impl, static_argnames=("n_out", "get", "bias", "unroll", "on_cpu"))
+_node_run = jax.jit(_node_run_impl, static_argnames=("length", "n_out", "get", "bias", "unroll", "on_cpu"))
 
 
 # --------------------------------------------------------------------------
@@ -358,8 +358,8 @@ def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp
             # One step of the layer loop itself (closed forms, no table).
             _, t1, sin_t1, e1 = first_angle(one)
             second = recursion(one, omr1, t1, sin_t1, W_std, one.b_std,
-                               jnp.zeros(2, jnp.int32), e1=e1, n_out=1, get=get, bias=bias, every_layer=False, unroll=1,
-                               on_cpu=True)
+                               jnp.asarray(requested_layers([2])), e1=e1, length=2, n_out=1, get=get, bias=bias,
+                               every_layer=False, unroll=1, on_cpu=True)
             for name in get:
                 put(name, second[name][0])
         else:

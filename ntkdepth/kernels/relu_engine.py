@@ -24,7 +24,7 @@ from ntkdepth.kernels.layer_map import next_angle, one_minus_correlation_map_of_
 from ntkdepth.kernels.layer_scale import log_half_square
 from ntkdepth.kernels.pairs import bias_correlation, direction_gap
 from ntkdepth.kernels.scaling import power_of_two, times, times_pow4
-from ntkdepth.kernels.scan import write_slot
+from ntkdepth.kernels.scan import scan_layers, slot_of, write_slot
 
 __all__ = [
     "LayerOne",
@@ -179,10 +179,11 @@ def _log_c(w2_half_log, b2, bias):
     return w2_half_log
 
 
-@partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer", "unroll", "on_cpu", "squeeze"))
-def layer_loop(x1, x2, W_std, b_std, slot, rescale=None, *, n_out, get, bias, every_layer, unroll,
+@partial(jax.jit, static_argnames=("length", "n_out", "get", "bias", "every_layer", "unroll", "on_cpu", "squeeze"))
+def layer_loop(x1, x2, W_std, b_std, requested, rescale=None, *, length, n_out, get, bias, every_layer, unroll,
                on_cpu, squeeze=False):
-    """Runs layers 1..depth on inputs, keeping ``n_out`` of them (``slot``: :func:`ntkdepth.kernels.scan.padded_layer_slots`).
+    """Runs layers 1..depth on inputs, keeping the ``n_out`` layers of ``requested``
+    (:func:`ntkdepth.kernels.scan.requested_layers`) in a loop ``length`` long (:func:`recursion`).
 
     With ``squeeze`` (``n_out == 1``) the fields come without the layer axis;
     ``rescale`` as for :func:`layer_one`.
@@ -192,18 +193,20 @@ def layer_loop(x1, x2, W_std, b_std, slot, rescale=None, *, n_out, get, bias, ev
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
     one = layer_one(x1, x2, W_std, b_std, bias, rescale)
     omr1, t1, sin_t1, e1 = first_angle(one)
-    out = recursion(one, omr1, t1, sin_t1, W_std, one.b_std, slot, e1=e1,
+    out = recursion(one, omr1, t1, sin_t1, W_std, one.b_std, requested, e1=e1, length=length,
                     n_out=n_out, get=get, bias=bias, every_layer=every_layer, unroll=unroll,
                     on_cpu=on_cpu)
     return {k: v[0] for k, v in out.items()} if squeeze else out
 
 
-def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, e1=None, *, n_out, get, bias,
+def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, requested, e1=None, *, length, n_out, get, bias,
               every_layer, unroll, on_cpu):
-    """Runs layers 2..depth from layer 1, keeping ``n_out`` layers.
+    """Runs layers 2..depth from layer 1, keeping the ``n_out`` layers of ``requested``.
 
-    ``slot``: :func:`ntkdepth.kernels.scan.padded_layer_slots`; the depth is the number of its
-    entries up to ``n_out`` (a value: past it the loop does nothing).
+    ``requested``: :func:`ntkdepth.kernels.scan.requested_layers`, whose deepest layer is the depth (a
+    value: the loop is ``length`` long, :func:`ntkdepth.kernels.scan.loop_length`, and past the depth
+    it does nothing); each layer's place in the output is found inside the loop
+    (:func:`ntkdepth.kernels.scan.slot_of`).
 
     ``one``: layer 1 (:class:`LayerOne`); ``omr1``, ``t1``, ``sin_t1``:
     ``1 - rho_1``, its angle and the angle's sine (``[n1, n2]``); ``e1``: ``pi - t1``,
@@ -353,9 +356,8 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, e1=None, *, n
             new["sdot"] = half_w2 * ((jnp.pi - t) / jnp.pi)
         return new, layer.astype(dtype) * log_c
 
-    depth = slot.shape[0]  # the loop's length: the depth, or above it a bucket (padded_slots)
-    # Layers beyond the depth carry the slot n_out + 1: the loop skips them.
-    depth_now = jnp.sum(slot <= n_out).astype(jnp.int32)
+    depth = length  # the loop's length: the depth, or above it a bucket (loop_length)
+    depth_now = requested[0, -1]  # the deepest requested layer: the layers past it are skipped
     layer1 = jnp.ones((), jnp.int32)
     first = values(state, jnp.zeros((), dtype), layer1)
     if depth == 1:
@@ -374,7 +376,7 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, e1=None, *, n
             del state["omr"]
         step = advance_angle
 
-    layers_left = jnp.arange(2, depth, dtype=jnp.int32)  # producing layers 3..depth
+    # The scans below produce layers 3..depth from layer numbers 2..depth - 1.
     if not every_layer:
         inner = step
 
@@ -392,7 +394,7 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, e1=None, *, n
             new, log_s = step(st, layer)
             return new, values(new, log_s, layer + 1)
 
-        _, rest = jax.lax.scan(dense_step, state, layers_left, unroll=unroll)
+        _, rest = scan_layers(dense_step, state, 2, depth - 2, unroll)
         return {k: jnp.concatenate([first[k][None], second[k][None], rest[k]]) for k in first}
     if every_layer:
         # On a CPU the scan's stacked outputs are the result itself (no copy into a
@@ -409,32 +411,29 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, e1=None, *, n
 
             return jax.lax.cond(k < 2, given, computed, st)
 
-        _, out = jax.lax.scan(dense_step, state, jnp.arange(depth, dtype=jnp.int32), unroll=unroll)
+        _, out = scan_layers(dense_step, state, 0, depth, unroll)
         return out
 
     if n_out == 1:
         # One layer, the last: no buffers, no conditionals, only the state in the loop.
         if depth == 2:
             return {k: v[None] for k, v in second.items()}
-        final, _ = jax.lax.scan(lambda st, layer: (step(st, layer)[0], None), state, layers_left,
-                                unroll=unroll)
+        final, _ = scan_layers(lambda st, layer: (step(st, layer)[0], None), state, 2, depth - 2, unroll)
         log_s = (depth_now - 1).astype(dtype) * log_c
         return {k: v[None] for k, v in values(final, log_s, depth_now).items()}
 
     buffers = {k: jnp.zeros((n_out + 1,) + jnp.shape(v), dtype) for k, v in first.items()}
-    buffers = write_slot(buffers, lambda: first, slot[0], n_out, on_cpu)
-    buffers = write_slot(buffers, lambda: second, slot[1], n_out, on_cpu)
+    buffers = write_slot(buffers, lambda: first, slot_of(requested, layer1), n_out, on_cpu)
+    buffers = write_slot(buffers, lambda: second, slot_of(requested, layer1 + 1), n_out, on_cpu)
 
-    def sparse_step(carry, xs):
+    def sparse_step(carry, layer):
         st, buffers = carry
-        s, layer = xs
         new, log_s = step(st, layer)
         # Only the requested layers' values are computed and stored.
+        s = slot_of(requested, layer + 1)
         return (new, write_slot(buffers, lambda: values(new, log_s, layer + 1), s, n_out, on_cpu)), None
 
-    (_, buffers), _ = jax.lax.scan(
-        sparse_step, (state, buffers), (slot[2:], layers_left), unroll=unroll
-    )
+    (_, buffers), _ = scan_layers(sparse_step, (state, buffers), 2, depth - 2, unroll)
     return {k: v[:n_out] for k, v in buffers.items()}
 
 
@@ -463,14 +462,14 @@ def correlation_fields(one: LayerOne, out: dict, ones: tuple[int, ...], shape) -
     return {k: v.reshape((omr.shape[0],) + tuple(shape)) for k, v in fields.items()}
 
 
-@partial(jax.jit, static_argnames=("n_out", "ones", "every_layer", "unroll", "on_cpu"))
-def correlation_loop(rho1, slot, *, n_out, ones, every_layer, unroll, on_cpu):
+@partial(jax.jit, static_argnames=("length", "n_out", "ones", "every_layer", "unroll", "on_cpu"))
+def correlation_loop(rho1, requested, *, length, n_out, ones, every_layer, unroll, on_cpu):
     """Layers 1..depth from ``rho_1``: the bias-free layer loop (:func:`recursion`) run on
     unit-norm inputs at ``W_std^2 = 2``, so both give the same numbers."""
     dtype = rho1.dtype
     one = unit_layer_one(jnp.clip(rho1, -1.0, 1.0))
     omr1, t1, sin_t1, e1 = first_angle(one)
     out = recursion(one, omr1, t1, sin_t1, jnp.asarray(math.sqrt(2.0), dtype),
-                     jnp.zeros((), dtype), slot, e1=e1, n_out=n_out, get=("ntk_normalized", "_omr", "rho"),
+                     jnp.zeros((), dtype), requested, e1=e1, length=length, n_out=n_out, get=("ntk_normalized", "_omr", "rho"),
                     bias=False, every_layer=every_layer, unroll=unroll, on_cpu=on_cpu)
     return correlation_fields(one, out, ones, rho1.shape)

@@ -40,7 +40,7 @@ from ntkdepth.kernels.relu import (
 )
 from ntkdepth.kernels.relu_engine import layer_one
 from ntkdepth.kernels.scaling import into_normal_range
-from ntkdepth.kernels.scan import jit_scalar, loop_length, loop_options, padded_layer_slots
+from ntkdepth.kernels.scan import is_every_layer, jit_scalar, loop_length, loop_options, requested_layers, run_length
 from ntkdepth.kernels.validation import (
     KERNEL_FIELDS,
     check_depth_and_layers,
@@ -160,7 +160,8 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
                 # Planned for the compiled loop's length: every depth of a length shares the plan
                 # (a variance range covering more layers covers fewer) and so the compiled loop.
                 plan = _cached_plan(act, span, float(W_std), float(b_std), loop_length(deepest),
-                                    np.dtype(dt).name)
+                                    np.dtype(dt).name, alpha)
+                _warn_tail(act, plan, dt)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields) + (("_logs",) if logs else ())
         tabulate_at = _tabulation_setting(act, one, lq1, lq2, bias, dt, residual=alpha is not None)
         if _use_tables(method, tabulate_at, act, plan, layer_array, one.rho.shape):
@@ -169,13 +170,26 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
             return out, (None if plan is None else plan.tail)
         unroll, on_cpu = loop_options()
         out = normalized_loop(
-            one.rho, lq1, lq2, w, b, jax.numpy.asarray(padded_layer_slots(layer_array, deepest)), act=act,
-            plan=static_plan(plan),
-            n_out=len(layer_array), get=ordered, bias=bias,
-            every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))), unroll=unroll,
+            one.rho, lq1, lq2, w, b, jax.numpy.asarray(requested_layers(layer_array)), act=act,
+            plan=static_plan(plan), length=run_length(layer_array),
+            n_out=len(layer_array), get=ordered, bias=bias, every_layer=is_every_layer(layer_array), unroll=unroll,
             on_cpu=on_cpu, squeeze=squeeze, alpha=alpha, residual=alpha is not None,
         )
     return out, (None if plan is None else plan.tail)
+
+
+def _warn_tail(act: Activation, plan: MehlerPlan, dtype) -> None:
+    """A warning where the Hermite expansion's tail, at the most terms a call uses, stays far above
+    the rounding it was planned for (large variances: a wide first layer, a residual stream)."""
+    tol = float(np.finfo(dtype).eps) if np.dtype(dtype) == np.float64 else 1e-8
+    if plan.tail > 1e3 * tol:
+        import warnings
+
+        warnings.warn(
+            f"{act.label}: the Hermite expansion's relative tail is {plan.tail:.1e} per layer at the variances "
+            f"this network reaches, with {plan.terms} terms (the most a call uses); the kernels are accurate "
+            "to about that per layer (KernelTrace.error_bound), not to rounding. Smaller W_std, b_std or "
+            "input norms keep the variances where the expansion converges", UserWarning, stacklevel=4)
 
 
 def _tabulation_setting(act, one, lq1, lq2, bias, dtype, residual=False):
@@ -231,8 +245,8 @@ def _use_tables(method, setting, act, plan, layer_array, shape) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_plan(act, span, W_std, b_std, depth, dtype_name):
-    return plan_for_inputs(act, np.asarray(span), W_std, b_std, depth, np.dtype(dtype_name))
+def _cached_plan(act, span, W_std, b_std, depth, dtype_name, alpha=None):
+    return plan_for_inputs(act, np.asarray(span), W_std, b_std, depth, np.dtype(dtype_name), alpha=alpha)
 
 
 @functools.lru_cache(maxsize=32)
