@@ -356,3 +356,17 @@ def test_the_loops_keep_nothing_per_layer(x64):
         total = m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes
         assert total < 2**20, m
 
+
+def test_repeated_calls_compile_nothing(x64):
+    # Twelve rows against themselves: more close pairs (the diagonal) than the gathered refinement
+    # of ntkdepth.kernels.pairs takes at once, so its conditional runs; compiled once, not per call.
+    x = np.random.default_rng(2).normal(size=(12, 5))
+    kw = dict(depth=3, activation="tanh", W_std=1.2, b_std=0.3, method="loop")
+    first = kernel_trace(x, **kw)
+    count, listener = _count_compiles()
+    try:
+        again = kernel_trace(x, **kw)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert count[0] == 0, count[0]
+    np.testing.assert_array_equal(np.asarray(again.ntk), np.asarray(first.ntk))

@@ -236,3 +236,24 @@ def test_a_residual_network_is_planned_for_the_variances_it_reaches(x64):
     q_top = float(np.max(np.asarray(tr.nngp_diag1)))
     assert q_top > 50
     assert tr.error_bound >= activation("tanh").plan(np.array([q_top]), np.float64).tail > 1e-6
+
+
+@pytest.mark.parametrize("name", ["tanh", "silu"])
+def test_the_series_stops_where_its_terms_no_longer_count(x64, name):
+    # Correlations bounded by 0.3 (and 0.9) take a few blocks of the plan's terms: the same numbers,
+    # to rounding, as every term; the inputs against themselves (r2 = None) as against a copy.
+    act = activation(name)
+    rng = np.random.default_rng(3)
+    lq = jnp.asarray(np.log(rng.uniform(0.3, 4.0, size=7)))
+    plan = act.plan(np.exp(np.asarray(lq)), np.float64)
+    rows = act.rows(lq, plan)
+    a = {k: v[:, None] for k, v in rows.items()}
+    b = {k: v[None, :] for k, v in rows.items()}
+    for bound in (0.3, 0.9):
+        rho = rng.uniform(-bound, bound, size=(7, 7))
+        rho = jnp.asarray((rho + rho.T) / 2)
+        full = act.correlations(a, b, rho)
+        for columns in (b, None):
+            cut = act.correlations(a, columns, rho, jnp.max(jnp.abs(rho)))
+            for got, want in zip(cut, full):
+                np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=4e-16, atol=1e-17)

@@ -86,10 +86,10 @@ def static_plan(plan: MehlerPlan | None) -> MehlerPlan | None:
 
 
 @partial(jax.jit, static_argnames=("act", "plan", "length", "n_out", "get", "bias", "residual", "every_layer",
-                                   "unroll", "on_cpu", "squeeze"))
+                                   "unroll", "on_cpu", "squeeze", "symmetric"))
 def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, alpha=None, *, act: Activation, plan, length: int,
                     n_out: int, get: tuple, bias: bool, every_layer: bool, unroll: int, on_cpu: bool,
-                    residual: bool = False, squeeze: bool = False):
+                    residual: bool = False, squeeze: bool = False, symmetric: bool = False):
     """Layers 1..depth from layer 1, keeping the ``n_out`` layers of ``requested``.
 
     ``requested``: :func:`ntkdepth.kernels.scan.requested_layers`, whose deepest layer is the depth (a
@@ -99,7 +99,8 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, alpha=None, *, act:
 
     ``rho1 [n1, n2]``: the first layer's correlations; ``lq1 [n1]``, ``lq2 [n2]``: the logarithms of
     ``Sigma^1(x, x)``. With ``residual``, layer ``l + 1`` is ``h^l + alpha (W phi(h^l) + b)``
-    (docs/residual.md#the-recursion) and every update is taken as an increment. Returns the fields
+    (docs/residual.md#the-recursion) and every update is taken as an increment. With ``symmetric`` the
+    inputs are one set against itself (``x2 = x1``): each layer's per-input expansion is formed once. Returns the fields
     of ``get`` (of ``KERNEL_FIELDS``) as ``[n_out, n1, n2]`` and the diagonals as ``[n_out, n]``;
     with ``squeeze`` (one layer) without the layer axis.
     """
@@ -132,12 +133,15 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, alpha=None, *, act:
         return out
 
     def advance(st):
-        r1, r2 = act.rows(st["lq1"], plan), act.rows(st["lq2"], plan)
-        kappa, delta = act.correlations({k: v[:, None] for k, v in r1.items()},
-                                        {k: v[None, :] for k, v in r2.items()}, st["rho"])
+        r1 = act.rows(st["lq1"], plan)
+        r2 = r1 if symmetric else act.rows(st["lq2"], plan)
         # Equal variances at correlation 1 are one variable twice: both correlations are exactly 1
         # (a series or a ratio would round them).
         same = (st["rho"] == 1.0) & (st["lq1"][:, None] == st["lq2"][None, :])
+        # The largest |rho| whose correlations are used: a series stops where its terms no longer count.
+        reach = jnp.max(jnp.where(same, 0.0, jnp.abs(st["rho"])))
+        columns = None if symmetric and not act.closed_form else {k: v[None, :] for k, v in r2.items()}
+        kappa, delta = act.correlations({k: v[:, None] for k, v in r1.items()}, columns, st["rho"], reach)
         kappa, delta = jnp.where(same, 1.0, kappa), jnp.where(same, 1.0, delta)
         new = {}
         if residual:

@@ -106,6 +106,11 @@ def kernel_trace(
     return KernelTrace(layers=check_depth_and_layers(depth, layers), error_bound=bound, **out)
 
 
+#: The first layer, compiled once per shape: run eagerly, its conditional refinement of the close pairs
+#: (ntkdepth.kernels.pairs) would be compiled anew at every call, its branches closing over the inputs.
+_first_layer = jax.jit(layer_one, static_argnames=("bias",))
+
+
 def _log_diagonals(one, bias: bool):
     """``log Sigma^1(x, x)`` of each input (``[n1]``, ``[n2]``), in absolute units.
 
@@ -137,6 +142,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
     fields = check_kernel_fields(get)
     layer_array = check_depth_and_layers(depth, layers)
     squeeze = squeeze and len(layer_array) == 1
+    symmetric = x2 is None
     dt = resolve_dtype(dtype, x1, x2)
     check_hyperparameters(W_std, b_std, dtype=dt)
     with precision(dt, x1, x2, W_std, b_std):
@@ -145,7 +151,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
         warn_float32_depth(dt, deepest, "kernel_trace")
         x1, x2, b_in, rescale, norms = into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
         w, b = jit_scalar(W_std, dt), jit_scalar(b_std, dt)
-        one = layer_one(x1, x2, jnp.asarray(w), jnp.asarray(jit_scalar(b_in, dt)), bias, rescale)
+        one = _first_layer(x1, x2, jnp.asarray(w), jnp.asarray(jit_scalar(b_in, dt)), bias, rescale)
         lq1, lq2 = _log_diagonals(one, bias)
         plan = None
         if not act.closed_form:
@@ -173,7 +179,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
             one.rho, lq1, lq2, w, b, jax.numpy.asarray(requested_layers(layer_array)), act=act,
             plan=static_plan(plan), length=run_length(layer_array),
             n_out=len(layer_array), get=ordered, bias=bias, every_layer=is_every_layer(layer_array), unroll=unroll,
-            on_cpu=on_cpu, squeeze=squeeze, alpha=alpha, residual=alpha is not None,
+            on_cpu=on_cpu, squeeze=squeeze, alpha=alpha, residual=alpha is not None, symmetric=symmetric,
         )
     return out, (None if plan is None else plan.tail)
 
