@@ -12,10 +12,11 @@ Sections (inputs ``x ~ N(0, 1)`` of dimension 784, ``W_std = 1.3``, ``b_std = 0.
 1. ``one-norm``: inputs on the sphere of radius ``sqrt(784)``, the stream's NTK at one depth ``L = 100``
    (n = 2,000), float32 and float64, ``alpha = 0.5`` and ``alpha = 1/sqrt(L)``: ``kernel_trace(...,
    residual=alpha)`` over the jitted Gram matrix ``x @ x.T``. Target: at most 2.
-2. ``every-depth``: the NTK at every depth 1..100 of one residual network (``alpha = 0.5``, n = 1,000,
-   one norm) against neural-tangents' fastest way: ``Dense``, then ``L - 1`` jitted blocks
-   ``FanOut(2), parallel(Identity, serial(activation, Dense)), FanInSum``, keeping each depth.
-   Target: at least 2.
+2. ``every-depth``: the NNGP and the NTK at every depth 1..100 of one residual network (``alpha = 0.5``,
+   n = 1,000, one norm) against neural-tangents' fastest way: ``Dense``, then ``L - 1`` jitted blocks
+   ``FanOut(2), parallel(Identity, serial(activation, Dense)), FanInSum``, keeping both at each depth.
+   Target: at least 2. Both sides write 1.6 GB of new arrays, whose first touch (page faults)
+   is a fixed part of either time.
 
 Accuracy beside each row: the largest ``|ours - nt|`` off the diagonal in units of
 ``sqrt(nt(x, x) nt(x', x'))``.
@@ -48,7 +49,7 @@ def _sphere(x):
 
 
 def nt_chain(act, alpha):
-    """``chain(x, L)``: every depth's stream NTK 1..L by neural-tangents' jitted residual blocks."""
+    """``chain(x, L)``: every depth's stream ``(NNGP, NTK)`` 1..L by neural-tangents' jitted residual blocks."""
     stax = nt_bridge.stax
     first = jax.jit(stax.Dense(1, W_std=W_STD, b_std=B_STD)[2], static_argnames="get")
     branch = stax.serial(act.stax(), stax.Dense(1, W_std=alpha * W_STD, b_std=alpha * B_STD))
@@ -56,10 +57,10 @@ def nt_chain(act, alpha):
 
     def chain(x, depth):
         k = first(x, None)
-        outs = [k.ntk]
+        outs = [(k.nngp, k.ntk)]
         for _ in range(depth - 1):
             k = block(k)
-            outs.append(k.ntk)
+            outs.append((k.nngp, k.ntk))
         return outs
 
     return chain
@@ -89,12 +90,15 @@ def every_depth(x_all, n, depth, repeats, budget, names):
     x = jnp.asarray(_sphere(x_all[:n]), dtype="float64")
     for name in names:
         chain = nt_chain(activation(name), ALPHA)
-        recs, outs = timed_together(f"every-depth {name}", {
-            "ours": lambda: kernel_trace(x, depth=depth, activation=name, W_std=W_STD, b_std=B_STD, get="ntk",
-                                         residual=ALPHA).ntk,
-            "nt": lambda: chain(x, depth),
-        }, repeats, budget, {"nt": lambda: chain(x, 2)})
-        err = max(offdiag_err(outs["ours"][l - 1], outs["nt"][l - 1]) for l in (1, 2, depth // 2, depth))
+        def ours():
+            trace = kernel_trace(x, depth=depth, activation=name, W_std=W_STD, b_std=B_STD, get=("nngp", "ntk"),
+                                 residual=ALPHA)
+            return trace.nngp, trace.ntk
+
+        recs, outs = timed_together(f"every-depth {name}", {"ours": ours, "nt": lambda: chain(x, depth)},
+                                    repeats, budget, {"nt": lambda: chain(x, 2)})
+        err = max(offdiag_err(outs["ours"][f][l - 1], outs["nt"][l - 1][f]) for l in (1, 2, depth // 2, depth)
+                  for f in (0, 1))
         rows.append({"section": "every-depth", "dtype": "float64", "activation": name, "alpha": str(ALPHA), "n": n,
                      "depth": f"1..{depth}", "ours_s": recs["ours"]["median_s"], "reference_s": recs["nt"]["median_s"],
                      "reference": "neural-tangents", "ratio": recs["nt"]["median_s"] / recs["ours"]["median_s"],

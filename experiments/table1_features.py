@@ -17,6 +17,7 @@ import numpy as np
 
 from ntkdepth.config import ConfigError, setting, with_defaults
 from ntkdepth.experiment_settings import SkipGramSettings
+from ntkdepth.models import PARAMETERIZATION_NAMES as NAMES
 from ntkdepth.plotting import pyplot, save_figure, width_axis
 from ntkdepth.reporting import claim, table
 from ntkdepth.runs import RunDir
@@ -26,7 +27,6 @@ DESCRIPTION = "word similarity and analogies of Table 1's features (NTK, muP) ag
 
 REPRESENTATIONS = {"init": "a_0", "trained": "a_T", "change": "a_T - a_0", "output": "output vectors"}
 SCORES = {"spearman": "WordSim Spearman", "add": "analogies, 3CosAdd", "mul": "analogies, 3CosMul"}
-NAMES = {"ntk": "NTK", "mup": "muP", "standard": "standard"}
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,8 @@ def run(config: Config, out: RunDir) -> dict:
     from ntkdepth.data.wordsim import (default_analogies_path, default_word_pairs_path, load_analogies,
                                        load_word_pairs, wordsim_record)
     from ntkdepth.embeddings import cosine_matrix, ppmi_svd_embeddings, vectors_from_gram
-    from ntkdepth.empirical import final_drift
     from ntkdepth.theory import onehot_drift_gram
-    from ntkdepth.training import PairData, run_width_sweep
+    from ntkdepth.training import PairData
 
     text = config.load_text()
     words, V = text.vocabulary.words, config.vocab_size
@@ -117,13 +116,9 @@ def run(config: Config, out: RunDir) -> dict:
     evaluation_files = {name: r["md5"] for name, r in data.items() if name != "text8"}
     results = {"scores": {}, "agreement": {}, "mean_cosine": {}, "drift": {}, "pair_cosines": {}}
     for par in config.parameterizations:
-        identity = out.settings(exclude=("widths", "seeds", "seeds_by_width", "parameterizations", "ppmi_dim"),
-                                parameterization=par)
-        print(f"table1-features: {par} networks, widths {widths}, seeds {seeds}")
-        runs = run_width_sweep(config.model_factory(par), PairData.create(text.pairs, seed=config.seed),
-                               config.train_spec(), jnp.asarray(eval_tokens), widths, seeds,
-                               out.cache_dir(f"sweep-{par}", identity), final_measures=final_measures,
-                               settings={"evaluation_files": evaluation_files})
+        runs = config.width_sweep(par, out, PairData.create(text.pairs, seed=config.seed), jnp.asarray(eval_tokens),
+                                  exclude=("ppmi_dim",), final_measures=final_measures,
+                                  settings={"evaluation_files": evaluation_files})
 
         def over_seeds(key):
             vals = [[float(runs[(w, s)].extra[key]) for s in seeds[w]] for w in widths]
@@ -133,7 +128,7 @@ def run(config: Config, out: RunDir) -> dict:
         results["mean_cosine"][par] = over_seeds("change_mean_cosine")
         if kernel_cos is not None:
             results["agreement"][par] = over_seeds("change_kernel_agreement")
-        results["drift"][par] = final_drift(runs, widths, seeds)["aggregate"]["mean"]
+        results["drift"][par] = config.measured_drift(runs)["aggregate"]["mean"]
         results["pair_cosines"][par] = runs[(widths[-1], seeds[widths[-1]][0])].extra["change_pair_cosines"]
     results.update({
         "data": data, "time": time, "chance": 1.0 / (V - 3), "seeds_by_width": [len(seeds[w]) for w in widths],

@@ -1,11 +1,12 @@
 """Settings that several experiments share as the base of their ``Config``: kernel regression on
 random MNIST subsets (``table2``, ``table2-networks``) and Table 1's networks trained on text8
-skip-gram pairs (``table1``, ``table1-features``). Width sweeps' settings are in
-:mod:`ntkdepth.training.settings`.
+skip-gram pairs (``table1``, ``table1-features``). Width sweeps' settings are
+:class:`~ntkdepth.training.SweepSettings`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -17,7 +18,7 @@ from ntkdepth.data.files import DataError
 from ntkdepth.data.mnist import mnist_record
 from ntkdepth.training.settings import SweepSettings
 
-__all__ = ["MnistSubsets", "RegressionSettings", "SkipGramSettings", "SkipGramText"]
+__all__ = ["MnistSubsets", "RegressionSettings", "SkipGramSettings", "SkipGramText", "skipgram_data_line"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class MnistSubsets(NamedTuple):
     settings: RegressionSettings
 
     def record(self, subsets: int) -> dict:
-        """What drawing ``subsets`` subsets reads (:func:`~ntkdepth.data.mnist.mnist_record`)."""
+        """What drawing ``subsets`` subsets reads (``ntkdepth.data.mnist.mnist_record``)."""
         c = self.settings
         return mnist_record(self.directory, self.split, len(self.images), [c.n_train + c.n_val + c.n_test] * subsets)
 
@@ -88,6 +89,15 @@ class SkipGramText(NamedTuple):
     center_freq: np.ndarray
     context_dist: np.ndarray
     record: dict
+
+
+def skipgram_data_line(record: dict | None) -> str:
+    """One line of a summary naming the text a run read (a :class:`SkipGramText`'s ``record``)."""
+    if not record:
+        return "Data: not recorded by this run."
+    return (f"Data: `{record['path']}` ({record['bytes']:,} bytes, MD5 {record['md5']}), {record['kind']}; "
+            f"{record['words_used']:,} words used ({record['distinct_words']:,} distinct), vocabulary of the "
+            f"{record['vocabulary']:,} most frequent, {record['pairs']:,} skip-gram pairs.")
 
 
 @dataclass(frozen=True)
@@ -132,9 +142,16 @@ class SkipGramSettings(SweepSettings):
         counts = self.seeds_by_width or [self.seeds] * len(self.widths)
         return {w: [self.seed + s for s in range(k)] for w, k in zip(self.widths, counts)}
 
+    def seeds_line(self) -> str:
+        """How many seeds each width has, as a summary says it."""
+        counts = self.seeds_by_width or [self.seeds] * len(self.widths)
+        if len(set(counts)) == 1:
+            return f"{counts[0]} seed(s) per width"
+        return "seeds per width: " + ", ".join(f"{k} at n = {w:,}" for w, k in zip(self.widths, counts))
+
     @property
     def input_scale(self) -> float:
-        """The norm of a token's one-hot input: ``sqrt(V)`` or 1 (``onehot_norm``)."""
+        """The norm of a token's one-hot input, ``sqrt(V)`` or 1 (``onehot_norm``)."""
         return self.vocab_size**0.5 if self.onehot_norm == "sqrt-vocab" else 1.0
 
     def load_text(self) -> SkipGramText:
@@ -181,3 +198,42 @@ class SkipGramSettings(SweepSettings):
                              base_width=self.mup_base_width, rngs=seed)
 
         return make_model
+
+    def width_sweep(self, parameterization: str, out, data, eval_tokens, *, exclude: Sequence[str] = (),
+                    **options) -> dict:
+        """The networks of ``parameterization`` trained at every width and seed on ``data``, measured
+        at ``eval_tokens`` (:func:`~ntkdepth.training.run_width_sweep`, with ``options``).
+
+        The runs are cached in the run folder ``out`` under every setting but the lists of widths,
+        seeds and row groups and the settings ``exclude`` (one run is one width and seed: a new
+        width trains only itself).
+        """
+        from ntkdepth.training import run_width_sweep
+
+        identity = out.settings(exclude=("widths", "seeds", "seeds_by_width", "parameterizations", *exclude),
+                                parameterization=parameterization)
+        seeds = self.seeds_at()
+        print(f"{out.experiment}: {parameterization} networks, widths {self.widths}, seeds {seeds}")
+        return run_width_sweep(self.model_factory(parameterization), data, self.train_spec(), eval_tokens,
+                               self.widths, seeds, out.cache_dir(f"sweep-{parameterization}", identity), **options)
+
+    def measured_drift(self, runs) -> dict:
+        """:func:`~ntkdepth.empirical.final_drift` of a :meth:`width_sweep`'s runs at every width; a
+        width whose drift is undefined is a :class:`~ntkdepth.config.ConfigError` naming the change
+        of settings that leaves it out."""
+        from ntkdepth.empirical import final_drift
+        from ntkdepth.empirical.drift import UndefinedDriftError
+
+        try:
+            return final_drift(runs, self.widths, self.seeds_at())
+        except UndefinedDriftError as err:
+            keep = [k for k, w in enumerate(self.widths) if w != err.width]
+            widths = [self.widths[k] for k in keep] or [64, 256]
+            change = f"--set widths=[{','.join(map(str, widths))}]"
+            if self.seeds_by_width and keep:
+                change += f" --set seeds_by_width=[{','.join(str(self.seeds_by_width[k]) for k in keep)}]"
+            raise ConfigError(
+                f"width {err.width}, seed {err.seed}: an evaluation token's features at initialization are "
+                "the zero vector (every unit of the last hidden layer inactive), so its drift relative to "
+                f"them is undefined; a network this narrow cannot be measured. Leave width {err.width} out, "
+                f"e.g. {change} (the widths already trained are reused)") from None

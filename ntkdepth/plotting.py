@@ -1,5 +1,6 @@
 """Figures shared by the experiments: panels of pairs' kernels against depth, depth and width axes,
-the projection-norm and ``lambda_min`` panels. matplotlib is imported only when a figure is drawn.
+the projection-norm and ``lambda_min`` panels, the drift panels against width and along training.
+matplotlib is imported only when a figure is drawn.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["STYLE", "PairGroup", "depth_axis", "depth_panels", "label_axes", "lambda_min_panels",
-           "legend_below", "pair_values", "plain_log_ticks", "projection_norm_panels", "pyplot", "save_figure",
-           "sequential_colors", "style", "width_axis", "width_scaling_panel"]
+__all__ = ["DRIFT_AXIS_LABELS", "DRIFT_TITLES", "STYLE", "PairGroup", "depth_axis", "depth_panels",
+           "drift_curve_panels", "drift_scaling_panels", "label_axes", "lambda_min_panels", "legend_below",
+           "pair_values", "plain_log_ticks", "projection_norm_panels", "pyplot", "save_figure", "sequential_colors",
+           "style", "width_axis", "width_scaling_panel"]
 
 #: The matplotlib settings of every figure, applied by :func:`style`. Text stays legible when a
 #: figure is shrunk to page width, and margins keep reference lines off the frame.
@@ -30,6 +32,19 @@ STYLE = {
     "legend.framealpha": 0.9,
     "grid.alpha": 0.3,
 }
+
+#: The drift measures of :func:`ntkdepth.empirical.final_drift` and
+#: :func:`~ntkdepth.empirical.drift_curves`, and the loss beside them, as panel titles (typeset).
+DRIFT_TITLES = {"aggregate": r"aggregate $\|a_T(x) - a_0(x)\|_2$",
+                "per_neuron_mean": r"per-neuron $|a_{T,i}(x) - a_{0,i}(x)|$, mean over $i$",
+                "per_neuron_max": r"per-neuron $|a_{T,i}(x) - a_{0,i}(x)|$, max over $i$",
+                "relative": r"relative $\|a_T(x) - a_0(x)\|_2 \,/\, \|a_0(x)\|_2$",
+                "inner_product": r"inner products $|\langle a_T(x), a_T(x')\rangle - \langle a_0(x), a_0(x')\rangle| / n$",
+                "loss": "training loss"}
+#: The measures of :data:`DRIFT_TITLES` as axis labels.
+DRIFT_AXIS_LABELS = {"aggregate": "aggregate drift", "per_neuron_mean": "mean per-neuron drift",
+                     "per_neuron_max": "max per-neuron drift", "relative": "relative drift",
+                     "inner_product": "inner-product change", "loss": "training loss"}
 
 
 @contextlib.contextmanager
@@ -392,3 +407,73 @@ def lambda_min_panels(depths, curves: dict, log_title: str, suptitle: str, *, ba
     fig.tight_layout()
     legend_below(fig, handles, labels, ncol=min(4, len(handles)))
     return fig
+
+
+def drift_scaling_panels(widths, measures: Sequence[str], stats: Mapping[str, Mapping], fits: Mapping[str, Mapping],
+                         predicted: Mapping[str, Sequence[float]]):
+    """Table 1's panels against width: a panel for each of ``measures``, a series for each
+    parameterization.
+
+    ``stats[par][m]`` is ``{"mean": [W], "sd": [W]}`` at the ``[W]`` ``widths``
+    (:func:`~ntkdepth.empirical.final_drift`), ``fits[par][m]`` its power law
+    (:func:`width_scaling_panel`) or absent; ``predicted[m]`` (``[W]``) is the kernel's
+    prediction for the NTK network, dashed where ``stats`` has one. Returns the figure.
+    """
+    from ntkdepth.models import PARAMETERIZATION_NAMES as names
+
+    plt = pyplot()
+    rows = -(-len(measures) // 2)
+    fig, axes = plt.subplots(rows, 2, figsize=(11.5, 4.2 * rows), squeeze=False)
+    for ax in axes.ravel()[len(measures):]:
+        ax.set_visible(False)
+    w = np.asarray(widths, dtype=float)
+    colors = {"ntk": "C0", "mup": "C3", "standard": "C2"}
+    for ax, m in zip(axes.ravel(), measures):
+        width_scaling_panel(ax, w, {names.get(par, par): (
+                                        np.asarray(by_measure[m]["mean"]), np.asarray(by_measure[m]["sd"]),
+                                        fits.get(par, {}).get(m), colors.get(par))
+                                    for par, by_measure in stats.items()},
+                            ylabel=DRIFT_AXIS_LABELS[m], title=DRIFT_TITLES[m])
+        if m in predicted and "ntk" in stats:
+            ax.plot(w, predicted[m], "k--", lw=1.2, label="kernel prediction (NTK)")
+        ax.legend()
+    return fig
+
+
+def drift_curve_panels(steps, widths, curves: Mapping[str, Mapping], predicted: Sequence[float] | None,
+                       measures: Sequence[str] = ("aggregate", "per_neuron_mean", "relative", "loss")):
+    """Table 1's panels along training: a row for each of ``measures``, a column for each
+    parameterization, a color for each width.
+
+    ``curves[par][m]`` is ``[W, R]`` at the ``[W]`` ``widths`` and the ``[R]`` recorded
+    ``steps`` (:func:`~ntkdepth.empirical.drift_curves`); step 0 is left off the log axes.
+    ``predicted`` (``[R]`` or ``None``) is the kernel's aggregate drift for the NTK network,
+    dashed. Returns the figure and its legend, ``(handles, labels, ncol)`` for :func:`save_figure`.
+    """
+    from matplotlib.lines import Line2D
+
+    from ntkdepth.models import PARAMETERIZATION_NAMES as names
+
+    plt = pyplot()
+    steps = np.asarray(steps)
+    fig, axes = plt.subplots(len(measures), len(curves), figsize=(5.4 * len(curves), 3.4 * len(measures)),
+                             squeeze=False)
+    colors = sequential_colors(len(widths))
+    for col, (par, by_measure) in enumerate(curves.items()):
+        for row, k in enumerate(measures):
+            ax = axes[row, col]
+            for i, c in enumerate(colors):
+                ax.plot(steps[1:], by_measure[k][i][1:], "o-", ms=3, color=c)
+            if par == "ntk" and k == "aggregate" and predicted is not None:
+                ax.plot(steps[1:], predicted[1:], "k--", lw=1.2)
+            ax.set(xscale="log", yscale="log", ylabel=DRIFT_AXIS_LABELS[k])
+            depth_axis(ax, steps[1:])
+            ax.set_xlabel("SGD step")
+            ax.set_title(f"{names.get(par, par)}: {DRIFT_TITLES[k]}")
+            ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=c, marker="o", ms=3) for c in colors]
+    labels = [f"$n = {w:,}$" for w in widths]
+    if "ntk" in curves and predicted is not None:
+        handles.append(Line2D([], [], color="k", ls="--", lw=1.2))
+        labels.append(r"kernel ($n = \infty$, NTK)")
+    return fig, (handles, labels, min(4, len(handles)))

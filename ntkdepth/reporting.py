@@ -16,8 +16,8 @@ from ntkdepth.config import ConfigError, from_mapping, shorten
 from ntkdepth.runs import FinishedRun
 from ntkdepth.storage import jsonable, read_json
 
-__all__ = ["table", "table_records", "table_column", "as_numbers", "claim", "time_label", "run_experiment",
-           "report_results", "redraw"]
+__all__ = ["table", "table_records", "table_column", "markdown_table", "as_numbers", "claim", "time_label",
+           "run_experiment", "report_results", "redraw"]
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> dict:
@@ -39,6 +39,19 @@ def table_column(t: dict, name: str) -> np.ndarray:
     """``[rows]``: the column ``name`` of a :func:`table` as floats ("inf" and "nan" read back)."""
     k = t["columns"].index(name)
     return np.array([row[k] for row in t["rows"]], dtype=np.float64)
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: the header ``columns``, its rule, and a line for each row of
+    formatted cells (``"|"`` in a cell is the caller's to escape)."""
+    columns = list(columns)
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for i, row in enumerate(rows):
+        row = list(row)
+        if len(row) != len(columns):
+            raise ValueError(f"row {i} has {len(row)} cells for {len(columns)} columns {columns}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def as_numbers(obj):

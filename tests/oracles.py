@@ -109,16 +109,12 @@ def write_deep_oracle(path) -> None:
         json.dump(payload, fh)
 
 
-if __name__ == "__main__":
-    import pathlib
-
-    write_deep_oracle(pathlib.Path(__file__).parent / "data" / "deep_oracle.json")
 
 
 def residual_recursion(x1, x2, *, layers: list[int], W_std: float, b_std: float, alpha: float,
                        activation: str = "relu", digits: int = 50) -> dict[str, np.ndarray]:
     """The residual network's stream kernels (docs/residual.md#the-recursion) in ``digits``-digit
-    arithmetic: ``rho_l`` and ``Thetabar^l`` of every pair, ``[len(layers), n1, n2]``.
+    arithmetic: ``rho_l``, ``1 - rho_l`` and ``Thetabar^l`` of every pair, ``[len(layers), n1, n2]``.
 
     ``Sigma^{l+1} = Sigma^l + alpha^2 (W^2 E[phi phi] + b^2)``, ``Theta^{l+1} = Theta^l (1 + alpha^2 W^2
     E[phi' phi']) + alpha^2 (W^2 E[phi phi] + b^2)`` on the raw kernels, with the closed forms of ReLU
@@ -127,7 +123,7 @@ def residual_recursion(x1, x2, *, layers: list[int], W_std: float, b_std: float,
     x1 = np.asarray(x1, dtype=np.float64)
     x2 = np.asarray(x2, dtype=np.float64)
     wanted = {l: i for i, l in enumerate(layers)}
-    out = {k: np.empty((len(layers), len(x1), len(x2))) for k in ("rho", "ntk_normalized")}
+    out = {k: np.empty((len(layers), len(x1), len(x2))) for k in ("rho", "one_minus_rho", "ntk_normalized")}
     with mp.workdps(digits):
         pi = mp.pi
         w2, b2, a2 = mpf(W_std) ** 2, mpf(b_std) ** 2, mpf(alpha) ** 2
@@ -166,5 +162,39 @@ def residual_recursion(x1, x2, *, layers: list[int], W_std: float, b_std: float,
                         (s11, t11), (s22, t22), (s12, t12) = new
                     if ell in wanted:
                         out["rho"][wanted[ell], i, j] = float(s12 / mp.sqrt(s11 * s22))
+                        out["one_minus_rho"][wanted[ell], i, j] = float(1 - s12 / mp.sqrt(s11 * s22))
                         out["ntk_normalized"][wanted[ell], i, j] = float(t12 / mp.sqrt(t11 * t22))
     return out
+
+
+#: Residual ReLU networks with alpha = 1 far past depth 1/lambda: the settings, the pairs and the depths of
+#: ``tests/data/residual_deep_oracle.json``.
+RESIDUAL_DEEP_CASES = [dict(W_std=2**0.5, b_std=0.0, alpha=1.0), dict(W_std=1.3, b_std=0.2, alpha=1.0)]
+RESIDUAL_DEEP_X1 = [[1.0, 0.0, 0.0]]
+RESIDUAL_DEEP_X2 = [[0.5, 0.75**0.5, 0.0], [-1.2, 0.0, 1.6], [1.0 - 5e-7, 1e-3, 0.0]]
+RESIDUAL_DEEP_LAYERS = [1, 10, 100, 1000, 10_000, 100_000]
+
+
+def write_residual_deep_oracle(path) -> None:
+    """Writes :func:`residual_recursion` for ``RESIDUAL_DEEP_CASES`` at ``RESIDUAL_DEEP_LAYERS`` as JSON
+    (about half a minute per pair and case at 50 digits)."""
+    import json
+
+    values = []
+    for case in RESIDUAL_DEEP_CASES:
+        out = residual_recursion(np.array(RESIDUAL_DEEP_X1), np.array(RESIDUAL_DEEP_X2), layers=RESIDUAL_DEEP_LAYERS,
+                                 **case)
+        values.append({k: v.tolist() for k, v in out.items()})
+    payload = {"digits": 50, "cases": RESIDUAL_DEEP_CASES, "x1": RESIDUAL_DEEP_X1, "x2": RESIDUAL_DEEP_X2,
+               "layers": RESIDUAL_DEEP_LAYERS, "values": values}
+    with open(path, "w") as fh:
+        json.dump(payload, fh)
+
+
+if __name__ == "__main__":
+    import pathlib
+
+    data = pathlib.Path(__file__).parent / "data"
+    write_deep_oracle(data / "deep_oracle.json")
+    write_residual_deep_oracle(data / "residual_deep_oracle.json")
+

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ntkdepth.config import ConfigError
 from ntkdepth.empirical import (
+    drift_against_prediction,
     drift_curves,
     empirical_ntk,
     feature_kernel,
@@ -13,6 +15,7 @@ from ntkdepth.empirical import (
     final_drift,
     mlp_ntk,
 )
+from ntkdepth.experiment_settings import SkipGramSettings
 from ntkdepth.kernels import relu_kernel_trace
 from ntkdepth.models import MLP, functional
 from ntkdepth.stats import fit_power_law
@@ -129,6 +132,46 @@ def test_final_drift_refuses_features_without_a_relative_drift(x64):
     a0 = np.array([[0.0, 0.0], [1.0, 2.0]])  # the first input's units are all inactive
     with pytest.raises(ValueError, match="relative drift of width 2, seed 7 is NaN"):
         final_drift({(2, 7): _run(2, 7, a0, a0 + 1.0)}, [2], [7])
+
+
+def test_measured_drift_names_the_widths_and_seeds_that_leave_a_narrow_width_out(x64, rng):
+    settings = SkipGramSettings(widths=[2, 8, 16], seeds_by_width=[1, 2, 1], seed=3)
+    a0 = np.array([[0.0, 0.0], [1.0, 2.0]])  # at width 2 the first token's units are all inactive
+    runs = {(2, 3): _run(2, 3, a0, a0 + 1.0)}
+    for w, seeds in ((8, (3, 4)), (16, (3,))):
+        for s in seeds:
+            b0 = rng.normal(size=(2, w))
+            runs[(w, s)] = _run(w, s, b0, b0 + 0.1)
+    with pytest.raises(ConfigError) as err:
+        settings.measured_drift(runs)
+    assert "width 2, seed 3" in str(err.value) and "Leave width 2 out" in str(err.value)
+    assert "--set widths=[8,16] --set seeds_by_width=[2,1]" in str(err.value)
+    table = SkipGramSettings(widths=[8, 16], seeds_by_width=[2, 1], seed=3).measured_drift(runs)
+    np.testing.assert_array_equal(table["aggregate"]["mean"], final_drift(runs, [8, 16], {8: [3, 4], 16: [3]})
+                                  ["aggregate"]["mean"])
+
+
+def test_drift_against_prediction_on_a_gap_that_closes_like_n_to_the_minus_one_half():
+    widths = [256, 1024, 4096, 16384]
+    n = np.asarray(widths, float)
+    predicted = {"aggregate": np.full(4, 0.125), "per_neuron_mean": 0.08 / np.sqrt(n)}
+    # Measured = predicted * (1 + c n^-1/2) from 1024 on; the narrowest width is off the law.
+    gap = {"aggregate": 3.0 / np.sqrt(n) * [5.0, 1, 1, 1], "per_neuron_mean": -2.0 / np.sqrt(n) * [0.1, 1, 1, 1]}
+    measured = {m: predicted[m] * (1 + gap[m]) for m in predicted}
+    out = drift_against_prediction(measured, predicted, widths, min_width=1000)
+    for m in predicted:
+        np.testing.assert_allclose(out[m]["ratio"], 1 + gap[m], rtol=1e-14)
+        assert out[m]["exponent"] == pytest.approx(-0.5, abs=1e-12)
+        assert out[m]["widths"] == [1024, 4096, 16384]
+    # Over every width the narrowest one pulls the fit away from -1/2.
+    assert abs(drift_against_prediction(measured, predicted, widths)["aggregate"]["exponent"] + 0.5) > 0.1
+    # A gap of exactly 0 has no power law; one width has none either.
+    exact = drift_against_prediction(predicted, predicted, widths)["aggregate"]
+    assert exact["exponent"] is None and exact["ratio"].tolist() == [1.0] * 4
+    one = drift_against_prediction({"aggregate": [0.2]}, {"aggregate": [0.1]}, [64])["aggregate"]
+    assert one["exponent"] is None and one["ratio"].tolist() == [2.0] and one["widths"] == [64]
+    with pytest.raises(ValueError, match="one measured and one predicted value per width"):
+        drift_against_prediction({"aggregate": [0.1, 0.2]}, {"aggregate": [0.1, 0.2, 0.3]}, [64, 256, 1024])
 
 
 def test_power_law_fit_recovers_the_exponent():

@@ -5,7 +5,7 @@ import pytest
 
 from ntkdepth.config import ConfigError, from_mapping
 from ntkdepth.experiments import discover, variant
-from ntkdepth.reporting import as_numbers, table, table_column
+from ntkdepth.reporting import as_numbers, markdown_table, table, table_column
 
 
 def _module(name):
@@ -87,6 +87,13 @@ def test_results_read_back_from_json_give_their_numbers_back():
     onset = table_column(t, "onset")
     assert onset[0] == np.inf and onset[1] == 3.5 and np.isnan(onset[2])
     assert as_numbers({"a": ["-inf", "x", 2], "b": {"c": "nan"}})["a"][:2] == [-np.inf, "x"]
+
+
+def test_a_markdown_table_has_a_rule_under_its_header_and_a_line_for_each_row():
+    assert markdown_table(["measure", "n = 64"], [["aggregate", "0.5"], ["kernel", ""]]) == [
+        "| measure | n = 64 |", "|---|---|", "| aggregate | 0.5 |", "| kernel |  |"]
+    with pytest.raises(ValueError, match="row 1 has 1 cells for 2 columns"):
+        markdown_table(["a", "b"], [["x", "y"], ["z"]])
 
 
 def test_fig2_finding_states_what_its_numbers_show():

@@ -4,12 +4,15 @@ kernel, and the settings' errors."""
 
 from __future__ import annotations
 
+import json
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from mpmath import mp, mpf
 from oracles import residual_recursion
 
 from ntkdepth.kernels import KERNEL_FIELDS, kernel_fn, kernel_trace, residual_alpha, stax_residual_mlp
@@ -28,7 +31,7 @@ def _stax_output(act, depth, alpha, W, b, out_std, x1, x2):
     return net[2](x1, x2, ("nngp", "ntk"))
 
 
-@pytest.mark.parametrize("act,alpha,b", [("relu", 0.7, 0.3), ("erf", 0.4, 0.2), ("relu", 1.5, 0.0)])
+@pytest.mark.parametrize("act,alpha,b", [("relu", 0.7, 0.3), ("erf", 0.4, 0.2), ("gelu", 0.6, 0.2), ("relu", 1.5, 0.0)])
 def test_stream_and_readout_agree_with_neural_tangents_at_depths_1_to_20(x64, rng, act, alpha, b):
     """Float64, depths 1..20: one kernel_trace gives every depth's stream; with the readout's kernels
     (Sigma_f = s_out^2 Sigma^L + b^2, Theta_f = s_out^2 (Theta^L + Sigma^L) + b^2) it is within 1e-12 of
@@ -101,6 +104,18 @@ def _check_against_the_oracle(x1, x2, layers, act, alpha, b):
         # One rounding of the running value per layer: within 20 L eps at depth L, 1e-13 to depth 100.
         allowed = np.maximum(1e-13, 20 * np.asarray(layers) * np.finfo(np.float64).eps)
         assert np.all(err <= allowed), (act, alpha, b, f, err)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_requested_layers_in_any_order_equal_the_full_trace(x64, rng, act):
+    """Layers asked for out of order and with gaps are the full trace's, each in its own place (the
+    unrequested layers between them write nowhere)."""
+    x = rng.normal(size=(5, 4))
+    full = kernel_trace(x, depth=9, activation=act, residual=0.5, b_std=0.2, method="loop")
+    part = kernel_trace(x, depth=9, layers=[7, 2, 9, 4], activation=act, residual=0.5, b_std=0.2, method="loop")
+    for field in ("nngp", "ntk", "rho", "ntk_normalized", "ntk_diag1"):
+        np.testing.assert_allclose(getattr(part, field), np.asarray(getattr(full, field))[[6, 1, 8, 3]],
+                                   rtol=1e-13, err_msg=field)
 
 
 def test_deep_recursion_matches_50_digits_to_depth_1000(x64, rng):
@@ -220,3 +235,66 @@ def test_width_vs_kernel_trains_residual_networks_at_a_stable_step(tmp_path):
     for key in ("ntk_init", "features_init", "outputs_test"):
         assert errors[key]["mean"][1] < errors[key]["mean"][0], key
     assert "the configured 0.1 is beyond this kernel's stable step" in (out / "summary.md").read_text()
+
+
+RESIDUAL_DEEP_ORACLE = pathlib.Path(__file__).parent / "data" / "residual_deep_oracle.json"
+
+
+def _first_layer(x1, x2, W, b):
+    """``(rho1, 1 - rho1, log Sigma^1(x, x) of x1 and of x2)`` in 50 digits, rounded to float64."""
+    with mp.workdps(50):
+        def cov(a, c):
+            return mpf(W) ** 2 * mp.fsum(mpf(float(u)) * mpf(float(v)) for u, v in zip(a, c)) / len(a) + mpf(b) ** 2
+
+        corr = [[cov(a, c) / mp.sqrt(cov(a, a) * cov(c, c)) for c in x2] for a in x1]
+        rho1 = np.array([[float(r) for r in row] for row in corr])
+        omr1 = np.array([[float(1 - r) for r in row] for row in corr])
+        lq1 = np.array([float(mp.log(cov(a, a))) for a in x1])
+        lq2 = np.array([float(mp.log(cov(c, c))) for c in x2])
+    return rho1, omr1, lq1, lq2
+
+
+def test_alpha_one_stays_exact_far_past_depth_one_over_lambda(x64):
+    """alpha = 1 to depth 1e5 (lambda = 1/2 and 0.46: 1e5 is 2e5 times 1/lambda) against the 50-digit
+    recursion, for a near pair (1 - rho_1 = 5e-7), an obtuse pair of unequal norms and one at rho_1 = 1/2:
+    1 - rho_l (down to 1e-8) within 1e-11 relative, Thetabar^l - 1/4 (down to 6e-5) within 3e-10 relative
+    at 1e4 and 3e-8 at 1e5 (a recursion carrying rho itself was off by 0.18 of it at 1e5)."""
+    from ntkdepth.kernels import activation
+    from ntkdepth.kernels.residual import residual_loop
+    from ntkdepth.kernels.scan import requested_layers, run_length
+
+    oracle = json.loads(RESIDUAL_DEEP_ORACLE.read_text())
+    layers = np.asarray(oracle["layers"])
+    x1, x2 = np.asarray(oracle["x1"]), np.asarray(oracle["x2"])
+    for case, ref in zip(oracle["cases"], oracle["values"]):
+        rho1, omr1, lq1, lq2 = _first_layer(x1, x2, case["W_std"], case["b_std"])
+        out = residual_loop(jnp.asarray(rho1), jnp.asarray(lq1), jnp.asarray(lq2), case["W_std"], case["b_std"],
+                            case["alpha"], jnp.asarray(requested_layers(layers)), act=activation("relu"), plan=None,
+                            length=run_length(layers), n_out=len(layers),
+                            get=("ntk_normalized", "_omr"), bias=case["b_std"] > 0, every_layer=False,
+                            omr1=jnp.asarray(omr1))
+        gap, tbar = np.asarray(out["_omr"]), np.asarray(out["ntk_normalized"])
+        want_gap, want_tbar = np.asarray(ref["one_minus_rho"]), np.asarray(ref["ntk_normalized"])
+        deep = layers >= 10_000
+        # 1 - rho: a few ulps of itself a layer. Thetabar ~ 0.25 takes roundings of order eps a layer, which
+        # its distance from 1/4 (6e-5 at 1e5) feels: within 1.3e-10 of it at 1e4 and 1.1e-8 at 1e5 (measured).
+        assert np.max(np.abs(gap / want_gap - 1.0)) < 1e-11, (case, gap / want_gap - 1.0)
+        excess = (tbar - 0.25) / (want_tbar - 0.25) - 1.0
+        assert np.max(np.abs(excess[layers == 10_000])) < 3e-10, (case, excess)
+        assert np.max(np.abs(excess[layers == 100_000])) < 3e-8, (case, excess)
+        assert np.max(np.abs(tbar - want_tbar)) < 1e-12, case
+        # kernel_trace's first layer reads rho_1 off the Gram matrix (1e-16 absolute, 2e-10 of the near pair's
+        # 1 - rho_1); from there on the same recursion.
+        trace = kernel_trace(x1, x2, depth=int(layers.max()), layers=layers.tolist(), residual=case["alpha"],
+                             W_std=case["W_std"], b_std=case["b_std"], get="ntk_normalized")
+        np.testing.assert_allclose(np.asarray(trace.ntk_normalized), want_tbar, rtol=0, atol=5e-11)
+
+
+def test_the_stored_deep_oracle_is_the_recursion(x64):
+    """The stored 50-digit values are those of the recursion (checked to depth 100)."""
+    oracle = json.loads(RESIDUAL_DEEP_ORACLE.read_text())
+    assert oracle["layers"][:3] == [1, 10, 100]
+    for case, ref in zip(oracle["cases"], oracle["values"]):
+        got = residual_recursion(np.asarray(oracle["x1"]), np.asarray(oracle["x2"]), layers=[1, 10, 100], **case)
+        for f in ("rho", "one_minus_rho", "ntk_normalized"):
+            np.testing.assert_allclose(got[f], np.asarray(ref[f])[:3], rtol=1e-15, atol=0)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ntkdepth.stats import fit_power_law, mean_sd, power_law_fits, standard_error
+from ntkdepth.stats import fit_power_law, fit_range, mean_sd, power_law_fits, standard_error
 
 
 def test_power_law_recovers_exponent_and_skips_nonpositive_series():
@@ -12,6 +12,14 @@ def test_power_law_recovers_exponent_and_skips_nonpositive_series():
     assert fits["a"]["prefactor"] == pytest.approx(3.0, rel=1e-12)
     assert power_law_fits([10.0], {"a": [1.0]}) == {}
     assert fit_power_law(x[:2], x[:2] ** 2).as_dict()["stderr"] is None
+
+
+def test_fit_range_keeps_the_points_at_or_above_the_floor_or_all_of_them():
+    x = [64, 256, 1024, 4096]
+    assert fit_range(x, 256).tolist() == [False, True, True, True]
+    assert fit_range(x, 0).tolist() == [True] * 4
+    # One point at or above the floor cannot carry a law: every point is kept.
+    assert fit_range(x, 4096).tolist() == [True] * 4 and fit_range(x, 10**6).tolist() == [True] * 4
 
 
 def test_mean_sd_and_standard_error_against_closed_forms():

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from ntkdepth.cli import main
-from ntkdepth.empirical import DRIFT_MEASURES
+from ntkdepth.empirical import DRIFT_MEASURES, drift_against_prediction
 from ntkdepth.experiments import discover
+from ntkdepth.models import PARAMETERIZATION_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {
@@ -82,9 +83,11 @@ def test_the_summary_leads_with_the_papers_rows_and_the_kernels_ratios(tmp_path)
         for w in widths[-2:]:
             cell = old["table"][par]["aggregate"][str(w)]
             assert f"{cell['mean']:.4g} ({cell['sd']:.2g})" in rows
-        assert f"{table1.PARAMETERIZATION_NAMES[par]}, n = {widths[-1]:,}" in rows
+        assert f"{PARAMETERIZATION_NAMES[par]}, n = {widths[-1]:,}" in rows
     assert f"{widths[0]:,}" not in rows.split("\n")[0]  # only the two largest widths
-    ratios = table1._kernel_ratios({**results, "widths": widths, "fit_min_width": config.fit_min_width})
+    predicted = table1._predicted(config, results["kernel_prediction"])
+    ratios = drift_against_prediction({m: results["table"]["ntk"][m]["mean"] for m in predicted}, predicted, widths,
+                                      config.fit_min_width)
     agg = old["kernel_prediction"]["aggregate_mean_over_eval_tokens"]
     want = np.array([old["table"]["ntk"]["aggregate"][str(w)]["mean"] for w in widths]) / agg
     np.testing.assert_allclose(ratios["aggregate"]["ratio"], want, rtol=1e-12)

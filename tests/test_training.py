@@ -423,13 +423,14 @@ def test_non_finite_targets_are_a_data_error_before_training(rng):
 def test_the_command_reports_diverged_training_as_an_error(tmp_path, capsys):
     from ntkdepth.cli import main
 
-    small = ["--set", "widths=[16]", "--set", "seeds=1", "--set", "n_train=4", "--set", "n_test=2",
-             "--set", "time=8.0", "--set", "dt=2.0", "--set", "n_records=2"]
-    out = tmp_path / "wvk"
-    assert main(["run", "width-vs-kernel", "--preset", "smoke", "--out", str(out), *small]) == 2
+    # table1 trains at the learning rate it is given (width-vs-kernel lowers a step beyond 2 / lambda_max).
+    small = ["--set", "widths=[64]", "--set", 'parameterizations=["ntk"]', "--set", "learning_rate=1000",
+             "--set", "steps=10", "--set", "n_records=2"]
+    out = tmp_path / "t1"
+    assert main(["run", "table1", "--preset", "smoke", "--out", str(out), *small]) == 2
     err = capsys.readouterr().err
-    assert re.search(r"error: width 16, seed 0: training diverged: the batch loss reached [\d.e+]+ at "
+    assert re.search(r"error: width 64, seed 0: training diverged: the batch loss reached [\d.e+]+ at "
                      r"step \d, [\d.e+]+ times its initial [\d.]+ \(divergence_factor = 1000\)\. "
-                     r"Lower the learning rate \(now 8\), or raise divergence_factor", err), err
+                     r"Lower the learning rate \(now 1000\), or raise divergence_factor", err), err
     assert "Traceback" not in err
     assert not (out / "results.json").exists() and not (out / "summary.md").exists()

@@ -3,7 +3,13 @@
 (docs/drift.md#measured-drift).
 """
 
-from ntkdepth.empirical.drift import DRIFT_MEASURES, drift_curves, feature_record, final_drift
+from ntkdepth.empirical.drift import (
+    DRIFT_MEASURES,
+    drift_against_prediction,
+    drift_curves,
+    feature_record,
+    final_drift,
+)
 from ntkdepth.empirical.ntk import (
     empirical_ntk,
     empirical_ntk_fn,
@@ -14,6 +20,7 @@ from ntkdepth.empirical.ntk import (
 
 __all__ = [
     "DRIFT_MEASURES",
+    "drift_against_prediction",
     "drift_curves",
     "feature_record",
     "final_drift",

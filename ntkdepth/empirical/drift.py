@@ -10,9 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkdepth.stats.fits import fit_power_law, fit_range
 from ntkdepth.stats.summary import mean_sd
 
-__all__ = ["DRIFT_MEASURES", "STAT_KEYS", "UndefinedDriftError", "drift_curves", "feature_record", "final_drift"]
+__all__ = ["DRIFT_MEASURES", "STAT_KEYS", "UndefinedDriftError", "drift_against_prediction", "drift_curves",
+           "feature_record", "final_drift"]
 
 #: The keys of :func:`feature_record`, as a width sweep stores them for every recorded step.
 STAT_KEYS = ("aggregate", "per_neuron_mean", "per_neuron_max", "relative", "gram", "norm")
@@ -110,3 +112,32 @@ def drift_curves(runs: Mapping, widths: Sequence[int], seeds: Sequence[int] | Ma
               for m in measures}
     curves["loss"] = [np.mean([runs[(w, s)].loss for s in _seeds_of(seeds, w)], 0) for w in widths]
     return {m: np.stack(rows) for m, rows in curves.items()}
+
+
+def drift_against_prediction(measured: Mapping[str, Sequence[float]], predicted: Mapping[str, Sequence[float]],
+                             widths: Sequence[int], min_width: float = 0) -> dict:
+    """Measured over predicted drift at each width, and how fast the ratio's gap to 1 closes.
+
+    For each measure ``m`` of ``predicted``, ``measured[m]`` and ``predicted[m]`` are ``[W]`` at
+    the ``[W]`` ``widths`` (a :func:`final_drift` mean and the kernel's prediction at each width).
+    Returns ``{m: {"ratio": [W], "exponent": float | None, "widths": [int, ...]}}``: the exponent
+    of the power law of ``|1 - ratio|`` in the width, fitted over the widths ``>= min_width``
+    (:func:`~ntkdepth.stats.fit_range`, listed in ``"widths"``), ``None`` where fewer than two
+    widths are fitted or the gap is 0 at one of them. Where the prediction is the network's
+    infinite-width limit the gap closes like ``n^{-1/2}`` (docs/drift.md#numerical-check).
+    """
+    widths = np.asarray(widths, dtype=np.float64)
+    fitted = fit_range(widths, min_width)
+    out = {}
+    for m, pred in predicted.items():
+        mean, pred = np.asarray(measured[m], dtype=np.float64), np.asarray(pred, dtype=np.float64)
+        if not mean.shape == pred.shape == widths.shape:
+            raise ValueError(f"the {m} drift needs one measured and one predicted value per width: got "
+                             f"shapes {mean.shape} and {pred.shape} for {widths.size} widths")
+        ratio = mean / pred
+        gap = np.abs(1.0 - ratio)[fitted]
+        exponent = None
+        if gap.size >= 2 and np.all(gap > 0):
+            exponent = float(fit_power_law(widths[fitted], gap).exponent)
+        out[m] = {"ratio": ratio, "exponent": exponent, "widths": widths[fitted].astype(int).tolist()}
+    return out

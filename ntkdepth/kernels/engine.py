@@ -18,6 +18,7 @@ import numpy as np
 from ntkdepth.kernels.activations import Activation
 from ntkdepth.kernels.gaussian import MehlerPlan, hermite_table
 from ntkdepth.kernels.interpolant import chebyshev_coefficients, clenshaw, locate, symmetric_mesh
+from ntkdepth.kernels.residual import residual_loop
 from ntkdepth.kernels.scaling import times
 from ntkdepth.kernels.scan import loop_options, requested_layers, run_length, scan_layers, slot_of, write_slot
 
@@ -85,11 +86,11 @@ def static_plan(plan: MehlerPlan | None) -> MehlerPlan | None:
     return None if plan is None else plan._replace(tail=0.0)
 
 
-@partial(jax.jit, static_argnames=("act", "plan", "length", "n_out", "get", "bias", "residual", "every_layer",
-                                   "unroll", "on_cpu", "squeeze", "symmetric"))
-def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, alpha=None, *, act: Activation, plan, length: int,
-                    n_out: int, get: tuple, bias: bool, every_layer: bool, unroll: int, on_cpu: bool,
-                    residual: bool = False, squeeze: bool = False, symmetric: bool = False):
+@partial(jax.jit, static_argnames=("act", "plan", "length", "n_out", "get", "bias", "every_layer", "unroll",
+                                   "on_cpu", "squeeze", "symmetric"))
+def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, *, act: Activation, plan, length: int, n_out: int,
+                    get: tuple, bias: bool, every_layer: bool, unroll: int, on_cpu: bool, squeeze: bool = False,
+                    symmetric: bool = False):
     """Layers 1..depth from layer 1, keeping the ``n_out`` layers of ``requested``.
 
     ``requested``: :func:`ntkdepth.kernels.scan.requested_layers`, whose deepest layer is the depth (a
@@ -98,16 +99,14 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, alpha=None, *, act:
     in the output is found inside the loop: nothing is kept per layer of the network.
 
     ``rho1 [n1, n2]``: the first layer's correlations; ``lq1 [n1]``, ``lq2 [n2]``: the logarithms of
-    ``Sigma^1(x, x)``. With ``residual``, layer ``l + 1`` is ``h^l + alpha (W phi(h^l) + b)``
-    (docs/residual.md#the-recursion) and every update is taken as an increment. With ``symmetric`` the
-    inputs are one set against itself (``x2 = x1``): each layer's per-input expansion is formed once. Returns the fields
-    of ``get`` (of ``KERNEL_FIELDS``) as ``[n_out, n1, n2]`` and the diagonals as ``[n_out, n]``;
-    with ``squeeze`` (one layer) without the layer axis.
+    ``Sigma^1(x, x)``. With ``symmetric`` the inputs are one set against itself (``x2 = x1``): each
+    layer's per-input expansion is formed once. Returns the fields of ``get`` (of ``KERNEL_FIELDS``) as
+    ``[n_out, n1, n2]`` and the diagonals as ``[n_out, n]``; with ``squeeze`` (one layer) without the
+    layer axis. (Residual networks: :func:`ntkdepth.kernels.residual.residual_loop`.)
     """
     dtype = rho1.dtype
     lw2 = 2.0 * jnp.log(jnp.asarray(W_std, dtype))
     lb2 = 2.0 * jnp.log(jnp.asarray(b_std, dtype)) if bias else None
-    la2 = 2.0 * jnp.log(jnp.asarray(alpha, dtype)) if residual else None
     passes_ntk = act.passes_gradient
 
     def values(st):
@@ -144,29 +143,25 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, alpha=None, *, act:
         kappa, delta = act.correlations({k: v[:, None] for k, v in r1.items()}, columns, st["rho"], reach)
         kappa, delta = jnp.where(same, 1.0, kappa), jnp.where(same, 1.0, delta)
         new = {}
-        if residual:
-            rho, tbar, (lq1n, lt1n, lsd1), (lq2n, lt2n, lsd2) = _residual_step(
-                st, r1, r2, kappa, delta, lw2, lb2, la2, passes_ntk)
-        else:
-            rows = []
-            for r, lq, lt in ((r1, st["lq1"], st["lt1"]), (r2, st["lq2"], st["lt2"])):
-                lsig = lw2 + r["lm"]  # log W^2 m(q): Sigma^{l+1}(x, x) before the bias
-                lqn = jnp.logaddexp(lsig, lb2) if bias else lsig
-                u = jnp.exp(0.5 * (lsig - lqn))
-                v = jnp.exp(0.5 * (lb2 - lqn)) if bias else None
-                if passes_ntk:
-                    lsd = lw2 + r["lmd"]  # log Sigmadot^{l+1}(x, x)
-                    ltn = jnp.logaddexp(lt + lsd, lqn)
-                    rr, ss = jnp.exp(0.5 * (lt + lsd - ltn)), jnp.exp(0.5 * (lqn - ltn))
-                else:
-                    lsd, ltn, rr, ss = None, lqn, None, None
-                rows.append((lqn, ltn, u, v, rr, ss, lsd))
-            (lq1n, lt1n, u1, v1, rr1, ss1, lsd1), (lq2n, lt2n, u2, v2, rr2, ss2, lsd2) = rows
-            rho = _convex(u1, u2, kappa, v1, v2, jnp.ones_like(kappa) if bias else None)
+        rows = []
+        for r, lq, lt in ((r1, st["lq1"], st["lt1"]), (r2, st["lq2"], st["lt2"])):
+            lsig = lw2 + r["lm"]  # log W^2 m(q): Sigma^{l+1}(x, x) before the bias
+            lqn = jnp.logaddexp(lsig, lb2) if bias else lsig
+            u = jnp.exp(0.5 * (lsig - lqn))
+            v = jnp.exp(0.5 * (lb2 - lqn)) if bias else None
             if passes_ntk:
-                tbar = _convex(rr1, rr2, delta * st["tbar"], ss1, ss2, rho)
+                lsd = lw2 + r["lmd"]  # log Sigmadot^{l+1}(x, x)
+                ltn = jnp.logaddexp(lt + lsd, lqn)
+                rr, ss = jnp.exp(0.5 * (lt + lsd - ltn)), jnp.exp(0.5 * (lqn - ltn))
             else:
-                tbar = rho
+                lsd, ltn, rr, ss = None, lqn, None, None
+            rows.append((lqn, ltn, u, v, rr, ss, lsd))
+        (lq1n, lt1n, u1, v1, rr1, ss1, lsd1), (lq2n, lt2n, u2, v2, rr2, ss2, lsd2) = rows
+        rho = _convex(u1, u2, kappa, v1, v2, jnp.ones_like(kappa) if bias else None)
+        if passes_ntk:
+            tbar = _convex(rr1, rr2, delta * st["tbar"], ss1, ss2, rho)
+        else:
+            tbar = rho
         new.update(rho=rho, tbar=tbar, lq1=lq1n, lq2=lq2n, lt1=lt1n, lt2=lt2n)
         if "_rows" in get:
             new["lsd1"] = lsd1 if passes_ntk else jnp.full_like(lq1n, -jnp.inf)
@@ -220,60 +215,6 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, alpha=None, *, act:
         (_, buffers), _ = scan_layers(sparse_step, (state, buffers), 1, length - 1, unroll)
         out = {k: v[:n_out] for k, v in buffers.items()}
     return {k: v[0] for k, v in out.items()} if squeeze else out
-
-
-def _residual_step(st, r1, r2, kappa, delta, lw2, lb2, la2, passes_ntk):
-    """One residual block in normalized form: ``(rho, Thetabar, rows of x1, rows of x2)``.
-
-    ``Sigma^{l+1} = Sigma^l + alpha^2 (W^2 E[phi phi] + b^2)`` and ``Theta^{l+1} = Theta^l (1 + alpha^2
-    Sigmadot^{l+1}) + alpha^2 (W^2 E[phi phi] + b^2)``; normalized, each is the old value plus an
-    increment of order ``alpha^2`` (docs/residual.md#the-normalized-recursion), whose terms are formed
-    from the rows' weights without cancellation, so that rounding does not build up over many small steps.
-    """
-    rows = []
-    for r, lq, lt in ((r1, st["lq1"], st["lt1"]), (r2, st["lq2"], st["lt2"])):
-        lsig = la2 + lw2 + r["lm"]  # log alpha^2 W^2 m(q)
-        lphi = jnp.logaddexp(lsig, la2 + lb2) if lb2 is not None else lsig  # + alpha^2 b^2
-        lqn = jnp.logaddexp(lq, lphi)
-        v = jnp.exp(0.5 * (lsig - lqn))
-        w = jnp.exp(0.5 * (la2 + lb2 - lqn)) if lb2 is not None else jnp.zeros_like(v)
-        u = jnp.exp(0.5 * (lq - lqn))
-        if passes_ntk:
-            lsd = lw2 + r["lmd"]
-            ltn = jnp.logaddexp(jnp.logaddexp(lt, lt + la2 + lsd), lphi)
-            rt = jnp.exp(0.5 * (lt + la2 + lsd - ltn))
-        else:
-            lsd, rt = jnp.full_like(lq, -jnp.inf), jnp.zeros_like(lq)
-            ltn = jnp.logaddexp(lt, lphi)
-        r_ = jnp.exp(0.5 * (lt - ltn))
-        p = jnp.exp(0.5 * (lsig - ltn))
-        o = jnp.exp(0.5 * (la2 + lb2 - ltn)) if lb2 is not None else jnp.zeros_like(p)
-        rows.append(dict(lq=lqn, lt=ltn, lsd=lsd, u=u, v=v, w=w, r=r_, rt=rt, p=p, o=o))
-    a, b = rows
-
-    def outer(key):
-        return a[key][:, None] * b[key][None, :]
-
-    def shrink(keep, lose):
-        # 1 - keep keep' = ((1 - keep^2) + (1 - keep'^2)) / 2 + (keep - keep')^2 / 2, with 1 - keep^2
-        # the sum of the squares of the other weights.
-        la = sum(a[k] * a[k] for k in lose)
-        lb = sum(b[k] * b[k] for k in lose)
-        return 0.5 * (la[:, None] + lb[None, :]) + 0.5 * jnp.square(a[keep][:, None] - b[keep][None, :])
-
-    rho, tbar = st["rho"], st["tbar"]
-    rho_new = rho + (outer("v") * kappa + outer("w") - shrink("u", ("v", "w")) * rho)
-    tbar_new = tbar + (outer("rt") * delta * tbar + outer("p") * kappa + outer("o")
-                       - shrink("r", ("rt", "p", "o")) * tbar)
-    # Identical inputs stay identical: exactly 1, whatever the rounding (or a fused multiply-add) does to
-    # an increment that vanishes; one rounding below 1 would reach the derivative's correlation through
-    # a square root.
-    same = (rho == 1.0) & (st["lq1"][:, None] == st["lq2"][None, :])
-    rho_new = jnp.where(same, 1.0, rho_new)
-    same_t = same & (tbar == 1.0) & (st["lt1"][:, None] == st["lt2"][None, :])
-    tbar_new = jnp.where(same_t, 1.0, tbar_new)
-    return (jnp.clip(rho_new, -1.0, 1.0), jnp.clip(tbar_new, -1.0, 1.0),
-            (a["lq"], a["lt"], a["lsd"]), (b["lq"], b["lt"], b["lsd"]))
 
 
 def _convex(a1, a2, x, c1, c2, y):
@@ -333,16 +274,23 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     unroll, on_cpu = loop_options()
     get = ("rho", "ntk_normalized", "_rows") + (("nngp_dot",) if needs[2] else ())
     lq_arr = jnp.full((1,), lq, dtype)
-    out = normalized_loop(rho1, lq_arr, lq_arr, np.asarray(W_std, dtype), np.asarray(b_std, dtype),
-                          jnp.asarray(requested_layers(layer_array)), act=act, plan=static_plan(plan),
-                          length=run_length(layer_array), n_out=len(layer_array), get=get, bias=bias, every_layer=False, unroll=unroll,
-                          on_cpu=on_cpu, alpha=alpha, residual=alpha is not None)
+    args = (lq_arr, lq_arr, np.asarray(W_std, dtype), np.asarray(b_std, dtype))
+    requested = jnp.asarray(requested_layers(layer_array))
+    loop = dict(plan=static_plan(plan), length=run_length(layer_array), n_out=len(layer_array), bias=bias,
+                every_layer=False)
+    if alpha is None:
+        out = normalized_loop(rho1, *args, requested, act=act, get=get, unroll=unroll, on_cpu=on_cpu, **loop)
+    else:  # the residual loop keeps 1 - rho_l itself
+        omr_all = jnp.asarray(np.concatenate([omr_nodes, [2.0]]), dtype)[None, :]
+        out = residual_loop(rho1, *args, np.asarray(alpha, dtype), requested, act=act, get=get + ("_omr",),
+                            omr1=omr_all, **loop)
     n_panels = len(mesh.lo)
     n_ratio = ratio_panels(mesh)
     omr1 = jnp.asarray(omr_nodes, dtype)
     rho_l = out["rho"][:, 0, :-1]
+    omr_l = out["_omr"][:, 0, :-1] if "_omr" in out else 1.0 - rho_l
     ratio_mask = jnp.asarray(np.repeat(np.arange(n_panels) < n_ratio, 9), bool)
-    rho_form = jnp.where(ratio_mask, (1.0 - rho_l) / omr1, rho_l)
+    rho_form = jnp.where(ratio_mask, omr_l / omr1, rho_l)
     sdot = out.get("nngp_dot")
     lsd = out["_lsd"][:, 0]
     delta = None

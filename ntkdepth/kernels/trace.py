@@ -28,7 +28,7 @@ from ntkdepth.kernels.engine import (
 )
 from ntkdepth.kernels.gaussian import MehlerPlan, nodes_for
 from ntkdepth.kernels.interpolant import N, symmetric_mesh
-from ntkdepth.kernels.residual import check_residual, readout_fields, residual_alpha
+from ntkdepth.kernels.residual import check_residual, readout_fields, residual_alpha, residual_loop
 from ntkdepth.kernels.relu import (
     KernelTrace,
     check_output_scale_fields,
@@ -174,12 +174,18 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
             out = _tabulated(act, plan, float(W_std), float(b_std), tabulate_at, one.rho, lq1, lq2, layer_array,
                              ordered, dt, squeeze, alpha)
             return out, (None if plan is None else plan.tail)
+        requested = jax.numpy.asarray(requested_layers(layer_array))
+        length, every_layer = run_length(layer_array), is_every_layer(layer_array)
+        if alpha is not None:
+            out = residual_loop(one.rho, lq1, lq2, w, b, jit_scalar(alpha, dt), requested, act=act,
+                                plan=static_plan(plan), length=length, n_out=len(layer_array), get=ordered,
+                                bias=bias, every_layer=every_layer, squeeze=squeeze, symmetric=symmetric)
+            return out, (None if plan is None else plan.tail)
         unroll, on_cpu = loop_options()
         out = normalized_loop(
-            one.rho, lq1, lq2, w, b, jax.numpy.asarray(requested_layers(layer_array)), act=act,
-            plan=static_plan(plan), length=run_length(layer_array),
-            n_out=len(layer_array), get=ordered, bias=bias, every_layer=is_every_layer(layer_array), unroll=unroll,
-            on_cpu=on_cpu, squeeze=squeeze, alpha=alpha, residual=alpha is not None, symmetric=symmetric,
+            one.rho, lq1, lq2, w, b, requested, act=act, plan=static_plan(plan), length=length,
+            n_out=len(layer_array), get=ordered, bias=bias, every_layer=every_layer, unroll=unroll,
+            on_cpu=on_cpu, squeeze=squeeze, symmetric=symmetric,
         )
     return out, (None if plan is None else plan.tail)
 

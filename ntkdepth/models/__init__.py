@@ -5,9 +5,10 @@ activation, residual branch scale) and gives its Flax model at a width (:class:`
 :class:`ResidualMLP`), its analytic kernels and its neural-tangents layers.
 """
 
-from ntkdepth.models.mlp import ACTIVATIONS, MLP, PARAMETERIZATIONS
+from ntkdepth.models.mlp import ACTIVATIONS, MLP, PARAMETERIZATION_NAMES, PARAMETERIZATIONS
 from ntkdepth.models.functional import FunctionalModel, functional
 from ntkdepth.models.residual import ResidualMLP
 from ntkdepth.models.spec import NetworkSpec
 
-__all__ = ["ACTIVATIONS", "MLP", "PARAMETERIZATIONS", "FunctionalModel", "NetworkSpec", "ResidualMLP", "functional"]
+__all__ = ["ACTIVATIONS", "MLP", "PARAMETERIZATIONS", "PARAMETERIZATION_NAMES", "FunctionalModel", "NetworkSpec",
+           "ResidualMLP", "functional"]

@@ -16,9 +16,12 @@ from flax import nnx
 from ntkdepth.kernels.activations import ACTIVATION_NAMES, Activation
 from ntkdepth.kernels.activations import activation as as_activation
 
-__all__ = ["MLP", "PARAMETERIZATIONS", "ACTIVATIONS"]
+__all__ = ["MLP", "PARAMETERIZATIONS", "PARAMETERIZATION_NAMES", "ACTIVATIONS"]
 
 PARAMETERIZATIONS = ("ntk", "standard", "mup")
+
+#: Each of :data:`PARAMETERIZATIONS` as tables, legends and summaries name it.
+PARAMETERIZATION_NAMES = {"ntk": "NTK", "mup": "muP", "standard": "standard"}
 
 #: The activations known by name (ntkdepth.kernels.ACTIVATION_NAMES); an Activation object (with
 #: parameters, e.g. ``activation("leaky_relu", slope=0.2)``) or a function is accepted as well.

@@ -9,7 +9,7 @@ from typing import Hashable, NamedTuple
 
 import numpy as np
 
-__all__ = ["PowerLaw", "fit_log_law", "fit_power_law", "power_law_fits"]
+__all__ = ["PowerLaw", "fit_log_law", "fit_power_law", "fit_range", "power_law_fits"]
 
 
 class PowerLaw(NamedTuple):
@@ -54,6 +54,14 @@ def fit_power_law(x, y) -> PowerLaw:
     else:
         stderr = float("nan")
     return PowerLaw(float(coef[0]), float(np.exp(coef[1])), stderr)
+
+
+def fit_range(x, x_min: float) -> np.ndarray:
+    """``[m]`` booleans: the points of ``x`` (``[m]``) at or above ``x_min``, the asymptotic range a
+    law is fitted over; every point when fewer than two are."""
+    x = np.asarray(x, dtype=np.float64)
+    kept = x >= x_min
+    return kept if kept.sum() >= 2 else np.ones_like(kept)
 
 
 def power_law_fits(x, series: Mapping[Hashable, object]) -> dict:
