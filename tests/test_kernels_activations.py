@@ -14,7 +14,7 @@ import pytest
 
 from ntkdepth.kernels import ACTIVATION_NAMES, activation, kernel_fn, kernel_trace
 from ntkdepth.kernels.engine import normalized_loop
-from ntkdepth.kernels.scan import layer_slots
+from ntkdepth.kernels.scan import requested_layers, run_length
 
 ORACLE = Path(__file__).resolve().parent / "data" / "activation_oracle.json"
 
@@ -106,8 +106,8 @@ def test_deep_recursion_matches_mpmath_to_depth_1000(x64):
         plan = act.plan(np.array([q]), np.float64)
         lq = jnp.log(jnp.array([q]))
         out = normalized_loop(jnp.array([[rho1]]), lq, lq, case["W_std"], case["b_std"],
-                              jnp.asarray(layer_slots(layers, int(layers.max()))), act=act, plan=plan,
-                              n_out=len(layers), get=("rho", "ntk_normalized"), bias=True, every_layer=False,
+                              jnp.asarray(requested_layers(layers)), act=act, plan=plan,
+                              length=run_length(layers), n_out=len(layers), get=("rho", "ntk_normalized"), bias=True, every_layer=False,
                               unroll=1, on_cpu=True)
         for i, layer in enumerate(layers):
             want_rho, want_tbar = (float(v) for v in case["layers"][str(layer)])
@@ -211,3 +211,49 @@ def test_finite_networks_empirical_ntk_converges_to_the_kernel(x64, rng, name):
         se = ks.std(0) / math.sqrt(len(ks))
         assert np.all(np.abs(ks.mean(0) - exact) <= 5 * se + 1e-9), name
     assert 1.4 <= errors[0] / errors[1] <= 2.9  # n^-1/2 over a factor 4 in width: 2
+
+
+def test_a_truncated_expansion_reports_its_tail():
+    # With fewer terms than the series needs, the tail past the last one is extrapolated from the
+    # decay of the coefficients computed: against the sum to 2,048 terms, within a factor 1..3.
+    from ntkdepth.kernels.gaussian import hermite_coefficients, plan_terms
+
+    for q in (4.0, 16.0):
+        plan = plan_terms(np.tanh, np.array([q]), 2.2e-16, max_terms=512)
+        sq = hermite_coefficients(np.tanh, np.array([q]), 2048)[0] ** 2
+        k = np.arange(sq.size)
+        truth = max(sq[513:].sum() / sq.sum(), (k * sq)[513:].sum() / (k * sq).sum())
+        assert plan.terms == 512 and truth <= plan.tail <= 3 * truth, (q, plan, truth)
+
+
+def test_a_residual_network_is_planned_for_the_variances_it_reaches(x64):
+    # The stream's variance grows with depth (here to ~110, where 2,048 terms leave a tail of 1e-4):
+    # the plan and its reported bound follow it, with a warning that the bound is far above rounding.
+    x = np.random.default_rng(0).normal(size=(3, 20))
+    with pytest.warns(UserWarning, match="Hermite expansion's relative tail"):
+        tr = kernel_trace(x, depth=200, activation="tanh", W_std=1.5, b_std=0.5, residual=0.5, layers=[200],
+                          get="nngp", method="loop")
+    q_top = float(np.max(np.asarray(tr.nngp_diag1)))
+    assert q_top > 50
+    assert tr.error_bound >= activation("tanh").plan(np.array([q_top]), np.float64).tail > 1e-6
+
+
+@pytest.mark.parametrize("name", ["tanh", "silu"])
+def test_the_series_stops_where_its_terms_no_longer_count(x64, name):
+    # Correlations bounded by 0.3 (and 0.9) take a few blocks of the plan's terms: the same numbers,
+    # to rounding, as every term; the inputs against themselves (r2 = None) as against a copy.
+    act = activation(name)
+    rng = np.random.default_rng(3)
+    lq = jnp.asarray(np.log(rng.uniform(0.3, 4.0, size=7)))
+    plan = act.plan(np.exp(np.asarray(lq)), np.float64)
+    rows = act.rows(lq, plan)
+    a = {k: v[:, None] for k, v in rows.items()}
+    b = {k: v[None, :] for k, v in rows.items()}
+    for bound in (0.3, 0.9):
+        rho = rng.uniform(-bound, bound, size=(7, 7))
+        rho = jnp.asarray((rho + rho.T) / 2)
+        full = act.correlations(a, b, rho)
+        for columns in (b, None):
+            cut = act.correlations(a, columns, rho, jnp.max(jnp.abs(rho)))
+            for got, want in zip(cut, full):
+                np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=4e-16, atol=1e-17)

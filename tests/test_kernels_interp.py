@@ -88,7 +88,7 @@ def test_interp_with_a_bias_on_the_sphere_equals_the_loop(x64, rng):
 def test_auto_picks_the_interpolated_path_and_it_agrees(x64, rng):
     from ntkdepth.kernels import interp
 
-    x = rng.normal(size=(40, 8))
+    x = rng.normal(size=(200, 8))
     interp._cached_tables.cache_clear()
     auto = relu_ntk(x, depth=60)
     assert interp._cached_tables.cache_info().currsize == 1  # the tables were built: interpolated

@@ -106,6 +106,18 @@ def _check_against_the_oracle(x1, x2, layers, act, alpha, b):
         assert np.all(err <= allowed), (act, alpha, b, f, err)
 
 
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_requested_layers_in_any_order_equal_the_full_trace(x64, rng, act):
+    """Layers asked for out of order and with gaps are the full trace's, each in its own place (the
+    unrequested layers between them write nowhere)."""
+    x = rng.normal(size=(5, 4))
+    full = kernel_trace(x, depth=9, activation=act, residual=0.5, b_std=0.2, method="loop")
+    part = kernel_trace(x, depth=9, layers=[7, 2, 9, 4], activation=act, residual=0.5, b_std=0.2, method="loop")
+    for field in ("nngp", "ntk", "rho", "ntk_normalized", "ntk_diag1"):
+        np.testing.assert_allclose(getattr(part, field), np.asarray(getattr(full, field))[[6, 1, 8, 3]],
+                                   rtol=1e-13, err_msg=field)
+
+
 def test_deep_recursion_matches_50_digits_to_depth_1000(x64, rng):
     x1, x2 = _pairs(rng)
     _check_against_the_oracle(x1, x2, [1, 2, 10, 100, 1000], "relu", 1 / math.sqrt(1000), 0.2)
@@ -249,16 +261,16 @@ def test_alpha_one_stays_exact_far_past_depth_one_over_lambda(x64):
     at 1e4 and 3e-8 at 1e5 (a recursion carrying rho itself was off by 0.18 of it at 1e5)."""
     from ntkdepth.kernels import activation
     from ntkdepth.kernels.residual import residual_loop
+    from ntkdepth.kernels.scan import requested_layers, run_length
 
     oracle = json.loads(RESIDUAL_DEEP_ORACLE.read_text())
     layers = np.asarray(oracle["layers"])
     x1, x2 = np.asarray(oracle["x1"]), np.asarray(oracle["x2"])
     for case, ref in zip(oracle["cases"], oracle["values"]):
         rho1, omr1, lq1, lq2 = _first_layer(x1, x2, case["W_std"], case["b_std"])
-        slot = np.full(layers.max(), len(layers), np.int32)
-        slot[layers - 1] = np.arange(len(layers))
         out = residual_loop(jnp.asarray(rho1), jnp.asarray(lq1), jnp.asarray(lq2), case["W_std"], case["b_std"],
-                            case["alpha"], jnp.asarray(slot), act=activation("relu"), plan=None, n_out=len(layers),
+                            case["alpha"], jnp.asarray(requested_layers(layers)), act=activation("relu"), plan=None,
+                            length=run_length(layers), n_out=len(layers),
                             get=("ntk_normalized", "_omr"), bias=case["b_std"] > 0, every_layer=False,
                             omr1=jnp.asarray(omr1))
         gap, tbar = np.asarray(out["_omr"]), np.asarray(out["ntk_normalized"])

@@ -335,7 +335,9 @@ def test_per_unit_law_of_a_linear_network_is_exact(x64, rng):
 
 
 # --------------------------------------------------------------------------
-# ReLU: the numbers of the code before the drift took other activations, bit for bit.
+# ReLU: the drift's numbers bit for bit, as the code gave them before the drift took other activations,
+# re-pinned when the ReLU engine's first layer took its accurate forms (the kernels moved by rounding,
+# 2e-16 of their scale, which the conditioned predictions' solves carry to 1e-8).
 
 
 @pytest.mark.slow

@@ -89,10 +89,14 @@ class Activation:
         ``lmd = log md(q)`` (``-inf`` where ``phi'`` is 0 almost everywhere)."""
         raise NotImplementedError
 
-    def correlations(self, r1: dict, r2: dict, rho: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def correlations(self, r1: dict, r2: dict | None, rho: jax.Array,
+                     reach: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """``(kappa, delta)``, shaped like ``rho``, from per-input quantities (:meth:`rows`) that
         broadcast against ``rho`` (``[n1, 1]`` and ``[1, n2]`` for a kernel matrix, or ``rho``'s
-        own shape for matching pairs) and the correlation ``rho``."""
+        own shape for matching pairs) and the correlation ``rho``. ``r2 = None`` (an activation without
+        a closed form): ``r1``'s inputs against themselves (``rho [n, n]``, ``r1`` as ``[n, 1]``).
+        ``reach``: a bound on ``|rho|`` over the entries that are used (``None``: 1), which lets a
+        series stop early (docs/activations.md#hermite-expansion)."""
         raise NotImplementedError
 
     # -- neural-tangents ------------------------------------------------------------------------
@@ -139,7 +143,7 @@ class _Homogeneous(Activation):
         lmd = (math.log(md1) + (k - 1) * lq) if md1 > 0 else jnp.full_like(lq, -jnp.inf)
         return dict(lm=math.log(m1) + k * lq, lmd=lmd)
 
-    def correlations(self, r1, r2, rho):
+    def correlations(self, r1, r2, rho, reach=None):
         return self._pair(rho)
 
 
@@ -341,7 +345,7 @@ class Erf(Activation):
         lmd = math.log(4.0 * self.a**2 * self.b**2 / math.pi) - 0.5 * jax.nn.softplus(s + math.log(2.0))
         return dict(A=A, one_minus_A2=jax.nn.sigmoid(-s) * (1.0 + A), m=m, lm=jnp.log(m), lmd=lmd)
 
-    def correlations(self, r1, r2, rho):
+    def correlations(self, r1, r2, rho, reach=None):
         A = jnp.sqrt(r1["A"] * r2["A"])
         kappa = (self.a**2 * (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(rho * A, -1.0, 1.0)) + self.c**2) / jnp.sqrt(
             r1["m"] * r2["m"])
@@ -387,7 +391,7 @@ class Gelu(Activation):
         m, md = self._raw(q, q, q)
         return dict(q=q, m=m, md=md, lm=jnp.log(m), lmd=jnp.log(md))
 
-    def correlations(self, r1, r2, rho):
+    def correlations(self, r1, r2, rho, reach=None):
         q1, q2 = r1["q"], r2["q"]
         k, kd = self._raw(q1, q2, rho * jnp.sqrt(q1 * q2))
         return k / jnp.sqrt(r1["m"] * r2["m"]), kd / jnp.sqrt(r1["md"] * r2["md"])
@@ -428,7 +432,7 @@ class Sin(Activation):
         m, md = self._raw(q, q, q)
         return dict(q=q, m=m, md=md, lm=jnp.log(m), lmd=jnp.log(md))
 
-    def correlations(self, r1, r2, rho):
+    def correlations(self, r1, r2, rho, reach=None):
         q1, q2 = r1["q"], r2["q"]
         k, kd = self._raw(q1, q2, rho * jnp.sqrt(q1 * q2))
         return k / jnp.sqrt(r1["m"] * r2["m"]), kd / jnp.sqrt(r1["md"] * r2["md"])
@@ -466,8 +470,8 @@ class _Expanded(Activation):
             raise ValueError(f"{self.label} needs a Hermite plan (Activation.plan)")
         return row_expansion(self.__call__, self.derivative, lq, plan)
 
-    def correlations(self, r1, r2, rho):
-        return mehler_correlations(r1, r2, rho)
+    def correlations(self, r1, r2, rho, reach=None):
+        return mehler_correlations(r1, r2, rho, reach)
 
 
 @dataclasses.dataclass(frozen=True)

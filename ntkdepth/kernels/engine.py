@@ -7,6 +7,7 @@ value leaves ``[-1, 1]`` and no raw kernel over- or underflows inside the loop.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -19,10 +20,10 @@ from ntkdepth.kernels.gaussian import MehlerPlan, hermite_table
 from ntkdepth.kernels.interpolant import chebyshev_coefficients, clenshaw, locate, symmetric_mesh
 from ntkdepth.kernels.residual import residual_loop
 from ntkdepth.kernels.scaling import times
-from ntkdepth.kernels.scan import layer_slots, loop_options, write_slot
+from ntkdepth.kernels.scan import loop_options, requested_layers, run_length, scan_layers, slot_of, write_slot
 
-__all__ = ["LayerRows", "Tables", "normalized_loop", "plan_for_inputs", "ratio_panels", "tabulate",
-           "tabulated_fields"]
+__all__ = ["LayerRows", "Tables", "layer_growth", "layer_kinds", "normalized_loop", "plan_for_inputs",
+           "ratio_panels", "static_plan", "tabulate", "tabulated_fields"]
 
 
 class LayerRows(NamedTuple):
@@ -39,43 +40,69 @@ def _second_moment_numpy(fn, q: np.ndarray, nodes: int = 256) -> np.ndarray:
 
 
 def plan_for_inputs(act: Activation, lq1: np.ndarray, W_std: float, b_std: float, depth: int,
-                    dtype) -> MehlerPlan | None:
+                    dtype, alpha: float | None = None) -> MehlerPlan | None:
     """The Hermite plan of ``act`` for every variance a ``depth``-layer run from ``lq1`` meets.
 
-    The diagonal recursion ``q <- W^2 m(q) + b^2`` is run in float64 for a few inputs spanning the
-    range of ``Sigma^1(x, x)`` (it is monotone in ``q`` for the built-in activations), until it
-    settles; the plan covers every variance seen.
+    The diagonal recursion ``q <- W^2 m(q) + b^2`` (with ``alpha``, a residual network's
+    ``q <- q + alpha^2 (W^2 m(q) + b^2)``) is run in float64 for a few inputs spanning the range of
+    ``Sigma^1(x, x)`` (it is monotone in ``q`` for the built-in activations), until it settles; the
+    plan covers every variance seen. Past the first ``_KEPT`` layers only the extremes are kept, so
+    that a deep run stores nothing per layer.
     """
     if act.closed_form:
         return None
     q = np.exp(np.quantile(np.asarray(lq1, np.float64), np.linspace(0.0, 1.0, 9)))
     fn = act._numpy_fn()
     w2, b2 = float(W_std) ** 2, float(b_std) ** 2
+    a2 = None if alpha is None else float(alpha) ** 2
     seen = [q]
-    for _ in range(depth - 1):
+    low, high = np.full_like(q, np.inf), np.full_like(q, -np.inf)
+    for layer in range(2, depth + 1):
         new = w2 * _second_moment_numpy(fn, q) + b2
-        seen.append(new)
+        if a2 is not None:
+            new = q + a2 * new
+        if layer <= _KEPT or not np.all(np.isfinite(new)):
+            seen.append(new)
+        else:
+            low, high = np.minimum(low, new), np.maximum(high, new)
         if not np.all(np.isfinite(new)):
             break
         if np.allclose(new, q, rtol=1e-14, atol=0.0):
             break
         q = new
-    seen = np.concatenate(seen)
+    seen = np.concatenate(seen + [v for v in (low, high) if np.all(np.isfinite(v))])
     seen = seen[np.isfinite(seen)]
     picks = np.unique(np.quantile(seen, [0.0, 0.5, 0.9, 1.0])) if seen.size else seen
     return act.plan(picks, dtype)
 
 
-@partial(jax.jit, static_argnames=("act", "plan", "n_out", "get", "bias", "every_layer", "unroll", "on_cpu",
-                                   "squeeze"))
-def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, *, act: Activation, plan, n_out: int, get: tuple,
-                    bias: bool, every_layer: bool, unroll: int, on_cpu: bool, squeeze: bool = False):
-    """Layers 1..depth (``depth = len(slot)``) from layer 1, keeping the ``n_out`` requested ones.
+#: Layers of the planning recursion whose variances are all kept (beyond them, their extremes).
+_KEPT = 4096
+
+
+def static_plan(plan: MehlerPlan | None) -> MehlerPlan | None:
+    """``plan`` as the compiled loop sees it: its terms and nodes, not its tail (which does not shape
+    the loop), so that plans differing in the tail alone share one compiled loop."""
+    return None if plan is None else plan._replace(tail=0.0)
+
+
+@partial(jax.jit, static_argnames=("act", "plan", "length", "n_out", "get", "bias", "every_layer", "unroll",
+                                   "on_cpu", "squeeze", "symmetric"))
+def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, *, act: Activation, plan, length: int, n_out: int,
+                    get: tuple, bias: bool, every_layer: bool, unroll: int, on_cpu: bool, squeeze: bool = False,
+                    symmetric: bool = False):
+    """Layers 1..depth from layer 1, keeping the ``n_out`` layers of ``requested``.
+
+    ``requested``: :func:`ntkdepth.kernels.scan.requested_layers`, whose deepest layer is the depth (a
+    value); ``length``: the compiled loop's (:func:`ntkdepth.kernels.scan.run_length`), past the depth
+    the loop does nothing, so one compiled loop serves every depth of a length. Each layer's place
+    in the output is found inside the loop: nothing is kept per layer of the network.
 
     ``rho1 [n1, n2]``: the first layer's correlations; ``lq1 [n1]``, ``lq2 [n2]``: the logarithms of
-    ``Sigma^1(x, x)``. Returns the fields of ``get`` (of ``KERNEL_FIELDS``) as ``[n_out, n1, n2]`` and
-    the diagonals as ``[n_out, n]``; with ``squeeze`` (one layer) without the layer axis. (Residual
-    networks: :func:`ntkdepth.kernels.residual.residual_loop`.)
+    ``Sigma^1(x, x)``. With ``symmetric`` the inputs are one set against itself (``x2 = x1``): each
+    layer's per-input expansion is formed once. Returns the fields of ``get`` (of ``KERNEL_FIELDS``) as
+    ``[n_out, n1, n2]`` and the diagonals as ``[n_out, n]``; with ``squeeze`` (one layer) without the
+    layer axis. (Residual networks: :func:`ntkdepth.kernels.residual.residual_loop`.)
     """
     dtype = rho1.dtype
     lw2 = 2.0 * jnp.log(jnp.asarray(W_std, dtype))
@@ -105,12 +132,15 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, *, act: Activation, plan
         return out
 
     def advance(st):
-        r1, r2 = act.rows(st["lq1"], plan), act.rows(st["lq2"], plan)
-        kappa, delta = act.correlations({k: v[:, None] for k, v in r1.items()},
-                                        {k: v[None, :] for k, v in r2.items()}, st["rho"])
+        r1 = act.rows(st["lq1"], plan)
+        r2 = r1 if symmetric else act.rows(st["lq2"], plan)
         # Equal variances at correlation 1 are one variable twice: both correlations are exactly 1
         # (a series or a ratio would round them).
         same = (st["rho"] == 1.0) & (st["lq1"][:, None] == st["lq2"][None, :])
+        # The largest |rho| whose correlations are used: a series stops where its terms no longer count.
+        reach = jnp.max(jnp.where(same, 0.0, jnp.abs(st["rho"])))
+        columns = None if symmetric and not act.closed_form else {k: v[None, :] for k, v in r2.items()}
+        kappa, delta = act.correlations({k: v[:, None] for k, v in r1.items()}, columns, st["rho"], reach)
         kappa, delta = jnp.where(same, 1.0, kappa), jnp.where(same, 1.0, delta)
         new = {}
         rows = []
@@ -148,31 +178,41 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, slot, *, act: Activation, plan
         state["lsd1"] = jnp.full_like(lq1, -jnp.inf)
     if "nngp_dot" in get:
         state["sdot"] = jnp.zeros_like(rho1)
-    depth = slot.shape[0]
+    depth_now = requested[0, -1]  # the deepest requested layer
     first = values(state)
-    if depth == 1:
+
+    def step(st, layer):
+        """Layer ``layer + 1`` up to the depth, then nothing (a conditional on a CPU, a select elsewhere)."""
+        if every_layer:  # the loop is exactly the depth long
+            return advance(st)
+        active = layer < depth_now
+        if on_cpu:
+            return jax.lax.cond(active, advance, lambda st: st, st)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), advance(st), st)
+
+    # The scans below produce layers 2..length from layer numbers 1..length - 1.
+    if length == 1:
         out = {k: v[None] for k, v in first.items()}
     elif every_layer:
         def dense_step(st, _):
             new = advance(st)
             return new, values(new)
 
-        _, rest = jax.lax.scan(dense_step, state, None, length=depth - 1, unroll=unroll)
+        _, rest = jax.lax.scan(dense_step, state, None, length=length - 1, unroll=unroll)
         out = {k: jnp.concatenate([first[k][None], rest[k]]) for k in first}
     elif n_out == 1:
-        final, _ = jax.lax.scan(lambda st, _: (advance(st), None), state, None, length=depth - 1,
-                                unroll=unroll)
+        final, _ = scan_layers(lambda st, layer: (step(st, layer), None), state, 1, length - 1, unroll)
         out = {k: v[None] for k, v in values(final).items()}
     else:
         buffers = {k: jnp.zeros((n_out + 1,) + jnp.shape(v), dtype) for k, v in first.items()}
-        buffers = write_slot(buffers, lambda: first, slot[0], n_out, on_cpu)
+        buffers = write_slot(buffers, lambda: first, slot_of(requested, jnp.ones((), jnp.int32)), n_out, on_cpu)
 
-        def sparse_step(carry, s):
+        def sparse_step(carry, layer):
             st, bufs = carry
-            new = advance(st)
-            return (new, write_slot(bufs, lambda: values(new), s, n_out, on_cpu)), None
+            new = step(st, layer)
+            return (new, write_slot(bufs, lambda: values(new), slot_of(requested, layer + 1), n_out, on_cpu)), None
 
-        (_, buffers), _ = jax.lax.scan(sparse_step, (state, buffers), slot[1:], unroll=unroll)
+        (_, buffers), _ = scan_layers(sparse_step, (state, buffers), 1, length - 1, unroll)
         out = {k: v[:n_out] for k, v in buffers.items()}
     return {k: v[0] for k, v in out.items()} if squeeze else out
 
@@ -230,20 +270,20 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     rho_nodes, omr_nodes = mesh.nodes()
     rho1 = jnp.asarray(np.concatenate([rho_nodes, [-1.0]]), dtype)[None, :]
     layer_array = np.asarray(layers)
-    depth = int(layer_array.max())
     bias = b_std != 0.0
     unroll, on_cpu = loop_options()
     get = ("rho", "ntk_normalized", "_rows") + (("nngp_dot",) if needs[2] else ())
     lq_arr = jnp.full((1,), lq, dtype)
     args = (lq_arr, lq_arr, np.asarray(W_std, dtype), np.asarray(b_std, dtype))
-    slots = jnp.asarray(layer_slots(layer_array, depth))
+    requested = jnp.asarray(requested_layers(layer_array))
+    loop = dict(plan=static_plan(plan), length=run_length(layer_array), n_out=len(layer_array), bias=bias,
+                every_layer=False)
     if alpha is None:
-        out = normalized_loop(rho1, *args, slots, act=act, plan=plan, n_out=len(layer_array), get=get, bias=bias,
-                              every_layer=False, unroll=unroll, on_cpu=on_cpu)
+        out = normalized_loop(rho1, *args, requested, act=act, get=get, unroll=unroll, on_cpu=on_cpu, **loop)
     else:  # the residual loop keeps 1 - rho_l itself
         omr_all = jnp.asarray(np.concatenate([omr_nodes, [2.0]]), dtype)[None, :]
-        out = residual_loop(rho1, *args, np.asarray(alpha, dtype), slots, act=act, plan=plan, n_out=len(layer_array),
-                            get=get + ("_omr",), bias=bias, every_layer=False, omr1=omr_all)
+        out = residual_loop(rho1, *args, np.asarray(alpha, dtype), requested, act=act, get=get + ("_omr",),
+                            omr1=omr_all, **loop)
     n_panels = len(mesh.lo)
     n_ratio = ratio_panels(mesh)
     omr1 = jnp.asarray(omr_nodes, dtype)
@@ -268,15 +308,44 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     )
 
 
-@partial(jax.jit, static_argnames=("layers", "get", "emin", "n_side", "n_ratio", "degree", "squeeze"))
-def tabulated_fields(rho1, lq1, lq2, tables: Tables, *, layers: tuple[int, ...], get: tuple, emin: int,
-                     n_side: int, n_ratio: int, degree, squeeze: bool = False) -> dict:
-    """The fields of ``get`` at ``layers`` from the first layer (``rho1 [n1, n2]``, ``lq1 [n1]``,
-    ``lq2 [n2]``) and the tables: one elementwise pass per layer.
+def layer_kinds(layers) -> tuple[int, ...]:
+    """Each requested layer's kind for the compiled pass: 1 (the first layer itself) or 2 (the tables).
 
-    With ``degree`` (a homogeneous activation without bias) the tables were made at ``Sigma^1 = 1``
-    and each input's diagonals follow from its own ``Sigma^1(x, x)``; otherwise every input has the
-    tables' diagonals.
+    The layers' numbers enter the pass as values (:func:`layer_growth`), so one compiled pass serves
+    every depth."""
+    return tuple(min(int(l), 2) for l in layers)
+
+
+def layer_growth(layers, degree, dtype) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(k^(l - 1), (k - 1) k^(l - 2))`` per layer ``l`` for a homogeneous activation of degree ``k``
+    (``[m]`` each; the second is 0 at layer 1): the powers to which each input's ``Sigma^1(x, x)``
+    enters ``Sigma^l(x, x)`` and ``Sigmadot^l(x, x)``. ``None`` without a degree."""
+    if degree is None:
+        return None
+    k = float(degree)
+    grow, dgrow = [], []
+    for layer in (int(l) for l in layers):
+        grow.append(_power(k, layer - 1))
+        dgrow.append((k - 1.0) * _power(k, layer - 2) if layer >= 2 else 0.0)
+    return np.asarray(grow, dtype), np.asarray(dgrow, dtype)
+
+
+def _power(k: float, n: int) -> float:
+    try:
+        return k**n
+    except OverflowError:
+        return math.inf
+
+
+@partial(jax.jit, static_argnames=("kinds", "get", "emin", "n_side", "n_ratio", "squeeze"))
+def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, *, kinds: tuple[int, ...], get: tuple,
+                     emin: int, n_side: int, n_ratio: int, squeeze: bool = False) -> dict:
+    """The fields of ``get`` at the tables' layers from the first layer (``rho1 [n1, n2]``, ``lq1 [n1]``,
+    ``lq2 [n2]``) and the tables: one elementwise pass per layer (``kinds``: :func:`layer_kinds`).
+
+    With ``growth`` (:func:`layer_growth`, a homogeneous activation without bias) the tables were made
+    at ``Sigma^1 = 1`` and each input's diagonals follow from its own ``Sigma^1(x, x)``; otherwise every
+    input has the tables' diagonals.
     """
     positive = rho1 >= 0
     a = 1.0 - jnp.abs(rho1)
@@ -287,14 +356,12 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, *, layers: tuple[int, ...],
     base, u = jax.lax.optimization_barrier((base, u))
     in_ratio = base < n_ratio * 9
     outs = {f: [] for f in get if f != "_logs"}
-    for i, layer in enumerate(layers):
-        if degree is None:
+    for i, layer in enumerate(kinds):
+        if growth is None:
             lqa, lqb = jnp.full_like(lq1, tables.lq[i]), jnp.full_like(lq2, tables.lq[i])
             sd_a, sd_b = jnp.full_like(lq1, tables.lsd[i]), jnp.full_like(lq2, tables.lsd[i])
         else:
-            k = float(degree)
-            grow = k ** (layer - 1)
-            dgrow = (k - 1.0) * k ** (layer - 2) if layer >= 2 else 0.0
+            grow, dgrow = growth[0][i], growth[1][i]
 
             def scaled(lq, g):
                 return jnp.where(lq == 0, 0.0, g * lq)

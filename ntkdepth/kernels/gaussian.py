@@ -108,11 +108,31 @@ def plan_terms(fn: Callable, q_values, tol: float, max_terms: int = MAX_TERMS) -
         return MehlerPlan(_TERM_STEP, nodes_for(_TERM_STEP), 0.0)
     a = hermite_coefficients(fn, q, max_terms)
     tail, dtail = _tails(a)
-    worst = np.maximum(tail, dtail).max(0)  # [K_max + 1]
+    # The tail past the last coefficient computed (not in the sums to max_terms): extrapolated.
+    beyond = max(_extrapolated_tail(tail, max_terms), _extrapolated_tail(dtail, max_terms))
+    worst = np.maximum(tail, dtail).max(0) + beyond  # [K_max + 1]
     ok = np.flatnonzero(worst <= tol)
     terms = int(ok[0]) if ok.size else max_terms
     terms = min(max_terms, max(_TERM_STEP, -(-terms // _TERM_STEP) * _TERM_STEP))
-    return MehlerPlan(terms, nodes_for(terms), float(worst[terms]) if terms < worst.size else 0.0)
+    return MehlerPlan(terms, nodes_for(terms), float(worst[terms]))
+
+
+def _extrapolated_tail(tail: np.ndarray, K: int) -> float:
+    """The relative tail past term ``K`` of the series whose tails to ``K`` are ``tail [q, K + 1]``.
+
+    Smooth activations' coefficients decay like ``exp(-c sqrt(k))`` (tanh's poles off the real axis;
+    docs/activations.md#hermite-expansion): ``c`` comes from the weights of two blocks of terms, at
+    ``K / 2`` and just below ``K``, and the tail past ``K`` is that of the geometric series they imply
+    in ``sqrt(k)``, doubled (against tanh and SiLU to 8,192 terms it is within 10% below the truth).
+    """
+    k1, k2 = K // 2, K - _TERM_STEP
+    b1, b2 = tail[:, k1] - tail[:, k1 + _TERM_STEP], tail[:, k2] - tail[:, K]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.log(b1 / b2) / (math.sqrt(k2) - math.sqrt(k1))
+        d = c * (math.sqrt(K) - math.sqrt(k2))
+        beyond = np.where((b2 > 0) & (c > 0), 2.0 * b2 * np.exp(-d) / -np.expm1(-d), b2)
+    beyond = beyond[np.isfinite(beyond)]
+    return float(max(beyond.max(), 0.0)) if beyond.size else 0.0
 
 
 def row_expansion(fn: Callable, dfn: Callable, lq: jax.Array, plan: MehlerPlan) -> dict:
@@ -136,44 +156,67 @@ def row_expansion(fn: Callable, dfn: Callable, lq: jax.Array, plan: MehlerPlan) 
     return dict(alpha=alpha, dnorm=dnorm, lm=jnp.log(jnp.sum(f * f, -1)), lmd=jnp.log(jnp.sum(d * d, -1)))
 
 
-def mehler_correlations(r1: dict, r2: dict, rho: jax.Array) -> tuple[jax.Array, jax.Array]:
+#: Terms per block of the correlations' Horner pass.
+_BLOCK = 16
+
+
+def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
+                        reach: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """``(kappa, delta)``, shaped like ``rho``: the correlations of ``phi(u), phi(v)`` and of ``phi'(u), phi'(v)``.
 
     ``kappa = sum_k alpha_k beta_k rho^k`` and ``delta = sum_k k alpha_k beta_k rho^(k-1) / (|alpha|_d |beta|_d)``,
-    both by one Horner pass over the terms (``r1``, ``r2`` from :func:`row_expansion`).
-    """
-    a, b = r1["alpha"], r2["alpha"]  # [..., K + 1], broadcasting against rho
-    K = a.shape[-1] - 1
-    block = 16
+    both by one Horner pass over the terms (``r1``, ``r2`` from :func:`row_expansion`, broadcasting
+    against ``rho``; ``r2 = None``: the inputs of ``r1`` against themselves, ``rho [n, n]`` with
+    ``r1`` given as ``[n, 1, ...]``).
 
-    def horner(k_hi, acc, dacc, steps):
-        for s in range(steps):
-            k = k_hi - s
-            c = a[..., k] * b[..., k]
+    ``reach``: a bound on ``|rho|`` over the entries whose values are used (``None``: 1). Since
+    ``sum_k |alpha_k beta_k| <= 1``, the terms from ``k`` on change ``kappa`` by at most
+    ``|rho| reach^(k-1)`` and ``delta`` by at most ``reach^(k-1)`` (relative to their first term):
+    the pass starts, in whole blocks of terms, where that is below a sixteenth of the rounding unit,
+    and takes every term of the plan where ``reach`` is 1.
+    """
+    a = r1["alpha"]  # [..., K + 1], broadcasting against rho
+    if r2 is None:
+        b, dn2 = jnp.swapaxes(a, 0, 1), jnp.swapaxes(r1["dnorm"], 0, 1)
+    else:
+        b, dn2 = r2["alpha"], r2["dnorm"]
+    dtype = rho.dtype
+    K = a.shape[-1] - 1
+    n_blocks = -(-(K + 1) // _BLOCK)
+    pad = n_blocks * _BLOCK - (K + 1)
+    if pad:  # zero terms above K
+        widths = lambda v: [(0, 0)] * (v.ndim - 1) + [(0, pad)]  # noqa: E731
+        a, b = jnp.pad(a, widths(a)), jnp.pad(b, widths(b))
+    if reach is None:
+        used = jnp.asarray(n_blocks, jnp.int32)
+    else:
+        tol = float(np.finfo(dtype).eps) / 16.0
+        r = jnp.clip(jnp.asarray(reach, dtype), 0.0, 1.0)
+        inside = (r > 0) & (r < 1)
+        # The fewest terms k with reach^(k - 1) <= tol.
+        k_needed = 1.0 + jnp.ceil(math.log(tol) / jnp.log(jnp.where(inside, r, 0.5)))
+        k_needed = jnp.where(r >= 1, K + 1.0, jnp.where(r > 0, k_needed, 2.0))
+        used = jnp.clip(jnp.ceil(k_needed / _BLOCK), 1, n_blocks).astype(jnp.int32)
+
+    def block(j, carry):
+        acc, dacc = carry
+        for s in range(_BLOCK):
+            k = (j + 1) * _BLOCK - 1 - s
+            c = (jax.lax.dynamic_index_in_dim(a, k, a.ndim - 1, keepdims=False)
+                 * jax.lax.dynamic_index_in_dim(b, k, b.ndim - 1, keepdims=False))
             dacc = dacc * rho + acc
             acc = acc * rho + c
         return acc, dacc
 
-    # acc = sum_{j >= k} c_j rho^(j - k); dacc its derivative in rho.
-    acc = a[..., K] * b[..., K] * jnp.ones_like(rho)
-    dacc = jnp.zeros_like(rho)
-    top = K - 1
-    head = top % block + 1 if top >= 0 else 0
-    acc, dacc = horner(top, acc, dacc, head)
-    n_blocks = (top + 1 - head) // block
-    if n_blocks:
-        def body(i, carry):
-            k_hi = top - head - i * block
-            acc, dacc = carry
-            for s in range(block):
-                k = k_hi - s
-                c = (jax.lax.dynamic_index_in_dim(a, k, a.ndim - 1, keepdims=False)
-                     * jax.lax.dynamic_index_in_dim(b, k, b.ndim - 1, keepdims=False))
-                dacc = dacc * rho + acc
-                acc = acc * rho + c
-            return acc, dacc
+    def body(i, carry):
+        # Blocks from the top down; those at or above the first one used are skipped (a loop of
+        # static length: reverse-mode differentiable).
+        j = n_blocks - 1 - i
+        return jax.lax.cond(j < used, block, lambda j, carry: carry, j, carry)
 
-        acc, dacc = jax.lax.fori_loop(0, n_blocks, body, (acc, dacc))
-    dn = r1["dnorm"] * r2["dnorm"]
+    zero = jnp.zeros(jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1], rho.shape), dtype)
+    # acc = sum_{j >= k} c_j rho^(j - k); dacc its derivative in rho.
+    acc, dacc = jax.lax.fori_loop(0, n_blocks, body, (zero, zero))
+    dn = r1["dnorm"] * dn2
     delta = jnp.where(dn > 0, dacc / jnp.where(dn > 0, dn, 1.0), 0.0)
     return acc, delta

@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkdepth.kernels.angles import angle_from_correlation, sine_from_correlation
 from ntkdepth.kernels.interpolant import (
     N,
     chebyshev_coefficients,
@@ -46,15 +45,17 @@ from ntkdepth.kernels.interpolant import (
     octave_panel,
     symmetric_mesh,
 )
+from ntkdepth.kernels.layer_scale import log_half_square
 from ntkdepth.kernels.relu_engine import (
     LayerOne,
     correlation_fields,
+    first_angle,
     layer_one,
     recursion,
     unit_layer_one,
 )
 from ntkdepth.kernels.scaling import power_of_two, times
-from ntkdepth.kernels.scan import jit_scalar, layer_slots, loop_options
+from ntkdepth.kernels.scan import jit_scalar, loop_length, loop_options, requested_layers
 
 __all__ = [
     "InterpTables",
@@ -139,9 +140,14 @@ def use_interp(method, setting, layer_array, n_pairs) -> bool:
     if method != "auto":
         raise ValueError(f"method must be 'auto', 'interp' or 'loop'; got {method!r}")
     deepest = int(layer_array.max())
-    # Tabulating costs O(depth * nodes): worth it from a few hundred pairs on,
-    # and while few of the layers are asked for.
-    return applies and deepest >= 4 and 4 * len(layer_array) <= deepest and n_pairs >= 1024
+    # The node run costs depth * nodes layer steps (the mesh's panels times the points per
+    # panel, growing like log(depth)), each requested layer an elementwise pass over the pairs
+    # (about 16 layer steps' worth); the loop depth * n_pairs steps. A few pairs at a great
+    # depth take the loop.
+    emin = min(-2, math.floor(math.log2(1.0 / deepest)) - 2)
+    nodes = (1 + 8 * -emin + 16) * 9
+    tables = deepest * nodes + 16 * n_pairs * len(layer_array)
+    return applies and deepest >= 4 and tables <= 0.5 * deepest * n_pairs
 
 
 class InterpTables(NamedTuple):
@@ -150,7 +156,9 @@ class InterpTables(NamedTuple):
     ``R``, ``B``, ``F``: ``[m, P * N]`` coefficients of ``R_l``, ``B_l``, ``F_l`` for each
     requested layer (rows of layers 1, and of layer 2 for ``F``, are unused),
     or ``None`` when no requested field needs them. ``q``, ``T``, ``log_s``:
-    ``[m]`` the rescaled diagonals and ``log S_l`` of the node run (with a bias).
+    ``[m]`` the rescaled diagonals and ``log S_l`` of the node run (with a bias); ``layers``:
+    ``[m]`` the layer numbers (values, not compile-time constants: one compiled pass serves
+    every depth).
     """
 
     R: jax.Array | None
@@ -159,6 +167,7 @@ class InterpTables(NamedTuple):
     q: jax.Array
     T: jax.Array
     log_s: jax.Array
+    layers: jax.Array | None = None
 
 
 def _needs(get: tuple[str, ...]) -> tuple[bool, bool, bool]:
@@ -207,8 +216,8 @@ def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
     out = _node_run(
         one, omr1, as_dtype(nodes["t1"])[None, :],
         as_dtype(nodes["sin_t1"])[None, :], as_dtype(math.sqrt(w2)), as_dtype(math.sqrt(b2)),
-        jnp.asarray(layer_slots(layer_array, depth)), n_out=len(layer_array), get=get, bias=bias,
-        unroll=unroll, on_cpu=on_cpu,
+        jnp.asarray(requested_layers(layer_array)), length=loop_length(depth), n_out=len(layer_array), get=get,
+        bias=bias, unroll=unroll, on_cpu=on_cpu,
     )
     n_panels = len(m.lo)
 
@@ -221,15 +230,16 @@ def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
     return InterpTables(
         R=R, B=B, F=F,
         q=out["_q"][:, 0], T=out["_T"][:, 0], log_s=out["_log_s"],
+        layers=jnp.asarray(layer_array, jnp.int32),
     )
 
 
-def _node_run_impl(one, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get, bias, unroll, on_cpu):
-    return recursion(one, omr1, t1, sin_t1, W_std, b_std, slot, n_out=n_out, get=get,
+def _node_run_impl(one, omr1, t1, sin_t1, W_std, b_std, requested, *, length, n_out, get, bias, unroll, on_cpu):
+    return recursion(one, omr1, t1, sin_t1, W_std, b_std, requested, length=length, n_out=n_out, get=get,
                      bias=bias, every_layer=False, unroll=unroll, on_cpu=on_cpu)
 
 
-_node_run = jax.jit(_node_run_impl, static_argnames=("n_out", "get", "bias", "unroll", "on_cpu"))
+_node_run = jax.jit(_node_run_impl, static_argnames=("length", "n_out", "get", "bias", "unroll", "on_cpu"))
 
 
 # --------------------------------------------------------------------------
@@ -285,8 +295,15 @@ def _interp_impl(x1, x2, W_std, b_std, tables, rescale=None, *, layers, get, bia
     return {k: v[0] for k, v in out.items()} if squeeze else out
 
 
+def layer_kinds(layers) -> tuple[int, ...]:
+    """Each layer's kind for the compiled pass: 1, 2 (closed forms) or 3 (the tables)."""
+    return tuple(min(int(l), 3) for l in layers)
+
+
 def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp=None):
     """The requested fields from layer one and the tables: one elementwise pass per layer.
+
+    ``layers``: :func:`layer_kinds` of the layers (their numbers are ``tables.layers``).
 
     ``host_exp``: with a bias, the ``k`` of the factor ``2^k`` by which
     :mod:`ntkdepth.kernels.scaling` multiplied the inputs (the tables belong
@@ -294,9 +311,10 @@ def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp
     """
     half_w2 = W_std * W_std / 2.0
     rho = one.rho
-    omr1 = 1.0 - rho
     positive = rho >= 0
-    v = half_chord(1.0 - jnp.abs(rho))
+    gap = one.gap if one.gap is not None else 1.0 - jnp.abs(rho)
+    omr1 = jnp.where(positive, gap, 2.0 - gap)
+    v = half_chord(gap)
     same = (v == 0) & positive  # identical directions: the maps are exactly 1 there
     base, u = locate_panel(v, positive, emin, n_pos)
     # Materialized once: otherwise XLA recomputes them inside every gather of the series.
@@ -322,9 +340,10 @@ def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp
             g = ((jnp.full_like(one.q1, sq), jnp.full_like(one.q2, sq)),
                  (jnp.full_like(one.q1, st), jnp.full_like(one.q2, st)))
         else:
-            log_half_s = 0.5 * (layer - 1) * (2.0 * jnp.log(W_std) - math.log(2.0))
+            ell = tables.layers[i].astype(rho.dtype)
+            log_half_s = 0.5 * (ell - 1.0) * log_half_square(W_std)
             g1, g2 = jnp.exp(log_half_s + one.log_g1), jnp.exp(log_half_s + one.log_g2)
-            root_l = math.sqrt(layer)
+            root_l = jnp.sqrt(ell)
             g = ((g1, g2), (root_l * g1, root_l * g2))
         outer_q = g[0][0][:, None] * g[0][1][None, :]
         outer_t = g[1][0][:, None] * g[1][1][None, :]
@@ -337,10 +356,10 @@ def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp
             put("ntk_normalized", rho)
         elif layer == 2:
             # One step of the layer loop itself (closed forms, no table).
-            t1 = angle_from_correlation(rho)
-            second = recursion(one, omr1, t1, sine_from_correlation(rho), W_std, one.b_std,
-                               jnp.zeros(2, jnp.int32), n_out=1, get=get, bias=bias, every_layer=False, unroll=1,
-                               on_cpu=True)
+            _, t1, sin_t1, e1 = first_angle(one)
+            second = recursion(one, omr1, t1, sin_t1, W_std, one.b_std,
+                               jnp.asarray(requested_layers([2])), e1=e1, length=2, n_out=1, get=get, bias=bias,
+                               every_layer=False, unroll=1, on_cpu=True)
             for name in get:
                 put(name, second[name][0])
         else:
@@ -381,7 +400,7 @@ def interp_trace(x1, x2, W_std, b_std, *, layers: tuple[int, ...], get: tuple[st
     m = mesh(max(layers))
     return _interp_impl(
         x1, x2, jit_scalar(W_std, x1.dtype), jit_scalar(b_std, x1.dtype), tables, rescale,
-        layers=layers, get=get, bias=bias_setting is not None, emin=m.emin, n_pos=m.n_pos,
+        layers=layer_kinds(layers), get=get, bias=bias_setting is not None, emin=m.emin, n_pos=m.n_pos,
         squeeze=squeeze,
     )
 
@@ -391,7 +410,8 @@ def _correlation_impl(rho, tables, *, layers, emin, n_pos):
     dtype = rho.dtype
     one = unit_layer_one(rho)
     out = _interp_core(one, jnp.asarray(math.sqrt(2.0), dtype), tables, layers=layers,
-                       get=("ntk_normalized", "_omr"), bias=False, emin=emin, n_pos=n_pos)
+                       get=("ntk_normalized", "_omr", "rho"), bias=False, emin=emin,
+                       n_pos=n_pos)
     return correlation_fields(one, out, tuple(i for i, layer in enumerate(layers) if layer == 1),
                                rho.shape)
 
@@ -404,4 +424,4 @@ def interp_correlation(rho, *, layers: tuple[int, ...]) -> dict:
     """
     tables = interp_tables(layers, rho.dtype, ("ntk_normalized", "_omr"))
     m = mesh(max(layers))
-    return _correlation_impl(rho, tables, layers=layers, emin=m.emin, n_pos=m.n_pos)
+    return _correlation_impl(rho, tables, layers=layer_kinds(layers), emin=m.emin, n_pos=m.n_pos)

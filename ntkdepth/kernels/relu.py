@@ -21,7 +21,7 @@ from ntkdepth.kernels.angles import angle_from_correlation, one_minus_arccos_ker
 from ntkdepth.kernels.interp import interp_correlation, interp_setting, interp_trace, use_interp
 from ntkdepth.kernels.relu_engine import correlation_loop, layer_loop
 from ntkdepth.kernels.scaling import into_normal_range
-from ntkdepth.kernels.scan import jit_scalar, layer_slots, loop_options
+from ntkdepth.kernels.scan import is_every_layer, jit_scalar, loop_options, requested_layers, run_length
 from ntkdepth.kernels.validation import (
     FLOAT32_MAX_DEPTH,
     KERNEL_FIELDS,
@@ -218,9 +218,8 @@ def _kernel_dict(x1, x2, *, depth, W_std, b_std, layers, get, dtype, method, squ
         unroll, on_cpu = loop_options()
         return layer_loop(
             x1, x2, jit_scalar(W_std, dt), jit_scalar(b_std, dt),
-            jnp.asarray(layer_slots(layer_array, deepest)), rescale, n_out=len(layer_array),
-            get=ordered, bias=bias,
-            every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))),
+            jnp.asarray(requested_layers(layer_array)), rescale, length=run_length(layer_array),
+            n_out=len(layer_array), get=ordered, bias=bias, every_layer=is_every_layer(layer_array),
             unroll=unroll, on_cpu=on_cpu, squeeze=squeeze,
         )
 
@@ -363,9 +362,10 @@ def correlation_trace(
                                      layers=tuple(int(l) for l in layer_array))
             return CorrelationTrace(layers=layer_array, **out)
         out = correlation_loop(
-            rho, jnp.asarray(layer_slots(layer_array, deepest)), n_out=len(layer_array),
-            ones=tuple(int(i) for i in np.flatnonzero(layer_array == 1)),
-            every_layer=bool(np.array_equal(layer_array, np.arange(1, deepest + 1))),
+            rho, jnp.asarray(requested_layers(layer_array)), length=run_length(layer_array),
+            n_out=len(layer_array), ones=tuple(int(i) for i in np.flatnonzero(layer_array == 1)),
+            every_layer=is_every_layer(layer_array),
             **dict(zip(("unroll", "on_cpu"), loop_options())),
         )
     return CorrelationTrace(layers=layer_array, **out)
+

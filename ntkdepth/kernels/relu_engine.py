@@ -15,20 +15,22 @@ import jax
 import jax.numpy as jnp
 
 from ntkdepth.kernels.angles import (
-    angle_from_correlation,
     angle_from_omr,
     quotient,
-    sine_from_correlation,
+    t_minus_sin_t,
     t_minus_sin_t_series,
 )
 from ntkdepth.kernels.layer_map import next_angle, one_minus_correlation_map_of_angle
+from ntkdepth.kernels.layer_scale import log_half_square
+from ntkdepth.kernels.pairs import bias_correlation, direction_gap
 from ntkdepth.kernels.scaling import power_of_two, times, times_pow4
-from ntkdepth.kernels.scan import write_slot
+from ntkdepth.kernels.scan import scan_layers, slot_of, write_slot
 
 __all__ = [
     "LayerOne",
     "correlation_fields",
     "correlation_loop",
+    "first_angle",
     "layer_loop",
     "layer_one",
     "recursion",
@@ -65,8 +67,9 @@ def _sin_from_omr(omr):
 class LayerOne(NamedTuple):
     """Layer 1 of the recursion, shared by every path of the kernel functions.
 
-    ``rho [n1, n2]``: the correlation, snapped to exactly +-1 within a few ulps
-    of +-1. ``q1 [n1]``, ``q2 [n2]``: ``Sigma^1(x, x)``, with a bias divided by
+    ``rho [n1, n2]``: the correlation; ``gap [n1, n2]``: ``1 - |rho|``, accurate relative to
+    itself (from the inputs' difference where the Gram matrix cannot resolve it,
+    :mod:`ntkdepth.kernels.pairs`). ``q1 [n1]``, ``q2 [n2]``: ``Sigma^1(x, x)``, with a bias divided by
     ``4^scale_exp`` so that the largest is of order 1 (docs/kernels.md#biases).
     ``log_g1 [n1]``, ``log_g2 [n2]``: without bias, ``log sqrt(Sigma^1(x, x))``
     computed without overflow. ``b_std``: the bias in the units of ``q1``
@@ -81,6 +84,26 @@ class LayerOne(NamedTuple):
     log_g2: jax.Array
     b_std: jax.Array | float = 0.0
     scale_exp: jax.Array | int = 0
+    gap: jax.Array | None = None
+
+
+def first_angle(one: LayerOne):
+    """``(1 - rho_1, t_1, sin t_1, pi - t_1)`` from layer one's gap, each accurate near both ends.
+
+    ``[n1, n2]`` each. The angle of the nearer end comes from the gap
+    (:func:`ntkdepth.kernels.angles.angle_from_omr`), the other as ``pi`` minus it.
+    """
+    gap = one.gap if one.gap is not None else 1.0 - jnp.abs(one.rho)
+    a = angle_from_omr(gap)
+    positive = one.rho >= 0
+    t1 = jnp.where(positive, a, jnp.pi - a)
+    e1 = jnp.where(positive, jnp.pi - a, a)
+    omr1 = jnp.where(positive, gap, 2.0 - gap)
+    # sin t_1; its derivative is infinite at gap = 0 (identical or antipodal pairs), where the
+    # loop does not use it: 0 there keeps gradients finite.
+    square = gap * (2.0 - gap)
+    sin_t1 = jnp.where(square > 0, jnp.sqrt(jnp.where(square > 0, square, 1.0)), 0.0)
+    return omr1, t1, sin_t1, e1
 
 
 def _unit_rows(x):
@@ -118,7 +141,8 @@ def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None) -> LayerOne:
     n0 = x1.shape[-1]
     u1, norm1, log_norm1 = _unit_rows(x1)
     u2, norm2, log_norm2 = _unit_rows(x2)
-    cos = u1 @ u2.T
+    cos = jnp.clip(u1 @ u2.T, -1.0, 1.0)
+    gap = direction_gap(x1, x2, cos)
     w_over = W_std / math.sqrt(n0)
     s1, s2 = w_over * norm1, w_over * norm2  # sqrt(W^2 |x|^2 / n0)
     if bias:
@@ -130,31 +154,21 @@ def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None) -> LayerOne:
         e = jnp.clip(e, info.minexp + 2, info.maxexp - 2)
         kappa = power_of_two(-e, dtype)  # exact
         s1, s2, b_std = s1 * kappa, s2 * kappa, b_std * kappa
-        h1, h2 = jnp.hypot(s1, b_std), jnp.hypot(s2, b_std)  # sqrt(Sigma^1(x, x)) / 2^e
-        a1, a2 = s1 / h1, s2 / h2
-        beta1, beta2 = b_std / h1, b_std / h2
-        rho = cos * (a1[:, None] * a2[None, :]) + beta1[:, None] * beta2[None, :]
+        rho, gap = bias_correlation(cos, gap, s1, s2, b_std)
         b2 = b_std * b_std
         q1, q2 = s1 * s1 + b2, s2 * s2 + b2
         log_g1, log_g2 = 0.5 * jnp.log(q1), 0.5 * jnp.log(q2)
         scale_exp = e - (0 if rescale is None else rescale)
     else:
-        rho = cos
+        # Near +-1 the gap is the more accurate of the two.
+        rho = jnp.where(gap < 0.5, jnp.where(cos >= 0, 1.0 - gap, gap - 1.0), cos)
         q1, q2 = s1 * s1, s2 * s2
         log_w = jnp.log(W_std) - 0.5 * math.log(n0)
         log_g1, log_g2 = log_w + log_norm1, log_w + log_norm2
         if rescale is not None:
             log_g1, log_g2 = log_g1 + rescale[0], log_g2 + rescale[1]
         b_std, scale_exp = jnp.zeros((), dtype), 0
-    rho = jnp.clip(rho, -1.0, 1.0)
-    # A correlation read off a Gram matrix is only known to ~sqrt(n0) ulps, and
-    # Sigmadot depends on the angle, ~sqrt(1 - |rho|) near +-1: an identical
-    # (or antipodal) pair whose correlation rounds 2 ulps away from +-1 would
-    # carry an angle error of 2e-8 into every layer. Correlations that close to
-    # +-1 are taken to be exactly +-1.
-    snap = 4.0 * math.sqrt(n0 + 1) * jnp.finfo(dtype).eps
-    rho = jnp.where(1.0 - jnp.abs(rho) <= snap, jnp.sign(rho), rho)
-    return LayerOne(rho, q1, q2, log_g1, log_g2, b_std, scale_exp)
+    return LayerOne(jnp.clip(rho, -1.0, 1.0), q1, q2, log_g1, log_g2, b_std, scale_exp, gap)
 
 
 def _log_c(w2_half_log, b2, bias):
@@ -165,10 +179,11 @@ def _log_c(w2_half_log, b2, bias):
     return w2_half_log
 
 
-@partial(jax.jit, static_argnames=("n_out", "get", "bias", "every_layer", "unroll", "on_cpu", "squeeze"))
-def layer_loop(x1, x2, W_std, b_std, slot, rescale=None, *, n_out, get, bias, every_layer, unroll,
+@partial(jax.jit, static_argnames=("length", "n_out", "get", "bias", "every_layer", "unroll", "on_cpu", "squeeze"))
+def layer_loop(x1, x2, W_std, b_std, requested, rescale=None, *, length, n_out, get, bias, every_layer, unroll,
                on_cpu, squeeze=False):
-    """Runs layers 1..depth (``depth = len(slot)``) on inputs, keeping ``n_out`` of them.
+    """Runs layers 1..depth on inputs, keeping the ``n_out`` layers of ``requested``
+    (:func:`ntkdepth.kernels.scan.requested_layers`) in a loop ``length`` long (:func:`recursion`).
 
     With ``squeeze`` (``n_out == 1``) the fields come without the layer axis;
     ``rescale`` as for :func:`layer_one`.
@@ -177,19 +192,25 @@ def layer_loop(x1, x2, W_std, b_std, slot, rescale=None, *, n_out, get, bias, ev
     W_std = jnp.asarray(W_std, dtype)
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
     one = layer_one(x1, x2, W_std, b_std, bias, rescale)
-    t1 = angle_from_correlation(one.rho)
-    out = recursion(one, 1.0 - one.rho, t1, sine_from_correlation(one.rho), W_std, one.b_std, slot,
+    omr1, t1, sin_t1, e1 = first_angle(one)
+    out = recursion(one, omr1, t1, sin_t1, W_std, one.b_std, requested, e1=e1, length=length,
                     n_out=n_out, get=get, bias=bias, every_layer=every_layer, unroll=unroll,
                     on_cpu=on_cpu)
     return {k: v[0] for k, v in out.items()} if squeeze else out
 
 
-def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get, bias,
+def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, requested, e1=None, *, length, n_out, get, bias,
               every_layer, unroll, on_cpu):
-    """Runs layers 2..depth (``depth = len(slot)``) from layer 1, keeping ``n_out`` layers.
+    """Runs layers 2..depth from layer 1, keeping the ``n_out`` layers of ``requested``.
+
+    ``requested``: :func:`ntkdepth.kernels.scan.requested_layers`, whose deepest layer is the depth (a
+    value: the loop is ``length`` long, :func:`ntkdepth.kernels.scan.loop_length`, and past the depth
+    it does nothing); each layer's place in the output is found inside the loop
+    (:func:`ntkdepth.kernels.scan.slot_of`).
 
     ``one``: layer 1 (:class:`LayerOne`); ``omr1``, ``t1``, ``sin_t1``:
-    ``1 - rho_1``, its angle and the angle's sine (``[n1, n2]``).
+    ``1 - rho_1``, its angle and the angle's sine (``[n1, n2]``); ``e1``: ``pi - t1``,
+    accurate where ``t1`` is near ``pi`` (:func:`first_angle`; ``None``: from ``t1``).
 
     With a bias, all state is rescaled by ``S_l = c^(l-1)``
     (docs/kernels.md#rescaling): ``q`` and ``T`` are the rescaled diagonals of ``Sigma`` and
@@ -215,14 +236,17 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get
     dtype = omr1.dtype
     half_w2 = W_std * W_std / 2.0
     b2 = b_std * b_std
-    log_c = _log_c(2.0 * jnp.log(W_std) - math.log(2.0), b2, bias)
+    log_half = log_half_square(W_std)  # log(W^2 / 2), a few ulps: it is multiplied by L - 1
+    log_c = _log_c(log_half, b2, bias)
     if bias:
-        ratio = jnp.exp(2.0 * jnp.log(W_std) - math.log(2.0) - log_c)  # (W^2/2) / c
+        ratio = jnp.exp(log_half - log_c)  # (W^2/2) / c
         sigma1 = jnp.sqrt(one.q1)[:, None] * jnp.sqrt(one.q2)[None, :] * one.rho
         state = dict(omr=omr1, theta=sigma1, q1=one.q1, q2=one.q2, T1=one.q1, T2=one.q2)
     else:
         sigma1 = one.rho  # unit-norm state
         state = dict(omr=omr1, theta=sigma1)
+    if "rho" in get:
+        state["rho"] = one.rho  # rho_1 as given: 1 - (1 - rho) would round small correlations
     if "nngp" in get:
         state["sigma"] = sigma1
     if "nngp_dot" in get:
@@ -261,18 +285,29 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get
         if "nngp_dot" in get:
             out["nngp_dot"] = st["sdot"]
         if "rho" in get:
-            out["rho"] = 1.0 - st["omr"]
+            # Layers 1 and 2 carry rho itself (it can be tiny); from layer 3 on rho >= 1/pi.
+            out["rho"] = st["rho"] if "rho" in st else 1.0 - st["omr"]
         if "_omr" in get:
             out["_omr"] = st["omr"]
         return out
 
-    def advance(st, t, sin_t, layer):
-        """Layer ``layer + 1`` from layer ``layer``, given the latter's angle and its sine."""
+    def advance(st, t, sin_t, layer, e=None):
+        """Layer ``layer + 1`` from layer ``layer``, given the latter's angle and its sine.
+
+        ``e``: ``pi - t`` where ``t`` can be near ``pi`` (layer 1), else ``None``.
+        """
         log_s = layer.astype(dtype) * log_c  # log S_{layer+1}
         one_minus_j = _one_minus_j(t, st["omr"], sin_t)
         # J(t) >= 0; rounding of pi can push 1 - J a few ulps above 1 at t = pi.
         j = jnp.maximum(1.0 - one_minus_j, 0.0)
         fprime = (jnp.pi - t) / jnp.pi
+        if e is not None:
+            # Near t = pi: f' = e / pi, and J = (2 e sin^2(e/2) - (e - sin e)) / pi, both
+            # without pi - t or 1 - (1 - J) (docs/kernels.md#the-first-layer).
+            fprime = e / jnp.pi
+            half = jnp.sin(0.5 * e)
+            j_far = (2.0 * e * half * half - t_minus_sin_t(e)) / jnp.pi
+            j = jnp.where(e < 0.5 * jnp.pi, jnp.maximum(j_far, 0.0), j)
         if bias:
             # b^2 / S_{l+1}; S can underflow to 0 when there is no bias at all.
             b2_s = jnp.where(b2 > 0, b2 * jnp.exp(-log_s), 0.0)
@@ -290,9 +325,13 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get
                 omr=jnp.clip(omr, 0.0, 1.0), theta=st["theta"] * ratio * fprime + sigma,
                 q1=q1n, q2=q2n, T1=st["T1"] * ratio + q1n, T2=st["T2"] * ratio + q2n,
             )
+            if e is not None and "rho" in get:
+                new["rho"] = jnp.clip(quotient(sigma, big_q), 0.0, 1.0)
         else:
             sigma = j
             new = dict(omr=jnp.clip(one_minus_j, 0.0, 1.0), theta=st["theta"] * fprime + sigma)
+            if e is not None and "rho" in get:
+                new["rho"] = j
         if "nngp" in get:
             new["sigma"] = sigma
         if "nngp_dot" in get:
@@ -317,13 +356,15 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get
             new["sdot"] = half_w2 * ((jnp.pi - t) / jnp.pi)
         return new, layer.astype(dtype) * log_c
 
-    depth = slot.shape[0]
+    depth = length  # the loop's length: the depth, or above it a bucket (loop_length)
+    depth_now = requested[0, -1]  # the deepest requested layer: the layers past it are skipped
     layer1 = jnp.ones((), jnp.int32)
     first = values(state, jnp.zeros((), dtype), layer1)
     if depth == 1:
         return {k: v[None] for k, v in first.items()}
-    state, log_s2 = advance(state, t1, sin_t1, layer1)
+    state, log_s2 = advance(state, t1, sin_t1, layer1, e=e1 if e1 is not None else jnp.pi - t1)
     second = values(state, log_s2, layer1 + 1)
+    state.pop("rho", None)
 
     if bias:
         def step(st, layer):
@@ -335,14 +376,25 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get
             del state["omr"]
         step = advance_angle
 
-    layers_left = jnp.arange(2, depth, dtype=jnp.int32)  # producing layers 3..depth
+    # The scans below produce layers 3..depth from layer numbers 2..depth - 1.
+    if not every_layer:
+        inner = step
+
+        def step(st, layer):
+            """``inner`` up to the depth, then nothing (a conditional on a CPU, a select elsewhere)."""
+            active = layer < depth_now
+            if on_cpu:
+                return jax.lax.cond(active, inner, lambda st, layer: (st, layer.astype(dtype) * log_c),
+                                    st, layer)
+            new, log_s = inner(st, layer)
+            return jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, st), log_s
     if every_layer and not on_cpu:
         # An accelerator's conditional costs a host round trip per layer; its memory is fast.
         def dense_step(st, layer):
             new, log_s = step(st, layer)
             return new, values(new, log_s, layer + 1)
 
-        _, rest = jax.lax.scan(dense_step, state, layers_left, unroll=unroll)
+        _, rest = scan_layers(dense_step, state, 2, depth - 2, unroll)
         return {k: jnp.concatenate([first[k][None], second[k][None], rest[k]]) for k in first}
     if every_layer:
         # On a CPU the scan's stacked outputs are the result itself (no copy into a
@@ -359,32 +411,29 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get
 
             return jax.lax.cond(k < 2, given, computed, st)
 
-        _, out = jax.lax.scan(dense_step, state, jnp.arange(depth, dtype=jnp.int32), unroll=unroll)
+        _, out = scan_layers(dense_step, state, 0, depth, unroll)
         return out
 
     if n_out == 1:
         # One layer, the last: no buffers, no conditionals, only the state in the loop.
         if depth == 2:
             return {k: v[None] for k, v in second.items()}
-        final, _ = jax.lax.scan(lambda st, layer: (step(st, layer)[0], None), state, layers_left,
-                                unroll=unroll)
-        log_s = (depth - 1) * log_c
-        return {k: v[None] for k, v in values(final, log_s, jnp.asarray(depth, jnp.int32)).items()}
+        final, _ = scan_layers(lambda st, layer: (step(st, layer)[0], None), state, 2, depth - 2, unroll)
+        log_s = (depth_now - 1).astype(dtype) * log_c
+        return {k: v[None] for k, v in values(final, log_s, depth_now).items()}
 
     buffers = {k: jnp.zeros((n_out + 1,) + jnp.shape(v), dtype) for k, v in first.items()}
-    buffers = write_slot(buffers, lambda: first, slot[0], n_out, on_cpu)
-    buffers = write_slot(buffers, lambda: second, slot[1], n_out, on_cpu)
+    buffers = write_slot(buffers, lambda: first, slot_of(requested, layer1), n_out, on_cpu)
+    buffers = write_slot(buffers, lambda: second, slot_of(requested, layer1 + 1), n_out, on_cpu)
 
-    def sparse_step(carry, xs):
+    def sparse_step(carry, layer):
         st, buffers = carry
-        s, layer = xs
         new, log_s = step(st, layer)
         # Only the requested layers' values are computed and stored.
+        s = slot_of(requested, layer + 1)
         return (new, write_slot(buffers, lambda: values(new, log_s, layer + 1), s, n_out, on_cpu)), None
 
-    (_, buffers), _ = jax.lax.scan(
-        sparse_step, (state, buffers), (slot[2:], layers_left), unroll=unroll
-    )
+    (_, buffers), _ = scan_layers(sparse_step, (state, buffers), 2, depth - 2, unroll)
     return {k: v[:n_out] for k, v in buffers.items()}
 
 
@@ -392,7 +441,8 @@ def recursion(one: LayerOne, omr1, t1, sin_t1, W_std, b_std, slot, *, n_out, get
 def unit_layer_one(rho) -> LayerOne:
     """Layer one of unit-norm inputs whose correlations are ``rho`` (any shape, as ``[1, size]``)."""
     unit, zero = jnp.ones((1,), rho.dtype), jnp.zeros((1,), rho.dtype)
-    return LayerOne(rho=rho.reshape(1, -1), q1=unit, q2=unit, log_g1=zero, log_g2=zero)
+    rho = rho.reshape(1, -1)
+    return LayerOne(rho=rho, q1=unit, q2=unit, log_g1=zero, log_g2=zero, gap=1.0 - jnp.abs(rho))
 
 
 def correlation_fields(one: LayerOne, out: dict, ones: tuple[int, ...], shape) -> dict:
@@ -403,22 +453,23 @@ def correlation_fields(one: LayerOne, out: dict, ones: tuple[int, ...], shape) -
     (accurate near -1), the others' from the angle of ``1 - rho_l``.
     """
     omr = out["_omr"]
-    angle = angle_from_omr(omr)  # one elementwise pass over every row, however many
+    fprime = (jnp.pi - angle_from_omr(omr)) / jnp.pi  # one elementwise pass over every row
     if ones:
-        angle = angle.at[jnp.asarray(ones)].set(angle_from_correlation(one.rho))
-    fields = dict(rho=1.0 - omr, one_minus_rho=omr, fprime=(jnp.pi - angle) / jnp.pi,
+        # Layer 1's f' from its own gap: accurate next to rho = -1, where pi - t is not.
+        fprime = fprime.at[jnp.asarray(ones)].set(first_angle(one)[3] / jnp.pi)
+    fields = dict(rho=out["rho"], one_minus_rho=omr, fprime=fprime,
                   ntk_normalized=out["ntk_normalized"])
     return {k: v.reshape((omr.shape[0],) + tuple(shape)) for k, v in fields.items()}
 
 
-@partial(jax.jit, static_argnames=("n_out", "ones", "every_layer", "unroll", "on_cpu"))
-def correlation_loop(rho1, slot, *, n_out, ones, every_layer, unroll, on_cpu):
+@partial(jax.jit, static_argnames=("length", "n_out", "ones", "every_layer", "unroll", "on_cpu"))
+def correlation_loop(rho1, requested, *, length, n_out, ones, every_layer, unroll, on_cpu):
     """Layers 1..depth from ``rho_1``: the bias-free layer loop (:func:`recursion`) run on
     unit-norm inputs at ``W_std^2 = 2``, so both give the same numbers."""
     dtype = rho1.dtype
     one = unit_layer_one(jnp.clip(rho1, -1.0, 1.0))
-    out = recursion(one, 1.0 - one.rho, angle_from_correlation(one.rho),
-                    sine_from_correlation(one.rho), jnp.asarray(math.sqrt(2.0), dtype),
-                    jnp.zeros((), dtype), slot, n_out=n_out, get=("ntk_normalized", "_omr"),
+    omr1, t1, sin_t1, e1 = first_angle(one)
+    out = recursion(one, omr1, t1, sin_t1, jnp.asarray(math.sqrt(2.0), dtype),
+                     jnp.zeros((), dtype), requested, e1=e1, length=length, n_out=n_out, get=("ntk_normalized", "_omr", "rho"),
                     bias=False, every_layer=every_layer, unroll=unroll, on_cpu=on_cpu)
     return correlation_fields(one, out, ones, rho1.shape)

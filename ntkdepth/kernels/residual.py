@@ -15,6 +15,7 @@ import numpy as np
 
 from ntkdepth.kernels.activations import ABRelu, Activation, Erf, Gelu, Identity
 from ntkdepth.kernels.scaling import times
+from ntkdepth.kernels.scan import slot_of
 
 __all__ = ["ARCSINE_COEFFICIENTS", "TMS_COEFFICIENTS", "angle_of_gap", "check_residual", "readout_fields",
            "residual_alpha", "residual_loop"]
@@ -319,10 +320,16 @@ def _loop_shape(n1: int, n2: int, steps: int, row_bytes: int, on_cpu: bool, symm
     return shape, np.asarray(rows, np.int32), np.asarray(cols, np.int32), chunk, chunks
 
 
-@partial(jax.jit, static_argnames=("act", "plan", "n_out", "get", "bias", "every_layer", "squeeze", "symmetric"))
-def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, slot, *, act: Activation, plan, n_out: int, get: tuple,
-                  bias: bool, every_layer: bool, squeeze: bool = False, symmetric: bool = False, omr1=None) -> dict:
-    """The residual stream's layers 1..depth (``depth = len(slot)``) from layer 1, keeping the ``n_out`` requested.
+@partial(jax.jit, static_argnames=("act", "plan", "length", "n_out", "get", "bias", "every_layer", "squeeze",
+                                   "symmetric"))
+def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, requested, *, act: Activation, plan, length: int, n_out: int,
+                  get: tuple, bias: bool, every_layer: bool, squeeze: bool = False, symmetric: bool = False,
+                  omr1=None) -> dict:
+    """The residual stream's layers 1..depth from layer 1, keeping the ``n_out`` layers of ``requested``.
+
+    ``requested``: :func:`ntkdepth.kernels.scan.requested_layers`, whose deepest layer is the depth (a
+    value); ``length``: the compiled loop's (:func:`ntkdepth.kernels.scan.run_length`), whose layers past
+    the depth change nothing. Each layer's place in the output is found inside the loop.
 
     ``rho1 [n1, n2]``: the first layer's correlations; ``lq1 [n1]``, ``lq2 [n2]``: the logarithms of
     ``Sigma^1(x, x)``; ``omr1``: ``1 - rho1`` where known more closely than from ``rho1``; layer ``l + 1`` is ``h^l + alpha (W phi(h^l) + b)``. Every pair carries
@@ -337,7 +344,7 @@ def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, slot, *, act: Activation,
     """
     dtype = rho1.dtype
     n1, n2 = rho1.shape
-    depth = slot.shape[0]
+    depth = requested[0, -1]  # the deepest requested layer, a value
     on_cpu = jax.default_backend() == "cpu"
     lw2 = 2.0 * jnp.log(jnp.asarray(W_std, dtype))
     la2 = 2.0 * jnp.log(jnp.asarray(alpha, dtype))
@@ -417,10 +424,11 @@ def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, slot, *, act: Activation,
     pbufs = {k: jnp.full((slots, n1, n2), rho1[0, 0] * 0.0 + i, dtype) for i, k in enumerate(pair_keys)}
     dbufs = {k: jnp.zeros((slots, n1 if k in ("nngp_diag1", "ntk_diag1", "_lq", "_lt", "_lsd", "_lq1", "_lt1")
                            else n2), dtype) for k in diag_keys}
-    s0 = jnp.minimum(slot[0], slots - 1)
+    # slot_of gives n_out (the scratch slot off a CPU) for an unrequested layer; on a CPU `store` skips it.
+    s0 = slot_of(requested, jnp.ones((), jnp.int32))
     dbufs = store(dbufs, diag_values(lq, lq, jnp.full_like(lq, -jnp.inf)), s0, diag_index)
 
-    steps = depth - 1
+    steps = length - 1
     if steps > 0:
         probe = jax.eval_shape(lambda v: act.rows(v, plan), lq)
         row_bytes = (12 + sum(int(np.prod(x.shape[1:], dtype=np.int64)) for x in jax.tree.leaves(probe))) * 8
@@ -437,7 +445,7 @@ def residual_loop(rho1, lq1, lq2, W_std, b_std, alpha, slot, *, act: Activation,
             g_in, h_in, logs, pbufs, dbufs = carry
             ell = 1 + c * chunk + jnp.arange(chunk)  # the layer each step leaves (1-based)
             valid = ell < depth
-            s_new = jnp.minimum(slot[jnp.minimum(ell, depth - 1)], slots - 1)  # slot of layer ell + 1
+            s_new = slot_of(requested, ell + 1)  # the place of layer ell + 1
 
             def diagonal(carry, x):
                 (lq, ltq, err), dbufs = carry

@@ -17,9 +17,12 @@ import numpy as np
 
 from ntkdepth.kernels.activations import ABRelu, Activation, activation as as_activation
 from ntkdepth.kernels.engine import (
+    layer_growth,
+    layer_kinds,
     normalized_loop,
     plan_for_inputs,
     ratio_panels,
+    static_plan,
     tabulate,
     tabulated_fields,
 )
@@ -37,7 +40,7 @@ from ntkdepth.kernels.relu import (
 )
 from ntkdepth.kernels.relu_engine import layer_one
 from ntkdepth.kernels.scaling import into_normal_range
-from ntkdepth.kernels.scan import jit_scalar, layer_slots, loop_options
+from ntkdepth.kernels.scan import is_every_layer, jit_scalar, loop_length, loop_options, requested_layers, run_length
 from ntkdepth.kernels.validation import (
     KERNEL_FIELDS,
     check_depth_and_layers,
@@ -103,6 +106,11 @@ def kernel_trace(
     return KernelTrace(layers=check_depth_and_layers(depth, layers), error_bound=bound, **out)
 
 
+#: The first layer, compiled once per shape: run eagerly, its conditional refinement of the close pairs
+#: (ntkdepth.kernels.pairs) would be compiled anew at every call, its branches closing over the inputs.
+_first_layer = jax.jit(layer_one, static_argnames=("bias",))
+
+
 def _log_diagonals(one, bias: bool):
     """``log Sigma^1(x, x)`` of each input (``[n1]``, ``[n2]``), in absolute units.
 
@@ -143,7 +151,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
         warn_float32_depth(dt, deepest, "kernel_trace")
         x1, x2, b_in, rescale, norms = into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
         w, b = jit_scalar(W_std, dt), jit_scalar(b_std, dt)
-        one = layer_one(x1, x2, jnp.asarray(w), jnp.asarray(jit_scalar(b_in, dt)), bias, rescale)
+        one = _first_layer(x1, x2, jnp.asarray(w), jnp.asarray(jit_scalar(b_in, dt)), bias, rescale)
         lq1, lq2 = _log_diagonals(one, bias)
         plan = None
         if not act.closed_form:
@@ -155,26 +163,45 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
                 # Plans depend on the inputs through the range of Sigma^1(x, x) alone: cached by it.
                 span = tuple(float(np.format_float_positional(v, precision=6, unique=False, fractional=False))
                              for v in np.quantile(lqs, np.linspace(0.0, 1.0, 9)))
-                plan = _cached_plan(act, span, float(W_std), float(b_std), deepest, np.dtype(dt).name)
+                # Planned for the compiled loop's length: every depth of a length shares the plan
+                # (a variance range covering more layers covers fewer) and so the compiled loop.
+                plan = _cached_plan(act, span, float(W_std), float(b_std), loop_length(deepest),
+                                    np.dtype(dt).name, alpha)
+                _warn_tail(act, plan, dt)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields) + (("_logs",) if logs else ())
         tabulate_at = _tabulation_setting(act, one, lq1, lq2, bias, dt, residual=alpha is not None)
         if _use_tables(method, tabulate_at, act, plan, layer_array, one.rho.shape):
             out = _tabulated(act, plan, float(W_std), float(b_std), tabulate_at, one.rho, lq1, lq2, layer_array,
                              ordered, dt, squeeze, alpha)
             return out, (None if plan is None else plan.tail)
-        slots = jax.numpy.asarray(layer_slots(layer_array, deepest))
-        every_layer = bool(np.array_equal(layer_array, np.arange(1, deepest + 1)))
+        requested = jax.numpy.asarray(requested_layers(layer_array))
+        length, every_layer = run_length(layer_array), is_every_layer(layer_array)
         if alpha is not None:
-            out = residual_loop(one.rho, lq1, lq2, w, b, jit_scalar(alpha, dt), slots, act=act, plan=plan,
-                                n_out=len(layer_array), get=ordered, bias=bias, every_layer=every_layer,
-                                squeeze=squeeze, symmetric=symmetric)
+            out = residual_loop(one.rho, lq1, lq2, w, b, jit_scalar(alpha, dt), requested, act=act,
+                                plan=static_plan(plan), length=length, n_out=len(layer_array), get=ordered,
+                                bias=bias, every_layer=every_layer, squeeze=squeeze, symmetric=symmetric)
             return out, (None if plan is None else plan.tail)
         unroll, on_cpu = loop_options()
         out = normalized_loop(
-            one.rho, lq1, lq2, w, b, slots, act=act, plan=plan, n_out=len(layer_array), get=ordered, bias=bias,
-            every_layer=every_layer, unroll=unroll, on_cpu=on_cpu, squeeze=squeeze,
+            one.rho, lq1, lq2, w, b, requested, act=act, plan=static_plan(plan), length=length,
+            n_out=len(layer_array), get=ordered, bias=bias, every_layer=every_layer, unroll=unroll,
+            on_cpu=on_cpu, squeeze=squeeze, symmetric=symmetric,
         )
     return out, (None if plan is None else plan.tail)
+
+
+def _warn_tail(act: Activation, plan: MehlerPlan, dtype) -> None:
+    """A warning where the Hermite expansion's tail, at the most terms a call uses, stays far above
+    the rounding it was planned for (large variances: a wide first layer, a residual stream)."""
+    tol = float(np.finfo(dtype).eps) if np.dtype(dtype) == np.float64 else 1e-8
+    if plan.tail > 1e3 * tol:
+        import warnings
+
+        warnings.warn(
+            f"{act.label}: the Hermite expansion's relative tail is {plan.tail:.1e} per layer at the variances "
+            f"this network reaches, with {plan.terms} terms (the most a call uses); the kernels are accurate "
+            "to about that per layer (KernelTrace.error_bound), not to rounding. Smaller W_std, b_std or "
+            "input norms keep the variances where the expansion converges", UserWarning, stacklevel=4)
 
 
 def _tabulation_setting(act, one, lq1, lq2, bias, dtype, residual=False):
@@ -230,8 +257,8 @@ def _use_tables(method, setting, act, plan, layer_array, shape) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_plan(act, span, W_std, b_std, depth, dtype_name):
-    return plan_for_inputs(act, np.asarray(span), W_std, b_std, depth, np.dtype(dtype_name))
+def _cached_plan(act, span, W_std, b_std, depth, dtype_name, alpha=None):
+    return plan_for_inputs(act, np.asarray(span), W_std, b_std, depth, np.dtype(dtype_name), alpha=alpha)
 
 
 @functools.lru_cache(maxsize=32)
@@ -248,8 +275,8 @@ def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fi
     tables = _cached_tables(act, plan, W_std, b_std, lq, layers, np.dtype(dtype).name, emin, needs, alpha)
     mesh = symmetric_mesh(emin)
     degree = act.degree if (act.degree is not None and b_std == 0.0) else None
-    return tabulated_fields(rho1, lq1, lq2, tables, layers=layers, get=fields, emin=emin, n_side=mesh.n_side,
-                            n_ratio=ratio_panels(mesh), degree=degree, squeeze=squeeze)
+    return tabulated_fields(rho1, lq1, lq2, tables, layer_growth(layers, degree, dtype), kinds=layer_kinds(layers),
+                            get=fields, emin=emin, n_side=mesh.n_side, n_ratio=ratio_panels(mesh), squeeze=squeeze)
 
 
 def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,

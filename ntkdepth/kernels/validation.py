@@ -37,7 +37,7 @@ __all__ = [
 #: The kernel fields a call may ask for through ``get``.
 KERNEL_FIELDS = ("nngp", "nngp_dot", "ntk", "rho", "ntk_normalized")
 
-#: Below this depth float32 keeps ``Thetabar^l`` and ``1 - rho_l`` to about 1e-5 relative; beyond it
+#: Below this depth float32 keeps ``Thetabar^l`` to about 1e-5 relative; beyond it
 #: the kernel functions warn (docs/kernels.md#precision-per-call).
 FLOAT32_MAX_DEPTH = 1000
 
@@ -214,8 +214,8 @@ def warn_float32_depth(dtype, depth: int, name: str, stacklevel: int = 3) -> Non
     if np.dtype(dtype) == np.float32 and depth > FLOAT32_MAX_DEPTH:
         warnings.warn(
             f"{name}: float32 at depth {depth} loses digits (rounding accumulates over the "
-            f"layers: Thetabar^l and 1 - rho_l keep only ~1e-5 relative beyond depth "
-            f"{FLOAT32_MAX_DEPTH}, ~1e-4 at 1e5); pass dtype='float64' (or float64 inputs)",
+            f"layers: Thetabar^l keeps ~1e-5 relative up to depth {FLOAT32_MAX_DEPTH}, "
+            f"within 1e-3 at 1e5); pass dtype='float64' (or float64 inputs)",
             stacklevel=stacklevel,
         )
 
