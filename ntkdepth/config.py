@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ConfigError", "setting", "from_mapping", "load_preset", "parse_overrides", "to_dict",
+    "ConfigError", "setting", "from_mapping", "recorded_config", "load_preset", "parse_overrides", "to_dict",
     "dataset_setting", "mnist_dir_setting", "mnist_split_setting", "shorten", "with_defaults",
 ]
 
@@ -22,6 +22,9 @@ __all__ = [
 _INT_RANGE = (-(2**63), 2**63 - 1)
 # How a list is written after --set, by the type of its elements.
 _LIST_EXAMPLES = {int: "[64,256]", float: "[0.1,1.0]", str: "['a','b']", bool: "[true,false]"}
+
+
+_UNSET = object()  # a setting without an ``absent`` value
 
 
 class ConfigError(ValueError):
@@ -52,6 +55,7 @@ def setting(
     min_len: int | None = None,
     distinct: bool | str = False,
     omit_default: bool = False,
+    absent=_UNSET,
 ):
     """A config field with documentation and the values it may take.
 
@@ -67,10 +71,14 @@ def setting(
     recorded config, its hash and every cache key made from it, so that those runs
     keep their keys and resume; any other value is recorded (and keyed) as usual,
     and a record without the key reads back as the default.
+
+    ``absent`` is for a setting added with a default other than what runs recorded before it
+    did: the value a recorded config without the key meant (:func:`recorded_config`), so that
+    redrawing such a run describes what it did.
     """
     meta = {
         "help": help, "min": min, "max": max, "choices": choices,
-        "min_len": min_len, "distinct": distinct, "omit_default": omit_default,
+        "min_len": min_len, "distinct": distinct, "omit_default": omit_default, "absent": absent,
     }
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
@@ -158,6 +166,17 @@ def _check_range(key: str, value: Any, meta: dict) -> None:
             raise ConfigError(f"{key}: {v} is above the maximum {meta['max']}")
         if meta.get("choices") is not None and v not in meta["choices"]:
             raise ConfigError(f"{key}: {_shown(v)} is not one of {list(meta['choices'])}")
+
+
+def recorded_config(schema: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a run's recorded settings) with the keys it predates filled in by what their
+    absence meant (``setting(absent=...)``); other missing keys are left to their defaults."""
+    filled = dict(values)
+    for f in dataclasses.fields(schema):
+        absent = f.metadata.get("absent", _UNSET)
+        if f.name not in filled and absent is not _UNSET:
+            filled[f.name] = absent
+    return filled
 
 
 def from_mapping(

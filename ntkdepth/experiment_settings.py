@@ -122,7 +122,8 @@ class SkipGramSettings(SweepSettings):
     onehot_norm: str = setting("sqrt-vocab", choices=["one", "sqrt-vocab"],
                                help="a token's input: 'one' (e_c) or 'sqrt-vocab' (sqrt(V) e_c: |x|^2 = n_0)")
     center_output: bool = setting(True, help="train f_theta - f_theta0 (the same NTK; the residual starts at -y, "
-                                             "not at the random f_0 over V outputs)")
+                                             "not at the random f_0 over V outputs)",
+                                  absent=False)  # runs recorded before the setting trained f_theta itself
     learning_rate: float = setting(0.5, help="SGD learning rate (width-independent at NTK parameterization)", min=1e-8)
     batch_size: int = setting(256, help="pairs per SGD step", min=1)
     steps: int = setting(1000, help="SGD steps", min=1)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ntkdepth.config import ConfigError, from_mapping, shorten
+from ntkdepth.config import ConfigError, from_mapping, recorded_config, shorten
 from ntkdepth.runs import FinishedRun
 from ntkdepth.storage import jsonable, read_json
 
@@ -130,7 +130,7 @@ def redraw(folder: Path | str) -> dict:
                           f"run; {again}")
     experiment = get(record["experiment"])
     module = experiment.module
-    config = from_mapping(module.Config, record["config"], source=f"{shown}/config.json",
+    config = from_mapping(module.Config, recorded_config(module.Config, record["config"]), source=f"{shown}/config.json",
                           what=f"experiment {experiment.name!r}")
     try:
         return report_results(module, config, results, FinishedRun(folder, record))

@@ -161,3 +161,18 @@ def test_a_setting_of_several_types_takes_the_first_that_fits(capsys, tmp_path):
     assert main(["run", "width-vs-kernel", "--preset", "smoke", "--set", "residual=sqrt(L)", "--out", str(tmp_path)]) == 2
     assert "residual must be a number alpha > 0, a text 'a/sqrt(L)'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_recorded_config_without_a_later_setting_reads_as_what_its_absence_meant():
+    """A setting added with a new default names what older records meant by leaving it out."""
+    from ntkdepth.config import recorded_config
+
+    @dataclass(frozen=True)
+    class Schema:
+        center: bool = setting(True, help="new behaviour", absent=False)
+        steps: int = setting(10, help="no absent value")
+
+    assert from_mapping(Schema, recorded_config(Schema, {})) == Schema(center=False, steps=10)
+    assert from_mapping(Schema, recorded_config(Schema, {"center": True, "steps": 3})) == Schema(True, 3)
+    # New runs, which record every key, are read as written; from_mapping alone keeps the default.
+    assert from_mapping(Schema, {}).center is True

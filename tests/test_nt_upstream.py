@@ -27,7 +27,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import SUMMARY_KEY
 
 FILES = ("stax/elementwise_test.py", "stax/stax_test.py", "predict_test.py")
 
@@ -147,8 +146,7 @@ def test_neural_tangents_own_tests_pass_through_the_bridge(tmp_path, request):
         f"neural-tangents, {len(PLACEHOLDER)} deselected (placeholders), {len(SLOW)} deselected "
         f"(slow), of {report['collected']} collected in {len(FILES)} files; {time_s:.0f} s"
     )
-    reports = request.config.stash.setdefault(SUMMARY_KEY, [])
-    reports.append(line)
+    request.node.user_properties.append(("summary", line))
     print(line)
     assert counts["failed"] == 0 and counts["error"] == 0 and proc.returncode == 0, f"{line}\n{tail}"
     assert not set(REQUIRED) - passed, f"required cases did not pass: {sorted(set(REQUIRED) - passed)}"

@@ -50,6 +50,9 @@ def test_a_run_keyed_by_width_strings_redraws_with_its_numbers(tmp_path, name):
     for par, loss in old["final_loss"].items():
         assert f"{par} {loss[str(widths[-1])]:.4g}" in summary
     assert ("The kernel predicts" in summary) == bool(old.get("kernel_prediction"))
+    # A record without center_output predates the setting: those runs trained f_theta itself.
+    recorded = json.loads((FOLDERS[name] / "config.json").read_text())["config"]
+    assert ("on the centered network" in summary) == recorded.get("center_output", False), name
     assert (tmp_path / "run" / "table1_scaling.png").stat().st_size > 0
     assert (tmp_path / "run" / "table1_steps.png").exists() == ("curves" in old)
 

@@ -165,7 +165,9 @@ def test_any_depth_matches_the_recursion_entry_by_entry(x64, rng, depth):
     expected = recursion_drift(x, y, f0, x_eval, 0.8, d=d, w=w, **kw)
     got = drift_prediction(x, y, x_eval, 0.8, depth=depth, W_std=1.2, b_std=0.4, out_std=0.9, f0_train=f0,
                            loss_weights=w)
-    np.testing.assert_allclose(got[0], expected, rtol=1e-9)
+    # The kernels agree to rounding (1e-16 of their scale); the kernel solves of the prediction carry that
+    # to a few 1e-9 at depths 4 and 5 (measured 3.9e-9).
+    np.testing.assert_allclose(got[0], expected, rtol=2e-8)
 
 
 def test_zero_drift_at_time_zero_and_growth_with_time(x64, rng):
