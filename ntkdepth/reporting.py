@@ -130,8 +130,8 @@ def redraw(folder: Path | str) -> dict:
                           f"run; {again}")
     experiment = get(record["experiment"])
     module = experiment.module
-    config = from_mapping(module.Config, recorded_config(module.Config, record["config"]), source=f"{shown}/config.json",
-                          what=f"experiment {experiment.name!r}")
+    settings = recorded_config(module.Config, record["config"])
+    config = from_mapping(module.Config, settings, source=f"{shown}/config.json", what=f"experiment {experiment.name!r}")
     try:
         return report_results(module, config, results, FinishedRun(folder, record))
     except (KeyError, IndexError, TypeError, AttributeError) as err:

@@ -5,33 +5,17 @@ import numpy as np
 import pytest
 
 
-def _memory_maps() -> int:
-    """How many memory maps this process holds (0 where /proc is not there)."""
-    try:
-        with open("/proc/self/maps", "rb") as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return 0
-
-
-#: Above this many memory maps the compiled programs are dropped (the kernel's limit,
-#: ``vm.max_map_count``, is 65,530 by default; one test module adds at most a few thousand).
-_MAPS_KEPT = 25_000
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
-    """Drops every compiled program after a test module once the process holds many memory maps.
+    """Drops every compiled program after each test module.
 
     Each XLA executable keeps its code mapped in the process; a process running
-    much of the suite would otherwise approach the kernel's limit on memory maps,
-    where compilation fails. Below the threshold the programs stay, for later
-    modules that compile the same ones.
+    much of the suite would otherwise approach the kernel's limit on memory maps
+    (``vm.max_map_count``), where compilation fails.
     """
     yield
-    if _memory_maps() > _MAPS_KEPT:
-        jax.clear_caches()
-        gc.collect()
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture
