@@ -1,5 +1,6 @@
 """Infinite-width hidden-layer drift: independent formulas, the one-hot case, trained networks."""
 
+import functools
 import math
 
 import jax
@@ -361,23 +362,34 @@ def mlp_apply(params, x, s, b, s_out):
     return f, a
 
 
-def train_and_measure(x, y, w, x_eval, *, width, depth, seed, s=SQRT2, b=0.0, s_out=1.0, eta=0.01, steps=200):
-    """Full-batch gradient descent; returns ``f_0(X)`` and ``a_T(x) - a_0(x)`` ``[n_eval, width]``."""
-    x, y, w, x_eval = (jnp.asarray(v, jnp.float32) for v in (x, y, w, x_eval))
+# Gradient descent to time t = 2 in 50 steps of 0.04: the drift the flow predicts
+# is matched to the tolerances below (a prediction 10% off fails every trained test).
+ETA, STEPS = 0.04, 50
 
-    def loss(p):
+
+@functools.cache
+def _descent(s, b, s_out, eta, steps):
+    """Full-batch gradient descent as one jitted function, compiled once per network shape."""
+
+    def loss(p, x, y, w):
         f, _ = mlp_apply(p, x, s, b, s_out)
         return 0.5 * jnp.sum(w[:, None] * (f - y) ** 2)
 
     @jax.jit
-    def run(p):
-        step = lambda _, q: jax.tree.map(lambda u, g: u - eta * g, q, jax.grad(loss)(q))  # noqa: E731
+    def run(p, x, y, w):
+        step = lambda _, q: jax.tree.map(lambda u, g: u - eta * g, q, jax.grad(loss)(q, x, y, w))  # noqa: E731
         return jax.lax.fori_loop(0, steps, step, p)
 
+    return run
+
+
+def train_and_measure(x, y, w, x_eval, *, width, depth, seed, s=SQRT2, b=0.0, s_out=1.0, eta=ETA, steps=STEPS):
+    """Full-batch gradient descent; returns ``f_0(X)`` and ``a_T(x) - a_0(x)`` ``[n_eval, width]``."""
+    x, y, w, x_eval = (jnp.asarray(v, jnp.float32) for v in (x, y, w, x_eval))
     params = mlp_init(jax.random.PRNGKey(seed), x.shape[1], width, depth, y.shape[1])
     f0, _ = mlp_apply(params, x, s, b, s_out)
     _, a0 = mlp_apply(params, x_eval, s, b, s_out)
-    _, a1 = mlp_apply(run(params), x_eval, s, b, s_out)
+    _, a1 = mlp_apply(_descent(s, b, s_out, eta, steps)(params, x, y, w), x_eval, s, b, s_out)
     return np.asarray(f0, np.float64), np.asarray(a1 - a0, np.float64)
 
 
