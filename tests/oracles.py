@@ -109,6 +109,27 @@ def write_deep_oracle(path) -> None:
         json.dump(payload, fh)
 
 
+def read_deep_oracle(starts, layers, *, check_to: int = 1000) -> dict[float, dict[str, np.ndarray]]:
+    """:func:`correlation_recursion` for each start in ``starts`` at ``layers``, read from
+    ``tests/data/deep_oracle.json``; the layers up to ``check_to`` are recomputed here and must
+    agree with the file, so the stored values are the recursion's own."""
+    import json
+    import pathlib
+
+    stored = json.loads((pathlib.Path(__file__).parent / "data" / "deep_oracle.json").read_text())
+    picked = [stored["layers"].index(l) for l in layers]
+    out = {}
+    for r in starts:
+        values = stored["values"][stored["rho1"].index(r)]
+        out[r] = {k: np.asarray(v)[picked] for k, v in values.items()}
+        live_layers = [l for l in layers if l <= check_to]
+        live = correlation_recursion(r, live_layers)
+        for k, v in live.items():
+            np.testing.assert_allclose(out[r][k][: len(live_layers)], v, rtol=1e-15, atol=0,
+                                       err_msg=f"deep_oracle.json disagrees with the recursion ({r}, {k})")
+    return out
+
+
 
 
 def residual_recursion(x1, x2, *, layers: list[int], W_std: float, b_std: float, alpha: float,
