@@ -234,7 +234,7 @@ def main(argv=None):
     parser.add_argument("--out", help="write the numbers as JSON")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.m, args.ntk_n, args.repeats = [200], 50, [16, 32], 1
+        args.n, args.m, args.ntk_n, args.repeats = [200], 50, [16], 1
     rng = np.random.default_rng(0)
     predict = [] if args.only == "ntk" else [bench_predict(n, args.m, args.repeats, rng) for n in args.n]
     empirical = [] if args.only == "predict" else bench_empirical(

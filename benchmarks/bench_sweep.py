@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=None,
                         help="timed steps per width (default: 200 at width <= 1024, else 5)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="widths 64 and 256, 4 seeds, 20 steps")
+    parser.add_argument("--quick", action="store_true", help="width 64, 4 seeds, 10 steps: a check of the numbers")
     parser.add_argument("--devices", type=int, default=1,
                         help="CPU devices the seed group is spread over (XLA's "
                              "--xla_force_host_platform_device_count: one per core); the "
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         if args.seeds % args.devices:
             parser.error(f"--seeds {args.seeds} must be a multiple of --devices {args.devices}")
     if args.quick:
-        args.widths, args.seeds, args.steps, args.repeats = [64, 256], 4, [20, 20], 1
+        args.widths, args.seeds, args.steps, args.repeats = [64], 4, [10], 1
     steps = args.steps or [200 if w <= 1024 else 5 for w in args.widths]
     if len(steps) == 1:
         steps = steps * len(args.widths)

@@ -20,7 +20,7 @@ def test_bench_sweep_quick_trains_seeds_together_to_the_sequential_outputs():
     out = _run("benchmarks/bench_sweep.py", "--quick")
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| sphere") or
             line.startswith("| text8")]
-    assert len(rows) == 4, out
+    assert len(rows) == 2, out  # sphere and text8 at width 64
     for row in rows:
         assert float(row[-1]) < 1e-5, row  # outputs rel. diff, vmapped seeds against one run each
 
