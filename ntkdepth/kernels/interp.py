@@ -186,14 +186,18 @@ def interp_tables(layers: tuple[int, ...], dtype, get: tuple[str, ...], bias_set
     ``W_std`` then), else ``(W_std^2, b_std^2, q)`` as floats with ``q`` the
     common ``Sigma^1(x, x)``.
     """
-    return _cached_tables(layers, jnp.dtype(dtype).name, _needs(get), bias_setting, loop_options())
+    return _cached_tables(layers, jnp.dtype(dtype).name, _needs(get)[2], bias_setting, loop_options())
 
 
 @lru_cache(maxsize=32)
-def _cached_tables(layers, dtype_name, needs, bias_setting, loop_options) -> InterpTables:
-    """The tables of :func:`interp_tables`, keyed by every setting that shapes them."""
+def _cached_tables(layers, dtype_name, with_derivative, bias_setting, loop_options) -> InterpTables:
+    """The tables of :func:`interp_tables`, keyed by every setting that shapes them.
+
+    One node run gives the correlation's and the normalized NTK's tables together (both are
+    kept, so calls asking for either share them); the derivative kernel's needs a field more.
+    """
     with jax.ensure_compile_time_eval():
-        return _build_tables(layers, jnp.dtype(dtype_name), needs, bias_setting)
+        return _build_tables(layers, jnp.dtype(dtype_name), (True, True, with_derivative), bias_setting)
 
 
 def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
