@@ -186,9 +186,10 @@ def _worker_multihost(out: Path, process_id: int, port: int) -> None:
 
 
 def _run_workers(args_list, tmp_path, devices, timeout=240):
-    # The workers compile the same functions more than once: JAX's persistent cache shares them.
+    # The workers compile the same functions more than once: JAX's persistent cache shares them
+    # (the test run's own where it has one, tests/conftest.py).
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+           "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax-cache")),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     procs = [subprocess.Popen([sys.executable, __file__, *map(str, args)], env=env, cwd=ROOT,
