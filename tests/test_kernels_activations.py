@@ -257,3 +257,35 @@ def test_the_series_stops_where_its_terms_no_longer_count(x64, name):
             cut = act.correlations(a, columns, rho, jnp.max(jnp.abs(rho)))
             for got, want in zip(cut, full):
                 np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=4e-16, atol=1e-17)
+
+
+def test_gelu_closed_form_holds_at_large_variances(x64):
+    # Deep networks above GELU's edge grow their variance geometrically (q ~ 1e16 by depth 80 at
+    # W_std = 1.77): (1 + q1)(1 + q2) - c^2 then cancelled to rounding (a NaN) and c^2 + q1 q2 delta^2
+    # overflowed from q ~ 1e77. Against the same closed form in 320 digits (enough for 50 past the
+    # cancellation at q = 1e100).
+    from mpmath import mp, mpf
+
+    gelu = activation("gelu")
+
+    def reference(q1, q2, rho):
+        with mp.workdps(320):
+            q1, q2, rho = mpf(q1), mpf(q2), mpf(rho)
+            c, p, p1 = rho * mp.sqrt(q1 * q2), q1 * q2, (1 + q1) * (1 + q2)
+            d2 = p1 - c * c
+            d = mp.sqrt(d2)
+            angle = mp.atan2(c, d)
+            k = ((c * c + p * d2) / (p1 * d) + c * angle) / (2 * mp.pi) + c / 4
+            kd = c / d / (2 * mp.pi) * (1 / d2 + (1 - p) / p1 + 1) + mpf(1) / 4 + angle / (2 * mp.pi)
+            return k, kd
+
+    for q1, q2 in ((3.0, 3.0), (1e16, 2e16), (1e40, 1e40), (1e100, 3e99)):
+        r1, r2 = (gelu.rows(jnp.log(jnp.asarray([q])), None) for q in (q1, q2))
+        for rho in (1.0, 1 - 1e-9, 0.3, -0.7):
+            k, kd = gelu.correlations(r1, r2, jnp.asarray([rho]))
+            m1, md1 = reference(q1, q1, 1.0)
+            m2, md2 = reference(q2, q2, 1.0)
+            ref_k, ref_kd = reference(q1, q2, rho)
+            want = (float(ref_k / mp.sqrt(m1 * m2)), float(ref_kd / mp.sqrt(md1 * md2)))
+            for got, ref in zip((k, kd), want):
+                assert abs(float(got[0]) - ref) <= 1e-13 * abs(ref), (q1, q2, rho, float(got[0]), ref)

@@ -376,24 +376,30 @@ class Gelu(Activation):
         return jax.scipy.stats.norm.cdf(x) + x * jnp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
     @staticmethod
-    def _raw(q1, q2, c):
-        """``(E[phi(u) phi(v)], E[phi'(u) phi'(v)])`` for variances ``q1, q2`` and covariance ``c``."""
+    def _raw(q1, q2, c, gap):
+        """``(E[phi(u) phi(v)], E[phi'(u) phi'(v)])`` for variances ``q1, q2`` and covariance ``c``, with
+        ``gap = q1 q2 - c^2`` given by the caller (from the correlation, without cancellation)."""
         p, p1 = q1 * q2, (1.0 + q1) * (1.0 + q2)
-        delta2 = p1 - c * c  # >= 1 + q1 + q2 > 0
+        # (1 + q1)(1 + q2) - c^2, summed from its positive parts: subtracting c^2 from p1 would leave
+        # rounding alone once q is large (zero or negative from q ~ 1e16, a NaN downstream).
+        delta2 = 1.0 + q1 + q2 + gap
         delta = jnp.sqrt(delta2)
         angle = jnp.arctan2(c, delta)
-        k = ((c * c + p * delta2) / (p1 * delta) + c * angle) / (2.0 * jnp.pi) + 0.25 * c
-        kd = (c / delta / (2.0 * jnp.pi)) * (1.0 / delta2 + (1.0 - p) / p1 + 1.0) + 0.25 + angle / (2.0 * jnp.pi)
+        # (c^2 + p delta2) / (p1 delta) as two ratios below 1 times powers of delta: no q^4 to overflow.
+        k = ((c * c / p1) / delta + (p / p1) * delta + c * angle) / (2.0 * jnp.pi) + 0.25 * c
+        # (1 - p) / p1 + 1 = (2 + q1 + q2) / p1, which does not cancel at large q.
+        kd = (c / delta / (2.0 * jnp.pi)) * (1.0 / delta2 + (2.0 + q1 + q2) / p1) + 0.25 + angle / (2.0 * jnp.pi)
         return k, kd
 
     def rows(self, lq, plan):
         q = jnp.exp(lq)
-        m, md = self._raw(q, q, q)
+        m, md = self._raw(q, q, q, jnp.zeros_like(q))
         return dict(q=q, m=m, md=md, lm=jnp.log(m), lmd=jnp.log(md))
 
     def correlations(self, r1, r2, rho, reach=None):
         q1, q2 = r1["q"], r2["q"]
-        k, kd = self._raw(q1, q2, rho * jnp.sqrt(q1 * q2))
+        gap = q1 * q2 * jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0)
+        k, kd = self._raw(q1, q2, rho * jnp.sqrt(q1 * q2), gap)
         return k / jnp.sqrt(r1["m"] * r2["m"]), kd / jnp.sqrt(r1["md"] * r2["md"])
 
     def stax(self):
