@@ -85,7 +85,9 @@ def run(config: Config, out: RunDir) -> dict:
                 with jax.enable_x64(True):
                     tr = kernel_trace(x, depth=int(depths.max()), layers=depths, activation=act, W_std=W, b_std=b,
                                       get=("rho", "ntk_normalized"), dtype="float64")
+                bound = tr.error_bound
                 arrays.update({
+                    f"{phase}_error_bound": float("nan") if bound is None else float(bound),
                     f"{phase}_W": W, f"{phase}_q_star": float(mf.q_star), f"{phase}_c_star": float(mf.c_star),
                     f"{phase}_chi_1": float(mf.chi_1), f"{phase}_chi_c": float(mf.chi_c),
                     f"{phase}_xi_c": float(mf.xi_c), f"{phase}_phase": str(mf.phase),
@@ -94,34 +96,48 @@ def run(config: Config, out: RunDir) -> dict:
                 })
             return arrays
 
-        a = out.stage(f"depth-{name}", compute)
+        # The stage's name changes with what it stores (here: with the Hermite tail), so that a
+        # folder's older stage files are computed anew rather than read.
+        a = out.stage(f"kernels-{name}", compute)
         settings[name], curves[name] = {}, {}
         for phase in PHASES:
             s = {k: (a[f"{phase}_{k}"].item() if a[f"{phase}_{k}"].ndim == 0 else a[f"{phase}_{k}"])
-                 for k in ("W", "q_star", "c_star", "chi_1", "chi_c", "xi_c", "phase", "limit", "ratio")}
+                 for k in ("W", "q_star", "c_star", "chi_1", "chi_c", "xi_c", "phase", "limit", "ratio",
+                           "error_bound")}
             s["phase"] = str(s["phase"])
-            s.update(_fit(depths, a[f"{phase}_tbar"], s))
+            s.update(_fit(depths, a[f"{phase}_tbar"], a[f"{phase}_rho"], s))
             settings[name][phase] = s
             curves[name][phase] = {"rho": a[f"{phase}_rho"], "ntk_normalized": a[f"{phase}_tbar"]}
 
     diagram = out.stage("phase-diagram", lambda: _phase_diagram(config))
     rows = [[name, phase, s["W"], s["phase"], s["q_star"], s["chi_1"], s["c_star"], s["limit"],
-             s["measured_at_max_depth"], s["fitted_ratio"], s["ratio"], s["fitted_exponent"]]
+             s["deepest_finite_depth"], s["measured_at_max_depth"], s["fitted_ratio"], s["ratio"],
+             s["fitted_exponent"], s["error_bound"]]
             for name, by_phase in settings.items() for phase, s in by_phase.items()]
     columns = ["activation", "setting", "W_std", "phase", "q_star", "chi_1", "c_star", "limit",
-               "Thetabar_at_max_depth", "fitted_ratio", "theory_ratio", "fitted_exponent"]
+               "deepest_finite_depth", "Thetabar_there", "fitted_ratio", "theory_ratio", "fitted_exponent",
+               "hermite_tail_per_layer"]
     return {"depths": depths, "starts": starts, "settings": settings, "curves": curves,
             "phase_diagram": {k: np.asarray(v) for k, v in diagram.items()},
             "tables": {"depth_activations.csv": table(columns, rows)}}
 
 
-def _fit(depths, tbar, s) -> dict:
-    """How ``Thetabar^L`` approaches its limit: the geometric ratio per layer, or the exponent in ``L``."""
+def _fit(depths, tbar, rho, s) -> dict:
+    """How ``Thetabar^L`` approaches its limit: the geometric ratio per layer, or the exponent in ``L``.
+
+    Only the depths up to the first whose kernels are not finite count: where the variance grows
+    without bound it overflows float64 at some depth (``deepest_finite_depth``), and the kernels
+    past it are not numbers.
+    """
+    finite = np.all(np.isfinite(tbar), axis=1) & np.all(np.isfinite(rho), axis=1)
+    n_ok = int(np.argmin(finite)) if not finite.all() else len(depths)
+    deepest = int(depths[n_ok - 1]) if n_ok else 0
+    out = {"measured_at_max_depth": float(np.mean(tbar[n_ok - 1])) if n_ok else float("nan"),
+           "deepest_finite_depth": deepest, "fitted_ratio": float("nan"), "fitted_exponent": float("nan")}
     limit = s["limit"]
-    out = {"measured_at_max_depth": float(np.mean(tbar[-1])), "fitted_ratio": float("nan"),
-           "fitted_exponent": float("nan")}
-    if not math.isfinite(limit):
+    if not math.isfinite(limit) or n_ok == 0:
         return out
+    depths, tbar = depths[:n_ok], tbar[:n_ok]
     gap = np.abs(tbar - limit).mean(1)
     ok = (gap > 1e-13) & (depths >= 4)
     if ok.sum() < 3:
@@ -253,25 +269,35 @@ def _summary(config, results) -> str:
         f"(chi_1 = 1) and {config.phase_factor}x below and above it. Limits and rates from the mean-field theory "
         "(docs/activations.md#the-depth-limit).",
         "",
-        "| activation | setting | W_std | phase | chi_1 | c* | limit of Thetabar | Thetabar at L = "
-        f"{L:,} | fitted ratio per layer | theory | fitted exponent in L |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| activation | setting | W_std | phase | chi_1 | c* | limit of Thetabar | deepest finite L | Thetabar there "
+        "| fitted ratio per layer | theory | fitted exponent in L |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     fmt = lambda v: "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
-    findings = []
+    findings, limits = [], []
     for name, by_phase in results["settings"].items():
         for phase, s in by_phase.items():
+            deepest = s.get("deepest_finite_depth", L)
             lines.append(f"| {name} | {phase} | {s['W']:.4g} | {s['phase']} | {fmt(s['chi_1'])} | {fmt(s['c_star'])} | "
-                         f"{fmt(s['limit'])} | {s['measured_at_max_depth']:.4g} | {fmt(s['fitted_ratio'])} | "
-                         f"{fmt(s['ratio'])} | {fmt(s['fitted_exponent'])} |")
+                         f"{fmt(s['limit'])} | {deepest:,} | {fmt(s['measured_at_max_depth'])} | "
+                         f"{fmt(s['fitted_ratio'])} | {fmt(s['ratio'])} | {fmt(s['fitted_exponent'])} |")
+            if deepest < L:
+                limits.append(f"- {name} at the {phase} setting: the variance grows without bound and overflows "
+                              f"float64 past depth {deepest:,}; its kernels are reported to that depth.")
+            bound = s.get("error_bound")
+            if bound is not None and math.isfinite(bound) and bound > 1e-10:
+                limits.append(f"- {name} at the {phase} setting: the Hermite expansion's relative tail reaches "
+                              f"{bound:.1e} per layer at the variances this network reaches; its kernels are "
+                              "accurate to about that per layer, not to rounding.")
             lim = s["limit"]
-            if lim is not None and math.isfinite(lim):
+            if lim is not None and math.isfinite(lim) and math.isfinite(s["measured_at_max_depth"]):
                 gap = abs(s["measured_at_max_depth"] - lim)
                 findings.append((name, phase, s, gap))
     lines += ["", "## Findings", ""]
     for name, phase, s, gap in findings:
+        at = s.get("deepest_finite_depth", L)
         if s["phase"] in ("edge", "unbounded"):
-            lines.append(f"- {name} at the {phase} setting ({s['phase']}): Thetabar at L = {L:,} is "
+            lines.append(f"- {name} at the {phase} setting ({s['phase']}): Thetabar at L = {at:,} is "
                          f"{s['measured_at_max_depth']:.4f}, {gap:.2g} from the limit {s['limit']:.4g}; "
                          + claim(math.isfinite(s["fitted_exponent"]) and s["fitted_exponent"] < -0.5,
                                  f"the gap falls like L^{s['fitted_exponent']:.2f} (theory: log L / L).",
@@ -280,7 +306,7 @@ def _summary(config, results) -> str:
             ratio, theory = s["fitted_ratio"], s["ratio"]
             agree = math.isfinite(ratio) and math.isfinite(theory) and abs(ratio - theory) <= 0.02 * theory
             lines.append(f"- {name}, {s['phase']}: Thetabar tends to {s['limit']:.4g} "
-                         f"({s['measured_at_max_depth']:.4g} at L = {L:,}); fitted ratio per layer {fmt(ratio)} "
+                         f"({s['measured_at_max_depth']:.4g} at L = {at:,}); fitted ratio per layer {fmt(ratio)} "
                          f"against the theory's {fmt(theory)}: "
                          + claim(agree, "they agree within 2%.", "they differ by more than 2%."))
     edges = [s for _, _, s, _ in findings if s["phase"] == "edge"]
@@ -289,6 +315,7 @@ def _summary(config, results) -> str:
         lines.append(f"- At the edge of chaos the smooth activations' normalized NTK tends to 1/3 and ReLU's to 1/4 "
                      f"(docs/activations.md#the-depth-limit): {len(smooth)} of {len(edges)} edge settings have the "
                      "smooth limit.")
+    lines += limits
     lines += ["", "Files: depth_activations.png (Thetabar and 1 - rho against depth), depth_activations_phases.png "
               "(phase diagrams), depth_activations.csv."]
     return "\n".join(lines)

@@ -2,6 +2,9 @@
 hash and their cache keys; other activations are keyed by it, and refused where the drift's
 prediction does not cover them."""
 
+import json
+import re
+
 import pytest
 
 from ntkdepth.cli import main
@@ -67,3 +70,19 @@ def test_table1_takes_any_activation_and_refuses_an_unknown_one(capsys, tmp_path
     assert get("table1").config("smoke", {"activation": "tanh"}).activation == "tanh"
     assert main(["run", "table1", "--preset", "smoke", "--set", "activation=tanhh", "--out", str(tmp_path)]) == 2
     assert "unknown activation 'tanhh' (did you mean 'tanh'?)" in capsys.readouterr().err
+
+
+def test_depth_activations_reports_an_overflowing_setting_to_its_last_finite_depth(tmp_path):
+    # GELU above its edge of chaos grows its variance like 1.56^L, past float64 near depth 750: the
+    # kernels there are not numbers, and the summary says how deep they are reported, without a NaN.
+    out = tmp_path / "run"
+    assert main(["run", "depth-activations", "--preset", "smoke", "--out", str(out), "--set", "activations=['gelu']",
+                 "--set", "max_depth=2000", "--set", "n_depths=10", "--set", "grid=4"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert not re.search(r"\bnan\b", summary, re.IGNORECASE)
+    s = json.loads((out / "results.json").read_text())["settings"]["gelu"]["chaotic"]
+    assert 300 < s["deepest_finite_depth"] < 2000, s
+    assert abs(s["measured_at_max_depth"] - 0.25) < 0.02, s  # on its way to ReLU's 1/4
+    assert f"overflows float64 past depth {s['deepest_finite_depth']:,}" in summary
+    settings = json.loads((out / "results.json").read_text())["settings"]["gelu"]
+    assert settings["ordered"]["deepest_finite_depth"] == settings["edge"]["deepest_finite_depth"] == 2000
