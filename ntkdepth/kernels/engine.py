@@ -35,8 +35,10 @@ class LayerRows(NamedTuple):
 
 def _second_moment_numpy(fn, q: np.ndarray, nodes: int = 256) -> np.ndarray:
     z, sqrt_w, _ = hermite_table(nodes, 0)
-    values = np.asarray(fn(np.sqrt(q)[:, None] * z), np.float64)
-    return (values * values) @ (sqrt_w * sqrt_w)
+    # A variance growing without bound overflows here: inf, which plan_for_inputs stops at.
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.asarray(fn(np.sqrt(q)[:, None] * z), np.float64)
+        return (values * values) @ (sqrt_w * sqrt_w)
 
 
 def plan_for_inputs(act: Activation, lq1: np.ndarray, W_std: float, b_std: float, depth: int,
