@@ -64,6 +64,26 @@ def test_direction_gap_is_accurate_relative_to_itself(x64, dtype, capacity):
     assert np.all(got[:, 3:5] == 0.0)  # identical and antipodal rows: exactly 0
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_direction_gap_with_one_close_pair_a_row(x64, dtype):
+    # More pairs than a small kernel's (12 x 12), each row with one close partner off the diagonal
+    # (nearly identical or nearly antipodal): found row by row, refined to a few ulps of itself.
+    rng = np.random.default_rng(4)
+    x1 = rng.normal(size=(12, 8))
+    step = 1e-7 if dtype == np.float64 else 1e-3
+    x2 = (x1 + step * rng.normal(size=x1.shape))[::-1] * np.where(np.arange(12) % 3 == 0, -1.0, 1.0)[:, None]
+    x1, x2 = x1.astype(dtype), x2.astype(dtype)
+    cos = jnp.asarray((_unit(x1) @ _unit(x2).T).astype(dtype))
+    got = np.asarray(jax.jit(direction_gap)(x1, x2, cos))
+    eps = np.finfo(dtype).eps
+    for i in range(12):
+        for j in range(12):
+            ref = R.gap(x1[i], x2[j])
+            if j == 11 - i:  # the close partner: 1 - |cos| far below the threshold
+                assert ref < 1e-4 * GAP_THRESHOLD[np.dtype(dtype).name]
+            assert abs(got[i, j] - ref) <= 8 * eps * ref + eps * math.sqrt(ref), (i, j, got[i, j], ref)
+
+
 def test_direction_gap_is_differentiable_at_identical_rows(x64):
     x = jnp.asarray(R.BASE[None, :])
     g = jax.grad(lambda v: direction_gap(v, v + 1e-7, jnp.ones((1, 1)))[0, 0])(x)
