@@ -67,7 +67,7 @@ def test_direction_gap_is_accurate_relative_to_itself(x64, dtype, capacity):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_direction_gap_with_one_close_pair_a_row(x64, dtype):
     # More pairs than a small kernel's (12 x 12), each row with one close partner off the diagonal
-    # (nearly identical or nearly antipodal): found row by row, refined to a few ulps of itself.
+    # (nearly identical or nearly antipodal): gathered and refined to a few ulps of itself.
     rng = np.random.default_rng(4)
     x1 = rng.normal(size=(12, 8))
     step = 1e-7 if dtype == np.float64 else 1e-3

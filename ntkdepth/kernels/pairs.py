@@ -45,11 +45,9 @@ def direction_gap(x1: jax.Array, x2: jax.Array, cos: jax.Array, *, capacity: int
 
     ``x1 [n1, n0]``, ``x2 [n2, n0]``: the inputs (no zero rows); ``cos [n1, n2]``: their Gram matrix
     of unit rows. Where ``1 - |cos|`` is below :data:`GAP_THRESHOLD` the gap comes from the inputs'
-    difference (:func:`_pair_gap`). By default, while no row has more than one such pair (a kernel's
-    diagonal, or generic inputs), each row's is found by a reduction and refined alone; otherwise up
-    to ``capacity`` pairs (default ``n1 + n2 + 64``) are gathered and refined alone, more fall back
-    to a pass over every pair (an explicit ``capacity`` takes that way at once). Identical
-    (antipodal) rows give exactly 0. Differentiable; jit-compatible (the shapes are static).
+    difference (:func:`_pair_gap`); up to ``capacity`` such pairs (default ``n1 + n2 + 64``) are
+    gathered and refined alone, more fall back to a pass over every pair. Identical (antipodal)
+    rows give exactly 0. Differentiable; jit-compatible (the shapes are static).
     """
     n1, n2 = cos.shape
     dtype = cos.dtype
@@ -57,7 +55,6 @@ def direction_gap(x1: jax.Array, x2: jax.Array, cos: jax.Array, *, capacity: int
     gap = jnp.clip(1.0 - jnp.abs(cos), 0.0, 1.0)
     sign = jnp.where(cos >= 0, 1.0, -1.0).astype(dtype)
     near = gap < tau
-    per_row = capacity is None
     capacity = n1 + n2 + _EXTRA_CAPACITY if capacity is None else int(capacity)
     if n1 * n2 <= capacity:
         every = _pair_gap(x1[:, None, :], x2[None, :, :], sign)
@@ -78,21 +75,7 @@ def direction_gap(x1: jax.Array, x2: jax.Array, cos: jax.Array, *, capacity: int
 
         return jax.lax.map(row, (x1, sign, gap, near))
 
-    def gathered(gap):
-        return jax.lax.cond(jnp.sum(near) <= capacity, sparse, dense, gap)
-
-    if not per_row:
-        return gathered(gap)
-    rows = jnp.arange(n1)
-    counts = jnp.sum(near, axis=1)
-    first = jnp.argmax(near, axis=1)
-
-    def one_per_row(gap):
-        # No search over all n1 n2 entries (jnp.nonzero there costs about two Gram matrices).
-        refined = _pair_gap(x1, x2[first], sign[rows, first])
-        return gap.at[rows, first].set(jnp.where(counts > 0, refined, gap[rows, first]))
-
-    return jax.lax.cond(jnp.max(counts) <= 1, one_per_row, gathered, gap)
+    return jax.lax.cond(jnp.sum(near) <= capacity, sparse, dense, gap)
 
 
 def bias_correlation(cos, gap, s1, s2, b):
