@@ -43,13 +43,14 @@ def _unit(x):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("capacity", [None, 3, 0])
+@pytest.mark.parametrize("capacity", [None, 64, 3, 0])
 def test_direction_gap_is_accurate_relative_to_itself(x64, dtype, capacity):
-    # capacity None: every pair at once (a small kernel); 3: the gathered refinement, whose
-    # capacity the close pairs exceed (the pass over every row); 0: that pass alone.
+    # capacity None: every pair at once (a small kernel); 64: each row's first close pair, the
+    # others listed and refined together; 3: more close pairs than that (the pass over every
+    # row); 0: that pass whenever a row has more than one.
     x1, x2 = _hard_rows(dtype)
-    if capacity == 3:
-        x1 = np.vstack([x1] * 4)  # 4 x 8 pairs, more than 3 of them close
+    if capacity in (64, 3):
+        x1 = np.vstack([x1] * 4)  # 4 x 8 pairs, more than 3 of them close beyond each row's first
     cos = jnp.asarray((_unit(x1) @ _unit(x2).T).astype(dtype))
     got = np.asarray(jax.jit(direction_gap, static_argnames="capacity")(x1, x2, cos, capacity=capacity))
     eps = np.finfo(dtype).eps
@@ -65,21 +66,24 @@ def test_direction_gap_is_accurate_relative_to_itself(x64, dtype, capacity):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_direction_gap_with_one_close_pair_a_row(x64, dtype):
-    # More pairs than a small kernel's (12 x 12), each row with one close partner off the diagonal
-    # (nearly identical or nearly antipodal): gathered and refined to a few ulps of itself.
+@pytest.mark.parametrize("rows", [12, 1200])
+def test_direction_gap_with_one_close_pair_a_row(x64, dtype, rows):
+    # Each row with one close partner off the diagonal (nearly identical or nearly antipodal),
+    # found by the one reduction: a small kernel (12 rows) and one past every pair's recomputation
+    # (1200 rows, 12 of them checked), both refined to a few ulps of themselves.
     rng = np.random.default_rng(4)
-    x1 = rng.normal(size=(12, 8))
+    x1 = rng.normal(size=(rows, 8))
     step = 1e-7 if dtype == np.float64 else 1e-3
-    x2 = (x1 + step * rng.normal(size=x1.shape))[::-1] * np.where(np.arange(12) % 3 == 0, -1.0, 1.0)[:, None]
+    flip = np.where(np.arange(rows) % 3 == 0, -1.0, 1.0)[:, None]
+    x2 = (x1 + step * rng.normal(size=x1.shape))[::-1] * flip
     x1, x2 = x1.astype(dtype), x2.astype(dtype)
     cos = jnp.asarray((_unit(x1) @ _unit(x2).T).astype(dtype))
     got = np.asarray(jax.jit(direction_gap)(x1, x2, cos))
     eps = np.finfo(dtype).eps
     for i in range(12):
-        for j in range(12):
+        for j in range(rows - 12, rows):
             ref = R.gap(x1[i], x2[j])
-            if j == 11 - i:  # the close partner: 1 - |cos| far below the threshold
+            if j == rows - 1 - i:  # the close partner: 1 - |cos| far below the threshold
                 assert ref < 1e-4 * GAP_THRESHOLD[np.dtype(dtype).name]
             assert abs(got[i, j] - ref) <= 8 * eps * ref + eps * math.sqrt(ref), (i, j, got[i, j], ref)
 

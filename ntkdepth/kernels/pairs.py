@@ -10,28 +10,33 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ntkdepth.kernels.scaling import power_of_two
+
 __all__ = ["GAP_THRESHOLD", "bias_correlation", "direction_gap"]
 
 #: Pairs with ``1 - |cos| <`` this (per dtype) get their gap from the inputs' difference.
 GAP_THRESHOLD = {"float64": 2.0**-10, "float32": 2.0**-6}
-_EXTRA_CAPACITY = 64  # pairs beyond the n1 + n2 of a diagonal, refined without the dense fallback
+_EXTRA_CAPACITY = 64  # close pairs beyond each row's first, refined without the pass over every row
+_EVERY_PAIR_ELEMENTS = 2**18  # below n1 n2 n0 this, every pair is recomputed from the inputs
 
 
 def _scaled(a):
-    """Rows ``a`` divided by powers of two (exact) that bring each row's largest entry into ``[0.5, 1)``."""
+    """Rows ``a`` times powers of two (exact) that bring each row's largest entry into ``[0.5, 1)``."""
     big = jnp.max(jnp.abs(a), axis=-1)
     _, e = jnp.frexp(jnp.where(big > 0, big, 1.0))
-    return a * jnp.ldexp(jnp.ones_like(big), -e)[..., None]
+    half = -e // 2  # two factors: 2^-e alone leaves the normal range for subnormal rows
+    return a * (power_of_two(half, a.dtype) * power_of_two(-e - half, a.dtype))[..., None]
 
 
 def _pair_gap(a, b, sign):
-    """``1 - sign cos(a, b)`` of rows ``a, b`` ``[..., n0]`` from their difference, a few ulps relative.
+    """``1 - sign cos(a, b)`` of rows ``a, b`` ``[..., n0]`` (scaled by :func:`_scaled`) from their
+    difference, a few ulps relative.
 
     With ``b' = sign b``, ``Delta = b' - a`` and ``|b'| - |a| = <Delta, a + b'> / (|a| + |b'|)``,
     ``a / |a| - b' / |b'| = (a <Delta, a + b'> / (|a| (|a| + |b'|)) - Delta) / |b'|`` is a sum of
     terms proportional to ``Delta``, and the gap is half its squared length.
     """
-    a, b = _scaled(a), _scaled(b * sign[..., None])
+    b = b * sign[..., None]
     na = jnp.sqrt(jnp.sum(a * a, axis=-1))
     nb = jnp.sqrt(jnp.sum(b * b, axis=-1))
     delta = b - a
@@ -44,38 +49,86 @@ def direction_gap(x1: jax.Array, x2: jax.Array, cos: jax.Array, *, capacity: int
     """``[n1, n2]`` the gap ``1 - |cos(x, x')|``, accurate relative to itself for every pair.
 
     ``x1 [n1, n0]``, ``x2 [n2, n0]``: the inputs (no zero rows); ``cos [n1, n2]``: their Gram matrix
-    of unit rows. Where ``1 - |cos|`` is below :data:`GAP_THRESHOLD` the gap comes from the inputs'
-    difference (:func:`_pair_gap`); up to ``capacity`` such pairs (default ``n1 + n2 + 64``) are
-    gathered and refined alone, more fall back to a pass over every pair. Identical (antipodal)
-    rows give exactly 0. Differentiable; jit-compatible (the shapes are static).
+    of unit rows. Where ``1 - |cos|`` is below :data:`GAP_THRESHOLD` (a close pair) the gap comes
+    from the inputs' difference (:func:`_pair_gap`). A small kernel (``n1 n2 n0`` up to
+    ``2^18``, ``capacity`` not given) recomputes every pair. Otherwise each row's first close
+    pair (a kernel's diagonal) is found by one reduction over the Gram matrix and refined; the
+    close pairs beyond those, up to ``capacity`` (default ``n1 + n2 + 64``), are listed row by
+    row and refined together; more fall back to a pass over every pair of the inputs. Identical
+    (antipodal) rows give exactly 0. Differentiable; jit-compatible (the shapes are static).
     """
     n1, n2 = cos.shape
     dtype = cos.dtype
     tau = GAP_THRESHOLD[jnp.dtype(dtype).name]
-    gap = jnp.clip(1.0 - jnp.abs(cos), 0.0, 1.0)
-    sign = jnp.where(cos >= 0, 1.0, -1.0).astype(dtype)
-    near = gap < tau
+    s1, s2 = _scaled(x1), _scaled(x2)
+
+    def plain(c):
+        return jnp.clip(1.0 - jnp.abs(c), 0.0, 1.0)
+
+    def signs(c):
+        return jnp.where(c >= 0, 1.0, -1.0).astype(dtype)
+
+    if capacity is None and n1 * n2 * x1.shape[-1] <= _EVERY_PAIR_ELEMENTS:
+        gap = plain(cos)
+        return jnp.where(gap < tau, _pair_gap(s1[:, None, :], s2[None, :, :], signs(cos)), gap)
     capacity = n1 + n2 + _EXTRA_CAPACITY if capacity is None else int(capacity)
-    if n1 * n2 <= capacity:
-        every = _pair_gap(x1[:, None, :], x2[None, :, :], sign)
-        return jnp.where(near, every, gap)
 
-    def sparse(gap):
-        flat = jnp.nonzero(near.ravel(), size=capacity, fill_value=n1 * n2)[0]
-        i, j = flat // n2, flat % n2
-        valid = flat < n1 * n2
-        ii, jj = jnp.where(valid, i, 0), jnp.where(valid, j, 0)
-        refined = _pair_gap(x1[ii], x2[jj], sign[ii, jj])
-        return gap.ravel().at[flat].set(refined, mode="drop").reshape(n1, n2)
+    # The search works on integers alone: nothing to differentiate until the pairs are refined.
+    close = jax.lax.stop_gradient(plain(cos) < tau)
+    col = jnp.arange(n2, dtype=jnp.int32)
+    rows = jnp.arange(n1, dtype=jnp.int32)
+    # Each row's number of close pairs and the first of them (n2: none), in one pass.
+    count, first = jax.lax.reduce(
+        (close.astype(jnp.int32), jnp.where(close, col, n2)), (jnp.int32(0), jnp.int32(n2)),
+        lambda a, b: (a[0] + b[0], jnp.minimum(a[1], b[1])), (1,))
+    crowded = count > 1
+    row = jnp.min(jnp.where(crowded, rows, n1))  # the first row with more than one
+    if capacity > 0:
+        def more(state):
+            i, _, k, _, _ = state
+            return (i < n1) & (k < capacity)
 
-    def dense(gap):
-        def row(args):
-            a, s, g, m = args
-            return jnp.where(m, _pair_gap(jnp.broadcast_to(a, x2.shape), x2, s), g)
+        def step(state):
+            # The next close pair of row i after column j; else on to the next crowded row.
+            i, j, k, list_i, list_j = state
+            c_i = jax.lax.stop_gradient(jax.lax.dynamic_index_in_dim(cos, i, keepdims=False))
+            after = (plain(c_i) < tau) & (col > jnp.maximum(j, first[i]))
+            j_next = jnp.min(jnp.where(after, col, n2))
+            found = j_next < n2
+            list_i = jnp.where(found, list_i.at[k].set(i), list_i)
+            list_j = jnp.where(found, list_j.at[k].set(j_next), list_j)
+            next_row = jnp.min(jnp.where(crowded & (rows > i), rows, n1))
+            return (jnp.where(found, i, next_row), jnp.where(found, j_next, -1), k + found.astype(jnp.int32),
+                    list_i, list_j)
 
-        return jax.lax.map(row, (x1, sign, gap, near))
+        start = (row, jnp.int32(-1), jnp.int32(0), jnp.zeros(capacity, jnp.int32),
+                 jnp.full(capacity, n2, jnp.int32))
+        row, _, k, list_i, list_j = jax.lax.while_loop(more, step, start)
 
-    return jax.lax.cond(jnp.sum(near) <= capacity, sparse, dense, gap)
+    def refine(gap, i, j, when=None):
+        """``gap`` with the pairs ``(i, j)`` refined (``j = n2``: no pair)."""
+        valid = j < n2
+        j_safe = jnp.where(valid, j, 0)
+
+        def values(_):
+            return _pair_gap(s1[i], s2[j_safe], signs(cos[i, j_safe]))
+
+        v = values(None) if when is None else jax.lax.cond(when, values, lambda _: jnp.zeros(i.shape, dtype), None)
+        return gap.at[i, jnp.where(valid, j, n2)].set(v, mode="drop")
+
+    # Both branches build the gap from the Gram matrix (a cond returning its operand copies it).
+    def listed(c):
+        gap = refine(plain(c), rows, first)
+        return refine(gap, list_i, list_j, when=k > 0) if capacity > 0 else gap
+
+    def every_row(c):
+        def one(args):
+            a, c_i, g = args
+            return jnp.where(g < tau, _pair_gap(jnp.broadcast_to(a, s2.shape), s2, signs(c_i)), g)
+
+        return jax.lax.map(one, (s1, c, plain(c)))
+
+    return jax.lax.cond(row < n1, every_row, listed, cos)
 
 
 def bias_correlation(cos, gap, s1, s2, b):
