@@ -30,6 +30,7 @@ with a bias, the weight and bias scales and the common squared norm.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from functools import lru_cache, partial
 from typing import NamedTuple
 
@@ -58,18 +59,23 @@ from ntkdepth.kernels.scaling import power_of_two, times
 from ntkdepth.kernels.scan import jit_scalar, loop_length, loop_options, requested_layers
 
 __all__ = [
+    "CORRELATION_TABLE_FIELDS",
     "InterpTables",
     "Mesh",
     "interp_correlation",
     "interp_setting",
     "interp_tables",
     "interp_trace",
+    "clear_tables",
     "locate_panel",
     "mesh",
+    "tables_built",
     "use_interp",
 ]
 
 _NEG_PANELS = 16  # equal panels of v for rho_1 < 0
+#: The fields :func:`interp_correlation` asks the tables for.
+CORRELATION_TABLE_FIELDS = ("ntk_normalized", "_omr")
 _VMAX = math.sqrt(0.5)  # v at rho_1 = 0
 
 
@@ -124,9 +130,27 @@ def interp_setting(norms, n0: int, W_std, b_std, bias: bool, dtype):
     return (w2, b2, float(q[0]))
 
 
-def use_interp(method, setting, layer_array, n_pairs) -> bool:
+# The cost model of method="auto", in nanoseconds measured on a 2-core CPU (n = 2,000, d = 784):
+# per pair, layer two of the loop (its closed forms near rho_1 = -1) and each further layer; per
+# pair and requested layer, the interpolated pass; per layer of any loop, its fixed cost; per
+# node and layer, the node run that builds the tables.
+_LOOP_SECOND = {"float32": 9.0, "float64": 20.0}
+_LOOP_LAYER = {"float32": 0.5, "float64": 2.2}
+_INTERP_PASS = {"float32": 6.0, "float64": 12.0}
+_LAYER_OVERHEAD = 300.0
+_NODE_LAYER = 8.0
+
+
+def use_interp(method, setting, layer_array, n_pairs, dtype="float64", built=False) -> bool:
     """Whether a call takes the interpolated path: ``method`` (``"auto"``, ``"interp"``, ``"loop"``),
-    ``setting`` of :func:`interp_setting`, the requested layers and the number of pairs."""
+    ``setting`` of :func:`interp_setting`, the requested layers, the number of pairs, the dtype and
+    whether the tables are already built (:func:`tables_built`).
+
+    ``"auto"`` compares the loop's cost (layer two and every further layer for each pair) with the
+    interpolated pass (one elementwise pass per requested layer) plus, unless built, the node run
+    (``depth`` layers over the mesh's nodes, growing like ``log(depth)``): a few pairs at a great
+    depth take the loop.
+    """
     applies = setting is not False
     if method == "interp":
         if not applies:
@@ -140,14 +164,12 @@ def use_interp(method, setting, layer_array, n_pairs) -> bool:
     if method != "auto":
         raise ValueError(f"method must be 'auto', 'interp' or 'loop'; got {method!r}")
     deepest = int(layer_array.max())
-    # The node run costs depth * nodes layer steps (the mesh's panels times the points per
-    # panel, growing like log(depth)), each requested layer an elementwise pass over the pairs
-    # (about 16 layer steps' worth); the loop depth * n_pairs steps. A few pairs at a great
-    # depth take the loop.
-    emin = min(-2, math.floor(math.log2(1.0 / deepest)) - 2)
-    nodes = (1 + 8 * -emin + 16) * 9
-    tables = deepest * nodes + 16 * n_pairs * len(layer_array)
-    return applies and deepest >= 4 and tables <= 0.5 * deepest * n_pairs
+    if not applies or deepest < 4:
+        return False
+    name = "float32" if jnp.dtype(dtype) == jnp.float32 else "float64"
+    loop = n_pairs * (_LOOP_SECOND[name] + _LOOP_LAYER[name] * deepest) + _LAYER_OVERHEAD * deepest
+    tables = 0.0 if built else deepest * (_LAYER_OVERHEAD + _NODE_LAYER * len(mesh(deepest).lo) * N)
+    return tables + _INTERP_PASS[name] * n_pairs * len(layer_array) < loop
 
 
 class InterpTables(NamedTuple):
@@ -179,25 +201,43 @@ def _needs(get: tuple[str, ...]) -> tuple[bool, bool, bool]:
     )
 
 
+_TABLES: OrderedDict = OrderedDict()  # the most recently used tables, keyed by every setting that shapes them
+_TABLES_KEPT = 32
+
+
+def _table_key(layers, dtype, get, bias_setting):
+    return (tuple(int(l) for l in layers), jnp.dtype(dtype).name, _needs(get)[2], bias_setting, loop_options())
+
+
+def tables_built(layers, dtype, get, bias_setting=None) -> bool:
+    """Whether :func:`interp_tables` holds these tables already (a call then costs no node run)."""
+    return _table_key(layers, dtype, get, bias_setting) in _TABLES
+
+
+def clear_tables() -> None:
+    """Forgets every table :func:`interp_tables` kept."""
+    _TABLES.clear()
+
+
 def interp_tables(layers: tuple[int, ...], dtype, get: tuple[str, ...], bias_setting=None) -> InterpTables:
-    """Tabulates the univariate maps (cached).
+    """Tabulates the univariate maps, keeping the 32 most recently used.
 
     ``bias_setting``: ``None`` without bias (the maps do not depend on
     ``W_std`` then), else ``(W_std^2, b_std^2, q)`` as floats with ``q`` the
-    common ``Sigma^1(x, x)``.
+    common ``Sigma^1(x, x)``. One node run gives the correlation's and the normalized NTK's
+    tables together (both are kept, so calls asking for either share them); the derivative
+    kernel's needs a field more.
     """
-    return _cached_tables(layers, jnp.dtype(dtype).name, _needs(get)[2], bias_setting, loop_options())
-
-
-@lru_cache(maxsize=32)
-def _cached_tables(layers, dtype_name, with_derivative, bias_setting, loop_options) -> InterpTables:
-    """The tables of :func:`interp_tables`, keyed by every setting that shapes them.
-
-    One node run gives the correlation's and the normalized NTK's tables together (both are
-    kept, so calls asking for either share them); the derivative kernel's needs a field more.
-    """
+    key = _table_key(layers, dtype, get, bias_setting)
+    if key in _TABLES:
+        _TABLES.move_to_end(key)
+        return _TABLES[key]
     with jax.ensure_compile_time_eval():
-        return _build_tables(layers, jnp.dtype(dtype_name), (True, True, with_derivative), bias_setting)
+        tables = _build_tables(key[0], jnp.dtype(key[1]), (True, True, key[2]), bias_setting)
+    _TABLES[key] = tables
+    while len(_TABLES) > _TABLES_KEPT:
+        _TABLES.popitem(last=False)
+    return tables
 
 
 def _build_tables(layers, dtype, needs, bias_setting) -> InterpTables:
@@ -426,6 +466,6 @@ def interp_correlation(rho, *, layers: tuple[int, ...]) -> dict:
     ``rho``: starting correlations of any shape (validated); returns
     ``[len(layers), *rho.shape]`` arrays.
     """
-    tables = interp_tables(layers, rho.dtype, ("ntk_normalized", "_omr"))
+    tables = interp_tables(layers, rho.dtype, CORRELATION_TABLE_FIELDS)
     m = mesh(max(layers))
     return _correlation_impl(rho, tables, layers=layer_kinds(layers), emin=m.emin, n_pos=m.n_pos)

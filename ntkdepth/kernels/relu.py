@@ -18,7 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkdepth.kernels.angles import angle_from_correlation, one_minus_arccos_kernel
-from ntkdepth.kernels.interp import interp_correlation, interp_setting, interp_trace, use_interp
+from ntkdepth.kernels.interp import (
+    CORRELATION_TABLE_FIELDS,
+    interp_correlation,
+    interp_setting,
+    interp_trace,
+    tables_built,
+    use_interp,
+)
 from ntkdepth.kernels.relu_engine import correlation_loop, layer_loop
 from ntkdepth.kernels.scaling import into_normal_range
 from ntkdepth.kernels.scan import is_every_layer, jit_scalar, loop_options, requested_layers, run_length
@@ -211,8 +218,10 @@ def _kernel_dict(x1, x2, *, depth, W_std, b_std, layers, get, dtype, method, squ
         x1, x2, b_std, rescale, norms = into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields)
         setting = interp_setting(norms, x1.shape[1], W_std, b_std, bias, dt)
-        if use_interp(method, setting, layer_array, x1.shape[0] * x2.shape[0]):
-            return interp_trace(x1, x2, W_std, b_std, layers=tuple(int(l) for l in layer_array),
+        layers = tuple(int(l) for l in layer_array)
+        built = setting is not False and tables_built(layers, dt, ordered, setting)
+        if use_interp(method, setting, layer_array, x1.shape[0] * x2.shape[0], dt, built):
+            return interp_trace(x1, x2, W_std, b_std, layers=layers,
                                 get=ordered, bias_setting=setting, squeeze=squeeze,
                                 rescale=rescale)
         unroll, on_cpu = loop_options()
@@ -357,7 +366,8 @@ def correlation_trace(
                 raise ValueError(f"rho must lie in [-1, 1]; got values from {r.min()} to {r.max()}")
         deepest = int(layer_array.max())
         warn_float32_depth(dt, deepest, "correlation_trace")
-        if use_interp(method, None, layer_array, int(np.prod(rho.shape))):
+        built = tables_built(tuple(int(l) for l in layer_array), dt, CORRELATION_TABLE_FIELDS)
+        if use_interp(method, None, layer_array, int(np.prod(rho.shape)), dt, built):
             out = interp_correlation(jnp.clip(rho, -1.0, 1.0),
                                      layers=tuple(int(l) for l in layer_array))
             return CorrelationTrace(layers=layer_array, **out)
