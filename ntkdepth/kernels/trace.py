@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from functools import partial
 from collections.abc import Sequence
 
 import jax
@@ -106,11 +107,6 @@ def kernel_trace(
     return KernelTrace(layers=check_depth_and_layers(depth, layers), error_bound=bound, **out)
 
 
-#: The first layer, compiled once per shape: run eagerly, its conditional refinement of the close pairs
-#: (ntkdepth.kernels.pairs) would be compiled anew at every call, its branches closing over the inputs.
-_first_layer = jax.jit(layer_one, static_argnames=("bias",))
-
-
 def _log_diagonals(one, bias: bool):
     """``log Sigma^1(x, x)`` of each input (``[n1]``, ``[n2]``), in absolute units.
 
@@ -121,6 +117,20 @@ def _log_diagonals(one, bias: bool):
         return 2.0 * one.log_g1, 2.0 * one.log_g2
     shift = (2.0 * math.log(2.0)) * jnp.asarray(one.scale_exp, one.q1.dtype)
     return jnp.log(one.q1) + shift, jnp.log(one.q2) + shift
+
+
+@partial(jax.jit, static_argnames=("bias",))
+def _first_layer(x1, x2, W_std, b_std, bias, rescale):
+    """``(rho_1, log Sigma^1(x, x) [n1], [n2], the smallest nonzero 1 - |rho_1|)`` in one compiled pass.
+
+    Compiled once per shape (run eagerly, the conditional refinement of the close pairs,
+    :mod:`ntkdepth.kernels.pairs`, would be compiled anew at every call); only what the normalized
+    recursion and the tables' mesh need leaves it.
+    """
+    one = layer_one(x1, x2, W_std, b_std, bias, rescale)
+    lq1, lq2 = _log_diagonals(one, bias)
+    a = 1.0 - jnp.abs(one.rho)
+    return one.rho, lq1, lq2, jnp.min(jnp.where(a > 0, a, jnp.inf))
 
 
 def _check_residual(residual) -> float | None:
@@ -151,8 +161,8 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
         warn_float32_depth(dt, deepest, "kernel_trace")
         x1, x2, b_in, rescale, norms = into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
         w, b = jit_scalar(W_std, dt), jit_scalar(b_std, dt)
-        one = _first_layer(x1, x2, jnp.asarray(w), jnp.asarray(jit_scalar(b_in, dt)), bias, rescale)
-        lq1, lq2 = _log_diagonals(one, bias)
+        rho1, lq1, lq2, smallest = _first_layer(x1, x2, jnp.asarray(w), jnp.asarray(jit_scalar(b_in, dt)), bias,
+                                                rescale)
         plan = None
         if not act.closed_form:
             traced = any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std))
@@ -169,21 +179,21 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
                                     np.dtype(dt).name, alpha)
                 _warn_tail(act, plan, dt)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields) + (("_logs",) if logs else ())
-        tabulate_at = _tabulation_setting(act, one, lq1, lq2, bias, dt, residual=alpha is not None)
-        if _use_tables(method, tabulate_at, act, plan, layer_array, one.rho.shape):
-            out = _tabulated(act, plan, float(W_std), float(b_std), tabulate_at, one.rho, lq1, lq2, layer_array,
+        tabulate_at = _tabulation_setting(act, rho1, smallest, lq1, lq2, bias, dt, residual=alpha is not None)
+        if _use_tables(method, tabulate_at, act, plan, layer_array, rho1.shape):
+            out = _tabulated(act, plan, float(W_std), float(b_std), tabulate_at, rho1, lq1, lq2, layer_array,
                              ordered, dt, squeeze, alpha)
             return out, (None if plan is None else plan.tail)
         requested = jax.numpy.asarray(requested_layers(layer_array))
         length, every_layer = run_length(layer_array), is_every_layer(layer_array)
         if alpha is not None:
-            out = residual_loop(one.rho, lq1, lq2, w, b, jit_scalar(alpha, dt), requested, act=act,
+            out = residual_loop(rho1, lq1, lq2, w, b, jit_scalar(alpha, dt), requested, act=act,
                                 plan=static_plan(plan), length=length, n_out=len(layer_array), get=ordered,
                                 bias=bias, every_layer=every_layer, squeeze=squeeze, symmetric=symmetric)
             return out, (None if plan is None else plan.tail)
         unroll, on_cpu = loop_options()
         out = normalized_loop(
-            one.rho, lq1, lq2, w, b, requested, act=act, plan=static_plan(plan), length=length,
+            rho1, lq1, lq2, w, b, requested, act=act, plan=static_plan(plan), length=length,
             n_out=len(layer_array), get=ordered, bias=bias, every_layer=every_layer, unroll=unroll,
             on_cpu=on_cpu, squeeze=squeeze, symmetric=symmetric,
         )
@@ -204,7 +214,7 @@ def _warn_tail(act: Activation, plan: MehlerPlan, dtype) -> None:
             "input norms keep the variances where the expansion converges", UserWarning, stacklevel=4)
 
 
-def _tabulation_setting(act, one, lq1, lq2, bias, dtype, residual=False):
+def _tabulation_setting(act, rho1, smallest, lq1, lq2, bias, dtype, residual=False):
     """``(lq, emin)`` where the maps are functions of ``rho_1`` alone, else ``None``.
 
     They are for a homogeneous activation without bias (tabulated at ``Sigma^1 = 1``; of degree 1 in a
@@ -212,7 +222,7 @@ def _tabulation_setting(act, one, lq1, lq2, bias, dtype, residual=False):
     activation when every input has the same ``Sigma^1(x, x)`` (tabulated at that value). ``emin``
     puts the mesh's smallest panel below the closest pair of inputs (concrete values only).
     """
-    if any(isinstance(v, jax.core.Tracer) for v in (one.rho, lq1, lq2)):
+    if any(isinstance(v, jax.core.Tracer) for v in (rho1, smallest, lq1, lq2)):
         return None
     lqs = np.concatenate([np.asarray(lq1, np.float64), np.asarray(lq2, np.float64)])
     if act.degree is not None and not bias and (act.degree == 1 or not residual):
@@ -221,17 +231,11 @@ def _tabulation_setting(act, one, lq1, lq2, bias, dtype, residual=False):
         lq = float(lqs[0])
     else:
         return None
-    a_min = float(_smallest_gap(one.rho))  # the closest pair (0 < 1 - |rho_1|), reduced on the device
+    a_min = float(smallest)  # the closest pair (0 < 1 - |rho_1|), reduced with the first layer
     v_min = math.sqrt(0.5 * a_min) if math.isfinite(a_min) else 0.5
     floor = np.finfo(dtype).minexp + 2
     emin = max(floor, min(-3, 4 * math.floor((math.floor(math.log2(v_min)) - 1) / 4)))
     return lq, emin
-
-
-@jax.jit
-def _smallest_gap(rho):
-    a = 1.0 - jnp.abs(rho)
-    return jnp.min(jnp.where(a > 0, a, jnp.inf))
 
 
 def _use_tables(method, setting, act, plan, layer_array, shape) -> bool:
