@@ -366,10 +366,10 @@ def correlation_trace(
                 raise ValueError(f"rho must lie in [-1, 1]; got values from {r.min()} to {r.max()}")
         deepest = int(layer_array.max())
         warn_float32_depth(dt, deepest, "correlation_trace")
-        built = tables_built(tuple(int(l) for l in layer_array), dt, CORRELATION_TABLE_FIELDS)
+        layers = tuple(int(l) for l in layer_array)
+        built = tables_built(layers, dt, CORRELATION_TABLE_FIELDS)
         if use_interp(method, None, layer_array, int(np.prod(rho.shape)), dt, built):
-            out = interp_correlation(jnp.clip(rho, -1.0, 1.0),
-                                     layers=tuple(int(l) for l in layer_array))
+            out = interp_correlation(jnp.clip(rho, -1.0, 1.0), layers=layers)
             return CorrelationTrace(layers=layer_array, **out)
         out = correlation_loop(
             rho, jnp.asarray(requested_layers(layer_array)), length=run_length(layer_array),

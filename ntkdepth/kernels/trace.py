@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-from functools import partial
 from collections.abc import Sequence
 
 import jax
@@ -119,7 +118,7 @@ def _log_diagonals(one, bias: bool):
     return jnp.log(one.q1) + shift, jnp.log(one.q2) + shift
 
 
-@partial(jax.jit, static_argnames=("bias",))
+@functools.partial(jax.jit, static_argnames=("bias",))
 def _first_layer(x1, x2, W_std, b_std, bias, rescale):
     """``(rho_1, log Sigma^1(x, x) [n1], [n2], the smallest nonzero 1 - |rho_1|)`` in one compiled pass.
 
