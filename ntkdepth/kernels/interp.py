@@ -133,9 +133,13 @@ def interp_setting(norms, n0: int, W_std, b_std, bias: bool, dtype):
 # The cost model of method="auto", in nanoseconds measured on a 2-core CPU (n = 2,000, d = 784):
 # per pair, layer two of the loop (its closed forms near rho_1 = -1) and each further layer; per
 # pair and requested layer, the interpolated pass; per layer of any loop, its fixed cost; per
-# node and layer, the node run that builds the tables.
+# node and layer, the node run that builds the tables. With a bias each layer of the loop costs
+# more (the diagonals' update and the bias terms: measured at n = 1,000, L = 10-110); each
+# requested layer adds the write of its output to the loop as well as to the interpolated pass.
 _LOOP_SECOND = {"float32": 9.0, "float64": 20.0}
 _LOOP_LAYER = {"float32": 0.5, "float64": 2.2}
+_LOOP_LAYER_BIAS = {"float32": 3.4, "float64": 5.4}
+_LOOP_WRITE = {"float32": 2.4, "float64": 3.75}  # per pair and requested layer: the loop's output write
 _INTERP_PASS = {"float32": 6.0, "float64": 12.0}
 _LAYER_OVERHEAD = 300.0
 _NODE_LAYER = 8.0
@@ -167,7 +171,9 @@ def use_interp(method, setting, layer_array, n_pairs, dtype="float64", built=Fal
     if not applies or deepest < 4:
         return False
     name = "float32" if jnp.dtype(dtype) == jnp.float32 else "float64"
-    loop = n_pairs * (_LOOP_SECOND[name] + _LOOP_LAYER[name] * deepest) + _LAYER_OVERHEAD * deepest
+    per_layer = (_LOOP_LAYER if setting is None else _LOOP_LAYER_BIAS)[name]
+    loop = (n_pairs * (_LOOP_SECOND[name] + per_layer * deepest + _LOOP_WRITE[name] * len(layer_array))
+            + _LAYER_OVERHEAD * deepest)
     tables = 0.0 if built else deepest * (_LAYER_OVERHEAD + _NODE_LAYER * len(mesh(deepest).lo) * N)
     return tables + _INTERP_PASS[name] * n_pairs * len(layer_array) < loop
 
