@@ -85,7 +85,8 @@ def test_a_single_field_name_is_accepted_everywhere(rng, residual, act):
     """get='ntk' (a name, not a tuple) gives that field alone, for plain and residual networks.
 
     ReLU asks for every field alone; tanh (whose loop compiles slowly) for half of them in the plain
-    network and the other half in the residual one (each field is formed the same way for every activation)."""
+    network and the other half in the residual one: each field is formed the same way for every
+    activation."""
     x = rng.normal(size=(5, 3))
     both = kernel_trace(x, depth=4, activation=act, residual=residual, get=("nngp", "ntk"))
     fields = KERNEL_FIELDS if act == "relu" else KERNEL_FIELDS[int(residual is not None)::2]
