@@ -212,10 +212,42 @@ def write_residual_deep_oracle(path) -> None:
         json.dump(payload, fh)
 
 
+#: Residual networks to depth 1e4 with unequal norms and a near pair: ``(activation, alpha, b_std)`` at
+#: ``W_std = 1.3`` (``alpha = 0.01`` is ``1/sqrt(L)`` at ``L = 1e4``), the pairs and the depths of
+#: ``tests/data/residual_1e4_oracle.json``.
+RESIDUAL_1E4_CASES = [("relu", 0.01, 0.2), ("relu", 0.05, 0.0), ("erf", 0.3, 0.1)]
+RESIDUAL_1E4_LAYERS = [1, 2, 10, 100, 1000, 10_000]
+
+
+def residual_1e4_pairs(seed: int = 20261128):
+    """Two inputs against two of dimension 3: one of them within 3e-2 of the first, one of another norm."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=(2, 3))
+    x2 = np.vstack([x1[:1] + 3e-2 * rng.normal(size=(1, 3)), 1.5 * rng.normal(size=(1, 3))])
+    return x1, x2
+
+
+def write_residual_1e4_oracle(path) -> None:
+    """Writes :func:`residual_recursion` for ``RESIDUAL_1E4_CASES`` at ``RESIDUAL_1E4_LAYERS`` as JSON
+    (about 8 s per case at 50 digits)."""
+    import json
+
+    x1, x2 = residual_1e4_pairs()
+    values = []
+    for act, alpha, b in RESIDUAL_1E4_CASES:
+        out = residual_recursion(x1, x2, layers=RESIDUAL_1E4_LAYERS, W_std=1.3, b_std=b, alpha=alpha, activation=act)
+        values.append({k: v.tolist() for k, v in out.items()})
+    payload = {"digits": 50, "W_std": 1.3, "cases": RESIDUAL_1E4_CASES, "x1": x1.tolist(), "x2": x2.tolist(),
+               "layers": RESIDUAL_1E4_LAYERS, "values": values}
+    with open(path, "w") as fh:
+        json.dump(payload, fh)
+
+
 if __name__ == "__main__":
     import pathlib
 
     data = pathlib.Path(__file__).parent / "data"
     write_deep_oracle(data / "deep_oracle.json")
     write_residual_deep_oracle(data / "residual_deep_oracle.json")
+    write_residual_1e4_oracle(data / "residual_1e4_oracle.json")
 

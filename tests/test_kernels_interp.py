@@ -1,8 +1,9 @@
-"""The interpolated kernel path against the layer loop, the 40-digit oracle and neural-tangents."""
+"""The interpolated kernel path against the layer loop and neural-tangents.
 
-import json
+Its depth-10^6 oracle test is in test_kernels_accuracy.py, beside the cases that share its tables.
+"""
+
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -18,32 +19,12 @@ from ntkdepth.kernels import (
     stax_mlp,
 )
 
-DEEP_ORACLE = pathlib.Path(__file__).parent / "data" / "deep_oracle.json"
 DIAGONALS = ("nngp_diag1", "nngp_diag2", "ntk_diag1", "ntk_diag2")
 
 
 def rel_err(a, b, floor):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), floor)))
-
-
-def test_interp_is_as_close_to_the_40_digit_oracle_as_the_loop_to_depth_1e6(x64):
-    # Starting correlations from -1 to 1, within 1e-8 and 1e-12 of +-1; depths 1..1e6.
-    oracle = json.loads(DEEP_ORACLE.read_text())
-    rho1, layers = np.array(oracle["rho1"]), oracle["layers"]
-    interp = correlation_trace(rho1, depth=max(layers), layers=layers, method="interp")
-    loop = correlation_trace(rho1, depth=max(layers), layers=layers, method="loop")
-    for field in ("rho", "one_minus_rho", "fprime", "ntk_normalized"):
-        ref = np.array([v[field] for v in oracle["values"]]).T  # [layers, rho1]
-        floor = 1e-300 if field == "one_minus_rho" else 1e-6
-        for k, layer in enumerate(layers):
-            e_int = rel_err(np.asarray(getattr(interp, field))[k], ref[k], floor)
-            e_loop = rel_err(np.asarray(getattr(loop, field))[k], ref[k], floor)
-            # As exact as the recursion: within 1e-12 of the oracle, or no further
-            # from it than the loop's own rounding where that is larger.
-            assert e_int <= max(1e-12, 1.1 * e_loop), (field, layer, e_int, e_loop)
-            assert rel_err(np.asarray(getattr(interp, field))[k],
-                           np.asarray(getattr(loop, field))[k], floor) <= max(1e-12, 2 * e_loop)
 
 
 def _awkward_inputs(rng, n0=6):

@@ -357,54 +357,62 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, *, kinds: tupl
     base, u = locate(v, positive, emin, n_side)
     base, u = jax.lax.optimization_barrier((base, u))
     in_ratio = base < n_ratio * 9
-    outs = {f: [] for f in get if f != "_logs"}
-    for i, layer in enumerate(kinds):
-        if growth is None:
-            lqa, lqb = jnp.full_like(lq1, tables.lq[i]), jnp.full_like(lq2, tables.lq[i])
-            sd_a, sd_b = jnp.full_like(lq1, tables.lsd[i]), jnp.full_like(lq2, tables.lsd[i])
-        else:
-            grow, dgrow = growth[0][i], growth[1][i]
+    fields = {f for f in get if f != "_logs"}
+    # Every layer is one vectorized pass producing each output whole ([m, n1, n2]): stacking per-layer
+    # arrays would write each layer twice (measured 2.3x slower for 100 layers).
+    m = len(kinds)
+    per_layer = dict(first=jnp.asarray(np.asarray(kinds) == 1), lq=tables.lq, lt=tables.lt, lsd=tables.lsd,
+                     ends=tables.ends)
+    if growth is not None:
+        per_layer.update(grow=jnp.asarray(growth[0]), dgrow=jnp.asarray(growth[1]))
+    for key in ("rho", "tbar", "delta"):
+        if getattr(tables, key) is not None:
+            per_layer[key] = getattr(tables, key)
 
+    def layer(p):
+        if growth is None:
+            lqa, lqb = jnp.full_like(lq1, p["lq"]), jnp.full_like(lq2, p["lq"])
+            sd_a, sd_b = jnp.full_like(lq1, p["lsd"]), jnp.full_like(lq2, p["lsd"])
+        else:
             def scaled(lq, g):
                 return jnp.where(lq == 0, 0.0, g * lq)
 
-            lqa, lqb = tables.lq[i] + scaled(lq1, grow), tables.lq[i] + scaled(lq2, grow)
-            sd_a, sd_b = tables.lsd[i] + scaled(lq1, dgrow), tables.lsd[i] + scaled(lq2, dgrow)
-        tau = tables.lt[i] - tables.lq[i]
+            lqa, lqb = p["lq"] + scaled(lq1, p["grow"]), p["lq"] + scaled(lq2, p["grow"])
+            sd_a, sd_b = p["lsd"] + scaled(lq1, p["dgrow"]), p["lsd"] + scaled(lq2, p["dgrow"])
+        tau = p["lt"] - p["lq"]
         lta, ltb = lqa + tau, lqb + tau
-        if layer == 1:
-            rho_l, tbar, delta = rho1, rho1, jnp.zeros_like(rho1)
-        else:
-            rho_l = tbar = delta = None
-            if "rho" in get or "nngp" in get:
-                y = clenshaw(tables.rho[i], base, u)
-                rho_l = jnp.where(in_ratio, 1.0 - a * y, y)
-                rho_l = jnp.clip(jnp.where(same, 1.0, jnp.where(antipodal, tables.ends[i, 0], rho_l)), -1.0, 1.0)
-            if "ntk" in get or "ntk_normalized" in get:
-                tbar = clenshaw(tables.tbar[i], base, u)
-                tbar = jnp.clip(jnp.where(same, 1.0, jnp.where(antipodal, tables.ends[i, 1], tbar)), -1.0, 1.0)
-            if "nngp_dot" in get:
-                delta = clenshaw(tables.delta[i], base, u)
-                delta = jnp.where(same, 1.0, jnp.where(antipodal, tables.ends[i, 2], delta))
-        if "rho" in get:
-            outs["rho"].append(rho_l)
-        if "ntk_normalized" in get:
-            outs["ntk_normalized"].append(tbar)
-        if "nngp" in get:
+        first, ends = p["first"], p["ends"]
+        out = {}
+        rho_l = tbar = delta = None
+        if "rho" in fields or "nngp" in fields:
+            y = clenshaw(p["rho"], base, u)
+            rho_l = jnp.where(in_ratio, 1.0 - a * y, y)
+            rho_l = jnp.clip(jnp.where(same, 1.0, jnp.where(antipodal, ends[0], rho_l)), -1.0, 1.0)
+            rho_l = jnp.where(first, rho1, rho_l)
+        if "ntk" in fields or "ntk_normalized" in fields:
+            tbar = clenshaw(p["tbar"], base, u)
+            tbar = jnp.clip(jnp.where(same, 1.0, jnp.where(antipodal, ends[1], tbar)), -1.0, 1.0)
+            tbar = jnp.where(first, rho1, tbar)
+        if "nngp_dot" in fields:
+            delta = clenshaw(p["delta"], base, u)
+            delta = jnp.where(same, 1.0, jnp.where(antipodal, ends[2], delta))
+        if "rho" in fields:
+            out["rho"] = rho_l
+        if "ntk_normalized" in fields:
+            out["ntk_normalized"] = tbar
+        if "nngp" in fields:
             g1, g2 = jnp.exp(0.5 * lqa), jnp.exp(0.5 * lqb)
-            outs["nngp"].append(times(rho_l, g1[:, None] * g2[None, :]))
-            outs.setdefault("nngp_diag1", []).append(g1 * g1)
-            outs.setdefault("nngp_diag2", []).append(g2 * g2)
-        if "ntk" in get:
+            out.update(nngp=times(rho_l, g1[:, None] * g2[None, :]), nngp_diag1=g1 * g1, nngp_diag2=g2 * g2)
+        if "ntk" in fields:
             h1, h2 = jnp.exp(0.5 * lta), jnp.exp(0.5 * ltb)
-            outs["ntk"].append(times(tbar, h1[:, None] * h2[None, :]))
-            outs.setdefault("ntk_diag1", []).append(h1 * h1)
-            outs.setdefault("ntk_diag2", []).append(h2 * h2)
+            out.update(ntk=times(tbar, h1[:, None] * h2[None, :]), ntk_diag1=h1 * h1, ntk_diag2=h2 * h2)
         if "_logs" in get:
-            for key, value in (("_lq1", lqa), ("_lq2", lqb), ("_lt1", lta), ("_lt2", ltb)):
-                outs.setdefault(key, []).append(value)
-        if "nngp_dot" in get:
+            out.update(_lq1=lqa, _lq2=lqb, _lt1=lta, _lt2=ltb)
+        if "nngp_dot" in fields:
             d1, d2 = jnp.exp(0.5 * sd_a), jnp.exp(0.5 * sd_b)
-            outs["nngp_dot"].append(jnp.zeros_like(rho1) if layer == 1 else times(delta, d1[:, None] * d2[None, :]))
-    result = {k: jnp.stack(v) for k, v in outs.items()}
+            out["nngp_dot"] = jnp.where(first, 0.0, times(delta, d1[:, None] * d2[None, :]))
+        return out
+
+    result = jax.vmap(layer)(per_layer)
+    assert all(v.shape[0] == m for v in result.values())
     return {k: v[0] for k, v in result.items()} if squeeze else result

@@ -179,7 +179,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
                 _warn_tail(act, plan, dt)
         ordered = tuple(f for f in KERNEL_FIELDS if f in fields) + (("_logs",) if logs else ())
         tabulate_at = _tabulation_setting(act, rho1, smallest, lq1, lq2, bias, dt, residual=alpha is not None)
-        if _use_tables(method, tabulate_at, act, plan, layer_array, rho1.shape):
+        if _use_tables(method, tabulate_at, act, plan, layer_array, rho1.shape, dt, residual=alpha is not None):
             out = _tabulated(act, plan, float(W_std), float(b_std), tabulate_at, rho1, lq1, lq2, layer_array,
                              ordered, dt, squeeze, alpha)
             return out, (None if plan is None else plan.tail)
@@ -237,9 +237,25 @@ def _tabulation_setting(act, rho1, smallest, lq1, lq2, bias, dtype, residual=Fal
     return lq, emin
 
 
-def _use_tables(method, setting, act, plan, layer_array, shape) -> bool:
+# The cost model of method="auto" for the normalized and residual loops and the tables, in nanoseconds
+# per pair, measured on a 2-core CPU (n = 1,000, d = 784, b_std = 0.1; depths 10 and 40; every layer
+# against one): a layer of the loop (closed forms; a Hermite expansion costs more), the loop's write of
+# a requested layer, and the tables' pass per requested layer (its Clenshaw sums and its write, every
+# layer in one vectorized pass). The residual loop runs tiles of pairs through chunks of layers in the
+# cache: its layers and writes cost less. The node run costs the loop's layer for each node.
+_LOOP_LAYER = {("plain", "closed"): {"float32": 6.0, "float64": 12.0},
+               ("plain", "hermite"): {"float32": 15.0, "float64": 45.0},
+               ("residual", "closed"): {"float32": 2.2, "float64": 4.0},
+               ("residual", "hermite"): {"float32": 6.0, "float64": 15.0}}
+_LOOP_WRITE = {"plain": {"float32": 5.5, "float64": 10.0}, "residual": {"float32": 2.0, "float64": 3.5}}
+_TABLE_PASS = {"float32": 3.0, "float64": 6.0}
+_HERMITE_TERMS = 128  # the Hermite loop's layer as measured (tanh, SiLU in their usual range); longer costs more
+
+
+def _use_tables(method, setting, act, plan, layer_array, shape, dtype, residual=False) -> bool:
     """The tabulated path where it applies and its cost (a run over the mesh's nodes, then one pass
-    per requested layer) is below half the layer loop's (every layer over every pair)."""
+    per requested layer) is below the layer loop's (every layer over every pair, and a write per
+    requested layer)."""
     if method == "loop":
         return False
     if setting is None:
@@ -250,13 +266,33 @@ def _use_tables(method, setting, act, plan, layer_array, shape) -> bool:
         return False
     if method == "interp":
         return True
-    deepest = int(layer_array.max())
+    return tables_cost(setting, act, plan, layer_array, shape, dtype, residual) < loop_cost(
+        act, plan, layer_array, shape, dtype, residual)
+
+
+def _kinds(act, plan, dtype, residual):
+    net = "residual" if residual else "plain"
+    name = "float32" if np.dtype(dtype) == np.float32 else "float64"
+    per_layer = _LOOP_LAYER[(net, "closed" if act.closed_form else "hermite")][name]
+    if plan is not None:  # a long expansion (large variances) costs more per layer
+        per_layer *= max(1.0, plan.terms / _HERMITE_TERMS)
+    return net, name, per_layer
+
+
+def loop_cost(act, plan, layer_array, shape, dtype, residual=False) -> float:
+    """The layer loop's modelled cost in nanoseconds (2-core CPU): every layer over every pair and the
+    write of each requested layer."""
+    net, name, per_layer = _kinds(act, plan, dtype, residual)
     pairs = int(np.prod(shape))
+    return pairs * (int(layer_array.max()) * per_layer + len(layer_array) * _LOOP_WRITE[net][name])
+
+
+def tables_cost(setting, act, plan, layer_array, shape, dtype, residual=False) -> float:
+    """The tabulated path's modelled cost in nanoseconds: the loop over the mesh's nodes (``setting``
+    of :func:`_tabulation_setting`) and one pass per requested layer over every pair."""
+    _, name, per_layer = _kinds(act, plan, dtype, residual)
     nodes = len(symmetric_mesh(setting[1]).lo) * N + 1
-    per_layer = 1.0 if plan is None else plan.terms / 8.0
-    loop = deepest * pairs * per_layer
-    tables = deepest * nodes * per_layer + pairs * len(layer_array) * 2.0
-    return tables < 0.5 * loop
+    return nodes * int(layer_array.max()) * per_layer + int(np.prod(shape)) * len(layer_array) * _TABLE_PASS[name]
 
 
 @functools.lru_cache(maxsize=64)
