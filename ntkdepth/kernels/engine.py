@@ -195,7 +195,19 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, *, act: Activation,
     # The scans below produce layers 2..length from layer numbers 1..length - 1.
     if length == 1:
         out = {k: v[None] for k, v in first.items()}
+    elif every_layer and on_cpu:
+        # The scan's stacked outputs are the result itself (no copy into a larger array): its first
+        # iteration hands out layer 1 unchanged.
+        def dense_step(st, k):
+            def computed(st):
+                new = advance(st)
+                return new, values(new)
+
+            return jax.lax.cond(k < 1, lambda st: (st, first), computed, st)
+
+        _, out = jax.lax.scan(dense_step, state, jnp.arange(length), unroll=unroll)
     elif every_layer:
+        # An accelerator's conditional costs a host round trip per layer; its memory is fast.
         def dense_step(st, _):
             new = advance(st)
             return new, values(new)
