@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkdepth.kernels import nt_bridge
-from ntkdepth.kernels.angles import angle_from_correlation, sine_from_correlation
+from ntkdepth.kernels.angles import angle_from_correlation, arcsine, sine_from_correlation
 from ntkdepth.kernels.gaussian import MehlerPlan, mehler_correlations, plan_terms, row_expansion
 
 __all__ = [
@@ -300,7 +300,7 @@ class Sign(_Homogeneous):
         rho = jnp.clip(rho, -1.0, 1.0)
         near_one = 1.0 - 2.0 * angle_from_correlation(jnp.abs(rho)) / jnp.pi
         small = jnp.abs(rho) < 0.5
-        kappa = jnp.where(small, (2.0 / jnp.pi) * jnp.arcsin(jnp.where(small, rho, 0.0)), jnp.sign(rho) * near_one)
+        kappa = jnp.where(small, (2.0 / jnp.pi) * arcsine(jnp.where(small, rho, 0.0)), jnp.sign(rho) * near_one)
         return kappa, jnp.zeros_like(rho)
 
     def stax(self):
@@ -343,16 +343,17 @@ class Erf(Activation):
         A = jax.nn.sigmoid(s)  # 2 b^2 q / (1 + 2 b^2 q), accurate at both ends
         m = self.a**2 * (2.0 / jnp.pi) * jnp.arcsin(A) + self.c**2
         lmd = math.log(4.0 * self.a**2 * self.b**2 / math.pi) - 0.5 * jax.nn.softplus(s + math.log(2.0))
-        return dict(A=A, one_minus_A2=jax.nn.sigmoid(-s) * (1.0 + A), m=m, lm=jnp.log(m), lmd=lmd)
+        one_minus_A2 = jax.nn.sigmoid(-s) * (1.0 + A)
+        # Per input, the roots and reciprocals each pair would otherwise take (products per pair only).
+        return dict(A=A, one_minus_A2=one_minus_A2, m=m, lm=jnp.log(m), lmd=lmd, root_A=jnp.sqrt(A),
+                    quarter=jnp.sqrt(jnp.sqrt(one_minus_A2)), inv_root_m=jax.lax.rsqrt(m))
 
     def correlations(self, r1, r2, rho, reach=None):
-        A = jnp.sqrt(r1["A"] * r2["A"])
-        kappa = (self.a**2 * (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(rho * A, -1.0, 1.0)) + self.c**2) / jnp.sqrt(
-            r1["m"] * r2["m"])
+        ra = rho * (r1["root_A"] * r2["root_A"])
+        kappa = (self.a**2 * (2.0 / jnp.pi) * arcsine(jnp.clip(ra, -1.0, 1.0)) + self.c**2) * (
+            r1["inv_root_m"] * r2["inv_root_m"])
         # E[phi' phi'] / sqrt(md md') = ((1 - A1^2)(1 - A2^2))^(1/4) / sqrt(1 - rho^2 A1 A2)
-        num = jnp.sqrt(jnp.sqrt(r1["one_minus_A2"] * r2["one_minus_A2"]))
-        ra = rho * A
-        delta = num / jnp.sqrt((1.0 - ra) * (1.0 + ra))
+        delta = (r1["quarter"] * r2["quarter"]) * jax.lax.rsqrt((1.0 - ra) * (1.0 + ra))
         return kappa, delta
 
     def stax(self):
@@ -394,13 +395,14 @@ class Gelu(Activation):
     def rows(self, lq, plan):
         q = jnp.exp(lq)
         m, md = self._raw(q, q, q, jnp.zeros_like(q))
-        return dict(q=q, m=m, md=md, lm=jnp.log(m), lmd=jnp.log(md))
+        return dict(q=q, m=m, md=md, lm=jnp.log(m), lmd=jnp.log(md), root_q=jnp.sqrt(q),
+                    inv_root_m=jax.lax.rsqrt(m), inv_root_md=jax.lax.rsqrt(md))
 
     def correlations(self, r1, r2, rho, reach=None):
         q1, q2 = r1["q"], r2["q"]
         gap = q1 * q2 * jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0)
-        k, kd = self._raw(q1, q2, rho * jnp.sqrt(q1 * q2), gap)
-        return k / jnp.sqrt(r1["m"] * r2["m"]), kd / jnp.sqrt(r1["md"] * r2["md"])
+        k, kd = self._raw(q1, q2, rho * (r1["root_q"] * r2["root_q"]), gap)
+        return k * (r1["inv_root_m"] * r2["inv_root_m"]), kd * (r1["inv_root_md"] * r2["inv_root_md"])
 
     def stax(self):
         return nt_bridge.stax.Gelu(approximate=False)
@@ -436,12 +438,13 @@ class Sin(Activation):
     def rows(self, lq, plan):
         q = jnp.exp(lq)
         m, md = self._raw(q, q, q)
-        return dict(q=q, m=m, md=md, lm=jnp.log(m), lmd=jnp.log(md))
+        return dict(q=q, m=m, md=md, lm=jnp.log(m), lmd=jnp.log(md), root_q=jnp.sqrt(q),
+                    inv_root_m=jax.lax.rsqrt(m), inv_root_md=jax.lax.rsqrt(md))
 
     def correlations(self, r1, r2, rho, reach=None):
         q1, q2 = r1["q"], r2["q"]
-        k, kd = self._raw(q1, q2, rho * jnp.sqrt(q1 * q2))
-        return k / jnp.sqrt(r1["m"] * r2["m"]), kd / jnp.sqrt(r1["md"] * r2["md"])
+        k, kd = self._raw(q1, q2, rho * (r1["root_q"] * r2["root_q"]))
+        return k * (r1["inv_root_m"] * r2["inv_root_m"]), kd * (r1["inv_root_md"] * r2["inv_root_md"])
 
     def stax(self):
         return nt_bridge.stax.Sin(self.a, self.b, self.c)

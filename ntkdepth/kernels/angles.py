@@ -30,9 +30,11 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "angle_from_omr",
+    "arcsine",
     "angle_from_correlation",
     "one_minus_arccos_kernel",
     "quotient",
@@ -82,6 +84,55 @@ def _half_angle_arcsine(h: jax.Array) -> jax.Array:
     for c in reversed(_ASIN_SERIES[:-1]):
         series = c + h * series
     return 4.0 * jnp.sqrt(h) * series
+
+
+def _arcsine_polynomial(degree: int = 22, top: float = 0.5) -> tuple[float, ...]:
+    """Coefficients, in ``s = 2 h / top - 1``, of ``q(h) = (asin(sqrt h) / sqrt h - 1) / h`` on
+    ``h in [0, top]``: a Chebyshev least-squares fit (200 first-kind nodes) of the arcsine's Taylor
+    series ``asin(z) / z = sum_k binom(2k, k) z^(2k) / (4^k (2k + 1))``, summed to 400 terms (its terms
+    fall like ``2^-k`` there). The fit's error, about ``1e-16`` of ``q``, enters the arcsine scaled by
+    ``h q(h) <= 0.11``."""
+    k = np.arange(1, 400)
+    log_c = (np.array([math.lgamma(2 * j + 1) - 2 * math.lgamma(j + 1) for j in k]) - k * math.log(4.0)
+             - np.log(2 * k + 1))
+    nodes = np.cos(np.pi * (np.arange(200) + 0.5) / 200)
+    h = (nodes + 1.0) * (top / 2.0)
+    q = np.polynomial.polynomial.polyval(h, np.exp(log_c))
+    return tuple(float(c) for c in np.polynomial.chebyshev.cheb2poly(np.polynomial.chebyshev.chebfit(nodes, q, degree)))
+
+
+_ARCSINE_Q = _arcsine_polynomial()
+
+
+@jax.custom_jvp
+def arcsine(x: jax.Array) -> jax.Array:
+    """``asin(x)`` for ``x in [-1, 1]`` by one polynomial and one square root, a few ulps.
+
+    XLA's CPU arcsine is one library call per entry (about 11 ns in float64 against 1.4 ns here,
+    measured at 10^6 entries); the kernels of erf and sign take one per pair and layer. With
+    ``a = |x|`` and ``h = a^2`` up to ``a = sqrt(1/2)``, ``asin(a) = a + a h q(h)``; above it, with
+    ``h = (1 - a) / 2``, ``asin(a) = pi/2 - 2 sqrt(h) (1 + h q(h))``, so ``x`` near ``+-1`` keeps its
+    digits (:func:`_arcsine_polynomial` for ``q``). The derivative is ``1 / sqrt((1 - a)(1 + a))``
+    (infinite at ``+-1``, as the arcsine's).
+    """
+    a = jnp.abs(x)
+    upper = a > math.sqrt(0.5)
+    h = jnp.where(upper, 0.5 * (1.0 - a), a * a)
+    s = h * 4.0 - 1.0
+    q = _ARCSINE_Q[-1]
+    for c in _ARCSINE_Q[-2::-1]:
+        q = c + s * q
+    hq = h * q
+    root = 2.0 * jnp.sqrt(h)
+    r = jnp.where(upper, 0.5 * jnp.pi - (root + root * hq), a + a * hq)
+    return jnp.copysign(r, x)
+
+
+@arcsine.defjvp
+def _arcsine_jvp(primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    a = jnp.abs(x)
+    return arcsine(x), x_dot * jax.lax.rsqrt((1.0 - a) * (1.0 + a))
 
 
 @jax.custom_jvp
