@@ -154,8 +154,9 @@ def test_auto_takes_the_tables_for_many_layers_and_the_loop_for_few_pairs(x64, r
             assert trace._use_tables("auto", setting, act, None, deepest, (1000, 1000), dtype), (name, dtype)
             # A few pairs at a great depth: the node run alone would cost more than the loop.
             assert not trace._use_tables("auto", setting, act, None, np.array([10**7]), (3, 3), dtype), (name, dtype)
-        if act.closed_form:  # the residual loop: the same choices
+        if act.closed_form:  # the residual loop: the same choices, but every layer (a tie) by the loop
             assert trace._use_tables("auto", setting, act, None, deepest, (1000, 1000), "float64", residual=True)
+            assert not trace._use_tables("auto", setting, act, None, every, (1000, 1000), "float64", residual=True)
             assert not trace._use_tables("auto", setting, act, None, np.array([10**7]), (3, 3), "float64",
                                          residual=True)
     # End to end: every layer of 40 for 300 points of one norm goes to the tables, and equals the loop.
