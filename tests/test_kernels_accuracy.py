@@ -445,7 +445,15 @@ def test_arcsine_is_within_two_ulps_of_50_digits_and_differentiates_as_the_arcsi
     point sqrt(1/2) and its neighbours, in float64 and float32 (normal numbers: XLA flushes subnormals)."""
     import mpmath
 
-    from ntkdepth.kernels.angles import arcsine
+    from ntkdepth.kernels.angles import ARCSINE_CORRECTION, arcsine
+
+    # Its correction q(h) = (asin(sqrt h) / sqrt h - 1) / h on [0, 1/2], against 50 digits.
+    h = np.linspace(0.0, 0.5, 41)
+    with mpmath.workdps(50):
+        want = [float((mpmath.asin(mpmath.sqrt(v)) / mpmath.sqrt(v) - 1) / v) if v > 0 else 1.0 / 6.0
+                for v in (mpmath.mpf(float(v)) for v in h)]
+    got = np.polynomial.chebyshev.chebval(4.0 * h - 1.0, ARCSINE_CORRECTION)
+    np.testing.assert_allclose(got, want, rtol=4e-16, atol=0)
 
     rng = np.random.default_rng(7)
     b = math.sqrt(0.5)

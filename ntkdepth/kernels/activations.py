@@ -349,11 +349,11 @@ class Erf(Activation):
                     quarter=jnp.sqrt(jnp.sqrt(one_minus_A2)), inv_root_m=jax.lax.rsqrt(m))
 
     def correlations(self, r1, r2, rho, reach=None):
-        ra = rho * (r1["root_A"] * r2["root_A"])
-        kappa = (self.a**2 * (2.0 / jnp.pi) * arcsine(jnp.clip(ra, -1.0, 1.0)) + self.c**2) * (
+        ra = jnp.clip(rho * (r1["root_A"] * r2["root_A"]), -1.0, 1.0)
+        kappa = (self.a**2 * (2.0 / jnp.pi) * arcsine(ra) + self.c**2) * (
             r1["inv_root_m"] * r2["inv_root_m"])
         # E[phi' phi'] / sqrt(md md') = ((1 - A1^2)(1 - A2^2))^(1/4) / sqrt(1 - rho^2 A1 A2)
-        delta = (r1["quarter"] * r2["quarter"]) * jax.lax.rsqrt((1.0 - ra) * (1.0 + ra))
+        delta = (r1["quarter"] * r2["quarter"]) / jnp.sqrt((1.0 - ra) * (1.0 + ra))
         return kappa, delta
 
     def stax(self):

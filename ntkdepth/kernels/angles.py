@@ -26,6 +26,7 @@ carries a custom JVP that returns the finite one-sided value there, so that
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -33,8 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "ARCSINE_CORRECTION",
     "angle_from_omr",
+    "angle_of_gap",
     "arcsine",
+    "chebyshev_series",
     "angle_from_correlation",
     "one_minus_arccos_kernel",
     "quotient",
@@ -86,46 +90,89 @@ def _half_angle_arcsine(h: jax.Array) -> jax.Array:
     return 4.0 * jnp.sqrt(h) * series
 
 
-def _arcsine_polynomial(degree: int = 22, top: float = 0.5) -> tuple[float, ...]:
-    """Coefficients, in ``s = 2 h / top - 1``, of ``q(h) = (asin(sqrt h) / sqrt h - 1) / h`` on
-    ``h in [0, top]``: a Chebyshev least-squares fit (200 first-kind nodes) of the arcsine's Taylor
-    series ``asin(z) / z = sum_k binom(2k, k) z^(2k) / (4^k (2k + 1))``, summed to 400 terms (its terms
-    fall like ``2^-k`` there). The fit's error, about ``1e-16`` of ``q``, enters the arcsine scaled by
-    ``h q(h) <= 0.11``."""
+def _arcsine_correction(degree: int = 22) -> tuple[float, ...]:
+    """Chebyshev coefficients, in ``s = 4 h - 1``, of ``q(h) = (asin(sqrt h) / sqrt h - 1) / h`` on
+    ``h in [0, 1/2]``: a least-squares fit (200 first-kind nodes) of the arcsine's Taylor series
+    ``asin(z) / z = sum_k binom(2k, k) z^(2k) / (4^k (2k + 1))``, summed to 400 terms (they fall like
+    ``2^-k`` there); the coefficients fall like ``5.8^-k``. The fit's error, about ``1e-16`` of ``q``,
+    enters ``asin(sqrt h) = sqrt(h) (1 + h q(h))`` scaled by ``h q(h) <= 0.11``."""
     k = np.arange(1, 400)
     log_c = (np.array([math.lgamma(2 * j + 1) - 2 * math.lgamma(j + 1) for j in k]) - k * math.log(4.0)
              - np.log(2 * k + 1))
     nodes = np.cos(np.pi * (np.arange(200) + 0.5) / 200)
-    h = (nodes + 1.0) * (top / 2.0)
-    q = np.polynomial.polynomial.polyval(h, np.exp(log_c))
-    return tuple(float(c) for c in np.polynomial.chebyshev.cheb2poly(np.polynomial.chebyshev.chebfit(nodes, q, degree)))
+    q = np.polynomial.polynomial.polyval((nodes + 1.0) / 4.0, np.exp(log_c))
+    return tuple(float(c) for c in np.polynomial.chebyshev.chebfit(nodes, q, degree))
 
 
-_ARCSINE_Q = _arcsine_polynomial()
+#: :func:`_arcsine_correction`'s coefficients (tests/test_kernels_accuracy.py checks them against 50 digits).
+ARCSINE_CORRECTION = _arcsine_correction()
+_CORRECTION_LEAST = 1.0 / 6.0  # q(0), its least value on [0, 1/2]
+
+
+@functools.lru_cache(maxsize=None)
+def _monomial(coefficients: tuple[float, ...], dtype_name: str, smallest: float) -> tuple[float, ...]:
+    """A Chebyshev series as a polynomial in its variable ``s in [-1, 1]`` (Horner's rule: one multiply-add
+    a term); trailing terms whose sum stays below 1% of an ulp of ``dtype`` of ``smallest``, the series'
+    least value, are dropped."""
+    a = list(np.polynomial.chebyshev.cheb2poly(np.asarray(coefficients, np.float64)))
+    floor, tail = 0.01 * float(np.finfo(np.dtype(dtype_name)).eps) * smallest, 0.0
+    while len(a) > 2 and tail + abs(a[-1]) <= floor:
+        tail += abs(a.pop())
+    return tuple(float(v) for v in a)
+
+
+def chebyshev_series(coefficients: tuple[float, ...], s: jax.Array, smallest: float = 1.0) -> jax.Array:
+    """The Chebyshev series ``coefficients`` at ``s in [-1, 1]`` (elementwise), whose least value on the
+    interval is ``smallest``, by Estrin's scheme: pairs ``a_k + a_{k+1} s``, then pairs of those with
+    ``s^2``, ``s^4``, ...: as many multiply-adds as Horner's rule, but a dependency chain of about
+    ``log2`` of the terms, which the processor overlaps."""
+    terms = [jnp.full_like(s, v) for v in _monomial(coefficients, jnp.dtype(s.dtype).name, smallest)]
+    power = s
+    while len(terms) > 1:
+        if len(terms) % 2:
+            terms.append(None)
+        terms = [a if b is None else a + b * power for a, b in zip(terms[::2], terms[1::2])]
+        if len(terms) > 1:
+            power = power * power
+    return terms[0]
+
+
+def _arcsine_of_root(h: jax.Array) -> jax.Array:
+    """``asin(sqrt h)`` for ``h in [0, 1/2]``: ``sqrt(h) (1 + h q(h))`` (:data:`ARCSINE_CORRECTION`)."""
+    root = jnp.sqrt(h)
+    return root + root * (h * chebyshev_series(ARCSINE_CORRECTION, 4.0 * h - 1.0, _CORRECTION_LEAST))
+
+
+def angle_of_gap(g: jax.Array) -> jax.Array:
+    """``arccos(1 - g)`` for ``g in [0, 2]``, accurate relative to itself as ``g -> 0`` (elementwise).
+
+    With ``h = g / 2 = sin^2(t / 2)``: ``t = 2 asin(sqrt h)`` up to ``h = 1/2``, ``pi - 2 asin(sqrt(1 - h))``
+    above, each by :func:`_arcsine_of_root`: one square root and about 20 multiply-adds, no library arc
+    function.
+    """
+    h = jnp.clip(0.5 * g, 0.0, 1.0)
+    upper = h > 0.5
+    a = _arcsine_of_root(jnp.where(upper, 1.0 - h, h))
+    return jnp.where(upper, jnp.pi - 2.0 * a, 2.0 * a)
 
 
 @jax.custom_jvp
 def arcsine(x: jax.Array) -> jax.Array:
-    """``asin(x)`` for ``x in [-1, 1]`` by one polynomial and one square root, a few ulps.
+    """``asin(x)`` for ``x in [-1, 1]`` by one polynomial and one square root, within 2 ulps (tested).
 
     XLA's CPU arcsine is one library call per entry (about 11 ns in float64 against 1.4 ns here,
-    measured at 10^6 entries); the kernels of erf and sign take one per pair and layer. With
-    ``a = |x|`` and ``h = a^2`` up to ``a = sqrt(1/2)``, ``asin(a) = a + a h q(h)``; above it, with
-    ``h = (1 - a) / 2``, ``asin(a) = pi/2 - 2 sqrt(h) (1 + h q(h))``, so ``x`` near ``+-1`` keeps its
-    digits (:func:`_arcsine_polynomial` for ``q``). The derivative is ``1 / sqrt((1 - a)(1 + a))``
-    (infinite at ``+-1``, as the arcsine's).
+    measured at 10^6 entries); the kernels of erf and sign take one per pair and layer. With ``a = |x|``
+    up to ``sqrt(1/2)``, ``asin(a) = a (1 + h q(h))`` with ``h = a^2``; above it ``pi/2 - 2 asin(sqrt h)``
+    with ``h = (1 - a) / 2`` (:func:`_arcsine_of_root`), so that ``x`` near ``+-1`` keeps its digits. The
+    derivative is ``1 / sqrt((1 - a)(1 + a))`` (infinite at ``+-1``, as the arcsine's).
     """
     a = jnp.abs(x)
     upper = a > math.sqrt(0.5)
     h = jnp.where(upper, 0.5 * (1.0 - a), a * a)
-    s = h * 4.0 - 1.0
-    q = _ARCSINE_Q[-1]
-    for c in _ARCSINE_Q[-2::-1]:
-        q = c + s * q
-    hq = h * q
-    root = 2.0 * jnp.sqrt(h)
-    r = jnp.where(upper, 0.5 * jnp.pi - (root + root * hq), a + a * hq)
-    return jnp.copysign(r, x)
+    q = chebyshev_series(ARCSINE_CORRECTION, 4.0 * h - 1.0, _CORRECTION_LEAST)
+    root = jnp.where(upper, 2.0 * jnp.sqrt(h), a)
+    core = root + root * (h * q)
+    return jnp.copysign(jnp.where(upper, 0.5 * jnp.pi - core, core), x)
 
 
 @arcsine.defjvp

@@ -13,11 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkdepth.kernels.activations import ABRelu, Activation, Erf, Gelu, Identity
+from ntkdepth.kernels.activations import ABRelu, Activation, Gelu, Identity
+from ntkdepth.kernels.angles import angle_of_gap, arcsine, chebyshev_series
 from ntkdepth.kernels.scaling import times
 from ntkdepth.kernels.scan import slot_of
 
-__all__ = ["ARCSINE_COEFFICIENTS", "TMS_COEFFICIENTS", "angle_of_gap", "check_residual", "readout_fields",
+__all__ = ["TMS_COEFFICIENTS", "check_residual", "readout_fields",
            "residual_alpha", "residual_loop"]
 
 _PER_SQRT_DEPTH = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)?\s*/\s*sqrt\s*\(\s*L\s*\)\s*$")
@@ -114,23 +115,12 @@ def _times(value, factor):
 # ---------------------------------------------------------------------------------------------
 # The stream's layer loop in gap form (docs/residual.md#the-gap-recursion).
 
-#: Chebyshev coefficients of ``asin(sqrt(h)) / sqrt(h)`` on ``h in [0, 1/2]`` (from a 50-digit evaluation;
-#: the tests recompute them).
-ARCSINE_COEFFICIENTS = (
-    1.0512319587661358, 0.054946487221245836, 0.00408063039254497, 0.00040789006854604433,
-    4.698536743220369e-05, 5.880975813970806e-06, 7.773231246277763e-07, 1.067742334008204e-07,
-    1.509239953602281e-08, 2.1809724080055385e-09, 3.207598426278962e-10, 4.7855369646781057e-11,
-    7.225128736291057e-12, 1.1018334742255882e-12, 1.6947632539204024e-13, 2.6261558667352667e-14,
-    4.095829981330977e-15, 6.42447931089824e-16, 1.0128142198336699e-16, 1.6039221898019845e-17,
-    2.550350135946091e-18, 4.0701403818131933e-19, 6.517267182196172e-20,
-)
 #: Chebyshev coefficients of ``(t - sin t) / t^3`` on ``t^2 in [0, pi^2]``.
 TMS_COEFFICIENTS = (
     0.13202455073483024, -0.032603532249711825, 0.0019677890761090194, -6.918375544202041e-05,
     1.5850396480358042e-06, -2.5504221600509245e-08, 3.0389459993659944e-10, -2.788883346933535e-12,
     2.031721918030989e-14, -1.2034702173015404e-16, 5.910129822123761e-19, -2.4453931633281457e-21,
 )
-_SMALLEST = {ARCSINE_COEFFICIENTS: 1.0, TMS_COEFFICIENTS: 1.0 / math.pi**3}  # each series' least value
 
 #: Pairs per block of the loop on a CPU: a block's state and intermediates stay in the cache through
 #: a chunk of layers.
@@ -139,51 +129,10 @@ BLOCK_PAIRS = 1 << 16
 CHUNK_BYTES = 1 << 26
 
 
-@functools.lru_cache(maxsize=None)
-def _monomial(coefficients: tuple[float, ...], dtype_name: str) -> tuple[float, ...]:
-    """A Chebyshev series as a polynomial in its variable ``s in [-1, 1]`` (Horner's rule: one multiply-add
-    a term); trailing terms whose sum stays below 1% of an ulp of ``dtype`` of the series' least value
-    are dropped."""
-    a = list(np.polynomial.chebyshev.cheb2poly(np.asarray(coefficients, np.float64)))
-    floor, tail = 0.01 * float(np.finfo(np.dtype(dtype_name)).eps) * _SMALLEST[coefficients], 0.0
-    while len(a) > 2 and tail + abs(a[-1]) <= floor:
-        tail += abs(a.pop())
-    return tuple(float(v) for v in a)
-
-
-def _series(coefficients, s):
-    """The series at ``s`` by Estrin's scheme: pairs ``a_k + a_{k+1} s``, then pairs of those with ``s^2``,
-    ``s^4``, ...: as many multiply-adds as Horner's rule, but a dependency chain of about ``log2`` of the
-    terms, which the processor overlaps."""
-    terms = [jnp.full_like(s, v) for v in _monomial(coefficients, jnp.dtype(s.dtype).name)]
-    power = s
-    while len(terms) > 1:
-        if len(terms) % 2:
-            terms.append(None)
-        terms = [a if b is None else a + b * power for a, b in zip(terms[::2], terms[1::2])]
-        if len(terms) > 1:
-            power = power * power
-    return terms[0]
-
-
-def angle_of_gap(g: jax.Array) -> jax.Array:
-    """``arccos(1 - g)`` for ``g in [0, 2]``, accurate relative to itself as ``g -> 0`` (elementwise).
-
-    With ``h = g / 2 = sin^2(t / 2)``: ``t = 2 sqrt(h) P(h)``, ``P(h) = asin(sqrt(h)) / sqrt(h)`` by its
-    Chebyshev series on ``[0, 1/2]`` (:data:`ARCSINE_COEFFICIENTS`), and ``t = pi - 2 sqrt(1 - h) P(1 - h)``
-    above: one square root and about 20 multiply-adds, no library arc function.
-    """
-    h = jnp.clip(0.5 * g, 0.0, 1.0)
-    upper = h > 0.5
-    hh = jnp.where(upper, 1.0 - h, h)
-    a = jnp.sqrt(hh) * _series(ARCSINE_COEFFICIENTS, 4.0 * hh - 1.0)
-    return jnp.where(upper, jnp.pi - 2.0 * a, 2.0 * a)
-
-
 def _t_minus_sin_t(t):
     """``t - sin t`` for ``t in [0, pi]`` as ``t^3 S(t^2)`` (:data:`TMS_COEFFICIENTS`): relative to itself."""
     t2 = t * t
-    return t2 * t * _series(TMS_COEFFICIENTS, t2 * (2.0 / math.pi**2) - 1.0)
+    return t2 * t * chebyshev_series(TMS_COEFFICIENTS, t2 * (2.0 / math.pi**2) - 1.0, 1.0 / math.pi**3)
 
 
 def _wall(pred, fn, *args):
@@ -218,25 +167,9 @@ def _gap_fn(act: Activation):
         zero = jnp.zeros_like(g)
         return jnp.where(same, zero, 1.0 - kappa), jnp.where(same, zero, 1.0 - delta)
 
-    correlations = {Erf: _erf_correlations, Gelu: _gelu_correlations}.get(type(act))
+    correlations = {Gelu: _gelu_correlations}.get(type(act))
     correlations = act.correlations if correlations is None else partial(correlations, act)
     return gaps, True
-
-
-def _arcsine(z):
-    """``asin(z)`` for ``z in [-1, 1]`` as ``pi/2 - arccos(z)`` by :func:`angle_of_gap` (absolute accuracy)."""
-    return 0.5 * math.pi - angle_of_gap(1.0 - z)
-
-
-def _erf_correlations(act, r1: dict, r2: dict, rho):
-    """:meth:`Erf.correlations <ntkdepth.kernels.activations.Erf.correlations>` with the per-input square
-    roots taken per input and the arcsine by :func:`_arcsine`: ``z = rho sqrt(A1 A2)``,
-    ``kappa = (a^2 (2/pi) asin(z) + c^2) / sqrt(m1 m2)``,
-    ``delta = ((1 - A1^2)(1 - A2^2))^(1/4) / sqrt((1 - z)(1 + z))``."""
-    z = jnp.clip(rho * (jnp.sqrt(r1["A"]) * jnp.sqrt(r2["A"])), -1.0, 1.0)
-    kappa = (act.a**2 * (2.0 / math.pi) * _arcsine(z) + act.c**2) * (jax.lax.rsqrt(r1["m"]) * jax.lax.rsqrt(r2["m"]))
-    quarter = jnp.sqrt(jnp.sqrt(r1["one_minus_A2"])) * jnp.sqrt(jnp.sqrt(r2["one_minus_A2"]))
-    return kappa, quarter * jax.lax.rsqrt((1.0 - z) * (1.0 + z))
 
 
 def _gelu_correlations(act, r1: dict, r2: dict, rho):
@@ -251,7 +184,7 @@ def _gelu_correlations(act, r1: dict, r2: dict, rho):
     p = r1["q"] * r2["q"]
     w2 = (1.0 - z) * (1.0 + z)
     inv_w = jax.lax.rsqrt(w2)
-    angle = _arcsine(z)
+    angle = arcsine(z)
     k = ((z * z + p * w2) * inv_w / root_p1 + z * root_p1 * angle) / (2.0 * math.pi) + 0.25 * z * root_p1
     kd = (z * inv_w / (2.0 * math.pi)) * (inv_p1 * inv_w * inv_w + (1.0 - p) * inv_p1 + 1.0) + 0.25 \
         + angle / (2.0 * math.pi)
