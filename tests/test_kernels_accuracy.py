@@ -90,6 +90,29 @@ def test_direction_gap_with_one_close_pair_a_row(x64, dtype, rows):
             assert abs(got[i, j] - ref) <= 8 * eps * ref + eps * math.sqrt(ref), (i, j, got[i, j], ref)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_direction_gap_of_one_set_takes_its_diagonal_as_identical(x64, dtype):
+    # symmetric=True (x2 is x1): without another close pair the diagonal is 0 and the rest the plain
+    # gap, as the search gives; with one (a near duplicate, a near antipode) the search runs and refines
+    # them to a few ulps of themselves. 300 rows: past every pair's recomputation.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 8)).astype(dtype)
+    fn = jax.jit(direction_gap, static_argnames="symmetric")
+    eps = np.finfo(dtype).eps
+    for case in ("apart", "close"):
+        if case == "close":
+            step = 1e-7 if dtype == np.float64 else 1e-3
+            x[7] = x[3] + step * rng.normal(size=8)
+            x[11] = -(x[5] + step * rng.normal(size=8))
+        cos = jnp.asarray((_unit(x) @ _unit(x).T).astype(dtype))
+        got = np.asarray(fn(x, x, cos, symmetric=True))
+        np.testing.assert_array_equal(np.diag(got), 0.0)
+        np.testing.assert_array_equal(got, np.asarray(fn(x, x, cos)))  # the search's numbers
+        for i, j in ((3, 7), (5, 11), (0, 1)):
+            ref = R.gap(x[i], x[j])
+            assert abs(got[i, j] - ref) <= 8 * eps * ref + eps * math.sqrt(ref), (case, i, j, got[i, j], ref)
+
+
 def test_direction_gap_is_differentiable_at_identical_rows(x64):
     x = jnp.asarray(R.BASE[None, :])
     g = jax.grad(lambda v: direction_gap(v, v + 1e-7, jnp.ones((1, 1)))[0, 0])(x)

@@ -123,7 +123,7 @@ def _unit_rows(x):
     return y / r_safe[:, None], m * r, jnp.log(m_safe) + jnp.log(r_safe)
 
 
-def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None) -> LayerOne:
+def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None, symmetric: bool = False) -> LayerOne:
     """Layer 1 from the inputs (docs/kernels.md, "The first layer").
 
     The correlation comes from the Gram matrix of the unit-normalized inputs,
@@ -135,14 +135,14 @@ def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None) -> LayerOne:
     recursion's state (and its derivatives) stay of order 1 at any scale.
     ``rescale``: ``None``, or what :func:`ntkdepth.kernels.scaling.rescale_tiny_inputs`
     did to the inputs (``(log1, log2)`` without bias, the exponent ``k`` of the
-    common factor ``2^k`` with one).
+    common factor ``2^k`` with one). ``symmetric``: ``x2`` is ``x1`` (:func:`ntkdepth.kernels.pairs.direction_gap`).
     """
     dtype = x1.dtype
     n0 = x1.shape[-1]
     u1, norm1, log_norm1 = _unit_rows(x1)
     u2, norm2, log_norm2 = _unit_rows(x2)
     cos = jnp.clip(u1 @ u2.T, -1.0, 1.0)
-    gap = direction_gap(x1, x2, cos)
+    gap = direction_gap(x1, x2, cos, symmetric=symmetric)
     w_over = W_std / math.sqrt(n0)
     s1, s2 = w_over * norm1, w_over * norm2  # sqrt(W^2 |x|^2 / n0)
     if bias:

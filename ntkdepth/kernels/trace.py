@@ -118,15 +118,15 @@ def _log_diagonals(one, bias: bool):
     return jnp.log(one.q1) + shift, jnp.log(one.q2) + shift
 
 
-@functools.partial(jax.jit, static_argnames=("bias",))
-def _first_layer(x1, x2, W_std, b_std, bias, rescale):
+@functools.partial(jax.jit, static_argnames=("bias", "symmetric"))
+def _first_layer(x1, x2, W_std, b_std, bias, rescale, symmetric=False):
     """``(rho_1, log Sigma^1(x, x) [n1], [n2], the smallest nonzero 1 - |rho_1|)`` in one compiled pass.
 
     Compiled once per shape (run eagerly, the conditional refinement of the close pairs,
     :mod:`ntkdepth.kernels.pairs`, would be compiled anew at every call); only what the normalized
     recursion and the tables' mesh need leaves it.
     """
-    one = layer_one(x1, x2, W_std, b_std, bias, rescale)
+    one = layer_one(x1, x1 if symmetric else x2, W_std, b_std, bias, rescale, symmetric=symmetric)
     lq1, lq2 = _log_diagonals(one, bias)
     a = 1.0 - jnp.abs(one.rho)
     return one.rho, lq1, lq2, jnp.min(jnp.where(a > 0, a, jnp.inf))
@@ -161,7 +161,7 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
         x1, x2, b_in, rescale, norms = into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
         w, b = jit_scalar(W_std, dt), jit_scalar(b_std, dt)
         rho1, lq1, lq2, smallest = _first_layer(x1, x2, jnp.asarray(w), jnp.asarray(jit_scalar(b_in, dt)), bias,
-                                                rescale)
+                                                rescale, symmetric=symmetric)
         plan = None
         if not act.closed_form:
             traced = any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std))
