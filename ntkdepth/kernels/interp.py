@@ -142,6 +142,7 @@ _LOOP_LAYER_BIAS = {"float32": 3.4, "float64": 5.4}
 _LOOP_WRITE = {"float32": 2.4, "float64": 3.75}  # per pair and requested layer: the loop's output write
 _INTERP_PASS = {"float32": 3.2, "float64": 6.0}  # every requested layer in one vectorized pass
 _LAYER_OVERHEAD = 300.0
+_TIE = 0.8  # the tables must cost less than this fraction of the loop
 _NODE_LAYER = 8.0
 
 
@@ -175,7 +176,8 @@ def use_interp(method, setting, layer_array, n_pairs, dtype="float64", built=Fal
     loop = (n_pairs * (_LOOP_SECOND[name] + per_layer * deepest + _LOOP_WRITE[name] * len(layer_array))
             + _LAYER_OVERHEAD * deepest)
     tables = 0.0 if built else deepest * (_LAYER_OVERHEAD + _NODE_LAYER * len(mesh(deepest).lo) * N)
-    return tables + _INTERP_PASS[name] * n_pairs * len(layer_array) < loop
+    # Near a tie the loop, exact to rounding, is kept (as for the other activations).
+    return tables + _INTERP_PASS[name] * n_pairs * len(layer_array) < _TIE * loop
 
 
 class InterpTables(NamedTuple):
