@@ -342,7 +342,7 @@ def _first_layers(x1, x2, W_std, b_std, rescale=None, *, get, bias, two):
     W_std = jnp.asarray(W_std, dtype)
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
     one = layer_one(x1, x2, W_std, b_std, bias, rescale)
-    return one, (layer_two(one, W_std, get, bias) if two else None)
+    return one, (_layer_two(one, W_std, get, bias) if two else None)
 
 
 @partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos", "squeeze"))
@@ -361,7 +361,7 @@ def _interp_impl(x1, x2, W_std, b_std, tables, rescale=None, *, layers, get, bia
                         n_pos=n_pos, squeeze=squeeze)
 
 
-def layer_two(one, W_std, get, bias) -> dict:
+def _layer_two(one, W_std, get, bias) -> dict:
     """Layer two's fields of ``get`` by one step of the layer loop itself (closed forms, no table)."""
     gap = one.gap if one.gap is not None else 1.0 - jnp.abs(one.rho)
     omr1 = jnp.where(one.rho >= 0, gap, 2.0 - gap)
@@ -385,7 +385,7 @@ def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp
     :mod:`ntkdepth.kernels.scaling` multiplied the inputs (the tables belong
     to those inputs; their raw kernels are divided by ``4^k``).
 
-    ``second``: layer two's fields (:func:`layer_two`) where ``layers`` has a 2, computed here if
+    ``second``: layer two's fields (:func:`_layer_two`) where ``layers`` has a 2, computed here if
     ``None``.
     """
     half_w2 = W_std * W_std / 2.0
@@ -404,7 +404,7 @@ def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp
     else:
         unscale = 1.0
     if 2 in layers and second is None:
-        second = layer_two(one, W_std, get, bias)
+        second = _layer_two(one, W_std, get, bias)
     # Every layer is one vectorized pass producing each output whole ([m, n1, n2]): stacking per-layer
     # arrays would write each layer twice (measured 2.3x slower for 100 layers).
     kinds = jnp.asarray(layers, jnp.int32)

@@ -65,26 +65,28 @@ def direction_gap(x1: jax.Array, x2: jax.Array, cos: jax.Array, *, capacity: int
     n1, n2 = cos.shape
     dtype = cos.dtype
     tau = GAP_THRESHOLD[jnp.dtype(dtype).name]
-    s1, s2 = _scaled(x1), _scaled(x2)
-
-    def plain(c):
-        return jnp.clip(1.0 - jnp.abs(c), 0.0, 1.0)
-
-    def signs(c):
-        return jnp.where(c >= 0, 1.0, -1.0).astype(dtype)
-
     if capacity is None and n1 * n2 * x1.shape[-1] <= _EVERY_PAIR_ELEMENTS:
-        gap = plain(cos)
-        return jnp.where(gap < tau, _pair_gap(s1[:, None, :], s2[None, :, :], signs(cos)), gap)
+        gap = _plain(cos)
+        return jnp.where(gap < tau, _pair_gap(_scaled(x1)[:, None, :], _scaled(x2)[None, :, :], _signs(cos)), gap)
     if symmetric and capacity is None:
         diagonal = jnp.arange(n1)[:, None] == jnp.arange(n2)[None, :]
 
         def fast(c):
-            return jnp.where(diagonal, 0.0, plain(c)).astype(dtype)
+            return jnp.where(diagonal, 0.0, _plain(c)).astype(dtype)
 
-        others = jnp.sum((jax.lax.stop_gradient(plain(cos)) < tau) & ~diagonal)
+        others = jnp.sum((jax.lax.stop_gradient(_plain(cos)) < tau) & ~diagonal)
         return jax.lax.cond(others == 0, fast, lambda c: _search(x1, x2, c, n1 + n2 + _EXTRA_CAPACITY), cos)
     return _search(x1, x2, cos, n1 + n2 + _EXTRA_CAPACITY if capacity is None else int(capacity))
+
+
+def _plain(c):
+    """The gap ``1 - |cos|`` as the Gram matrix gives it."""
+    return jnp.clip(1.0 - jnp.abs(c), 0.0, 1.0)
+
+
+def _signs(c):
+    """``+-1``: the side of 0 each ``cos`` lies on, in its dtype."""
+    return jnp.where(c >= 0, 1.0, -1.0).astype(c.dtype)
 
 
 def _search(x1, x2, cos, capacity: int):
@@ -94,15 +96,8 @@ def _search(x1, x2, cos, capacity: int):
     tau = GAP_THRESHOLD[jnp.dtype(dtype).name]
     s1, s2 = _scaled(x1), _scaled(x2)
 
-    def plain(c):
-        return jnp.clip(1.0 - jnp.abs(c), 0.0, 1.0)
-
-    def signs(c):
-        return jnp.where(c >= 0, 1.0, -1.0).astype(dtype)
-
-
     # The search works on integers alone: nothing to differentiate until the pairs are refined.
-    close = jax.lax.stop_gradient(plain(cos) < tau)
+    close = jax.lax.stop_gradient(_plain(cos) < tau)
     col = jnp.arange(n2, dtype=jnp.int32)
     rows = jnp.arange(n1, dtype=jnp.int32)
     # Each row's number of close pairs and the first of them (n2: none), in one pass.
@@ -120,7 +115,7 @@ def _search(x1, x2, cos, capacity: int):
             # The next close pair of row i after column j; else on to the next crowded row.
             i, j, k, list_i, list_j = state
             c_i = jax.lax.stop_gradient(jax.lax.dynamic_index_in_dim(cos, i, keepdims=False))
-            after = (plain(c_i) < tau) & (col > jnp.maximum(j, first[i]))
+            after = (_plain(c_i) < tau) & (col > jnp.maximum(j, first[i]))
             j_next = jnp.min(jnp.where(after, col, n2))
             found = j_next < n2
             list_i = jnp.where(found, list_i.at[k].set(i), list_i)
@@ -139,22 +134,22 @@ def _search(x1, x2, cos, capacity: int):
         j_safe = jnp.where(valid, j, 0)
 
         def values(_):
-            return _pair_gap(s1[i], s2[j_safe], signs(cos[i, j_safe]))
+            return _pair_gap(s1[i], s2[j_safe], _signs(cos[i, j_safe]))
 
         v = values(None) if when is None else jax.lax.cond(when, values, lambda _: jnp.zeros(i.shape, dtype), None)
         return gap.at[i, jnp.where(valid, j, n2)].set(v, mode="drop")
 
     # Both branches build the gap from the Gram matrix (a cond returning its operand copies it).
     def listed(c):
-        gap = refine(plain(c), rows, first)
+        gap = refine(_plain(c), rows, first)
         return refine(gap, list_i, list_j, when=k > 0) if capacity > 0 else gap
 
     def every_row(c):
         def one(args):
             a, c_i, g = args
-            return jnp.where(g < tau, _pair_gap(jnp.broadcast_to(a, s2.shape), s2, signs(c_i)), g)
+            return jnp.where(g < tau, _pair_gap(jnp.broadcast_to(a, s2.shape), s2, _signs(c_i)), g)
 
-        return jax.lax.map(one, (s1, c, plain(c)))
+        return jax.lax.map(one, (s1, c, _plain(c)))
 
     return jax.lax.cond(row < n1, every_row, listed, cos)
 
