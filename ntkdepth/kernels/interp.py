@@ -335,29 +335,38 @@ def locate_panel(v, positive, emin: int, n_pos: int):
     return (idx * N).astype(jnp.uint32), u
 
 
-@partial(jax.jit, static_argnames=("get", "bias", "two"))
-def _first_layers(x1, x2, W_std, b_std, rescale=None, *, get, bias, two):
-    """Layer one and, with ``two``, layer two's fields (one compiled call: the pass then reads them)."""
+@partial(jax.jit, static_argnames=("get", "bias", "two", "symmetric"))
+def _first_layers(x1, x2, W_std, b_std, rescale=None, *, get, bias, two, symmetric=False):
+    """Layer one, its ``[2, n1, n2]`` correlation and gap, and with ``two`` layer two's fields (one
+    compiled call: the pass then reads them).
+
+    The correlation and the gap leave as the one array :func:`layer_one` writes them into (as
+    two outputs each would be copied out of it); :func:`_interp_pass` takes them apart.
+    """
     dtype = x1.dtype
     W_std = jnp.asarray(W_std, dtype)
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
-    one = layer_one(x1, x2, W_std, b_std, bias, rescale)
-    return one, (_layer_two(one, W_std, get, bias) if two else None)
+    one = layer_one(x1, x2, W_std, b_std, bias, rescale, symmetric=symmetric)
+    pair = jnp.stack([one.rho, one.gap])
+    return one._replace(rho=None, gap=None), pair, (_layer_two(one, W_std, get, bias) if two else None)
 
 
 @partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos", "squeeze"))
-def _interp_pass(one, second, W_std, tables, rescale=None, *, layers, get, bias, emin, n_pos, squeeze=False):
+def _interp_pass(one, pair, second, W_std, tables, rescale=None, *, layers, get, bias, emin, n_pos, squeeze=False):
+    one = one._replace(rho=pair[0], gap=pair[1])
     W_std = jnp.asarray(W_std, one.rho.dtype)
     out = _interp_core(one, W_std, tables, layers=layers, get=get, bias=bias, emin=emin,
                        n_pos=n_pos, host_exp=rescale if bias else None, second=second)
     return {k: v[0] for k, v in out.items()} if squeeze else out
 
 
-def _interp_impl(x1, x2, W_std, b_std, tables, rescale=None, *, layers, get, bias, emin, n_pos, squeeze=False):
+def _interp_impl(x1, x2, W_std, b_std, tables, rescale=None, *, layers, get, bias, emin, n_pos, squeeze=False,
+                 symmetric=False):
     # Layer two comes from its own compiled call: computed inside the pass, XLA would compute it
     # again in every layer's pass, whose select reads it.
-    one, second = _first_layers(x1, x2, W_std, b_std, rescale, get=get, bias=bias, two=2 in layers)
-    return _interp_pass(one, second, W_std, tables, rescale, layers=layers, get=get, bias=bias, emin=emin,
+    one, pair, second = _first_layers(x1, x2, W_std, b_std, rescale, get=get, bias=bias, two=2 in layers,
+                                      symmetric=symmetric)
+    return _interp_pass(one, pair, second, W_std, tables, rescale, layers=layers, get=get, bias=bias, emin=emin,
                         n_pos=n_pos, squeeze=squeeze)
 
 
@@ -455,11 +464,12 @@ def _interp_core(one, W_std, tables, *, layers, get, bias, emin, n_pos, host_exp
 
 
 def interp_trace(x1, x2, W_std, b_std, *, layers: tuple[int, ...], get: tuple[str, ...],
-                 bias_setting=None, squeeze: bool = False, rescale=None) -> dict:
+                 bias_setting=None, squeeze: bool = False, rescale=None, symmetric: bool = False) -> dict:
     """The requested fields at ``layers`` by the interpolated path (inputs already validated).
 
     ``x1 [n1, n0]``, ``x2 [n2, n0]`` of one floating dtype; ``bias_setting`` as
-    in :func:`interp_tables`; ``rescale`` as for the layer loop's layer one.
+    in :func:`interp_tables`; ``rescale`` and ``symmetric`` (``x2`` is ``x1``) as for the layer loop's
+    layer one.
     Returns a dict of ``[m, n1, n2]`` fields and ``[m, n]`` diagonals, as the
     layer loop does; with ``squeeze`` (one layer) ``[n1, n2]`` and ``[n]``.
     """
@@ -468,7 +478,7 @@ def interp_trace(x1, x2, W_std, b_std, *, layers: tuple[int, ...], get: tuple[st
     return _interp_impl(
         x1, x2, jit_scalar(W_std, x1.dtype), jit_scalar(b_std, x1.dtype), tables, rescale,
         layers=layer_kinds(layers), get=get, bias=bias_setting is not None, emin=m.emin, n_pos=m.n_pos,
-        squeeze=squeeze,
+        squeeze=squeeze, symmetric=symmetric,
     )
 
 

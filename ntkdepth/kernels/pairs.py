@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from ntkdepth.kernels.scaling import power_of_two
 
-__all__ = ["GAP_THRESHOLD", "bias_correlation", "direction_gap"]
+__all__ = ["GAP_THRESHOLD", "bias_correlation", "direction_gap", "with_gap"]
 
 #: Pairs with ``1 - |cos| <`` this (per dtype) get their gap from the inputs' difference.
 GAP_THRESHOLD = {"float64": 2.0**-10, "float32": 2.0**-6}
@@ -50,33 +50,56 @@ def direction_gap(x1: jax.Array, x2: jax.Array, cos: jax.Array, *, capacity: int
     """``[n1, n2]`` the gap ``1 - |cos(x, x')|``, accurate relative to itself for every pair.
 
     ``x1 [n1, n0]``, ``x2 [n2, n0]``: the inputs (no zero rows); ``cos [n1, n2]``: their Gram matrix
-    of unit rows. Where ``1 - |cos|`` is below :data:`GAP_THRESHOLD` (a close pair) the gap comes
-    from the inputs' difference (:func:`_pair_gap`). A small kernel (``n1 n2 n0`` up to
-    ``2^18``, ``capacity`` not given) recomputes every pair. Otherwise each row's first close
+    of unit rows (clipped to ``[-1, 1]`` here). Where ``1 - |cos|`` is below :data:`GAP_THRESHOLD`
+    (a close pair) the gap comes from the inputs' difference (:func:`_pair_gap`). A small kernel
+    (``n1 n2 n0`` up to ``2^18``, ``capacity`` not given) recomputes every pair. Otherwise each row's first close
     pair (a kernel's diagonal) is found by one reduction over the Gram matrix and refined; the
     close pairs beyond those, up to ``capacity`` (default ``n1 + n2 + 64``), are listed row by
     row and refined together; more fall back to a pass over every pair of the inputs. Identical
     (antipodal) rows give exactly 0. Differentiable; jit-compatible (the shapes are static).
 
     ``symmetric``: ``x2`` is ``x1`` (a kernel of one set of inputs). The diagonal's gap is then 0, and
-    where no other pair is close (one count over the Gram matrix) nothing else is refined: the search
+    where no other pair is close (one min over the Gram matrix) nothing else is refined: the search
     and the refinement cost several elementwise passes (20 ms of a 100 ms kernel at 1,000 inputs).
+    """
+    return with_gap(x1, x2, cos, lambda c, gap: gap, capacity=capacity, symmetric=symmetric)
+
+
+def with_gap(x1, x2, cos, finish, *, capacity: int | None = None, symmetric: bool = False):
+    """``finish(cos, direction_gap(x1, x2, cos, ...))``, with ``finish``'s elementwise work in the same
+    compiled passes as the gap's.
+
+    For a kernel of one set of inputs without close pairs beyond the diagonal, the gap ``1 - |cos|``
+    (0 on the diagonal) is not written out: ``finish`` (the first layer's correlation) reads the Gram
+    matrix once, where a gap passed between the two would be written and read again.
     """
     n1, n2 = cos.shape
     dtype = cos.dtype
     tau = GAP_THRESHOLD[jnp.dtype(dtype).name]
     if capacity is None and n1 * n2 * x1.shape[-1] <= _EVERY_PAIR_ELEMENTS:
+        cos = jnp.clip(cos, -1.0, 1.0)
         gap = _plain(cos)
-        return jnp.where(gap < tau, _pair_gap(_scaled(x1)[:, None, :], _scaled(x2)[None, :, :], _signs(cos)), gap)
+        return finish(cos, jnp.where(gap < tau, _pair_gap(_scaled(x1)[:, None, :], _scaled(x2)[None, :, :],
+                                                         _signs(cos)), gap))
     if symmetric and capacity is None:
-        diagonal = jnp.arange(n1)[:, None] == jnp.arange(n2)[None, :]
+        def diagonal():
+            return jnp.arange(n1)[:, None] == jnp.arange(n2)[None, :]
 
+        # The branches clip the Gram matrix themselves: clipped before the cond, it would be written out.
         def fast(c):
-            return jnp.where(diagonal, 0.0, _plain(c)).astype(dtype)
+            c = jnp.clip(c, -1.0, 1.0)
+            return finish(c, jnp.where(diagonal(), 0.0, _plain(c)).astype(dtype))
 
-        others = jnp.sum((jax.lax.stop_gradient(_plain(cos)) < tau) & ~diagonal)
-        return jax.lax.cond(others == 0, fast, lambda c: _search(x1, x2, c, n1 + n2 + _EXTRA_CAPACITY), cos)
-    return _search(x1, x2, cos, n1 + n2 + _EXTRA_CAPACITY if capacity is None else int(capacity))
+        def searched(c):
+            c = jnp.clip(c, -1.0, 1.0)
+            return finish(c, _search(x1, x2, c, n1 + n2 + _EXTRA_CAPACITY))
+
+        # The closest pair off the diagonal, by one min over the Gram matrix (a count would be written
+        # out as integers first).
+        closest = jnp.min(jnp.where(diagonal(), 1.0, _plain(jax.lax.stop_gradient(cos))))
+        return jax.lax.cond(closest >= tau, fast, searched, cos)
+    cos = jnp.clip(cos, -1.0, 1.0)
+    return finish(cos, _search(x1, x2, cos, n1 + n2 + _EXTRA_CAPACITY if capacity is None else int(capacity)))
 
 
 def _plain(c):

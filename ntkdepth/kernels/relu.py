@@ -211,6 +211,7 @@ def _kernel_dict(x1, x2, *, depth, W_std, b_std, layers, get, dtype, method, squ
     squeeze = squeeze and len(layer_array) == 1
     dt = resolve_dtype(dtype, x1, x2)
     check_hyperparameters(W_std, b_std, dtype=dt)
+    symmetric = x2 is None
     with precision(dt, x1, x2, W_std, b_std):
         x1, x2, bias, norms = check_kernel_inputs(x1, x2, W_std=W_std, b_std=b_std, dtype=dt)
         deepest = int(layer_array.max())
@@ -223,13 +224,13 @@ def _kernel_dict(x1, x2, *, depth, W_std, b_std, layers, get, dtype, method, squ
         if use_interp(method, setting, layer_array, x1.shape[0] * x2.shape[0], dt, built):
             return interp_trace(x1, x2, W_std, b_std, layers=layers,
                                 get=ordered, bias_setting=setting, squeeze=squeeze,
-                                rescale=rescale)
+                                rescale=rescale, symmetric=symmetric)
         unroll, on_cpu = loop_options()
         return layer_loop(
             x1, x2, jit_scalar(W_std, dt), jit_scalar(b_std, dt),
             jnp.asarray(requested_layers(layer_array)), rescale, length=run_length(layer_array),
             n_out=len(layer_array), get=ordered, bias=bias, every_layer=is_every_layer(layer_array),
-            unroll=unroll, on_cpu=on_cpu, squeeze=squeeze,
+            unroll=unroll, on_cpu=on_cpu, squeeze=squeeze, symmetric=symmetric,
         )
 
 

@@ -22,7 +22,7 @@ from ntkdepth.kernels.angles import (
 )
 from ntkdepth.kernels.layer_map import next_angle, one_minus_correlation_map_of_angle
 from ntkdepth.kernels.layer_scale import log_half_square
-from ntkdepth.kernels.pairs import bias_correlation, direction_gap
+from ntkdepth.kernels.pairs import bias_correlation, with_gap
 from ntkdepth.kernels.scaling import power_of_two, times, times_pow4
 from ntkdepth.kernels.scan import scan_layers, slot_of, write_slot
 
@@ -123,7 +123,8 @@ def _unit_rows(x):
     return y / r_safe[:, None], m * r, jnp.log(m_safe) + jnp.log(r_safe)
 
 
-def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None, symmetric: bool = False) -> LayerOne:
+def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None, symmetric: bool = False,
+              gap_used: bool = True) -> LayerOne:
     """Layer 1 from the inputs (docs/kernels.md, "The first layer").
 
     The correlation comes from the Gram matrix of the unit-normalized inputs,
@@ -136,13 +137,13 @@ def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None, symmetric: bool = 
     ``rescale``: ``None``, or what :func:`ntkdepth.kernels.scaling.rescale_tiny_inputs`
     did to the inputs (``(log1, log2)`` without bias, the exponent ``k`` of the
     common factor ``2^k`` with one). ``symmetric``: ``x2`` is ``x1`` (:func:`ntkdepth.kernels.pairs.direction_gap`).
+    ``gap_used``: the caller reads ``gap`` as well as ``rho`` (else only ``rho`` is computed in full).
     """
     dtype = x1.dtype
     n0 = x1.shape[-1]
     u1, norm1, log_norm1 = _unit_rows(x1)
     u2, norm2, log_norm2 = _unit_rows(x2)
-    cos = jnp.clip(u1 @ u2.T, -1.0, 1.0)
-    gap = direction_gap(x1, x2, cos, symmetric=symmetric)
+    cos = u1 @ u2.T  # clipped to [-1, 1] by with_gap, in its passes
     w_over = W_std / math.sqrt(n0)
     s1, s2 = w_over * norm1, w_over * norm2  # sqrt(W^2 |x|^2 / n0)
     if bias:
@@ -154,21 +155,35 @@ def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None, symmetric: bool = 
         e = jnp.clip(e, info.minexp + 2, info.maxexp - 2)
         kappa = power_of_two(-e, dtype)  # exact
         s1, s2, b_std = s1 * kappa, s2 * kappa, b_std * kappa
-        rho, gap = bias_correlation(cos, gap, s1, s2, b_std)
+
+        def correlation(c, gap):
+            rho, gap = bias_correlation(c, gap, s1, s2, b_std)
+            return jnp.clip(rho, -1.0, 1.0), gap
+
         b2 = b_std * b_std
         q1, q2 = s1 * s1 + b2, s2 * s2 + b2
         log_g1, log_g2 = 0.5 * jnp.log(q1), 0.5 * jnp.log(q2)
         scale_exp = e - (0 if rescale is None else rescale)
     else:
-        # Near +-1 the gap is the more accurate of the two.
-        rho = jnp.where(gap < 0.5, jnp.where(cos >= 0, 1.0 - gap, gap - 1.0), cos)
+        def correlation(c, gap):
+            # Near +-1 the gap is the more accurate of the two.
+            return jnp.clip(jnp.where(gap < 0.5, jnp.where(c >= 0, 1.0 - gap, gap - 1.0), c), -1.0, 1.0), gap
+
         q1, q2 = s1 * s1, s2 * s2
         log_w = jnp.log(W_std) - 0.5 * math.log(n0)
         log_g1, log_g2 = log_w + log_norm1, log_w + log_norm2
         if rescale is not None:
             log_g1, log_g2 = log_g1 + rescale[0], log_g2 + rescale[1]
         b_std, scale_exp = jnp.zeros((), dtype), 0
-    return LayerOne(jnp.clip(rho, -1.0, 1.0), q1, q2, log_g1, log_g2, b_std, scale_exp, gap)
+    # The correlation in the gap's compiled passes (pairs.with_gap). Both used, rho and the gap come
+    # from one pass writing one [2, n1, n2] array: as two arrays XLA writes out the sums both are
+    # made of (with a bias) and reads them in two passes.
+    if gap_used:
+        pair = with_gap(x1, x2, cos, lambda c, g: jnp.stack(correlation(c, g)), symmetric=symmetric)
+        rho, gap = pair[0], pair[1]
+    else:
+        rho, gap = with_gap(x1, x2, cos, correlation, symmetric=symmetric)
+    return LayerOne(rho, q1, q2, log_g1, log_g2, b_std, scale_exp, gap)
 
 
 def _log_c(w2_half_log, b2, bias):
@@ -179,19 +194,20 @@ def _log_c(w2_half_log, b2, bias):
     return w2_half_log
 
 
-@partial(jax.jit, static_argnames=("length", "n_out", "get", "bias", "every_layer", "unroll", "on_cpu", "squeeze"))
+@partial(jax.jit, static_argnames=("length", "n_out", "get", "bias", "every_layer", "unroll", "on_cpu", "squeeze",
+                                   "symmetric"))
 def layer_loop(x1, x2, W_std, b_std, requested, rescale=None, *, length, n_out, get, bias, every_layer, unroll,
-               on_cpu, squeeze=False):
+               on_cpu, squeeze=False, symmetric=False):
     """Runs layers 1..depth on inputs, keeping the ``n_out`` layers of ``requested``
     (:func:`ntkdepth.kernels.scan.requested_layers`) in a loop ``length`` long (:func:`recursion`).
 
     With ``squeeze`` (``n_out == 1``) the fields come without the layer axis;
-    ``rescale`` as for :func:`layer_one`.
+    ``rescale`` and ``symmetric`` (``x2`` is ``x1``) as for :func:`layer_one`.
     """
     dtype = x1.dtype
     W_std = jnp.asarray(W_std, dtype)
     b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
-    one = layer_one(x1, x2, W_std, b_std, bias, rescale)
+    one = layer_one(x1, x2, W_std, b_std, bias, rescale, symmetric=symmetric)
     omr1, t1, sin_t1, e1 = first_angle(one)
     out = recursion(one, omr1, t1, sin_t1, W_std, one.b_std, requested, e1=e1, length=length,
                     n_out=n_out, get=get, bias=bias, every_layer=every_layer, unroll=unroll,

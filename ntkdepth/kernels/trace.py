@@ -126,7 +126,7 @@ def _first_layer(x1, x2, W_std, b_std, bias, rescale, symmetric=False):
     :mod:`ntkdepth.kernels.pairs`, would be compiled anew at every call); only what the normalized
     recursion and the tables' mesh need leaves it.
     """
-    one = layer_one(x1, x1 if symmetric else x2, W_std, b_std, bias, rescale, symmetric=symmetric)
+    one = layer_one(x1, x1 if symmetric else x2, W_std, b_std, bias, rescale, symmetric=symmetric, gap_used=False)
     lq1, lq2 = _log_diagonals(one, bias)
     a = 1.0 - jnp.abs(one.rho)
     return one.rho, lq1, lq2, jnp.min(jnp.where(a > 0, a, jnp.inf))

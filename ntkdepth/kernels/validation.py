@@ -224,7 +224,13 @@ def _row_norms(x1, x2) -> np.ndarray | None:
     """``[n1 + n2]`` the norms of the rows of ``x1`` and ``x2`` in float64 (``None`` if traced)."""
     if any(isinstance(v, jax.core.Tracer) for v in (x1, x2)):
         return None
-    return np.concatenate([np.linalg.norm(np.asarray(x, np.float64), axis=1) for x in (x1, x2)])
+
+    def norms(x):
+        # np.linalg.norm's sum, squared as float64 without a float64 copy of the inputs first.
+        return np.sqrt(np.add.reduce(np.square(np.asarray(x), dtype=np.float64), axis=1))
+
+    n1 = norms(x1)
+    return np.concatenate([n1, n1 if x2 is x1 else norms(x2)])
 
 
 def _check_bias_scale(norms, n1: int, n0: int, W_std, b_std, dtype) -> None:
