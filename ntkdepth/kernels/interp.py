@@ -360,8 +360,28 @@ def _interp_pass(one, pair, second, W_std, tables, rescale=None, *, layers, get,
     return {k: v[0] for k, v in out.items()} if squeeze else out
 
 
+@partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos", "squeeze", "symmetric"))
+def _interp_one_layer(x1, x2, W_std, b_std, tables, rescale=None, *, layers, get, bias, emin, n_pos, squeeze,
+                      symmetric):
+    """One requested layer in one compiled call: its pass runs in the first layer's (``then`` of
+    :func:`layer_one`), so neither the correlation nor the gap is written out and read back."""
+    dtype = x1.dtype
+    W_std = jnp.asarray(W_std, dtype)
+    b_std = jnp.asarray(b_std, dtype) if bias else jnp.zeros((), dtype)
+
+    def then(one):
+        out = _interp_core(one, W_std, tables, layers=layers, get=get, bias=bias, emin=emin, n_pos=n_pos,
+                           host_exp=rescale if bias else None)
+        return {k: v[0] for k, v in out.items()} if squeeze else out
+
+    return layer_one(x1, x2, W_std, b_std, bias, rescale, symmetric=symmetric, then=then)
+
+
 def _interp_impl(x1, x2, W_std, b_std, tables, rescale=None, *, layers, get, bias, emin, n_pos, squeeze=False,
                  symmetric=False):
+    if len(layers) == 1:
+        return _interp_one_layer(x1, x2, W_std, b_std, tables, rescale, layers=layers, get=get, bias=bias,
+                                 emin=emin, n_pos=n_pos, squeeze=squeeze, symmetric=symmetric)
     # Layer two comes from its own compiled call: computed inside the pass, XLA would compute it
     # again in every layer's pass, whose select reads it.
     one, pair, second = _first_layers(x1, x2, W_std, b_std, rescale, get=get, bias=bias, two=2 in layers,

@@ -124,7 +124,7 @@ def _unit_rows(x):
 
 
 def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None, symmetric: bool = False,
-              gap_used: bool = True) -> LayerOne:
+              gap_used: bool = True, then=None) -> LayerOne:
     """Layer 1 from the inputs (docs/kernels.md, "The first layer").
 
     The correlation comes from the Gram matrix of the unit-normalized inputs,
@@ -138,6 +138,8 @@ def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None, symmetric: bool = 
     did to the inputs (``(log1, log2)`` without bias, the exponent ``k`` of the
     common factor ``2^k`` with one). ``symmetric``: ``x2`` is ``x1`` (:func:`ntkdepth.kernels.pairs.direction_gap`).
     ``gap_used``: the caller reads ``gap`` as well as ``rho`` (else only ``rho`` is computed in full).
+    ``then``: a function of the layer, returned in its place, evaluated in the same compiled passes
+    (:func:`ntkdepth.kernels.pairs.with_gap`): the correlation and the gap need not be written out.
     """
     dtype = x1.dtype
     n0 = x1.shape[-1]
@@ -178,6 +180,12 @@ def layer_one(x1, x2, W_std, b_std, bias: bool, rescale=None, symmetric: bool = 
     # The correlation in the gap's compiled passes (pairs.with_gap). Both used, rho and the gap come
     # from one pass writing one [2, n1, n2] array: as two arrays XLA writes out the sums both are
     # made of (with a bias) and reads them in two passes.
+    if then is not None:
+        def layer(c, g):
+            rho, gap = correlation(c, g)
+            return then(LayerOne(rho, q1, q2, log_g1, log_g2, b_std, scale_exp, gap))
+
+        return with_gap(x1, x2, cos, layer, symmetric=symmetric)
     if gap_used:
         pair = with_gap(x1, x2, cos, lambda c, g: jnp.stack(correlation(c, g)), symmetric=symmetric)
         rho, gap = pair[0], pair[1]
