@@ -157,7 +157,7 @@ def row_expansion(fn: Callable, dfn: Callable, lq: jax.Array, plan: MehlerPlan) 
 
 
 #: Terms per block of the correlations' Horner pass.
-_BLOCK = 16
+_BLOCK = 32
 
 
 def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
@@ -199,13 +199,27 @@ def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
         used = jnp.clip(jnp.ceil(k_needed / _BLOCK), 1, n_blocks).astype(jnp.int32)
 
     def block(j, carry):
+        # acc <- acc rho^B + P(rho), P the block's B terms; dacc, the derivative in rho, alike. P and P'
+        # by their even and odd parts in y = rho^2 (four Horner chains of B / 2 terms): a single chain
+        # of B dependent steps per term waits on each step. The powers of rho are computed here from
+        # rho (read from memory, they would cost more than their products).
         acc, dacc = carry
-        for s in range(_BLOCK):
-            k = (j + 1) * _BLOCK - 1 - s
-            c = (jax.lax.dynamic_index_in_dim(a, k, a.ndim - 1, keepdims=False)
-                 * jax.lax.dynamic_index_in_dim(b, k, b.ndim - 1, keepdims=False))
-            dacc = dacc * rho + acc
-            acc = acc * rho + c
+        y = rho * rho
+        step = y ** (_BLOCK // 2)  # rho^B
+        step_d = _BLOCK * rho * y ** (_BLOCK // 2 - 1)  # its derivative
+        even = odd = d_even = d_odd = None
+        for t in range(_BLOCK // 2 - 1, -1, -1):
+            c0, c1 = (jax.lax.dynamic_index_in_dim(a, j * _BLOCK + 2 * t + r, a.ndim - 1, keepdims=False)
+                      * jax.lax.dynamic_index_in_dim(b, j * _BLOCK + 2 * t + r, b.ndim - 1, keepdims=False)
+                      for r in (0, 1))
+            # P = E(y) + rho O(y); P' = O'(y) + rho E'(y), with the terms (2t + 1) c_{2t+1} y^t and 2t c_{2t} y^(t-1).
+            even = c0 if even is None else even * y + c0
+            odd = c1 if odd is None else odd * y + c1
+            d_odd = (2 * t + 1) * c1 if d_odd is None else d_odd * y + (2 * t + 1) * c1
+            if t > 0:
+                d_even = 2 * t * c0 if d_even is None else d_even * y + 2 * t * c0
+        dacc = dacc * step + acc * step_d + (d_odd + rho * d_even)
+        acc = acc * step + (even + rho * odd)
         return acc, dacc
 
     def body(i, carry):
