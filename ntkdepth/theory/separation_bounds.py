@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.special import beta, betainc, betaincc
-from scipy.stats import binom
 
 from ntkdepth.data.pairs import colinear_angles, pair_angles
 
@@ -319,6 +318,8 @@ def compare_with_monte_carlo(n: int, d: int, delta, min_angle, min_colinear_angl
       ``exceeds_4se`` (``mc > bound + Z_EXCESS mc_se``) and ``binom_p_value``, the exact
       one-sided test of "true probability <= bound": ``P(Bin(T, bound) >= count)``.
     """
+    from scipy.stats import binom  # imported here: scipy.stats takes half a second to import
+
     delta = np.asarray(delta, dtype=np.float64)
     rows = []
     for event, bound_fn, sample in (("close", union_bound_close_pair, np.asarray(min_angle)),
