@@ -53,17 +53,46 @@ def nodes_for(terms: int) -> int:
 
 
 @functools.lru_cache(maxsize=16)
+def gauss_hermite(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(z [N], w [N])``: the Gauss-Hermite rule for ``E[f(z)]``, ``z ~ N(0, 1)``, to rounding.
+
+    SciPy's nodes (``roots_hermitenorm``) are refined by Newton's method on ``p_N``, the orthonormal
+    polynomials ``p_k = He_k / sqrt(k!)`` run by their three-term recurrence (rescaled by powers of
+    two where they grow, so that no node overflows), and the weights are the Christoffel numbers
+    ``1 / (N p_{N-1}(z)^2)``. SciPy's own rule integrates ``z^2`` to 6e-15 (192 nodes) and 4.5e-14
+    (3,776 nodes) relative; this one to about 1e-15, which every second moment of a Hermite expansion
+    inherits.
+    """
+    from scipy.special import roots_hermitenorm
+
+    z, _ = roots_hermitenorm(nodes)
+    big = 2.0**300
+    for _ in range(3):
+        p_prev, p = np.zeros_like(z), np.ones_like(z)  # p_{k-1}, p_k from k = 0
+        log_scale = np.zeros_like(z)
+        for k in range(nodes):
+            p_prev, p = p, (z * p - math.sqrt(k) * p_prev) / math.sqrt(k + 1)
+            over = np.abs(p) > big
+            if over.any():
+                p, p_prev = np.where(over, p / big, p), np.where(over, p_prev / big, p_prev)
+                log_scale = log_scale + np.where(over, math.log(big), 0.0)
+        z = z - p / (math.sqrt(nodes) * p_prev)  # p_N' = sqrt(N) p_{N-1}
+    w = np.exp(-math.log(nodes) - 2.0 * (np.log(np.abs(p_prev)) + log_scale))
+    z, w = 0.5 * (z - z[::-1]), 0.5 * (w + w[::-1])  # exactly symmetric
+    return z, w / math.fsum(w)
+
+
+@functools.lru_cache(maxsize=16)
 def hermite_table(nodes: int, terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(z [N], sqrt_w [N], H [N, K + 1])``: Gauss-Hermite nodes for ``E[f(z)]``, ``z ~ N(0, 1)``,
-    the square roots of their weights, and ``H[a, k] = sqrt(w_a) He_k(z_a) / sqrt(k!)`` (float64).
+    """``(z [N], sqrt_w [N], H [N, K + 1])``: Gauss-Hermite nodes for ``E[f(z)]``, ``z ~ N(0, 1)``
+    (:func:`gauss_hermite`), the square roots of their weights, and
+    ``H[a, k] = sqrt(w_a) He_k(z_a) / sqrt(k!)`` (float64).
 
     The normalized Hermite functions are built by their three-term recurrence from ``sqrt(w_a)``,
     so that no value overflows at the outer nodes.
     """
-    from scipy.special import roots_hermitenorm
-
-    z, w = roots_hermitenorm(nodes)
-    sqrt_w = np.sqrt(w / math.sqrt(2.0 * math.pi))
+    z, w = gauss_hermite(nodes)
+    sqrt_w = np.sqrt(w)
     H = np.empty((nodes, terms + 1))
     H[:, 0] = sqrt_w
     if terms >= 1:
