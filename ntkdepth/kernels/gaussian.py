@@ -173,14 +173,27 @@ def row_expansion(fn: Callable, dfn: Callable, lq: jax.Array, plan: MehlerPlan) 
     """
     z, sqrt_w, H = hermite_table(plan.nodes, plan.terms)
     dtype = lq.dtype
-    z, sqrt_w, H = (jnp.asarray(v, dtype) for v in (z, sqrt_w, H))
+    K = plan.terms
+    # The nodes come in pairs +-z (:func:`gauss_hermite`: an even number of them, exactly symmetric)
+    # and He_k(-z) = (-1)^k He_k(z): the even coefficients are those of phi's even part at the
+    # positive nodes, the odd ones of its odd part, two products of a quarter of the one over every
+    # node (ascending nodes: the positive half last).
+    half = plan.nodes // 2
+    z, sqrt_w, H = z[half:], sqrt_w[half:], H[half:]
+    z, sqrt_w, h_even, h_odd = (jnp.asarray(v, dtype) for v in (z, sqrt_w, H[:, 0::2], H[:, 1::2]))
     x = jnp.exp(0.5 * lq)[..., None] * z
-    f = fn(x) * sqrt_w
-    d = dfn(x) * sqrt_w
-    a = jnp.matmul(f, H, precision=jax.lax.Precision.HIGHEST)
+    f_pos, f_neg = fn(x) * sqrt_w, fn(-x) * sqrt_w
+    d_pos, d_neg = dfn(x) * sqrt_w, dfn(-x) * sqrt_w
+    a_even = jnp.matmul(f_pos + f_neg, h_even, precision=jax.lax.Precision.HIGHEST)
+    a_odd = jnp.matmul(f_pos - f_neg, h_odd, precision=jax.lax.Precision.HIGHEST)
+    if a_odd.shape[-1] < a_even.shape[-1]:  # K even: one more even coefficient
+        a_odd = jnp.concatenate([a_odd, jnp.zeros_like(a_odd[..., :1])], -1)
+    a = jnp.stack([a_even, a_odd], -1).reshape(a_even.shape[:-1] + (-1,))[..., : K + 1]
+    f = jnp.concatenate([f_pos, f_neg], -1)
+    d = jnp.concatenate([d_pos, d_neg], -1)
     norm2 = jnp.sum(a * a, -1)
     alpha = a / jnp.sqrt(jnp.where(norm2 > 0, norm2, 1.0))[..., None]
-    k = jnp.arange(plan.terms + 1, dtype=dtype)
+    k = jnp.arange(K + 1, dtype=dtype)
     dnorm = jnp.sqrt(jnp.sum(k * alpha * alpha, -1))
     return dict(alpha=alpha, dnorm=dnorm, lm=jnp.log(jnp.sum(f * f, -1)), lmd=jnp.log(jnp.sum(d * d, -1)))
 
