@@ -178,6 +178,8 @@ def row_expansion(fn: Callable, dfn: Callable, lq: jax.Array, plan: MehlerPlan) 
     # and He_k(-z) = (-1)^k He_k(z): the even coefficients are those of phi's even part at the
     # positive nodes, the odd ones of its odd part, two products of a quarter of the one over every
     # node (ascending nodes: the positive half last).
+    if plan.nodes % 2:
+        raise ValueError(f"a Hermite plan's nodes come in +-z pairs (nodes_for); got {plan.nodes} nodes")
     half = plan.nodes // 2
     z, sqrt_w, H = z[half:], sqrt_w[half:], H[half:]
     z, sqrt_w, h_even, h_odd = (jnp.asarray(v, dtype) for v in (z, sqrt_w, H[:, 0::2], H[:, 1::2]))
