@@ -351,13 +351,14 @@ def _first_layers(x1, x2, W_std, b_std, rescale=None, *, get, bias, two, symmetr
     return one._replace(rho=None, gap=None), pair, (_layer_two(one, W_std, get, bias) if two else None)
 
 
-@partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos", "squeeze"))
-def _interp_pass(one, pair, second, W_std, tables, rescale=None, *, layers, get, bias, emin, n_pos, squeeze=False):
+@partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos"))
+def _interp_pass(one, pair, second, W_std, tables, rescale=None, *, layers, get, bias, emin, n_pos):
+    """Every requested layer's fields from :func:`_first_layers`' outputs (several layers: one
+    requested layer runs in :func:`_interp_one_layer`)."""
     one = one._replace(rho=pair[0], gap=pair[1])
     W_std = jnp.asarray(W_std, one.rho.dtype)
-    out = _interp_core(one, W_std, tables, layers=layers, get=get, bias=bias, emin=emin,
-                       n_pos=n_pos, host_exp=rescale if bias else None, second=second)
-    return {k: v[0] for k, v in out.items()} if squeeze else out
+    return _interp_core(one, W_std, tables, layers=layers, get=get, bias=bias, emin=emin,
+                        n_pos=n_pos, host_exp=rescale if bias else None, second=second)
 
 
 @partial(jax.jit, static_argnames=("layers", "get", "bias", "emin", "n_pos", "squeeze", "symmetric"))
@@ -387,7 +388,7 @@ def _interp_impl(x1, x2, W_std, b_std, tables, rescale=None, *, layers, get, bia
     one, pair, second = _first_layers(x1, x2, W_std, b_std, rescale, get=get, bias=bias, two=2 in layers,
                                       symmetric=symmetric)
     return _interp_pass(one, pair, second, W_std, tables, rescale, layers=layers, get=get, bias=bias, emin=emin,
-                        n_pos=n_pos, squeeze=squeeze)
+                        n_pos=n_pos)
 
 
 def _layer_two(one, W_std, get, bias) -> dict:
