@@ -190,9 +190,10 @@ def test_tabulated_path_refuses_inputs_of_several_norms_with_a_bias(rng):
 
 
 def test_a_user_function_goes_through_the_hermite_expansion(x64, rng):
-    """erf passed as a function equals erf's closed form; tanh as a function equals the built-in."""
+    """erf passed as a function equals erf's closed form; tanh and SiLU as functions (no symmetry
+    declared: phi at every node, every coefficient computed) equal the built-ins (odd; odd part x / 2)."""
     x1, x2 = rng.normal(size=(4, 3)), rng.normal(size=(3, 3))
-    for fn, name in ((jax.scipy.special.erf, "erf"), (jnp.tanh, "tanh")):
+    for fn, name in ((jax.scipy.special.erf, "erf"), (jnp.tanh, "tanh"), (jax.nn.silu, "silu")):
         ours = kernel_trace(x1, x2, depth=6, layers=[2, 6], activation=fn, W_std=1.4, b_std=0.2)
         ref = kernel_trace(x1, x2, depth=6, layers=[2, 6], activation=name, W_std=1.4, b_std=0.2)
         assert ours.error_bound is not None and ours.error_bound < 1e-15
@@ -333,3 +334,46 @@ def test_gelu_closed_form_holds_at_large_variances(x64):
             want = (float(ref_k / mp.sqrt(m1 * m2)), float(ref_kd / mp.sqrt(md1 * md2)))
             for got, ref in zip((k, kd), want):
                 assert abs(float(got[0]) - ref) <= 1e-13 * abs(ref), (q1, q2, rho, float(got[0]), ref)
+
+
+@pytest.mark.parametrize("name", ["tanh", "silu", "softplus"])
+def test_declared_symmetries_hold(x64, name):
+    # odd_part spares the expansion half its evaluations (and, for SiLU and softplus, every odd
+    # coefficient but a_1): it must be true of phi and of phi'.
+    act = activation(name)
+    x = jnp.asarray(np.random.default_rng(5).normal(scale=3.0, size=200))
+    if act.odd_part == "all":
+        np.testing.assert_array_equal(np.asarray(act(-x)), -np.asarray(act(x)))
+        np.testing.assert_array_equal(np.asarray(act.derivative(-x)), np.asarray(act.derivative(x)))
+    else:
+        s = act.odd_part
+        np.testing.assert_allclose(np.asarray(act(x) - act(-x)), np.asarray(2 * s * x), rtol=0, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(act.derivative(x) + act.derivative(-x)), 2 * s, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["tanh", "silu"])
+def test_each_layer_takes_the_shortest_expansion_its_variances_need(x64, name):
+    # A plan made for variances up to 4 offers shorter rungs; inputs of small variance take one of
+    # them (fewer terms, nodes and blocks of the series) and give the full plan's numbers to its
+    # tolerance, inputs at the largest variance take every term.
+    from ntkdepth.kernels.gaussian import ladder_below
+
+    act = activation(name)
+    plan = act.plan(np.array([0.05, 4.0]), np.float64)
+    assert plan.ladder == ladder_below(plan.terms) and plan.ladder and plan.tol == np.finfo(np.float64).eps
+    full = plan._replace(ladder=())
+    rng = np.random.default_rng(11)
+    for low, high, shorter in ((0.05, 0.3, True), (0.3, 4.0, False)):
+        lq = jnp.asarray(np.log(rng.uniform(low, high, size=6)))
+        ours, ref = act.rows(lq, plan), act.rows(lq, full)
+        used = int(ours["terms"][0])
+        assert (used < plan.terms) == shorter, (low, high, used, plan.terms)
+        rho = rng.uniform(-0.99, 0.99, size=(6, 6))
+        rho = jnp.asarray((rho + rho.T) / 2)
+        assert set(ours) == set(ref)
+        got = act.correlations({k: v[:, None] for k, v in ours.items()}, None, rho)
+        want = act.correlations({k: v[:, None] for k, v in ref.items()}, None, rho)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(np.asarray(ours["lm"]), np.asarray(ref["lm"]), rtol=0, atol=4e-15)
+        np.testing.assert_allclose(np.asarray(ours["lmd"]), np.asarray(ref["lmd"]), rtol=0, atol=4e-15)

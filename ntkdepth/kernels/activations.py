@@ -465,6 +465,9 @@ class _Expanded(Activation):
     """Expectations by the Hermite expansion (:mod:`ntkdepth.kernels.gaussian`)."""
 
     closed_form: ClassVar[bool] = False
+    #: What the symmetry of ``phi`` spares the expansion (:func:`ntkdepth.kernels.gaussian.row_expansion`):
+    #: ``"all"`` for an odd ``phi``, ``s`` where ``phi(x) - phi(-x) = 2 s x``, ``None`` for neither.
+    odd_part: ClassVar[str | float | None] = None
 
     def plan(self, q_values, dtype):
         tol = float(np.finfo(dtype).eps) if np.dtype(dtype) == np.float64 else 1e-8
@@ -477,7 +480,7 @@ class _Expanded(Activation):
     def rows(self, lq, plan):
         if plan is None:
             raise ValueError(f"{self.label} needs a Hermite plan (Activation.plan)")
-        return row_expansion(self.__call__, self.derivative, lq, plan)
+        return row_expansion(self.__call__, self.derivative, lq, plan, self.odd_part)
 
     def correlations(self, r1, r2, rho, reach=None):
         return mehler_correlations(r1, r2, rho, reach)
@@ -488,6 +491,7 @@ class Tanh(_Expanded):
     """``phi(x) = tanh(x)``."""
 
     name: ClassVar[str] = "tanh"
+    odd_part: ClassVar[str] = "all"
 
     def __call__(self, x):
         return jnp.tanh(x)
@@ -501,9 +505,10 @@ class Tanh(_Expanded):
 
 @dataclasses.dataclass(frozen=True)
 class Silu(_Expanded):
-    """``phi(x) = x sigmoid(x)`` (SiLU, swish)."""
+    """``phi(x) = x sigmoid(x)`` (SiLU, swish); ``phi(x) - phi(-x) = x``."""
 
     name: ClassVar[str] = "silu"
+    odd_part: ClassVar[float] = 0.5
 
     @property
     def asymptote(self):
@@ -524,9 +529,10 @@ class Silu(_Expanded):
 
 @dataclasses.dataclass(frozen=True)
 class Softplus(_Expanded):
-    """``phi(x) = log(1 + e^x)``."""
+    """``phi(x) = log(1 + e^x)``; ``phi(x) - phi(-x) = x``."""
 
     name: ClassVar[str] = "softplus"
+    odd_part: ClassVar[float] = 0.5
 
     @property
     def asymptote(self):

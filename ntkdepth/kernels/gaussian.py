@@ -34,15 +34,23 @@ __all__ = [
 #: The most Hermite terms a kernel call uses (beyond, the expansion's tail is reported, not met).
 MAX_TERMS = 2048
 _TERM_STEP = 32  # term counts are rounded up to a multiple of this (fewer compilations)
+#: Terms per block of the correlations' Horner pass (as many of even as of odd degree).
+_BLOCK = 32
 
 
 class MehlerPlan(NamedTuple):
     """How many Hermite terms (``terms``, the degree ``K``) and quadrature nodes (``nodes``) a call uses,
-    and the relative tail of the expansion they leave (``tail``, the error bound per evaluation)."""
+    and the relative tail of the expansion they leave (``tail``, the error bound per evaluation).
+
+    ``ladder``: shorter expansions (their term counts, ascending) that a layer takes where its
+    variances need fewer terms than the plan's most, and ``tol`` the relative tail each layer's choice
+    meets (:func:`row_expansion`; an empty ladder: every layer takes ``terms``)."""
 
     terms: int
     nodes: int
     tail: float
+    ladder: tuple[int, ...] = ()
+    tol: float = 0.0
 
 
 def nodes_for(terms: int) -> int:
@@ -143,7 +151,23 @@ def plan_terms(fn: Callable, q_values, tol: float, max_terms: int = MAX_TERMS) -
     ok = np.flatnonzero(worst <= tol)
     terms = int(ok[0]) if ok.size else max_terms
     terms = min(max_terms, max(_TERM_STEP, -(-terms // _TERM_STEP) * _TERM_STEP))
-    return MehlerPlan(terms, nodes_for(terms), float(worst[terms]))
+    return MehlerPlan(terms, nodes_for(terms), float(worst[terms]), ladder_below(terms), tol)
+
+
+def ladder_below(terms: int) -> tuple[int, ...]:
+    """The shorter expansions a plan of ``terms`` terms offers its layers: degrees 31, 63, 127, 255, ...
+    below it (whole blocks of 32 coefficients, doubling).
+
+    A layer whose variances need fewer terms (a bounded activation's variances settle below the
+    first layer's; SiLU's shrink) computes fewer coefficients at fewer nodes and a shorter series
+    (:func:`row_expansion`); a layer pays for at most twice the terms it needs, and each rung is a
+    branch of the compiled layer.
+    """
+    rungs, blocks = [], 1
+    while blocks * _BLOCK - 1 < terms:
+        rungs.append(blocks * _BLOCK - 1)
+        blocks *= 2
+    return tuple(rungs)
 
 
 def _extrapolated_tail(tail: np.ndarray, K: int) -> float:
@@ -164,44 +188,135 @@ def _extrapolated_tail(tail: np.ndarray, K: int) -> float:
     return float(max(beyond.max(), 0.0)) if beyond.size else 0.0
 
 
-def row_expansion(fn: Callable, dfn: Callable, lq: jax.Array, plan: MehlerPlan) -> dict:
+def row_expansion(fn: Callable, dfn: Callable, lq: jax.Array, plan: MehlerPlan, odd_part=None) -> dict:
     """Per input: the normalized coefficients and second moments at ``q = exp(lq)`` (``[n]``).
 
-    Returns ``alpha [n, K + 1]`` (``a_k / sqrt(sum_k a_k^2)``), ``dnorm [n]``
-    (``sqrt(sum_k k alpha_k^2)``), ``lm [n] = log E[phi(sqrt(q) z)^2]`` and
-    ``lmd [n] = log E[phi'(sqrt(q) z)^2]`` (the last two by the quadrature itself).
+    Returns ``even [n, *]`` and ``odd [n, *]``, the coefficients ``alpha_k = a_k / sqrt(sum_j a_j^2)`` of
+    even and of odd ``k`` (``None`` where they all vanish), ``dnorm [n]`` (``sqrt(sum_k k alpha_k^2)``),
+    ``lm [n] = log E[phi(sqrt(q) z)^2]`` and ``lmd [n] = log E[phi'(sqrt(q) z)^2]`` (the last two by
+    the quadrature itself), and ``terms [n]``, the degree of the expansion used.
+
+    ``odd_part``: what the activation's symmetry gives without computing: ``"all"`` for an odd ``phi``
+    (its even coefficients vanish; ``phi`` is evaluated at the positive nodes alone), a number ``s``
+    where ``phi(x) - phi(-x) = 2 s x`` (its odd part is linear: ``a_1 = s sqrt(q)``, no other odd
+    coefficient; ``odd`` is then ``[n, 1]``), ``None`` for neither.
+
+    With a ladder (:class:`MehlerPlan`) the call takes its shortest rung whose relative tails stay
+    below ``plan.tol`` at the smallest, the middle and the largest of its variances, read off the
+    full expansion's coefficients at those three (docs/activations.md#hermite-expansion).
     """
-    z, sqrt_w, H = hermite_table(plan.nodes, plan.terms)
-    dtype = lq.dtype
-    K = plan.terms
+    if not plan.ladder:
+        return _expansion(fn, dfn, lq, plan.terms, plan.nodes, plan.terms, odd_part)
+    finite = jnp.isfinite(lq)
+    lo = jnp.min(jnp.where(finite, lq, jnp.inf))
+    hi = jnp.max(jnp.where(finite, lq, -jnp.inf))
+    probe = jax.lax.stop_gradient(jnp.where(jnp.any(finite), jnp.stack([lo, 0.5 * (lo + hi), hi]), 0.0))
+    even, odd = _coefficients(fn, probe, plan.terms, plan.nodes, odd_part)[:2]
+    needed = _needed_terms(even, odd, plan.tol)
+    index = sum((needed > t).astype(jnp.int32) for t in plan.ladder)  # the first rung with terms >= needed
+    sizes = [(t, nodes_for(t)) for t in plan.ladder] + [(plan.terms, plan.nodes)]
+    branches = [functools.partial(_expansion, fn, dfn, terms=t, nodes=nodes, pad_to=plan.terms, odd_part=odd_part)
+                for t, nodes in sizes]
+    return jax.lax.switch(index, branches, lq)
+
+
+def _needed_terms(even: jax.Array | None, odd: jax.Array | None, tol: float) -> jax.Array:
+    """The fewest terms whose relative tails (both series, as :func:`plan_terms`) stay below ``tol`` for
+    every row of the coefficients (``[r, *]`` of even and of odd ``k``; the most there are where none
+    does, or where a tail is not a number)."""
+    parts = [v for v in (even, odd) if v is not None]
+    n_even = 0 if even is None else even.shape[-1]
+    n_odd = 0 if odd is None else odd.shape[-1]
+    K = max(2 * n_even - 2, 2 * n_odd - 1)
+    a = jnp.zeros(parts[0].shape[:-1] + (K + 1,), parts[0].dtype)
+    if even is not None:
+        a = a.at[..., 0::2].set(even[..., : (K + 2) // 2])
+    if odd is not None:
+        a = a.at[..., 1 : 2 * n_odd : 2].set(odd)
+    k = jnp.arange(K + 1, dtype=a.dtype)
+    sq = a * a
+    worst = jnp.zeros((K + 1,), a.dtype)
+    for weighted in (sq, k * sq):
+        after = jnp.cumsum(weighted[..., ::-1], -1)[..., ::-1]  # sum_{j >= k}
+        total = after[..., :1]
+        tail = jnp.concatenate([after[..., 1:], jnp.zeros_like(total)], -1) / jnp.where(total > 0, total, 1.0)
+        worst = jnp.maximum(worst, jnp.max(jnp.where(jnp.isnan(tail), jnp.inf, tail), 0))
+    ok = worst <= tol
+    return jnp.where(jnp.any(ok), jnp.argmax(ok), K)
+
+
+def _half_rule(terms: int, nodes: int, dtype):
+    """The positive half of the Gauss-Hermite rule (:func:`hermite_table`) and its normalized Hermite
+    functions of even and of odd degree there."""
     # The nodes come in pairs +-z (:func:`gauss_hermite`: an even number of them, exactly symmetric)
     # and He_k(-z) = (-1)^k He_k(z): the even coefficients are those of phi's even part at the
     # positive nodes, the odd ones of its odd part, two products of a quarter of the one over every
     # node (ascending nodes: the positive half last).
-    if plan.nodes % 2:
-        raise ValueError(f"a Hermite plan's nodes come in +-z pairs (nodes_for); got {plan.nodes} nodes")
-    half = plan.nodes // 2
+    if nodes % 2:
+        raise ValueError(f"a Hermite plan's nodes come in +-z pairs (nodes_for); got {nodes} nodes")
+    z, sqrt_w, H = hermite_table(nodes, terms)
+    half = nodes // 2
     z, sqrt_w, H = z[half:], sqrt_w[half:], H[half:]
-    z, sqrt_w, h_even, h_odd = (jnp.asarray(v, dtype) for v in (z, sqrt_w, H[:, 0::2], H[:, 1::2]))
-    x = jnp.exp(0.5 * lq)[..., None] * z
-    f_pos, f_neg = fn(x) * sqrt_w, fn(-x) * sqrt_w
-    d_pos, d_neg = dfn(x) * sqrt_w, dfn(-x) * sqrt_w
-    a_even = jnp.matmul(f_pos + f_neg, h_even, precision=jax.lax.Precision.HIGHEST)
-    a_odd = jnp.matmul(f_pos - f_neg, h_odd, precision=jax.lax.Precision.HIGHEST)
-    if a_odd.shape[-1] < a_even.shape[-1]:  # K even: one more even coefficient
-        a_odd = jnp.concatenate([a_odd, jnp.zeros_like(a_odd[..., :1])], -1)
-    a = jnp.stack([a_even, a_odd], -1).reshape(a_even.shape[:-1] + (-1,))[..., : K + 1]
-    f = jnp.concatenate([f_pos, f_neg], -1)
-    d = jnp.concatenate([d_pos, d_neg], -1)
-    norm2 = jnp.sum(a * a, -1)
-    alpha = a / jnp.sqrt(jnp.where(norm2 > 0, norm2, 1.0))[..., None]
-    k = jnp.arange(K + 1, dtype=dtype)
-    dnorm = jnp.sqrt(jnp.sum(k * alpha * alpha, -1))
-    return dict(alpha=alpha, dnorm=dnorm, lm=jnp.log(jnp.sum(f * f, -1)), lmd=jnp.log(jnp.sum(d * d, -1)))
+    return tuple(jnp.asarray(v, dtype) for v in (z, sqrt_w, H[:, 0::2], H[:, 1::2]))
 
 
-#: Terms per block of the correlations' Horner pass.
-_BLOCK = 32
+def _coefficients(fn: Callable, lq: jax.Array, terms: int, nodes: int, odd_part):
+    """The coefficients ``a_k`` at ``q = exp(lq)`` of even and of odd ``k`` (``[..., *]``, not normalized;
+    ``None`` where they vanish, ``[..., 1]`` for a linear odd part), and ``x`` (the positive nodes
+    scaled by ``sqrt(q)``), the square roots of the weights and ``fn``'s values times them at ``+-x``."""
+    z, sqrt_w, h_even, h_odd = _half_rule(terms, nodes, lq.dtype)
+    root_q = jnp.exp(0.5 * lq)
+    x = root_q[..., None] * z
+    f_pos = fn(x) * sqrt_w
+    if odd_part == "all":
+        f_neg = -f_pos
+    elif odd_part is not None:
+        f_neg = f_pos - (2.0 * odd_part) * x * sqrt_w
+    else:
+        f_neg = fn(-x) * sqrt_w
+
+    def product(values, h):
+        # [..., k] as the transpose of a product whose result is [k, ...]: the series reads each
+        # degree's coefficients as one contiguous row.
+        return jnp.moveaxis(jnp.einsum("ak,...a->k...", h, values, precision=jax.lax.Precision.HIGHEST), 0, -1)
+
+    even = None if odd_part == "all" else product(f_pos + f_neg, h_even)
+    if odd_part is None or odd_part == "all":
+        odd = product(f_pos - f_neg, h_odd) if terms >= 1 else None
+    else:
+        odd = (odd_part * root_q)[..., None]
+    return even, odd, x, sqrt_w, f_pos, f_neg
+
+
+def _expansion(fn: Callable, dfn: Callable, lq: jax.Array, terms: int, nodes: int, pad_to: int, odd_part) -> dict:
+    """:func:`row_expansion` with ``terms`` terms at ``nodes`` nodes, the coefficients padded with zeros
+    to those of ``pad_to`` terms."""
+    dtype = lq.dtype
+    even, odd, x, sqrt_w, f_pos, f_neg = _coefficients(fn, lq, terms, nodes, odd_part)
+    d_pos = dfn(x) * sqrt_w
+    if odd_part == "all":
+        d_neg = d_pos
+    elif odd_part is not None:
+        d_neg = (2.0 * odd_part) * sqrt_w - d_pos
+    else:
+        d_neg = dfn(-x) * sqrt_w
+    parts = [(v, 2 * jnp.arange(v.shape[-1], dtype=dtype) + r) for v, r in ((even, 0), (odd, 1)) if v is not None]
+    norm2 = sum(jnp.sum(v * v, -1) for v, _ in parts)
+    norm = jnp.sqrt(jnp.where(norm2 > 0, norm2, 1.0))[..., None]
+    parts = [(v / norm, k) for v, k in parts]
+    dnorm2 = sum(jnp.sum(k * v * v, -1) for v, k in parts)
+
+    def scaled(v, full):
+        return jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, full - v.shape[-1])]) if full > v.shape[-1] else v
+
+    out = dict(dnorm=jnp.sqrt(dnorm2), lm=jnp.log(jnp.sum(f_pos * f_pos + f_neg * f_neg, -1)),
+               lmd=jnp.log(jnp.sum(d_pos * d_pos + d_neg * d_neg, -1)), terms=jnp.full(lq.shape, terms, dtype))
+    even, odd = even if even is None else parts[0][0], odd if odd is None else parts[-1][0]
+    if even is not None:
+        out["even"] = scaled(even, pad_to // 2 + 1)
+    if odd is not None:  # a linear odd part keeps its one term
+        out["odd"] = odd if odd_part not in (None, "all") else scaled(odd, (pad_to + 1) // 2)
+    return out
 
 
 def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
@@ -219,18 +334,46 @@ def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
     the pass starts, in whole blocks of terms, where that is below a sixteenth of the rounding unit,
     and takes every term of the plan where ``reach`` is 1.
     """
-    a = r1["alpha"]  # [..., K + 1], broadcasting against rho
     if r2 is None:
-        b, dn2 = jnp.swapaxes(a, 0, 1), jnp.swapaxes(r1["dnorm"], 0, 1)
+        other = {k: (None if r1.get(k) is None else jnp.swapaxes(r1[k], 0, 1)) for k in ("even", "odd", "dnorm", "terms")}
     else:
-        b, dn2 = r2["alpha"], r2["dnorm"]
+        other = r2
     dtype = rho.dtype
-    K = a.shape[-1] - 1
-    n_blocks = -(-(K + 1) // _BLOCK)
-    pad = n_blocks * _BLOCK - (K + 1)
-    if pad:  # zero terms above K
-        widths = lambda v: [(0, 0)] * (v.ndim - 1) + [(0, pad)]  # noqa: E731
-        a, b = jnp.pad(a, widths(a)), jnp.pad(b, widths(b))
+    dn1, dn2 = r1["dnorm"], other["dnorm"]
+    # Terms first: each degree's coefficients are then contiguous rows, read as vectors by the pass.
+    pairs = {}
+    linear = None  # a linear odd part: its single term, added after the pass
+    for key in ("even", "odd"):
+        u, v = r1.get(key), other.get(key)
+        if u is None or v is None:
+            continue
+        if key == "odd" and u.shape[-1] == 1:
+            linear = (u, v)
+            continue
+        pairs[key] = (jnp.moveaxis(u, -1, 0), jnp.moveaxis(v, -1, 0))
+    half = _BLOCK // 2
+    n_blocks = max([-(-a.shape[0] // half) for a, _ in pairs.values()] + [0])
+    for key, (u, v) in pairs.items():  # zero terms above the last
+        pad = n_blocks * half - u.shape[0]
+        if pad:
+            widths = lambda w: [(0, pad)] + [(0, 0)] * (w.ndim - 1)  # noqa: E731
+            pairs[key] = (jnp.pad(u, widths(u)), jnp.pad(v, widths(v)))
+
+    def finish(acc, dacc, ends):
+        # ends: the per-input numbers (the norms of the derivative series, a linear odd part's term),
+        # passed in whole so that the products over pairs are formed where they are used.
+        dn1, dn2, linear = ends
+        if linear is not None:
+            linear = linear[0][..., 0] * linear[1][..., 0]
+            acc, dacc = acc + linear * rho, dacc + linear
+        dn = dn1 * dn2
+        return acc, jnp.where(dn > 0, dacc / jnp.where(dn > 0, dn, 1.0), 0.0)
+
+    ends = (dn1, dn2, linear)
+    if n_blocks == 0:  # at most a linear term
+        zero = jnp.zeros(jnp.broadcast_shapes(dn1.shape, dn2.shape, rho.shape), dtype)
+        return finish(zero, zero, ends)
+
     if reach is None:
         used = jnp.asarray(n_blocks, jnp.int32)
     else:
@@ -239,42 +382,71 @@ def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
         inside = (r > 0) & (r < 1)
         # The fewest terms k with reach^(k - 1) <= tol.
         k_needed = 1.0 + jnp.ceil(math.log(tol) / jnp.log(jnp.where(inside, r, 0.5)))
-        k_needed = jnp.where(r >= 1, K + 1.0, jnp.where(r > 0, k_needed, 2.0))
+        k_needed = jnp.where(r >= 1, n_blocks * _BLOCK, jnp.where(r > 0, k_needed, 2.0))
         used = jnp.clip(jnp.ceil(k_needed / _BLOCK), 1, n_blocks).astype(jnp.int32)
+    if "terms" in r1:  # the coefficients above the shorter of the two expansions are zero
+        top = jnp.minimum(jnp.max(r1["terms"]), jnp.max(other["terms"]))
+        used = jnp.clip(jnp.ceil((top + 1) / _BLOCK).astype(jnp.int32), 1, used)
 
-    def block(j, carry):
-        # acc <- acc rho^B + P(rho), P the block's B terms; dacc, the derivative in rho, alike. P and P'
-        # by their even and odd parts in y = rho^2 (four Horner chains of B / 2 terms): a single chain
-        # of B dependent steps per term waits on each step. The powers of rho are computed here from
-        # rho (read from memory, they would cost more than their products).
-        acc, dacc = carry
+    def block(j, carry, pairs):
+        # acc <- acc rho^B + P(rho), P the block's B terms; dacc, the derivative in rho, alike (the top
+        # block: carry None, acc = P). P and P' by their even and odd parts in y = rho^2 (up to four
+        # Horner chains of B / 2 terms): a single chain of B dependent steps per term waits on each
+        # step. The powers of rho are computed here from rho (read from memory, they would cost more
+        # than their products).
         y = rho * rho
-        step = y ** (_BLOCK // 2)  # rho^B
-        step_d = _BLOCK * rho * y ** (_BLOCK // 2 - 1)  # its derivative
         even = odd = d_even = d_odd = None
-        for t in range(_BLOCK // 2 - 1, -1, -1):
-            c0, c1 = (jax.lax.dynamic_index_in_dim(a, j * _BLOCK + 2 * t + r, a.ndim - 1, keepdims=False)
-                      * jax.lax.dynamic_index_in_dim(b, j * _BLOCK + 2 * t + r, b.ndim - 1, keepdims=False)
-                      for r in (0, 1))
-            # P = E(y) + rho O(y); P' = O'(y) + rho E'(y), with the terms (2t + 1) c_{2t+1} y^t and 2t c_{2t} y^(t-1).
-            even = c0 if even is None else even * y + c0
-            odd = c1 if odd is None else odd * y + c1
-            d_odd = (2 * t + 1) * c1 if d_odd is None else d_odd * y + (2 * t + 1) * c1
-            if t > 0:
-                d_even = 2 * t * c0 if d_even is None else d_even * y + 2 * t * c0
-        dacc = dacc * step + acc * step_d + (d_odd + rho * d_even)
-        acc = acc * step + (even + rho * odd)
-        return acc, dacc
+        for t in range(half - 1, -1, -1):
+            c = {key: jax.lax.dynamic_index_in_dim(u, j * half + t, 0, keepdims=False)
+                 * jax.lax.dynamic_index_in_dim(v, j * half + t, 0, keepdims=False) for key, (u, v) in pairs.items()}
+            # P = E(y) + rho O(y); P' = O'(y) + rho E'(y), with the terms (2t + 1) c_{2t+1} y^t and 2t c_{2t} y^(t-1)
+            # (t counting the block's degrees of each parity: j B / 2 of them below).
+            if "even" in c:
+                c0 = c["even"]
+                even = c0 if even is None else even * y + c0
+                if t > 0:
+                    d_even = 2 * t * c0 if d_even is None else d_even * y + 2 * t * c0
+            if "odd" in c:
+                c1 = c["odd"]
+                odd = c1 if odd is None else odd * y + c1
+                d_odd = (2 * t + 1) * c1 if d_odd is None else d_odd * y + (2 * t + 1) * c1
+        p = even if odd is None else (rho * odd if even is None else even + rho * odd)
+        dp = d_odd if d_even is None else (rho * d_even if d_odd is None else d_odd + rho * d_even)
+        if carry is None:
+            return p, dp
+        acc, dacc = carry
+        step = y ** half  # rho^B
+        step_d = _BLOCK * rho * y ** (half - 1)  # its derivative
+        # The block's terms start at degree j B: its derivative counted t from j B / 2 on, which the
+        # products with rho^B (and their derivatives) account for.
+        return acc * step + p, dacc * step + acc * step_d + dp
 
-    def body(i, carry):
-        # Blocks from the top down; those at or above the first one used are skipped (a loop of
-        # static length: reverse-mode differentiable).
-        j = n_blocks - 1 - i
-        return jax.lax.cond(j < used, block, lambda j, carry: carry, j, carry)
+    def series(count):
+        """The pass over the lowest ``count`` blocks, from the top one down (a loop of static length in
+        each branch of the switch below: reverse-mode differentiable, and no block is skipped)."""
 
-    zero = jnp.zeros(jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1], rho.shape), dtype)
-    # acc = sum_{j >= k} c_j rho^(j - k); dacc its derivative in rho.
-    acc, dacc = jax.lax.fori_loop(0, n_blocks, body, (zero, zero))
-    dn = r1["dnorm"] * dn2
-    delta = jnp.where(dn > 0, dacc / jnp.where(dn > 0, dn, 1.0), 0.0)
-    return acc, delta
+        def run(pairs, rho, ends):
+            # The top block outside the loop: no zeros to start from (a loop's iteration over pairs of
+            # this size costs more than its block's arithmetic; a single one is no loop).
+            carry = block(count - 1, None, pairs)
+            if count > 1:
+                carry = jax.lax.fori_loop(1, count, lambda i, c: block(count - 1 - i, c, pairs), carry)
+            return finish(*carry, ends)
+
+        return run
+
+    # The passes compiled: 1, 2, 4, 8, ... blocks (at most twice the blocks needed) and all.
+    counts = _block_counts(n_blocks)
+    if len(counts) == 1:
+        return series(counts[0])(pairs, rho, ends)
+    index = sum((used > c).astype(jnp.int32) for c in counts[:-1])
+    return jax.lax.switch(index, [series(c) for c in counts], pairs, rho, ends)
+
+
+def _block_counts(n_blocks: int) -> list[int]:
+    """1, 2, 4, 8, ... below ``n_blocks``, then ``n_blocks``."""
+    counts, c = [], 1
+    while c < n_blocks:
+        counts.append(c)
+        c *= 2
+    return counts + [n_blocks]
