@@ -118,18 +118,34 @@ def _log_diagonals(one, bias: bool):
     return jnp.log(one.q1) + shift, jnp.log(one.q2) + shift
 
 
-@functools.partial(jax.jit, static_argnames=("bias", "symmetric"))
-def _first_layer(x1, x2, W_std, b_std, bias, rescale, symmetric=False):
+@functools.partial(jax.jit, static_argnames=("bias", "symmetric", "closest"))
+def _first_layer(x1, x2, W_std, b_std, bias, rescale, symmetric=False, closest=True):
     """``(rho_1, log Sigma^1(x, x) [n1], [n2], the smallest nonzero 1 - |rho_1|)`` in one compiled pass.
 
     Compiled once per shape (run eagerly, the conditional refinement of the close pairs,
     :mod:`ntkdepth.kernels.pairs`, would be compiled anew at every call); only what the normalized
-    recursion and the tables' mesh need leaves it.
+    recursion and the tables' mesh need leaves it. ``closest=False``: the last is not computed
+    (``inf``; a pass over every pair that only the tables use).
     """
     one = layer_one(x1, x1 if symmetric else x2, W_std, b_std, bias, rescale, symmetric=symmetric, gap_used=False)
     lq1, lq2 = _log_diagonals(one, bias)
-    a = 1.0 - jnp.abs(one.rho)
-    return one.rho, lq1, lq2, jnp.min(jnp.where(a > 0, a, jnp.inf))
+    return one.rho, lq1, lq2, (_closest(one.rho) if closest else jnp.asarray(jnp.inf, one.rho.dtype))
+
+
+def _closest(rho):
+    """The smallest nonzero ``1 - |rho_1|``: the closest pair of inputs."""
+    a = 1.0 - jnp.abs(rho)
+    return jnp.min(jnp.where(a > 0, a, jnp.inf))
+
+
+def _may_tabulate(bias: bool, norms) -> bool:
+    """Whether the tables may apply (:func:`_tabulation_setting`), from what is known before the first
+    layer: without bias (a homogeneous activation, or norms not computed), or with norms that could
+    all give one ``Sigma^1(x, x)``."""
+    if not bias or norms is None:
+        return True
+    norms = np.asarray(norms)
+    return bool(np.all(np.isfinite(norms)) and np.ptp(norms) <= 1e-6 * np.max(norms))
 
 
 def _check_residual(residual) -> float | None:
@@ -161,7 +177,8 @@ def _generic(x1, x2, act: Activation, *, depth, W_std, b_std, layers, get, dtype
         x1, x2, b_in, rescale, norms = into_normal_range(x1, x2, W_std, b_std, bias, dt, norms)
         w, b = jit_scalar(W_std, dt), jit_scalar(b_std, dt)
         rho1, lq1, lq2, smallest = _first_layer(x1, x2, jnp.asarray(w), jnp.asarray(jit_scalar(b_in, dt)), bias,
-                                                rescale, symmetric=symmetric)
+                                                rescale, symmetric=symmetric,
+                                                closest=_may_tabulate(bias, norms))
         plan = None
         if not act.closed_form:
             traced = any(isinstance(v, jax.core.Tracer) for v in (x1, x2, W_std, b_std))
@@ -230,6 +247,8 @@ def _tabulation_setting(act, rho1, smallest, lq1, lq2, bias, dtype, residual=Fal
         lq = float(lqs[0])
     else:
         return None
+    if not math.isfinite(float(smallest)):  # not reduced with the first layer (norms apart by 1e-6 at most)
+        smallest = jax.jit(_closest)(rho1)
     a_min = float(smallest)  # the closest pair (0 < 1 - |rho_1|), reduced with the first layer
     v_min = math.sqrt(0.5 * a_min) if math.isfinite(a_min) else 0.5
     floor = np.finfo(dtype).minexp + 2
