@@ -156,15 +156,15 @@ def plan_terms(fn: Callable, q_values, tol: float, max_terms: int = MAX_TERMS) -
 
 def ladder_below(terms: int) -> tuple[int, ...]:
     """The shorter expansions a plan of ``terms`` terms offers its layers: degrees 31, 63, 127, 255, ...
-    below it (whole blocks of 32 coefficients, doubling).
+    up to half of it (whole blocks of 32 coefficients, doubling); none below 128 terms.
 
     A layer whose variances need fewer terms (a bounded activation's variances settle below the
     first layer's; SiLU's shrink) computes fewer coefficients at fewer nodes and a shorter series
-    (:func:`row_expansion`); a layer pays for at most twice the terms it needs, and each rung is a
-    branch of the compiled layer.
+    (:func:`row_expansion`). Each rung is a branch of the compiled layer: one that would save less
+    than half the terms, or a plan short enough that its layer costs little, is not worth compiling.
     """
     rungs, blocks = [], 1
-    while blocks * _BLOCK - 1 < terms:
+    while terms >= 128 and blocks * _BLOCK - 1 <= terms // 2:
         rungs.append(blocks * _BLOCK - 1)
         blocks *= 2
     return tuple(rungs)
@@ -359,7 +359,7 @@ def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
             widths = lambda w: [(0, pad)] + [(0, 0)] * (w.ndim - 1)  # noqa: E731
             pairs[key] = (jnp.pad(u, widths(u)), jnp.pad(v, widths(v)))
 
-    def finish(acc, dacc, ends):
+    def finish(acc, dacc, ends, rho):
         # ends: the per-input numbers (the norms of the derivative series, a linear odd part's term),
         # passed in whole so that the products over pairs are formed where they are used.
         dn1, dn2, linear = ends
@@ -372,7 +372,7 @@ def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
     ends = (dn1, dn2, linear)
     if n_blocks == 0:  # at most a linear term
         zero = jnp.zeros(jnp.broadcast_shapes(dn1.shape, dn2.shape, rho.shape), dtype)
-        return finish(zero, zero, ends)
+        return finish(zero, zero, ends, rho)
 
     if reach is None:
         used = jnp.asarray(n_blocks, jnp.int32)
@@ -388,7 +388,7 @@ def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
         top = jnp.minimum(jnp.max(r1["terms"]), jnp.max(other["terms"]))
         used = jnp.clip(jnp.ceil((top + 1) / _BLOCK).astype(jnp.int32), 1, used)
 
-    def block(j, carry, pairs):
+    def block(j, carry, pairs, rho):
         # acc <- acc rho^B + P(rho), P the block's B terms; dacc, the derivative in rho, alike (the top
         # block: carry None, acc = P). P and P' by their even and odd parts in y = rho^2 (up to four
         # Horner chains of B / 2 terms): a single chain of B dependent steps per term waits on each
@@ -396,9 +396,15 @@ def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
         # than their products).
         y = rho * rho
         even = odd = d_even = d_odd = None
+        # The block's coefficients as one slice each (static where j is): indexed one degree at a time
+        # by a computed position, the pass would be slower.
+        if isinstance(j, int):
+            sliced = {key: (u[j * half:(j + 1) * half], v[j * half:(j + 1) * half]) for key, (u, v) in pairs.items()}
+        else:
+            sliced = {key: (jax.lax.dynamic_slice_in_dim(u, j * half, half, 0),
+                            jax.lax.dynamic_slice_in_dim(v, j * half, half, 0)) for key, (u, v) in pairs.items()}
         for t in range(half - 1, -1, -1):
-            c = {key: jax.lax.dynamic_index_in_dim(u, j * half + t, 0, keepdims=False)
-                 * jax.lax.dynamic_index_in_dim(v, j * half + t, 0, keepdims=False) for key, (u, v) in pairs.items()}
+            c = {key: u[t] * v[t] for key, (u, v) in sliced.items()}
             # P = E(y) + rho O(y); P' = O'(y) + rho E'(y), with the terms (2t + 1) c_{2t+1} y^t and 2t c_{2t} y^(t-1)
             # (t counting the block's degrees of each parity: j B / 2 of them below).
             if "even" in c:
@@ -421,32 +427,44 @@ def mehler_correlations(r1: dict, r2: dict | None, rho: jax.Array,
         # products with rho^B (and their derivatives) account for.
         return acc * step + p, dacc * step + acc * step_d + dp
 
-    def series(count):
-        """The pass over the lowest ``count`` blocks, from the top one down (a loop of static length in
-        each branch of the switch below: reverse-mode differentiable, and no block is skipped)."""
+    def every_block(pairs, rho, ends):
+        """The pass over every block, from the top one down: a loop of static length, which
+        reverse-mode differentiation can run backwards."""
+        carry = block(n_blocks - 1, None, pairs, rho)
+        if n_blocks > 1:
+            carry = jax.lax.fori_loop(1, n_blocks, lambda i, c: block(n_blocks - 1 - i, c, pairs, rho), carry)
+        return finish(*carry, ends, rho)
 
-        def run(pairs, rho, ends):
-            # The top block outside the loop: no zeros to start from (a loop's iteration over pairs of
-            # this size costs more than its block's arithmetic; a single one is no loop).
-            carry = block(count - 1, None, pairs)
+    if n_blocks == 1:
+        return every_block(pairs, rho, ends)
+
+    def lowest(count):
+        """The pass over the lowest ``count`` blocks (every position known to the compiler)."""
+
+        def run(pairs, rho):
+            carry = block(count - 1, None, pairs, rho)
             if count > 1:
-                carry = jax.lax.fori_loop(1, count, lambda i, c: block(count - 1 - i, c, pairs), carry)
-            return finish(*carry, ends)
+                carry = jax.lax.fori_loop(1, count, lambda i, c: block(count - 1 - i, c, pairs, rho), carry)
+            return carry
 
         return run
 
-    # The passes compiled: 1, 2, 4, 8, ... blocks (at most twice the blocks needed) and all.
-    counts = _block_counts(n_blocks)
-    if len(counts) == 1:
-        return series(counts[0])(pairs, rho, ends)
-    index = sum((used > c).astype(jnp.int32) for c in counts[:-1])
-    return jax.lax.switch(index, [series(c) for c in counts], pairs, rho, ends)
+    # One block (correlations well inside (-1, 1), or a short rung) and two are the common cases; else
+    # every block. (A loop over a computed number of blocks, or one skipping blocks, costs a multiple
+    # of a block's arithmetic at every step: it carries both sums over every pair.)
+    counts = sorted({1, min(2, n_blocks), n_blocks})
 
+    @jax.custom_jvp
+    def lowest_blocks(pairs, rho, ends, used):
+        """The pass over the lowest 1, 2 or all blocks, the fewest that hold the ``used`` ones.
+        Differentiated through :func:`every_block`, whose value it equals to rounding (one pass to
+        compile for the derivatives)."""
+        index = sum((used > c).astype(jnp.int32) for c in counts[:-1])
+        carry = jax.lax.switch(index, [lowest(c) for c in counts], pairs, rho)
+        return finish(*carry, ends, rho)
 
-def _block_counts(n_blocks: int) -> list[int]:
-    """1, 2, 4, 8, ... below ``n_blocks``, then ``n_blocks``."""
-    counts, c = [], 1
-    while c < n_blocks:
-        counts.append(c)
-        c *= 2
-    return counts + [n_blocks]
+    @lowest_blocks.defjvp
+    def _lowest_blocks_jvp(primals, tangents):
+        return jax.jvp(every_block, primals[:3], tangents[:3])
+
+    return lowest_blocks(pairs, rho, ends, used)
