@@ -25,6 +25,7 @@ __all__ = [
     "MehlerPlan",
     "hermite_coefficients",
     "hermite_table",
+    "ladder_below",
     "mehler_correlations",
     "nodes_for",
     "plan_terms",
