@@ -247,7 +247,7 @@ def _tabulation_setting(act, rho1, smallest, lq1, lq2, bias, dtype, residual=Fal
         lq = float(lqs[0])
     else:
         return None
-    if not math.isfinite(float(smallest)):  # not reduced with the first layer (norms apart by 1e-6 at most)
+    if not math.isfinite(float(smallest)):  # not reduced with the first layer (or no pair apart at all)
         smallest = jax.jit(_closest)(rho1)
     a_min = float(smallest)  # the closest pair (0 < 1 - |rho_1|), reduced with the first layer
     v_min = math.sqrt(0.5 * a_min) if math.isfinite(a_min) else 0.5
