@@ -303,7 +303,7 @@ def test_the_series_stops_where_its_terms_no_longer_count(x64, name):
         for columns in (b, None):
             cut = act.correlations(a, columns, rho, jnp.max(jnp.abs(rho)))
             for got, want in zip(cut, full):
-                np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=4e-16, atol=1e-16)
+                np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=4e-16, atol=1e-17)
 
 
 def test_gelu_closed_form_holds_at_large_variances(x64):
