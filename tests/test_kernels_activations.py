@@ -379,3 +379,14 @@ def test_each_layer_takes_the_shortest_expansion_its_variances_need(x64, name):
             np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-14, atol=1e-15)
         np.testing.assert_allclose(np.asarray(ours["lm"]), np.asarray(ref["lm"]), rtol=0, atol=4e-15)
         np.testing.assert_allclose(np.asarray(ours["lmd"]), np.asarray(ref["lmd"]), rtol=0, atol=4e-15)
+
+
+def test_tables_for_variances_equal_to_rounding_from_unequal_norms(x64, rng):
+    # With W_std^2 |x|^2 / n0 far below b_std^2 every Sigma^1(x, x) is b_std^2 to rounding although
+    # the norms differ by 3x: the first layer did not reduce the closest pair (the norms ruled the
+    # tables out), so the tables reduce it themselves, and agree with the loop.
+    x = rng.normal(size=(6, 3)) * np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0])[:, None]
+    kw = dict(depth=30, activation="erf", W_std=1e-9, b_std=1.0, get=("rho", "ntk_normalized"))
+    tables, loop = kernel_trace(x, method="interp", **kw), kernel_trace(x, method="loop", **kw)
+    for f in ("rho", "ntk_normalized"):
+        np.testing.assert_allclose(np.asarray(getattr(tables, f)), np.asarray(getattr(loop, f)), rtol=1e-12)

@@ -301,22 +301,23 @@ def _expansion(fn: Callable, dfn: Callable, lq: jax.Array, terms: int, nodes: in
         d_neg = (2.0 * odd_part) * sqrt_w - d_pos
     else:
         d_neg = dfn(-x) * sqrt_w
-    parts = [(v, 2 * jnp.arange(v.shape[-1], dtype=dtype) + r) for v, r in ((even, 0), (odd, 1)) if v is not None]
-    norm2 = sum(jnp.sum(v * v, -1) for v, _ in parts)
+    norm2 = sum(jnp.sum(v * v, -1) for v in (even, odd) if v is not None)
     norm = jnp.sqrt(jnp.where(norm2 > 0, norm2, 1.0))[..., None]
-    parts = [(v / norm, k) for v, k in parts]
-    dnorm2 = sum(jnp.sum(k * v * v, -1) for v, k in parts)
+    even = None if even is None else even / norm
+    odd = None if odd is None else odd / norm
+    # sum_k k alpha_k^2 over the degrees k = 2t (even) and 2t + 1 (odd).
+    dnorm2 = sum(jnp.sum((2 * jnp.arange(v.shape[-1], dtype=dtype) + r) * v * v, -1)
+                 for v, r in ((even, 0), (odd, 1)) if v is not None)
 
-    def scaled(v, full):
-        return jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, full - v.shape[-1])]) if full > v.shape[-1] else v
+    def padded(v, count):
+        return jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, count - v.shape[-1])]) if count > v.shape[-1] else v
 
     out = dict(dnorm=jnp.sqrt(dnorm2), lm=jnp.log(jnp.sum(f_pos * f_pos + f_neg * f_neg, -1)),
                lmd=jnp.log(jnp.sum(d_pos * d_pos + d_neg * d_neg, -1)), terms=jnp.full(lq.shape, terms, dtype))
-    even, odd = even if even is None else parts[0][0], odd if odd is None else parts[-1][0]
     if even is not None:
-        out["even"] = scaled(even, pad_to // 2 + 1)
+        out["even"] = padded(even, pad_to // 2 + 1)
     if odd is not None:  # a linear odd part keeps its one term
-        out["odd"] = odd if odd_part not in (None, "all") else scaled(odd, (pad_to + 1) // 2)
+        out["odd"] = odd if odd_part not in (None, "all") else padded(odd, (pad_to + 1) // 2)
     return out
 
 

@@ -125,13 +125,14 @@ def _first_layer(x1, x2, W_std, b_std, bias, rescale, symmetric=False, closest=T
     Compiled once per shape (run eagerly, the conditional refinement of the close pairs,
     :mod:`ntkdepth.kernels.pairs`, would be compiled anew at every call); only what the normalized
     recursion and the tables' mesh need leaves it. ``closest=False``: the last is not computed
-    (``inf``; a pass over every pair that only the tables use).
+    (NaN; a pass over every pair that only the tables use).
     """
     one = layer_one(x1, x1 if symmetric else x2, W_std, b_std, bias, rescale, symmetric=symmetric, gap_used=False)
     lq1, lq2 = _log_diagonals(one, bias)
-    return one.rho, lq1, lq2, (_closest(one.rho) if closest else jnp.asarray(jnp.inf, one.rho.dtype))
+    return one.rho, lq1, lq2, (_closest(one.rho) if closest else jnp.asarray(jnp.nan, one.rho.dtype))
 
 
+@jax.jit
 def _closest(rho):
     """The smallest nonzero ``1 - |rho_1|``: the closest pair of inputs."""
     a = 1.0 - jnp.abs(rho)
@@ -247,9 +248,9 @@ def _tabulation_setting(act, rho1, smallest, lq1, lq2, bias, dtype, residual=Fal
         lq = float(lqs[0])
     else:
         return None
-    if not math.isfinite(float(smallest)):  # not reduced with the first layer (or no pair apart at all)
-        smallest = jax.jit(_closest)(rho1)
-    a_min = float(smallest)  # the closest pair (0 < 1 - |rho_1|), reduced with the first layer
+    if math.isnan(float(smallest)):  # not reduced with the first layer (_may_tabulate)
+        smallest = _closest(rho1)
+    a_min = float(smallest)  # the closest pair (0 < 1 - |rho_1|)
     v_min = math.sqrt(0.5 * a_min) if math.isfinite(a_min) else 0.5
     floor = np.finfo(dtype).minexp + 2
     emin = max(floor, min(-3, 4 * math.floor((math.floor(math.log2(v_min)) - 1) / 4)))
