@@ -152,6 +152,61 @@ def test_tabulated_path_agrees_with_the_layer_loop(x64, rng, name, W, b):
         assert np.max(np.abs(a - c)) <= 1e-11 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - c)))
 
 
+@pytest.mark.parametrize("name,b,residual", [("erf", 0.0, None), ("tanh", 0.1, None), ("sin", 0.1, 0.5),
+                                              ("gelu", 0.0, 0.5)])
+def test_one_series_replaces_the_panels_where_every_correlation_is_small(x64, rng, monkeypatch, name, b, residual):
+    """Inputs of one norm in many dimensions (every |rho_1| <= 1/4 but identical pairs, and without
+    bias opposite ones): each map is one series in rho_1, equal to the loop to 1e-13 (the panels reach
+    ~3e-13) and to the recursion at its check points to rounding; where the series misses (degree 4)
+    the panels take over."""
+    from ntkdepth.kernels import engine, trace
+
+    x = _sphere(rng, 40, 400)
+    x = np.vstack([x, x[:1]] + ([-x[1:2]] if b == 0.0 else []))  # identical (and opposite) pairs
+    used, real = [], trace.tabulated_fields
+    monkeypatch.setattr(trace, "tabulated_fields", lambda *a, **k: used.append(a[5]) or real(*a, **k))
+    kw = dict(depth=30, layers=[1, 2, 7, 30], activation=name, W_std=1.3, b_std=b, residual=residual)
+    loop = kernel_trace(x, method="loop", **kw)
+    tab = kernel_trace(x, method="interp", **kw)
+    assert used[-1] is not None and used[-1].radius == 0.25
+    assert float(used[-1].error) <= 16 * np.finfo(np.float64).eps
+    for f in ("nngp", "nngp_dot", "ntk", "rho", "ntk_normalized"):
+        a, c = np.asarray(getattr(loop, f)), np.asarray(getattr(tab, f))
+        assert np.max(np.abs(a - c)) <= 1e-13 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - c)))
+    assert np.all(np.asarray(tab.rho)[:, 40, 0] == 1.0)  # identical
+    # float32: the series in single precision, to its rounding (away from the opposite pair, whose
+    # ends the float32 recursion keeps to ~1e-5).
+    tab32 = kernel_trace(x.astype(np.float32), method="interp", **kw)
+    assert used[-1] is not None
+    for f in ("rho", "ntk_normalized"):
+        a, c = np.asarray(getattr(loop, f))[:, :41, :41], np.asarray(getattr(tab32, f), np.float64)[:, :41, :41]
+        assert np.max(np.abs(a - c)) <= 2e-6, (f, np.max(np.abs(a - c)))
+    # A series too short to meet the recursion: the panels, and the same numbers as before.
+    monkeypatch.setattr(engine, "BULK_DEGREE", 4)
+    trace._cached_tables.cache_clear()
+    short = kernel_trace(x, method="interp", **kw)
+    assert used[-1] is None
+    a, c = np.asarray(loop.ntk), np.asarray(short.ntk)
+    assert np.max(np.abs(a - c)) <= 1e-11 * np.max(np.abs(a))
+    trace._cached_tables.cache_clear()
+
+
+def test_the_series_radius_is_the_smallest_that_holds_every_pair(x64, rng):
+    """``_tabulation_setting``'s radius: 2^-k over the largest |rho_1| of pairs neither identical nor
+    opposite; none above 1/4."""
+    from ntkdepth.kernels.trace import _tabulation_setting
+
+    def radius(rho):
+        rho = jnp.asarray(rho)
+        lq = jnp.zeros(rho.shape[0])
+        return _tabulation_setting(activation("erf"), rho, jnp.asarray(np.nan), lq, lq, True, np.float64)[2]
+
+    assert radius([[1.0, 0.2], [0.2, 1.0]]) == 0.25
+    assert radius([[1.0, -0.07], [-0.07, 1.0]]) == 0.125
+    assert radius([[1.0, -1.0, 0.01], [-1.0, 1.0, 0.0], [0.01, 0.0, 1.0]]) == 2.0**-6
+    assert radius([[1.0, 0.3], [0.3, 1.0]]) is None
+
+
 def test_auto_takes_the_tables_for_many_layers_and_the_loop_for_few_pairs(x64, rng, monkeypatch):
     """method='auto' costs the loop's layers and writes against the tables' passes (docs/activations.md).
     Measured (n = 1,000 of one norm, b_std = 0.1, float64, every layer of 100): erf 0.54 s by the tables
@@ -159,7 +214,7 @@ def test_auto_takes_the_tables_for_many_layers_and_the_loop_for_few_pairs(x64, r
     from ntkdepth.kernels import trace
 
     every, deepest = np.arange(1, 101), np.array([100])
-    setting = (0.0, -40)  # the mesh down to v = 2^-40
+    setting = (0.0, -40, None)  # the mesh down to v = 2^-40, the panels throughout
     for name in ("erf", "sin", "tanh"):
         act = activation(name)
         for dtype in ("float32", "float64"):
@@ -172,6 +227,9 @@ def test_auto_takes_the_tables_for_many_layers_and_the_loop_for_few_pairs(x64, r
             assert not trace._use_tables("auto", setting, act, None, every, (1000, 1000), "float64", residual=True)
             assert not trace._use_tables("auto", setting, act, None, np.array([10**7]), (3, 3), "float64",
                                          residual=True)
+            # Where the maps are one series (every |rho_1| <= 1/4) the tables' pass is cheaper: every layer too.
+            assert trace._use_tables("auto", (0.0, -40, 0.25), act, None, every, (1000, 1000), "float64",
+                                     residual=True)
     # End to end: every layer of 40 for 300 points of one norm goes to the tables, and equals the loop.
     x = _sphere(rng, 300, 6)
     calls, real = [], trace._tabulated

@@ -22,8 +22,8 @@ from ntkdepth.kernels.residual import residual_loop
 from ntkdepth.kernels.scaling import times
 from ntkdepth.kernels.scan import loop_options, requested_layers, run_length, scan_layers, slot_of, write_slot
 
-__all__ = ["LayerRows", "Tables", "layer_growth", "layer_kinds", "normalized_loop", "plan_for_inputs",
-           "ratio_panels", "static_plan", "tabulate", "tabulated_fields"]
+__all__ = ["BULK_DEGREE", "BULK_RADII", "BulkSeries", "LayerRows", "Tables", "layer_growth", "layer_kinds",
+           "normalized_loop", "plan_for_inputs", "ratio_panels", "static_plan", "tabulate", "tabulated_fields"]
 
 
 class LayerRows(NamedTuple):
@@ -252,6 +252,28 @@ def _convex(a1, a2, x, c1, c2, y):
 # The tabulated path: every layer's maps as functions of rho_1, at Gram-matrix cost.
 
 
+#: Degree of the one Chebyshev series that replaces the panels where every pair's ``|rho_1|`` is small.
+BULK_DEGREE = 16
+#: Radii of the intervals ``|rho_1| <= radius`` on which that series is made: ``2^-6 .. 2^-2``.
+BULK_RADII = tuple(2.0**-k for k in range(2, 7))
+
+
+class BulkSeries(NamedTuple):
+    """One Chebyshev series in ``rho_1 / radius`` per layer and map, for pairs with ``|rho_1| <= radius``.
+
+    ``rho``, ``tbar``, ``delta``: ``[m, BULK_DEGREE + 1]`` coefficients of ``rho_l``, ``Thetabar^l`` and
+    the derivative kernel's correlation (``None`` where the tables have none); ``radius``: a number;
+    ``error``: the largest difference between the series and the recursion itself at 17 points of
+    the interval other than the series' own.
+    """
+
+    radius: float
+    rho: jax.Array | None
+    tbar: jax.Array | None
+    delta: jax.Array | None
+    error: jax.Array
+
+
 class Tables(NamedTuple):
     """Chebyshev coefficients of the maps at the requested layers, from one run over the mesh's nodes.
 
@@ -268,6 +290,7 @@ class Tables(NamedTuple):
     lq: jax.Array
     lt: jax.Array
     lsd: jax.Array
+    bulk: BulkSeries | None = None
 
 
 def ratio_panels(mesh) -> int:
@@ -275,14 +298,30 @@ def ratio_panels(mesh) -> int:
     return int(np.sum(mesh.hi[: mesh.n_side] <= 0.5))
 
 
+def _bulk_nodes(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rho_1 at the series' Chebyshev points, at 17 check points, the DCT matrix)`` on ``[-radius, radius]``."""
+    n = BULK_DEGREE + 1
+    k = np.arange(n)
+    mat = (2.0 / n) * np.cos(k[:, None] * (2 * k[None, :] + 1) * np.pi / (2 * n))
+    mat[0] /= 2.0
+    return radius * np.cos((2 * k + 1) * np.pi / (2 * n)), radius * np.linspace(-1.0, 1.0, 17), mat
+
+
 def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layers: tuple[int, ...], dtype,
-             emin: int, needs: tuple[bool, bool, bool], alpha: float | None = None) -> Tables:
+             emin: int, needs: tuple[bool, bool, bool], alpha: float | None = None,
+             bulk_radius: float | None = None) -> Tables:
     """Runs the normalized loop on the nodes of :func:`symmetric_mesh` (``emin``) and ``rho_1 = -1``
     at the common ``log Sigma^1(x, x) = lq`` and fits the interpolants (needs: ``rho``, ``tbar``,
-    ``delta``)."""
+    ``delta``); with ``bulk_radius`` (one of :data:`BULK_RADII`) also at the points of one series on
+    ``|rho_1| <= bulk_radius`` and 17 more that check it (:class:`BulkSeries`)."""
     mesh = symmetric_mesh(emin)
     rho_nodes, omr_nodes = mesh.nodes()
-    rho1 = jnp.asarray(np.concatenate([rho_nodes, [-1.0]]), dtype)[None, :]
+    extra = np.zeros(0)
+    if bulk_radius is not None:
+        series_at, check_at, dct = _bulk_nodes(bulk_radius)
+        extra = np.concatenate([series_at, check_at])
+    n_mesh = len(rho_nodes)
+    rho1 = jnp.asarray(np.concatenate([rho_nodes, [-1.0], extra]), dtype)[None, :]
     layer_array = np.asarray(layers)
     bias = b_std != 0.0
     unroll, on_cpu = loop_options()
@@ -295,9 +334,13 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     if alpha is None:
         out = normalized_loop(rho1, *args, requested, act=act, get=get, unroll=unroll, on_cpu=on_cpu, **loop)
     else:  # the residual loop keeps 1 - rho_l itself
-        omr_all = jnp.asarray(np.concatenate([omr_nodes, [2.0]]), dtype)[None, :]
+        omr_all = jnp.asarray(np.concatenate([omr_nodes, [2.0], 1.0 - extra]), dtype)[None, :]
         out = residual_loop(rho1, *args, np.asarray(alpha, dtype), requested, act=act, get=get + ("_omr",),
                             omr1=omr_all, **loop)
+    bulk = None
+    if bulk_radius is not None:
+        bulk = _bulk_series(out, needs, n_mesh + 1, bulk_radius, dct, dtype)
+        out = {k: v[..., : n_mesh + 1] if v.ndim == 3 else v for k, v in out.items()}
     n_panels = len(mesh.lo)
     n_ratio = ratio_panels(mesh)
     omr1 = jnp.asarray(omr_nodes, dtype)
@@ -318,8 +361,29 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     return Tables(
         rho=chebyshev_coefficients(rho_form, n_panels) if needs[0] else None,
         tbar=chebyshev_coefficients(out["ntk_normalized"][:, 0, :-1], n_panels) if needs[1] else None,
-        delta=delta, ends=ends, lq=out["_lq"][:, 0], lt=out["_lt"][:, 0], lsd=lsd,
+        delta=delta, ends=ends, lq=out["_lq"][:, 0], lt=out["_lt"][:, 0], lsd=lsd, bulk=bulk,
     )
+
+
+def _bulk_series(out: dict, needs, start: int, radius: float, dct: np.ndarray, dtype) -> BulkSeries:
+    """The series of :class:`BulkSeries` from the node run's values ``out`` (``[m, 1, nodes]`` fields),
+    whose nodes from ``start`` on are :func:`_bulk_nodes`'s."""
+    n = BULK_DEGREE + 1
+    check = jnp.asarray(np.linspace(-1.0, 1.0, 17), dtype)
+    maps = {"rho": out["rho"], "tbar": out["ntk_normalized"]}
+    if needs[2]:
+        d = jnp.exp(out["_lsd"][:, 0])[:, None]
+        maps["delta"] = jnp.where(d > 0, out["nngp_dot"][:, 0, :] / jnp.where(d > 0, d, 1.0), 0.0)[:, None, :]
+    coefs, err = {}, jnp.zeros((), dtype)
+    for key, need in zip(("rho", "tbar", "delta"), needs):
+        if not need:
+            continue
+        values = maps[key][:, 0, start:]
+        c = values[:, :n] @ jnp.asarray(dct.T, dtype)  # [m, n]
+        fit = jax.vmap(lambda c: _series(c, check))(c)
+        err = jnp.maximum(err, jnp.max(jnp.abs(fit - values[:, n:])))
+        coefs[key] = c
+    return BulkSeries(radius, coefs.get("rho"), coefs.get("tbar"), coefs.get("delta"), err)
 
 
 def layer_kinds(layers) -> tuple[int, ...]:
@@ -351,24 +415,48 @@ def _power(k: float, n: int) -> float:
         return math.inf
 
 
+def _panel_maps(p, rho1, emin: int, n_side: int, n_ratio: int) -> dict:
+    """``rho_l``, ``Thetabar^l`` and the derivative kernel's correlation at ``rho1`` (any shape) from
+    one layer's tables ``p`` (those present), before the first layer's and identical pairs' cases."""
+    positive = rho1 >= 0
+    a = 1.0 - jnp.abs(rho1)
+    base, u = locate(jnp.sqrt(0.5 * a), positive, emin, n_side)
+    base, u = jax.lax.optimization_barrier((base, u))
+    antipodal = (a == 0) & ~positive
+    out = {}
+    if p.get("rho") is not None:
+        y = clenshaw(p["rho"], base, u)
+        out["rho"] = jnp.where(antipodal, p["ends"][0], jnp.where(base < n_ratio * 9, 1.0 - a * y, y))
+    for key, end in (("tbar", 1), ("delta", 2)):
+        if p.get(key) is not None:
+            out[key] = jnp.where(antipodal, p["ends"][end], clenshaw(p[key], base, u))
+    return out
+
+
+def _series(coef, t):
+    """``sum_j coef[j] T_j(t)`` elementwise (Clenshaw), ``coef`` a short vector of scalars."""
+    two_t = 2.0 * t
+    b1, b2 = jnp.full_like(t, coef[-1]), jnp.zeros_like(t)
+    for j in range(coef.shape[0] - 2, 0, -1):
+        b1, b2 = coef[j] + two_t * b1 - b2, b1
+    return coef[0] + t * b1 - b2
+
+
 @partial(jax.jit, static_argnames=("kinds", "get", "emin", "n_side", "n_ratio", "squeeze"))
-def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, *, kinds: tuple[int, ...], get: tuple,
-                     emin: int, n_side: int, n_ratio: int, squeeze: bool = False) -> dict:
+def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, bulk: BulkSeries | None = None, *,
+                     kinds: tuple[int, ...], get: tuple, emin: int, n_side: int, n_ratio: int,
+                     squeeze: bool = False) -> dict:
     """The fields of ``get`` at the tables' layers from the first layer (``rho1 [n1, n2]``, ``lq1 [n1]``,
     ``lq2 [n2]``) and the tables: one elementwise pass per layer (``kinds``: :func:`layer_kinds`).
 
     With ``growth`` (:func:`layer_growth`, a homogeneous activation without bias) the tables were made
     at ``Sigma^1 = 1`` and each input's diagonals follow from its own ``Sigma^1(x, x)``; otherwise every
-    input has the tables' diagonals.
+    input has the tables' diagonals. With ``bulk`` (:class:`BulkSeries`; every pair neither identical nor
+    opposite has ``|rho_1| <= bulk.radius``) each map is one series in ``rho_1`` instead of the panels:
+    no table lookups, so the pass vectorizes.
     """
-    positive = rho1 >= 0
-    a = 1.0 - jnp.abs(rho1)
-    v = jnp.sqrt(0.5 * a)
-    same = (a == 0) & positive
-    antipodal = (a == 0) & ~positive
-    base, u = locate(v, positive, emin, n_side)
-    base, u = jax.lax.optimization_barrier((base, u))
-    in_ratio = base < n_ratio * 9
+    same = (rho1 == 1.0)
+    t = None if bulk is None else jnp.clip(rho1 / bulk.radius, -1.0, 1.0)
     fields = {f for f in get if f != "_logs"}
     # Every layer is one vectorized pass producing each output whole ([m, n1, n2]): stacking per-layer
     # arrays would write each layer twice (measured 2.3x slower for 100 layers).
@@ -376,9 +464,10 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, *, kinds: tupl
                      ends=tables.ends)
     if growth is not None:
         per_layer.update(grow=jnp.asarray(growth[0]), dgrow=jnp.asarray(growth[1]))
+    source = tables if bulk is None else bulk
     for key in ("rho", "tbar", "delta"):
-        if getattr(tables, key) is not None:
-            per_layer[key] = getattr(tables, key)
+        if getattr(source, key) is not None:
+            per_layer[key] = getattr(source, key)
 
     def layer(p):
         if growth is None:
@@ -392,21 +481,24 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, *, kinds: tupl
             sd_a, sd_b = p["lsd"] + scaled(lq1, p["dgrow"]), p["lsd"] + scaled(lq2, p["dgrow"])
         tau = p["lt"] - p["lq"]
         lta, ltb = lqa + tau, lqb + tau
-        first, ends = p["first"], p["ends"]
+        first = p["first"]
+        maps = _panel_maps(p, rho1, emin, n_side, n_ratio) if bulk is None else {}
+
+        def interpolated(key):
+            if bulk is None:
+                return maps[key]
+            return jnp.where(rho1 == -1.0, p["ends"][("rho", "tbar", "delta").index(key)], _series(p[key], t))
+
         out = {}
         rho_l = tbar = delta = None
         if "rho" in fields or "nngp" in fields:
-            y = clenshaw(p["rho"], base, u)
-            rho_l = jnp.where(in_ratio, 1.0 - a * y, y)
-            rho_l = jnp.clip(jnp.where(same, 1.0, jnp.where(antipodal, ends[0], rho_l)), -1.0, 1.0)
+            rho_l = jnp.clip(jnp.where(same, 1.0, interpolated("rho")), -1.0, 1.0)
             rho_l = jnp.where(first, rho1, rho_l)
         if "ntk" in fields or "ntk_normalized" in fields:
-            tbar = clenshaw(p["tbar"], base, u)
-            tbar = jnp.clip(jnp.where(same, 1.0, jnp.where(antipodal, ends[1], tbar)), -1.0, 1.0)
+            tbar = jnp.clip(jnp.where(same, 1.0, interpolated("tbar")), -1.0, 1.0)
             tbar = jnp.where(first, rho1, tbar)
         if "nngp_dot" in fields:
-            delta = clenshaw(p["delta"], base, u)
-            delta = jnp.where(same, 1.0, jnp.where(antipodal, ends[2], delta))
+            delta = jnp.where(same, 1.0, interpolated("delta"))
         if "rho" in fields:
             out["rho"] = rho_l
         if "ntk_normalized" in fields:

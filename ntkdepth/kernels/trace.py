@@ -17,6 +17,7 @@ import numpy as np
 
 from ntkdepth.kernels.activations import ABRelu, Activation, activation as as_activation
 from ntkdepth.kernels.engine import (
+    BULK_RADII,
     layer_growth,
     layer_kinds,
     normalized_loop,
@@ -232,12 +233,14 @@ def _warn_tail(act: Activation, plan: MehlerPlan, dtype) -> None:
 
 
 def _tabulation_setting(act, rho1, smallest, lq1, lq2, bias, dtype, residual=False):
-    """``(lq, emin)`` where the maps are functions of ``rho_1`` alone, else ``None``.
+    """``(lq, emin, radius)`` where the maps are functions of ``rho_1`` alone, else ``None``.
 
     They are for a homogeneous activation without bias (tabulated at ``Sigma^1 = 1``; of degree 1 in a
     residual network, whose skip connection mixes the powers of other degrees) and for any
     activation when every input has the same ``Sigma^1(x, x)`` (tabulated at that value). ``emin``
-    puts the mesh's smallest panel below the closest pair of inputs (concrete values only).
+    puts the mesh's smallest panel below the closest pair of inputs (concrete values only); ``radius``
+    is the smallest of :data:`~ntkdepth.kernels.engine.BULK_RADII` at least the largest ``|rho_1|`` of
+    pairs neither identical nor opposite (``None`` if none is): there the maps may be one series.
     """
     if any(isinstance(v, jax.core.Tracer) for v in (rho1, smallest, lq1, lq2)):
         return None
@@ -254,7 +257,10 @@ def _tabulation_setting(act, rho1, smallest, lq1, lq2, bias, dtype, residual=Fal
     v_min = math.sqrt(0.5 * a_min) if math.isfinite(a_min) else 0.5
     floor = np.finfo(dtype).minexp + 2
     emin = max(floor, min(-3, 4 * math.floor((math.floor(math.log2(v_min)) - 1) / 4)))
-    return lq, emin
+    # Every pair neither identical nor opposite within |rho_1| <= radius: the maps may be one series there.
+    widest = 1.0 - a_min if math.isfinite(a_min) else 0.0
+    radius = min((r for r in BULK_RADII if widest <= r), default=None)
+    return lq, emin, radius
 
 
 # The cost model of method="auto" for the normalized and residual loops and the tables, in nanoseconds
@@ -269,6 +275,7 @@ _LOOP_LAYER = {("plain", "closed"): {"float32": 6.0, "float64": 12.0},
                ("residual", "hermite"): {"float32": 6.0, "float64": 15.0}}
 _LOOP_WRITE = {"plain": {"float32": 5.5, "float64": 10.0}, "residual": {"float32": 2.0, "float64": 3.5}}
 _TABLE_PASS = {"float32": 3.0, "float64": 6.0}
+_TABLE_SERIES = {"float32": 1.8, "float64": 3.5}  # the pass where the maps are one series (BulkSeries)
 _TIE = 0.8  # the tables must cost less than this fraction of the loop
 _HERMITE_TERMS = 128  # the Hermite loop's layer as measured (tanh, SiLU in their usual range); longer costs more
 
@@ -314,7 +321,8 @@ def tables_cost(setting, act, plan, layer_array, shape, dtype, residual=False) -
     of :func:`_tabulation_setting`) and one pass per requested layer over every pair."""
     _, name, per_layer = _kinds(act, plan, dtype, residual)
     nodes = len(symmetric_mesh(setting[1]).lo) * N + 1
-    return nodes * int(layer_array.max()) * per_layer + int(np.prod(shape)) * len(layer_array) * _TABLE_PASS[name]
+    per_pair = (_TABLE_PASS if setting[2] is None else _TABLE_SERIES)[name]
+    return nodes * int(layer_array.max()) * per_layer + int(np.prod(shape)) * len(layer_array) * per_pair
 
 
 @functools.lru_cache(maxsize=64)
@@ -323,21 +331,27 @@ def _cached_plan(act, span, W_std, b_std, depth, dtype_name, alpha=None):
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_tables(act, plan, W_std, b_std, lq, layers, dtype_name, emin, needs, alpha):
+def _cached_tables(act, plan, W_std, b_std, lq, layers, dtype_name, emin, needs, alpha, radius=None):
     with jax.ensure_compile_time_eval():
-        return tabulate(act, plan, W_std, b_std, lq, layers, np.dtype(dtype_name), emin, needs, alpha=alpha)
+        return tabulate(act, plan, W_std, b_std, lq, layers, np.dtype(dtype_name), emin, needs, alpha=alpha,
+                        bulk_radius=radius)
 
 
 def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fields, dtype, squeeze, alpha=None):
-    lq, emin = setting
+    lq, emin, radius = setting
     needs = ("rho" in fields or "nngp" in fields, "ntk" in fields or "ntk_normalized" in fields,
              "nngp_dot" in fields)
     layers = tuple(int(l) for l in layer_array)
-    tables = _cached_tables(act, plan, W_std, b_std, lq, layers, np.dtype(dtype).name, emin, needs, alpha)
+    tables = _cached_tables(act, plan, W_std, b_std, lq, layers, np.dtype(dtype).name, emin, needs, alpha, radius)
     mesh = symmetric_mesh(emin)
     degree = act.degree if (act.degree is not None and b_std == 0.0) else None
-    return tabulated_fields(rho1, lq1, lq2, tables, layer_growth(layers, degree, dtype), kinds=layer_kinds(layers),
-                            get=fields, emin=emin, n_side=mesh.n_side, n_ratio=ratio_panels(mesh), squeeze=squeeze)
+    bulk = tables.bulk
+    # The one series where it meets the recursion to a few rounding units (float64: 3.6e-15), else the panels.
+    if bulk is not None and not float(bulk.error) <= 16 * float(np.finfo(dtype).eps):
+        bulk = None
+    return tabulated_fields(rho1, lq1, lq2, tables, layer_growth(layers, degree, dtype), bulk,
+                            kinds=layer_kinds(layers), get=fields, emin=emin, n_side=mesh.n_side,
+                            n_ratio=ratio_panels(mesh), squeeze=squeeze)
 
 
 def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,
