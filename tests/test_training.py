@@ -205,6 +205,40 @@ def test_a_seed_group_draws_each_seeds_initial_network_in_one_vmapped_call():
             assert len(calls) == n_calls  # traced once for all seeds
 
 
+def test_checkpoints_wait_for_four_times_the_last_saves_duration(tmp_path, monkeypatch):
+    """A save that takes long (a wide group on a loaded disk) spaces the next ones out, so that
+    training keeps at least 4/5 of the time; a quick save keeps the configured interval. A clock that
+    moves 5 s a stop and ``cost`` s a save stands in for the real one."""
+    import types
+
+    import orbax.checkpoint as ocp
+
+    from ntkdepth.training import parallel
+
+    make_model, data, spec, ev = _tiny_sweep_setup()
+    clock, saved = [0.0], []
+    monkeypatch.setattr(parallel, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    run_until, save = SeedGroup.run_until, ocp.CheckpointManager.save
+
+    def training(self, state, stop):
+        clock[0] += 5.0
+        return run_until(self, state, stop)
+
+    monkeypatch.setattr(SeedGroup, "run_until", training)
+    for cost, expected in ((0.0, list(range(1, 12))), (10.0, [1, 9])):
+        def saving(self, step, *args, cost=cost, **kwargs):
+            saved.append(step)
+            clock[0] += cost
+            return save(self, step, *args, **kwargs)
+
+        monkeypatch.setattr(ocp.CheckpointManager, "save", saving)
+        saved.clear()
+        run_width_sweep(make_model, data, spec, ev, [8], [0], tmp_path / f"cost{cost}", checkpoint_every=1,
+                        checkpoint_interval_s=1.0, progress=False)
+        # A save of 10 s: the next one 40 s later (stop 9, 8 stops of 5 s after the first save).
+        assert saved == expected, (cost, saved)
+
+
 def test_an_interrupted_sweep_resumes_and_gives_the_same_numbers(tmp_path, monkeypatch):
     make_model, data, spec, ev = _tiny_sweep_setup()
     full = run_width_sweep(make_model, data, spec, ev, [8, 16], [0, 1], tmp_path / "full",

@@ -151,8 +151,9 @@ def run_width_sweep(
     out; every width is planned against the devices' memory before the first
     run starts). A checkpoint is written at a
     recorded step (or every ``checkpoint_every`` steps) once at least
-    ``checkpoint_interval_s`` seconds have passed since the last one, so fast
-    runs are not slowed down by writing their parameters.
+    ``checkpoint_interval_s`` seconds (and four times the last save's own
+    duration) have passed since the last one, so fast runs and large groups
+    are not slowed down by writing their parameters.
 
     ``make_model(width, seed)`` passes ``seed`` on as the network's ``rngs``:
     to build a group's networks in one vmapped call it is also given
