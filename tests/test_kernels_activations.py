@@ -157,8 +157,8 @@ def test_tabulated_path_agrees_with_the_layer_loop(x64, rng, name, W, b):
 def test_one_series_replaces_the_panels_where_every_correlation_is_small(x64, rng, monkeypatch, name, b, residual):
     """Inputs of one norm in many dimensions (every |rho_1| <= 1/4 but identical pairs, and without
     bias opposite ones): each map is one series in rho_1, equal to the loop to 1e-13 (the panels reach
-    ~3e-13) and to the recursion at its check points to rounding; where the series misses (degree 4)
-    the panels take over."""
+    ~3e-13) and to the recursion at its check points to rounding; in float32 to its rounding; where
+    the series misses (degree 4) the panels take over."""
     from ntkdepth.kernels import engine, trace
 
     x = _sphere(rng, 40, 400)
@@ -174,6 +174,8 @@ def test_one_series_replaces_the_panels_where_every_correlation_is_small(x64, rn
         a, c = np.asarray(getattr(loop, f)), np.asarray(getattr(tab, f))
         assert np.max(np.abs(a - c)) <= 1e-13 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - c)))
     assert np.all(np.asarray(tab.rho)[:, 40, 0] == 1.0)  # identical
+    if name != "erf":  # float32 and the fallback once (each compiles the pass anew)
+        return
     # float32: the series in single precision, to its rounding (away from the opposite pair, whose
     # ends the float32 recursion keeps to ~1e-5).
     tab32 = kernel_trace(x.astype(np.float32), method="interp", **kw)
