@@ -108,6 +108,13 @@ class Activation:
         )
 
     @property
+    def odd(self) -> bool:
+        """Whether ``phi(-x) = -phi(x)``: without bias an opposite pair (``x' = -x``) then stays
+        opposite at every layer, and the layer loop keeps ``rho = Thetabar = -1`` exactly
+        (docs/activations.md#accuracy)."""
+        return False
+
+    @property
     def label(self) -> str:
         """``name`` with the parameters that differ from their defaults, e.g. ``leaky_relu(slope=0.2)``."""
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
@@ -155,6 +162,10 @@ class ABRelu(_Homogeneous):
     b: float = 1.0
     name: ClassVar[str] = "abrelu"
     degree: ClassVar[int] = 1
+
+    @property
+    def odd(self) -> bool:
+        return self.a == self.b
 
     def __post_init__(self):
         for f in ("a", "b"):
@@ -205,6 +216,7 @@ class Identity(_Homogeneous):
 
     name: ClassVar[str] = "identity"
     degree: ClassVar[int] = 1
+    odd: ClassVar[bool] = True
 
     def __call__(self, x):
         return x
@@ -284,6 +296,7 @@ class Sign(_Homogeneous):
 
     name: ClassVar[str] = "sign"
     degree: ClassVar[int] = 0
+    odd: ClassVar[bool] = True
 
     def __call__(self, x):
         return jnp.sign(x)
@@ -326,6 +339,10 @@ class Erf(Activation):
     b: float = 1.0
     c: float = 0.0
     name: ClassVar[str] = "erf"
+
+    @property
+    def odd(self) -> bool:
+        return self.c == 0.0
 
     def __post_init__(self):
         _check_numbers("erf", a=self.a, b=self.b, c=self.c)
@@ -417,6 +434,10 @@ class Sin(Activation):
     c: float = 0.0
     name: ClassVar[str] = "sin"
 
+    @property
+    def odd(self) -> bool:
+        return self.c == 0.0
+
     def __post_init__(self):
         _check_numbers("sin", a=self.a, b=self.b, c=self.c)
         if self.a == 0 or self.b == 0:
@@ -484,6 +505,10 @@ class _Expanded(Activation):
 
     def correlations(self, r1, r2, rho, reach=None):
         return mehler_correlations(r1, r2, rho, reach)
+
+    @property
+    def odd(self) -> bool:
+        return self.odd_part == "all"
 
 
 @dataclasses.dataclass(frozen=True)

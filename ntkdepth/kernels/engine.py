@@ -144,6 +144,12 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, *, act: Activation,
         columns = None if symmetric and not act.closed_form else {k: v[None, :] for k, v in r2.items()}
         kappa, delta = act.correlations({k: v[:, None] for k, v in r1.items()}, columns, st["rho"], reach)
         kappa, delta = jnp.where(same, 1.0, kappa), jnp.where(same, 1.0, delta)
+        opposite = None
+        if act.odd and not bias:
+            # An odd activation keeps an opposite pair of equal variances opposite: exactly, since -1
+            # is an unstable fixed point where the map expands (one rounding grows like chi_1^l).
+            opposite = (st["rho"] == -1.0) & (st["lq1"][:, None] == st["lq2"][None, :])
+            kappa, delta = jnp.where(opposite, -1.0, kappa), jnp.where(opposite, 1.0, delta)
         new = {}
         rows = []
         for r, lq, lt in ((r1, st["lq1"], st["lt1"]), (r2, st["lq2"], st["lt2"])):
@@ -164,6 +170,8 @@ def normalized_loop(rho1, lq1, lq2, W_std, b_std, requested, *, act: Activation,
             tbar = _convex(rr1, rr2, delta * st["tbar"], ss1, ss2, rho)
         else:
             tbar = rho
+        if opposite is not None:  # Theta(x, -x) = -Theta(x, x), not -(r^2 + s^2) rounded
+            tbar = jnp.where(opposite, -1.0, tbar)
         new.update(rho=rho, tbar=tbar, lq1=lq1n, lq2=lq2n, lt1=lt1n, lt2=lt2n)
         if "_rows" in get:
             new["lsd1"] = lsd1 if passes_ntk else jnp.full_like(lq1n, -jnp.inf)
