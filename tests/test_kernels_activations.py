@@ -164,7 +164,7 @@ def test_one_series_replaces_the_panels_where_every_correlation_is_small(x64, rn
     x = _sphere(rng, 40, 400)
     x = np.vstack([x, x[:1]] + ([-x[1:2]] if b == 0.0 else []))  # identical (and opposite) pairs
     used, real = [], trace.tabulated_fields
-    monkeypatch.setattr(trace, "tabulated_fields", lambda *a, **k: used.append(a[5]) or real(*a, **k))
+    monkeypatch.setattr(trace, "tabulated_fields", lambda *a, **k: used.append(a[3].bulk) or real(*a, **k))
     kw = dict(depth=30, layers=[1, 2, 7, 30], activation=name, W_std=1.3, b_std=b, residual=residual)
     loop = kernel_trace(x, method="loop", **kw)
     tab = kernel_trace(x, method="interp", **kw)

@@ -17,7 +17,15 @@ import numpy as np
 
 from ntkdepth.kernels.activations import Activation
 from ntkdepth.kernels.gaussian import MehlerPlan, hermite_table
-from ntkdepth.kernels.interpolant import chebyshev_coefficients, clenshaw, locate, symmetric_mesh
+from ntkdepth.kernels.interpolant import (
+    chebyshev_coefficients,
+    chebyshev_matrix,
+    chebyshev_points,
+    chebyshev_sum,
+    clenshaw,
+    locate,
+    symmetric_mesh,
+)
 from ntkdepth.kernels.residual import residual_loop
 from ntkdepth.kernels.scaling import times
 from ntkdepth.kernels.scan import loop_options, requested_layers, run_length, scan_layers, slot_of, write_slot
@@ -264,6 +272,8 @@ def _convex(a1, a2, x, c1, c2, y):
 BULK_DEGREE = 16
 #: Radii of the intervals ``|rho_1| <= radius`` on which that series is made: ``2^-6 .. 2^-2``.
 BULK_RADII = tuple(2.0**-k for k in range(2, 7))
+#: Points of ``[-1, 1]`` (evenly spaced, in units of the radius) where the series is checked.
+_BULK_CHECKS = np.linspace(-1.0, 1.0, 17)
 
 
 class BulkSeries(NamedTuple):
@@ -271,8 +281,8 @@ class BulkSeries(NamedTuple):
 
     ``rho``, ``tbar``, ``delta``: ``[m, BULK_DEGREE + 1]`` coefficients of ``rho_l``, ``Thetabar^l`` and
     the derivative kernel's correlation (``None`` where the tables have none); ``radius``: a number;
-    ``error``: the largest difference between the series and the recursion itself at 17 points of
-    the interval other than the series' own.
+    ``error``: the largest difference between the series and the recursion itself at the 17 points
+    of ``_BULK_CHECKS`` (other than the series' own).
     """
 
     radius: float
@@ -306,15 +316,6 @@ def ratio_panels(mesh) -> int:
     return int(np.sum(mesh.hi[: mesh.n_side] <= 0.5))
 
 
-def _bulk_nodes(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(rho_1 at the series' Chebyshev points, at 17 check points, the DCT matrix)`` on ``[-radius, radius]``."""
-    n = BULK_DEGREE + 1
-    k = np.arange(n)
-    mat = (2.0 / n) * np.cos(k[:, None] * (2 * k[None, :] + 1) * np.pi / (2 * n))
-    mat[0] /= 2.0
-    return radius * np.cos((2 * k + 1) * np.pi / (2 * n)), radius * np.linspace(-1.0, 1.0, 17), mat
-
-
 def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layers: tuple[int, ...], dtype,
              emin: int, needs: tuple[bool, bool, bool], alpha: float | None = None,
              bulk_radius: float | None = None) -> Tables:
@@ -325,9 +326,8 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     mesh = symmetric_mesh(emin)
     rho_nodes, omr_nodes = mesh.nodes()
     extra = np.zeros(0)
-    if bulk_radius is not None:
-        series_at, check_at, dct = _bulk_nodes(bulk_radius)
-        extra = np.concatenate([series_at, check_at])
+    if bulk_radius is not None:  # the series' Chebyshev points, then its check points
+        extra = bulk_radius * np.concatenate([chebyshev_points(BULK_DEGREE + 1), _BULK_CHECKS])
     n_mesh = len(rho_nodes)
     rho1 = jnp.asarray(np.concatenate([rho_nodes, [-1.0], extra]), dtype)[None, :]
     layer_array = np.asarray(layers)
@@ -347,7 +347,7 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
                             omr1=omr_all, **loop)
     bulk = None
     if bulk_radius is not None:
-        bulk = _bulk_series(out, needs, n_mesh + 1, bulk_radius, dct, dtype)
+        bulk = _bulk_series(out, needs, n_mesh + 1, bulk_radius, dtype)
         out = {k: v[..., : n_mesh + 1] if v.ndim == 3 else v for k, v in out.items()}
     n_panels = len(mesh.lo)
     n_ratio = ratio_panels(mesh)
@@ -373,11 +373,12 @@ def tabulate(act: Activation, plan, W_std: float, b_std: float, lq: float, layer
     )
 
 
-def _bulk_series(out: dict, needs, start: int, radius: float, dct: np.ndarray, dtype) -> BulkSeries:
+def _bulk_series(out: dict, needs, start: int, radius: float, dtype) -> BulkSeries:
     """The series of :class:`BulkSeries` from the node run's values ``out`` (``[m, 1, nodes]`` fields),
-    whose nodes from ``start`` on are :func:`_bulk_nodes`'s."""
+    whose nodes from ``start`` on are the series' points and then its checks (:func:`tabulate`)."""
     n = BULK_DEGREE + 1
-    check = jnp.asarray(np.linspace(-1.0, 1.0, 17), dtype)
+    dct = jnp.asarray(chebyshev_matrix(n).T, dtype)
+    check = jnp.asarray(_BULK_CHECKS, dtype)
     maps = {"rho": out["rho"], "tbar": out["ntk_normalized"]}
     if needs[2]:
         d = jnp.exp(out["_lsd"][:, 0])[:, None]
@@ -387,8 +388,8 @@ def _bulk_series(out: dict, needs, start: int, radius: float, dct: np.ndarray, d
         if not need:
             continue
         values = maps[key][:, 0, start:]
-        c = values[:, :n] @ jnp.asarray(dct.T, dtype)  # [m, n]
-        fit = jax.vmap(lambda c: _series(c, check))(c)
+        c = values[:, :n] @ dct  # [m, n]
+        fit = jax.vmap(lambda c: chebyshev_sum(c, check))(c)
         err = jnp.maximum(err, jnp.max(jnp.abs(fit - values[:, n:])))
         coefs[key] = c
     return BulkSeries(radius, coefs.get("rho"), coefs.get("tbar"), coefs.get("delta"), err)
@@ -441,28 +442,19 @@ def _panel_maps(p, rho1, emin: int, n_side: int, n_ratio: int) -> dict:
     return out
 
 
-def _series(coef, t):
-    """``sum_j coef[j] T_j(t)`` elementwise (Clenshaw), ``coef`` a short vector of scalars."""
-    two_t = 2.0 * t
-    b1, b2 = jnp.full_like(t, coef[-1]), jnp.zeros_like(t)
-    for j in range(coef.shape[0] - 2, 0, -1):
-        b1, b2 = coef[j] + two_t * b1 - b2, b1
-    return coef[0] + t * b1 - b2
-
-
 @partial(jax.jit, static_argnames=("kinds", "get", "emin", "n_side", "n_ratio", "squeeze"))
-def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, bulk: BulkSeries | None = None, *,
-                     kinds: tuple[int, ...], get: tuple, emin: int, n_side: int, n_ratio: int,
-                     squeeze: bool = False) -> dict:
+def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, *, kinds: tuple[int, ...], get: tuple,
+                     emin: int, n_side: int, n_ratio: int, squeeze: bool = False) -> dict:
     """The fields of ``get`` at the tables' layers from the first layer (``rho1 [n1, n2]``, ``lq1 [n1]``,
     ``lq2 [n2]``) and the tables: one elementwise pass per layer (``kinds``: :func:`layer_kinds`).
 
     With ``growth`` (:func:`layer_growth`, a homogeneous activation without bias) the tables were made
     at ``Sigma^1 = 1`` and each input's diagonals follow from its own ``Sigma^1(x, x)``; otherwise every
-    input has the tables' diagonals. With ``bulk`` (:class:`BulkSeries`; every pair neither identical nor
-    opposite has ``|rho_1| <= bulk.radius``) each map is one series in ``rho_1`` instead of the panels:
-    no table lookups, so the pass vectorizes.
+    input has the tables' diagonals. With ``tables.bulk`` (:class:`BulkSeries`; every pair neither
+    identical nor opposite has ``|rho_1| <= bulk.radius``) each map is one series in ``rho_1`` instead of
+    the panels: no table lookups, so the pass vectorizes.
     """
+    bulk = tables.bulk
     same = (rho1 == 1.0)
     t = None if bulk is None else jnp.clip(rho1 / bulk.radius, -1.0, 1.0)
     fields = {f for f in get if f != "_logs"}
@@ -495,7 +487,8 @@ def tabulated_fields(rho1, lq1, lq2, tables: Tables, growth=None, bulk: BulkSeri
         def interpolated(key):
             if bulk is None:
                 return maps[key]
-            return jnp.where(rho1 == -1.0, p["ends"][("rho", "tbar", "delta").index(key)], _series(p[key], t))
+            return jnp.where(rho1 == -1.0, p["ends"][("rho", "tbar", "delta").index(key)],
+                             chebyshev_sum(p[key], t))
 
         out = {}
         rho_l = tbar = delta = None

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["DEGREE", "N", "SymmetricMesh", "chebyshev_coefficients", "chebyshev_points", "clenshaw", "locate",
+__all__ = ["DEGREE", "N", "SymmetricMesh", "chebyshev_coefficients", "chebyshev_matrix", "chebyshev_points",
+           "chebyshev_sum", "clenshaw", "locate",
            "octave_panel", "symmetric_mesh"]
 
 #: Degree of the Chebyshev interpolant on each panel.
@@ -28,10 +29,20 @@ _SUB = 2**_SUB_BITS  # panels per octave of v
 _VMAX = math.sqrt(0.5)  # v at rho_1 = 0
 
 
-def chebyshev_points() -> np.ndarray:
-    """``[N]`` Chebyshev points of the first kind on ``[-1, 1]`` (interior: never the ends)."""
-    k = np.arange(N)
-    return np.cos((2 * k + 1) * np.pi / (2 * N))
+def chebyshev_points(n: int = N) -> np.ndarray:
+    """``[n]`` Chebyshev points of the first kind on ``[-1, 1]`` (interior: never the ends)."""
+    k = np.arange(n)
+    return np.cos((2 * k + 1) * np.pi / (2 * n))
+
+
+def chebyshev_matrix(n: int = N) -> np.ndarray:
+    """``[n, n]``: the Chebyshev coefficients of the interpolant through values at
+    :func:`chebyshev_points` ``(n)`` are ``values @ chebyshev_matrix(n).T``."""
+    k = np.arange(n)
+    j = np.arange(n)[:, None]
+    mat = (2.0 / n) * np.cos(j * (2 * k + 1) * np.pi / (2 * n))
+    mat[0] /= 2.0
+    return mat
 
 
 class SymmetricMesh(NamedTuple):
@@ -71,11 +82,7 @@ def symmetric_mesh(emin: int) -> SymmetricMesh:
 def chebyshev_coefficients(values: jax.Array, n_panels: int) -> jax.Array:
     """``[m, P * N]`` Chebyshev coefficients of the interpolants through ``values [m, P * N]`` (at
     :meth:`SymmetricMesh.nodes`)."""
-    k = np.arange(N)
-    j = np.arange(N)[:, None]
-    mat = (2.0 / N) * np.cos(j * (2 * k + 1) * np.pi / (2 * N))
-    mat[0] /= 2.0
-    mat = jnp.asarray(mat.T, values.dtype)
+    mat = jnp.asarray(chebyshev_matrix().T, values.dtype)
     m = values.shape[0]
     return (values.reshape(m, n_panels, N) @ mat).reshape(m, -1)
 
@@ -115,15 +122,21 @@ def locate(v: jax.Array, positive: jax.Array, emin: int, n_side: int) -> tuple[j
     return (idx * N).astype(jnp.uint32), u
 
 
-def clenshaw(coef: jax.Array, base: jax.Array, u: jax.Array) -> jax.Array:
-    """The Chebyshev series ``coef[base : base + N]`` at ``u``, elementwise."""
-
-    def c(j):
-        return coef.at[base + j].get(mode="promise_in_bounds")
-
+def _clenshaw(c, n: int, u: jax.Array) -> jax.Array:
+    """``sum_{j < n} c(j) T_j(u)`` by Clenshaw's recurrence."""
     two_u = 2.0 * u
-    b1 = c(N - 1)
+    b1 = c(n - 1)
     b2 = jnp.zeros_like(u)
-    for j in range(N - 2, 0, -1):
+    for j in range(n - 2, 0, -1):
         b1, b2 = c(j) + two_u * b1 - b2, b1
     return c(0) + u * b1 - b2
+
+
+def clenshaw(coef: jax.Array, base: jax.Array, u: jax.Array) -> jax.Array:
+    """The Chebyshev series ``coef[base : base + N]`` at ``u``, elementwise."""
+    return _clenshaw(lambda j: coef.at[base + j].get(mode="promise_in_bounds"), N, u)
+
+
+def chebyshev_sum(coef: jax.Array, t: jax.Array) -> jax.Array:
+    """The Chebyshev series ``coef`` (one short vector) at ``t``, elementwise."""
+    return _clenshaw(lambda j: coef[j], coef.shape[0], t)

@@ -345,13 +345,11 @@ def _tabulated(act, plan, W_std, b_std, setting, rho1, lq1, lq2, layer_array, fi
     tables = _cached_tables(act, plan, W_std, b_std, lq, layers, np.dtype(dtype).name, emin, needs, alpha, radius)
     mesh = symmetric_mesh(emin)
     degree = act.degree if (act.degree is not None and b_std == 0.0) else None
-    bulk = tables.bulk
     # The one series where it meets the recursion to a few rounding units (float64: 3.6e-15), else the panels.
-    if bulk is not None and not float(bulk.error) <= 16 * float(np.finfo(dtype).eps):
-        bulk = None
-    return tabulated_fields(rho1, lq1, lq2, tables, layer_growth(layers, degree, dtype), bulk,
-                            kinds=layer_kinds(layers), get=fields, emin=emin, n_side=mesh.n_side,
-                            n_ratio=ratio_panels(mesh), squeeze=squeeze)
+    if tables.bulk is not None and not float(tables.bulk.error) <= 16 * float(np.finfo(dtype).eps):
+        tables = tables._replace(bulk=None)
+    return tabulated_fields(rho1, lq1, lq2, tables, layer_growth(layers, degree, dtype), kinds=layer_kinds(layers),
+                            get=fields, emin=emin, n_side=mesh.n_side, n_ratio=ratio_panels(mesh), squeeze=squeeze)
 
 
 def kernel_fn(depth: int, activation="relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0, *,
